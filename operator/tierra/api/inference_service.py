@@ -1,0 +1,343 @@
+"""The namespaced InferenceService: one model, how to run it per accelerator, where and how much."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import ConfigDict, Field
+
+from tierra.api.common import (
+    API_VERSION,
+    DNS_LABEL,
+    REGION,
+    AcceleratorType,
+    ApiModel,
+    Condition,
+    Level,
+    ObjectMeta,
+    Objective,
+    cel,
+)
+
+MetricsPreset = Literal["vllm", "tgi", "triton", "custom"]
+MigrationPolicy = Literal["auto", "manual"]
+
+# Rendered child names are "<service>-<variant>-<tier>"; keep them under the 63-character DNS label.
+MAX_SERVICE_NAME = 40
+MAX_VARIANT_NAME = 15
+
+
+class ModelRef(ApiModel):
+    """The model being served."""
+
+    name: str = Field(description="Model name, e.g. llama-3.1-8b-instruct.", min_length=1, max_length=253)
+    uri: str | None = Field(
+        default=None,
+        description="Where the runtime loads weights from, e.g. hf://org/model or s3://bucket/path.",
+        pattern=r"^[a-z][a-z0-9+.-]*://\S+$",
+        max_length=2048,
+    )
+
+
+class EnvVar(ApiModel):
+    """An environment variable for the runtime container."""
+
+    name: str = Field(description="Variable name.", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=253)
+    value: str = Field(default="", description="Variable value.")
+
+
+class CustomQueries(ApiModel):
+    """PromQL for the custom metrics preset; {selector} is replaced by the pods' label matcher."""
+
+    queue_depth: str = Field(description="Requests waiting, summed over the service's pods.", min_length=1)
+    running: str | None = Field(default=None, description="Requests being served.")
+    latency_p95_seconds: str | None = Field(default=None, description="p95 end-to-end latency (s).")
+    ttft_p95_seconds: str | None = Field(default=None, description="p95 time to first token (s).")
+    arrival_rate: str | None = Field(default=None, description="Requests per second arriving.")
+
+
+class Runtime(ApiModel):
+    """The model server container."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    "self.metricsPreset != 'custom' || has(self.customQueries)",
+                    "metricsPreset custom requires customQueries",
+                    ".customQueries",
+                ),
+            ]
+        }
+    )
+
+    image: str = Field(description="Container image of the model server.", min_length=1, max_length=1024)
+    port: int = Field(default=8000, ge=1, le=65535, description="HTTP port the server listens on.")
+    args: list[str] = Field(default_factory=list, description="Container arguments.", max_length=64)
+    env: list[EnvVar] = Field(default_factory=list, description="Extra environment.", max_length=64)
+    metrics_preset: MetricsPreset = Field(
+        default="vllm", description="Which runtime's Prometheus metric names to query."
+    )
+    custom_queries: CustomQueries | None = Field(
+        default=None, description="Queries for metricsPreset custom."
+    )
+    health_path: str = Field(
+        default="/health", description="HTTP path for readiness and liveness probes.", pattern=r"^/\S*$"
+    )
+
+
+class VariantAccelerator(ApiModel):
+    """The accelerators one replica of a variant needs."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    "!has(self.topology) || self.type == 'google-tpu'",
+                    "topology is only meaningful for google-tpu",
+                    ".topology",
+                ),
+            ]
+        }
+    )
+
+    type: AcceleratorType = Field(description="Accelerator family this variant runs on.")
+    model: str | None = Field(
+        default=None,
+        description="Required accelerator model (e.g. H100); empty accepts any model of the type.",
+        max_length=63,
+    )
+    count: int = Field(default=1, ge=1, le=64, description="Accelerators per replica.")
+    topology: str | None = Field(
+        default=None,
+        description="TPU slice topology, e.g. 2x2 or 2x2x1.",
+        pattern=r"^[1-9][0-9]*x[1-9][0-9]*(x[1-9][0-9]*)?$",
+    )
+
+
+class VariantCapacity(ApiModel):
+    """Profiled throughput of one replica."""
+
+    max_concurrency: int = Field(ge=1, le=100000, description="Requests one replica serves at once.")
+    prefill_tokens_per_second: float = Field(
+        gt=0, le=1e9, description="Prompt tokens one replica processes per second."
+    )
+    decode_tokens_per_second: float = Field(
+        gt=0, le=1e9, description="Output tokens one replica generates per second."
+    )
+
+
+class Variant(ApiModel):
+    """How to run the model on one accelerator type."""
+
+    name: str = Field(
+        description="Variant name, unique in the service.", pattern=DNS_LABEL, max_length=MAX_VARIANT_NAME
+    )
+    accelerator: VariantAccelerator = Field(description="Accelerators per replica.")
+    capacity: VariantCapacity = Field(description="Per-replica throughput, profiled.")
+    startup_seconds: int = Field(
+        default=60, ge=0, le=3600, description="Seconds from pod start until it serves."
+    )
+    args: list[str] = Field(
+        default_factory=list, description="Extra runtime arguments for this variant.", max_length=64
+    )
+
+
+class Placement(ApiModel):
+    """Where the service may run and what placement optimises."""
+
+    levels: list[Level] = Field(
+        default_factory=lambda: ["central", "regional", "edge"],
+        description="Allowed levels, in preference order (ties are broken by this order).",
+        min_length=1,
+        max_length=3,
+        json_schema_extra={"x-kubernetes-list-type": "set"},
+    )
+    residency: str | None = Field(
+        default=None,
+        description="Data boundary: only tiers whose residency includes it.",
+        pattern=REGION,
+        max_length=63,
+    )
+    user_regions: dict[str, Annotated[float, Field(ge=0, le=1)]] = Field(
+        default_factory=dict,
+        description="Share of requests from each user region (weights, 0..1).",
+        json_schema_extra={"maxProperties": 64},
+    )
+    min_tiers: int = Field(default=1, ge=1, le=8, description="Spread replicas over this many tiers.")
+    objective: Objective = Field(default="cost", description="cost, latency or carbon.")
+    allowed_variants: list[Annotated[str, Field(max_length=MAX_VARIANT_NAME)]] = Field(
+        default_factory=list,
+        description="Restrict placement to these variants (names from spec.variants); empty allows all.",
+        max_length=16,
+        json_schema_extra={"x-kubernetes-list-type": "set"},
+    )
+
+
+class Slo(ApiModel):
+    """Service-level objectives."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    "!has(self.ttftP95Ms) || self.ttftP95Ms <= self.latencyP95Ms",
+                    "ttftP95Ms must not exceed latencyP95Ms",
+                    ".ttftP95Ms",
+                ),
+            ]
+        }
+    )
+
+    latency_p95_ms: int = Field(ge=1, le=600000, description="p95 end-to-end request latency goal (ms).")
+    ttft_p95_ms: int | None = Field(
+        default=None, ge=1, le=600000, description="p95 time-to-first-token goal (ms)."
+    )
+    max_queue_per_replica: int | None = Field(
+        default=None, ge=0, le=100000, description="Waiting requests a replica may hold."
+    )
+
+
+class Scaling(ApiModel):
+    """Autoscaling bounds and behaviour."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    "self.minReplicas <= self.maxReplicas",
+                    "minReplicas must be less than or equal to maxReplicas",
+                    ".minReplicas",
+                ),
+                cel(
+                    "self.minReplicas > 0 || self.scaleToZero",
+                    "minReplicas 0 requires scaleToZero: true",
+                    ".minReplicas",
+                ),
+            ]
+        }
+    )
+
+    min_replicas: int = Field(default=1, ge=0, le=10000, description="Lower bound on replicas.")
+    max_replicas: int = Field(default=10, ge=1, le=10000, description="Upper bound on replicas.")
+    scale_to_zero: bool = Field(default=False, description="Allow zero replicas when idle.")
+    scale_down_delay_seconds: int = Field(
+        default=120, ge=0, le=86400, description="Sustained lower need before scaling down."
+    )
+
+
+class Migration(ApiModel):
+    """How the service moves between tiers."""
+
+    policy: MigrationPolicy = Field(default="auto", description="auto or manual.")
+    drain_seconds: int = Field(
+        default=60, ge=0, le=3600, description="Time old replicas keep serving after the new are Ready."
+    )
+
+
+class InferenceServiceSpec(ApiModel):
+    """Desired state of an InferenceService."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    "self.placement.allowedVariants.all(n, self.variants.exists(v, v.name == n))",
+                    "placement.allowedVariants must name variants from spec.variants",
+                    ".placement.allowedVariants",
+                ),
+                cel(
+                    "!has(self.replicas) || self.replicas <= self.scaling.maxReplicas",
+                    "replicas must not exceed scaling.maxReplicas",
+                    ".replicas",
+                ),
+                cel(
+                    "!has(self.replicas) || self.replicas > 0 || self.scaling.scaleToZero",
+                    "replicas 0 requires scaling.scaleToZero: true",
+                    ".replicas",
+                ),
+            ]
+        }
+    )
+
+    model: ModelRef = Field(description="The model being served.")
+    runtime: Runtime = Field(description="The model server container.")
+    variants: list[Variant] = Field(
+        description="How to run the model on each accelerator type (at least one).",
+        min_length=1,
+        max_length=16,
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    )
+    placement: Placement = Field(default_factory=Placement, description="Where it may run.")
+    slo: Slo = Field(description="Latency objectives.")
+    scaling: Scaling = Field(default_factory=Scaling, description="Autoscaling bounds.")
+    migration: Migration = Field(default_factory=Migration, description="Migration policy.")
+    replicas: int | None = Field(
+        default=None,
+        ge=0,
+        le=10000,
+        description="Manual replica count (the scale subresource). When set, it overrides the "
+        "autoscaler; remove it to return to automatic scaling.",
+    )
+
+
+class PlacementStatus(ApiModel):
+    """One placement of the service: a variant on a pool of a tier."""
+
+    tier: str = Field(description="Tier name.")
+    pool: str = Field(description="Pool name in the tier.")
+    variant: str = Field(description="Variant name.")
+    replicas: int = Field(default=0, description="Desired replicas here.")
+    ready_replicas: int = Field(default=0, description="Ready replicas of the Deployment here.")
+    reason: str = Field(default="", description="Why this placement was chosen.")
+
+
+class ObservedMetrics(ApiModel):
+    """The last metrics the operator observed."""
+
+    observed_at: str | None = Field(default=None, description="RFC 3339 time of the sample.")
+    queue_depth: float | None = Field(default=None, description="Waiting requests.")
+    running: float | None = Field(default=None, description="Requests being served.")
+    arrival_rate: float | None = Field(default=None, description="Requests per second.")
+    p95_latency_ms: float | None = Field(default=None, description="p95 latency (ms).")
+    ttft_p95_ms: float | None = Field(default=None, description="p95 time to first token (ms).")
+
+
+class Decision(ApiModel):
+    """A recorded scale or migration decision."""
+
+    time: str = Field(description="RFC 3339 time of the decision.")
+    from_: str = Field(alias="from", description="State before.")
+    to: str = Field(description="State after.")
+    reason: str = Field(description="Why.")
+
+
+class InferenceServiceStatus(ApiModel):
+    """Observed state of an InferenceService."""
+
+    observed_generation: int | None = Field(default=None, description="Generation last reconciled.")
+    conditions: list[Condition] = Field(
+        default_factory=list,
+        description="Ready, Placed, SLOMet, MetricsAvailable and Migrating conditions.",
+    )
+    placements: list[PlacementStatus] = Field(default_factory=list, description="Where it runs.")
+    replicas: int = Field(default=0, description="Desired replicas over all placements.")
+    ready_replicas: int = Field(default=0, description="Ready replicas over all placements.")
+    selector: str = Field(default="", description="Label selector of the service's pods (scale).")
+    tiers: str = Field(default="", description="Comma-separated tiers it runs in (printer column).")
+    variant: str = Field(default="", description="Comma-separated variants in use (printer column).")
+    metrics: ObservedMetrics | None = Field(default=None, description="Last observed metrics.")
+    last_scale: Decision | None = Field(default=None, description="Last scale decision.")
+    last_migration: Decision | None = Field(default=None, description="Last migration.")
+
+
+class InferenceService(ApiModel):
+    """One model served across tiers and accelerator variants."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    api_version: Literal["tierra.dev/v1alpha1"] = Field(default=API_VERSION)
+    kind: Literal["InferenceService"] = "InferenceService"
+    metadata: ObjectMeta
+    spec: InferenceServiceSpec
+    status: InferenceServiceStatus = Field(default_factory=InferenceServiceStatus)

@@ -1,0 +1,101 @@
+"""The ``tierra`` command: run | fleet | crds | explain | simulate."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import yaml
+
+
+def _fleet(args: argparse.Namespace) -> int:
+    from tierra.fleet.binaries import ensure_binaries
+    from tierra.fleet.runner import Fleet, FleetError
+    from tierra.fleet.topology import default_fleet, node_manifests
+
+    if args.fleet_command == "build":
+        report = ensure_binaries()
+        print(f"binaries in {report.directory} (built {list(report.built) or 'nothing'}, "
+              f"{report.seconds:.0f}s)")
+        return 0
+    if args.fleet_command == "nodes":
+        clusters = {c.name: c for c in default_fleet(args.scale)}
+        print(yaml.safe_dump_all(node_manifests(clusters[args.cluster]), sort_keys=False), end="")
+        return 0
+    fleet = Fleet(Path(args.dir) if args.dir else None, default_fleet(getattr(args, "scale", 1)))
+    if args.fleet_command == "up":
+        ensure_binaries()
+        try:
+            seconds = fleet.up(timeout=args.timeout)
+        except FleetError as error:
+            print(f"fleet failed to start: {error}", file=sys.stderr)
+            return 1
+        print(f"fleet ready in {seconds:.1f}s: clusters "
+              f"{', '.join(c.name for c in fleet.clusters)}")
+        print(f"  export KUBECONFIG={fleet.kubeconfig}")
+        for cluster in fleet.clusters:
+            print(f"  kubectl --context {cluster.context} get nodes")
+        print("  tierra fleet down   # stops every process")
+        return 0
+    if args.fleet_command == "down":
+        fleet.down()
+        return 0
+    if args.fleet_command == "status":
+        rows = fleet.status()
+        print(f"{'CLUSTER':10} {'COMPONENT':25} {'PID':>8}  STATE")
+        for row in rows:
+            state = "healthy" if row["healthy"] else ("running" if row["running"] else "stopped")
+            print(f"{row['cluster']:10} {row['component']:25} {row['pid'] or '-':>8}  {state}")
+        return 0 if all(row["healthy"] for row in rows) else 1
+    raise AssertionError(args.fleet_command)
+
+
+def _crds(args: argparse.Namespace) -> int:
+    from tierra.crdgen import stale_crds, write_crds
+
+    root = Path(args.root)
+    if args.crds_command == "generate":
+        for path in write_crds(root):
+            print(f"wrote {path}")
+        return 0
+    stale = stale_crds(root)
+    for path in stale:
+        print(f"stale: {path} (run `tierra crds generate`)", file=sys.stderr)
+    return 1 if stale else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tierra", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    fleet = commands.add_parser("fleet", help="the local multi-cluster fleet of real control planes")
+    fleet_commands = fleet.add_subparsers(dest="fleet_command", required=True)
+    for name, text in (("up", "start central, regional and edge; return when all are ready"),
+                       ("down", "stop every fleet process"),
+                       ("status", "report each component of each cluster")):
+        sub = fleet_commands.add_parser(name, help=text)
+        sub.add_argument("--dir", help="fleet state directory (default .tierra/fleet or "
+                                       "$TIERRA_FLEET_DIR)")
+        if name == "up":
+            sub.add_argument("--timeout", type=float, default=180.0)
+            sub.add_argument("--scale", type=int, default=1, help="multiply node counts")
+    fleet_commands.add_parser("build", help="build or locate the control-plane binaries")
+    nodes = fleet_commands.add_parser("nodes", help="print a cluster's kwok Node manifests")
+    nodes.add_argument("--cluster", required=True, choices=["central", "regional", "edge"])
+    nodes.add_argument("--scale", type=int, default=1)
+
+    crds = commands.add_parser("crds", help="generate or check CRD YAML from the typed models")
+    crds.add_argument("crds_command", choices=["generate", "check"])
+    crds.add_argument("--root", default=".", help="repository root")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handlers = {"fleet": _fleet, "crds": _crds}
+    return handlers[args.command](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,464 @@
+"""Run the local fleet: per cluster etcd, kube-apiserver, kube-controller-manager,
+kube-scheduler and kwok as real processes, plus kwok-managed accelerator Nodes.
+
+State (ports, pids) lives in ``<dir>/fleet.json`` so that ``tierra fleet down`` and
+``tierra fleet status`` work from another process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import json
+import os
+import signal
+import socket
+import ssl
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tierra.fleet.binaries import resolve_binaries
+from tierra.fleet.pki import write_pki
+from tierra.fleet.topology import FLEET_LABEL, ClusterSpec, default_fleet, node_manifests
+
+COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
+STATE_FILE = "fleet.json"
+KUBECONFIG_FILE = "kubeconfig"
+
+
+class FleetError(RuntimeError):
+    """The fleet could not be started, or a component died."""
+
+
+@dataclass
+class ClusterState:
+    name: str
+    ports: dict[str, int]
+    pids: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def server(self) -> str:
+        return f"https://127.0.0.1:{self.ports['kube-apiserver']}"
+
+
+def default_dir() -> Path:
+    return Path(os.environ.get("TIERRA_FLEET_DIR", ".tierra/fleet")).resolve()
+
+
+def _free_ports(count: int) -> list[int]:
+    sockets = []
+    try:
+        for _ in range(count):
+            sock = socket.socket()
+            sock.bind(("127.0.0.1", 0))
+            sockets.append(sock)
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def _die_with_parent() -> None:
+    """preexec_fn: SIGTERM the child when the process that started it dies (Linux prctl)."""
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    pr_set_pdeathsig = 1
+    libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie child still answers kill(0); look at its state.
+    with contextlib.suppress(OSError):
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat.rsplit(")", 1)[1].split()[0] != "Z"
+    return True
+
+
+def _kubeconfig(clusters: list[tuple[str, str, str, str]], ca: Path, current: str) -> dict[str, Any]:
+    """clusters: (context, server, client cert, client key)."""
+    ca_data = _b64(ca.read_bytes())
+    return {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {"name": ctx, "cluster": {"server": server, "certificate-authority-data": ca_data}}
+            for ctx, server, _, _ in clusters
+        ],
+        "users": [
+            {
+                "name": ctx,
+                "user": {
+                    "client-certificate-data": _b64(Path(cert).read_bytes()),
+                    "client-key-data": _b64(Path(key).read_bytes()),
+                },
+            }
+            for ctx, _, cert, key in clusters
+        ],
+        "contexts": [
+            {"name": ctx, "context": {"cluster": ctx, "user": ctx}} for ctx, _, _, _ in clusters
+        ],
+        "current-context": current,
+    }
+
+
+def _b64(data: bytes) -> str:
+    import base64
+
+    return base64.b64encode(data).decode()
+
+
+class Fleet:
+    """The local multi-cluster fleet rooted at ``directory``."""
+
+    def __init__(self, directory: Path | None = None,
+                 clusters: tuple[ClusterSpec, ...] | None = None) -> None:
+        self.directory = (directory or default_dir()).resolve()
+        self.clusters = clusters or default_fleet()
+        self.kubeconfig = self.directory / KUBECONFIG_FILE
+
+    # ---------------------------------------------------------------- state
+    def _state_path(self) -> Path:
+        return self.directory / STATE_FILE
+
+    def load_state(self) -> dict[str, ClusterState]:
+        path = self._state_path()
+        if not path.exists():
+            return {}
+        raw = json.loads(path.read_text())
+        return {name: ClusterState(**value) for name, value in raw["clusters"].items()}
+
+    def _save_state(self, states: dict[str, ClusterState]) -> None:
+        self._state_path().write_text(
+            json.dumps({"clusters": {n: asdict(s) for n, s in states.items()}}, indent=2)
+        )
+
+    def is_running(self) -> bool:
+        states = self.load_state()
+        return bool(states) and all(
+            _pid_alive(pid) for state in states.values() for pid in state.pids.values()
+        )
+
+    # ------------------------------------------------------------------- up
+    def up(self, timeout: float = 180.0, tie_to_parent: bool = False,
+           log: Callable[[str], None] = print) -> float:
+        """Start every cluster; return seconds until all were ready. Stops all on failure."""
+        if self.is_running():
+            log(f"fleet already running in {self.directory}")
+            return 0.0
+        self.down(quiet=True)
+        binaries = resolve_binaries()
+        self.directory.mkdir(parents=True, exist_ok=True)
+        started = time.monotonic()
+        states: dict[str, ClusterState] = {}
+        for spec in self.clusters:
+            ports = _free_ports(6)
+            states[spec.name] = ClusterState(
+                name=spec.name,
+                ports=dict(zip(
+                    ("etcd", "etcd-peer", "kube-apiserver", "kube-controller-manager",
+                     "kube-scheduler", "kwok"),
+                    ports, strict=True,
+                )),
+            )
+        self._save_state(states)
+        try:
+            with ThreadPoolExecutor(max_workers=len(self.clusters)) as pool:
+                futures = [
+                    pool.submit(self._start_cluster, spec, states, binaries, tie_to_parent,
+                                started + timeout, log)
+                    for spec in self.clusters
+                ]
+                for future in futures:
+                    future.result()
+            self._write_user_kubeconfig(states)
+        except BaseException:
+            self.down(quiet=True)
+            raise
+        return time.monotonic() - started
+
+    def _spawn(self, state: ClusterState, states: dict[str, ClusterState], component: str,
+               argv: list[str], tie_to_parent: bool) -> None:
+        logs = self.directory / state.name / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        with (logs / f"{component}.log").open("ab") as sink:
+            process = subprocess.Popen(
+                argv,
+                stdout=sink,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                preexec_fn=_die_with_parent if tie_to_parent else None,
+            )
+        state.pids[component] = process.pid
+        self._save_state(states)
+
+    def _start_cluster(self, spec: ClusterSpec, states: dict[str, ClusterState],
+                       binaries: dict[str, Path], tie: bool, deadline: float,
+                       log: Callable[[str], None]) -> None:
+        state = states[spec.name]
+        root = self.directory / spec.name
+        pki = root / "pki"
+        write_pki(pki)
+        p = state.ports
+        for component, stem in (("controller-manager", "controller-manager"),
+                                ("scheduler", "scheduler"), ("kwok", "kwok"), ("admin", "admin")):
+            config = _kubeconfig([(f"tierra-{spec.name}", state.server, str(pki / f"{stem}.crt"),
+                                   str(pki / f"{stem}.key"))], pki / "ca.crt",
+                                 f"tierra-{spec.name}")
+            (root / f"{component}.kubeconfig").write_text(yaml.safe_dump(config))
+
+        etcd_url = f"http://127.0.0.1:{p['etcd']}"
+        peer_url = f"http://127.0.0.1:{p['etcd-peer']}"
+        self._spawn(state, states, "etcd", [
+            str(binaries["etcd"]), "--name", spec.name, "--data-dir", str(root / "etcd"),
+            "--listen-client-urls", etcd_url, "--advertise-client-urls", etcd_url,
+            "--listen-peer-urls", peer_url, "--initial-advertise-peer-urls", peer_url,
+            "--initial-cluster", f"{spec.name}={peer_url}", "--unsafe-no-fsync",
+            "--quota-backend-bytes", str(4 * 1024**3), "--log-level", "warn",
+        ], tie)
+        _wait(lambda: _http_ok(f"{etcd_url}/health"), deadline, f"{spec.name}: etcd healthy",
+              lambda: self._check_alive(state))
+
+        self._spawn(state, states, "kube-apiserver", [
+            str(binaries["kube-apiserver"]),
+            f"--etcd-servers={etcd_url}",
+            "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
+            f"--secure-port={p['kube-apiserver']}",
+            f"--tls-cert-file={pki / 'apiserver.crt'}",
+            f"--tls-private-key-file={pki / 'apiserver.key'}",
+            f"--client-ca-file={pki / 'ca.crt'}",
+            f"--service-account-key-file={pki / 'sa.pub'}",
+            f"--service-account-signing-key-file={pki / 'sa.key'}",
+            "--service-account-issuer=https://kubernetes.default.svc",
+            "--authorization-mode=RBAC",
+            "--service-cluster-ip-range=10.96.0.0/16",
+            "--allow-privileged=true",
+            "--max-requests-inflight=1000", "--max-mutating-requests-inflight=500",
+            "--profiling=false", "--v=1",
+        ], tie)
+        admin_cfg = root / "admin.kubeconfig"
+        ssl_ctx = _client_ssl(pki)
+        _wait(lambda: _http_ok(f"{state.server}/readyz", ssl_ctx), deadline,
+              f"{spec.name}: kube-apiserver ready", lambda: self._check_alive(state))
+
+        self._spawn(state, states, "kube-controller-manager", [
+            str(binaries["kube-controller-manager"]),
+            f"--kubeconfig={root / 'controller-manager.kubeconfig'}",
+            f"--authentication-kubeconfig={root / 'controller-manager.kubeconfig'}",
+            f"--authorization-kubeconfig={root / 'controller-manager.kubeconfig'}",
+            "--bind-address=127.0.0.1", f"--secure-port={p['kube-controller-manager']}",
+            f"--service-account-private-key-file={pki / 'sa.key'}",
+            f"--root-ca-file={pki / 'ca.crt'}",
+            "--use-service-account-credentials=false", "--leader-elect=false",
+            "--controllers=*,-nodeipam,-cloud-node-lifecycle,-route,-service",
+            "--kube-api-qps=200", "--kube-api-burst=400", "--v=1",
+        ], tie)
+        self._spawn(state, states, "kube-scheduler", [
+            str(binaries["kube-scheduler"]),
+            f"--kubeconfig={root / 'scheduler.kubeconfig'}",
+            f"--authentication-kubeconfig={root / 'scheduler.kubeconfig'}",
+            f"--authorization-kubeconfig={root / 'scheduler.kubeconfig'}",
+            "--bind-address=127.0.0.1", f"--secure-port={p['kube-scheduler']}",
+            "--leader-elect=false", "--v=1",
+        ], tie)
+        self._spawn(state, states, "kwok", [
+            str(binaries["kwok"]),
+            f"--kubeconfig={root / 'kwok.kubeconfig'}",
+            "--manage-all-nodes=false",
+            "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
+            "--cidr=10.0.0.0/16", "--node-ip=10.0.0.1",
+            "--node-lease-duration-seconds=40",
+            f"--server-address=127.0.0.1:{p['kwok']}",
+        ], tie)
+
+        client = _api_client(admin_cfg)
+        _create_nodes(client, spec)
+        expected = sum(pool.nodes for pool in spec.pools)
+        _wait(lambda: _ready_nodes(client) >= expected, deadline,
+              f"{spec.name}: {expected} kwok nodes Ready", lambda: self._check_alive(state))
+        _wait(lambda: _default_service_account(client), deadline,
+              f"{spec.name}: controller-manager (default ServiceAccount)",
+              lambda: self._check_alive(state))
+        insecure = ssl.create_default_context()
+        insecure.check_hostname = False
+        insecure.verify_mode = ssl.CERT_NONE
+        _wait(lambda: _http_ok(f"https://127.0.0.1:{p['kube-scheduler']}/healthz", insecure),
+              deadline, f"{spec.name}: kube-scheduler healthy", lambda: self._check_alive(state))
+        log(f"cluster {spec.name} ready ({state.server})")
+
+    def _check_alive(self, state: ClusterState) -> None:
+        for component, pid in state.pids.items():
+            if not _pid_alive(pid):
+                logfile = self.directory / state.name / "logs" / f"{component}.log"
+                tail = logfile.read_text(errors="replace")[-3000:] if logfile.exists() else ""
+                raise FleetError(f"{state.name}/{component} exited; log tail:\n{tail}")
+
+    def _write_user_kubeconfig(self, states: dict[str, ClusterState]) -> None:
+        entries = [
+            (spec.context, states[spec.name].server,
+             str(self.directory / spec.name / "pki" / "admin.crt"),
+             str(self.directory / spec.name / "pki" / "admin.key"))
+            for spec in self.clusters
+        ]
+        # Each cluster has its own CA: write per-cluster CA data.
+        config = _kubeconfig(entries, self.directory / self.clusters[0].name / "pki" / "ca.crt",
+                             self.clusters[0].context)
+        for entry, spec in zip(config["clusters"], self.clusters, strict=True):
+            ca = self.directory / spec.name / "pki" / "ca.crt"
+            entry["cluster"]["certificate-authority-data"] = _b64(ca.read_bytes())
+        self.kubeconfig.write_text(yaml.safe_dump(config))
+        self.kubeconfig.chmod(0o600)
+
+    # ----------------------------------------------------------------- down
+    def down(self, quiet: bool = False, grace: float = 10.0) -> list[int]:
+        """Stop every process of the fleet; return the pids that were still running."""
+        states = self.load_state()
+        pids = [pid for state in states.values()
+                for component in reversed(COMPONENTS)
+                if (pid := state.pids.get(component)) is not None]
+        running = [pid for pid in pids if _pid_alive(pid)]
+        for pid in running:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline and any(_pid_alive(pid) for pid in running):
+            _reap()
+            time.sleep(0.1)
+        for pid in running:
+            if _pid_alive(pid):
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(pid, signal.SIGKILL)
+        _reap()
+        if states:
+            for state in states.values():
+                state.pids.clear()
+            self._save_state(states)
+        if not quiet:
+            print(f"stopped {len(running)} processes")
+        return running
+
+    # --------------------------------------------------------------- status
+    def status(self) -> list[dict[str, Any]]:
+        """One row per component: cluster, component, pid, running, healthy, detail."""
+        rows = []
+        for spec in self.clusters:
+            state = self.load_state().get(spec.name)
+            for component in COMPONENTS:
+                pid = state.pids.get(component) if state else None
+                alive = pid is not None and _pid_alive(pid)
+                healthy = alive and state is not None and self._healthy(spec, state, component)
+                rows.append({"cluster": spec.name, "component": component, "pid": pid,
+                             "running": alive, "healthy": healthy})
+        return rows
+
+    def _healthy(self, spec: ClusterSpec, state: ClusterState, component: str) -> bool:
+        p = state.ports
+        insecure = ssl.create_default_context()
+        insecure.check_hostname = False
+        insecure.verify_mode = ssl.CERT_NONE
+        pki = self.directory / spec.name / "pki"
+        checks = {
+            "etcd": lambda: _http_ok(f"http://127.0.0.1:{p['etcd']}/health"),
+            "kube-apiserver": lambda: _http_ok(f"{state.server}/readyz", _client_ssl(pki)),
+            "kube-controller-manager": lambda: _http_ok(
+                f"https://127.0.0.1:{p['kube-controller-manager']}/healthz", insecure),
+            "kube-scheduler": lambda: _http_ok(
+                f"https://127.0.0.1:{p['kube-scheduler']}/healthz", insecure),
+            "kwok": lambda: _http_ok(f"http://127.0.0.1:{p['kwok']}/healthz"),
+        }
+        return checks[component]()
+
+
+def _reap() -> None:
+    with contextlib.suppress(ChildProcessError):
+        while os.waitpid(-1, os.WNOHANG)[0] > 0:
+            pass
+
+
+def _client_ssl(pki: Path) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(cafile=str(pki / "ca.crt"))
+    ctx.load_cert_chain(str(pki / "admin.crt"), str(pki / "admin.key"))
+    return ctx
+
+
+def _http_ok(url: str, ctx: ssl.SSLContext | None = None) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2, context=ctx) as response:
+            return bool(response.status == 200)
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+def _wait(predicate: Callable[[], bool], deadline: float, what: str,
+          check: Callable[[], None]) -> None:
+    while True:
+        check()
+        try:
+            if predicate():
+                return
+        except Exception:  # noqa: BLE001 - the component is still coming up
+            pass
+        if time.monotonic() > deadline:
+            raise FleetError(f"timed out waiting for {what}")
+        time.sleep(0.2)
+
+
+def _api_client(kubeconfig: Path) -> Any:
+    from kubernetes import client, config
+
+    return client.CoreV1Api(config.new_client_from_config(config_file=str(kubeconfig)))
+
+
+def _create_nodes(core: Any, spec: ClusterSpec) -> None:
+    from kubernetes.client.exceptions import ApiException
+
+    for manifest in node_manifests(spec):
+        while True:
+            try:
+                core.create_node(manifest)
+                break
+            except ApiException as error:
+                if error.status == 409:
+                    break
+                if error.status in (403, 404, 429, 500, 503):  # RBAC bootstrap still settling
+                    time.sleep(0.2)
+                    continue
+                raise
+
+
+def _ready_nodes(core: Any) -> int:
+    nodes = core.list_node(label_selector=f"{FLEET_LABEL}=true").items
+    return sum(
+        1 for node in nodes
+        if any(c.type == "Ready" and c.status == "True" for c in (node.status.conditions or []))
+    )
+
+
+def _default_service_account(core: Any) -> bool:
+    core.read_namespaced_service_account("default", "default")
+    return True
+
+
+@contextlib.contextmanager
+def running_fleet(directory: Path, tie_to_parent: bool = True) -> Iterator[Fleet]:
+    """Start a fleet for the duration of a ``with`` block; always stops it."""
+    fleet = Fleet(directory)
+    fleet.up(tie_to_parent=tie_to_parent)
+    try:
+        yield fleet
+    finally:
+        fleet.down(quiet=True)
