@@ -16,8 +16,10 @@ def _fleet(args: argparse.Namespace) -> int:
 
     if args.fleet_command == "build":
         report = ensure_binaries()
-        print(f"binaries in {report.directory} (built {list(report.built) or 'nothing'}, "
-              f"{report.seconds:.0f}s)")
+        print(
+            f"binaries in {report.directory} (built {list(report.built) or 'nothing'}, "
+            f"{report.seconds:.0f}s)"
+        )
         return 0
     if args.fleet_command == "nodes":
         clusters = {c.name: c for c in default_fleet(args.scale)}
@@ -31,8 +33,9 @@ def _fleet(args: argparse.Namespace) -> int:
         except FleetError as error:
             print(f"fleet failed to start: {error}", file=sys.stderr)
             return 1
-        print(f"fleet ready in {seconds:.1f}s: clusters "
-              f"{', '.join(c.name for c in fleet.clusters)}")
+        print(
+            f"fleet ready in {seconds:.1f}s: clusters {', '.join(c.name for c in fleet.clusters)}"
+        )
         print(f"  export KUBECONFIG={fleet.kubeconfig}")
         for cluster in fleet.clusters:
             print(f"  kubectl --context {cluster.context} get nodes")
@@ -65,18 +68,78 @@ def _crds(args: argparse.Namespace) -> int:
     return 1 if stale else 0
 
 
+def _run(args: argparse.Namespace) -> int:
+    import os
+
+    import kopf
+
+    from tierra import handlers
+
+    if args.kubeconfig:
+        os.environ["KUBECONFIG"] = args.kubeconfig
+    if args.context:
+        os.environ["KUBECONFIG"] = _kubeconfig_with_context(args.context)
+    os.environ["TIERRA_NAMESPACE"] = args.namespace
+    os.environ["TIERRA_METRICS_PORT"] = str(args.metrics_port)
+    os.environ["TIERRA_WORKERS"] = str(args.workers)
+    handlers.configure_logging()
+    kopf.run(clusterwide=True, standalone=True, liveness_endpoint=args.liveness)
+    return 0
+
+
+def _kubeconfig_with_context(context: str) -> str:
+    """A private copy of the active kubeconfig whose current context is ``context``."""
+    import os
+    import tempfile
+
+    source = os.environ.get("KUBECONFIG", os.path.expanduser("~/.kube/config")).split(":")[0]
+    config = yaml.safe_load(Path(source).read_text())
+    if context not in {c["name"] for c in config.get("contexts", [])}:
+        raise SystemExit(f"no context {context!r} in {source}")
+    config["current-context"] = context
+    handle, path = tempfile.mkstemp(prefix="tierra-kubeconfig-", suffix=".yaml")
+    with os.fdopen(handle, "w") as sink:
+        yaml.safe_dump(config, sink)
+    return path
+
+
+def _explain(args: argparse.Namespace) -> int:
+    from kubernetes import client, config
+    from kubernetes.client.exceptions import ApiException
+
+    from tierra.core.status import explain_status
+
+    namespace, _, name = args.target.rpartition("/")
+    namespace = namespace or "default"
+    config.load_kube_config(context=args.context)
+    try:
+        body = client.CustomObjectsApi().get_namespaced_custom_object(
+            "tierra.dev", "v1alpha1", namespace, "inferenceservices", name
+        )
+    except ApiException as error:
+        print(f"cannot read InferenceService {namespace}/{name}: {error.reason}", file=sys.stderr)
+        return 1
+    print(explain_status(f"{namespace}/{name}", body.get("spec", {}), body.get("status", {})))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tierra", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
-    fleet = commands.add_parser("fleet", help="the local multi-cluster fleet of real control planes")
+    fleet = commands.add_parser(
+        "fleet", help="the local multi-cluster fleet of real control planes"
+    )
     fleet_commands = fleet.add_subparsers(dest="fleet_command", required=True)
-    for name, text in (("up", "start central, regional and edge; return when all are ready"),
-                       ("down", "stop every fleet process"),
-                       ("status", "report each component of each cluster")):
+    for name, text in (
+        ("up", "start central, regional and edge; return when all are ready"),
+        ("down", "stop every fleet process"),
+        ("status", "report each component of each cluster"),
+    ):
         sub = fleet_commands.add_parser(name, help=text)
-        sub.add_argument("--dir", help="fleet state directory (default .tierra/fleet or "
-                                       "$TIERRA_FLEET_DIR)")
+        sub.add_argument(
+            "--dir", help="fleet state directory (default .tierra/fleet or $TIERRA_FLEET_DIR)"
+        )
         if name == "up":
             sub.add_argument("--timeout", type=float, default=180.0)
             sub.add_argument("--scale", type=int, default=1, help="multiply node counts")
@@ -84,6 +147,22 @@ def build_parser() -> argparse.ArgumentParser:
     nodes = fleet_commands.add_parser("nodes", help="print a cluster's kwok Node manifests")
     nodes.add_argument("--cluster", required=True, choices=["central", "regional", "edge"])
     nodes.add_argument("--scale", type=int, default=1)
+
+    run = commands.add_parser("run", help="run the operator against the current kube context")
+    run.add_argument(
+        "--namespace",
+        default="tierra-system",
+        help="operator namespace (kubeconfig Secrets are read only from here)",
+    )
+    run.add_argument("--metrics-port", type=int, default=8080, help="Prometheus metrics; 0: off")
+    run.add_argument("--liveness", default=None, help="e.g. http://0.0.0.0:8081/healthz")
+    run.add_argument("--workers", type=int, default=4, help="concurrent reconciles")
+    run.add_argument("--kubeconfig", default=None)
+    run.add_argument("--context", default=None, help="kube context of the management cluster")
+
+    explain = commands.add_parser("explain", help="why an InferenceService runs where it runs")
+    explain.add_argument("target", help="NAMESPACE/NAME")
+    explain.add_argument("--context", default=None)
 
     crds = commands.add_parser("crds", help="generate or check CRD YAML from the typed models")
     crds.add_argument("crds_command", choices=["generate", "check"])
@@ -93,7 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handlers = {"fleet": _fleet, "crds": _crds}
+    handlers = {"fleet": _fleet, "crds": _crds, "run": _run, "explain": _explain}
     return handlers[args.command](args)
 
 

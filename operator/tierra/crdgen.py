@@ -37,6 +37,5 @@ def stale_crds(root: Path) -> list[Path]:
         root / directory / name
         for directory in TARGET_DIRS
         for name, text in render_crds().items()
-        if not (root / directory / name).exists()
-        or (root / directory / name).read_text() != text
+        if not (root / directory / name).exists() or (root / directory / name).read_text() != text
     ]

@@ -44,8 +44,9 @@ def fleet_kubeconfig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]
 @pytest.fixture(scope="session")
 def api_clients(fleet_kubeconfig: Path) -> dict[str, client.ApiClient]:
     return {
-        name: config.new_client_from_config(config_file=str(fleet_kubeconfig),
-                                            context=f"tierra-{name}")
+        name: config.new_client_from_config(
+            config_file=str(fleet_kubeconfig), context=f"tierra-{name}"
+        )
         for name in CLUSTERS
     }
 
@@ -55,11 +56,16 @@ def kubectl(fleet_kubeconfig: Path) -> Callable[..., subprocess.CompletedProcess
     binary = find_binary("kubectl")
     assert binary is not None
 
-    def run(*args: str, context: str = MANAGEMENT, input: str | None = None,
-            check: bool = True) -> subprocess.CompletedProcess[str]:
+    def run(
+        *args: str, context: str = MANAGEMENT, input: str | None = None, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [str(binary), f"--kubeconfig={fleet_kubeconfig}", f"--context=tierra-{context}", *args],
-            input=input, capture_output=True, text=True, check=check, timeout=120,
+            input=input,
+            capture_output=True,
+            text=True,
+            check=check,
+            timeout=120,
         )
 
     return run
@@ -68,12 +74,21 @@ def kubectl(fleet_kubeconfig: Path) -> Callable[..., subprocess.CompletedProcess
 @pytest.fixture(scope="session")
 def crds_installed(kubectl: Callable[..., subprocess.CompletedProcess[str]]) -> None:
     kubectl("apply", "--server-side", "--force-conflicts", "-f", str(REPO / "crds"))
-    kubectl("wait", "--for=condition=Established", "--timeout=60s",
-            "crd/tiers.tierra.dev", "crd/inferenceservices.tierra.dev")
+    kubectl(
+        "wait",
+        "--for=condition=Established",
+        "--timeout=60s",
+        "crd/tiers.tierra.dev",
+        "crd/inferenceservices.tierra.dev",
+    )
 
 
-def _wait_for(predicate: Callable[[], Any], timeout: float = 60.0, interval: float = 0.25,
-              what: str = "condition") -> Any:
+def _wait_for(
+    predicate: Callable[[], Any],
+    timeout: float = 60.0,
+    interval: float = 0.25,
+    what: str = "condition",
+) -> Any:
     """Poll until ``predicate`` returns a truthy value; return it, or fail naming ``what``."""
     deadline = time.monotonic() + timeout
     last: Any = None

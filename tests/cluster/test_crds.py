@@ -20,8 +20,9 @@ CASES = yaml.safe_load((REPO / "tests/cluster/invalid/cases.yaml").read_text())
 Kubectl = Callable[..., subprocess.CompletedProcess[str]]
 
 
-def test_crds_are_established_with_names_and_category(crds_installed: None,
-                                                      kubectl: Kubectl) -> None:
+def test_crds_are_established_with_names_and_category(
+    crds_installed: None, kubectl: Kubectl
+) -> None:
     resources = kubectl("api-resources", "--api-group=tierra.dev", "-o", "wide").stdout
     assert "inferenceservices" in resources and "tisvc" in resources
     assert "tiers" in resources and "ttier" in resources
@@ -66,18 +67,27 @@ def test_printer_columns_and_category(examples_applied: None, kubectl: Kubectl) 
     assert "tier.tierra.dev/" in everything and "inferenceservice.tierra.dev/" in everything
 
 
-def test_scale_subresource(examples_applied: None, kubectl: Kubectl,
-                           api_clients: dict[str, client.ApiClient]) -> None:
+def test_scale_subresource(
+    examples_applied: None, kubectl: Kubectl, api_clients: dict[str, client.ApiClient]
+) -> None:
     service = json.loads(kubectl("get", "tisvc", "-A", "-o", "json").stdout)["items"][0]
     name, ns = service["metadata"]["name"], service["metadata"]["namespace"]
     kubectl("scale", f"tisvc/{name}", "-n", ns, "--replicas=2")
     scaled = json.loads(kubectl("get", f"tisvc/{name}", "-n", ns, "-o", "json").stdout)
     assert scaled["spec"]["replicas"] == 2
     scale = client.CustomObjectsApi(api_clients["central"]).get_namespaced_custom_object_scale(
-        "tierra.dev", "v1alpha1", ns, "inferenceservices", name)
+        "tierra.dev", "v1alpha1", ns, "inferenceservices", name
+    )
     assert scale["spec"]["replicas"] == 2
-    kubectl("patch", f"tisvc/{name}", "-n", ns, "--type=json",
-            "-p", '[{"op": "remove", "path": "/spec/replicas"}]')
+    kubectl(
+        "patch",
+        f"tisvc/{name}",
+        "-n",
+        ns,
+        "--type=json",
+        "-p",
+        '[{"op": "remove", "path": "/spec/replicas"}]',
+    )
 
 
 def test_corpus_is_large_and_distinct() -> None:
@@ -99,18 +109,24 @@ def invalid_namespace(crds_installed: None, api_clients: dict[str, client.ApiCli
 
 @pytest.mark.parametrize("case", CASES, ids=[case["name"] for case in CASES])
 def test_invalid_manifest_is_rejected_with_a_useful_message(
-        case: dict[str, Any], invalid_namespace: str,
-        api_clients: dict[str, client.ApiClient]) -> None:
+    case: dict[str, Any], invalid_namespace: str, api_clients: dict[str, client.ApiClient]
+) -> None:
     manifest = case["manifest"]
     api = client.CustomObjectsApi(api_clients["central"])
     with pytest.raises(ApiException) as caught:
         if manifest["kind"] == "Tier":
-            api.create_cluster_custom_object("tierra.dev", "v1alpha1", "tiers", manifest,
-                                             dry_run="All")
+            api.create_cluster_custom_object(
+                "tierra.dev", "v1alpha1", "tiers", manifest, dry_run="All"
+            )
         else:
             api.create_namespaced_custom_object(
-                "tierra.dev", "v1alpha1", manifest["metadata"].get("namespace", invalid_namespace),
-                "inferenceservices", manifest, dry_run="All")
+                "tierra.dev",
+                "v1alpha1",
+                manifest["metadata"].get("namespace", invalid_namespace),
+                "inferenceservices",
+                manifest,
+                dry_run="All",
+            )
     assert caught.value.status == 422, caught.value.body
     message = json.loads(caught.value.body)["message"]
     assert case["expect"] in message, message

@@ -13,13 +13,20 @@ pytestmark = pytest.mark.cluster
 
 GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
 TPU_TOLERATION = {"key": "google.com/tpu", "operator": "Exists", "effect": "NoSchedule"}
-EDGE_TOLERATION = {"key": "node-role.kubernetes.io/edge", "operator": "Exists",
-                   "effect": "NoSchedule"}
+EDGE_TOLERATION = {
+    "key": "node-role.kubernetes.io/edge",
+    "operator": "Exists",
+    "effect": "NoSchedule",
+}
 
 
-def deployment(name: str, replicas: int, resources: dict[str, str],
-               tolerations: list[dict[str, str]] | None = None,
-               node_selector: dict[str, str] | None = None) -> dict[str, Any]:
+def deployment(
+    name: str,
+    replicas: int,
+    resources: dict[str, str],
+    tolerations: list[dict[str, str]] | None = None,
+    node_selector: dict[str, str] | None = None,
+) -> dict[str, Any]:
     labels = {"app": name}
     return {
         "apiVersion": "apps/v1",
@@ -31,8 +38,13 @@ def deployment(name: str, replicas: int, resources: dict[str, str],
             "template": {
                 "metadata": {"labels": labels},
                 "spec": {
-                    "containers": [{"name": "server", "image": "vllm/vllm-openai:v0.10.0",
-                                    "resources": {"requests": resources, "limits": resources}}],
+                    "containers": [
+                        {
+                            "name": "server",
+                            "image": "vllm/vllm-openai:v0.10.0",
+                            "resources": {"requests": resources, "limits": resources},
+                        }
+                    ],
                     "tolerations": tolerations or [],
                     "nodeSelector": node_selector or {},
                 },
@@ -71,104 +83,161 @@ def node_labels(api: client.ApiClient, node: str) -> dict[str, str]:
     return dict(client.CoreV1Api(api).read_node(node).metadata.labels)
 
 
-def test_gpu_pods_run_on_h100_nodes(api_clients: dict[str, client.ApiClient],
-                                    namespace: Callable[[str], str],
-                                    wait_for: Callable[..., Any]) -> None:
+def test_gpu_pods_run_on_h100_nodes(
+    api_clients: dict[str, client.ApiClient],
+    namespace: Callable[[str], str],
+    wait_for: Callable[..., Any],
+) -> None:
     api = api_clients["central"]
     ns = namespace("central")
     client.AppsV1Api(api).create_namespaced_deployment(
-        ns, deployment("gpu", 3, {"nvidia.com/gpu": "4"}, [GPU_TOLERATION]))
-    running = wait_for(lambda: len(pods_by_phase(api, ns, "gpu").get("Running", [])) == 3
-                       and pods_by_phase(api, ns, "gpu")["Running"], what="3 GPU pods Running")
+        ns, deployment("gpu", 3, {"nvidia.com/gpu": "4"}, [GPU_TOLERATION])
+    )
+    running = wait_for(
+        lambda: (
+            len(pods_by_phase(api, ns, "gpu").get("Running", [])) == 3
+            and pods_by_phase(api, ns, "gpu")["Running"]
+        ),
+        what="3 GPU pods Running",
+    )
     for pod in running:
         labels = node_labels(api, pod.spec.node_name)
         assert labels["tierra.dev/pool"] == "h100"
         assert labels["nvidia.com/gpu.product"] == "NVIDIA-H100-80GB-HBM3"
 
 
-def test_gpu_request_beyond_pool_stays_pending(api_clients: dict[str, client.ApiClient],
-                                               namespace: Callable[[str], str],
-                                               wait_for: Callable[..., Any]) -> None:
+def test_gpu_request_beyond_pool_stays_pending(
+    api_clients: dict[str, client.ApiClient],
+    namespace: Callable[[str], str],
+    wait_for: Callable[..., Any],
+) -> None:
     """Two H100 nodes with 8 GPUs each: three 8-GPU replicas -> two run, one stays Pending."""
     api = api_clients["central"]
     ns = namespace("central")
     client.AppsV1Api(api).create_namespaced_deployment(
-        ns, deployment("big", 3, {"nvidia.com/gpu": "8"}, [GPU_TOLERATION]))
-    wait_for(lambda: len(pods_by_phase(api, ns, "big").get("Running", [])) == 2,
-             what="2 of 3 8-GPU pods Running")
+        ns, deployment("big", 3, {"nvidia.com/gpu": "8"}, [GPU_TOLERATION])
+    )
+    wait_for(
+        lambda: len(pods_by_phase(api, ns, "big").get("Running", [])) == 2,
+        what="2 of 3 8-GPU pods Running",
+    )
     pending = pods_by_phase(api, ns, "big").get("Pending", [])
     assert len(pending) == 1
 
     def unschedulable() -> bool:
-        events = client.CoreV1Api(api).list_namespaced_event(
-            ns, field_selector=f"involvedObject.name={pending[0].metadata.name}").items
-        return any(e.reason == "FailedScheduling" and "Insufficient nvidia.com/gpu" in e.message
-                   for e in events)
+        events = (
+            client.CoreV1Api(api)
+            .list_namespaced_event(
+                ns, field_selector=f"involvedObject.name={pending[0].metadata.name}"
+            )
+            .items
+        )
+        return any(
+            e.reason == "FailedScheduling" and "Insufficient nvidia.com/gpu" in e.message
+            for e in events
+        )
 
     wait_for(unschedulable, what="FailedScheduling: Insufficient nvidia.com/gpu")
     # A request larger than any node is never placed.
     client.AppsV1Api(api).create_namespaced_deployment(
-        ns, deployment("huge", 1, {"nvidia.com/gpu": "9"}, [GPU_TOLERATION]))
+        ns, deployment("huge", 1, {"nvidia.com/gpu": "9"}, [GPU_TOLERATION])
+    )
     wait_for(lambda: pods_by_phase(api, ns, "huge").get("Pending"), what="9-GPU pod Pending")
     assert not pods_by_phase(api, ns, "huge").get("Running")
 
 
 def test_gpu_pod_without_toleration_is_repelled_by_taint(
-        api_clients: dict[str, client.ApiClient], namespace: Callable[[str], str],
-        wait_for: Callable[..., Any]) -> None:
+    api_clients: dict[str, client.ApiClient],
+    namespace: Callable[[str], str],
+    wait_for: Callable[..., Any],
+) -> None:
     api = api_clients["central"]
     ns = namespace("central")
     client.AppsV1Api(api).create_namespaced_deployment(
-        ns, deployment("notol", 1, {"nvidia.com/gpu": "1"}))
+        ns, deployment("notol", 1, {"nvidia.com/gpu": "1"})
+    )
     pod = wait_for(lambda: pods_by_phase(api, ns, "notol").get("Pending"), what="pod Pending")[0]
 
     def tainted() -> bool:
-        events = client.CoreV1Api(api).list_namespaced_event(
-            ns, field_selector=f"involvedObject.name={pod.metadata.name}").items
+        events = (
+            client.CoreV1Api(api)
+            .list_namespaced_event(ns, field_selector=f"involvedObject.name={pod.metadata.name}")
+            .items
+        )
         return any("untolerated taint" in (e.message or "") for e in events)
 
     wait_for(tainted, what="FailedScheduling naming the untolerated taint")
 
 
-def test_plain_pod_lands_on_cpu_pool(api_clients: dict[str, client.ApiClient],
-                                     namespace: Callable[[str], str],
-                                     wait_for: Callable[..., Any]) -> None:
+def test_plain_pod_lands_on_cpu_pool(
+    api_clients: dict[str, client.ApiClient],
+    namespace: Callable[[str], str],
+    wait_for: Callable[..., Any],
+) -> None:
     api = api_clients["central"]
     ns = namespace("central")
     client.AppsV1Api(api).create_namespaced_deployment(ns, deployment("web", 2, {"cpu": "2"}))
-    running = wait_for(lambda: len(pods_by_phase(api, ns, "web").get("Running", [])) == 2
-                       and pods_by_phase(api, ns, "web")["Running"], what="2 cpu pods Running")
+    running = wait_for(
+        lambda: (
+            len(pods_by_phase(api, ns, "web").get("Running", [])) == 2
+            and pods_by_phase(api, ns, "web")["Running"]
+        ),
+        what="2 cpu pods Running",
+    )
     assert {node_labels(api, p.spec.node_name)["tierra.dev/pool"] for p in running} == {"cpu"}
 
 
-def test_tpu_pods_run_on_tpu_slice_nodes(api_clients: dict[str, client.ApiClient],
-                                         namespace: Callable[[str], str],
-                                         wait_for: Callable[..., Any]) -> None:
+def test_tpu_pods_run_on_tpu_slice_nodes(
+    api_clients: dict[str, client.ApiClient],
+    namespace: Callable[[str], str],
+    wait_for: Callable[..., Any],
+) -> None:
     api = api_clients["central"]
     ns = namespace("central")
-    selector = {"cloud.google.com/gke-tpu-accelerator": "tpu-v5-lite-podslice",
-                "cloud.google.com/gke-tpu-topology": "2x2"}
+    selector = {
+        "cloud.google.com/gke-tpu-accelerator": "tpu-v5-lite-podslice",
+        "cloud.google.com/gke-tpu-topology": "2x2",
+    }
     client.AppsV1Api(api).create_namespaced_deployment(
-        ns, deployment("tpu", 2, {"google.com/tpu": "4"}, [TPU_TOLERATION], selector))
-    running = wait_for(lambda: len(pods_by_phase(api, ns, "tpu").get("Running", [])) == 2
-                       and pods_by_phase(api, ns, "tpu")["Running"], what="2 TPU pods Running")
+        ns, deployment("tpu", 2, {"google.com/tpu": "4"}, [TPU_TOLERATION], selector)
+    )
+    running = wait_for(
+        lambda: (
+            len(pods_by_phase(api, ns, "tpu").get("Running", [])) == 2
+            and pods_by_phase(api, ns, "tpu")["Running"]
+        ),
+        what="2 TPU pods Running",
+    )
     assert len({p.spec.node_name for p in running}) == 2  # 4 chips per node: one pod each
     for pod in running:
         assert node_labels(api, pod.spec.node_name)["tierra.dev/pool"] == "tpu-v5e"
 
 
-def test_edge_gpu_pods_run_on_edge_nodes(api_clients: dict[str, client.ApiClient],
-                                         namespace: Callable[[str], str],
-                                         wait_for: Callable[..., Any]) -> None:
+def test_edge_gpu_pods_run_on_edge_nodes(
+    api_clients: dict[str, client.ApiClient],
+    namespace: Callable[[str], str],
+    wait_for: Callable[..., Any],
+) -> None:
     api = api_clients["edge"]
     ns = namespace("edge")
     client.AppsV1Api(api).create_namespaced_deployment(
-        ns, deployment("orin", 3, {"nvidia.com/gpu": "1"}, [EDGE_TOLERATION],
-                       {"node-role.kubernetes.io/edge": ""}))
-    running = wait_for(lambda: len(pods_by_phase(api, ns, "orin").get("Running", [])) == 3
-                       and pods_by_phase(api, ns, "orin")["Running"], what="3 edge pods Running")
+        ns,
+        deployment(
+            "orin",
+            3,
+            {"nvidia.com/gpu": "1"},
+            [EDGE_TOLERATION],
+            {"node-role.kubernetes.io/edge": ""},
+        ),
+    )
+    running = wait_for(
+        lambda: (
+            len(pods_by_phase(api, ns, "orin").get("Running", [])) == 3
+            and pods_by_phase(api, ns, "orin")["Running"]
+        ),
+        what="3 edge pods Running",
+    )
     assert {node_labels(api, p.spec.node_name)["tierra.dev/pool"] for p in running} == {"orin"}
     # Three Orin nodes with one GPU each: a fourth replica cannot fit.
-    client.AppsV1Api(api).patch_namespaced_deployment_scale("orin", ns,
-                                                            {"spec": {"replicas": 4}})
+    client.AppsV1Api(api).patch_namespaced_deployment_scale("orin", ns, {"spec": {"replicas": 4}})
     wait_for(lambda: pods_by_phase(api, ns, "orin").get("Pending"), what="4th edge pod Pending")

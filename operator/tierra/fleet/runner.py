@@ -15,6 +15,7 @@ import signal
 import socket
 import ssl
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -67,11 +68,18 @@ def _free_ports(count: int) -> list[int]:
             sock.close()
 
 
+_PRCTL = ctypes.CDLL(None, use_errno=True).prctl  # bound before any fork
+_PR_SET_PDEATHSIG = 1
+_SPAWN_LOCK = threading.Lock()
+
+
 def _die_with_parent() -> None:
-    """preexec_fn: SIGTERM the child when the process that started it dies (Linux prctl)."""
-    libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    pr_set_pdeathsig = 1
-    libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
+    """preexec_fn: SIGTERM the child when the process that started it dies (Linux prctl).
+
+    It only calls a pre-bound C function (no imports, no Python locks), and spawns are
+    serialised by ``_SPAWN_LOCK``, which keeps preexec_fn safe alongside threads.
+    """
+    _PRCTL(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def _pid_alive(pid: int) -> bool:
@@ -88,7 +96,9 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def _kubeconfig(clusters: list[tuple[str, str, str, str]], ca: Path, current: str) -> dict[str, Any]:
+def _kubeconfig(
+    clusters: list[tuple[str, str, str, str]], ca: Path, current: str
+) -> dict[str, Any]:
     """clusters: (context, server, client cert, client key)."""
     ca_data = _b64(ca.read_bytes())
     return {
@@ -124,8 +134,9 @@ def _b64(data: bytes) -> str:
 class Fleet:
     """The local multi-cluster fleet rooted at ``directory``."""
 
-    def __init__(self, directory: Path | None = None,
-                 clusters: tuple[ClusterSpec, ...] | None = None) -> None:
+    def __init__(
+        self, directory: Path | None = None, clusters: tuple[ClusterSpec, ...] | None = None
+    ) -> None:
         self.directory = (directory or default_dir()).resolve()
         self.clusters = clusters or default_fleet()
         self.kubeconfig = self.directory / KUBECONFIG_FILE
@@ -153,8 +164,12 @@ class Fleet:
         )
 
     # ------------------------------------------------------------------- up
-    def up(self, timeout: float = 180.0, tie_to_parent: bool = False,
-           log: Callable[[str], None] = print) -> float:
+    def up(
+        self,
+        timeout: float = 180.0,
+        tie_to_parent: bool = False,
+        log: Callable[[str], None] = print,
+    ) -> float:
         """Start every cluster; return seconds until all were ready. Stops all on failure."""
         if self.is_running():
             log(f"fleet already running in {self.directory}")
@@ -168,18 +183,34 @@ class Fleet:
             ports = _free_ports(6)
             states[spec.name] = ClusterState(
                 name=spec.name,
-                ports=dict(zip(
-                    ("etcd", "etcd-peer", "kube-apiserver", "kube-controller-manager",
-                     "kube-scheduler", "kwok"),
-                    ports, strict=True,
-                )),
+                ports=dict(
+                    zip(
+                        (
+                            "etcd",
+                            "etcd-peer",
+                            "kube-apiserver",
+                            "kube-controller-manager",
+                            "kube-scheduler",
+                            "kwok",
+                        ),
+                        ports,
+                        strict=True,
+                    )
+                ),
             )
         self._save_state(states)
         try:
             with ThreadPoolExecutor(max_workers=len(self.clusters)) as pool:
                 futures = [
-                    pool.submit(self._start_cluster, spec, states, binaries, tie_to_parent,
-                                started + timeout, log)
+                    pool.submit(
+                        self._start_cluster,
+                        spec,
+                        states,
+                        binaries,
+                        tie_to_parent,
+                        started + timeout,
+                        log,
+                    )
                     for spec in self.clusters
                 ]
                 for future in futures:
@@ -190,114 +221,213 @@ class Fleet:
             raise
         return time.monotonic() - started
 
-    def _spawn(self, state: ClusterState, states: dict[str, ClusterState], component: str,
-               argv: list[str], tie_to_parent: bool) -> None:
+    def _spawn(
+        self,
+        state: ClusterState,
+        states: dict[str, ClusterState],
+        component: str,
+        argv: list[str],
+        tie_to_parent: bool,
+    ) -> None:
         logs = self.directory / state.name / "logs"
         logs.mkdir(parents=True, exist_ok=True)
-        with (logs / f"{component}.log").open("ab") as sink:
+        with (logs / f"{component}.log").open("ab") as sink, _SPAWN_LOCK:
             process = subprocess.Popen(
                 argv,
                 stdout=sink,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
-                preexec_fn=_die_with_parent if tie_to_parent else None,
+                preexec_fn=_die_with_parent if tie_to_parent else None,  # noqa: PLW1509
             )
         state.pids[component] = process.pid
         self._save_state(states)
 
-    def _start_cluster(self, spec: ClusterSpec, states: dict[str, ClusterState],
-                       binaries: dict[str, Path], tie: bool, deadline: float,
-                       log: Callable[[str], None]) -> None:
+    def _start_cluster(
+        self,
+        spec: ClusterSpec,
+        states: dict[str, ClusterState],
+        binaries: dict[str, Path],
+        tie: bool,
+        deadline: float,
+        log: Callable[[str], None],
+    ) -> None:
         state = states[spec.name]
         root = self.directory / spec.name
         pki = root / "pki"
         write_pki(pki)
         p = state.ports
-        for component, stem in (("controller-manager", "controller-manager"),
-                                ("scheduler", "scheduler"), ("kwok", "kwok"), ("admin", "admin")):
-            config = _kubeconfig([(f"tierra-{spec.name}", state.server, str(pki / f"{stem}.crt"),
-                                   str(pki / f"{stem}.key"))], pki / "ca.crt",
-                                 f"tierra-{spec.name}")
+        for component, stem in (
+            ("controller-manager", "controller-manager"),
+            ("scheduler", "scheduler"),
+            ("kwok", "kwok"),
+            ("admin", "admin"),
+        ):
+            config = _kubeconfig(
+                [
+                    (
+                        f"tierra-{spec.name}",
+                        state.server,
+                        str(pki / f"{stem}.crt"),
+                        str(pki / f"{stem}.key"),
+                    )
+                ],
+                pki / "ca.crt",
+                f"tierra-{spec.name}",
+            )
             (root / f"{component}.kubeconfig").write_text(yaml.safe_dump(config))
 
         etcd_url = f"http://127.0.0.1:{p['etcd']}"
         peer_url = f"http://127.0.0.1:{p['etcd-peer']}"
-        self._spawn(state, states, "etcd", [
-            str(binaries["etcd"]), "--name", spec.name, "--data-dir", str(root / "etcd"),
-            "--listen-client-urls", etcd_url, "--advertise-client-urls", etcd_url,
-            "--listen-peer-urls", peer_url, "--initial-advertise-peer-urls", peer_url,
-            "--initial-cluster", f"{spec.name}={peer_url}", "--unsafe-no-fsync",
-            "--quota-backend-bytes", str(4 * 1024**3), "--log-level", "warn",
-        ], tie)
-        _wait(lambda: _http_ok(f"{etcd_url}/health"), deadline, f"{spec.name}: etcd healthy",
-              lambda: self._check_alive(state))
+        self._spawn(
+            state,
+            states,
+            "etcd",
+            [
+                str(binaries["etcd"]),
+                "--name",
+                spec.name,
+                "--data-dir",
+                str(root / "etcd"),
+                "--listen-client-urls",
+                etcd_url,
+                "--advertise-client-urls",
+                etcd_url,
+                "--listen-peer-urls",
+                peer_url,
+                "--initial-advertise-peer-urls",
+                peer_url,
+                "--initial-cluster",
+                f"{spec.name}={peer_url}",
+                "--unsafe-no-fsync",
+                "--quota-backend-bytes",
+                str(4 * 1024**3),
+                "--log-level",
+                "warn",
+            ],
+            tie,
+        )
+        _wait(
+            lambda: _http_ok(f"{etcd_url}/health"),
+            deadline,
+            f"{spec.name}: etcd healthy",
+            lambda: self._check_alive(state),
+        )
 
-        self._spawn(state, states, "kube-apiserver", [
-            str(binaries["kube-apiserver"]),
-            f"--etcd-servers={etcd_url}",
-            "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
-            f"--secure-port={p['kube-apiserver']}",
-            f"--tls-cert-file={pki / 'apiserver.crt'}",
-            f"--tls-private-key-file={pki / 'apiserver.key'}",
-            f"--client-ca-file={pki / 'ca.crt'}",
-            f"--service-account-key-file={pki / 'sa.pub'}",
-            f"--service-account-signing-key-file={pki / 'sa.key'}",
-            "--service-account-issuer=https://kubernetes.default.svc",
-            "--authorization-mode=RBAC",
-            "--service-cluster-ip-range=10.96.0.0/16",
-            "--allow-privileged=true",
-            "--max-requests-inflight=1000", "--max-mutating-requests-inflight=500",
-            "--profiling=false", "--v=1",
-        ], tie)
+        self._spawn(
+            state,
+            states,
+            "kube-apiserver",
+            [
+                str(binaries["kube-apiserver"]),
+                f"--etcd-servers={etcd_url}",
+                "--bind-address=127.0.0.1",
+                "--advertise-address=127.0.0.1",
+                f"--secure-port={p['kube-apiserver']}",
+                f"--tls-cert-file={pki / 'apiserver.crt'}",
+                f"--tls-private-key-file={pki / 'apiserver.key'}",
+                f"--client-ca-file={pki / 'ca.crt'}",
+                f"--service-account-key-file={pki / 'sa.pub'}",
+                f"--service-account-signing-key-file={pki / 'sa.key'}",
+                "--service-account-issuer=https://kubernetes.default.svc",
+                "--authorization-mode=RBAC",
+                "--service-cluster-ip-range=10.96.0.0/16",
+                "--allow-privileged=true",
+                "--max-requests-inflight=1000",
+                "--max-mutating-requests-inflight=500",
+                "--profiling=false",
+                "--v=1",
+            ],
+            tie,
+        )
         admin_cfg = root / "admin.kubeconfig"
         ssl_ctx = _client_ssl(pki)
-        _wait(lambda: _http_ok(f"{state.server}/readyz", ssl_ctx), deadline,
-              f"{spec.name}: kube-apiserver ready", lambda: self._check_alive(state))
+        _wait(
+            lambda: _http_ok(f"{state.server}/readyz", ssl_ctx),
+            deadline,
+            f"{spec.name}: kube-apiserver ready",
+            lambda: self._check_alive(state),
+        )
 
-        self._spawn(state, states, "kube-controller-manager", [
-            str(binaries["kube-controller-manager"]),
-            f"--kubeconfig={root / 'controller-manager.kubeconfig'}",
-            f"--authentication-kubeconfig={root / 'controller-manager.kubeconfig'}",
-            f"--authorization-kubeconfig={root / 'controller-manager.kubeconfig'}",
-            "--bind-address=127.0.0.1", f"--secure-port={p['kube-controller-manager']}",
-            f"--service-account-private-key-file={pki / 'sa.key'}",
-            f"--root-ca-file={pki / 'ca.crt'}",
-            "--use-service-account-credentials=false", "--leader-elect=false",
-            "--controllers=*,-nodeipam,-cloud-node-lifecycle,-route,-service",
-            "--kube-api-qps=200", "--kube-api-burst=400", "--v=1",
-        ], tie)
-        self._spawn(state, states, "kube-scheduler", [
-            str(binaries["kube-scheduler"]),
-            f"--kubeconfig={root / 'scheduler.kubeconfig'}",
-            f"--authentication-kubeconfig={root / 'scheduler.kubeconfig'}",
-            f"--authorization-kubeconfig={root / 'scheduler.kubeconfig'}",
-            "--bind-address=127.0.0.1", f"--secure-port={p['kube-scheduler']}",
-            "--leader-elect=false", "--v=1",
-        ], tie)
-        self._spawn(state, states, "kwok", [
-            str(binaries["kwok"]),
-            f"--kubeconfig={root / 'kwok.kubeconfig'}",
-            "--manage-all-nodes=false",
-            "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
-            "--cidr=10.0.0.0/16", "--node-ip=10.0.0.1",
-            "--node-lease-duration-seconds=40",
-            f"--server-address=127.0.0.1:{p['kwok']}",
-        ], tie)
+        self._spawn(
+            state,
+            states,
+            "kube-controller-manager",
+            [
+                str(binaries["kube-controller-manager"]),
+                f"--kubeconfig={root / 'controller-manager.kubeconfig'}",
+                f"--authentication-kubeconfig={root / 'controller-manager.kubeconfig'}",
+                f"--authorization-kubeconfig={root / 'controller-manager.kubeconfig'}",
+                "--bind-address=127.0.0.1",
+                f"--secure-port={p['kube-controller-manager']}",
+                f"--service-account-private-key-file={pki / 'sa.key'}",
+                f"--root-ca-file={pki / 'ca.crt'}",
+                "--use-service-account-credentials=false",
+                "--leader-elect=false",
+                "--controllers=*,-nodeipam,-cloud-node-lifecycle,-route,-service",
+                "--kube-api-qps=200",
+                "--kube-api-burst=400",
+                "--v=1",
+            ],
+            tie,
+        )
+        self._spawn(
+            state,
+            states,
+            "kube-scheduler",
+            [
+                str(binaries["kube-scheduler"]),
+                f"--kubeconfig={root / 'scheduler.kubeconfig'}",
+                f"--authentication-kubeconfig={root / 'scheduler.kubeconfig'}",
+                f"--authorization-kubeconfig={root / 'scheduler.kubeconfig'}",
+                "--bind-address=127.0.0.1",
+                f"--secure-port={p['kube-scheduler']}",
+                "--leader-elect=false",
+                "--v=1",
+            ],
+            tie,
+        )
+        self._spawn(
+            state,
+            states,
+            "kwok",
+            [
+                str(binaries["kwok"]),
+                f"--kubeconfig={root / 'kwok.kubeconfig'}",
+                "--manage-all-nodes=false",
+                "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
+                "--cidr=10.0.0.0/16",
+                "--node-ip=10.0.0.1",
+                "--node-lease-duration-seconds=40",
+                f"--server-address=127.0.0.1:{p['kwok']}",
+            ],
+            tie,
+        )
 
         client = _api_client(admin_cfg)
         _create_nodes(client, spec)
         expected = sum(pool.nodes for pool in spec.pools)
-        _wait(lambda: _ready_nodes(client) >= expected, deadline,
-              f"{spec.name}: {expected} kwok nodes Ready", lambda: self._check_alive(state))
-        _wait(lambda: _default_service_account(client), deadline,
-              f"{spec.name}: controller-manager (default ServiceAccount)",
-              lambda: self._check_alive(state))
+        _wait(
+            lambda: _ready_nodes(client) >= expected,
+            deadline,
+            f"{spec.name}: {expected} kwok nodes Ready",
+            lambda: self._check_alive(state),
+        )
+        _wait(
+            lambda: _default_service_account(client),
+            deadline,
+            f"{spec.name}: controller-manager (default ServiceAccount)",
+            lambda: self._check_alive(state),
+        )
         insecure = ssl.create_default_context()
         insecure.check_hostname = False
         insecure.verify_mode = ssl.CERT_NONE
-        _wait(lambda: _http_ok(f"https://127.0.0.1:{p['kube-scheduler']}/healthz", insecure),
-              deadline, f"{spec.name}: kube-scheduler healthy", lambda: self._check_alive(state))
+        _wait(
+            lambda: _http_ok(f"https://127.0.0.1:{p['kube-scheduler']}/healthz", insecure),
+            deadline,
+            f"{spec.name}: kube-scheduler healthy",
+            lambda: self._check_alive(state),
+        )
         log(f"cluster {spec.name} ready ({state.server})")
 
     def _check_alive(self, state: ClusterState) -> None:
@@ -309,14 +439,20 @@ class Fleet:
 
     def _write_user_kubeconfig(self, states: dict[str, ClusterState]) -> None:
         entries = [
-            (spec.context, states[spec.name].server,
-             str(self.directory / spec.name / "pki" / "admin.crt"),
-             str(self.directory / spec.name / "pki" / "admin.key"))
+            (
+                spec.context,
+                states[spec.name].server,
+                str(self.directory / spec.name / "pki" / "admin.crt"),
+                str(self.directory / spec.name / "pki" / "admin.key"),
+            )
             for spec in self.clusters
         ]
         # Each cluster has its own CA: write per-cluster CA data.
-        config = _kubeconfig(entries, self.directory / self.clusters[0].name / "pki" / "ca.crt",
-                             self.clusters[0].context)
+        config = _kubeconfig(
+            entries,
+            self.directory / self.clusters[0].name / "pki" / "ca.crt",
+            self.clusters[0].context,
+        )
         for entry, spec in zip(config["clusters"], self.clusters, strict=True):
             ca = self.directory / spec.name / "pki" / "ca.crt"
             entry["cluster"]["certificate-authority-data"] = _b64(ca.read_bytes())
@@ -327,9 +463,12 @@ class Fleet:
     def down(self, quiet: bool = False, grace: float = 10.0) -> list[int]:
         """Stop every process of the fleet; return the pids that were still running."""
         states = self.load_state()
-        pids = [pid for state in states.values()
-                for component in reversed(COMPONENTS)
-                if (pid := state.pids.get(component)) is not None]
+        pids = [
+            pid
+            for state in states.values()
+            for component in reversed(COMPONENTS)
+            if (pid := state.pids.get(component)) is not None
+        ]
         running = [pid for pid in pids if _pid_alive(pid)]
         for pid in running:
             with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -361,8 +500,15 @@ class Fleet:
                 pid = state.pids.get(component) if state else None
                 alive = pid is not None and _pid_alive(pid)
                 healthy = alive and state is not None and self._healthy(spec, state, component)
-                rows.append({"cluster": spec.name, "component": component, "pid": pid,
-                             "running": alive, "healthy": healthy})
+                rows.append(
+                    {
+                        "cluster": spec.name,
+                        "component": component,
+                        "pid": pid,
+                        "running": alive,
+                        "healthy": healthy,
+                    }
+                )
         return rows
 
     def _healthy(self, spec: ClusterSpec, state: ClusterState, component: str) -> bool:
@@ -375,9 +521,11 @@ class Fleet:
             "etcd": lambda: _http_ok(f"http://127.0.0.1:{p['etcd']}/health"),
             "kube-apiserver": lambda: _http_ok(f"{state.server}/readyz", _client_ssl(pki)),
             "kube-controller-manager": lambda: _http_ok(
-                f"https://127.0.0.1:{p['kube-controller-manager']}/healthz", insecure),
+                f"https://127.0.0.1:{p['kube-controller-manager']}/healthz", insecure
+            ),
             "kube-scheduler": lambda: _http_ok(
-                f"https://127.0.0.1:{p['kube-scheduler']}/healthz", insecure),
+                f"https://127.0.0.1:{p['kube-scheduler']}/healthz", insecure
+            ),
             "kwok": lambda: _http_ok(f"http://127.0.0.1:{p['kwok']}/healthz"),
         }
         return checks[component]()
@@ -403,14 +551,15 @@ def _http_ok(url: str, ctx: ssl.SSLContext | None = None) -> bool:
         return False
 
 
-def _wait(predicate: Callable[[], bool], deadline: float, what: str,
-          check: Callable[[], None]) -> None:
+def _wait(
+    predicate: Callable[[], bool], deadline: float, what: str, check: Callable[[], None]
+) -> None:
     while True:
         check()
         try:
             if predicate():
                 return
-        except Exception:  # noqa: BLE001 - the component is still coming up
+        except Exception:
             pass
         if time.monotonic() > deadline:
             raise FleetError(f"timed out waiting for {what}")
@@ -443,7 +592,8 @@ def _create_nodes(core: Any, spec: ClusterSpec) -> None:
 def _ready_nodes(core: Any) -> int:
     nodes = core.list_node(label_selector=f"{FLEET_LABEL}=true").items
     return sum(
-        1 for node in nodes
+        1
+        for node in nodes
         if any(c.type == "Ready" and c.status == "True" for c in (node.status.conditions or []))
     )
 

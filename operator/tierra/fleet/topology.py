@@ -51,8 +51,9 @@ class ClusterSpec:
         return f"tierra-{self.name}"
 
 
-def _gpu_pool(name: str, product: str, gke_accelerator: str, nodes: int, per_node: int,
-              instance_type: str) -> NodePool:
+def _gpu_pool(
+    name: str, product: str, gke_accelerator: str, nodes: int, per_node: int, instance_type: str
+) -> NodePool:
     return NodePool(
         name=name,
         nodes=nodes,
@@ -72,14 +73,16 @@ def _gpu_pool(name: str, product: str, gke_accelerator: str, nodes: int, per_nod
 
 def default_fleet(scale: int = 1) -> tuple[ClusterSpec, ...]:
     """The three-tier fleet; ``scale`` multiplies node counts (benchmarks use a larger fleet)."""
-    cpu_pool = NodePool(name="cpu", nodes=2 * scale, cpu=32, memory_gi=128,
-                        instance_type="n2-standard-32")
+    cpu_pool = NodePool(
+        name="cpu", nodes=2 * scale, cpu=32, memory_gi=128, instance_type="n2-standard-32"
+    )
     central = ClusterSpec(
         name="central",
         region="us-central",
         pools=(
-            _gpu_pool("h100", "NVIDIA-H100-80GB-HBM3", "nvidia-h100-80gb", 2 * scale, 8,
-                      "a3-highgpu-8g"),
+            _gpu_pool(
+                "h100", "NVIDIA-H100-80GB-HBM3", "nvidia-h100-80gb", 2 * scale, 8, "a3-highgpu-8g"
+            ),
             NodePool(
                 name="tpu-v5e",
                 nodes=2 * scale,
@@ -164,7 +167,10 @@ def node_manifests(cluster: ClusterSpec) -> list[dict[str, Any]]:
                     "kind": "Node",
                     "metadata": {
                         "name": name,
-                        "annotations": {"node.alpha.kubernetes.io/ttl": "0", KWOK_ANNOTATION: "fake"},
+                        "annotations": {
+                            "node.alpha.kubernetes.io/ttl": "0",
+                            KWOK_ANNOTATION: "fake",
+                        },
                         "labels": labels,
                     },
                     "spec": {"taints": [taint.manifest() for taint in pool.taints]},

@@ -30,8 +30,9 @@ def openapi(crd: dict[str, Any]) -> dict[str, Any]:
     return schema
 
 
-@pytest.mark.parametrize("crd", [tier_crd(), inference_service_crd()],
-                         ids=["tier", "inferenceservice"])
+@pytest.mark.parametrize(
+    "crd", [tier_crd(), inference_service_crd()], ids=["tier", "inferenceservice"]
+)
 def test_schema_is_structural(crd: dict[str, Any]) -> None:
     for path, node in walk(openapi(crd)):
         for forbidden in ("$ref", "anyOf", "allOf", "oneOf", "$defs", "title", "const"):
@@ -44,8 +45,9 @@ def test_schema_is_structural(crd: dict[str, Any]) -> None:
             assert node["exclusiveMinimum"] is True and "minimum" in node
 
 
-@pytest.mark.parametrize("crd", [tier_crd(), inference_service_crd()],
-                         ids=["tier", "inferenceservice"])
+@pytest.mark.parametrize(
+    "crd", [tier_crd(), inference_service_crd()], ids=["tier", "inferenceservice"]
+)
 def test_every_field_is_documented(crd: dict[str, Any]) -> None:
     for path, node in walk(openapi(crd)):
         if path.startswith((".spec", ".status")) and not path.endswith(("[]", "{}")):
@@ -79,7 +81,10 @@ def test_defaults_enums_and_bounds() -> None:
     assert scaling["default"] == {}
     assert scaling["properties"]["scaleDownDelaySeconds"]["default"] == 120
     assert spec["properties"]["placement"]["properties"]["objective"]["enum"] == [
-        "cost", "latency", "carbon"]
+        "cost",
+        "latency",
+        "carbon",
+    ]
     capacity = spec["properties"]["variants"]["items"]["properties"]["capacity"]
     assert capacity["properties"]["prefillTokensPerSecond"]["exclusiveMinimum"] is True
 

@@ -18,27 +18,39 @@ def service_doc(**spec_overrides: Any) -> dict[str, Any]:
             {
                 "name": "h100",
                 "accelerator": {"type": "nvidia-gpu", "model": "H100", "count": 1},
-                "capacity": {"maxConcurrency": 64, "prefillTokensPerSecond": 24000,
-                             "decodeTokensPerSecond": 2400},
+                "capacity": {
+                    "maxConcurrency": 64,
+                    "prefillTokensPerSecond": 24000,
+                    "decodeTokensPerSecond": 2400,
+                },
             }
         ],
         "slo": {"latencyP95Ms": 1500},
     }
     spec.update(spec_overrides)
-    return {"apiVersion": "tierra.dev/v1alpha1", "kind": "InferenceService",
-            "metadata": {"name": "chat", "namespace": "team-a"}, "spec": spec}
+    return {
+        "apiVersion": "tierra.dev/v1alpha1",
+        "kind": "InferenceService",
+        "metadata": {"name": "chat", "namespace": "team-a"},
+        "spec": spec,
+    }
 
 
 def tier_doc(**spec_overrides: Any) -> dict[str, Any]:
     spec: dict[str, Any] = {
         "level": "edge",
         "region": "eu-central",
-        "pools": [{"name": "orin", "accelerator": {"type": "edge-gpu",
-                                                   "resourceName": "nvidia.com/gpu"}}],
+        "pools": [
+            {"name": "orin", "accelerator": {"type": "edge-gpu", "resourceName": "nvidia.com/gpu"}}
+        ],
     }
     spec.update(spec_overrides)
-    return {"apiVersion": "tierra.dev/v1alpha1", "kind": "Tier", "metadata": {"name": "edge-1"},
-            "spec": spec}
+    return {
+        "apiVersion": "tierra.dev/v1alpha1",
+        "kind": "Tier",
+        "metadata": {"name": "edge-1"},
+        "spec": spec,
+    }
 
 
 def test_service_defaults() -> None:

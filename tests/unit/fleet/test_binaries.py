@@ -17,8 +17,9 @@ def make_bins(directory: Path, names: tuple[str, ...]) -> None:
         path.chmod(0o755)
 
 
-def test_prebuilt_directories_take_precedence(tmp_path: Path,
-                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_prebuilt_directories_take_precedence(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("TIERRA_CACHE_DIR", str(tmp_path / "cache"))
     make_bins(tmp_path / "envtest", ("etcd", "kube-apiserver", "kubectl"))
     make_bins(tmp_path / "tierra", binaries.ALL_BINARIES)

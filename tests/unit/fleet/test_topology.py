@@ -45,8 +45,9 @@ def test_edge_nodes_are_tainted_and_labelled() -> None:
     for pool in by_pool("edge").values():
         for node in pool:
             assert "node-role.kubernetes.io/edge" in node["metadata"]["labels"]
-            assert {"key": "node-role.kubernetes.io/edge", "effect": "NoSchedule"} in node[
-                "spec"]["taints"]
+            assert {"key": "node-role.kubernetes.io/edge", "effect": "NoSchedule"} in node["spec"][
+                "taints"
+            ]
 
 
 def test_cpu_pool_is_untainted() -> None:

@@ -1,0 +1,206 @@
+"""InferenceService and Tier status from decisions and observations (pure)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from tierra.core.placement import PlacementDecision, PoolCapacity
+
+MAX_REJECTED_IN_STATUS = 50
+
+
+def condition(
+    type_: str,
+    ok: bool,
+    reason: str,
+    message: str,
+    generation: int | None,
+    previous: Sequence[Mapping[str, Any]],
+    now: str,
+) -> dict[str, Any]:
+    """A condition whose lastTransitionTime only moves when its status changes."""
+    status = "True" if ok else "False"
+    before = next((c for c in previous if c.get("type") == type_), None)
+    since = before.get("lastTransitionTime") if before and before.get("status") == status else None
+    return {
+        "type": type_,
+        "status": status,
+        "reason": reason,
+        "message": message,
+        "observedGeneration": generation,
+        "lastTransitionTime": since or now,
+    }
+
+
+def placement_reason(decision: PlacementDecision) -> str:
+    if decision.satisfied:
+        return "Placed" if decision.spread_ok else "PlacedWithoutSpread"
+    if decision.placed:
+        return "PartiallyPlaced"
+    return "NoFeasiblePlacement"
+
+
+def service_status(
+    decision: PlacementDecision,
+    ready_by_placement: Mapping[tuple[str, str, str], int],
+    selector: str,
+    generation: int | None,
+    previous: Mapping[str, Any],
+    now: str,
+) -> dict[str, Any]:
+    """The status subtree the operator owns (metrics and scale history are kept as they are)."""
+    old_conditions: Sequence[Mapping[str, Any]] = previous.get("conditions") or []
+    placements = [
+        {
+            "tier": p.tier,
+            "pool": p.pool,
+            "variant": p.variant,
+            "replicas": p.replicas,
+            "readyReplicas": ready_by_placement.get(p.key, 0),
+            "reason": p.reason,
+        }
+        for p in decision.placements
+    ]
+    ready = sum(ready_by_placement.get(p.key, 0) for p in decision.placements)
+    desired = decision.placed
+    placed_message = decision.summary
+    if not decision.satisfied and decision.rejected:
+        placed_message += "; " + "; ".join(str(r) for r in decision.rejected[:3])
+    if decision.desired == 0:
+        ready_ok, ready_reason, ready_message = True, "ScaledToZero", "scaled to zero"
+    elif ready >= decision.desired:
+        ready_ok, ready_reason, ready_message = True, "ReplicasReady", f"{ready}/{desired} ready"
+    else:
+        ready_ok, ready_reason = False, "ReplicasNotReady"
+        ready_message = f"{ready}/{decision.desired} replicas ready"
+    conditions = [
+        condition(
+            "Placed",
+            decision.satisfied,
+            placement_reason(decision),
+            placed_message,
+            generation,
+            old_conditions,
+            now,
+        ),
+        condition("Ready", ready_ok, ready_reason, ready_message, generation, old_conditions, now),
+    ]
+    # Conditions owned by other parts of the operator (SLOMet, MetricsAvailable, Migrating) stay.
+    conditions += [dict(c) for c in old_conditions if c.get("type") not in ("Placed", "Ready")]
+    return {
+        "observedGeneration": generation,
+        "conditions": conditions,
+        "placements": placements,
+        "rejected": [
+            {"tier": r.tier, "pool": r.pool, "variant": r.variant or "", "reason": r.reason}
+            for r in decision.rejected[:MAX_REJECTED_IN_STATUS]
+        ],
+        "replicas": desired,
+        "readyReplicas": ready,
+        "selector": selector,
+        "tiers": ",".join(dict.fromkeys(p.tier for p in decision.placements)),
+        "variant": ",".join(dict.fromkeys(p.variant for p in decision.placements)),
+    }
+
+
+def tier_status(
+    reachable: bool,
+    problem: tuple[str, str] | None,
+    pools: Mapping[str, PoolCapacity],
+    node_counts: Mapping[str, int],
+    consecutive_failures: int,
+    last_probe_time: str | None,
+    generation: int | None,
+    previous: Mapping[str, Any],
+    now: str,
+) -> dict[str, Any]:
+    old: Sequence[Mapping[str, Any]] = previous.get("conditions") or []
+    if problem is not None:
+        reach = condition("Reachable", False, problem[0], problem[1], generation, old, now)
+    elif reachable:
+        reach = condition(
+            "Reachable",
+            True,
+            "ProbeSucceeded",
+            "the cluster's apiserver is ready",
+            generation,
+            old,
+            now,
+        )
+    else:
+        reach = condition(
+            "Reachable",
+            False,
+            "ProbeFailed",
+            f"{consecutive_failures} consecutive readiness probes failed",
+            generation,
+            old,
+            now,
+        )
+    usable = [p for p in pools.values() if p.capacity > 0]
+    ready_ok = reach["status"] == "True" and bool(usable)
+    ready_message = (
+        f"{len(usable)}/{len(pools)} pools have capacity"
+        if reach["status"] == "True"
+        else "unreachable"
+    )
+    ready = condition(
+        "Ready",
+        ready_ok,
+        "PoolsAvailable" if ready_ok else "NoCapacity",
+        ready_message,
+        generation,
+        old,
+        now,
+    )
+    return {
+        "observedGeneration": generation,
+        "conditions": [reach, ready],
+        "pools": [
+            {
+                "name": p.pool,
+                "capacity": p.capacity,
+                "allocated": p.allocated,
+                "free": p.free,
+                "nodes": node_counts.get(p.pool, 0),
+            }
+            for p in pools.values()
+        ],
+        "lastProbeTime": last_probe_time,
+        "consecutiveProbeFailures": consecutive_failures,
+    }
+
+
+def explain_status(key: str, spec: Mapping[str, Any], status: Mapping[str, Any]) -> str:
+    """Why the service runs where it runs, from its recorded status, for a person."""
+    conditions = {c.get("type"): c for c in status.get("conditions") or []}
+    placed = conditions.get("Placed", {})
+    ready = conditions.get("Ready", {})
+    placement = spec.get("placement") or {}
+    lines = [
+        f"{key}: objective {placement.get('objective', 'cost')}, "
+        f"levels {','.join(placement.get('levels') or ['central', 'regional', 'edge'])}"
+        + (f", residency {placement['residency']}" if placement.get("residency") else ""),
+        f"  Placed={placed.get('status', 'Unknown')} ({placed.get('reason', '-')}): "
+        f"{placed.get('message', 'not reconciled yet')}",
+        f"  Ready={ready.get('status', 'Unknown')}: {ready.get('message', '-')}",
+    ]
+    rows = status.get("placements") or []
+    if rows:
+        lines.append("  runs on:")
+        width = max(len(f"{p['tier']}/{p['pool']}/{p['variant']}") for p in rows)
+        lines += [
+            f"    {p['tier'] + '/' + p['pool'] + '/' + p['variant']:<{width}}  "
+            f"{p.get('readyReplicas', 0)}/{p.get('replicas', 0)} ready  {p.get('reason', '')}"
+            for p in rows
+        ]
+    rejected = status.get("rejected") or []
+    if rejected:
+        lines.append("  ruled out:")
+        for r in rejected[:12]:
+            where = "/".join(x for x in (r.get("tier"), r.get("pool"), r.get("variant")) if x)
+            lines.append(f"    {where}: {r.get('reason', '')}")
+        if len(rejected) > 12:
+            lines.append(f"    ... and {len(rejected) - 12} more")
+    return "\n".join(lines)

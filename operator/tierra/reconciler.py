@@ -1,0 +1,679 @@
+"""The operator's control loop: observe -> core decides -> shell acts -> status.
+
+Level-triggered: every reconcile of an InferenceService reads the current state of every member
+cluster (from informers), decides placement with the pure core, converges the children with
+server-side apply, and reports. Triggers (spec changes, child drift, capacity and reachability
+changes, retries) only say *which* service to look at, never *what* to do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+import logging
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from tierra.api.inference_service import InferenceService
+from tierra.api.tier import Tier
+from tierra.core.inventory import (
+    LABEL_OWNER_UID,
+    ServiceUsage,
+    held_by_others,
+    merge_usage,
+    owner_key,
+    pool_capacities,
+    pool_node_counts,
+    service_usage,
+)
+from tierra.core.placement import PlacementDecision, TierView, explain, place
+from tierra.core.render import child_selector, owner_of, render
+from tierra.core.status import service_status, tier_status
+from tierra.shell import telemetry
+from tierra.shell.informer import key_of
+from tierra.shell.kube import JSON_PATCH, KubeClient, KubeError, Obj
+from tierra.shell.members import ConnectionProblem, MemberCluster, MemberRegistry
+from tierra.shell.workqueue import WorkQueue
+
+log = logging.getLogger(__name__)
+
+FINALIZER = "tierra.dev/cleanup"
+RETRY_BASE_SECONDS = 5.0
+RETRY_MAX_SECONDS = 300.0
+TIER_STATUS_INTERVAL_SECONDS = 5.0
+TIER_RESOLVE_INTERVAL_SECONDS = 30.0
+ORPHAN_SWEEP_INTERVAL_SECONDS = 30.0
+ORPHAN_MIN_AGE_SECONDS = 30.0
+CLEANUP_GIVE_UP_SECONDS = 300.0
+
+
+def now_rfc3339() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def is_subset(desired: Any, live: Any) -> bool:
+    """Whether every field of ``desired`` has the same value in ``live`` (SSA leaves extras)."""
+    if isinstance(desired, dict):
+        return isinstance(live, dict) and all(
+            k in live and is_subset(v, live[k]) for k, v in desired.items()
+        )
+    if isinstance(desired, list):
+        return (
+            isinstance(live, list)
+            and len(desired) == len(live)
+            and all(is_subset(d, v) for d, v in zip(desired, live, strict=True))
+        )
+    return bool(desired == live) or str(desired) == str(live)
+
+
+def _strip_times(status: Mapping[str, Any]) -> Any:
+    return {
+        k: (
+            [{ck: cv for ck, cv in c.items() if ck != "lastTransitionTime"} for c in v]
+            if k == "conditions"
+            else v
+        )
+        for k, v in status.items()
+        if k != "lastProbeTime"
+    }
+
+
+@dataclass
+class ServiceState:
+    """What the reconciler remembers per service between reconciles (all re-derivable)."""
+
+    attempts: int = 0
+    last_summary: str = ""
+    deleting_since: float | None = None
+    placed: bool = False
+
+
+@dataclass
+class Reconciler:
+    management: KubeClient
+    namespace: str
+    workers: int = 4
+    clock: Callable[[], float] = time.monotonic
+    services: dict[str, Obj] = field(default_factory=dict)
+    tiers: dict[str, Tier] = field(default_factory=dict)
+    tier_bodies: dict[str, Obj] = field(default_factory=dict)
+    state: dict[str, ServiceState] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.queue: WorkQueue[str] = WorkQueue()
+        self.registry = MemberRegistry(
+            self.management,
+            self.namespace,
+            on_child_change=self._child_changed,
+            on_capacity_change=self._capacity_changed,
+            on_reachability_change=self._capacity_changed,
+        )
+        self._place_lock = asyncio.Lock()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._capacity_poke: asyncio.TimerHandle | None = None
+        self._tier_dirty = asyncio.Event()
+
+    # ------------------------------------------------------------------ lifecycle
+    async def start(self) -> None:
+        for index in range(self.workers):
+            self._tasks.append(asyncio.create_task(self._worker(), name=f"reconcile-{index}"))
+        self._tasks.append(asyncio.create_task(self._tier_loop(), name="tier-status"))
+        self._tasks.append(asyncio.create_task(self._sweep_loop(), name="orphan-sweep"))
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+        await self.registry.close()
+
+    # ------------------------------------------------------------------- triggers
+    def on_service_event(self, event_type: str | None, body: Obj) -> None:
+        meta = body["metadata"]
+        key = f"{meta['namespace']}/{meta['name']}"
+        if event_type == "DELETED":
+            self.services.pop(key, None)
+            self.state.pop(key, None)
+            return
+        before = self.services.get(key)
+        self.services[key] = body
+        changed = (
+            before is None
+            or before["metadata"].get("generation") != meta.get("generation")
+            or before["metadata"].get("uid") != meta.get("uid")
+            or bool(meta.get("deletionTimestamp"))
+            != bool(before["metadata"].get("deletionTimestamp"))
+        )
+        if changed:
+            self.state.setdefault(key, ServiceState()).attempts = 0
+            self.queue.add(key)
+
+    def on_tier_event(self, event_type: str | None, body: Obj) -> None:
+        name = body["metadata"]["name"]
+        if event_type == "DELETED":
+            self.tiers.pop(name, None)
+            self.tier_bodies.pop(name, None)
+            self.registry.forget(name)
+            self._enqueue_all()
+            return
+        before = self.tier_bodies.get(name)
+        self.tier_bodies[name] = body
+        if before is not None and before["metadata"].get("generation") == body["metadata"].get(
+            "generation"
+        ):
+            return  # status-only change (our own tier status writes)
+        try:
+            self.tiers[name] = Tier.model_validate(body)
+        except ValidationError as error:
+            log.error("tier %s is invalid: %s", name, error)
+            self.tiers.pop(name, None)
+            return
+        self.registry.forget(name)
+        self._tier_dirty.set()
+
+    def _child_changed(self, event_type: str, obj: Obj) -> None:
+        key = owner_key(obj)
+        if key is not None and key in self.services:
+            self.queue.add(key)
+
+    def _capacity_changed(self) -> None:
+        """Capacity or reachability moved: look again at services that are not fully placed."""
+        if self._capacity_poke is not None:
+            return
+        loop = asyncio.get_running_loop()
+
+        def poke() -> None:
+            self._capacity_poke = None
+            for key, state in self.state.items():
+                if not state.placed:
+                    self.queue.add(key)
+
+        self._capacity_poke = loop.call_later(0.5, poke)
+
+    def _enqueue_all(self) -> None:
+        for key in self.services:
+            self.queue.add(key)
+
+    # -------------------------------------------------------------------- workers
+    async def _worker(self) -> None:
+        while True:
+            key = await self.queue.get()
+            started = time.perf_counter()
+            result = "success"
+            try:
+                retry = await self.reconcile(key)
+                if retry is not None:
+                    result = "retry"
+                    self.queue.add(key, delay=retry)
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                result = "error"
+                telemetry.ERRORS.labels(kind=type(error).__name__).inc()
+                log.exception("reconcile %s failed", key)
+                self.queue.add(key, delay=self._backoff(key))
+            finally:
+                self.queue.done(key)
+                telemetry.RECONCILES.labels(result=result).inc()
+                telemetry.RECONCILE_SECONDS.observe(time.perf_counter() - started)
+
+    def _backoff(self, key: str) -> float:
+        state = self.state.setdefault(key, ServiceState())
+        state.attempts += 1
+        return float(min(RETRY_MAX_SECONDS, RETRY_BASE_SECONDS * 2 ** (state.attempts - 1)))
+
+    # ---------------------------------------------------------------- observation
+    def _members(self) -> dict[str, MemberCluster]:
+        """Tier name -> its member cluster (only tiers that resolved to a cluster)."""
+        out = {}
+        for name in self.tiers:
+            member = self.registry.for_tier(name)
+            if isinstance(member, MemberCluster):
+                out[name] = member
+        return out
+
+    def _observe(self) -> tuple[list[TierView], dict[str, ServiceUsage]]:
+        views, parts = [], []
+        for name, tier in self.tiers.items():
+            member = self.registry.for_tier(name)
+            if isinstance(member, MemberCluster):
+                nodes = member.nodes.store.values()
+                pods = list(member.pods.store.values())
+                pools = pool_capacities(tier, nodes, pods)
+                parts.append(service_usage(tier, member.deployments.store.values(), pods))
+                synced = member.nodes.synced.is_set() and member.pods.synced.is_set()
+                views.append(
+                    TierView(tier=tier, reachable=member.reachable and synced, pools=pools)
+                )
+            else:
+                views.append(TierView(tier=tier, reachable=False, pools={}))
+        return views, merge_usage(parts)
+
+    # ------------------------------------------------------------------ reconcile
+    async def reconcile(self, key: str) -> float | None:
+        """Converge one service; return a delay to retry after, or None."""
+        body = self.services.get(key)
+        if body is None:
+            return None
+        state = self.state.setdefault(key, ServiceState())
+        meta = body["metadata"]
+        if meta.get("deletionTimestamp"):
+            return await self._finalize(key, body, state)
+        if FINALIZER not in (meta.get("finalizers") or []):
+            await self._add_finalizer(body)
+        try:
+            service = InferenceService.model_validate(body)
+        except ValidationError as error:
+            await self._report_invalid(body, error)
+            return None
+        await self._resolve_unresolved_tiers()
+        desired = self._desired_replicas(service)
+        async with self._place_lock:
+            views, usage = self._observe()
+            own = usage.get(key, ServiceUsage())
+            decision = place(service, desired, views, own.current(), held_by_others(usage, key))
+            members = self._members()
+            plan = self._render_children(service, decision, members)
+            # Write-through: make the decision visible to the next placement before any I/O.
+            for member, manifest in plan:
+                if manifest["kind"] == "Deployment":
+                    store = member.deployments.store
+                    live = store.get(key_of(manifest))
+                    if live is None or not is_subset(manifest, live):
+                        store[key_of(manifest)] = {
+                            **manifest,
+                            "status": (live or {}).get("status", {}),
+                        }
+        await self._converge_children(key, service, plan, members)
+        await self._write_status(key, body, service, decision, members)
+        state.placed = decision.satisfied
+        if not decision.satisfied:
+            return self._backoff(key)
+        state.attempts = 0
+        return None
+
+    def _desired_replicas(self, service: InferenceService) -> int:
+        spec = service.spec
+        if spec.replicas is not None:  # manual mode: the scale subresource rules
+            return spec.replicas
+        return spec.scaling.min_replicas
+
+    def _render_children(
+        self,
+        service: InferenceService,
+        decision: PlacementDecision,
+        members: Mapping[str, MemberCluster],
+    ) -> list[tuple[MemberCluster, Obj]]:
+        owner = owner_of(service)
+        plan = []
+        for placement in decision.placements:
+            member = members.get(placement.tier)
+            if member is None:
+                continue
+            tier = self.tiers[placement.tier]
+            for manifest in render(
+                service, placement, tier, owner, same_cluster=member.client is self.management
+            ):
+                plan.append((member, manifest))
+        return plan
+
+    async def _converge_children(
+        self,
+        key: str,
+        service: InferenceService,
+        plan: list[tuple[MemberCluster, Obj]],
+        members: Mapping[str, MemberCluster],
+    ) -> None:
+        wanted = {(id(m), m_["kind"], *key_of(m_)) for m, m_ in plan}
+        applies = []
+        for member, manifest in plan:
+            informer = member.deployments if manifest["kind"] == "Deployment" else member.services
+            live = informer.store.get(key_of(manifest))
+            if (
+                live is not None
+                and "metadata" in live
+                and live["metadata"].get("resourceVersion")
+                and is_subset(manifest, live)
+            ):
+                continue
+            applies.append(self._apply(member, manifest))
+        await asyncio.gather(*applies)
+        # Children this service no longer wants (a placement dropped or scaled to zero).
+        uid = service.metadata.uid
+        deletes = []
+        for member in {id(m): m for m in members.values()}.values():
+            for informer in (member.deployments, member.services):
+                for obj in list(informer.store.values()):
+                    labels = obj["metadata"].get("labels") or {}
+                    if owner_key(obj) != key or labels.get(LABEL_OWNER_UID) != uid:
+                        continue
+                    if (id(member), obj.get("kind", informer.kind),
+                        *key_of(obj),
+                    ) in wanted:
+                        continue
+                    deletes.append(self._delete(member, informer.kind, obj))
+        await asyncio.gather(*deletes)
+
+    async def _apply(self, member: MemberCluster, manifest: Obj) -> None:
+        namespace = manifest["metadata"]["namespace"]
+        await member.ensure_namespace(namespace)
+        informer = member.deployments if manifest["kind"] == "Deployment" else member.services
+        try:
+            applied = await member.client.apply(manifest)
+        except KubeError:
+            informer.store.pop(key_of(manifest), None)  # undo the write-through
+            raise
+        applied.get("metadata", {}).pop("managedFields", None)
+        current = informer.store.get(key_of(manifest), {})
+        if int(applied["metadata"]["resourceVersion"]) >= int(
+            current.get("metadata", {}).get("resourceVersion") or 0
+        ):
+            informer.store[key_of(manifest)] = applied
+        telemetry.APPLIES.labels(kind=manifest["kind"]).inc()
+
+    async def _delete(self, member: MemberCluster, kind: str, obj: Obj) -> None:
+        namespace, name = key_of(obj)
+        await member.client.delete(kind, name, namespace)
+        (member.deployments if kind == "Deployment" else member.services).store.pop(
+            (namespace, name), None
+        )
+
+    # --------------------------------------------------------------------- status
+    async def _write_status(
+        self,
+        key: str,
+        body: Obj,
+        service: InferenceService,
+        decision: PlacementDecision,
+        members: Mapping[str, MemberCluster],
+    ) -> None:
+        ready: dict[tuple[str, str, str], int] = {}
+        owner = owner_of(service)
+        for placement in decision.placements:
+            member = members.get(placement.tier)
+            if member is None:
+                continue
+            for manifest in render(
+                service,
+                placement,
+                self.tiers[placement.tier],
+                owner,
+                same_cluster=member.client is self.management,
+            ):
+                if manifest["kind"] == "Deployment":
+                    live = member.deployments.store.get(key_of(manifest), {})
+                    ready[placement.key] = int((live.get("status") or {}).get("readyReplicas", 0))
+        previous = body.get("status") or {}
+        meta = body["metadata"]
+        status = service_status(
+            decision,
+            ready,
+            child_selector(meta["name"], meta["namespace"]),
+            meta.get("generation"),
+            previous,
+            now_rfc3339(),
+        )
+        if _strip_times({k: previous.get(k) for k in status}) != _strip_times(status):
+            try:
+                await self.management.patch(
+                    "InferenceService",
+                    meta["name"],
+                    meta["namespace"],
+                    {"status": status},
+                    subresource="status",
+                )
+            except KubeError as error:
+                if error.status != 404:
+                    raise
+        state = self.state.setdefault(key, ServiceState())
+        if decision.summary != state.last_summary:
+            state.last_summary = decision.summary
+            reason = "Placed" if decision.satisfied else "PlacementFailed"
+            message = decision.summary if decision.satisfied else explain(decision)
+            await self.post_event(
+                body, reason, message[:1000], "Normal" if decision.satisfied else "Warning"
+            )
+            telemetry.PLACEMENTS.labels(result=reason).inc()
+
+    async def _report_invalid(self, body: Obj, error: ValidationError) -> None:
+        meta = body["metadata"]
+        message = f"spec is invalid: {error.errors()[0]['loc']}: {error.errors()[0]['msg']}"
+        condition = {
+            "type": "Placed",
+            "status": "False",
+            "reason": "InvalidSpec",
+            "message": message,
+            "observedGeneration": meta.get("generation"),
+            "lastTransitionTime": now_rfc3339(),
+        }
+        await self.management.patch(
+            "InferenceService",
+            meta["name"],
+            meta["namespace"],
+            {"status": {"conditions": [condition]}},
+            subresource="status",
+        )
+        await self.post_event(body, "InvalidSpec", message, "Warning")
+
+    async def post_event(self, body: Obj, reason: str, message: str, type_: str) -> None:
+        meta = body["metadata"]
+        stamp = now_rfc3339()
+        event = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {
+                "name": f"{meta['name']}.{uuid.uuid4().hex[:12]}",
+                "namespace": meta.get("namespace") or "default",
+            },
+            "involvedObject": {
+                "apiVersion": body.get("apiVersion", "tierra.dev/v1alpha1"),
+                "kind": body.get("kind", "InferenceService"),
+                "name": meta["name"],
+                "namespace": meta.get("namespace"),
+                "uid": meta.get("uid"),
+            },
+            "reason": reason,
+            "message": message,
+            "type": type_,
+            "source": {"component": "tierra"},
+            "reportingComponent": "tierra",
+            "firstTimestamp": stamp,
+            "lastTimestamp": stamp,
+            "count": 1,
+        }
+        try:
+            await self.management.create(event)
+        except KubeError as error:
+            log.warning("could not post event %s: %s", reason, error)
+
+    # ---------------------------------------------------------------- finalizing
+    async def _add_finalizer(self, body: Obj) -> None:
+        meta = body["metadata"]
+        finalizers = [*(meta.get("finalizers") or []), FINALIZER]
+        patch = [
+            {"op": "test", "path": "/metadata/resourceVersion", "value": meta["resourceVersion"]},
+            {"op": "add", "path": "/metadata/finalizers", "value": finalizers},
+        ]
+        try:
+            await self.management.patch(
+                "InferenceService", meta["name"], meta["namespace"], patch, JSON_PATCH
+            )
+        except KubeError as error:
+            if error.status not in (404, 409, 422):
+                raise
+            # 409/422: a newer version exists; its watch event will bring us back.
+
+    async def _finalize(self, key: str, body: Obj, state: ServiceState) -> float | None:
+        meta = body["metadata"]
+        if FINALIZER not in (meta.get("finalizers") or []):
+            return None
+        if state.deleting_since is None:
+            state.deleting_since = self.clock()
+        failures = await self.delete_children(key, meta.get("uid"))
+        if failures and self.clock() - state.deleting_since < CLEANUP_GIVE_UP_SECONDS:
+            return self._backoff(key)
+        if failures:
+            await self.post_event(
+                body,
+                "CleanupIncomplete",
+                "gave up deleting children in unreachable clusters: "
+                + ", ".join(failures)
+                + "; the orphan sweep will remove them",
+                "Warning",
+            )
+        remaining = [f for f in meta.get("finalizers") or [] if f != FINALIZER]
+        index = (meta.get("finalizers") or []).index(FINALIZER)
+        patch = [
+            {"op": "test", "path": f"/metadata/finalizers/{index}", "value": FINALIZER},
+            {"op": "replace", "path": "/metadata/finalizers", "value": remaining},
+        ]
+        try:
+            await self.management.patch(
+                "InferenceService", meta["name"], meta["namespace"], patch, JSON_PATCH
+            )
+        except KubeError as error:
+            if error.status not in (404, 409, 422):
+                raise
+        return None
+
+    async def delete_children(self, key: str, uid: str | None) -> list[str]:
+        """Delete every child of the service in every member cluster; return failed clusters."""
+        failures = []
+        for member in self.registry.clusters():
+            try:
+                for informer in (member.deployments, member.services):
+                    for obj in list(informer.store.values()):
+                        labels = obj["metadata"].get("labels") or {}
+                        if owner_key(obj) == key and labels.get(LABEL_OWNER_UID) == uid:
+                            await self._delete(member, informer.kind, obj)
+            except (KubeError, OSError, TimeoutError) as error:
+                log.warning("cleanup of %s in %s failed: %s", key, member.identity, error)
+                failures.append(member.identity)
+        return failures
+
+    # -------------------------------------------------------------- tiers & sweep
+    async def _resolve_unresolved_tiers(self) -> None:
+        for name, tier in list(self.tiers.items()):
+            if self.registry.for_tier(name) is None:
+                member = await self.registry.resolve(tier)
+                if isinstance(member, MemberCluster):
+                    await member.wait_synced(timeout=10)
+
+    async def _tier_loop(self) -> None:
+        last_resolve = 0.0
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._tier_dirty.wait(), TIER_STATUS_INTERVAL_SECONDS)
+            self._tier_dirty.clear()
+            try:
+                if self.clock() - last_resolve > TIER_RESOLVE_INTERVAL_SECONDS:
+                    for name in list(self.tiers):
+                        self.registry.forget(name)  # pick up rotated or fixed Secrets
+                    last_resolve = self.clock()
+                unresolved = [n for n in self.tiers if self.registry.for_tier(n) is None]
+                await self._resolve_unresolved_tiers()
+                if unresolved:
+                    self._enqueue_all()
+                await self._write_tier_statuses()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("tier status loop failed")
+
+    async def _write_tier_statuses(self) -> None:
+        for name, tier in list(self.tiers.items()):
+            member = self.registry.for_tier(name)
+            body = self.tier_bodies.get(name, {})
+            previous = body.get("status") or {}
+            if isinstance(member, MemberCluster):
+                pods = list(member.pods.store.values())
+                status = tier_status(
+                    member.reachable,
+                    None,
+                    pool_capacities(tier, member.nodes.store.values(), pods),
+                    pool_node_counts(tier, member.nodes.store.values()),
+                    member.consecutive_failures,
+                    member.last_probe_time,
+                    tier.metadata.generation,
+                    previous,
+                    now_rfc3339(),
+                )
+                telemetry.TIER_REACHABLE.labels(tier=name).set(1 if member.reachable else 0)
+            else:
+                problem = (
+                    (member.reason, member.message)
+                    if isinstance(member, ConnectionProblem)
+                    else ("Unknown", "not resolved")
+                )
+                status = tier_status(
+                    False,
+                    problem,
+                    {},
+                    {},
+                    0,
+                    now_rfc3339(),
+                    tier.metadata.generation,
+                    previous,
+                    now_rfc3339(),
+                )
+                telemetry.TIER_REACHABLE.labels(tier=name).set(0)
+            if _strip_times(previous) == _strip_times(status):
+                continue
+            try:
+                updated = await self.management.patch(
+                    "Tier", name, None, {"status": status}, subresource="status"
+                )
+                self.tier_bodies[name] = updated
+            except KubeError as error:
+                log.warning("tier %s status: %s", name, error)
+
+    async def _sweep_loop(self) -> None:
+        while True:
+            await asyncio.sleep(ORPHAN_SWEEP_INTERVAL_SECONDS / 3)
+            try:
+                await self.sweep_orphans()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("orphan sweep failed")
+            await asyncio.sleep(ORPHAN_SWEEP_INTERVAL_SECONDS * 2 / 3)
+
+    async def sweep_orphans(self) -> int:
+        """Delete children whose InferenceService (by namespace/name and uid) no longer exists."""
+        listing = await self.management.list("InferenceService")
+        alive = {
+            (f"{i['metadata']['namespace']}/{i['metadata']['name']}", i["metadata"]["uid"])
+            for i in listing.get("items", [])
+        }
+        alive |= {(k, b["metadata"].get("uid")) for k, b in self.services.items()}
+        now = datetime.datetime.now(datetime.UTC)
+        removed = 0
+        for member in self.registry.clusters():
+            if not all(i.synced.is_set() for i in member.informers):
+                continue
+            for informer in (member.deployments, member.services):
+                for obj in list(informer.store.values()):
+                    key = owner_key(obj)
+                    uid = (obj["metadata"].get("labels") or {}).get(LABEL_OWNER_UID)
+                    created = obj["metadata"].get("creationTimestamp")
+                    if key is None or (key, uid) in alive or not created:
+                        continue
+                    age = now - datetime.datetime.fromisoformat(created.replace("Z", "+00:00"))
+                    if age.total_seconds() < ORPHAN_MIN_AGE_SECONDS:
+                        continue
+                    log.info(
+                        "deleting orphan %s %s/%s (owner %s gone)", informer.kind, *key_of(obj), key
+                    )
+                    with contextlib.suppress(KubeError):
+                        await self._delete(member, informer.kind, obj)
+                        removed += 1
+        telemetry.ORPHANS.inc(removed)
+        return removed

@@ -1,0 +1,1 @@
+"""I/O: member-cluster clients, informers, server-side apply, Prometheus queries."""

@@ -1,0 +1,238 @@
+"""A lean async Kubernetes client over raw JSON, for any number of clusters.
+
+It reuses ``kubernetes_asyncio`` for what it does well (kubeconfig parsing, TLS, auth) and
+speaks plain dicts on the wire: rendered manifests go out as server-side apply patches and
+list/watch results stay dicts, which keeps informers of thousands of objects cheap.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+import aiohttp
+from kubernetes_asyncio import config as kube_config
+from kubernetes_asyncio.client import ApiClient
+
+FIELD_MANAGER = "tierra"
+APPLY_PATCH = "application/apply-patch+yaml"
+MERGE_PATCH = "application/merge-patch+json"
+JSON_PATCH = "application/json-patch+json"
+
+Obj = dict[str, Any]
+
+# kind -> (API path prefix, plural, namespaced)
+_RESOURCES: dict[str, tuple[str, str, bool]] = {
+    "Deployment": ("/apis/apps/v1", "deployments", True),
+    "Service": ("/api/v1", "services", True),
+    "Namespace": ("/api/v1", "namespaces", False),
+    "Event": ("/api/v1", "events", True),
+    "Secret": ("/api/v1", "secrets", True),
+    "Pod": ("/api/v1", "pods", True),
+    "Node": ("/api/v1", "nodes", False),
+    "InferenceService": ("/apis/tierra.dev/v1alpha1", "inferenceservices", True),
+    "Tier": ("/apis/tierra.dev/v1alpha1", "tiers", False),
+}
+
+
+class KubeError(Exception):
+    """A non-2xx answer from an apiserver."""
+
+    def __init__(self, status: int, message: str, reason: str = "") -> None:
+        super().__init__(f"{status} {reason}: {message}")
+        self.status = status
+        self.reason = reason
+        self.message = message
+
+
+def resource_path(
+    kind: str, namespace: str | None = None, name: str | None = None, subresource: str | None = None
+) -> str:
+    prefix, plural, namespaced = _RESOURCES[kind]
+    path = prefix
+    if namespaced and namespace:
+        path += f"/namespaces/{namespace}"
+    path += f"/{plural}"
+    if name:
+        path += f"/{name}"
+    if subresource:
+        path += f"/{subresource}"
+    return path
+
+
+class KubeClient:
+    """One cluster. Create with :func:`client_from_kubeconfig` or :func:`client_from_default`."""
+
+    def __init__(self, api_client: ApiClient, name: str = "") -> None:
+        self.api_client = api_client
+        self.name = name
+        self.host = str(api_client.configuration.host).rstrip("/")
+
+    @property
+    def _session(self) -> aiohttp.ClientSession:
+        session: aiohttp.ClientSession = self.api_client.rest_client.pool_manager
+        return session
+
+    async def _headers(self, content_type: str | None = None) -> dict[str, str]:
+        headers = {"Accept": "application/json"}
+        settings = await self.api_client.configuration.auth_settings()
+        for setting in settings.values():
+            if setting.get("in") == "header" and setting.get("value"):
+                headers[setting["key"]] = setting["value"]
+        if content_type:
+            headers["Content-Type"] = content_type
+        return headers
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        params: Mapping[str, str] | None = None,
+        body: Any = None,
+        content_type: str | None = None,
+        timeout: float = 10.0,
+    ) -> Obj:
+        data = None if body is None else json.dumps(body)
+        if data is not None and content_type is None:
+            content_type = "application/json"
+        async with self._session.request(
+            method,
+            self.host + path,
+            params=dict(params or {}),
+            data=data,
+            headers=await self._headers(content_type),
+            timeout=aiohttp.ClientTimeout(total=timeout),
+        ) as response:
+            payload = await response.read()
+            if response.status >= 400:
+                try:
+                    status = json.loads(payload)
+                    raise KubeError(
+                        response.status, status.get("message", ""), status.get("reason", "")
+                    )
+                except (ValueError, AttributeError):
+                    raise KubeError(response.status, payload.decode(errors="replace")) from None
+            result: Obj = json.loads(payload) if payload else {}
+            return result
+
+    async def get(self, kind: str, name: str, namespace: str | None = None) -> Obj | None:
+        try:
+            return await self.request("GET", resource_path(kind, namespace, name))
+        except KubeError as error:
+            if error.status == 404:
+                return None
+            raise
+
+    async def list(
+        self, kind: str, namespace: str | None = None, label_selector: str | None = None
+    ) -> Obj:
+        params = {"labelSelector": label_selector} if label_selector else {}
+        return await self.request("GET", resource_path(kind, namespace), params, timeout=60.0)
+
+    async def apply(self, manifest: Obj, subresource: str | None = None) -> Obj:
+        """Server-side apply with the ``tierra`` field manager (force: Tierra owns its fields)."""
+        meta = manifest["metadata"]
+        path = resource_path(manifest["kind"], meta.get("namespace"), meta["name"], subresource)
+        return await self.request(
+            "PATCH", path, {"fieldManager": FIELD_MANAGER, "force": "true"}, manifest, APPLY_PATCH
+        )
+
+    async def patch(
+        self,
+        kind: str,
+        name: str,
+        namespace: str | None,
+        patch: Any,
+        content_type: str = MERGE_PATCH,
+        subresource: str | None = None,
+    ) -> Obj:
+        return await self.request(
+            "PATCH",
+            resource_path(kind, namespace, name, subresource),
+            {"fieldManager": FIELD_MANAGER},
+            patch,
+            content_type,
+        )
+
+    async def create(self, manifest: Obj) -> Obj:
+        meta = manifest["metadata"]
+        return await self.request(
+            "POST",
+            resource_path(manifest["kind"], meta.get("namespace")),
+            {"fieldManager": FIELD_MANAGER},
+            manifest,
+        )
+
+    async def delete(self, kind: str, name: str, namespace: str | None = None) -> bool:
+        """Delete (background propagation); False when it was already gone."""
+        try:
+            await self.request(
+                "DELETE",
+                resource_path(kind, namespace, name),
+                body={"propagationPolicy": "Background"},
+            )
+        except KubeError as error:
+            if error.status == 404:
+                return False
+            raise
+        return True
+
+    async def ready(self) -> bool:
+        try:
+            async with self._session.get(
+                self.host + "/readyz",
+                headers=await self._headers(),
+                timeout=aiohttp.ClientTimeout(total=3),
+            ) as response:
+                return response.status == 200
+        except (TimeoutError, aiohttp.ClientError, OSError):
+            return False
+
+    async def watch(
+        self,
+        path: str,
+        resource_version: str,
+        label_selector: str | None = None,
+        timeout_seconds: int = 300,
+    ) -> AsyncIterator[Obj]:
+        """Yield watch events (dicts with ``type`` and ``object``) until the server closes."""
+        params = {
+            "watch": "true",
+            "resourceVersion": resource_version,
+            "allowWatchBookmarks": "true",
+            "timeoutSeconds": str(timeout_seconds),
+        }
+        if label_selector:
+            params["labelSelector"] = label_selector
+        async with self._session.get(
+            self.host + path,
+            params=params,
+            headers=await self._headers(),
+            timeout=aiohttp.ClientTimeout(total=None, sock_read=timeout_seconds + 30),
+        ) as response:
+            if response.status >= 400:
+                raise KubeError(response.status, (await response.read()).decode(errors="replace"))
+            async for line in response.content:
+                if line.strip():
+                    yield json.loads(line)
+
+    async def close(self) -> None:
+        await self.api_client.close()
+
+
+async def client_from_kubeconfig(
+    config: Obj, name: str = "", context: str | None = None
+) -> KubeClient:
+    api_client = await kube_config.new_client_from_config_dict(config, context=context)
+    return KubeClient(api_client, name)
+
+
+async def client_from_default(name: str = "") -> KubeClient:
+    """The operator's own cluster: in-cluster config, else the current kube context."""
+    try:
+        kube_config.load_incluster_config()  # type: ignore[no-untyped-call]
+        api_client = ApiClient()
+    except kube_config.ConfigException:
+        api_client = await kube_config.new_client_from_config()
+    return KubeClient(api_client, name)

@@ -1,0 +1,211 @@
+"""Member clusters: how the operator reaches each Tier's cluster, and what it sees there.
+
+A Tier without ``cluster.kubeconfigSecretRef`` is the operator's own cluster. Otherwise the
+kubeconfig is read from a Secret in the operator's namespace only; a missing or malformed
+Secret makes the Tier unreachable with a reason, never crashes the operator.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import datetime
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+from tierra.api.tier import Tier
+from tierra.shell.informer import Informer
+from tierra.shell.kube import KubeClient, KubeError, Obj, client_from_kubeconfig
+
+log = logging.getLogger(__name__)
+
+MANAGED_SELECTOR = "app.kubernetes.io/managed-by=tierra"
+PROBE_INTERVAL_SECONDS = 2.0
+UNREACHABLE_AFTER_FAILURES = 3
+
+
+@dataclass(frozen=True)
+class ConnectionProblem:
+    reason: str
+    message: str
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class MemberCluster:
+    """One cluster: informers over Nodes, Pods and Tierra's children, plus a reachability probe."""
+
+    def __init__(
+        self,
+        client: KubeClient,
+        identity: str,
+        on_child_change: Callable[[str, Obj], None],
+        on_capacity_change: Callable[[], None],
+        on_reachability_change: Callable[[], None],
+    ) -> None:
+        self.client = client
+        self.identity = identity
+        self.nodes = Informer(client, "Node", on_change=lambda *_: on_capacity_change())
+        self.pods = Informer(client, "Pod", on_change=self._pod_changed)
+        self.deployments = Informer(client, "Deployment", MANAGED_SELECTOR, on_child_change)
+        self.services = Informer(client, "Service", MANAGED_SELECTOR, on_child_change)
+        self._on_capacity_change = on_capacity_change
+        self._on_reachability_change = on_reachability_change
+        self.reachable = True
+        self.consecutive_failures = 0
+        self.last_probe_time: str | None = None
+        self.namespaces: set[str] = set()
+        self._probe_task: asyncio.Task[None] | None = None
+
+    def _pod_changed(self, event: str, pod: Obj) -> None:
+        # Only scheduling-relevant changes move capacity: binding, termination, deletion.
+        if event == "DELETED" or pod.get("spec", {}).get("nodeName"):
+            self._on_capacity_change()
+
+    @property
+    def informers(self) -> tuple[Informer, ...]:
+        return (self.nodes, self.pods, self.deployments, self.services)
+
+    def start(self) -> None:
+        for informer in self.informers:
+            informer.start()
+        self._probe_task = asyncio.create_task(self._probe_loop(), name=f"probe-{self.identity}")
+
+    async def stop(self) -> None:
+        if self._probe_task is not None:
+            self._probe_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._probe_task
+        for informer in self.informers:
+            await informer.stop()
+
+    async def wait_synced(self, timeout: float = 10.0) -> bool:
+        try:
+            await asyncio.wait_for(
+                asyncio.gather(*(i.synced.wait() for i in self.informers)), timeout
+            )
+        except TimeoutError:
+            return False
+        return True
+
+    async def _probe_loop(self) -> None:
+        while True:
+            ok = await self.client.ready()
+            self.last_probe_time = _now()
+            was = self.reachable
+            if ok:
+                self.consecutive_failures = 0
+                self.reachable = True
+            else:
+                self.consecutive_failures += 1
+                if self.consecutive_failures >= UNREACHABLE_AFTER_FAILURES:
+                    self.reachable = False
+            if was != self.reachable:
+                log.warning("cluster %s reachable=%s", self.identity, self.reachable)
+                self._on_reachability_change()
+            await asyncio.sleep(PROBE_INTERVAL_SECONDS)
+
+    async def ensure_namespace(self, namespace: str) -> None:
+        if namespace in self.namespaces:
+            return
+        if await self.client.get("Namespace", namespace) is None:
+            with contextlib.suppress(KubeError):  # 409: created concurrently
+                await self.client.create(
+                    {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}
+                )
+        self.namespaces.add(namespace)
+
+
+class MemberRegistry:
+    """Resolves Tiers to member clusters, sharing one connection per distinct kubeconfig."""
+
+    def __init__(
+        self,
+        management: KubeClient,
+        operator_namespace: str,
+        on_child_change: Callable[[str, Obj], None],
+        on_capacity_change: Callable[[], None],
+        on_reachability_change: Callable[[], None],
+    ) -> None:
+        self.management = management
+        self.operator_namespace = operator_namespace
+        self._callbacks = (on_child_change, on_capacity_change, on_reachability_change)
+        self._clusters: dict[str, MemberCluster] = {}
+        self._by_tier: dict[str, MemberCluster | ConnectionProblem] = {}
+        self._lock = asyncio.Lock()
+
+    def for_tier(self, tier: str) -> MemberCluster | ConnectionProblem | None:
+        return self._by_tier.get(tier)
+
+    def clusters(self) -> list[MemberCluster]:
+        return list(self._clusters.values())
+
+    def forget(self, tier: str) -> None:
+        self._by_tier.pop(tier, None)
+
+    async def _cluster(self, identity: str, make: Callable[[], Any]) -> MemberCluster:
+        cluster = self._clusters.get(identity)
+        if cluster is None:
+            client = await make() if asyncio.iscoroutinefunction(make) else make()
+            cluster = MemberCluster(client, identity, *self._callbacks)
+            cluster.start()
+            self._clusters[identity] = cluster
+        return cluster
+
+    async def resolve(self, tier: Tier) -> MemberCluster | ConnectionProblem:
+        async with self._lock:
+            result = await self._resolve(tier)
+            self._by_tier[tier.metadata.name] = result
+            return result
+
+    async def _resolve(self, tier: Tier) -> MemberCluster | ConnectionProblem:
+        ref = tier.spec.cluster.kubeconfig_secret_ref
+        if ref is None:
+            return await self._cluster("local", lambda: self.management)
+        try:
+            secret = await self.management.get("Secret", ref.name, self.operator_namespace)
+        except KubeError as error:
+            return ConnectionProblem(
+                "SecretUnreadable",
+                f"cannot read Secret {self.operator_namespace}/{ref.name}: {error.message}",
+            )
+        if secret is None:
+            return ConnectionProblem(
+                "SecretNotFound",
+                f"Secret {self.operator_namespace}/{ref.name} does not exist (kubeconfig Secrets "
+                f"are read from the operator's namespace only)",
+            )
+        encoded = (secret.get("data") or {}).get(ref.key)
+        if not encoded:
+            return ConnectionProblem(
+                "KubeconfigMissing", f"Secret {ref.name} has no key {ref.key!r}"
+            )
+        version = secret["metadata"].get("resourceVersion", "")
+        identity = f"secret:{ref.name}/{ref.key}@{version}"
+        if identity in self._clusters:
+            return self._clusters[identity]
+        try:
+            config = yaml.safe_load(base64.b64decode(encoded))
+            if not isinstance(config, dict) or not config.get("clusters"):
+                raise ValueError("not a kubeconfig (no clusters)")
+            client = await client_from_kubeconfig(config, name=tier.metadata.name)
+        except Exception as error:
+            return ConnectionProblem(
+                "KubeconfigInvalid",
+                f"Secret {ref.name} key {ref.key!r} is not a usable kubeconfig: {error}",
+            )
+        return await self._cluster(identity, lambda: client)
+
+    async def close(self) -> None:
+        for cluster in self._clusters.values():
+            await cluster.stop()
+            if cluster.client is not self.management:
+                await cluster.client.close()
+        self._clusters.clear()

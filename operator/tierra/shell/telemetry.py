@@ -1,0 +1,19 @@
+"""The operator's own Prometheus metrics."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+RECONCILES = Counter("tierra_reconcile_total", "InferenceService reconciles by result", ["result"])
+RECONCILE_SECONDS = Histogram(
+    "tierra_reconcile_duration_seconds",
+    "Time to reconcile one InferenceService",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+PLACEMENTS = Counter(
+    "tierra_placement_decisions_total", "Placement decisions that changed", ["result"]
+)
+APPLIES = Counter("tierra_applies_total", "Server-side applies to member clusters", ["kind"])
+ERRORS = Counter("tierra_errors_total", "Reconcile errors by exception type", ["kind"])
+ORPHANS = Counter("tierra_orphans_deleted_total", "Children deleted because their owner is gone")
+TIER_REACHABLE = Gauge("tierra_tier_reachable", "1 when the tier's cluster is reachable", ["tier"])
