@@ -103,3 +103,115 @@ def _wait_for(
 @pytest.fixture(scope="session")
 def wait_for() -> Callable[..., Any]:
     return _wait_for
+
+
+# ---------------------------------------------------------------------------------- operator
+OPERATOR_NAMESPACE = "tierra-system"
+
+
+class OperatorProcess:
+    """``tierra run`` as a real process against the fleet's management cluster (central)."""
+
+    def __init__(self, kubeconfig: Path, log_path: Path) -> None:
+        self.kubeconfig = kubeconfig
+        self.log_path = log_path
+        self.metrics_port = _free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        import sys
+
+        from tierra.fleet.runner import _die_with_parent
+
+        sink = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "tierra.cli", "run", "--kubeconfig", str(self.kubeconfig),
+             "--context", "tierra-central", "--namespace", OPERATOR_NAMESPACE,
+             "--metrics-port", str(self.metrics_port)],
+            stdout=sink, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent,  # noqa: PLW1509
+            env={**os.environ, "TIERRA_LOG_LEVEL": "INFO"},
+        )
+        sink.close()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                pytest.fail(f"operator exited: {self.log_tail()}")
+            if self.metric("tierra_reconcile_total") is not None:
+                return
+            time.sleep(0.2)
+        pytest.fail(f"operator did not start: {self.log_tail()}")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def metric(self, name: str) -> float | None:
+        """Sum of a metric's samples from the operator's /metrics, or None if unreachable."""
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics",
+                                        timeout=2) as response:
+                text = response.read().decode()
+        except OSError:
+            return None
+        values = [float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                  if line.startswith(name) and not line.startswith("#")]
+        return sum(values)
+
+    def log_tail(self, chars: int = 4000) -> str:
+        return self.log_path.read_text(errors="replace")[-chars:] if self.log_path.exists() else ""
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@pytest.fixture(scope="session")
+def member_secrets(fleet_kubeconfig: Path, api_clients: dict[str, client.ApiClient]) -> None:
+    """Kubeconfig Secrets for the regional and edge clusters in the operator's namespace."""
+    from tierra.fleet.runner import kubeconfig_secret
+
+    core = client.CoreV1Api(api_clients[MANAGEMENT])
+    _create_or_ignore(lambda: core.create_namespace({"metadata": {"name": OPERATOR_NAMESPACE}}))
+    for cluster in CLUSTERS:
+        secret = kubeconfig_secret(fleet_kubeconfig, f"tierra-{cluster}",
+                                   f"tier-{cluster}-kubeconfig", OPERATOR_NAMESPACE)
+        _create_or_ignore(lambda s=secret: core.create_namespaced_secret(OPERATOR_NAMESPACE, s))
+
+
+def _create_or_ignore(create: Callable[[], Any]) -> None:
+    from kubernetes.client.exceptions import ApiException
+
+    try:
+        create()
+    except ApiException as error:
+        if error.status != 409:
+            raise
+
+
+@pytest.fixture(scope="session")
+def operator(fleet_kubeconfig: Path, crds_installed: None, member_secrets: None,
+             tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorProcess]:
+    process = OperatorProcess(fleet_kubeconfig, tmp_path_factory.mktemp("operator") / "log")
+    process.start()
+    try:
+        yield process
+    finally:
+        process.stop()
+        print("\n--- operator log tail ---\n" + process.log_tail(3000))
