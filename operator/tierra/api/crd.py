@@ -59,8 +59,7 @@ def _structural(node: Schema, defs: dict[str, Schema]) -> Schema:
         if key == "default":
             if value is None:
                 continue
-            # Object defaults become {} so the apiserver applies the nested defaults itself.
-            out[key] = {} if isinstance(value, dict) else value
+            out[key] = value
         elif key == "properties":
             out[key] = {name: _structural(sub, defs) for name, sub in value.items()}
         elif key == "items" or (key == "additionalProperties" and isinstance(value, dict)):
@@ -83,8 +82,9 @@ def _structural(node: Schema, defs: dict[str, Schema]) -> Schema:
 
 
 class _FactoryDefaults(GenerateJsonSchema):
-    """Publish ``default_factory`` defaults: nested models become ``{}`` (so the apiserver
-    applies their own defaults); non-empty lists are kept; empty collections are omitted."""
+    """Publish ``default_factory`` defaults: nested models as their full default (CEL rules
+    are checked against a default as written, so ``{}`` would fail them); non-empty lists
+    are kept; empty collections are omitted."""
 
     def get_default_value(self, schema: core_schema.WithDefaultSchema) -> Any:
         factory = schema.get("default_factory")
@@ -92,7 +92,7 @@ class _FactoryDefaults(GenerateJsonSchema):
             return super().get_default_value(schema)
         value = factory()  # type: ignore[call-arg]
         if isinstance(value, BaseModel):
-            return {}
+            return value.model_dump(by_alias=True, exclude_none=True, mode="json")
         if isinstance(value, list | dict) and not value:
             return NoDefault
         return value

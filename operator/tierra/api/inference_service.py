@@ -270,6 +270,7 @@ class InferenceServiceSpec(ApiModel):
         json_schema_extra={
             "x-kubernetes-validations": [
                 cel(
+                    "!has(self.placement.allowedVariants) || "
                     "self.placement.allowedVariants.all(n, self.variants.exists(v, v.name == n))",
                     "placement.allowedVariants must name variants from spec.variants",
                     ".placement.allowedVariants",

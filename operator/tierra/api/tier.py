@@ -52,6 +52,7 @@ class TierMetrics(ApiModel):
     """Where the runtime metrics of this tier's workloads are queried."""
 
     prometheus_url: str = Field(
+        alias="prometheusURL",
         description="Base URL of a Prometheus HTTP API, e.g. http://prometheus:9090.",
         pattern=r"^https?://[^\s]+$",
         max_length=2048,
@@ -60,6 +61,18 @@ class TierMetrics(ApiModel):
 
 class Toleration(ApiModel):
     """A pod toleration, as in core/v1."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    "has(self.key) || self.operator == 'Exists'",
+                    "a toleration without a key must use operator Exists",
+                    ".operator",
+                ),
+            ]
+        }
+    )
 
     key: str | None = Field(default=None, description="Taint key; empty with Exists matches all.")
     operator: Literal["Exists", "Equal"] = Field(default="Equal", description="Exists or Equal.")

@@ -612,3 +612,31 @@ def running_fleet(directory: Path, tie_to_parent: bool = True) -> Iterator[Fleet
         yield fleet
     finally:
         fleet.down(quiet=True)
+
+
+def context_kubeconfig(kubeconfig: Path, context: str) -> dict[str, Any]:
+    """A self-contained kubeconfig holding only ``context`` (for a Tier's kubeconfig Secret)."""
+    config = yaml.safe_load(kubeconfig.read_text())
+    entry = next(c for c in config["contexts"] if c["name"] == context)
+    cluster = next(c for c in config["clusters"] if c["name"] == entry["context"]["cluster"])
+    user = next(u for u in config["users"] if u["name"] == entry["context"]["user"])
+    return {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [cluster],
+        "users": [user],
+        "contexts": [entry],
+        "current-context": context,
+    }
+
+
+def kubeconfig_secret(kubeconfig: Path, context: str, name: str, namespace: str) -> dict[str, Any]:
+    """A Secret manifest carrying one fleet cluster's kubeconfig under the key ``kubeconfig``."""
+    data = yaml.safe_dump(context_kubeconfig(kubeconfig, context)).encode()
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name, "namespace": namespace},
+        "type": "Opaque",
+        "data": {"kubeconfig": _b64(data)},
+    }
