@@ -71,10 +71,7 @@ def _crds(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     import os
 
-    import kopf
-
-    from tierra import handlers
-
+    # The Kubernetes client libraries read KUBECONFIG on import: set it before importing them.
     if args.kubeconfig:
         os.environ["KUBECONFIG"] = args.kubeconfig
     if args.context:
@@ -82,6 +79,11 @@ def _run(args: argparse.Namespace) -> int:
     os.environ["TIERRA_NAMESPACE"] = args.namespace
     os.environ["TIERRA_METRICS_PORT"] = str(args.metrics_port)
     os.environ["TIERRA_WORKERS"] = str(args.workers)
+
+    import kopf
+
+    from tierra import handlers
+
     handlers.configure_logging()
     kopf.run(clusterwide=True, standalone=True, liveness_endpoint=args.liveness)
     return 0

@@ -18,6 +18,7 @@ from tierra.reconciler import Reconciler
 from tierra.shell.kube import client_from_default
 
 GROUP, VERSION = "tierra.dev", "v1alpha1"
+_metrics_started = False
 
 
 @kopf.on.startup()
@@ -27,8 +28,10 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     settings.watching.client_timeout = 330
     settings.networking.request_timeout = 30
     metrics_port = int(os.environ.get("TIERRA_METRICS_PORT", "8080"))
-    if metrics_port:
+    global _metrics_started  # noqa: PLW0603 - one HTTP server per process, even if startup retries
+    if metrics_port and not _metrics_started:
         start_http_server(metrics_port)
+        _metrics_started = True
     management = await client_from_default("management")
     reconciler = Reconciler(
         management=management,
@@ -47,15 +50,8 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
         await reconciler.management.close()
 
 
-@kopf.on.event(GROUP, VERSION, "tiers")
-def tier_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
-    reconciler: Reconciler | None = memo.get("reconciler")
-    if reconciler is not None and event.get("object"):
-        reconciler.on_tier_event(event.get("type"), dict(event["object"]))
-
-
 @kopf.on.event(GROUP, VERSION, "inferenceservices")
-def service_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+async def service_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
     reconciler: Reconciler | None = memo.get("reconciler")
     if reconciler is not None and event.get("object"):
         reconciler.on_service_event(event.get("type"), dict(event["object"]))

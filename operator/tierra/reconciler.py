@@ -36,7 +36,7 @@ from tierra.core.placement import PlacementDecision, TierView, explain, place
 from tierra.core.render import child_selector, owner_of, render
 from tierra.core.status import service_status, tier_status
 from tierra.shell import telemetry
-from tierra.shell.informer import key_of
+from tierra.shell.informer import Informer, key_of
 from tierra.shell.kube import JSON_PATCH, KubeClient, KubeError, Obj
 from tierra.shell.members import ConnectionProblem, MemberCluster, MemberRegistry
 from tierra.shell.workqueue import WorkQueue
@@ -75,7 +75,7 @@ def is_subset(desired: Any, live: Any) -> bool:
 def _strip_times(status: Mapping[str, Any]) -> Any:
     return {
         k: (
-            [{ck: cv for ck, cv in c.items() if ck != "lastTransitionTime"} for c in v]
+            [{ck: cv for ck, cv in c.items() if ck != "lastTransitionTime"} for c in v or []]
             if k == "conditions"
             else v
         )
@@ -115,12 +115,16 @@ class Reconciler:
             on_reachability_change=self._capacity_changed,
         )
         self._place_lock = asyncio.Lock()
+        # Tiers come from our own informer so that nothing is reconciled before the full list
+        # of Tiers is known (a partial view would look like "no tier fits" and drop children).
+        self.tier_informer = Informer(self.management, "Tier", on_change=self.on_tier_event)
         self._tasks: list[asyncio.Task[None]] = []
         self._capacity_poke: asyncio.TimerHandle | None = None
         self._tier_dirty = asyncio.Event()
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
+        self.tier_informer.start()
         for index in range(self.workers):
             self._tasks.append(asyncio.create_task(self._worker(), name=f"reconcile-{index}"))
         self._tasks.append(asyncio.create_task(self._tier_loop(), name="tier-status"))
@@ -133,6 +137,7 @@ class Reconciler:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
+        await self.tier_informer.stop()
         await self.registry.close()
 
     # ------------------------------------------------------------------- triggers
@@ -204,6 +209,7 @@ class Reconciler:
 
     # -------------------------------------------------------------------- workers
     async def _worker(self) -> None:
+        await self.tier_informer.synced.wait()
         while True:
             key = await self.queue.get()
             started = time.perf_counter()
@@ -346,16 +352,21 @@ class Reconciler:
                 continue
             applies.append(self._apply(member, manifest))
         await asyncio.gather(*applies)
-        # Children this service no longer wants (a placement dropped or scaled to zero).
+        # Children this service no longer wants (a placement dropped or scaled to zero). Only
+        # where the operator sees the whole picture: a synced, reachable cluster.
         uid = service.metadata.uid
         deletes = []
         for member in {id(m): m for m in members.values()}.values():
+            if not member.reachable or not all(i.synced.is_set() for i in member.informers):
+                continue
             for informer in (member.deployments, member.services):
                 for obj in list(informer.store.values()):
                     labels = obj["metadata"].get("labels") or {}
                     if owner_key(obj) != key or labels.get(LABEL_OWNER_UID) != uid:
                         continue
-                    if (id(member), obj.get("kind", informer.kind),
+                    if (
+                        id(member),
+                        obj.get("kind", informer.kind),
                         *key_of(obj),
                     ) in wanted:
                         continue

@@ -181,6 +181,18 @@ def namespace(clients: Clients) -> Iterator[str]:
     client.CoreV1Api(clients["central"]).delete_namespace(name)
 
 
+def wait_pool_free(clients: Clients, wait_for: WaitFor, tier: str, pool: str, units: int) -> None:
+    """Wait until the Tier's status shows ``units`` free (earlier tests' pods are gone)."""
+    custom = client.CustomObjectsApi(clients["central"])
+
+    def free() -> bool:
+        body = custom.get_cluster_custom_object(GROUP, VERSION, "tiers", tier)
+        pools = {p["name"]: p for p in (body.get("status") or {}).get("pools") or []}
+        return pools.get(pool, {}).get("free", -1) >= units
+
+    wait_for(free, timeout=60, what=f"{units} units free in {tier}/{pool}")
+
+
 def create(clients: Clients, manifest: dict[str, Any]) -> None:
     client.CustomObjectsApi(clients["central"]).create_namespaced_custom_object(
         GROUP, VERSION, manifest["metadata"]["namespace"], PLURAL, manifest
@@ -191,6 +203,7 @@ def create(clients: Clients, manifest: dict[str, Any]) -> None:
 def test_examples_place_across_the_fleet(
     fleet_tiers: None, kubectl: Kubectl, clients: Clients, wait_for: WaitFor, operator: Any
 ) -> None:
+    wait_pool_free(clients, wait_for, "edge", "orin", 3)
     kubectl("apply", "--server-side", "-f", str(REPO / "examples/services/namespaces.yaml"))
     kubectl("apply", "--server-side", "-f", str(REPO / "examples/services"))
     try:
@@ -235,7 +248,7 @@ def test_examples_place_across_the_fleet(
         assert not any(all_children(clients, "embeddings").values())
 
         # Status carries what the scale subresource and printer columns need.
-        assert chat["status"]["selector"].startswith("tierra.dev/inference-service=chat-small")
+        assert "tierra.dev/inference-service=chat-small" in chat["status"]["selector"]
         assert chat["status"]["replicas"] == 2
         wait_for(
             lambda: (
@@ -306,6 +319,8 @@ def test_overflow_spills_to_next_tier(
     fleet_tiers: None, clients: Clients, namespace: str, wait_for: WaitFor
 ) -> None:
     """Three Orin nodes at the edge: five replicas put three there and two in regional L4."""
+    wait_pool_free(clients, wait_for, "edge", "orin", 3)
+    wait_pool_free(clients, wait_for, "regional", "l4", 2)
     create(
         clients,
         service_manifest(
@@ -336,6 +351,7 @@ def test_unsatisfiable_reports_placed_false_without_hot_loop(
     fleet_tiers: None, clients: Clients, namespace: str, wait_for: WaitFor, operator: Any
 ) -> None:
     """Three 8-GPU replicas on two 8-GPU nodes: two are placed, the rest is reported."""
+    wait_pool_free(clients, wait_for, "central", "h100", 16)
     create(
         clients,
         service_manifest(
@@ -349,7 +365,7 @@ def test_unsatisfiable_reports_placed_false_without_hot_loop(
     body = wait_placed(clients, wait_for, namespace, "too-big", status="False")
     placed = condition(body, "Placed")
     assert placed["reason"] == "PartiallyPlaced"
-    assert "8 nvidia.com/gpu" in placed["message"] or "free" in placed["message"]
+    assert "1 unplaced" in placed["message"] and "full" in placed["message"]
     assert sum(p["replicas"] for p in body["status"]["placements"]) == 2
     events = (
         client.CoreV1Api(clients["central"])
@@ -357,10 +373,12 @@ def test_unsatisfiable_reports_placed_false_without_hot_loop(
         .items
     )
     assert any(e.reason == "PlacementFailed" and e.type == "Warning" for e in events)
-    before = operator.metric("tierra_reconcile_total")
+    # Once settled, retries back off exponentially (5 s, 10 s, 20 s, ...): no hot loop.
     time.sleep(10)
+    before = operator.metric("tierra_reconcile_total")
+    time.sleep(20)
     after = operator.metric("tierra_reconcile_total")
-    assert after - before <= 6, f"{after - before} reconciles in 10 s: a retry storm"
+    assert after - before <= 3, f"{after - before} reconciles in 20 s: a retry storm"
 
 
 def test_drift_is_repaired_within_ten_seconds(
@@ -496,7 +514,9 @@ def test_restart_changes_nothing_that_was_correct(
 
     def snapshot() -> dict[str, str]:
         versions = {
-            f"{c}/{o.metadata.namespace}/{o.metadata.name}/{type(o).__name__}": o.metadata.resource_version
+            f"{c}/{o.metadata.namespace}/{o.metadata.name}/{type(o).__name__}": (
+                o.metadata.resource_version
+            )
             for c, objs in all_children(clients, "steady").items()
             for o in objs
         }

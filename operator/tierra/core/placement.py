@@ -411,6 +411,8 @@ class Rejection:
     pool: str
     variant: str | None
     reason: str
+    filter: str = ""
+    """Name of the filter that failed ("" for dropped placements)."""
 
     def __str__(self) -> str:
         where = f"{self.tier}/{self.pool}" + (f"/{self.variant}" if self.variant else "")
@@ -478,7 +480,7 @@ class _Ranked:
 @dataclass(frozen=True)
 class _Evaluation:
     feasible: list[Candidate]
-    rejected: dict[tuple[str, str, str | None], str]
+    rejected: dict[tuple[str, str, str | None], tuple[str, str]]  # key -> (filter, reason)
     mismatched: dict[CandidateKey, str]
 
 
@@ -521,7 +523,7 @@ def _evaluate(
 ) -> _Evaluation:
     variants = _allowed_variants(service)
     feasible: list[Candidate] = []
-    rejected: dict[tuple[str, str, str | None], str] = {}
+    rejected: dict[tuple[str, str, str | None], tuple[str, str]] = {}
     mismatched: dict[CandidateKey, str] = {}
     memo: dict[tuple[str, ...], str | None] = {}
     for view in views:
@@ -543,7 +545,7 @@ def _evaluate(
                     continue
                 any_variant_fits_pool = True
                 scope_variant = variant.name if failed.scope == "variant" else None
-                rejected.setdefault((view.name, pool.name, scope_variant), reason)
+                rejected.setdefault((view.name, pool.name, scope_variant), (failed.name, reason))
             if not any_variant_fits_pool:
                 have = pool.accelerator.type + (
                     f" {pool.accelerator.model}" if pool.accelerator.model else ""
@@ -552,7 +554,8 @@ def _evaluate(
                     f"{v.name}: {mismatched[(view.name, pool.name, v.name)]}" for v in variants
                 )
                 rejected[(view.name, pool.name, None)] = (
-                    f"no variant runs on {have} ({why or 'no variant allowed'})"
+                    "accelerator",
+                    f"no variant runs on {have} ({why or 'no variant allowed'})",
                 )
     return _Evaluation(feasible, rejected, mismatched)
 
@@ -619,9 +622,9 @@ def _why_not_kept(
     evaluation: _Evaluation,
 ) -> str:
     tier, pool, variant = key
-    reason = evaluation.rejected.get(key) or evaluation.rejected.get((tier, pool, None))
-    if reason:
-        return reason
+    found = evaluation.rejected.get(key) or evaluation.rejected.get((tier, pool, None))
+    if found:
+        return found[1]
     if tier not in views:
         return "tier no longer exists"
     if pool not in {p.name for p in views[tier].tier.spec.pools}:
@@ -811,10 +814,13 @@ def place(
         for key in sorted(set(usage) | set(credit))
         if usage.get(key, 0) != credit.get(key, 0)
     }
+    # Closest misses first: a candidate that failed a later filter got further.
+    stage = {f.name: index for index, f in enumerate(FILTERS)}
     rejected = tuple(
-        Rejection(tier, pool, variant, reason)
-        for (tier, pool, variant), reason in sorted(
-            evaluation.rejected.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2] or "")
+        Rejection(tier, pool, variant, reason, failed)
+        for (tier, pool, variant), (failed, reason) in sorted(
+            evaluation.rejected.items(),
+            key=lambda kv: (-stage[kv[1][0]], kv[0][0], kv[0][1], kv[0][2] or ""),
         )
     )
     decision = PlacementDecision(

@@ -8,6 +8,7 @@ list/watch results stay dicts, which keeps informers of thousands of objects che
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
@@ -234,5 +235,7 @@ async def client_from_default(name: str = "") -> KubeClient:
         kube_config.load_incluster_config()  # type: ignore[no-untyped-call]
         api_client = ApiClient()
     except kube_config.ConfigException:
-        api_client = await kube_config.new_client_from_config()
+        # KUBECONFIG is read now, not at import time (the library freezes it on import).
+        path = os.environ.get("KUBECONFIG", "~/.kube/config").split(os.pathsep)[0]
+        api_client = await kube_config.new_client_from_config(config_file=os.path.expanduser(path))
     return KubeClient(api_client, name)

@@ -52,8 +52,9 @@ class MemberCluster:
     ) -> None:
         self.client = client
         self.identity = identity
-        self.nodes = Informer(client, "Node", on_change=lambda *_: on_capacity_change())
+        self.nodes = Informer(client, "Node", on_change=self._node_changed)
         self.pods = Informer(client, "Pod", on_change=self._pod_changed)
+        self._fingerprints: dict[tuple[str, str, str], object] = {}
         self.deployments = Informer(client, "Deployment", MANAGED_SELECTOR, on_child_change)
         self.services = Informer(client, "Service", MANAGED_SELECTOR, on_child_change)
         self._on_capacity_change = on_capacity_change
@@ -64,10 +65,38 @@ class MemberCluster:
         self.namespaces: set[str] = set()
         self._probe_task: asyncio.Task[None] | None = None
 
-    def _pod_changed(self, event: str, pod: Obj) -> None:
-        # Only scheduling-relevant changes move capacity: binding, termination, deletion.
-        if event == "DELETED" or pod.get("spec", {}).get("nodeName"):
+    def _capacity_moved(self, kind: str, obj: Obj, event: str, fingerprint: object) -> None:
+        """Poke the reconciler only when what capacity is computed from changed (not on the
+        heartbeats and status churn that make up most Node and Pod events)."""
+        meta = obj.get("metadata", {})
+        key = (kind, meta.get("namespace", ""), meta.get("name", ""))
+        if event == "DELETED":
+            if self._fingerprints.pop(key, None) is not None:
+                self._on_capacity_change()
+            return
+        if self._fingerprints.get(key) != fingerprint:
+            self._fingerprints[key] = fingerprint
             self._on_capacity_change()
+
+    def _node_changed(self, event: str, node: Obj) -> None:
+        status = node.get("status", {})
+        ready = [
+            c.get("status") for c in status.get("conditions") or [] if c.get("type") == "Ready"
+        ]
+        fingerprint = (
+            tuple(sorted((node.get("metadata", {}).get("labels") or {}).items())),
+            tuple(sorted((status.get("allocatable") or {}).items())),
+            bool(node.get("spec", {}).get("unschedulable")),
+            tuple(ready),
+        )
+        self._capacity_moved("Node", node, event, fingerprint)
+
+    def _pod_changed(self, event: str, pod: Obj) -> None:
+        # Binding, finishing and deletion move capacity; readiness churn does not.
+        spec = pod.get("spec", {})
+        finished = pod.get("status", {}).get("phase") in ("Succeeded", "Failed")
+        fingerprint = (spec.get("nodeName"), finished)
+        self._capacity_moved("Pod", pod, event, fingerprint)
 
     @property
     def informers(self) -> tuple[Informer, ...]:

@@ -81,7 +81,7 @@ def test_level_filter() -> None:
     assert level_allowed(candidate(svc, view(tier()))) is None
     decision = place(svc, 1, [edge])
     assert decision.rejected == (
-        Rejection("edge", "h100", None, "level edge not in placement.levels [central]"),
+        Rejection("edge", "h100", None, "level edge not in placement.levels [central]", "level"),
     )
 
 
