@@ -814,8 +814,10 @@ def place(
         for key in sorted(set(usage) | set(credit))
         if usage.get(key, 0) != credit.get(key, 0)
     }
-    # Closest misses first: a candidate that failed a later filter got further.
+    # Closest misses first: a candidate that failed a later filter got further. Pools no
+    # variant can run on at all are not real candidates: they go last.
     stage = {f.name: index for index, f in enumerate(FILTERS)}
+    stage["accelerator"] = -1
     rejected = tuple(
         Rejection(tier, pool, variant, reason, failed)
         for (tier, pool, variant), (failed, reason) in sorted(

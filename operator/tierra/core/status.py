@@ -196,11 +196,17 @@ def explain_status(key: str, spec: Mapping[str, Any], status: Mapping[str, Any])
             for p in rows
         ]
     rejected = status.get("rejected") or []
-    if rejected:
+
+    def where(r: Mapping[str, Any]) -> str:
+        return "/".join(x for x in (r.get("tier"), r.get("pool"), r.get("variant")) if x)
+
+    unfit = [r for r in rejected if str(r.get("reason", "")).startswith("no variant runs on")]
+    considered = [r for r in rejected if r not in unfit]
+    if considered:
         lines.append("  ruled out:")
-        for r in rejected[:12]:
-            where = "/".join(x for x in (r.get("tier"), r.get("pool"), r.get("variant")) if x)
-            lines.append(f"    {where}: {r.get('reason', '')}")
-        if len(rejected) > 12:
-            lines.append(f"    ... and {len(rejected) - 12} more")
+        lines += [f"    {where(r)}: {r.get('reason', '')}" for r in considered[:12]]
+        if len(considered) > 12:
+            lines.append(f"    ... and {len(considered) - 12} more")
+    if unfit:
+        lines.append("  no matching accelerator: " + ", ".join(where(r) for r in unfit))
     return "\n".join(lines)

@@ -78,8 +78,12 @@ def test_lists_keyed_by_name_reject_duplicates() -> None:
 def test_defaults_enums_and_bounds() -> None:
     spec = model_schema(InferenceServiceSpec)
     scaling = spec["properties"]["scaling"]
-    assert scaling["default"] == {"minReplicas": 1, "maxReplicas": 10, "scaleToZero": False,
-                                  "scaleDownDelaySeconds": 120}
+    assert scaling["default"] == {
+        "minReplicas": 1,
+        "maxReplicas": 10,
+        "scaleToZero": False,
+        "scaleDownDelaySeconds": 120,
+    }
     assert scaling["properties"]["scaleDownDelaySeconds"]["default"] == 120
     assert spec["properties"]["placement"]["properties"]["objective"]["enum"] == [
         "cost",

@@ -34,7 +34,12 @@ def make_variant(*args: Any, **kwargs: Any) -> Variant:
 
 def test_every_accelerator_type_has_a_convention() -> None:
     assert set(CONVENTIONS) == {
-        "nvidia-gpu", "google-tpu", "aws-neuron", "edge-gpu", "edge-npu", "cpu"
+        "nvidia-gpu",
+        "google-tpu",
+        "aws-neuron",
+        "edge-gpu",
+        "edge-npu",
+        "cpu",
     }
 
 
@@ -112,7 +117,9 @@ def test_pool_tolerations_are_merged_after_defaults_without_duplicates() -> None
 
 def test_node_selector_is_the_pools_plus_tpu_topology() -> None:
     tpu = make_pool(
-        "v5e", "google-tpu", "v5e",
+        "v5e",
+        "google-tpu",
+        "v5e",
         selector={"cloud.google.com/gke-tpu-accelerator": "tpu-v5-lite-podslice"},
     )
     v = make_variant("tpu", "google-tpu", count=4, topology="2x2")
@@ -121,9 +128,7 @@ def test_node_selector_is_the_pools_plus_tpu_topology() -> None:
         TPU_TOPOLOGY_LABEL: "2x2",
     }
     gpu = make_pool(selector={"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"})
-    assert node_selector(gpu, make_variant()) == {
-        "nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"
-    }
+    assert node_selector(gpu, make_variant()) == {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"}
 
 
 def test_tpu_without_topology_adds_nothing() -> None:
@@ -150,6 +155,4 @@ def test_cpu_resources_request_cores_and_capped_memory() -> None:
 
 
 def test_nominal_power_ranks_edge_below_datacenter() -> None:
-    assert accelerators.nominal_kilowatts("edge-npu") < accelerators.nominal_kilowatts(
-        "nvidia-gpu"
-    )
+    assert accelerators.nominal_kilowatts("edge-npu") < accelerators.nominal_kilowatts("nvidia-gpu")

@@ -46,7 +46,10 @@ def rejection_for(decision: PlacementDecision, tier_name: str, pool_name: str) -
 
 
 def candidate(
-    svc: InferenceService, tv: TierView, pool_name: str = "h100", variant_name: str = "h100",
+    svc: InferenceService,
+    tv: TierView,
+    pool_name: str = "h100",
+    variant_name: str = "h100",
     free: int = 8,
 ) -> Candidate:
     p = next(p for p in tv.tier.spec.pools if p.name == pool_name)
@@ -68,7 +71,13 @@ def cheap_and_dear() -> list[TierView]:
 
 def test_filters_are_named_and_ordered_tier_first() -> None:
     assert [f.name for f in FILTERS] == [
-        "level", "residency", "reachable", "latency", "pool", "accelerator", "capacity"
+        "level",
+        "residency",
+        "reachable",
+        "latency",
+        "pool",
+        "accelerator",
+        "capacity",
     ]
     scopes = [f.scope for f in FILTERS]
     assert scopes == sorted(scopes, key=["tier", "pool", "variant"].index)
@@ -91,7 +100,9 @@ def test_residency_filter_reason_reads_well() -> None:
         placement={"residency": "eu"},
     )
     edge = tier(
-        "edge", "edge", residency=["us"],
+        "edge",
+        "edge",
+        residency=["us"],
         pools=[pool("orin", "edge-gpu", "jetson-orin", resource_name="nvidia.com/gpu")],
     )
     decision = place(svc, 1, [view(edge)])
@@ -136,12 +147,22 @@ def test_variant_without_model_runs_on_any_model_of_its_type() -> None:
 
 def test_tpu_topology_must_match_pool_topology() -> None:
     svc = service(variants=[variant("tpu", "google-tpu", "v5e", count=4, topology="2x2")])
-    t = tier(pools=[
-        pool("v5e-2x4", "google-tpu", "v5e",
-             selector={"cloud.google.com/gke-tpu-topology": "2x4"}),
-        pool("v5e-2x2", "google-tpu", "v5e",
-             selector={"cloud.google.com/gke-tpu-topology": "2x2"}),
-    ])
+    t = tier(
+        pools=[
+            pool(
+                "v5e-2x4",
+                "google-tpu",
+                "v5e",
+                selector={"cloud.google.com/gke-tpu-topology": "2x4"},
+            ),
+            pool(
+                "v5e-2x2",
+                "google-tpu",
+                "v5e",
+                selector={"cloud.google.com/gke-tpu-topology": "2x2"},
+            ),
+        ]
+    )
     decision = place(svc, 1, [view(t)])
     assert where(decision) == {("central", "v5e-2x2", "tpu"): 1}
     assert "needs TPU topology 2x2, pool has 2x4" in str(decision.rejected[0])
@@ -250,16 +271,19 @@ def test_weighted_rtt() -> None:
 
 
 def test_cost_prefers_cheapest_per_token_not_per_hour() -> None:
-    svc = service(variants=[
-        variant("h100", model="H100", decode=2400),
-        variant("l4", model="L4", decode=300),
-    ])
+    svc = service(
+        variants=[
+            variant("h100", model="H100", decode=2400),
+            variant("l4", model="L4", decode=300),
+        ]
+    )
     central = tier("central", pools=[pool("h100", model="H100", price=4.0)])
     regional = tier("regional", "regional", pools=[pool("l4", model="L4", price=0.8)])
     decision = place(svc, 1, [view(central), view(regional)])
     assert where(decision) == {("central", "h100", "h100"): 1}
     assert [s.key for s in decision.ranked] == [
-        ("central", "h100", "h100"), ("regional", "l4", "l4")
+        ("central", "h100", "h100"),
+        ("regional", "l4", "l4"),
     ]
     # $4/h over 2400 tok/s = $0.463 per million tokens
     assert decision.ranked[0].score == pytest.approx(4.0 / (2400 * 3600) * 1e6)
@@ -274,10 +298,12 @@ def test_cost_counts_accelerators_per_replica() -> None:
 
 
 def test_latency_objective_picks_lowest_weighted_rtt() -> None:
-    svc = service(placement={
-        "objective": "latency",
-        "userRegions": {"eu-central": 0.7, "eu-west": 0.3},
-    })
+    svc = service(
+        placement={
+            "objective": "latency",
+            "userRegions": {"eu-central": 0.7, "eu-west": 0.3},
+        }
+    )
     a = tier("a", latency={"eu-central": 5, "eu-west": 20}, pools=[pool(price=9)])
     b = tier("b", latency={"eu-central": 30, "eu-west": 2}, pools=[pool(price=1)])
     decision = place(svc, 1, [view(b), view(a)])
@@ -302,9 +328,14 @@ def test_carbon_accounts_for_accelerator_power() -> None:
         variants=[variant("h100", decode=2400), variant("npu", "edge-npu", decode=200)],
     )
     central = view(tier("central", carbon=300))
-    edge = view(tier("edge", "edge", carbon=300, pools=[
-        pool("npu", "edge-npu", None, resource_name="example.com/npu")
-    ]))
+    edge = view(
+        tier(
+            "edge",
+            "edge",
+            carbon=300,
+            pools=[pool("npu", "edge-npu", None, resource_name="example.com/npu")],
+        )
+    )
     gpu_score = carbon_score(candidate(svc, central))
     npu_score = carbon_score(candidate(svc, edge, "npu", "npu"))
     # 400 W at 2400 tok/s vs 10 W at 200 tok/s
@@ -419,7 +450,8 @@ def three_tiers() -> list[TierView]:
 def test_min_tiers_spreads_evenly_over_the_best_tiers() -> None:
     svc = service(placement={"minTiers": 2})
     assert where(place(svc, 4, three_tiers())) == {
-        ("t1", "h100", "h100"): 2, ("t2", "h100", "h100"): 2
+        ("t1", "h100", "h100"): 2,
+        ("t2", "h100", "h100"): 2,
     }
     decision = place(svc, 5, three_tiers())
     assert where(decision) == {("t1", "h100", "h100"): 3, ("t2", "h100", "h100"): 2}
@@ -438,7 +470,9 @@ def test_spread_spills_to_a_third_tier_when_spread_tiers_are_full() -> None:
     svc = service(placement={"minTiers": 2})
     tiers = [view(t.tier, {"h100": 2}) for t in three_tiers()]
     assert where(place(svc, 5, tiers)) == {
-        ("t1", "h100", "h100"): 2, ("t2", "h100", "h100"): 2, ("t3", "h100", "h100"): 1
+        ("t1", "h100", "h100"): 2,
+        ("t2", "h100", "h100"): 2,
+        ("t3", "h100", "h100"): 1,
     }
 
 
@@ -554,7 +588,8 @@ def test_shrinks_the_worst_placement_first() -> None:
         CurrentPlacement("regional", "h100", "h100", 2),
     ]
     assert where(place(service(), 3, cheap_and_dear(), current)) == {
-        ("central", "h100", "h100"): 2, ("regional", "h100", "h100"): 1
+        ("central", "h100", "h100"): 2,
+        ("regional", "h100", "h100"): 1,
     }
     decision = place(service(), 2, cheap_and_dear(), current)
     assert where(decision) == {("central", "h100", "h100"): 2}
@@ -568,7 +603,8 @@ def test_balanced_service_shrinks_its_fullest_tier() -> None:
         CurrentPlacement("t2", "h100", "h100", 2),
     ]
     assert where(place(svc, 4, three_tiers(), current)) == {
-        ("t1", "h100", "h100"): 2, ("t2", "h100", "h100"): 2
+        ("t1", "h100", "h100"): 2,
+        ("t2", "h100", "h100"): 2,
     }
 
 
@@ -675,14 +711,16 @@ def test_decision_does_not_depend_on_input_order() -> None:
 
 
 def test_tier_view_from_status() -> None:
-    t = Tier.model_validate({
-        "metadata": {"name": "central"},
-        "spec": {"level": "central", "region": "eu-central", "pools": [pool()]},
-        "status": {
-            "conditions": [{"type": "Reachable", "status": "True"}],
-            "pools": [{"name": "h100", "capacity": 8, "allocated": 3}],
-        },
-    })
+    t = Tier.model_validate(
+        {
+            "metadata": {"name": "central"},
+            "spec": {"level": "central", "region": "eu-central", "pools": [pool()]},
+            "status": {
+                "conditions": [{"type": "Reachable", "status": "True"}],
+                "pools": [{"name": "h100", "capacity": 8, "allocated": 3}],
+            },
+        }
+    )
     tv = tier_view(t)
     assert tv.reachable
     assert tv.pools == {"h100": PoolCapacity("central", "h100", 8, 3)}
@@ -753,9 +791,7 @@ def units_by_pool(decisions: Sequence[PlacementDecision]) -> Counter[tuple[str, 
 
 @given(
     tiers=tier_views(),
-    fleet=st.lists(
-        st.tuples(services(), st.integers(0, 10)), min_size=1, max_size=4
-    ),
+    fleet=st.lists(st.tuples(services(), st.integers(0, 10)), min_size=1, max_size=4),
 )
 def test_plan_fleet_never_over_allocates_a_pool(
     tiers: list[TierView], fleet: list[tuple[InferenceService, int]]
@@ -854,8 +890,11 @@ def test_replanning_a_placed_fleet_never_over_allocates(
     tiers: list[TierView], fleet: list[tuple[InferenceService, int, int]]
 ) -> None:
     named = [
-        (svc.model_copy(update={"metadata": svc.metadata.model_copy(update={"name": f"s{i}"})}),
-         before, after)
+        (
+            svc.model_copy(update={"metadata": svc.metadata.model_copy(update={"name": f"s{i}"})}),
+            before,
+            after,
+        )
         for i, (svc, before, after) in enumerate(fleet)
     ]
     first = plan_fleet([(svc, before) for svc, before, _ in named], tiers, {})

@@ -162,9 +162,10 @@ def test_shared_target_namespace_keeps_services_of_the_same_name_apart() -> None
     assert child_name(b, "h100", shared) == "chat-h100-central-team-b"
     deployment, _ = rendered(a, shared, same_cluster=False)
     assert deployment["metadata"]["namespace"] == "inference"
-    assert deployment["spec"]["selector"]["matchLabels"][
-        "tierra.dev/inference-service-namespace"
-    ] == "team-a"
+    assert (
+        deployment["spec"]["selector"]["matchLabels"]["tierra.dev/inference-service-namespace"]
+        == "team-a"
+    )
 
 
 def test_tier_namespace_equal_to_the_services_keeps_the_short_name() -> None:
@@ -228,13 +229,17 @@ def test_nvidia_gpu_manifest() -> None:
 
 
 def test_google_tpu_manifest() -> None:
-    svc = service(
-        uid=UID, variants=[variant("tpu", "google-tpu", "v5e", count=4, topology="2x2")]
+    svc = service(uid=UID, variants=[variant("tpu", "google-tpu", "v5e", count=4, topology="2x2")])
+    t = tier(
+        pools=[
+            pool(
+                "v5e",
+                "google-tpu",
+                "v5e",
+                selector={"cloud.google.com/gke-tpu-accelerator": "tpu-v5-lite-podslice"},
+            )
+        ]
     )
-    t = tier(pools=[pool(
-        "v5e", "google-tpu", "v5e",
-        selector={"cloud.google.com/gke-tpu-accelerator": "tpu-v5-lite-podslice"},
-    )])
     deployment, _ = rendered(svc, t, pool_name="v5e", variant_name="tpu")
     assert container(deployment)["resources"] == {
         "requests": {"google.com/tpu": "4"},
@@ -252,10 +257,16 @@ def test_google_tpu_manifest() -> None:
 
 def test_aws_neuron_manifest() -> None:
     svc = service(uid=UID, variants=[variant("inf2", "aws-neuron", count=2)])
-    t = tier(pools=[pool(
-        "inf2", "aws-neuron", "inferentia2",
-        selector={"node.kubernetes.io/instance-type": "inf2.8xlarge"},
-    )])
+    t = tier(
+        pools=[
+            pool(
+                "inf2",
+                "aws-neuron",
+                "inferentia2",
+                selector={"node.kubernetes.io/instance-type": "inf2.8xlarge"},
+            )
+        ]
+    )
     deployment, _ = rendered(svc, t, pool_name="inf2", variant_name="inf2")
     assert container(deployment)["resources"]["limits"] == {"aws.amazon.com/neuron": "2"}
     spec = pod_spec(deployment)
@@ -267,15 +278,27 @@ def test_aws_neuron_manifest() -> None:
 
 def test_edge_gpu_manifest_uses_pool_resource_name_and_edge_toleration() -> None:
     svc = service(uid=UID, variants=[variant("orin", "edge-gpu")])
-    t = tier("edge-berlin", "edge", pools=[pool(
-        "orin", "edge-gpu", "jetson-orin",
-        resource_name="nvidia.com/gpu",
-        selector={"tierra.dev/pool": "orin"},
-        tolerations=[
-            {"key": "node-role.kubernetes.io/edge", "operator": "Exists", "effect": "NoSchedule"},
-            {"key": "site", "operator": "Equal", "value": "berlin", "effect": "NoSchedule"},
+    t = tier(
+        "edge-berlin",
+        "edge",
+        pools=[
+            pool(
+                "orin",
+                "edge-gpu",
+                "jetson-orin",
+                resource_name="nvidia.com/gpu",
+                selector={"tierra.dev/pool": "orin"},
+                tolerations=[
+                    {
+                        "key": "node-role.kubernetes.io/edge",
+                        "operator": "Exists",
+                        "effect": "NoSchedule",
+                    },
+                    {"key": "site", "operator": "Equal", "value": "berlin", "effect": "NoSchedule"},
+                ],
+            )
         ],
-    )])
+    )
     deployment, _ = rendered(svc, t, pool_name="orin", variant_name="orin")
     assert container(deployment)["resources"]["requests"] == {"nvidia.com/gpu": "1"}
     spec = pod_spec(deployment)
@@ -288,9 +311,9 @@ def test_edge_gpu_manifest_uses_pool_resource_name_and_edge_toleration() -> None
 
 def test_edge_npu_manifest() -> None:
     svc = service(uid=UID, variants=[variant("npu", "edge-npu", count=1)])
-    t = tier("edge", "edge", pools=[pool(
-        "npu", "edge-npu", "hailo-8", resource_name="example.com/npu"
-    )])
+    t = tier(
+        "edge", "edge", pools=[pool("npu", "edge-npu", "hailo-8", resource_name="example.com/npu")]
+    )
     deployment, _ = rendered(svc, t, pool_name="npu", variant_name="npu")
     assert container(deployment)["resources"] == {
         "requests": {"example.com/npu": "1"},
@@ -393,9 +416,9 @@ def test_triton_metrics_are_scraped_on_their_own_port() -> None:
     assert deployment["spec"]["template"]["metadata"]["annotations"]["prometheus.io/port"] == (
         "8002"
     )
-    assert {"name": "metrics", "containerPort": 8002, "protocol": "TCP"} in container(
-        deployment
-    )["ports"]
+    assert {"name": "metrics", "containerPort": 8002, "protocol": "TCP"} in container(deployment)[
+        "ports"
+    ]
 
 
 def test_service_exposes_port_80_to_http() -> None:
@@ -413,12 +436,18 @@ def test_service_exposes_port_80_to_http() -> None:
 
 def test_rendering_is_deterministic() -> None:
     first = render(
-        service(uid=UID), PlannedPlacement("central", "h100", "h100", 3, "x"), tier(),
-        OwnerRef("chat", "team-a", UID), True,
+        service(uid=UID),
+        PlannedPlacement("central", "h100", "h100", 3, "x"),
+        tier(),
+        OwnerRef("chat", "team-a", UID),
+        True,
     )
     second = render(
-        service(uid=UID), PlannedPlacement("central", "h100", "h100", 3, "other reason"),
-        tier(), OwnerRef("chat", "team-a", UID), True,
+        service(uid=UID),
+        PlannedPlacement("central", "h100", "h100", 3, "other reason"),
+        tier(),
+        OwnerRef("chat", "team-a", UID),
+        True,
     )
     assert first == second
     assert json.dumps(first) == json.dumps(second)

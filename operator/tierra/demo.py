@@ -1,0 +1,189 @@
+"""The main job on the embedded local fleet: three real clusters, the CRDs, the example Tiers
+and InferenceServices, and the operator placing them. ``python -m tierra.demo [--keep]``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from tierra.core.status import explain_status
+from tierra.fleet.binaries import ensure_binaries, find_binary
+from tierra.fleet.runner import Fleet, _die_with_parent, kubeconfig_secret
+
+OPERATOR_NAMESPACE = "tierra-system"
+
+
+class Demo:
+    def __init__(self, repo: Path, fleet: Fleet) -> None:
+        self.repo = repo
+        self.fleet = fleet
+        kubectl = find_binary("kubectl")
+        if kubectl is None:
+            raise SystemExit("kubectl is missing; run `tierra fleet build`")
+        self.kubectl_path = kubectl
+
+    def kubectl(
+        self, *args: str, context: str = "central", stdin: str | None = None, check: bool = True
+    ) -> str:
+        result = subprocess.run(
+            [
+                str(self.kubectl_path),
+                f"--kubeconfig={self.fleet.kubeconfig}",
+                f"--context=tierra-{context}",
+                *args,
+            ],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=120,
+        )
+        if check and result.returncode != 0:
+            raise SystemExit(f"kubectl {' '.join(args)} failed: {result.stderr.strip()}")
+        return result.stdout
+
+    def install(self) -> None:
+        self.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(self.repo / "crds"))
+        self.kubectl(
+            "wait",
+            "--for=condition=Established",
+            "--timeout=60s",
+            "crd/tiers.tierra.dev",
+            "crd/inferenceservices.tierra.dev",
+        )
+        self.kubectl("create", "namespace", OPERATOR_NAMESPACE, check=False)
+        for cluster in ("central", "regional", "edge"):
+            secret = kubeconfig_secret(
+                self.fleet.kubeconfig,
+                f"tierra-{cluster}",
+                f"tier-{cluster}-kubeconfig",
+                OPERATOR_NAMESPACE,
+            )
+            self.kubectl("apply", "--server-side", "-f", "-", stdin=json.dumps(secret))
+
+    def start_operator(self) -> subprocess.Popen[bytes]:
+        log = self.fleet.directory / "operator.log"
+        with log.open("ab") as sink:
+            process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "tierra.cli",
+                    "run",
+                    "--kubeconfig",
+                    str(self.fleet.kubeconfig),
+                    "--context",
+                    "tierra-central",
+                    "--namespace",
+                    OPERATOR_NAMESPACE,
+                    "--metrics-port",
+                    "0",
+                ],
+                stdout=sink,
+                stderr=subprocess.STDOUT,
+                preexec_fn=_die_with_parent,  # noqa: PLW1509 - single-threaded here
+            )
+        print(f"operator started (pid {process.pid}, log {log})")
+        return process
+
+    def services(self) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = json.loads(
+            self.kubectl("get", "inferenceservices", "-A", "-o", "json")
+        )["items"]
+        return items
+
+    def wait_placed(self, timeout: float = 90.0) -> float:
+        started = time.monotonic()
+        while time.monotonic() - started < timeout:
+            items = self.services()
+            placed = [
+                s
+                for s in items
+                if any(
+                    c.get("type") == "Placed" and c.get("status") == "True"
+                    for c in (s.get("status") or {}).get("conditions") or []
+                )
+            ]
+            if items and len(placed) == len(items):
+                return time.monotonic() - started
+            time.sleep(0.5)
+        raise SystemExit("services were not all placed in time; see the operator log")
+
+    def report(self) -> None:
+        print("\n$ kubectl get tiers")
+        print(self.kubectl("get", "tiers"))
+        print("$ kubectl get tisvc -A")
+        print(self.kubectl("get", "tisvc", "-A"))
+        for service in self.services():
+            meta = service["metadata"]
+            print(
+                explain_status(
+                    f"{meta['namespace']}/{meta['name']}",
+                    service["spec"],
+                    service.get("status") or {},
+                )
+            )
+            print()
+        for cluster in ("central", "regional", "edge"):
+            print(
+                f"$ kubectl --context tierra-{cluster} get pods -A "
+                "-l app.kubernetes.io/managed-by=tierra -o wide"
+            )
+            print(
+                self.kubectl(
+                    "get",
+                    "pods",
+                    "-A",
+                    "-l",
+                    "app.kubernetes.io/managed-by=tierra",
+                    "-o",
+                    "wide",
+                    context=cluster,
+                )
+            )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="tierra-demo", description=__doc__)
+    parser.add_argument(
+        "--keep", action="store_true", help="leave the fleet and the operator running afterwards"
+    )
+    parser.add_argument("--repo", default=".", help="repository root (examples/, crds/)")
+    args = parser.parse_args(argv)
+    repo = Path(args.repo).resolve()
+    ensure_binaries()
+    fleet = Fleet()
+    started_fleet = not fleet.is_running()
+    if started_fleet:
+        print(f"fleet ready in {fleet.up():.1f}s")
+    demo = Demo(repo, fleet)
+    demo.install()
+    operator = demo.start_operator()
+    try:
+        demo.kubectl("apply", "--server-side", "-f", str(repo / "examples/fleet"))
+        for document in sorted((repo / "examples/services").glob("*.yaml")):
+            demo.kubectl("apply", "--server-side", "-f", str(document))
+        print(f"all InferenceServices placed {demo.wait_placed():.1f}s after apply")
+        time.sleep(3)  # let kwok mark the pods Running
+        demo.report()
+    finally:
+        if args.keep:
+            print(
+                f"left running: export KUBECONFIG={fleet.kubeconfig}; operator pid "
+                f"{operator.pid}; stop with `kill {operator.pid}; tierra fleet down`"
+            )
+        else:
+            operator.terminate()
+            operator.wait(timeout=30)
+            if started_fleet:
+                fleet.down()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
