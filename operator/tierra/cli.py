@@ -158,7 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--metrics-port", type=int, default=8080, help="Prometheus metrics; 0: off")
     run.add_argument("--liveness", default=None, help="e.g. http://0.0.0.0:8081/healthz")
-    run.add_argument("--workers", type=int, default=4, help="concurrent reconciles")
+    run.add_argument("--workers", type=int, default=16, help="concurrent reconciles")
     run.add_argument("--kubeconfig", default=None)
     run.add_argument("--context", default=None, help="kube context of the management cluster")
 

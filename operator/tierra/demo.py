@@ -13,7 +13,7 @@ from typing import Any
 
 from tierra.core.status import explain_status
 from tierra.fleet.binaries import ensure_binaries, find_binary
-from tierra.fleet.runner import Fleet, _die_with_parent, kubeconfig_secret
+from tierra.fleet.runner import Fleet, die_with_parent, kubeconfig_secret
 
 OPERATOR_NAMESPACE = "tierra-system"
 
@@ -86,7 +86,7 @@ class Demo:
                 ],
                 stdout=sink,
                 stderr=subprocess.STDOUT,
-                preexec_fn=_die_with_parent,  # noqa: PLW1509 - single-threaded here
+                preexec_fn=die_with_parent,  # noqa: PLW1509 - single-threaded here
             )
         print(f"operator started (pid {process.pid}, log {log})")
         return process

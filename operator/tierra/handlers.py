@@ -27,6 +27,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.networking.request_timeout = 30
+    settings.batching.batch_window = 0.01  # react to a spec change within milliseconds
     metrics_port = int(os.environ.get("TIERRA_METRICS_PORT", "8080"))
     global _metrics_started  # noqa: PLW0603 - one HTTP server per process, even if startup retries
     if metrics_port and not _metrics_started:
@@ -36,7 +37,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     reconciler = Reconciler(
         management=management,
         namespace=os.environ.get("TIERRA_NAMESPACE", "tierra-system"),
-        workers=int(os.environ.get("TIERRA_WORKERS", "4")),
+        workers=int(os.environ.get("TIERRA_WORKERS", "16")),
     )
     await reconciler.start()
     memo["reconciler"] = reconciler

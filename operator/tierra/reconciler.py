@@ -98,7 +98,7 @@ class ServiceState:
 class Reconciler:
     management: KubeClient
     namespace: str
-    workers: int = 4
+    workers: int = 16
     clock: Callable[[], float] = time.monotonic
     services: dict[str, Obj] = field(default_factory=dict)
     tiers: dict[str, Tier] = field(default_factory=dict)
@@ -120,6 +120,9 @@ class Reconciler:
         self.tier_informer = Informer(self.management, "Tier", on_change=self.on_tier_event)
         self._tasks: list[asyncio.Task[None]] = []
         self._capacity_poke: asyncio.TimerHandle | None = None
+        # tier -> ((tier object, cluster revision, visible), (view, usage)): recomputing
+        # capacity over every Node and Pod is the costliest part of a reconcile.
+        self._observed: dict[str, tuple[tuple[object, int, bool], tuple[TierView, Any]]] = {}
         self._tier_dirty = asyncio.Event()
 
     # ------------------------------------------------------------------ lifecycle
@@ -381,6 +384,7 @@ class Reconciler:
             applied = await member.client.apply(manifest)
         except KubeError:
             informer.store.pop(key_of(manifest), None)  # undo the write-through
+            member.revision += 1
             raise
         applied.get("metadata", {}).pop("managedFields", None)
         current = informer.store.get(key_of(manifest), {})
@@ -585,13 +589,20 @@ class Reconciler:
                 await asyncio.wait_for(self._tier_dirty.wait(), TIER_STATUS_INTERVAL_SECONDS)
             self._tier_dirty.clear()
             try:
-                if self.clock() - last_resolve > TIER_RESOLVE_INTERVAL_SECONDS:
-                    for name in list(self.tiers):
-                        self.registry.forget(name)  # pick up rotated or fixed Secrets
-                    last_resolve = self.clock()
-                unresolved = [n for n in self.tiers if self.registry.for_tier(n) is None]
+                changed = [n for n in self.tiers if self.registry.for_tier(n) is None]
                 await self._resolve_unresolved_tiers()
-                if unresolved:
+                if self.clock() - last_resolve > TIER_RESOLVE_INTERVAL_SECONDS:
+                    # Pick up created, fixed or rotated kubeconfig Secrets.
+                    last_resolve = self.clock()
+                    for name, tier in list(self.tiers.items()):
+                        before = self.registry.for_tier(name)
+                        after = await self.registry.resolve(tier)
+                        if after != before and not (
+                            isinstance(after, MemberCluster) and after is before
+                        ):
+                            changed.append(name)
+                if changed:
+                    await self.registry.prune()
                     self._enqueue_all()
                 await self._write_tier_statuses()
             except asyncio.CancelledError:

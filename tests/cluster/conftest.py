@@ -121,7 +121,7 @@ class OperatorProcess:
     def start(self) -> None:
         import sys
 
-        from tierra.fleet.runner import _die_with_parent
+        from tierra.fleet.runner import die_with_parent
 
         sink = self.log_path.open("ab")
         self.process = subprocess.Popen(
@@ -141,7 +141,7 @@ class OperatorProcess:
             ],
             stdout=sink,
             stderr=subprocess.STDOUT,
-            preexec_fn=_die_with_parent,  # noqa: PLW1509
+            preexec_fn=die_with_parent,  # noqa: PLW1509
             env={**os.environ, "TIERRA_LOG_LEVEL": "INFO"},
         )
         sink.close()

@@ -21,7 +21,6 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -74,7 +73,7 @@ _PR_SET_PDEATHSIG = 1
 _SPAWN_LOCK = threading.Lock()
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """preexec_fn: SIGTERM the child when the process that started it dies (Linux prctl).
 
     It only calls a pre-bound C function (no imports, no Python locks), and spawns are
@@ -205,21 +204,13 @@ class Fleet:
             )
         self._save_state(states)
         try:
-            with ThreadPoolExecutor(max_workers=len(self.clusters)) as pool:
-                futures = [
-                    pool.submit(
-                        self._start_cluster,
-                        spec,
-                        states,
-                        binaries,
-                        tie_to_parent,
-                        started + timeout,
-                        log,
-                    )
-                    for spec in self.clusters
-                ]
-                for future in futures:
-                    future.result()
+            # All clusters start side by side, driven from this thread: a process's
+            # die-with-parent signal fires when the *thread* that spawned it exits.
+            steps = [
+                self._start_cluster(spec, states, binaries, tie_to_parent, log)
+                for spec in self.clusters
+            ]
+            _drive(steps, started + timeout)
             self._write_user_kubeconfig(states)
         except BaseException:
             self.down(quiet=True)
@@ -243,7 +234,7 @@ class Fleet:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
-                preexec_fn=_die_with_parent if tie_to_parent else None,  # noqa: PLW1509
+                preexec_fn=die_with_parent if tie_to_parent else None,  # noqa: PLW1509
             )
         state.pids[component] = process.pid
         self._save_state(states)
@@ -254,9 +245,9 @@ class Fleet:
         states: dict[str, ClusterState],
         binaries: dict[str, Path],
         tie: bool,
-        deadline: float,
         log: Callable[[str], None],
-    ) -> None:
+    ) -> Iterator[_Wait]:
+        """Start one cluster, yielding at every point where it waits for a component."""
         state = states[spec.name]
         root = self.directory / spec.name
         pki = root / "pki"
@@ -312,9 +303,8 @@ class Fleet:
             ],
             tie,
         )
-        _wait(
+        yield _Wait(
             lambda: _http_ok(f"{etcd_url}/health"),
-            deadline,
             f"{spec.name}: etcd healthy",
             lambda: self._check_alive(state),
         )
@@ -347,9 +337,8 @@ class Fleet:
         )
         admin_cfg = root / "admin.kubeconfig"
         ssl_ctx = _client_ssl(pki)
-        _wait(
+        yield _Wait(
             lambda: _http_ok(f"{state.server}/readyz", ssl_ctx),
-            deadline,
             f"{spec.name}: kube-apiserver ready",
             lambda: self._check_alive(state),
         )
@@ -412,24 +401,21 @@ class Fleet:
         client = _api_client(admin_cfg)
         _create_nodes(client, spec)
         expected = sum(pool.nodes for pool in spec.pools)
-        _wait(
+        yield _Wait(
             lambda: _ready_nodes(client) >= expected,
-            deadline,
             f"{spec.name}: {expected} kwok nodes Ready",
             lambda: self._check_alive(state),
         )
-        _wait(
+        yield _Wait(
             lambda: _default_service_account(client),
-            deadline,
             f"{spec.name}: controller-manager (default ServiceAccount)",
             lambda: self._check_alive(state),
         )
         insecure = ssl.create_default_context()
         insecure.check_hostname = False
         insecure.verify_mode = ssl.CERT_NONE
-        _wait(
+        yield _Wait(
             lambda: _http_ok(f"https://127.0.0.1:{p['kube-scheduler']}/healthz", insecure),
-            deadline,
             f"{spec.name}: kube-scheduler healthy",
             lambda: self._check_alive(state),
         )
@@ -556,19 +542,47 @@ def _http_ok(url: str, ctx: ssl.SSLContext | None = None) -> bool:
         return False
 
 
-def _wait(
-    predicate: Callable[[], bool], deadline: float, what: str, check: Callable[[], None]
-) -> None:
-    while True:
-        check()
+@dataclass(frozen=True)
+class _Wait:
+    """A point where a cluster's start-up waits: until ``ready()``; ``check()`` raises if a
+    component died meanwhile."""
+
+    ready: Callable[[], bool]
+    what: str
+    check: Callable[[], None]
+
+
+def _drive(steps: list[Iterator[_Wait]], deadline: float) -> None:
+    """Advance every cluster's start-up as far as it can go, polling what each waits for."""
+    waiting: dict[int, _Wait] = {}
+    active = dict(enumerate(steps))
+
+    def advance(index: int) -> None:
         try:
-            if predicate():
-                return
-        except Exception:
-            pass
+            waiting[index] = next(active[index])
+        except StopIteration:
+            del active[index]
+            waiting.pop(index, None)
+
+    for index in list(active):
+        advance(index)
+    while active:
+        progressed = False
+        for index, wait in list(waiting.items()):
+            wait.check()
+            try:
+                ready = wait.ready()
+            except Exception:
+                ready = False
+            if ready:
+                advance(index)
+                progressed = True
+        if not active:
+            return
         if time.monotonic() > deadline:
-            raise FleetError(f"timed out waiting for {what}")
-        time.sleep(0.2)
+            raise FleetError("timed out waiting for " + ", ".join(w.what for w in waiting.values()))
+        if not progressed:
+            time.sleep(0.2)
 
 
 def _api_client(kubeconfig: Path) -> Any:

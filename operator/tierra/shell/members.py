@@ -55,7 +55,10 @@ class MemberCluster:
         self.nodes = Informer(client, "Node", on_change=self._node_changed)
         self.pods = Informer(client, "Pod", on_change=self._pod_changed)
         self._fingerprints: dict[tuple[str, str, str], object] = {}
-        self.deployments = Informer(client, "Deployment", MANAGED_SELECTOR, on_child_change)
+        self.deployments = Informer(client, "Deployment", MANAGED_SELECTOR, self._child_changed)
+        self._on_child_change = on_child_change
+        self.revision = 0
+        """Bumped whenever what capacity and usage are computed from changes (a cache key)."""
         self.services = Informer(client, "Service", MANAGED_SELECTOR, on_child_change)
         self._on_capacity_change = on_capacity_change
         self._on_reachability_change = on_reachability_change
@@ -65,6 +68,10 @@ class MemberCluster:
         self.namespaces: set[str] = set()
         self._probe_task: asyncio.Task[None] | None = None
 
+    def _child_changed(self, event: str, obj: Obj) -> None:
+        self.revision += 1
+        self._on_child_change(event, obj)
+
     def _capacity_moved(self, kind: str, obj: Obj, event: str, fingerprint: object) -> None:
         """Poke the reconciler only when what capacity is computed from changed (not on the
         heartbeats and status churn that make up most Node and Pod events)."""
@@ -72,10 +79,12 @@ class MemberCluster:
         key = (kind, meta.get("namespace", ""), meta.get("name", ""))
         if event == "DELETED":
             if self._fingerprints.pop(key, None) is not None:
+                self.revision += 1
                 self._on_capacity_change()
             return
         if self._fingerprints.get(key) != fingerprint:
             self._fingerprints[key] = fingerprint
+            self.revision += 1
             self._on_capacity_change()
 
     def _node_changed(self, event: str, node: Obj) -> None:
@@ -231,6 +240,16 @@ class MemberRegistry:
                 f"Secret {ref.name} key {ref.key!r} is not a usable kubeconfig: {error}",
             )
         return await self._cluster(identity, lambda: client)
+
+    async def prune(self) -> None:
+        """Stop clusters no Tier uses any more (e.g. after a kubeconfig Secret rotated)."""
+        used = {id(m) for m in self._by_tier.values() if isinstance(m, MemberCluster)}
+        for identity, cluster in list(self._clusters.items()):
+            if id(cluster) not in used:
+                del self._clusters[identity]
+                await cluster.stop()
+                if cluster.client is not self.management:
+                    await cluster.client.close()
 
     async def close(self) -> None:
         for cluster in self._clusters.values():

@@ -1,0 +1,306 @@
+"""Reconcile speed and footprint of the operator on the local fleet (real apiservers).
+
+Prints:
+  1. apply -> Deployment exists in the member cluster: p50/p99 over N sequential services
+     (goal <= 150 ms / <= 1 s), against a baseline measured in the same run: the same
+     Deployment created directly in the member cluster and seen by a watch there.
+  2. time to place 1,000 InferenceServices over the three clusters (goal <= 60 s) and the
+     operator's peak RSS (VmHWM; goal <= 250 MB);
+  3. the operator's idle CPU after they settle.
+
+Usage: python benchmarks/reconcile.py [--services 1000] [--latency-samples 40] [--scale 12]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from kubernetes import client, config, watch
+
+from tierra.fleet.binaries import ensure_binaries, find_binary
+from tierra.fleet.runner import Fleet, die_with_parent, kubeconfig_secret
+from tierra.fleet.topology import default_fleet
+
+REPO = Path(__file__).resolve().parents[1]
+GROUP, VERSION, PLURAL = "tierra.dev", "v1alpha1", "inferenceservices"
+NAMESPACE_OPERATOR = "tierra-system"
+
+
+def service(name: str, namespace: str, levels: list[str]) -> dict[str, Any]:
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "InferenceService",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "model": {"name": "bench"},
+            "runtime": {"image": "vllm/vllm-openai:v0.10.0"},
+            "variants": [
+                {
+                    "name": "cpu",
+                    "accelerator": {"type": "cpu", "count": 1},
+                    "capacity": {
+                        "maxConcurrency": 4,
+                        "prefillTokensPerSecond": 500,
+                        "decodeTokensPerSecond": 50,
+                    },
+                    "startupSeconds": 0,
+                }
+            ],
+            "placement": {"levels": levels},
+            "slo": {"latencyP95Ms": 5000},
+        },
+    }
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+class DeploymentSeen:
+    """Watches Deployments in one cluster and records when each name first appears."""
+
+    def __init__(self, api: client.ApiClient, namespace: str) -> None:
+        self.seen: dict[str, float] = {}
+        self._stop = threading.Event()
+        self._api = api
+        self._namespace = namespace
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        time.sleep(0.5)
+
+    def _run(self) -> None:
+        apps = client.AppsV1Api(self._api)
+        while not self._stop.is_set():
+            stream = watch.Watch()
+            for event in stream.stream(
+                apps.list_namespaced_deployment, self._namespace, timeout_seconds=5
+            ):
+                name = event["object"].metadata.name
+                self.seen.setdefault(name, time.perf_counter())
+                if self._stop.is_set():
+                    stream.stop()
+
+    def wait(self, name: str, timeout: float = 20.0) -> float | None:
+        deadline = time.perf_counter() + timeout
+        while time.perf_counter() < deadline:
+            if name in self.seen:
+                return self.seen[name]
+            time.sleep(0.002)
+        return None
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+def proc_stat(pid: int) -> tuple[float, int]:
+    """(CPU seconds used, peak RSS bytes) of a process."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    cpu = (int(fields[11]) + int(fields[12])) / ticks
+    peak = 0
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            peak = int(line.split()[1]) * 1024
+    return cpu, peak
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--services", type=int, default=1000)
+    parser.add_argument("--latency-samples", type=int, default=40)
+    parser.add_argument("--scale", type=int, default=12, help="fleet node multiplier")
+    parser.add_argument("--idle-seconds", type=float, default=30.0)
+    args = parser.parse_args()
+
+    ensure_binaries()
+    workdir = Path(tempfile.mkdtemp(prefix="tierra-bench-"))
+    fleet = Fleet(workdir / "fleet", default_fleet(args.scale))
+    operator: subprocess.Popen[bytes] | None = None
+    try:
+        seconds = fleet.up(tie_to_parent=True, log=lambda _: None)
+        print(f"fleet (scale {args.scale}) up in {seconds:.1f}s")
+        kubectl = str(find_binary("kubectl"))
+        kc = str(fleet.kubeconfig)
+
+        def run_kubectl(*a: str, stdin: str | None = None) -> None:
+            result = subprocess.run(
+                [kubectl, f"--kubeconfig={kc}", "--context=tierra-central", *a],
+                input=stdin,
+                text=True,
+                check=False,
+                capture_output=True,
+            )
+            if result.returncode != 0:
+                raise SystemExit(f"kubectl {' '.join(a)}: {result.stderr}")
+
+        run_kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
+        run_kubectl("wait", "--for=condition=Established", "crd/inferenceservices.tierra.dev")
+        run_kubectl("create", "namespace", NAMESPACE_OPERATOR)
+        for cluster in ("central", "regional", "edge"):
+            run_kubectl(
+                "apply",
+                "-f",
+                "-",
+                stdin=json.dumps(
+                    kubeconfig_secret(
+                        fleet.kubeconfig,
+                        f"tierra-{cluster}",
+                        f"tier-{cluster}-kubeconfig",
+                        NAMESPACE_OPERATOR,
+                    )
+                ),
+            )
+        run_kubectl("apply", "-f", str(REPO / "examples/fleet/tiers.yaml"))
+        clients = {
+            c: config.new_client_from_config(config_file=kc, context=f"tierra-{c}")
+            for c in ("central", "regional")
+        }
+        for api in clients.values():
+            client.CoreV1Api(api).create_namespace({"metadata": {"name": "bench"}})
+        custom = client.CustomObjectsApi(clients["central"])
+
+        log = workdir / "operator.log"
+        with log.open("wb") as sink:
+            operator = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "tierra.cli",
+                    "run",
+                    "--kubeconfig",
+                    kc,
+                    "--context",
+                    "tierra-central",
+                    "--metrics-port",
+                    os.environ.get("BENCH_METRICS_PORT", "0"),
+                ],
+                stdout=sink,
+                stderr=subprocess.STDOUT,
+                preexec_fn=die_with_parent,  # noqa: PLW1509
+                env={**os.environ, "TIERRA_LOG_LEVEL": "WARNING"},
+            )
+        time.sleep(5)  # operator start-up: login, informers, tier probes
+
+        # 1. Latency: baseline (direct create in the member) vs through the operator.
+        watcher = DeploymentSeen(clients["regional"], "bench")
+        apps = client.AppsV1Api(clients["regional"])
+        baseline, through = [], []
+        for index in range(args.latency_samples):
+            name = f"direct-{index}"
+            body = {
+                "apiVersion": "apps/v1",
+                "kind": "Deployment",
+                "metadata": {"name": name},
+                "spec": {
+                    "replicas": 0,
+                    "selector": {"matchLabels": {"app": name}},
+                    "template": {
+                        "metadata": {"labels": {"app": name}},
+                        "spec": {"containers": [{"name": "c", "image": "x"}]},
+                    },
+                },
+            }
+            started = time.perf_counter()
+            apps.create_namespaced_deployment("bench", body)
+            seen = watcher.wait(name)
+            if seen is not None:
+                baseline.append(seen - started)
+        for index in range(args.latency_samples):
+            name = f"lat-{index}"
+            started = time.perf_counter()
+            custom.create_namespaced_custom_object(
+                GROUP, VERSION, "bench", PLURAL, service(name, "bench", ["regional"])
+            )
+            seen = watcher.wait(f"{name}-cpu-regional")
+            if seen is not None:
+                through.append(seen - started)
+        watcher.stop()
+        missing = args.latency_samples - len(through)
+        p50, p99 = percentile(through, 0.5) * 1000, percentile(through, 0.99) * 1000
+        b50 = statistics.median(baseline) * 1000
+        print(
+            f"apply -> Deployment in member cluster: p50 {p50:.0f} ms, p99 {p99:.0f} ms "
+            f"(n={len(through)}, missing {missing}; goal <= 150 ms / <= 1000 ms)"
+        )
+        print(
+            f"  baseline, direct create seen by a watch: p50 {b50:.1f} ms; "
+            f"operator p50 / baseline p50 = {p50 / b50:.1f}x"
+        )
+
+        # 2. Bulk: N services over the fleet.
+        names = [f"svc-{index:04d}" for index in range(args.services)]
+        started = time.perf_counter()
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            list(
+                pool.map(
+                    lambda n: custom.create_namespaced_custom_object(
+                        GROUP,
+                        VERSION,
+                        "bench",
+                        PLURAL,
+                        service(n, "bench", ["central", "regional"]),
+                    ),
+                    names,
+                )
+            )
+        created = time.perf_counter() - started
+        placed = 0
+        while time.perf_counter() - started < 300:
+            items = custom.list_namespaced_custom_object(GROUP, VERSION, "bench", PLURAL)["items"]
+            placed = sum(
+                1
+                for i in items
+                if i["metadata"]["name"].startswith("svc-")
+                and any(
+                    c.get("type") == "Placed" and c.get("status") == "True"
+                    for c in (i.get("status") or {}).get("conditions") or []
+                )
+            )
+            if placed >= args.services:
+                break
+            time.sleep(1)
+        elapsed = time.perf_counter() - started
+        _, peak = proc_stat(operator.pid)
+        print(
+            f"{placed}/{args.services} InferenceServices placed in {elapsed:.1f}s "
+            f"(creates took {created:.1f}s; goal <= 60 s)"
+        )
+        print(f"operator peak RSS (VmHWM): {peak / 2**20:.0f} MB (goal <= 250 MB)")
+
+        # 3. Idle CPU once settled.
+        time.sleep(10)
+        cpu0, _ = proc_stat(operator.pid)
+        time.sleep(args.idle_seconds)
+        cpu1, peak = proc_stat(operator.pid)
+        print(
+            f"operator idle CPU over {args.idle_seconds:.0f}s with {placed + len(through)} "
+            f"services: {100 * (cpu1 - cpu0) / args.idle_seconds:.1f}% of one core; "
+            f"peak RSS now {peak / 2**20:.0f} MB"
+        )
+        return 0
+    finally:
+        if operator is not None:
+            operator.terminate()
+            try:
+                operator.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                operator.kill()
+        fleet.down(quiet=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
