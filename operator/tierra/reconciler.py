@@ -25,6 +25,7 @@ from tierra.api.tier import Tier
 from tierra.core.inventory import (
     LABEL_OWNER_UID,
     ServiceUsage,
+    bound_replicas,
     held_by_others,
     merge_usage,
     owner_key,
@@ -51,6 +52,7 @@ TIER_RESOLVE_INTERVAL_SECONDS = 30.0
 ORPHAN_SWEEP_INTERVAL_SECONDS = 30.0
 ORPHAN_MIN_AGE_SECONDS = 30.0
 CLEANUP_GIVE_UP_SECONDS = 300.0
+POD_SNAPSHOT_SECONDS = 0.5
 
 
 def now_rfc3339() -> str:
@@ -82,6 +84,18 @@ def _strip_times(status: Mapping[str, Any]) -> Any:
         for k, v in status.items()
         if k != "lastProbeTime"
     }
+
+
+@dataclass(frozen=True)
+class _PodSnapshot:
+    """Pod-derived figures of one tier at one moment (see ``Reconciler._observe``)."""
+
+    tier: Tier
+    visible: bool
+    revision: int
+    taken: float
+    view: TierView
+    bound: Mapping[str, Mapping[tuple[str, str, str], int]]
 
 
 @dataclass
@@ -120,9 +134,7 @@ class Reconciler:
         self.tier_informer = Informer(self.management, "Tier", on_change=self.on_tier_event)
         self._tasks: list[asyncio.Task[None]] = []
         self._capacity_poke: asyncio.TimerHandle | None = None
-        # tier -> ((tier object, cluster revision, visible), (view, usage)): recomputing
-        # capacity over every Node and Pod is the costliest part of a reconcile.
-        self._observed: dict[str, tuple[tuple[object, int, bool], tuple[TierView, Any]]] = {}
+        self._observed: dict[str, _PodSnapshot] = {}
         self._tier_dirty = asyncio.Event()
 
     # ------------------------------------------------------------------ lifecycle
@@ -250,20 +262,52 @@ class Reconciler:
         return out
 
     def _observe(self) -> tuple[list[TierView], dict[str, ServiceUsage]]:
+        """Views of every tier and every service's footprint, from the informers.
+
+        What comes from Nodes and Pods (capacity, allocation, bound replicas) is one snapshot
+        per tier, retaken when the Tier changes and, while its cluster changes, at most every
+        ``POD_SNAPSHOT_SECONDS``;
+        what comes from Deployments (wanted replicas, including decisions just taken) is
+        always current. Recounting every Pod for every reconcile made bulk placement O(N^2).
+        """
         views, parts = [], []
+        now = self.clock()
         for name, tier in self.tiers.items():
             member = self.registry.for_tier(name)
-            if isinstance(member, MemberCluster):
-                nodes = member.nodes.store.values()
-                pods = list(member.pods.store.values())
-                pools = pool_capacities(tier, nodes, pods)
-                parts.append(service_usage(tier, member.deployments.store.values(), pods))
-                synced = member.nodes.synced.is_set() and member.pods.synced.is_set()
-                views.append(
-                    TierView(tier=tier, reachable=member.reachable and synced, pools=pools)
-                )
-            else:
+            if not isinstance(member, MemberCluster):
                 views.append(TierView(tier=tier, reachable=False, pools={}))
+                continue
+            synced = member.nodes.synced.is_set() and member.pods.synced.is_set()
+            visible = member.reachable and synced
+            cached = self._observed.get(name)
+            fresh = (
+                cached is not None
+                and cached.tier is tier
+                and cached.visible == visible
+                and (
+                    cached.revision == member.revision or now - cached.taken < POD_SNAPSHOT_SECONDS
+                )
+            )
+            if not fresh:
+                pods = list(member.pods.store.values())
+                cached = _PodSnapshot(
+                    tier=tier,
+                    visible=visible,
+                    revision=member.revision,
+                    taken=now,
+                    view=TierView(
+                        tier=tier,
+                        reachable=visible,
+                        pools=pool_capacities(tier, member.nodes.store.values(), pods),
+                    ),
+                    bound=bound_replicas(tier, pods),
+                )
+                self._observed[name] = cached
+            assert cached is not None
+            views.append(cached.view)
+            parts.append(
+                service_usage(tier, member.deployments.store.values(), (), bound=cached.bound)
+            )
         return views, merge_usage(parts)
 
     # ------------------------------------------------------------------ reconcile

@@ -189,10 +189,41 @@ def deployment_units(deployment: Obj, resource: str) -> float:
     return pod_request(template, resource)
 
 
+Slot = tuple[str, str, str]  # (tier, pool, variant)
+
+
+def bound_replicas(tier: Tier, pods: Iterable[Obj]) -> dict[str, dict[Slot, int]]:
+    """Per service: its pods bound to nodes (active, not terminating), per slot."""
+    tier_name = tier.metadata.name
+    tier_label = label_value(tier_name)
+    bound: dict[str, dict[Slot, int]] = defaultdict(lambda: defaultdict(int))
+    for pod in pods:
+        labels = _labels(pod)
+        key = owner_key(pod)
+        if (
+            key is None
+            or labels.get(LABEL_TIER) != tier_label
+            or not pod.get("spec", {}).get("nodeName")
+            or not pod_active(pod)
+            or pod.get("metadata", {}).get("deletionTimestamp")
+        ):
+            continue
+        bound[key][(tier_name, labels.get(LABEL_POOL, ""), labels.get(LABEL_VARIANT, ""))] += 1
+    return bound
+
+
 def service_usage(
-    tier: Tier, deployments: Iterable[Obj], pods: Iterable[Obj]
+    tier: Tier,
+    deployments: Iterable[Obj],
+    pods: Iterable[Obj],
+    bound: Mapping[str, Mapping[Slot, int]] | None = None,
 ) -> dict[str, ServiceUsage]:
-    """Footprint of every Tierra service in one tier's cluster, keyed by ``namespace/name``."""
+    """Footprint of every Tierra service in one tier's cluster, keyed by ``namespace/name``.
+
+    ``bound`` (from :func:`bound_replicas`) may be passed precomputed instead of ``pods``; it
+    must come from the same pod snapshot as the ``allocated`` figures placement uses, so that
+    a pod bound in between is counted exactly once (as allocated, or as wanted-but-unbound).
+    """
     tier_name = tier.metadata.name
     tier_label = label_value(tier_name)
     pools = {pool.name: pool for pool in tier.spec.pools if has_resource_name(pool)}
@@ -206,21 +237,12 @@ def service_usage(
         slot = (tier_name, pool.name, labels.get(LABEL_VARIANT, ""))
         usage[key].replicas[slot] = int(deployment.get("spec", {}).get("replicas", 1))
         usage[key].units_per_replica[slot] = deployment_units(deployment, resource_name(pool))
-    for pod in pods:
-        labels = _labels(pod)
-        key = owner_key(pod)
-        if (
-            key is None
-            or key not in usage
-            or labels.get(LABEL_TIER) != tier_name
-            or not pod.get("spec", {}).get("nodeName")
-            or not pod_active(pod)
-            or pod.get("metadata", {}).get("deletionTimestamp")
-        ):
-            continue
-        slot = (tier_name, labels.get(LABEL_POOL, ""), labels.get(LABEL_VARIANT, ""))
-        if slot in usage[key].replicas:
-            usage[key].bound_replicas[slot] = usage[key].bound_replicas.get(slot, 0) + 1
+    if bound is None:
+        bound = bound_replicas(tier, pods)
+    for key, service in usage.items():
+        for slot, count in bound.get(key, {}).items():
+            if slot in service.replicas:
+                service.bound_replicas[slot] = count
     return dict(usage)
 
 

@@ -26,6 +26,9 @@ def _slim(obj: Obj) -> Obj:
     return obj
 
 
+Transform = Callable[[Obj], Obj]
+
+
 class Informer:
     """Keeps ``store`` equal to the cluster's objects of one kind (optionally label-selected)."""
 
@@ -35,11 +38,13 @@ class Informer:
         kind: str,
         label_selector: str | None = None,
         on_change: OnChange | None = None,
+        transform: Transform = _slim,
     ) -> None:
         self.client = client
         self.kind = kind
         self.label_selector = label_selector
         self.on_change = on_change
+        self.transform = transform
         self.store: dict[Key, Obj] = {}
         self.synced = asyncio.Event()
         self.failures = 0
@@ -65,7 +70,7 @@ class Informer:
 
     async def _relist(self) -> str:
         listing = await self.client.list(self.kind, label_selector=self.label_selector)
-        fresh = {key_of(item): _slim(item) for item in listing.get("items", [])}
+        fresh = {key_of(item): self.transform(item) for item in listing.get("items", [])}
         gone = [key for key in self.store if key not in fresh]
         old = self.store
         self.store = fresh
@@ -101,7 +106,8 @@ class Informer:
                         if kind == "DELETED":
                             self.store.pop(key, None)
                         else:
-                            self.store[key] = _slim(obj)
+                            obj = self.transform(obj)
+                            self.store[key] = obj
                         self._notify(str(kind), obj)
             except asyncio.CancelledError:
                 raise
