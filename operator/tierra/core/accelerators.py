@@ -52,9 +52,7 @@ CONVENTIONS: Mapping[AcceleratorType, Convention] = {
 def has_resource_name(pool: Pool) -> bool:
     """Whether the pool's resource is known (edge pools must name theirs)."""
     accel = pool.accelerator
-    return accel.type == "cpu" or bool(
-        accel.resource_name or CONVENTIONS[accel.type].resource
-    )
+    return accel.type == "cpu" or bool(accel.resource_name or CONVENTIONS[accel.type].resource)
 
 
 def resource_name(pool: Pool) -> str:
@@ -68,9 +66,7 @@ def resource_name(pool: Pool) -> str:
         return CPU_RESOURCE
     name = accel.resource_name or CONVENTIONS[accel.type].resource
     if name is None:
-        raise ValueError(
-            f"pool {pool.name}: {accel.type} pools must set accelerator.resourceName"
-        )
+        raise ValueError(f"pool {pool.name}: {accel.type} pools must set accelerator.resourceName")
     return name
 
 

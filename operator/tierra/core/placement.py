@@ -279,10 +279,7 @@ def capacity_available(c: Candidate) -> str | None:
         return "capacity not observed"
     if c.units <= c.free:
         return None
-    return (
-        f"needs {c.units} {_unit_name(c.pool)} per replica, "
-        f"{c.free} free of {observed.capacity}"
-    )
+    return f"needs {c.units} {_unit_name(c.pool)} per replica, {c.free} free of {observed.capacity}"
 
 
 FILTERS: tuple[CandidateFilter, ...] = (
@@ -692,8 +689,7 @@ def _shrink(
     while selection.total() > desired:
         spare_tiers = len(selection.tiers()) > required_tiers
         removable = [
-            key for key in selection.replicas
-            if spare_tiers or selection.tier_replicas(key[0]) > 1
+            key for key in selection.replicas if spare_tiers or selection.tier_replicas(key[0]) > 1
         ]
         victim = min(removable or selection.replicas, key=victim_order)
         selection.remove(by_key[victim])
@@ -734,8 +730,11 @@ def _fill(
         if balance:
             for tier in sorted(selection.tiers(), key=tier_order):
                 choice = next(
-                    (r for r in preference
-                     if r.candidate.tier_name == tier and selection.room(r) > 0),
+                    (
+                        r
+                        for r in preference
+                        if r.candidate.tier_name == tier and selection.room(r) > 0
+                    ),
                     None,
                 )
                 if choice is not None:
@@ -833,12 +832,9 @@ def place(
         placements=placements,
         rejected=rejected,
         ranked=tuple(
-            ScoredCandidate(*r.candidate.key, score=r.score, free=r.candidate.free)
-            for r in ranked
+            ScoredCandidate(*r.candidate.key, score=r.score, free=r.candidate.free) for r in ranked
         ),
-        dropped=tuple(
-            Rejection(*key, reason=reason) for key, reason in sorted(dropped.items())
-        ),
+        dropped=tuple(Rejection(*key, reason=reason) for key, reason in sorted(dropped.items())),
         satisfied=unplaced == 0,
         unplaced=unplaced,
         spread_ok=spread_ok,

@@ -288,8 +288,7 @@ def render(
         # Service links would inject e.g. VLLM_PORT for a Service named "vllm", which vLLM
         # misreads as its own configuration.
         "enableServiceLinks": False,
-        "terminationGracePeriodSeconds": service.spec.migration.drain_seconds
-        + DRAIN_EXTRA_SECONDS,
+        "terminationGracePeriodSeconds": service.spec.migration.drain_seconds + DRAIN_EXTRA_SECONDS,
         "containers": [container],
     }
     node_selector = accelerators.node_selector(pool, variant)
