@@ -104,6 +104,28 @@ class DeploymentSeen:
         self._stop.set()
 
 
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def reconciles(port: int) -> float:
+    """The operator's tierra_reconcile_total, summed over results."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("tierra_reconcile_total{")
+    )
+
+
 def proc_stat(pid: int) -> tuple[float, int]:
     """(CPU seconds used, peak RSS bytes) of a process."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -173,6 +195,7 @@ def main() -> int:
             client.CoreV1Api(api).create_namespace({"metadata": {"name": "bench"}})
         custom = client.CustomObjectsApi(clients["central"])
 
+        metrics_port = free_port()
         log = workdir / "operator.log"
         with log.open("wb") as sink:
             operator = subprocess.Popen(
@@ -186,7 +209,7 @@ def main() -> int:
                     "--context",
                     "tierra-central",
                     "--metrics-port",
-                    os.environ.get("BENCH_METRICS_PORT", "0"),
+                    str(metrics_port),
                 ],
                 stdout=sink,
                 stderr=subprocess.STDOUT,
@@ -281,15 +304,27 @@ def main() -> int:
         )
         print(f"operator peak RSS (VmHWM): {peak / 2**20:.0f} MB (goal <= 250 MB)")
 
-        # 3. Idle CPU once settled.
-        time.sleep(10)
+        # 3. Idle CPU once settled: no reconcile for 10 s (pods Ready, statuses written).
+        settle_started = time.perf_counter()
+        last, quiet_since = reconciles(metrics_port), time.perf_counter()
+        while time.perf_counter() - quiet_since < 10 and time.perf_counter() - settle_started < 600:
+            time.sleep(2)
+            now_count = reconciles(metrics_port)
+            if now_count != last:
+                last, quiet_since = now_count, time.perf_counter()
+        print(
+            f"settled (no reconcile for 10 s) {time.perf_counter() - started:.0f}s after the "
+            f"first create; {last:.0f} reconciles in all"
+        )
         cpu0, _ = proc_stat(operator.pid)
+        count0 = reconciles(metrics_port)
         time.sleep(args.idle_seconds)
         cpu1, peak = proc_stat(operator.pid)
+        count1 = reconciles(metrics_port)
         print(
             f"operator idle CPU over {args.idle_seconds:.0f}s with {placed + len(through)} "
-            f"services: {100 * (cpu1 - cpu0) / args.idle_seconds:.1f}% of one core; "
-            f"peak RSS now {peak / 2**20:.0f} MB"
+            f"services: {100 * (cpu1 - cpu0) / args.idle_seconds:.1f}% of one core, "
+            f"{count1 - count0:.0f} reconciles; peak RSS now {peak / 2**20:.0f} MB"
         )
         return 0
     finally:

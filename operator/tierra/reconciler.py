@@ -59,11 +59,19 @@ def now_rfc3339() -> str:
     return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+_ZERO_VALUES: tuple[Any, ...] = ([], {}, 0, False, "", None)
+
+
 def is_subset(desired: Any, live: Any) -> bool:
-    """Whether every field of ``desired`` has the same value in ``live`` (SSA leaves extras)."""
+    """Whether every field of ``desired`` has the same value in ``live`` (SSA leaves extras).
+
+    Zero values (``[]``, ``{}``, ``0``, ``False``, ``""``) match a missing field: the apiserver
+    omits them when it serialises an object.
+    """
     if isinstance(desired, dict):
         return isinstance(live, dict) and all(
-            k in live and is_subset(v, live[k]) for k, v in desired.items()
+            is_subset(v, live[k]) if k in live else v in _ZERO_VALUES
+            for k, v in desired.items()
         )
     if isinstance(desired, list):
         return (

@@ -33,3 +33,9 @@ def test_changed_missing_or_reordered_values_are_drift() -> None:
 def test_quantities_compare_by_text() -> None:
     assert is_subset({"limits": {"nvidia.com/gpu": "4"}}, {"limits": {"nvidia.com/gpu": "4"}})
     assert is_subset({"port": 80}, {"port": 80})
+
+
+def test_zero_values_match_fields_the_apiserver_omits() -> None:
+    desired = {"args": [], "probe": {"initialDelaySeconds": 0, "periodSeconds": 10}}
+    assert is_subset(desired, {"probe": {"periodSeconds": 10}})
+    assert not is_subset({"probe": {"initialDelaySeconds": 5}}, {"probe": {}})
