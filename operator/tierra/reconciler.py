@@ -328,8 +328,7 @@ class Reconciler:
         meta = body["metadata"]
         if meta.get("deletionTimestamp"):
             return await self._finalize(key, body, state)
-        if FINALIZER not in (meta.get("finalizers") or []):
-            await self._add_finalizer(body)
+        needs_finalizer = FINALIZER not in (meta.get("finalizers") or [])
         try:
             service = InferenceService.model_validate(body)
         except ValidationError as error:
@@ -353,7 +352,12 @@ class Reconciler:
                             **manifest,
                             "status": (live or {}).get("status", {}),
                         }
-        await self._converge_children(key, service, plan, members)
+        # The finalizer goes on alongside the first children rather than before them: should
+        # the operator die in between, the orphan sweep removes what the finalizer would have.
+        await asyncio.gather(
+            self._add_finalizer(body) if needs_finalizer else asyncio.sleep(0),
+            self._converge_children(key, service, plan, members),
+        )
         await self._write_status(key, body, service, decision, members)
         state.placed = decision.satisfied
         if not decision.satisfied:
