@@ -29,7 +29,7 @@ from typing import Any
 from kubernetes import client, config, watch
 
 from tierra.fleet.binaries import ensure_binaries, find_binary
-from tierra.fleet.runner import Fleet, die_with_parent, kubeconfig_secret
+from tierra.fleet.runner import Fleet, kubeconfig_secret, spawn_operator
 from tierra.fleet.topology import default_fleet
 
 REPO = Path(__file__).resolve().parents[1]
@@ -197,25 +197,9 @@ def main() -> int:
 
         metrics_port = free_port()
         log = workdir / "operator.log"
-        with log.open("wb") as sink:
-            operator = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "tierra.cli",
-                    "run",
-                    "--kubeconfig",
-                    kc,
-                    "--context",
-                    "tierra-central",
-                    "--metrics-port",
-                    str(metrics_port),
-                ],
-                stdout=sink,
-                stderr=subprocess.STDOUT,
-                preexec_fn=die_with_parent,  # noqa: PLW1509
-                env={**os.environ, "TIERRA_LOG_LEVEL": "WARNING"},
-            )
+        operator = spawn_operator(
+            fleet.kubeconfig, log, metrics_port, env={"TIERRA_LOG_LEVEL": "WARNING"}
+        )
         time.sleep(5)  # operator start-up: login, informers, tier probes
 
         # 1. Latency: baseline (direct create in the member) vs through the operator.

@@ -13,7 +13,7 @@ from typing import Any
 
 from tierra.core.status import explain_status
 from tierra.fleet.binaries import ensure_binaries, find_binary
-from tierra.fleet.runner import Fleet, die_with_parent, kubeconfig_secret
+from tierra.fleet.runner import Fleet, kubeconfig_secret, spawn_operator
 
 OPERATOR_NAMESPACE = "tierra-system"
 
@@ -68,26 +68,7 @@ class Demo:
 
     def start_operator(self) -> subprocess.Popen[bytes]:
         log = self.fleet.directory / "operator.log"
-        with log.open("ab") as sink:
-            process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "tierra.cli",
-                    "run",
-                    "--kubeconfig",
-                    str(self.fleet.kubeconfig),
-                    "--context",
-                    "tierra-central",
-                    "--namespace",
-                    OPERATOR_NAMESPACE,
-                    "--metrics-port",
-                    "0",
-                ],
-                stdout=sink,
-                stderr=subprocess.STDOUT,
-                preexec_fn=die_with_parent,  # noqa: PLW1509 - single-threaded here
-            )
+        process = spawn_operator(self.fleet.kubeconfig, log, namespace=OPERATOR_NAMESPACE)
         print(f"operator started (pid {process.pid}, log {log})")
         return process
 

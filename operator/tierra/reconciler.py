@@ -70,8 +70,7 @@ def is_subset(desired: Any, live: Any) -> bool:
     """
     if isinstance(desired, dict):
         return isinstance(live, dict) and all(
-            is_subset(v, live[k]) if k in live else v in _ZERO_VALUES
-            for k, v in desired.items()
+            is_subset(v, live[k]) if k in live else v in _ZERO_VALUES for k, v in desired.items()
         )
     if isinstance(desired, list):
         return (
@@ -573,6 +572,10 @@ class Reconciler:
             {"op": "test", "path": "/metadata/resourceVersion", "value": meta["resourceVersion"]},
             {"op": "add", "path": "/metadata/finalizers", "value": finalizers},
         ]
+        await self._patch_finalizers(meta, patch)
+
+    async def _patch_finalizers(self, meta: Obj, patch: list[dict[str, Any]]) -> None:
+        """A guarded JSON patch of the finalizers; a lost race is left to the next event."""
         try:
             await self.management.patch(
                 "InferenceService", meta["name"], meta["namespace"], patch, JSON_PATCH
@@ -602,17 +605,11 @@ class Reconciler:
             )
         remaining = [f for f in meta.get("finalizers") or [] if f != FINALIZER]
         index = (meta.get("finalizers") or []).index(FINALIZER)
-        patch = [
+        patch: list[dict[str, Any]] = [
             {"op": "test", "path": f"/metadata/finalizers/{index}", "value": FINALIZER},
             {"op": "replace", "path": "/metadata/finalizers", "value": remaining},
         ]
-        try:
-            await self.management.patch(
-                "InferenceService", meta["name"], meta["namespace"], patch, JSON_PATCH
-            )
-        except KubeError as error:
-            if error.status not in (404, 409, 422):
-                raise
+        await self._patch_finalizers(meta, patch)
         return None
 
     async def delete_children(self, key: str, uid: str | None) -> list[str]:

@@ -119,32 +119,15 @@ class OperatorProcess:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        import sys
+        from tierra.fleet.runner import spawn_operator
 
-        from tierra.fleet.runner import die_with_parent
-
-        sink = self.log_path.open("ab")
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "tierra.cli",
-                "run",
-                "--kubeconfig",
-                str(self.kubeconfig),
-                "--context",
-                "tierra-central",
-                "--namespace",
-                OPERATOR_NAMESPACE,
-                "--metrics-port",
-                str(self.metrics_port),
-            ],
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-            preexec_fn=die_with_parent,  # noqa: PLW1509
-            env={**os.environ, "TIERRA_LOG_LEVEL": "INFO"},
+        self.process = spawn_operator(
+            self.kubeconfig,
+            self.log_path,
+            self.metrics_port,
+            OPERATOR_NAMESPACE,
+            env={"TIERRA_LOG_LEVEL": "INFO"},
         )
-        sink.close()
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

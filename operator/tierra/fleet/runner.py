@@ -659,3 +659,37 @@ def kubeconfig_secret(kubeconfig: Path, context: str, name: str, namespace: str)
         "type": "Opaque",
         "data": {"kubeconfig": _b64(data)},
     }
+
+
+def spawn_operator(
+    kubeconfig: Path,
+    log_path: Path,
+    metrics_port: int = 0,
+    namespace: str = "tierra-system",
+    env: dict[str, str] | None = None,
+) -> subprocess.Popen[bytes]:
+    """``tierra run`` against the fleet's management cluster (central), as its own process
+    that dies with the calling thread's process (demo, tests, benchmarks)."""
+    import sys
+
+    with log_path.open("ab") as sink:
+        return subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "tierra.cli",
+                "run",
+                "--kubeconfig",
+                str(kubeconfig),
+                "--context",
+                "tierra-central",
+                "--namespace",
+                namespace,
+                "--metrics-port",
+                str(metrics_port),
+            ],
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
+            preexec_fn=die_with_parent,  # noqa: PLW1509 - see die_with_parent
+        )
