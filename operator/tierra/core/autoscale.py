@@ -1,0 +1,662 @@
+"""Autoscaling recommendation: replicas for one placement group of a service, with a reason.
+
+``recommend(inputs, state, now)`` is pure: the service's bounds and SLO, the chosen variant's
+capacity, the observed replicas and metrics, and the state carried from the previous call go in;
+a replica count, the reason for it, each signal's need and the next state come out. The clock
+is injected (``now``, seconds); the state is plain data the shell keeps in status.
+
+Signals (the recommendation is the max over them; the reason names the winner)
+-----------------------------------------------------------------------------
+* **queue**: ``ceil((waiting + running) / allowance)``, allowance = ``maxConcurrency +
+  maxQueuePerReplica`` per replica: the replicas that hold what is in the system within the SLO's
+  queue bound. A backlog is work to drain, not a steady load: with the request size and arrival
+  rate known, the signal asks for no more than the replicas that serve the arrivals and drain
+  the waiting beyond the allowed queue within ``startupSeconds`` (while holding what is running
+  at full concurrency), and while replicas are starting, for no more than those asked for.
+* **arrival**: the arrival rate against per-replica capacity through the M/M/c model of
+  ``queue_model``, with the headroom the latency SLO needs rather than a fixed utilisation. The
+  latency budget is ``latencyP95Ms`` minus the tier's RTT. Each replica is planned at ``k``
+  concurrent requests, the most (up to ``maxConcurrency``) whose service time ``k x work``
+  takes at most ``service_budget_fraction`` of the budget (and of the TTFT budget for the
+  prefill); the rest of the budget is the p95 queueing wait allowed. This count is the
+  *SLO-safe* count: scale-down never goes below it. It needs the mean prompt and output tokens;
+  without them the signal is skipped.
+* **latency** (feedback): when the observed p95 latency or TTFT exceeds its SLO by a ratio
+  ``r``, at least ``ceil(ready x min(r, feedback_max_step))``. Below the SLO it asks for
+  nothing. It corrects what the model misses (a profile that is optimistic, requests larger
+  than the mean). The runtime's p95 is a windowed histogram that still shows an overload for a
+  while after it is over, so feedback waits while replicas are starting, for
+  ``startupSeconds`` and two latency windows after a scale-up (requests in flight when the new
+  replicas become ready finish up to a window later, and stay in the histogram for another),
+  and for two latency windows after a backlog (more waiting than the ready replicas' allowed
+  queue, which the queue signal answers); it would otherwise compound a correction already
+  made.
+
+Behaviour
+---------
+* **One-step scale-up** to the need, clamped to ``[minReplicas, maxReplicas]``.
+* **Scale-down** only after ``scaleDownDelaySeconds`` of observed, sustained lower need: the
+  target is the max need over that window (and so never below the current SLO-safe count). A
+  gap in the metrics restarts the observation.
+* **Deadband (hysteresis), in load space**, ``tolerance`` = 10 %: the count goes up only when
+  the need at 90 % of the observed load exceeds it (a smaller excess is absorbed by the queue
+  model's headroom), and comes down to the need at 110 % of the load (its max over the
+  window), and then only by at least 10 % of the count (at least one replica). So a count is
+  kept while the load moves within about +-10 % of what it was sized for, and a count set at
+  the top of noisy load is not trimmed and re-grown. Latency feedback, an observed violation,
+  is exempt. With fewer than ten replicas the band is at least one whole replica.
+* **Not-ready capacity**: needs are compared with the *desired* replicas (starting included),
+  so load that starting replicas will absorb does not add more: the queue that builds up while
+  they start does not raise the count (the arrival signal still answers a higher rate), and
+  feedback scales from the *ready* replicas, the ones whose latency was observed, and only once
+  none is starting.
+* **Scale to zero** (``scaleToZero``): to 0 after ``scaleDownDelaySeconds`` with nothing
+  waiting, running or arriving; at 0 and idle it stays at 0 (``minReplicas`` applies while
+  active). Activation: any waiting, running or arriving request wakes it to at least
+  ``max(1, minReplicas)`` at once. With no replicas there are no runtime series: at 0 desired
+  replicas a missing value counts as 0, so the shell must fill at least one load signal (e.g.
+  the gateway's arrival rate) for activation.
+* **Missing or stale metrics** (no ``Signals``, no or stale ``observed_at``, or, with replicas
+  asked for, none of waiting/running/arrival): hold the last good recommendation (or the
+  current replicas if higher: never scale down on missing data), ``metrics_available`` False,
+  mode ``hold``. Automatic decisions resume with the first fresh observation.
+* **Manual**: ``spec.replicas`` (the scale subresource) wins, clamped only by the API's bounds;
+  mode ``manual``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+from tierra.api.inference_service import InferenceService, Variant
+from tierra.core.queue_model import replicas_for_slo, solo_service_seconds
+
+Mode = Literal["auto", "manual", "hold"]
+SIGNALS = ("queue", "arrival", "latency")
+"""Signal names, in the order that breaks ties for the reason."""
+
+API_MAX_REPLICAS = 10000
+"""``spec.replicas`` bound of the API schema."""
+
+_EPS = 1e-9
+
+
+# --------------------------------------------------------------------------------------------
+# Inputs
+
+
+@dataclass(frozen=True)
+class ScalerParams:
+    """Tuning of the recommender (defaults suit a 15 s scrape interval)."""
+
+    staleness_seconds: float = 45.0
+    """Metrics older than this (three scrape intervals) are stale."""
+    tolerance: float = 0.1
+    """Deadband: scale up when the need at ``1 - tolerance`` of the load exceeds the count,
+    scale down to the need at ``1 + tolerance`` of it, by at least this fraction of the count."""
+    latency_window_seconds: float = 60.0
+    """Window of the runtime's p95 histograms; feedback waits two of them out after a
+    scale-up or a backlog."""
+    feedback_max_step: float = 2.0
+    """Feedback multiplies the ready replicas by at most this much per decision."""
+    service_budget_fraction: float = 0.5
+    """Share of the latency budget the planned service time may take; the rest is queueing."""
+    percentile: float = 0.95
+    """Percentile of the queueing wait the arrival signal plans for."""
+
+
+DEFAULT_PARAMS = ScalerParams()
+
+
+@dataclass(frozen=True)
+class Signals:
+    """One observation of the service's metrics; any value may be missing (None). NaN,
+    infinite or negative values count as missing."""
+
+    queue_depth: float | None = None
+    """Requests waiting."""
+    running: float | None = None
+    """Requests being served."""
+    arrival_rate: float | None = None
+    """Requests per second."""
+    p95_latency_ms: float | None = None
+    ttft_p95_ms: float | None = None
+    observed_at: float | None = None
+    """Time of the sample, on the same clock as ``now``."""
+
+
+@dataclass(frozen=True)
+class ScalingInputs:
+    """What the recommender needs of the spec, the chosen variant and the observed state."""
+
+    min_replicas: int
+    max_replicas: int
+    latency_p95_ms: float
+    max_concurrency: int
+    prefill_tokens_per_second: float
+    decode_tokens_per_second: float
+    desired_replicas: int
+    """Replicas asked for now (ready and starting)."""
+    ready_replicas: int
+    signals: Signals | None
+    scale_to_zero: bool = False
+    scale_down_delay_seconds: float = 120.0
+    ttft_p95_ms: float | None = None
+    max_queue_per_replica: int | None = None
+    startup_seconds: float = 60.0
+    mean_prompt_tokens: float | None = None
+    mean_output_tokens: float | None = None
+    rtt_ms: float = 0.0
+    """Network round trip of the tier, taken off the latency budgets."""
+    manual_replicas: int | None = None
+    """``spec.replicas`` when set (manual mode)."""
+
+
+def scaling_inputs(
+    service: InferenceService,
+    variant: Variant | str,
+    *,
+    desired_replicas: int,
+    ready_replicas: int,
+    signals: Signals | None,
+    mean_prompt_tokens: float | None = None,
+    mean_output_tokens: float | None = None,
+    rtt_ms: float = 0.0,
+) -> ScalingInputs:
+    """Inputs from the typed spec; ``variant`` is a Variant or the name of one of the spec's."""
+    spec = service.spec
+    if isinstance(variant, str):
+        named = [v for v in spec.variants if v.name == variant]
+        if not named:
+            raise KeyError(f"variant {variant!r} is not in spec.variants")
+        variant = named[0]
+    capacity = variant.capacity
+    return ScalingInputs(
+        min_replicas=spec.scaling.min_replicas,
+        max_replicas=spec.scaling.max_replicas,
+        scale_to_zero=spec.scaling.scale_to_zero,
+        scale_down_delay_seconds=float(spec.scaling.scale_down_delay_seconds),
+        latency_p95_ms=float(spec.slo.latency_p95_ms),
+        ttft_p95_ms=None if spec.slo.ttft_p95_ms is None else float(spec.slo.ttft_p95_ms),
+        max_queue_per_replica=spec.slo.max_queue_per_replica,
+        max_concurrency=capacity.max_concurrency,
+        prefill_tokens_per_second=capacity.prefill_tokens_per_second,
+        decode_tokens_per_second=capacity.decode_tokens_per_second,
+        startup_seconds=float(variant.startup_seconds),
+        mean_prompt_tokens=mean_prompt_tokens,
+        mean_output_tokens=mean_output_tokens,
+        rtt_ms=rtt_ms,
+        desired_replicas=desired_replicas,
+        ready_replicas=ready_replicas,
+        manual_replicas=spec.replicas,
+        signals=signals,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# State and output
+
+
+@dataclass(frozen=True)
+class ScalerState:
+    """What the recommender carries from one call to the next (kept in status)."""
+
+    last_replicas: int | None = None
+    """The last recommendation made with metrics (or the manual count): what a hold keeps."""
+    last_change_at: float | None = None
+    last_scale_up_at: float | None = None
+    window: tuple[tuple[float, int], ...] = ()
+    """Recent (time, need at 110 % of the load) samples within ``scaleDownDelaySeconds``,
+    reduced to those that can still be the window's max (needs strictly decreasing), so its
+    size is bounded by the number of distinct needs; ``window[0]`` is the window's max."""
+    window_since: float | None = None
+    """Start of the current unbroken run of observations (None after a gap or manual mode)."""
+    idle_since: float | None = None
+    """Since when nothing has been waiting, running or arriving."""
+    metrics_missing_since: float | None = None
+    backlog_at: float | None = None
+    """Last time more was waiting than the ready replicas' allowed queue."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "lastReplicas": self.last_replicas,
+            "lastChangeAt": self.last_change_at,
+            "lastScaleUpAt": self.last_scale_up_at,
+            "window": [[t, need] for t, need in self.window],
+            "windowSince": self.window_since,
+            "idleSince": self.idle_since,
+            "metricsMissingSince": self.metrics_missing_since,
+            "backlogAt": self.backlog_at,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> ScalerState:
+        """The state from ``to_dict``'s output; missing keys take their defaults."""
+        data = data or {}
+
+        def number(key: str) -> float | None:
+            value = data.get(key)
+            return None if value is None else float(value)
+
+        last = data.get("lastReplicas")
+        return cls(
+            last_replicas=None if last is None else int(last),
+            last_change_at=number("lastChangeAt"),
+            last_scale_up_at=number("lastScaleUpAt"),
+            window=tuple((float(t), int(need)) for t, need in data.get("window") or ()),
+            window_since=number("windowSince"),
+            idle_since=number("idleSince"),
+            metrics_missing_since=number("metricsMissingSince"),
+            backlog_at=number("backlogAt"),
+        )
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    """The replicas to run, why, and the state for the next call."""
+
+    replicas: int
+    reason: str
+    mode: Mode
+    metrics_available: bool
+    state: ScalerState
+    needs: Mapping[str, int] = field(default_factory=dict)
+    """Each signal's need, for the signals that could be computed."""
+    signal: str | None = None
+    """The signal whose need won (None when none was computed)."""
+
+
+# --------------------------------------------------------------------------------------------
+# Signals
+
+
+@dataclass(frozen=True)
+class SignalNeed:
+    """One signal's answer: the replicas it needs, why, and its needs at the edges of the
+    deadband."""
+
+    signal: str
+    replicas: int
+    reason: str
+    low: int
+    """The need at ``1 - tolerance`` times the load: scale-up happens when it exceeds the
+    current replicas (the arrival model's headroom absorbs a smaller excess)."""
+    high: int
+    """The need at ``1 + tolerance`` times the load: what scale-down keeps."""
+
+
+def _ceil(x: float) -> int:
+    """Ceiling that forgives float noise (40.000000001 requests is 40)."""
+    return max(0, math.ceil(x - _EPS))
+
+
+def queue_need(
+    inputs: ScalingInputs,
+    waiting: float,
+    running: float,
+    arrival_rate: float | None = None,
+    params: ScalerParams = DEFAULT_PARAMS,
+) -> SignalNeed:
+    """What is in the system over the per-replica allowance, ``ceil((waiting + running) /
+    allowance)``, bounded so that a transient backlog does not wind up:
+
+    * with the arrival rate and request size known, by the replicas that serve the arrivals
+      and drain the waiting beyond the allowed queue within ``startupSeconds`` (a replica added
+      now helps no sooner), and at least hold what is running at full concurrency: a backlog
+      is work to drain, not a steady load;
+    * while replicas are starting, by the replicas already asked for: the backlog that builds
+      up while they start is theirs to absorb (the arrival signal still answers a higher rate).
+    """
+    allowance = inputs.max_concurrency + (inputs.max_queue_per_replica or 0)
+    work = _mean_work(inputs)
+    horizon = max(inputs.startup_seconds, inputs.latency_p95_ms / 1000.0, 1.0)
+    allowed = inputs.desired_replicas * (inputs.max_queue_per_replica or 0)
+
+    def at(factor: float) -> int:
+        w, r = waiting * factor, running * factor
+        need = _ceil((w + r) / allowance)
+        if arrival_rate is not None and work is not None:
+            backlog = max(0.0, w - allowed)
+            drain = _ceil((arrival_rate * factor + backlog / horizon) * work)
+            need = min(need, max(drain, _ceil(r / inputs.max_concurrency)))
+        return need
+
+    need, low, high = at(1.0), at(1 - params.tolerance), at(1 + params.tolerance)
+    reason = (
+        f"queue: {waiting:g} waiting + {running:g} running over {inputs.ready_replicas} ready, "
+        f"{allowance} per replica -> {need}"
+    )
+    starting = inputs.desired_replicas - inputs.ready_replicas
+    if starting > 0 and need > inputs.desired_replicas:
+        cap = inputs.desired_replicas
+        reason = f"{reason}, held at {cap} while {starting} starting absorb the backlog"
+        need, low, high = cap, min(low, cap), min(high, cap)
+    return SignalNeed("queue", need, reason, low, high)
+
+
+def _mean_work(inputs: ScalingInputs) -> float | None:
+    """Seconds the mean request takes alone on a replica (None when its size is unknown)."""
+    if inputs.mean_prompt_tokens is None or inputs.mean_output_tokens is None:
+        return None
+    work = solo_service_seconds(
+        inputs.mean_prompt_tokens,
+        inputs.mean_output_tokens,
+        inputs.prefill_tokens_per_second,
+        inputs.decode_tokens_per_second,
+    )
+    return work if work > 0 else None
+
+
+def planned_concurrency(
+    inputs: ScalingInputs, params: ScalerParams = DEFAULT_PARAMS
+) -> tuple[int, float, float] | None:
+    """(k, work, target wait): the per-replica concurrency the arrival signal plans for, the
+    mean request's time alone on a replica, and the p95 queueing wait the SLO leaves.
+
+    None when the mean request size is unknown or empty.
+    """
+    if inputs.mean_prompt_tokens is None or inputs.mean_output_tokens is None:
+        return None
+    prefill = inputs.mean_prompt_tokens / inputs.prefill_tokens_per_second
+    work = solo_service_seconds(
+        inputs.mean_prompt_tokens,
+        inputs.mean_output_tokens,
+        inputs.prefill_tokens_per_second,
+        inputs.decode_tokens_per_second,
+    )
+    if work <= 0:
+        return None
+    rtt = inputs.rtt_ms / 1000.0
+    fraction = params.service_budget_fraction
+    budget = max(0.0, inputs.latency_p95_ms / 1000.0 - rtt)
+    k = min(inputs.max_concurrency, math.floor(fraction * budget / work + _EPS))
+    target = budget
+    if inputs.ttft_p95_ms is not None:
+        ttft_budget = max(0.0, inputs.ttft_p95_ms / 1000.0 - rtt)
+        if prefill > 0:
+            k = min(k, math.floor(fraction * ttft_budget / prefill + _EPS))
+        k = max(1, k)
+        target = min(budget - k * work, ttft_budget - k * prefill)
+    else:
+        k = max(1, k)
+        target = budget - k * work
+    return k, work, max(0.0, target)
+
+
+def arrival_need(
+    inputs: ScalingInputs, arrival_rate: float, params: ScalerParams = DEFAULT_PARAMS
+) -> SignalNeed | None:
+    plan = planned_concurrency(inputs, params)
+    if plan is None:
+        return None
+    k, work, target = plan
+
+    def replicas(rate: float) -> int:
+        return replicas_for_slo(
+            rate, k * work, k, target, params.percentile, limit=inputs.max_replicas
+        )
+
+    need = replicas(arrival_rate)
+    return SignalNeed(
+        "arrival",
+        need,
+        f"arrival: {arrival_rate:.3g} req/s x {work:.3g} s/request, p{params.percentile * 100:g} "
+        f"wait <= {target:.3g} s at {k} per replica -> {need}",
+        replicas(arrival_rate * (1 - params.tolerance)),
+        replicas(arrival_rate * (1 + params.tolerance)),
+    )
+
+
+def latency_need(
+    inputs: ScalingInputs,
+    signals: Signals,
+    state: ScalerState,
+    now: float,
+    params: ScalerParams = DEFAULT_PARAMS,
+) -> SignalNeed | None:
+    """Feedback from observed p95 latency / TTFT above the SLO (None when within it)."""
+    worst: tuple[float, str] | None = None
+    for name, observed, goal in (
+        ("p95 latency", signals.p95_latency_ms, inputs.latency_p95_ms),
+        ("p95 TTFT", signals.ttft_p95_ms, inputs.ttft_p95_ms),
+    ):
+        if observed is None or goal is None:
+            continue
+        ratio = observed / goal
+        if ratio > 1.0 and (worst is None or ratio > worst[0]):
+            worst = (ratio, f"{name} {observed:.0f} ms > SLO {goal:.0f} ms")
+    if worst is None:
+        return None
+    ratio, what = worst
+    ready = inputs.ready_replicas
+    # Requests in flight when new replicas become ready stay where they are and finish up to a
+    # window later; their latency then stays in the runtime's histogram window for another.
+    # The same holds for a backlog's tail.
+    settle = inputs.startup_seconds + 2 * params.latency_window_seconds
+    settling = state.last_scale_up_at is not None and now - state.last_scale_up_at < settle
+    recent_backlog = state.backlog_at is not None and (
+        now - state.backlog_at < 2 * params.latency_window_seconds
+    )
+    if ready <= 0 or ready < inputs.desired_replicas or settling or recent_backlog:
+        return None
+    need = _ceil(ready * min(ratio, params.feedback_max_step))
+    return SignalNeed(
+        "latency", need, f"latency: {what} (x{ratio:.2f}) on {ready} ready -> {need}", need, need
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# The recommender
+
+
+def _usable(value: float | None) -> float | None:
+    """A value, or None when it is not one (a histogram quantile over no samples is NaN)."""
+    return value if value is not None and math.isfinite(value) and value >= 0 else None
+
+
+def _sanitised(signals: Signals) -> Signals:
+    observed_at = signals.observed_at
+    return Signals(
+        queue_depth=_usable(signals.queue_depth),
+        running=_usable(signals.running),
+        arrival_rate=_usable(signals.arrival_rate),
+        p95_latency_ms=_usable(signals.p95_latency_ms),
+        ttft_p95_ms=_usable(signals.ttft_p95_ms),
+        observed_at=observed_at if observed_at is not None and math.isfinite(observed_at) else None,
+    )
+
+
+def _missing_reason(inputs: ScalingInputs, now: float, params: ScalerParams) -> str | None:
+    s = inputs.signals
+    if s is None:
+        return "no metrics"
+    if s.observed_at is None:
+        return "metrics carry no observation time"
+    age = now - s.observed_at
+    if age > params.staleness_seconds:
+        return f"metrics stale: observed {age:.0f} s ago (> {params.staleness_seconds:g} s)"
+    if inputs.desired_replicas > 0 and (
+        s.queue_depth is None and s.running is None and s.arrival_rate is None
+    ):
+        return "metrics have no waiting, running or arrival data"
+    return None
+
+
+def _slide(
+    window: tuple[tuple[float, int], ...], now: float, need: int, span: float
+) -> tuple[tuple[float, int], ...]:
+    """Add (now, need) to the monotone window and drop samples older than ``span``."""
+    kept = [(t, n) for t, n in window if t >= now - span]
+    while kept and kept[-1][1] <= need:
+        kept.pop()
+    kept.append((now, need))
+    return tuple(kept)
+
+
+def _manual(
+    inputs: ScalingInputs, state: ScalerState, now: float, available: bool
+) -> Recommendation:
+    manual = inputs.manual_replicas
+    assert manual is not None
+    replicas = min(max(manual, 0), API_MAX_REPLICAS)
+    changed = replicas != inputs.desired_replicas
+    return Recommendation(
+        replicas=replicas,
+        reason=f"manual: spec.replicas={manual} (set through the scale subresource) overrides "
+        "the autoscaler",
+        mode="manual",
+        metrics_available=available,
+        state=ScalerState(
+            last_replicas=replicas,
+            last_change_at=now if changed else state.last_change_at,
+            last_scale_up_at=now if replicas > inputs.desired_replicas else state.last_scale_up_at,
+            metrics_missing_since=None if available else (state.metrics_missing_since or now),
+        ),
+    )
+
+
+def _hold(inputs: ScalingInputs, state: ScalerState, now: float, why: str) -> Recommendation:
+    current = inputs.desired_replicas
+    last = state.last_replicas
+    held = current if last is None else max(last, current)
+    lower = 0 if inputs.scale_to_zero and held == 0 else _floor(inputs, active=True)
+    replicas = min(max(held, lower), inputs.max_replicas)
+    since = state.metrics_missing_since if state.metrics_missing_since is not None else now
+    return Recommendation(
+        replicas=replicas,
+        reason=f"hold {replicas}: {why}, missing for {now - since:.0f} s; "
+        "never scaling down on missing data",
+        mode="hold",
+        metrics_available=False,
+        state=replace(
+            state,
+            last_change_at=now if replicas != current else state.last_change_at,
+            last_scale_up_at=now if replicas > current else state.last_scale_up_at,
+            window=(),
+            window_since=None,
+            idle_since=None,
+            metrics_missing_since=since,
+        ),
+    )
+
+
+def _floor(inputs: ScalingInputs, active: bool) -> int:
+    """The lower bound: ``minReplicas``, and at least 1 while requests are about or when the
+    service cannot scale to zero (scale to zero itself is decided separately)."""
+    floor = max(1, inputs.min_replicas) if active or not inputs.scale_to_zero else 0
+    return min(max(floor, inputs.min_replicas), inputs.max_replicas)
+
+
+def recommend(
+    inputs: ScalingInputs,
+    state: ScalerState,
+    now: float,
+    params: ScalerParams = DEFAULT_PARAMS,
+) -> Recommendation:
+    """The replicas to run now, the reason, and the state to pass to the next call."""
+    if inputs.signals is not None:
+        inputs = replace(inputs, signals=_sanitised(inputs.signals))
+    missing = _missing_reason(inputs, now, params)
+    if inputs.manual_replicas is not None:
+        return _manual(inputs, state, now, available=missing is None)
+    if missing is not None:
+        return _hold(inputs, state, now, missing)
+    signals = inputs.signals
+    assert signals is not None
+
+    current = inputs.desired_replicas
+    at_zero = current == 0
+    waiting = signals.queue_depth if signals.queue_depth is not None or not at_zero else 0.0
+    running = signals.running if signals.running is not None or not at_zero else 0.0
+    arrival = signals.arrival_rate if signals.arrival_rate is not None or not at_zero else 0.0
+    active = any(v is not None and v > 0 for v in (waiting, running, arrival))
+
+    found: list[SignalNeed] = []
+    if waiting is not None or running is not None:
+        found.append(queue_need(inputs, waiting or 0.0, running or 0.0, arrival, params))
+    if arrival is not None:
+        by_arrival = arrival_need(inputs, arrival, params)
+        if by_arrival is not None:
+            found.append(by_arrival)
+    # (feedback looks at backlogs before this sample only, so more load never means less)
+    by_latency = latency_need(inputs, signals, state, now, params)
+    if by_latency is not None:
+        found.append(by_latency)
+    allowed_waiting = inputs.ready_replicas * (inputs.max_queue_per_replica or 0)
+    backlog_at = now if (waiting or 0.0) > allowed_waiting else state.backlog_at
+    needs = {n.signal: n.replicas for n in found}
+    winner = max(found, key=lambda n: n.replicas) if found else None
+    raw = winner.replicas if winner is not None else current
+    why = winner.reason if winner is not None else "no usable signal"
+
+    delay = inputs.scale_down_delay_seconds
+    window_since = state.window_since if state.window_since is not None else now
+    keep = max((n.high for n in found), default=current)
+    window = _slide(state.window, now, min(keep, inputs.max_replicas + 1), delay)
+    idle_since = None if active else (state.idle_since if state.idle_since is not None else now)
+
+    floor = _floor(inputs, active)
+    upper = inputs.max_replicas
+    target = min(max(raw, floor), upper)
+    replicas = current
+    if inputs.scale_to_zero and idle_since is not None and (at_zero or now - idle_since >= delay):
+        replicas = 0
+        why = "idle at zero" if at_zero else f"idle for {now - idle_since:.0f} s: scale to zero"
+    elif at_zero and active:
+        replicas = max(target, 1)
+        why = f"activation: {why}"
+    elif target > current:
+        if current == 0 or any(n.low > current for n in found):
+            replicas = target
+        else:
+            why = f"{why} (within {params.tolerance:.0%} of {current}: keep)"
+    elif target < current:
+        lowest = min(max(window[0][1], floor), upper)
+        observed = now - window_since
+        if observed < delay:
+            why = f"{why} (scale-down waits: metrics observed for {observed:.0f} of {delay:g} s)"
+        elif lowest >= current:
+            why = (
+                f"{why} (scale-down waits: {window[0][1]} needed with {params.tolerance:.0%} "
+                f"headroom within the last {delay:g} s)"
+            )
+        elif current - lowest < params.tolerance * current - _EPS:
+            why = f"{why} (scale-down to {lowest} is within {params.tolerance:.0%}: keep)"
+        else:
+            replicas = lowest
+            why = (
+                f"{why}; {window[0][1]} needed with {params.tolerance:.0%} headroom over the "
+                f"last {delay:g} s"
+            )
+    bounded = min(max(replicas, 0 if replicas == 0 and inputs.scale_to_zero else floor), upper)
+    if bounded != replicas:
+        why = f"{why} (bounds [{floor}, {upper}])"
+        replicas = bounded
+
+    if replicas > current:
+        reason = f"scale up {current} -> {replicas}: {why}"
+    elif replicas < current:
+        reason = f"scale down {current} -> {replicas}: {why}"
+    else:
+        reason = f"keep {current}: {why}"
+    return Recommendation(
+        replicas=replicas,
+        reason=reason,
+        mode="auto",
+        metrics_available=True,
+        needs=needs,
+        signal=winner.signal if winner is not None else None,
+        state=ScalerState(
+            last_replicas=replicas,
+            last_change_at=now if replicas != current else state.last_change_at,
+            last_scale_up_at=now if replicas > current else state.last_scale_up_at,
+            window=window,
+            window_since=window_since,
+            idle_since=idle_since,
+            metrics_missing_since=None,
+            backlog_at=backlog_at,
+        ),
+    )

@@ -1,0 +1,656 @@
+"""Autoscaling recommender: signals, one-step scale-up, delayed scale-down, deadband, scale to
+zero, missing metrics, manual mode, and a closed loop with the queue model."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import random
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import Any
+
+import pytest
+from core_builders import service, variant
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tierra.api.inference_service import InferenceService
+from tierra.core.autoscale import (
+    API_MAX_REPLICAS,
+    Recommendation,
+    ScalerState,
+    ScalingInputs,
+    Signals,
+    arrival_need,
+    planned_concurrency,
+    recommend,
+    scaling_inputs,
+)
+from tierra.core.queue_model import ReplicaPool, ReplicaProfile
+
+STEP = 15.0
+DELAY = 120.0
+
+
+def inputs(**changes: Any) -> ScalingInputs:
+    """A variant serving 1000-token prompts and 200-token answers in 0.375 s alone."""
+    base = ScalingInputs(
+        min_replicas=1,
+        max_replicas=50,
+        latency_p95_ms=2000.0,
+        max_concurrency=32,
+        prefill_tokens_per_second=8000.0,
+        decode_tokens_per_second=800.0,
+        desired_replicas=1,
+        ready_replicas=1,
+        signals=None,
+        scale_down_delay_seconds=DELAY,
+        startup_seconds=60.0,
+        max_queue_per_replica=8,
+        mean_prompt_tokens=1000.0,
+        mean_output_tokens=200.0,
+    )
+    return replace(base, **changes)
+
+
+def signals(
+    now: float,
+    queue: float | None = 0.0,
+    running: float | None = 0.0,
+    arrival: float | None = 0.0,
+    p95: float | None = None,
+    ttft: float | None = None,
+) -> Signals:
+    return Signals(
+        queue_depth=queue,
+        running=running,
+        arrival_rate=arrival,
+        p95_latency_ms=p95,
+        ttft_p95_ms=ttft,
+        observed_at=now,
+    )
+
+
+def need_for(rate: float, **changes: Any) -> int:
+    need = arrival_need(inputs(**changes), rate)
+    assert need is not None
+    return need.replicas
+
+
+def drive(
+    loads: Sequence[tuple[float, float, float] | None],
+    start: int = 1,
+    state: ScalerState | None = None,
+    t0: float = 0.0,
+    **changes: Any,
+) -> list[Recommendation]:
+    """Call the recommender every STEP seconds with (waiting, running, arrival) loads (None:
+    metrics missing), applying each recommendation at once (all replicas ready)."""
+    current, state = start, state or ScalerState()
+    out: list[Recommendation] = []
+    for i, load in enumerate(loads):
+        now = t0 + i * STEP
+        observed = None if load is None else signals(now, *load)
+        rec = recommend(
+            inputs(desired_replicas=current, ready_replicas=current, signals=observed, **changes),
+            state,
+            now,
+        )
+        out.append(rec)
+        current, state = rec.replicas, rec.state
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Inputs
+
+
+def test_scaling_inputs_from_the_typed_spec() -> None:
+    body = service(
+        variants=[variant("h100", prefill=24000.0, decode=2400.0, startup=90)],
+        slo={"latencyP95Ms": 1500, "ttftP95Ms": 400, "maxQueuePerReplica": 8},
+    ).model_dump(by_alias=True, exclude_none=True)
+    body["spec"]["scaling"] = {
+        "minReplicas": 2,
+        "maxReplicas": 20,
+        "scaleToZero": True,
+        "scaleDownDelaySeconds": 300,
+    }
+    body["spec"]["replicas"] = 3
+    svc = InferenceService.model_validate(body)
+    got = scaling_inputs(
+        svc, "h100", desired_replicas=4, ready_replicas=2, signals=None, rtt_ms=12.0
+    )
+    assert (got.min_replicas, got.max_replicas, got.scale_to_zero) == (2, 20, True)
+    assert got.scale_down_delay_seconds == 300.0
+    assert (got.latency_p95_ms, got.ttft_p95_ms, got.max_queue_per_replica) == (1500, 400, 8)
+    assert (got.max_concurrency, got.prefill_tokens_per_second) == (32, 24000.0)
+    assert (got.decode_tokens_per_second, got.startup_seconds) == (2400.0, 90.0)
+    assert (got.desired_replicas, got.ready_replicas, got.manual_replicas) == (4, 2, 3)
+    assert got.rtt_ms == 12.0
+
+
+def test_planned_concurrency_leaves_the_latency_budget_for_queueing() -> None:
+    # 0.375 s alone; half of the 2 s budget fits 2 concurrent requests (0.75 s each).
+    assert planned_concurrency(inputs()) == (2, 0.375, pytest.approx(1.25))
+    # a TTFT goal caps the prefill share: 0.125 s prefill alone, half of 0.3 s fits 1
+    k, _, target = planned_concurrency(inputs(ttft_p95_ms=300.0)) or (0, 0.0, 0.0)
+    assert k == 1
+    assert target == pytest.approx(min(2.0 - 0.375, 0.3 - 0.125))
+    assert planned_concurrency(inputs(mean_prompt_tokens=None)) is None
+
+
+# --------------------------------------------------------------------------------------------
+# Signals
+
+
+def test_queue_signal_counts_waiting_and_running_against_the_allowance() -> None:
+    rec = recommend(
+        inputs(mean_prompt_tokens=None, signals=signals(0.0, queue=42, running=128, arrival=None)),
+        ScalerState(),
+        0.0,
+    )
+    assert rec.needs == {"queue": 5}  # ceil(170 / (32 + 8))
+    assert rec.replicas == 5
+    assert rec.signal == "queue"
+    assert rec.reason.startswith("scale up 1 -> 5: queue: 42 waiting + 128 running")
+    assert rec.mode == "auto"
+    assert rec.metrics_available
+
+
+def test_arrival_signal_uses_the_queueing_model_not_a_fixed_utilisation() -> None:
+    rec = recommend(inputs(signals=signals(0.0, running=10, arrival=40.0)), ScalerState(), 0.0)
+    assert rec.signal == "arrival"
+    assert rec.needs["arrival"] == need_for(40.0)
+    assert "arrival: 40 req/s" in rec.reason
+    # 40 req/s x 0.375 s is 15 replicas of work; the SLO's headroom asks for more, and the
+    # headroom shrinks relative to the load as the pool grows (pooling), unlike a fixed target.
+    assert need_for(40.0) > 15
+    assert need_for(400.0) / 150 < need_for(40.0) / 15
+
+
+def test_the_max_over_signals_wins_with_its_reason() -> None:
+    rec = recommend(
+        inputs(signals=signals(0.0, queue=400, running=400, arrival=4.0)), ScalerState(), 0.0
+    )
+    assert rec.needs["queue"] > rec.needs["arrival"]
+    assert rec.signal == "queue"
+    assert rec.replicas == rec.needs["queue"]
+    assert "queue: 400 waiting" in rec.reason
+
+
+def test_a_backlog_is_drained_within_the_startup_time_not_provisioned_for() -> None:
+    # 464 in the system is 12 replicas' allowance; but at 4 req/s arriving, draining the 392
+    # waiting beyond the allowed queue within the 60 s startup takes (4 + 392/60) x 0.375 s.
+    load = signals(0.0, queue=400, running=64, arrival=4.0)
+    by_size = recommend(inputs(signals=load), ScalerState(), 0.0)
+    assert by_size.needs["queue"] == math.ceil((4 + 392 / 60) * 0.375) == 4
+    unknown_size = recommend(inputs(signals=load, mean_prompt_tokens=None), ScalerState(), 0.0)
+    assert unknown_size.needs["queue"] == 12
+    # what is running is evidence, not a model: the request size does not talk it down
+    busy = recommend(inputs(signals=signals(0.0, 0, 400, 4.0)), ScalerState(), 0.0)
+    assert busy.needs["queue"] == 10
+
+
+def test_latency_feedback_scales_from_ready_replicas_bounded_per_step() -> None:
+    over = recommend(
+        inputs(desired_replicas=4, ready_replicas=4, signals=signals(1000.0, p95=3000.0)),
+        ScalerState(),
+        1000.0,
+    )
+    assert over.needs["latency"] == 6  # 4 x 3000 / 2000
+    assert over.replicas == 6
+    assert "p95 latency 3000 ms > SLO 2000 ms" in over.reason
+    capped = recommend(
+        inputs(desired_replicas=4, ready_replicas=4, signals=signals(1000.0, p95=20000.0)),
+        ScalerState(),
+        1000.0,
+    )
+    assert capped.needs["latency"] == 8
+    ttft = recommend(
+        inputs(
+            desired_replicas=4,
+            ready_replicas=4,
+            ttft_p95_ms=400.0,
+            signals=signals(1000.0, ttft=600),
+        ),
+        ScalerState(),
+        1000.0,
+    )
+    assert ttft.needs["latency"] == 6
+    assert "TTFT" in ttft.reason
+
+
+def test_latency_feedback_waits_for_new_replicas_and_their_latency_window() -> None:
+    base = inputs(desired_replicas=4, ready_replicas=4, signals=signals(1000.0, p95=3000.0))
+    settling = ScalerState(last_scale_up_at=1000.0 - 150.0)  # startup 60 + 2 x 60 not over
+    assert "latency" not in recommend(base, settling, 1000.0).needs
+    starting = replace(base, ready_replicas=2)
+    assert "latency" not in recommend(starting, ScalerState(), 1000.0).needs
+    settled = ScalerState(last_scale_up_at=1000.0 - 180.0)
+    assert recommend(base, settled, 1000.0).needs["latency"] == 6
+    after_backlog = ScalerState(backlog_at=1000.0 - 110.0)
+    assert "latency" not in recommend(base, after_backlog, 1000.0).needs
+    within = replace(base, signals=signals(1000.0, p95=1900.0))
+    assert "latency" not in recommend(within, ScalerState(), 1000.0).needs
+
+
+def test_starting_replicas_absorb_the_load_they_were_asked_for() -> None:
+    load = signals(0.0, queue=150, running=64, arrival=None)
+    starting = recommend(
+        inputs(mean_prompt_tokens=None, desired_replicas=6, ready_replicas=2, signals=load),
+        ScalerState(),
+        0.0,
+    )
+    assert starting.needs["queue"] == 6
+    assert starting.replicas == 6  # the 4 starting replicas will take it: no more
+    assert "over 2 ready" in starting.reason
+    ready = recommend(
+        inputs(mean_prompt_tokens=None, desired_replicas=2, ready_replicas=2, signals=load),
+        ScalerState(),
+        0.0,
+    )
+    assert ready.replicas == 6
+
+
+# --------------------------------------------------------------------------------------------
+# Behaviour
+
+
+def test_one_step_scale_up_from_one_to_the_need() -> None:
+    recs = drive([(0, 5, 1.0), (0, 5, 1.0), (200, 500, 60.0)])
+    assert [r.replicas for r in recs[:2]] == [1, 1]
+    assert recs[2].replicas == max(recs[2].needs.values()) == need_for(60.0)
+    assert recs[2].replicas >= 20
+    assert recs[2].reason.startswith(f"scale up 1 -> {recs[2].replicas}: ")
+
+
+def test_scale_up_is_clamped_to_max_replicas() -> None:
+    rec = drive([(5000, 5000, 500.0)], max_replicas=12)[0]
+    assert rec.replicas == 12
+
+
+def test_scale_down_waits_for_the_delay_of_sustained_lower_need() -> None:
+    high, low = (0, 40, 40.0), (0, 5, 5.0)
+    recs = drive([high] * 4 + [low] * 14)
+    peak = recs[3].replicas
+    drop = 4  # index of the first low sample, at 60 s
+    for i, rec in enumerate(recs[drop:], start=drop):
+        waited = (i - drop) * STEP
+        if waited < DELAY:
+            assert rec.replicas == peak, i
+            assert "scale-down waits" in rec.reason
+    final = recs[-1]
+    assert final.replicas < peak
+    assert final.replicas >= final.needs["arrival"]  # never below the SLO-safe count
+    down = next(r for r in recs if r.replicas < peak)
+    assert down.reason.startswith(f"scale down {peak} -> ")
+
+
+def test_scale_down_keeps_headroom_over_the_window_max() -> None:
+    recs = drive([(0, 40, 40.0)] * 2 + [(0, 20, 20.0)] * 12)
+    assert recs[-1].replicas == need_for(20.0 * 1.1)
+    assert need_for(20.0 * 1.1) >= need_for(20.0)
+
+
+def test_deadband_keeps_the_count_for_a_small_rise_in_load() -> None:
+    # find a rate whose need is one above the count sized for 10 % less load
+    rate = next(
+        r / 10
+        for r in range(100, 1000)
+        if need_for(r / 10) > need_for(r / 10 / 1.05)
+        and need_for(r / 10 * 0.9) <= 10
+        and need_for(r / 10 / 1.05) == 10
+    )
+    recs = drive([(0, 0, rate / 1.05), (0, 0, rate)])
+    assert recs[0].replicas == 10
+    assert recs[1].needs["arrival"] == 11
+    assert recs[1].replicas == 10
+    assert "within 10%" in recs[1].reason
+
+
+def test_no_flapping_under_noisy_constant_load() -> None:
+    """30 minutes at 15 s steps with +-15 % uniform noise on every load signal: after the first
+    change, at most two more (the count settles at the top of the noise band)."""
+    for tokens_known in (True, False):
+        for rate in (3.0, 10.0, 20.0, 40.0, 80.0):
+            for seed in range(12):
+                rng = random.Random(seed)
+
+                def noisy(x: float, rng: random.Random = rng) -> float:
+                    return x * rng.uniform(0.85, 1.15)
+
+                loads = [(noisy(rate * 0.5), noisy(rate * 2.0), noisy(rate)) for _ in range(121)]
+                changes = drive(
+                    loads,
+                    max_replicas=100,
+                    mean_prompt_tokens=1000.0 if tokens_known else None,
+                )
+                replicas = [1] + [r.replicas for r in changes]
+                moves = sum(1 for a, b in itertools.pairwise(replicas) if a != b)
+                assert max(0, moves - 1) <= 2, (tokens_known, rate, seed, replicas)
+
+
+def test_scale_to_zero_after_the_delay_and_wake_on_the_first_request() -> None:
+    idle = (0.0, 0.0, 0.0)
+    recs = drive([(0, 5, 2.0)] + [idle] * 10, start=2, scale_to_zero=True, min_replicas=0)
+    zero_at = next(i for i, r in enumerate(recs) if r.replicas == 0)
+    assert zero_at * STEP - 1 * STEP >= DELAY  # idle from the second call on
+    assert all(r.replicas > 0 for r in recs[:zero_at])
+    assert "scale to zero" in recs[zero_at].reason
+    # at zero there are no runtime series: missing values count as 0, metrics are available
+    state = recs[-1].state
+    quiet = recommend(
+        inputs(
+            desired_replicas=0,
+            ready_replicas=0,
+            scale_to_zero=True,
+            min_replicas=0,
+            signals=signals(1000.0, None, None, None),
+        ),
+        state,
+        1000.0,
+    )
+    assert (quiet.replicas, quiet.metrics_available, quiet.mode) == (0, True, "auto")
+    woken = recommend(
+        inputs(
+            desired_replicas=0,
+            ready_replicas=0,
+            scale_to_zero=True,
+            min_replicas=0,
+            signals=signals(1015.0, 1.0, None, None),
+        ),
+        quiet.state,
+        1015.0,
+    )
+    assert woken.replicas >= 1
+    assert "activation" in woken.reason
+    by_arrival = recommend(
+        inputs(
+            desired_replicas=0,
+            ready_replicas=0,
+            scale_to_zero=True,
+            min_replicas=2,
+            signals=signals(1015.0, None, None, 30.0),
+        ),
+        quiet.state,
+        1015.0,
+    )
+    assert by_arrival.replicas == need_for(30.0)
+
+
+def test_scale_to_zero_ignores_min_replicas_only_when_enabled() -> None:
+    idle = [(0.0, 0.0, 0.0)] * 12
+    assert drive(idle, start=3, scale_to_zero=True, min_replicas=1)[-1].replicas == 0
+    assert drive(idle, start=3, scale_to_zero=False, min_replicas=1)[-1].replicas == 1
+    assert drive(idle, start=0, scale_to_zero=True, min_replicas=1)[0].replicas == 0
+
+
+def test_missing_metrics_hold_the_last_good_recommendation() -> None:
+    recs = drive([(0, 40, 40.0)] * 2 + [None] * 5 + [(0, 5, 5.0)])
+    peak = recs[1].replicas
+    for rec in recs[2:7]:
+        assert rec.replicas == peak
+        assert rec.mode == "hold"
+        assert not rec.metrics_available
+        assert rec.reason.startswith(f"hold {peak}: no metrics")
+    assert recs[2].state.metrics_missing_since == 2 * STEP
+    assert recs[6].state.metrics_missing_since == 2 * STEP
+    back = recs[7]
+    assert back.mode == "auto"
+    assert back.metrics_available
+    assert back.state.metrics_missing_since is None
+    assert back.replicas == peak  # the scale-down delay restarts after a gap
+
+
+def test_stale_or_empty_metrics_are_missing() -> None:
+    state = ScalerState(last_replicas=6)
+    stale = recommend(
+        inputs(desired_replicas=4, ready_replicas=4, signals=signals(0.0, 0, 0, 0.0)),
+        state,
+        100.0,
+    )
+    assert (stale.replicas, stale.mode, stale.metrics_available) == (6, "hold", False)
+    assert "stale" in stale.reason
+    empty = recommend(
+        inputs(desired_replicas=4, ready_replicas=4, signals=signals(100.0, None, None, None)),
+        state,
+        100.0,
+    )
+    assert (empty.replicas, empty.mode) == (6, "hold")
+    assert "no waiting, running or arrival data" in empty.reason
+
+
+def test_values_that_are_not_numbers_count_as_missing() -> None:
+    nan = float("nan")
+    rec = recommend(
+        inputs(
+            desired_replicas=3,
+            ready_replicas=3,
+            signals=signals(0.0, queue=nan, running=math.inf, arrival=-1.0, p95=nan),
+        ),
+        ScalerState(last_replicas=3),
+        0.0,
+    )
+    assert (rec.replicas, rec.mode, rec.metrics_available) == (3, "hold", False)
+    partial = recommend(
+        inputs(signals=signals(0.0, queue=0, running=10, arrival=1.0, p95=nan)), ScalerState(), 0.0
+    )
+    assert partial.mode == "auto"
+    assert "latency" not in partial.needs
+
+
+load_or_missing = st.one_of(
+    st.none(),
+    st.tuples(st.floats(0, 2000), st.floats(0, 2000), st.floats(0, 200)),
+)
+
+
+@given(loads=st.lists(load_or_missing, min_size=1, max_size=30), start=st.integers(1, 50))
+def test_never_scales_down_while_metrics_are_missing(
+    loads: list[tuple[float, float, float] | None], start: int
+) -> None:
+    current = start
+    for load, rec in zip(loads, drive(loads, start=start), strict=True):
+        if load is None:
+            assert rec.replicas >= current
+            assert not rec.metrics_available
+        current = rec.replicas
+
+
+def test_manual_replicas_override_the_recommender() -> None:
+    rec = recommend(
+        inputs(manual_replicas=7, max_replicas=5, signals=signals(0.0, 400, 400, 50.0)),
+        ScalerState(),
+        0.0,
+    )
+    assert (rec.replicas, rec.mode) == (7, "manual")
+    assert "scale subresource" in rec.reason
+    missing = recommend(inputs(manual_replicas=0), ScalerState(), 0.0)
+    assert (missing.replicas, missing.mode, missing.metrics_available) == (0, "manual", False)
+    huge = recommend(inputs(manual_replicas=API_MAX_REPLICAS + 5), ScalerState(), 0.0)
+    assert huge.replicas == API_MAX_REPLICAS
+
+
+def test_state_round_trips_through_json() -> None:
+    recs = drive([(0, 40, 40.0), (0, 5, 5.0), (1, 2, 3.0)])
+    state = recs[-1].state
+    assert state.window
+    assert ScalerState.from_dict(json.loads(json.dumps(state.to_dict()))) == state
+    assert ScalerState.from_dict(None) == ScalerState()
+
+
+def test_the_window_stays_small() -> None:
+    rng = random.Random(3)
+    loads = [(0.0, 0.0, rng.uniform(0, 100)) for _ in range(400)]
+    recs = drive(loads, max_replicas=60, scale_down_delay_seconds=3600.0)
+    assert max(len(r.state.window) for r in recs) <= 62
+
+
+# --------------------------------------------------------------------------------------------
+# Properties: bounded and monotone
+
+
+bounds = st.tuples(st.integers(0, 20), st.integers(1, 40), st.booleans()).map(
+    lambda t: (min(t[0], t[1]), t[1], t[2] or t[0] == 0)
+)
+load = st.tuples(st.floats(0, 3000), st.floats(0, 3000), st.floats(0, 300))
+latency = st.one_of(st.none(), st.floats(0, 20000))
+
+
+@given(
+    limits=bounds,
+    history=st.lists(st.one_of(st.none(), load), max_size=8),
+    final=st.one_of(st.none(), load),
+    current=st.integers(0, 60),
+    p95=latency,
+    tokens_known=st.booleans(),
+)
+def test_always_within_bounds(
+    limits: tuple[int, int, bool],
+    history: list[tuple[float, float, float] | None],
+    final: tuple[float, float, float] | None,
+    current: int,
+    p95: float | None,
+    tokens_known: bool,
+) -> None:
+    low, high, to_zero = limits
+    settings: dict[str, Any] = {
+        "min_replicas": low,
+        "max_replicas": high,
+        "scale_to_zero": to_zero,
+        "mean_prompt_tokens": 1000.0 if tokens_known else None,
+    }
+    state = drive(history, start=min(max(low, 1), high), **settings)[-1].state if history else None
+    now = len(history) * STEP
+    rec = recommend(
+        inputs(
+            desired_replicas=current,
+            ready_replicas=current,
+            signals=None if final is None else signals(now, *final, p95=p95),
+            **settings,
+        ),
+        state or ScalerState(),
+        now,
+    )
+    floor = 0 if to_zero else max(1, low)
+    assert floor <= rec.replicas <= high
+    if rec.replicas < low:
+        assert rec.replicas == 0
+
+
+@given(
+    history=st.lists(load, max_size=10),
+    loads=st.tuples(load, load),
+    current=st.integers(0, 50),
+    ready=st.integers(0, 50),
+    p95=latency,
+    to_zero=st.booleans(),
+    tokens_known=st.booleans(),
+)
+def test_monotone_in_load(
+    history: list[tuple[float, float, float]],
+    loads: tuple[tuple[float, float, float], tuple[float, float, float]],
+    current: int,
+    ready: int,
+    p95: float | None,
+    to_zero: bool,
+    tokens_known: bool,
+) -> None:
+    settings: dict[str, Any] = {
+        "scale_to_zero": to_zero,
+        "min_replicas": 0 if to_zero else 1,
+        "mean_prompt_tokens": 1000.0 if tokens_known else None,
+    }
+    state = drive(history, **settings)[-1].state if history else ScalerState()
+    a, b = loads
+    lighter = tuple(min(x, y) for x, y in zip(a, b, strict=True))
+    heavier = tuple(max(x, y) for x, y in zip(a, b, strict=True))
+    now = len(history) * STEP
+
+    def at(load: tuple[float, ...]) -> int:
+        observed = signals(now, load[0], load[1], load[2], p95=p95)
+        given_inputs = inputs(
+            desired_replicas=current, ready_replicas=ready, signals=observed, **settings
+        )
+        return recommend(given_inputs, state, now).replicas
+
+    assert at(lighter) <= at(heavier)
+
+
+# --------------------------------------------------------------------------------------------
+# Closed loop with the queue model
+
+
+def test_closed_loop_with_the_queue_model_holds_the_slo_through_a_load_step() -> None:
+    """Poisson traffic steps from 3 to 15 req/s at 10 min and back at 25 min; the recommender
+    runs every 15 s on what a runtime would export (1-minute arrival rate and p95)."""
+    rng = random.Random(11)
+    base = inputs(max_replicas=30)
+    profile = ReplicaProfile(
+        max_concurrency=base.max_concurrency,
+        prefill_tokens_per_second=base.prefill_tokens_per_second,
+        decode_tokens_per_second=base.decode_tokens_per_second,
+        startup_seconds=base.startup_seconds,
+    )
+    pool = ReplicaPool(profile, replicas=2)
+
+    def rate(t: float) -> float:
+        return 15.0 if 600.0 <= t < 1500.0 else 3.0
+
+    arrivals: list[float] = []
+    t = 0.0
+    while t < 2400.0:
+        t += rng.expovariate(15.0)
+        if rng.random() < rate(t) / 15.0:  # thinning: a non-homogeneous Poisson process
+            arrivals.append(t)
+    latencies: list[tuple[float, float]] = []
+    history: list[tuple[float, int]] = []
+    state, desired, next_arrival = ScalerState(), 2, 0
+    for tick in range(1, int(2400 / STEP) + 1):
+        now = tick * STEP
+        while next_arrival < len(arrivals) and arrivals[next_arrival] <= now:
+            pool.submit(
+                arrivals[next_arrival], next_arrival, rng.randint(500, 1500), rng.randint(100, 300)
+            )
+            next_arrival += 1
+        latencies += [(d.arrival, d.latency) for d in pool.advance(now)]
+        recent = sorted(lat for a, lat in latencies if a > now - 60.0)
+        arrived = sum(1 for a in arrivals[:next_arrival] if a > now - 60.0)
+        observed = Signals(
+            queue_depth=pool.waiting,
+            running=pool.running,
+            arrival_rate=arrived / 60.0,
+            p95_latency_ms=recent[int(0.95 * (len(recent) - 1))] * 1000 if recent else None,
+            observed_at=now,
+        )
+        rec = recommend(
+            replace(
+                base, desired_replicas=desired, ready_replicas=pool.ready_replicas, signals=observed
+            ),
+            state,
+            now,
+        )
+        if rec.replicas != desired:
+            pool.set_replicas(now, rec.replicas)
+            history.append((now, rec.replicas))
+        desired, state = rec.replicas, rec.state
+    latencies += [(d.arrival, d.latency) for d in pool.run_until_idle()]
+
+    def p95(start: float, end: float) -> float:
+        window = sorted(lat for a, lat in latencies if start <= a < end)
+        return window[int(0.95 * (len(window) - 1))]
+
+    previous = [2] + [n for _, n in history]
+    ups = [t for (t, n), before in zip(history, previous, strict=False) if n > before]
+    downs = [t for (t, n), before in zip(history, previous, strict=False) if n < before]
+    peak = max(n for t, n in history if t < 1500.0)
+    assert min(t for t in ups if t >= 600.0) <= 615.0  # the first decision after the step
+    assert need_for(15.0) <= peak <= 2 * need_for(15.0)  # no wind-up from the backlog
+    assert p95(0.0, 600.0) <= 2.0
+    assert p95(900.0, 1500.0) <= 2.0  # recovered once the new replicas drained the backlog
+    assert min(t for t in downs if t >= 1500.0) >= 1500.0 + DELAY
+    assert desired == 2
+    assert p95(1500.0, 2400.0) <= 2.0
