@@ -206,7 +206,7 @@ def _create_or_ignore(create: Callable[[], Any]) -> None:
             raise
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def operator(
     fleet_kubeconfig: Path,
     crds_installed: None,

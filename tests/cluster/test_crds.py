@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -45,10 +45,14 @@ def test_kubectl_explain_teaches_the_api(
 
 
 @pytest.fixture(scope="module")
-def examples_applied(crds_installed: None, kubectl: Kubectl) -> None:
+def examples_applied(crds_installed: None, kubectl: Kubectl) -> Iterator[None]:
     kubectl("apply", "--server-side", "-f", str(REPO / "examples/fleet"))
     kubectl("apply", "--server-side", "-f", str(REPO / "examples/services/namespaces.yaml"))
     kubectl("apply", "--server-side", "-f", str(REPO / "examples/services"))
+    yield
+    # Leave no services behind for an operator started by later tests to place.
+    for document in sorted((REPO / "examples/services").glob("team-*.yaml")):
+        kubectl("delete", "-f", str(document), "--ignore-not-found", "--wait=true", "--timeout=60s")
 
 
 def test_examples_apply_and_get_defaults(examples_applied: None, kubectl: Kubectl) -> None:

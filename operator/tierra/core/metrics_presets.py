@@ -1,0 +1,205 @@
+"""PromQL for a service's pods, one small preset per model-server runtime (pure, no I/O).
+
+Each preset is a function of a :class:`Selector` that returns the :class:`PresetQueries` the
+operator samples; like KEDA's scalers, each query measures one unit and can be explained alone.
+Every query aggregates over the selected pods, so each returns at most one sample.
+
+Label names. The operator labels pods ``tierra.dev/inference-service=<name>`` and
+``tierra.dev/inference-service-namespace=<namespace>`` (see :mod:`tierra.core.render`). We assume
+the Prometheus scrape config for pods copies pod labels with::
+
+    - action: labelmap
+      regex: __meta_kubernetes_pod_label_(.+)
+
+Kubernetes service discovery sanitises label names (every character outside ``[a-zA-Z0-9_]``
+becomes ``_``), so the series carry ``tierra_dev_inference_service`` and
+``tierra_dev_inference_service_namespace`` (and ``tierra_dev_tier``). The names are derived from
+the render module's constants with that same rule and exported below.
+
+Injection. Label values are written into double-quoted PromQL string literals; :func:`escape`
+escapes backslash, double quote and line breaks, so no service name can close the literal and
+append PromQL of its own.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+from tierra.api.inference_service import CustomQueries, InferenceService, MetricsPreset
+from tierra.core.render import LABEL_SERVICE, LABEL_SERVICE_NAMESPACE, LABEL_TIER
+
+#: Window of the ``rate()`` in every preset; long enough for 15 s scrapes, short enough to react.
+RATE_WINDOW = "1m"
+#: The placeholder a custom query writes where the pods' label matchers go.
+SELECTOR_PLACEHOLDER = "{selector}"
+
+
+def prometheus_label_name(kubernetes_label: str) -> str:
+    """The Prometheus label name a pod label gets through ``labelmap`` (non-[a-zA-Z0-9_] -> _)."""
+    return re.sub(r"[^a-zA-Z0-9_]", "_", kubernetes_label)
+
+
+PROM_LABEL_SERVICE = prometheus_label_name(LABEL_SERVICE)  # tierra_dev_inference_service
+PROM_LABEL_SERVICE_NAMESPACE = prometheus_label_name(
+    LABEL_SERVICE_NAMESPACE
+)  # tierra_dev_inference_service_namespace
+PROM_LABEL_TIER = prometheus_label_name(LABEL_TIER)  # tierra_dev_tier
+
+_ESCAPES = str.maketrans({"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r"})
+
+
+def escape(value: str) -> str:
+    """Escape a value for a double-quoted PromQL string literal (backslash, quote, line breaks)."""
+    return value.translate(_ESCAPES)
+
+
+@dataclass(frozen=True)
+class Selector:
+    """The pods of one InferenceService, optionally only those in one tier."""
+
+    namespace: str
+    name: str
+    tier: str | None = None
+
+    def matcher(self) -> str:
+        """The label matchers, without braces: ``a="x",b="y"``, every value escaped."""
+        pairs = [(PROM_LABEL_SERVICE_NAMESPACE, self.namespace), (PROM_LABEL_SERVICE, self.name)]
+        if self.tier is not None:
+            pairs.append((PROM_LABEL_TIER, self.tier))
+        return ",".join(f'{label}="{escape(value)}"' for label, value in pairs)
+
+
+@dataclass(frozen=True)
+class PresetQueries:
+    """The PromQL to sample for one service; ``None`` where the runtime has no such metric.
+
+    ``latency_statistic`` says what ``latency_p95_seconds`` really measures: ``"p95"`` for the
+    histogram presets, ``"mean"`` for Triton, whose default metrics have no latency histogram.
+    """
+
+    queue_depth: str | None
+    running: str | None
+    arrival_rate: str | None
+    latency_p95_seconds: str | None
+    ttft_p95_seconds: str | None
+    latency_statistic: Literal["p95", "mean"] = "p95"
+
+
+def _gauge(metric: str, sel: Selector) -> str:
+    return f"sum({metric}{{{sel.matcher()}}})"
+
+
+def _rate(metric: str, sel: Selector) -> str:
+    return f"sum(rate({metric}{{{sel.matcher()}}}[{RATE_WINDOW}]))"
+
+
+def _p95(bucket_metric: str, sel: Selector) -> str:
+    return (
+        f"histogram_quantile(0.95, sum by (le) "
+        f"(rate({bucket_metric}{{{sel.matcher()}}}[{RATE_WINDOW}])))"
+    )
+
+
+def vllm(sel: Selector) -> PresetQueries:
+    """vLLM's ``/metrics``.
+
+    Arrival rate is the rate of *completed* requests (``vllm:request_success_total``): vLLM has no
+    arrivals counter, and in steady state completions equal arrivals; during a ramp they lag,
+    which the queue-depth signal covers.
+    """
+    return PresetQueries(
+        queue_depth=_gauge("vllm:num_requests_waiting", sel),
+        running=_gauge("vllm:num_requests_running", sel),
+        arrival_rate=_rate("vllm:request_success_total", sel),
+        latency_p95_seconds=_p95("vllm:e2e_request_latency_seconds_bucket", sel),
+        ttft_p95_seconds=_p95("vllm:time_to_first_token_seconds_bucket", sel),
+    )
+
+
+def tgi(sel: Selector) -> PresetQueries:
+    """Hugging Face text-generation-inference's ``/metrics``.
+
+    ``tgi_request_count`` is incremented when a request arrives, so its rate is the arrival rate.
+    TGI exports no time-to-first-token histogram (``tgi_request_queue_duration`` is queueing time
+    only, not prefill), so TTFT is ``None`` rather than a misleading proxy.
+    """
+    return PresetQueries(
+        queue_depth=_gauge("tgi_queue_size", sel),
+        running=_gauge("tgi_batch_current_size", sel),
+        arrival_rate=_rate("tgi_request_count", sel),
+        latency_p95_seconds=_p95("tgi_request_duration_bucket", sel),
+        ttft_p95_seconds=None,
+    )
+
+
+def triton(sel: Selector) -> PresetQueries:
+    """NVIDIA Triton Inference Server's default ``/metrics``.
+
+    * queue: ``nv_inference_pending_request_count`` (requests received and not yet executing).
+    * running: ``None``. Triton exports no in-flight gauge; ``nv_inference_exec_count`` counts
+      batch executions, which is neither a concurrency nor a request count.
+    * arrivals: rate of ``nv_inference_request_success`` (completions approximate arrivals in
+      steady state, as for vLLM).
+    * latency: Triton's default latency metrics are cumulative microsecond counters
+      (``nv_inference_request_duration_us``), not histograms, so the best available is the
+      *mean* latency over the window: rate(duration_us) / rate(success) / 1e6 seconds. The
+      result is marked ``latency_statistic="mean"``; compare it with a p95 SLO knowing it
+      understates the tail. (When there were no requests the division is NaN, i.e. no value.)
+    * TTFT: ``None`` (no default metric).
+    """
+    m = sel.matcher()
+    mean_latency = (
+        f"sum(rate(nv_inference_request_duration_us{{{m}}}[{RATE_WINDOW}])) / "
+        f"sum(rate(nv_inference_request_success{{{m}}}[{RATE_WINDOW}])) / 1e6"
+    )
+    return PresetQueries(
+        queue_depth=_gauge("nv_inference_pending_request_count", sel),
+        running=None,
+        arrival_rate=_rate("nv_inference_request_success", sel),
+        latency_p95_seconds=mean_latency,
+        ttft_p95_seconds=None,
+        latency_statistic="mean",
+    )
+
+
+def custom(sel: Selector, queries: CustomQueries) -> PresetQueries:
+    """The user's queries with every literal ``{selector}`` replaced by the escaped matchers.
+
+    The matchers come without braces so they can be combined with the user's own, e.g.
+    ``sum(my_queue{{selector},job="llm"})``. Only the placeholder is substituted (no
+    ``str.format``), so other braces in the query are left alone.
+    """
+    body = sel.matcher()
+
+    def fill(query: str | None) -> str | None:
+        return None if query is None else query.replace(SELECTOR_PLACEHOLDER, body)
+
+    return PresetQueries(
+        queue_depth=fill(queries.queue_depth),
+        running=fill(queries.running),
+        arrival_rate=fill(queries.arrival_rate),
+        latency_p95_seconds=fill(queries.latency_p95_seconds),
+        ttft_p95_seconds=fill(queries.ttft_p95_seconds),
+    )
+
+
+PRESETS: dict[MetricsPreset, Callable[[Selector], PresetQueries]] = {
+    "vllm": vllm,
+    "tgi": tgi,
+    "triton": triton,
+}
+
+
+def queries_for(service: InferenceService, tier: str | None = None) -> PresetQueries:
+    """The queries for a service's pods (in one tier, if given), by its runtime's metrics preset."""
+    meta = service.metadata
+    sel = Selector(namespace=meta.namespace or "default", name=meta.name, tier=tier)
+    runtime = service.spec.runtime
+    if runtime.metrics_preset == "custom":
+        if runtime.custom_queries is None:  # the CRD's CEL rule forbids this; be explicit anyway
+            raise ValueError("metricsPreset custom requires runtime.customQueries")
+        return custom(sel, runtime.custom_queries)
+    return PRESETS[runtime.metrics_preset](sel)
