@@ -279,19 +279,20 @@ class MemberRegistry:
             )
         return await self._cluster(identity, lambda: client)
 
+    async def _shut(self, identity: str) -> None:
+        """Stop one cluster's informers and probe, and close its own client."""
+        cluster = self._clusters.pop(identity)
+        await cluster.stop()
+        if cluster.client is not self.management:
+            await cluster.client.close()
+
     async def prune(self) -> None:
         """Stop clusters no Tier uses any more (e.g. after a kubeconfig Secret rotated)."""
         used = {id(m) for m in self._by_tier.values() if isinstance(m, MemberCluster)}
         for identity, cluster in list(self._clusters.items()):
             if id(cluster) not in used:
-                del self._clusters[identity]
-                await cluster.stop()
-                if cluster.client is not self.management:
-                    await cluster.client.close()
+                await self._shut(identity)
 
     async def close(self) -> None:
-        for cluster in self._clusters.values():
-            await cluster.stop()
-            if cluster.client is not self.management:
-                await cluster.client.close()
-        self._clusters.clear()
+        for identity in list(self._clusters):
+            await self._shut(identity)
