@@ -9,6 +9,7 @@ Prints:
   3. the operator's idle CPU after they settle.
 
 Usage: python benchmarks/reconcile.py [--services 1000] [--latency-samples 40] [--scale 12]
+                                     [--profile operator.pstats]
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from typing import Any
 from kubernetes import client, config, watch
 
 from tierra.fleet.binaries import ensure_binaries, find_binary
-from tierra.fleet.runner import Fleet, kubeconfig_secret, spawn_operator
+from tierra.fleet.runner import Fleet, die_with_parent, kubeconfig_secret, spawn_operator
 from tierra.fleet.topology import default_fleet
 
 REPO = Path(__file__).resolve().parents[1]
@@ -146,6 +147,11 @@ def main() -> int:
     parser.add_argument("--latency-samples", type=int, default=40)
     parser.add_argument("--scale", type=int, default=12, help="fleet node multiplier")
     parser.add_argument("--idle-seconds", type=float, default=30.0)
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        help="run the operator under cProfile and write its stats here (slows it down)",
+    )
     args = parser.parse_args()
 
     ensure_binaries()
@@ -197,9 +203,24 @@ def main() -> int:
 
         metrics_port = free_port()
         log = workdir / "operator.log"
-        operator = spawn_operator(
-            fleet.kubeconfig, log, metrics_port, env={"TIERRA_LOG_LEVEL": "WARNING"}
-        )
+        if args.profile is None:
+            operator = spawn_operator(
+                fleet.kubeconfig, log, metrics_port, env={"TIERRA_LOG_LEVEL": "WARNING"}
+            )
+        else:
+            with log.open("ab") as sink:
+                operator = subprocess.Popen(
+                    [
+                        *(sys.executable, "-m", "cProfile", "-o", str(args.profile.resolve())),
+                        *("-m", "tierra.cli", "run", "--kubeconfig", str(fleet.kubeconfig)),
+                        *("--context", "tierra-central", "--namespace", NAMESPACE_OPERATOR),
+                        *("--metrics-port", str(metrics_port)),
+                    ],
+                    stdout=sink,
+                    stderr=subprocess.STDOUT,
+                    env={**os.environ, "TIERRA_LOG_LEVEL": "WARNING"},
+                    preexec_fn=die_with_parent,  # noqa: PLW1509 - see die_with_parent
+                )
         time.sleep(5)  # operator start-up: login, informers, tier probes
 
         # 1. Latency: baseline (direct create in the member) vs through the operator.
@@ -250,6 +271,8 @@ def main() -> int:
 
         # 2. Bulk: N services over the fleet.
         names = [f"svc-{index:04d}" for index in range(args.services)]
+        cpu_before, _ = proc_stat(operator.pid)
+        load_before = os.getloadavg()[0]
         started = time.perf_counter()
         with ThreadPoolExecutor(max_workers=8) as pool:
             list(
@@ -281,10 +304,15 @@ def main() -> int:
                 break
             time.sleep(1)
         elapsed = time.perf_counter() - started
-        _, peak = proc_stat(operator.pid)
+        cpu_after, peak = proc_stat(operator.pid)
         print(
             f"{placed}/{args.services} InferenceServices placed in {elapsed:.1f}s "
             f"(creates took {created:.1f}s; goal <= 60 s)"
+        )
+        print(
+            f"  operator CPU meanwhile: {cpu_after - cpu_before:.1f}s "
+            f"({100 * (cpu_after - cpu_before) / elapsed:.0f}% of one core); machine load "
+            f"average {load_before:.1f} -> {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
         )
         print(f"operator peak RSS (VmHWM): {peak / 2**20:.0f} MB (goal <= 250 MB)")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -15,11 +16,14 @@ def _fleet(args: argparse.Namespace) -> int:
     from tierra.fleet.topology import default_fleet, node_manifests
 
     if args.fleet_command == "build":
+        from tierra.fleet.prometheus import ensure_prometheus
+
         report = ensure_binaries()
         print(
             f"binaries in {report.directory} (built {list(report.built) or 'nothing'}, "
             f"{report.seconds:.0f}s)"
         )
+        print(f"prometheus: {ensure_prometheus()}")
         return 0
     if args.fleet_command == "nodes":
         clusters = {c.name: c for c in default_fleet(args.scale)}
@@ -79,7 +83,14 @@ def _run(args: argparse.Namespace) -> int:
     os.environ["TIERRA_NAMESPACE"] = args.namespace
     os.environ["TIERRA_METRICS_PORT"] = str(args.metrics_port)
     os.environ["TIERRA_WORKERS"] = str(args.workers)
+    os.environ["TIERRA_METRICS_INTERVAL"] = str(args.metrics_interval)
+    if args.prometheus_url:
+        os.environ["TIERRA_PROMETHEUS_URL"] = args.prometheus_url
 
+    # kopf uses the synchronous kubernetes client only when it is importable (for its login);
+    # the operator talks through kubernetes_asyncio and kopf's own kubeconfig login, so keep
+    # the ~40 MB library out of the process.
+    sys.modules.setdefault("kubernetes", None)  # type: ignore[arg-type]
     import kopf
 
     from tierra import handlers
@@ -145,7 +156,9 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "up":
             sub.add_argument("--timeout", type=float, default=180.0)
             sub.add_argument("--scale", type=int, default=1, help="multiply node counts")
-    fleet_commands.add_parser("build", help="build or locate the control-plane binaries")
+    fleet_commands.add_parser(
+        "build", help="build or locate the control-plane binaries and Prometheus"
+    )
     nodes = fleet_commands.add_parser("nodes", help="print a cluster's kwok Node manifests")
     nodes.add_argument("--cluster", required=True, choices=["central", "regional", "edge"])
     nodes.add_argument("--scale", type=int, default=1)
@@ -159,12 +172,31 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--metrics-port", type=int, default=8080, help="Prometheus metrics; 0: off")
     run.add_argument("--liveness", default=None, help="e.g. http://0.0.0.0:8081/healthz")
     run.add_argument("--workers", type=int, default=16, help="concurrent reconciles")
+    run.add_argument(
+        "--prometheus-url",
+        default=os.environ.get("TIERRA_PROMETHEUS_URL"),
+        help="Prometheus for tiers without spec.metrics (default $TIERRA_PROMETHEUS_URL)",
+    )
+    run.add_argument(
+        "--metrics-interval",
+        type=float,
+        default=float(os.environ.get("TIERRA_METRICS_INTERVAL", "5")),
+        help="seconds between metric samples of each service (default 5)",
+    )
     run.add_argument("--kubeconfig", default=None)
     run.add_argument("--context", default=None, help="kube context of the management cluster")
 
     explain = commands.add_parser("explain", help="why an InferenceService runs where it runs")
     explain.add_argument("target", help="NAMESPACE/NAME")
     explain.add_argument("--context", default=None)
+
+    # These two load their own (heavier) modules only when asked for; see ``main``.
+    for name, text in (
+        ("simulate", "replay a request trace offline against tierra, HPA, KEDA, static, oracle"),
+        ("twin", "the load twin: simulated vLLM servers for the fleet's Deployments"),
+    ):
+        sub = commands.add_parser(name, help=text, add_help=False)
+        sub.add_argument("args", nargs=argparse.REMAINDER)
 
     crds = commands.add_parser("crds", help="generate or check CRD YAML from the typed models")
     crds.add_argument("crds_command", choices=["generate", "check"])
@@ -173,6 +205,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "simulate":
+        from tierra import simulate
+
+        return simulate.main(argv[1:])
+    if argv and argv[0] == "twin":
+        from tierra import twin
+
+        return twin.main(argv[1:])
     args = build_parser().parse_args(argv)
     handlers = {"fleet": _fleet, "crds": _crds, "run": _run, "explain": _explain}
     return handlers[args.command](args)

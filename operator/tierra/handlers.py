@@ -38,6 +38,8 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         management=management,
         namespace=os.environ.get("TIERRA_NAMESPACE", "tierra-system"),
         workers=int(os.environ.get("TIERRA_WORKERS", "16")),
+        prometheus_url=os.environ.get("TIERRA_PROMETHEUS_URL") or None,
+        metrics_interval=float(os.environ.get("TIERRA_METRICS_INTERVAL", "5")),
     )
     await reconciler.start()
     memo["reconciler"] = reconciler

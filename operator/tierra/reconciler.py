@@ -22,22 +22,24 @@ from pydantic import ValidationError
 
 from tierra.api.inference_service import InferenceService
 from tierra.api.tier import Tier
+from tierra.autoscaler import DEFAULT_INTERVAL_SECONDS, Autoscaler
+from tierra.core.autoscale import RunningPlacement
 from tierra.core.inventory import (
     LABEL_OWNER_UID,
     ServiceUsage,
+    Slot,
+    UsageIndex,
     bound_replicas,
     held_by_others,
-    merge_usage,
     owner_key,
     pool_capacities,
     pool_node_counts,
-    service_usage,
 )
 from tierra.core.placement import PlacementDecision, TierView, explain, place
 from tierra.core.render import child_selector, owner_of, render
-from tierra.core.status import service_status, tier_status
+from tierra.core.status import scaling_status, service_status, tier_status
 from tierra.shell import telemetry
-from tierra.shell.informer import Informer, key_of
+from tierra.shell.informer import Informer, StoreListener, key_of
 from tierra.shell.kube import JSON_PATCH, KubeClient, KubeError, Obj
 from tierra.shell.members import ConnectionProblem, MemberCluster, MemberRegistry
 from tierra.shell.workqueue import WorkQueue
@@ -113,6 +115,9 @@ class ServiceState:
     last_summary: str = ""
     deleting_since: float | None = None
     placed: bool = False
+    running: list[RunningPlacement] = field(default_factory=list)
+    """Where the last reconcile placed it (the autoscaler's current replicas)."""
+    ready: int = 0
 
 
 @dataclass
@@ -125,9 +130,13 @@ class Reconciler:
     tiers: dict[str, Tier] = field(default_factory=dict)
     tier_bodies: dict[str, Obj] = field(default_factory=dict)
     state: dict[str, ServiceState] = field(default_factory=dict)
+    prometheus_url: str | None = None
+    """Operator-wide Prometheus for tiers without ``spec.metrics``."""
+    metrics_interval: float = DEFAULT_INTERVAL_SECONDS
 
     def __post_init__(self) -> None:
         self.queue: WorkQueue[str] = WorkQueue()
+        self.autoscaler = Autoscaler(self.prometheus_url)
         self.registry = MemberRegistry(
             self.management,
             self.namespace,
@@ -142,6 +151,10 @@ class Reconciler:
         self._tasks: list[asyncio.Task[None]] = []
         self._capacity_poke: asyncio.TimerHandle | None = None
         self._observed: dict[str, _PodSnapshot] = {}
+        # Every service's footprint, kept current by the member clusters' Deployment stores
+        # (each tier's index subscribes to its cluster's store: tier, member, subscription).
+        self._usage = UsageIndex()
+        self._usage_sources: dict[str, tuple[Tier, MemberCluster, StoreListener]] = {}
         self._tier_dirty = asyncio.Event()
 
     # ------------------------------------------------------------------ lifecycle
@@ -151,6 +164,7 @@ class Reconciler:
             self._tasks.append(asyncio.create_task(self._worker(), name=f"reconcile-{index}"))
         self._tasks.append(asyncio.create_task(self._tier_loop(), name="tier-status"))
         self._tasks.append(asyncio.create_task(self._sweep_loop(), name="orphan-sweep"))
+        self._tasks.append(asyncio.create_task(self._autoscale_loop(), name="autoscale"))
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -161,6 +175,7 @@ class Reconciler:
         self._tasks.clear()
         await self.tier_informer.stop()
         await self.registry.close()
+        await self.autoscaler.close()
 
     # ------------------------------------------------------------------- triggers
     def on_service_event(self, event_type: str | None, body: Obj) -> None:
@@ -169,6 +184,7 @@ class Reconciler:
         if event_type == "DELETED":
             self.services.pop(key, None)
             self.state.pop(key, None)
+            self.autoscaler.forget(key)
             return
         before = self.services.get(key)
         self.services[key] = body
@@ -268,16 +284,19 @@ class Reconciler:
                 out[name] = member
         return out
 
-    def _observe(self) -> tuple[list[TierView], dict[str, ServiceUsage]]:
+    def _observe(self) -> tuple[list[TierView], Mapping[str, ServiceUsage]]:
         """Views of every tier and every service's footprint, from the informers.
 
         What comes from Nodes and Pods (capacity, allocation, bound replicas) is one snapshot
         per tier, retaken when the Tier changes and, while its cluster changes, at most every
         ``POD_SNAPSHOT_SECONDS``;
         what comes from Deployments (wanted replicas, including decisions just taken) is
-        always current. Recounting every Pod for every reconcile made bulk placement O(N^2).
+        always current: the usage index follows every write to the Deployment stores.
+        Recounting every Pod, or every Deployment, for every reconcile made bulk placement
+        O(N^2); reading one service's usage and what the others hold is O(own + pools).
         """
-        views, parts = [], []
+        views = []
+        tracked = set()
         now = self.clock()
         for name, tier in self.tiers.items():
             member = self.registry.for_tier(name)
@@ -312,10 +331,37 @@ class Reconciler:
                 self._observed[name] = cached
             assert cached is not None
             views.append(cached.view)
-            parts.append(
-                service_usage(tier, member.deployments.store.values(), (), bound=cached.bound)
-            )
-        return views, merge_usage(parts)
+            self._track_usage(name, tier, member, cached.bound)
+            tracked.add(name)
+        for name in [n for n in self._usage_sources if n not in tracked]:
+            _, member, listener = self._usage_sources.pop(name)
+            member.deployments.store.unsubscribe(listener)
+            self._usage.untrack(name)
+        return views, self._usage
+
+    def _track_usage(
+        self,
+        name: str,
+        tier: Tier,
+        member: MemberCluster,
+        bound: Mapping[str, Mapping[Slot, int]],
+    ) -> None:
+        """Keep the tier's usage index subscribed to its cluster's Deployments (reindexing
+        when the Tier or its cluster changes) and on its latest pod snapshot."""
+        source = self._usage_sources.get(name)
+        if source is not None and source[0] is tier and source[1] is member:
+            self._usage.set_bound(name, bound)
+            return
+        if source is not None:
+            source[1].deployments.store.unsubscribe(source[2])
+        store = member.deployments.store
+        self._usage.track(tier, store.items(), bound)
+
+        def listener(key: tuple[str, str], obj: Obj | None) -> None:
+            self._usage.write(name, key, obj)
+
+        store.subscribe(listener)
+        self._usage_sources[name] = (tier, member, listener)
 
     # ------------------------------------------------------------------ reconcile
     async def reconcile(self, key: str) -> float | None:
@@ -334,7 +380,7 @@ class Reconciler:
             await self._report_invalid(body, error)
             return None
         await self._resolve_unresolved_tiers()
-        desired = self._desired_replicas(service)
+        desired = self._desired_replicas(key, service)
         async with self._place_lock:
             views, usage = self._observe()
             own = usage.get(key, ServiceUsage())
@@ -359,16 +405,33 @@ class Reconciler:
         )
         await self._write_status(key, body, service, decision, members)
         state.placed = decision.satisfied
+        state.running = [
+            RunningPlacement(tier=p.tier, variant=p.variant, replicas=p.replicas)
+            for p in decision.placements
+        ]
         if not decision.satisfied:
             return self._backoff(key)
         state.attempts = 0
         return None
 
-    def _desired_replicas(self, service: InferenceService) -> int:
+    def _desired_replicas(self, key: str, service: InferenceService) -> int:
+        """Manual mode's ``spec.replicas``, else the autoscaler's recommendation; before the
+        autoscaler's first step (a new service, or an operator restart) what status last
+        recorded, within the bounds, so that a restart changes nothing."""
         spec = service.spec
         if spec.replicas is not None:  # manual mode: the scale subresource rules
             return spec.replicas
-        return spec.scaling.min_replicas
+        recommended = self.autoscaler.recommended(key)
+        if recommended is not None:
+            return recommended
+        status = service.status
+        before = status.autoscaling.recommended_replicas if status.autoscaling else None
+        if before is None and status.placements:
+            before = status.replicas
+        if before is None:
+            return spec.scaling.min_replicas
+        floor = 0 if spec.scaling.scale_to_zero else spec.scaling.min_replicas
+        return min(max(before, floor), spec.scaling.max_replicas)
 
     def _render_children(
         self,
@@ -418,9 +481,9 @@ class Reconciler:
             if not member.reachable or not all(i.synced.is_set() for i in member.informers):
                 continue
             for informer in (member.deployments, member.services):
-                for obj in list(informer.store.values()):
+                for obj in informer.store.by_index(key):  # this service's children only
                     labels = obj["metadata"].get("labels") or {}
-                    if owner_key(obj) != key or labels.get(LABEL_OWNER_UID) != uid:
+                    if labels.get(LABEL_OWNER_UID) != uid:
                         continue
                     if (
                         id(member),
@@ -483,14 +546,28 @@ class Reconciler:
                     ready[placement.key] = int((live.get("status") or {}).get("readyReplicas", 0))
         previous = body.get("status") or {}
         meta = body["metadata"]
+        now = now_rfc3339()
+        report = self.autoscaler.report(key)
+        slo = service.spec.slo
         status = service_status(
             decision,
             ready,
             child_selector(meta["name"], meta["namespace"]),
             meta.get("generation"),
             previous,
-            now_rfc3339(),
+            now,
+            scaling=None
+            if report is None
+            else scaling_status(
+                report,
+                slo.latency_p95_ms,
+                slo.ttft_p95_ms,
+                meta.get("generation"),
+                previous,
+                now,
+            ),
         )
+        self.state.setdefault(key, ServiceState()).ready = sum(ready.values())
         if _strip_times({k: previous.get(k) for k in status}) != _strip_times(status):
             try:
                 await self.management.patch(
@@ -709,6 +786,44 @@ class Reconciler:
                 self.tier_bodies[name] = updated
             except KubeError as error:
                 log.warning("tier %s status: %s", name, error)
+
+    # ---------------------------------------------------------------- autoscaling
+    async def _autoscale_loop(self) -> None:
+        await self.tier_informer.synced.wait()
+        while True:
+            started = time.monotonic()
+            try:
+                await self.autoscale_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("autoscaling pass failed")
+            await asyncio.sleep(max(0.0, self.metrics_interval - (time.monotonic() - started)))
+
+    async def autoscale_once(self) -> None:
+        """One step of the autoscaler for every live, valid service the reconciler has seen."""
+        limit = asyncio.Semaphore(32)
+
+        async def one(key: str) -> None:
+            body = self.services.get(key)
+            state = self.state.get(key)
+            if body is None or state is None or body["metadata"].get("deletionTimestamp"):
+                return
+            try:
+                service = InferenceService.model_validate(body)
+            except ValidationError:
+                return  # reported by reconcile
+            async with limit:
+                outcome = await self.autoscaler.step(
+                    key, service, list(state.running), state.ready, self.tiers
+                )
+            for event in outcome.events:
+                log.info("%s: %s: %s", key, event.reason, event.message)
+                await self.post_event(body, event.reason, event.message[:1000], event.type)
+            if outcome.reconcile:
+                self.queue.add(key)
+
+        await asyncio.gather(*(one(key) for key in list(self.services)))
 
     async def _sweep_loop(self) -> None:
         while True:

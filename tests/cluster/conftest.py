@@ -9,13 +9,28 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from kubernetes import client, config
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # cluster_helpers, under importlib mode
+from cluster_helpers import (
+    GROUP,
+    OPERATOR_NAMESPACE,
+    PLURAL,
+    VERSION,
+    Clients,
+    Kubectl,
+    OperatorProcess,
+    WaitFor,
+    condition,
+)
 
 from tierra.fleet.binaries import ensure_binaries, find_binary
 from tierra.fleet.runner import Fleet
@@ -106,80 +121,6 @@ def wait_for() -> Callable[..., Any]:
 
 
 # ---------------------------------------------------------------------------------- operator
-OPERATOR_NAMESPACE = "tierra-system"
-
-
-class OperatorProcess:
-    """``tierra run`` as a real process against the fleet's management cluster (central)."""
-
-    def __init__(self, kubeconfig: Path, log_path: Path) -> None:
-        self.kubeconfig = kubeconfig
-        self.log_path = log_path
-        self.metrics_port = _free_port()
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        from tierra.fleet.runner import spawn_operator
-
-        self.process = spawn_operator(
-            self.kubeconfig,
-            self.log_path,
-            self.metrics_port,
-            OPERATOR_NAMESPACE,
-            env={"TIERRA_LOG_LEVEL": "INFO"},
-        )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                pytest.fail(f"operator exited: {self.log_tail()}")
-            if self.metric("tierra_reconcile_total") is not None:
-                return
-            time.sleep(0.2)
-        pytest.fail(f"operator did not start: {self.log_tail()}")
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.process = None
-
-    def restart(self) -> None:
-        self.stop()
-        self.start()
-
-    def metric(self, name: str) -> float | None:
-        """Sum of a metric's samples from the operator's /metrics, or None if unreachable."""
-        import urllib.request
-
-        try:
-            with urllib.request.urlopen(
-                f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=2
-            ) as response:
-                text = response.read().decode()
-        except OSError:
-            return None
-        values = [
-            float(line.rsplit(" ", 1)[1])
-            for line in text.splitlines()
-            if line.startswith(name) and not line.startswith("#")
-        ]
-        return sum(values)
-
-    def log_tail(self, chars: int = 4000) -> str:
-        return self.log_path.read_text(errors="replace")[-chars:] if self.log_path.exists() else ""
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @pytest.fixture(scope="session")
@@ -220,3 +161,42 @@ def operator(
     finally:
         process.stop()
         print("\n--- operator log tail ---\n" + process.log_tail(3000))
+
+
+@pytest.fixture(scope="module")
+def fleet_tiers(operator: Any, kubectl: Kubectl, clients: Clients, wait_for: WaitFor) -> None:
+    kubectl("apply", "--server-side", "-f", str(REPO / "examples/fleet/tiers.yaml"))
+    custom = client.CustomObjectsApi(clients["central"])
+
+    def reachable() -> bool:
+        tiers = custom.list_cluster_custom_object(GROUP, VERSION, "tiers")["items"]
+        return (
+            all(condition(t, "Reachable").get("status") == "True" for t in tiers)
+            and len(tiers) >= 3
+        )
+
+    wait_for(reachable, timeout=60, what="three Tiers Reachable")
+
+
+@pytest.fixture(scope="module")
+def clients(api_clients: Clients) -> Clients:
+    return api_clients
+
+
+@pytest.fixture
+def namespace(clients: Clients) -> Iterator[str]:
+    name = f"e2e-{uuid.uuid4().hex[:6]}"
+    client.CoreV1Api(clients["central"]).create_namespace({"metadata": {"name": name}})
+    yield name
+    custom = client.CustomObjectsApi(clients["central"])
+    for item in custom.list_namespaced_custom_object(GROUP, VERSION, name, PLURAL)["items"]:
+        custom.delete_namespaced_custom_object(
+            GROUP, VERSION, name, PLURAL, item["metadata"]["name"]
+        )
+    deadline = time.monotonic() + 60
+    while (
+        time.monotonic() < deadline
+        and custom.list_namespaced_custom_object(GROUP, VERSION, name, PLURAL)["items"]
+    ):
+        time.sleep(0.5)
+    client.CoreV1Api(clients["central"]).delete_namespace(name)

@@ -9,194 +9,33 @@ from __future__ import annotations
 import json
 import subprocess
 import time
-import uuid
-from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from cluster_helpers import (
+    GROUP,
+    PLURAL,
+    REPO,
+    VERSION,
+    Clients,
+    Kubectl,
+    WaitFor,
+    all_children,
+    children,
+    condition,
+    create,
+    get_service,
+    node_pool,
+    running_pods,
+    service_manifest,
+    variant,
+    wait_placed,
+    wait_pool_free,
+)
 from kubernetes import client
-from kubernetes.client.exceptions import ApiException
 
 pytestmark = pytest.mark.cluster
-
-REPO = Path(__file__).resolve().parents[2]
-GROUP, VERSION, PLURAL = "tierra.dev", "v1alpha1", "inferenceservices"
-Clients = dict[str, client.ApiClient]
-Kubectl = Callable[..., subprocess.CompletedProcess[str]]
-WaitFor = Callable[..., Any]
-
-
-# ----------------------------------------------------------------------------------- helpers
-def service_manifest(
-    name: str, namespace: str, variants: list[dict[str, Any]], **spec: Any
-) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "model": {"name": name, "uri": f"hf://example/{name}"},
-        "runtime": {"image": "vllm/vllm-openai:v0.10.0"},
-        "variants": variants,
-        "slo": {"latencyP95Ms": 5000},
-    }
-    body.update(spec)
-    return {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "InferenceService",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": body,
-    }
-
-
-def variant(
-    name: str, type_: str, count: int = 1, model: str | None = None, **extra: Any
-) -> dict[str, Any]:
-    accelerator: dict[str, Any] = {"type": type_, "count": count}
-    if model:
-        accelerator["model"] = model
-    return {
-        "name": name,
-        "accelerator": accelerator,
-        "capacity": {
-            "maxConcurrency": 32,
-            "prefillTokensPerSecond": 8000,
-            "decodeTokensPerSecond": 800,
-        },
-        "startupSeconds": 0,
-        **extra,
-    }
-
-
-def get_service(clients: Clients, namespace: str, name: str) -> dict[str, Any] | None:
-    try:
-        body: dict[str, Any] = client.CustomObjectsApi(
-            clients["central"]
-        ).get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
-        return body
-    except ApiException as error:
-        if error.status == 404:
-            return None
-        raise
-
-
-def condition(body: dict[str, Any] | None, type_: str) -> dict[str, Any]:
-    for item in ((body or {}).get("status") or {}).get("conditions") or []:
-        if item.get("type") == type_:
-            return dict(item)
-    return {}
-
-
-def children(clients: Clients, cluster: str, name: str, kind: str = "deployments") -> list[Any]:
-    selector = f"tierra.dev/inference-service={name}"
-    if kind == "deployments":
-        return list(
-            client.AppsV1Api(clients[cluster])
-            .list_deployment_for_all_namespaces(label_selector=selector)
-            .items
-        )
-    return list(
-        client.CoreV1Api(clients[cluster])
-        .list_service_for_all_namespaces(label_selector=selector)
-        .items
-    )
-
-
-def running_pods(clients: Clients, cluster: str, name: str) -> list[Any]:
-    pods = (
-        client.CoreV1Api(clients[cluster])
-        .list_pod_for_all_namespaces(label_selector=f"tierra.dev/inference-service={name}")
-        .items
-    )
-    return [p for p in pods if p.status.phase == "Running"]
-
-
-def node_pool(clients: Clients, cluster: str, node: str) -> str:
-    labels = client.CoreV1Api(clients[cluster]).read_node(node).metadata.labels
-    return str(labels["tierra.dev/pool"])
-
-
-def wait_placed(
-    clients: Clients,
-    wait_for: WaitFor,
-    namespace: str,
-    name: str,
-    status: str = "True",
-    timeout: float = 60,
-) -> dict[str, Any]:
-    body: dict[str, Any] = wait_for(
-        lambda: (
-            (b := get_service(clients, namespace, name)) is not None
-            and condition(b, "Placed").get("status") == status
-            and b["status"].get("observedGeneration") == b["metadata"]["generation"]
-            and b
-        ),
-        timeout=timeout,
-        what=f"{namespace}/{name} Placed={status}",
-    )
-    return body
-
-
-def all_children(clients: Clients, name: str) -> dict[str, list[Any]]:
-    return {
-        cluster: children(clients, cluster, name) + children(clients, cluster, name, "services")
-        for cluster in ("central", "regional", "edge")
-    }
-
-
-@pytest.fixture(scope="module")
-def fleet_tiers(operator: Any, kubectl: Kubectl, clients: Clients, wait_for: WaitFor) -> None:
-    kubectl("apply", "--server-side", "-f", str(REPO / "examples/fleet/tiers.yaml"))
-    custom = client.CustomObjectsApi(clients["central"])
-
-    def reachable() -> bool:
-        tiers = custom.list_cluster_custom_object(GROUP, VERSION, "tiers")["items"]
-        return (
-            all(condition(t, "Reachable").get("status") == "True" for t in tiers)
-            and len(tiers) >= 3
-        )
-
-    wait_for(reachable, timeout=60, what="three Tiers Reachable")
-
-
-@pytest.fixture(scope="module")
-def clients(api_clients: Clients) -> Clients:
-    return api_clients
-
-
-@pytest.fixture
-def namespace(clients: Clients) -> Iterator[str]:
-    name = f"e2e-{uuid.uuid4().hex[:6]}"
-    client.CoreV1Api(clients["central"]).create_namespace({"metadata": {"name": name}})
-    yield name
-    custom = client.CustomObjectsApi(clients["central"])
-    for item in custom.list_namespaced_custom_object(GROUP, VERSION, name, PLURAL)["items"]:
-        custom.delete_namespaced_custom_object(
-            GROUP, VERSION, name, PLURAL, item["metadata"]["name"]
-        )
-    deadline = time.monotonic() + 60
-    while (
-        time.monotonic() < deadline
-        and custom.list_namespaced_custom_object(GROUP, VERSION, name, PLURAL)["items"]
-    ):
-        time.sleep(0.5)
-    client.CoreV1Api(clients["central"]).delete_namespace(name)
-
-
-def wait_pool_free(clients: Clients, wait_for: WaitFor, tier: str, pool: str, units: int) -> None:
-    """Wait until the Tier's status shows ``units`` free (earlier tests' pods are gone)."""
-    custom = client.CustomObjectsApi(clients["central"])
-
-    def free() -> bool:
-        body = custom.get_cluster_custom_object(GROUP, VERSION, "tiers", tier)
-        pools = {p["name"]: p for p in (body.get("status") or {}).get("pools") or []}
-        return pools.get(pool, {}).get("free", -1) >= units
-
-    wait_for(free, timeout=60, what=f"{units} units free in {tier}/{pool}")
-
-
-def create(clients: Clients, manifest: dict[str, Any]) -> None:
-    client.CustomObjectsApi(clients["central"]).create_namespaced_custom_object(
-        GROUP, VERSION, manifest["metadata"]["namespace"], PLURAL, manifest
-    )
 
 
 # --------------------------------------------------------------------------------------- tests
@@ -506,9 +345,11 @@ def test_restart_changes_nothing_that_was_correct(
     wait_placed(clients, wait_for, namespace, "steady")
     wait_for(
         lambda: (
-            condition(get_service(clients, namespace, "steady"), "Ready").get("status") == "True"
+            (b := get_service(clients, namespace, "steady")) is not None
+            and condition(b, "Ready").get("status") == "True"
+            and condition(b, "MetricsAvailable")  # the autoscaler has reported too
         ),
-        what="steady Ready",
+        what="steady Ready and its autoscaling reported",
     )
     time.sleep(2)
 

@@ -206,6 +206,9 @@ def inference_service_crd() -> Schema:
         _column("P95ms", ".status.metrics.p95LatencyMs", "number", "Observed p95 latency (ms)."),
         _column("SLOms", ".spec.slo.latencyP95Ms", "integer", "p95 latency objective (ms)."),
         _column(
+            "Scaling", ".status.autoscaling.mode", "string", "auto, manual or hold.", priority=1
+        ),
+        _column(
             "Placed",
             '.status.conditions[?(@.type=="Placed")].status',
             "string",

@@ -350,6 +350,35 @@ class Decision(ApiModel):
     from_: str = Field(alias="from", description="State before.")
     to: str = Field(description="State after.")
     reason: str = Field(description="Why.")
+    signals: dict[str, float] = Field(
+        default_factory=dict,
+        description="Signal values the decision was made on (metrics, and each signal's need).",
+        json_schema_extra={"maxProperties": 32},
+    )
+
+
+class AutoscalingStatus(ApiModel):
+    """What the SLO autoscaler currently recommends, and in which mode."""
+
+    mode: Literal["auto", "manual", "hold"] = Field(
+        default="auto",
+        description=(
+            "auto: the recommender decides; manual: spec.replicas (the scale subresource) "
+            "overrides it; hold: metrics are missing, the last good count is kept."
+        ),
+    )
+    recommended_replicas: int | None = Field(
+        default=None, description="Replicas the recommender asks for (before placement)."
+    )
+    signal: str | None = Field(
+        default=None, description="The signal whose need won: queue, arrival or latency."
+    )
+    needs: dict[str, int] = Field(
+        default_factory=dict,
+        description="Replicas each signal needs.",
+        json_schema_extra={"maxProperties": 8},
+    )
+    reason: str = Field(default="", description="Why the recommender asks for this count.")
 
 
 class InferenceServiceStatus(ApiModel):
@@ -373,6 +402,9 @@ class InferenceServiceStatus(ApiModel):
         default="", description="Comma-separated variants in use (printer column)."
     )
     metrics: ObservedMetrics | None = Field(default=None, description="Last observed metrics.")
+    autoscaling: AutoscalingStatus | None = Field(
+        default=None, description="The autoscaler's current recommendation and mode."
+    )
     last_scale: Decision | None = Field(default=None, description="Last scale decision.")
     last_migration: Decision | None = Field(default=None, description="Last migration.")
 

@@ -72,6 +72,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from tierra.api.inference_service import InferenceService, Variant
+from tierra.core.placement import weighted_rtt_ms
 from tierra.core.queue_model import replicas_for_slo, solo_service_seconds
 
 Mode = Literal["auto", "manual", "hold"]
@@ -106,6 +107,8 @@ class ScalerParams:
     """Share of the latency budget the planned service time may take; the rest is queueing."""
     percentile: float = 0.95
     """Percentile of the queueing wait the arrival signal plans for."""
+    growth_min_seconds: float = 2.0
+    """A backlog's growth counts as arrivals once it has been measured over this long."""
 
 
 DEFAULT_PARAMS = ScalerParams()
@@ -219,6 +222,9 @@ class ScalerState:
     metrics_missing_since: float | None = None
     backlog_at: float | None = None
     """Last time more was waiting than the ready replicas' allowed queue."""
+    backlog_probe: tuple[float, float] | None = None
+    """(time, waiting + running) when the current backlog began: how fast it grows since
+    tells the arrivals the completions rate does not yet show."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -230,6 +236,7 @@ class ScalerState:
             "idleSince": self.idle_since,
             "metricsMissingSince": self.metrics_missing_since,
             "backlogAt": self.backlog_at,
+            "backlogProbe": list(self.backlog_probe) if self.backlog_probe else None,
         }
 
     @classmethod
@@ -242,6 +249,7 @@ class ScalerState:
             return None if value is None else float(value)
 
         last = data.get("lastReplicas")
+        probe = data.get("backlogProbe")
         return cls(
             last_replicas=None if last is None else int(last),
             last_change_at=number("lastChangeAt"),
@@ -251,6 +259,7 @@ class ScalerState:
             idle_since=number("idleSince"),
             metrics_missing_since=number("metricsMissingSince"),
             backlog_at=number("backlogAt"),
+            backlog_probe=(float(probe[0]), float(probe[1])) if probe else None,
         )
 
 
@@ -539,6 +548,7 @@ def _hold(inputs: ScalingInputs, state: ScalerState, now: float, why: str) -> Re
             window_since=None,
             idle_since=None,
             metrics_missing_since=since,
+            backlog_probe=None,
         ),
     )
 
@@ -573,6 +583,22 @@ def recommend(
     running = signals.running if signals.running is not None or not at_zero else 0.0
     arrival = signals.arrival_rate if signals.arrival_rate is not None or not at_zero else 0.0
     active = any(v is not None and v > 0 for v in (waiting, running, arrival))
+    # Arrivals are conserved: what arrives either completes or is still in the system. The
+    # runtimes export completions, which a saturated pool caps (and a rate window delays), so
+    # while a backlog grows its growth is arrival the completions do not show.
+    in_system = (waiting or 0.0) + (running or 0.0)
+    backlogged = (waiting or 0.0) > current * (inputs.max_queue_per_replica or 0)
+    probe = (state.backlog_probe or (now, in_system)) if backlogged else None
+    growth = 0.0
+    if probe is not None and now - probe[0] >= params.growth_min_seconds:
+        growth = max(0.0, (in_system - probe[1]) / (now - probe[0]))
+    work = _mean_work(inputs)
+    if backlogged and work is not None and running:
+        # With a queue, every serving replica runs its full concurrency and completes
+        # 1 / work requests/s: the completions now, which a rate window shows only later.
+        arrival = max(arrival or 0.0, running / inputs.max_concurrency / work)
+    if growth > 0:
+        arrival = (arrival or 0.0) + growth
 
     found: list[SignalNeed] = []
     if waiting is not None or running is not None:
@@ -591,6 +617,8 @@ def recommend(
     winner = max(found, key=lambda n: n.replicas) if found else None
     raw = winner.replicas if winner is not None else current
     why = winner.reason if winner is not None else "no usable signal"
+    if growth > 0 and winner is not None and winner.signal == "arrival":
+        why = f"{why} (completions at saturation + the backlog's growth, {growth:.3g} req/s)"
 
     delay = inputs.scale_down_delay_seconds
     window_since = state.window_since if state.window_since is not None else now
@@ -658,5 +686,136 @@ def recommend(
             idle_since=idle_since,
             metrics_missing_since=None,
             backlog_at=backlog_at,
+            backlog_probe=probe,
         ),
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# A whole service: its placements and the metrics of every tier it runs in
+
+
+@dataclass(frozen=True)
+class TierSample:
+    """One tier's (or one Prometheus's) sample of a service's metrics."""
+
+    signals: Signals
+    mean_prompt_tokens: float | None = None
+    mean_output_tokens: float | None = None
+
+
+@dataclass(frozen=True)
+class ServiceSample:
+    """A service's metrics over all its tiers: what the recommender reads."""
+
+    signals: Signals
+    mean_prompt_tokens: float | None
+    mean_output_tokens: float | None
+
+
+def _sum(values: list[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return sum(known) if known else None
+
+
+def _max(values: list[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return max(known) if known else None
+
+
+def combine_samples(samples: list[TierSample]) -> ServiceSample | None:
+    """Samples of the same service from several tiers' Prometheus servers, as one.
+
+    Queue depth, running requests and arrival rate add up; the p95 latencies are the worst
+    tier's (a p95 of the union lies between the tiers' and the SLO must hold everywhere); the
+    mean token counts are weighted by each tier's arrival rate; the observation time is the
+    oldest, so a stale tier makes the whole sample stale.
+    """
+    if not samples:
+        return None
+    signals = [s.signals for s in samples]
+    times = [s.observed_at for s in signals]
+
+    def weighted(values: list[float | None]) -> float | None:
+        pairs = [
+            (v, s.arrival_rate or 0.0)
+            for v, s in zip(values, signals, strict=True)
+            if v is not None
+        ]
+        if not pairs:
+            return None
+        total = sum(w for _, w in pairs)
+        if total <= 0:
+            return sum(v for v, _ in pairs) / len(pairs)
+        return sum(v * w for v, w in pairs) / total
+
+    return ServiceSample(
+        signals=Signals(
+            queue_depth=_sum([s.queue_depth for s in signals]),
+            running=_sum([s.running for s in signals]),
+            arrival_rate=_sum([s.arrival_rate for s in signals]),
+            p95_latency_ms=_max([s.p95_latency_ms for s in signals]),
+            ttft_p95_ms=_max([s.ttft_p95_ms for s in signals]),
+            observed_at=None if None in times else min(t for t in times if t is not None),
+        ),
+        mean_prompt_tokens=weighted([s.mean_prompt_tokens for s in samples]),
+        mean_output_tokens=weighted([s.mean_output_tokens for s in samples]),
+    )
+
+
+@dataclass(frozen=True)
+class RunningPlacement:
+    """Where a service runs now: ``replicas`` of ``variant`` in ``tier``."""
+
+    tier: str
+    variant: str
+    replicas: int
+
+
+def primary_variant(
+    service: InferenceService, placements: list[RunningPlacement]
+) -> tuple[Variant, str | None]:
+    """The variant (and its tier) that sizes the service: the one running the most replicas.
+
+    A service spread over variants of different throughput is sized as if every replica were
+    its primary variant's; with no placement (at zero, or not placed yet) the first allowed
+    variant, with no tier.
+    """
+    by_name = {v.name: v for v in service.spec.variants}
+    running = [p for p in placements if p.variant in by_name]
+    if running:
+        top = max(running, key=lambda p: p.replicas)
+        return by_name[top.variant], top.tier
+    allowed = service.spec.placement.allowed_variants
+    named = [v for v in service.spec.variants if not allowed or v.name in allowed]
+    return (named or service.spec.variants)[0], None
+
+
+def service_scaling_inputs(
+    service: InferenceService,
+    placements: list[RunningPlacement],
+    tier_latency_ms: Mapping[str, Mapping[str, float]],
+    *,
+    ready_replicas: int,
+    sample: ServiceSample | None,
+) -> ScalingInputs:
+    """The recommender's inputs for a whole service: the replicas over all its placements,
+    sized by its primary variant, with the round trip of that variant's tier from the
+    service's user regions taken off the latency budget."""
+    variant, tier = primary_variant(service, placements)
+    rtt = 0.0
+    if tier is not None and tier in tier_latency_ms:
+        try:
+            rtt = weighted_rtt_ms(service.spec.placement.user_regions, tier_latency_ms[tier])
+        except KeyError:
+            rtt = 0.0
+    return scaling_inputs(
+        service,
+        variant,
+        desired_replicas=sum(p.replicas for p in placements),
+        ready_replicas=ready_replicas,
+        signals=None if sample is None else sample.signals,
+        mean_prompt_tokens=None if sample is None else sample.mean_prompt_tokens,
+        mean_output_tokens=None if sample is None else sample.mean_output_tokens,
+        rtt_ms=rtt,
     )

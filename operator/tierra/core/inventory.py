@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import re
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Hashable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,7 +32,13 @@ from tierra.core.render import (
     label_value,
 )
 
-__all__ = ["LABEL_OWNER_UID", "ServiceUsage", "pool_capacities", "service_usage"]
+__all__ = [
+    "LABEL_OWNER_UID",
+    "ServiceUsage",
+    "UsageIndex",
+    "pool_capacities",
+    "service_usage",
+]
 
 Obj = Mapping[str, Any]
 
@@ -258,7 +264,12 @@ def merge_usage(parts: Iterable[Mapping[str, ServiceUsage]]) -> dict[str, Servic
 
 
 def held_by_others(usage: Mapping[str, ServiceUsage], exclude: str) -> dict[PoolKey, int]:
-    """Unbound units of every service but ``exclude`` (the one being placed)."""
+    """Unbound units of every service but ``exclude`` (the one being placed).
+
+    Pools where another service holds Deployments appear even when it holds 0 units there.
+    """
+    if isinstance(usage, UsageIndex):
+        return usage.held_by_others(exclude)
     held: dict[PoolKey, int] = defaultdict(int)
     for key, service in usage.items():
         if key == exclude:
@@ -266,3 +277,218 @@ def held_by_others(usage: Mapping[str, ServiceUsage], exclude: str) -> dict[Pool
         for pool_key, units in service.unbound_units().items():
             held[pool_key] += units
     return dict(held)
+
+
+# ------------------------------------------------------------------------ incremental index
+#
+# ``service_usage`` + ``merge_usage`` + ``held_by_others`` recompute every service's footprint
+# from every Deployment, which made each reconcile O(all Deployments) and bulk placement
+# O(N^2). ``UsageIndex`` holds the same figures and is updated one Deployment write and one pod
+# snapshot at a time; reading one service and "what the others hold" costs O(its own
+# placements + pools).
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    """What one Deployment contributes (it passed ``service_usage``'s filters)."""
+
+    seq: int
+    owner: str
+    slot: Slot
+    replicas: int
+    units: float
+
+
+class _TierUsage:
+    """The index of one tier: its cluster's Deployments (a mirror of one store) and pods."""
+
+    def __init__(
+        self,
+        tier: Tier,
+        deployments: Iterable[tuple[Hashable, Obj]],
+        bound: Mapping[str, Mapping[Slot, int]],
+    ) -> None:
+        self.tier = tier
+        self.name = tier.metadata.name
+        self.label = label_value(self.name)
+        self.resources = {
+            pool.name: resource_name(pool) for pool in tier.spec.pools if has_resource_name(pool)
+        }
+        self.bound = bound
+        # Store position of every key (a dict keeps a key's place when it is overwritten): when
+        # two Deployments fill one slot, ``service_usage`` keeps the later one.
+        self.order: dict[Hashable, int] = {}
+        self.next_seq = 0
+        self.entries: dict[Hashable, _Entry] = {}
+        self.groups: dict[tuple[str, Slot], dict[Hashable, _Entry]] = {}
+        self.slots: dict[str, dict[Slot, _Entry]] = {}  # owner -> slot -> the entry that counts
+        self.unbound: dict[str, dict[PoolKey, int]] = {}  # owner -> pool -> unbound units
+        self.held: dict[PoolKey, int] = defaultdict(int)  # sum of ``unbound`` over owners
+        self.holders: dict[PoolKey, int] = defaultdict(int)  # owners with a slot in the pool
+        for key, obj in deployments:
+            self.put(key, obj)
+
+    def _entry(self, seq: int, obj: Obj) -> _Entry | None:
+        labels = _labels(obj)
+        owner = owner_key(obj)
+        pool = labels.get(LABEL_POOL, "")
+        resource = self.resources.get(pool)
+        if owner is None or resource is None or labels.get(LABEL_TIER) != self.label:
+            return None
+        try:
+            replicas = int(obj.get("spec", {}).get("replicas", 1))
+            units = deployment_units(obj, resource)
+        except (TypeError, ValueError):  # never from an apiserver; ignored, not fatal
+            return None
+        slot = (self.name, pool, labels.get(LABEL_VARIANT, ""))
+        return _Entry(seq, owner, slot, replicas, units)
+
+    def put(self, key: Hashable, obj: Obj) -> None:
+        seq = self.order.get(key)
+        if seq is None:
+            seq = self.order[key] = self.next_seq
+            self.next_seq += 1
+        self._replace(key, self._entry(seq, obj))
+
+    def remove(self, key: Hashable) -> None:
+        if self.order.pop(key, None) is not None:
+            self._replace(key, None)
+
+    def _replace(self, key: Hashable, new: _Entry | None) -> None:
+        old = self.entries.pop(key, None)
+        if old == new:
+            if new is not None:
+                self.entries[key] = new
+            return
+        if old is not None:
+            previous = self.groups[(old.owner, old.slot)]
+            del previous[key]
+            if not previous:
+                del self.groups[(old.owner, old.slot)]
+        if new is not None:
+            self.entries[key] = new
+            self.groups.setdefault((new.owner, new.slot), {})[key] = new
+        touched = {(e.owner, e.slot) for e in (old, new) if e is not None}
+        for owner, slot in touched:
+            group = self.groups.get((owner, slot))
+            slots = self.slots.setdefault(owner, {})
+            if group:
+                slots[slot] = max(group.values(), key=lambda e: e.seq)
+            else:
+                slots.pop(slot, None)
+            if not slots:
+                del self.slots[owner]
+        for owner in {owner for owner, _ in touched}:
+            self._refresh(owner)
+
+    def _refresh(self, owner: str) -> None:
+        """Recompute one owner's unbound units per pool and fold the change into the totals."""
+        new: dict[PoolKey, int] = {}
+        bound = self.bound.get(owner) or {}
+        for slot, entry in (self.slots.get(owner) or {}).items():
+            missing = max(0, entry.replicas - bound.get(slot, 0))
+            pool_key = (slot[0], slot[1])
+            new[pool_key] = new.get(pool_key, 0) + math.ceil(missing * entry.units)
+        old = self.unbound.pop(owner, {})
+        for pool_key, units in old.items():
+            self.held[pool_key] -= units
+            self.holders[pool_key] -= 1
+            if not self.holders[pool_key]:
+                del self.holders[pool_key], self.held[pool_key]
+        for pool_key, units in new.items():
+            self.held[pool_key] += units
+            self.holders[pool_key] += 1
+        if new:
+            self.unbound[owner] = new
+
+    def set_bound(self, bound: Mapping[str, Mapping[Slot, int]]) -> None:
+        if bound is self.bound:
+            return
+        previous, self.bound = self.bound, bound
+        for owner in set(previous) | set(bound):
+            if owner in self.slots and previous.get(owner) != bound.get(owner):
+                self._refresh(owner)
+
+    def usage_into(self, owner: str, usage: ServiceUsage) -> bool:
+        slots = self.slots.get(owner)
+        if not slots:
+            return False
+        for slot, entry in slots.items():
+            usage.replicas[slot] = entry.replicas
+            usage.units_per_replica[slot] = entry.units
+        for slot, count in (self.bound.get(owner) or {}).items():
+            if slot in slots:
+                usage.bound_replicas[slot] = count
+        return True
+
+
+class UsageIndex(Mapping[str, ServiceUsage]):
+    """Every service's footprint over the tracked tiers, kept current incrementally.
+
+    Equal, as a mapping, to ``merge_usage(service_usage(tier, store.values(), (), bound=b) for
+    each tracked tier)`` where ``store`` is the mapping of Deployments the tier was tracked from
+    and every later write to it was passed on through :meth:`write` (dict semantics: an
+    overwritten key keeps its place), and ``b`` the tier's latest :meth:`set_bound`.
+    :func:`held_by_others` on an index answers from running totals in O(tiers x pools).
+    """
+
+    def __init__(self) -> None:
+        self._tiers: dict[str, _TierUsage] = {}
+
+    def track(
+        self,
+        tier: Tier,
+        deployments: Iterable[tuple[Hashable, Obj]],
+        bound: Mapping[str, Mapping[Slot, int]] | None = None,
+    ) -> None:
+        """(Re)index one tier from the full contents of its cluster's Deployment store."""
+        self._tiers[tier.metadata.name] = _TierUsage(tier, deployments, bound or {})
+
+    def untrack(self, tier_name: str) -> None:
+        self._tiers.pop(tier_name, None)
+
+    def tracked(self) -> list[str]:
+        return list(self._tiers)
+
+    def write(self, tier_name: str, key: Hashable, obj: Obj | None) -> None:
+        """One Deployment of the tier's store was set (``obj``) or deleted (``None``)."""
+        part = self._tiers.get(tier_name)
+        if part is None:
+            return
+        if obj is None:
+            part.remove(key)
+        else:
+            part.put(key, obj)
+
+    def set_bound(self, tier_name: str, bound: Mapping[str, Mapping[Slot, int]]) -> None:
+        """A new pod snapshot of the tier (see :func:`bound_replicas`)."""
+        part = self._tiers.get(tier_name)
+        if part is not None:
+            part.set_bound(bound)
+
+    def __getitem__(self, owner: str) -> ServiceUsage:
+        usage = ServiceUsage()
+        found = False
+        for part in self._tiers.values():
+            found = part.usage_into(owner, usage) or found
+        if not found:
+            raise KeyError(owner)
+        return usage
+
+    def __contains__(self, owner: object) -> bool:
+        return any(owner in part.slots for part in self._tiers.values())
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(dict.fromkeys(o for part in self._tiers.values() for o in part.slots))
+
+    def __len__(self) -> int:
+        return len({o for part in self._tiers.values() for o in part.slots})
+
+    def held_by_others(self, exclude: str) -> dict[PoolKey, int]:
+        held: dict[PoolKey, int] = {}
+        for part in self._tiers.values():
+            own = part.unbound.get(exclude) or {}
+            for pool_key, holders in part.holders.items():
+                if holders - (pool_key in own) > 0:
+                    held[pool_key] = part.held[pool_key] - own.get(pool_key, 0)
+        return held

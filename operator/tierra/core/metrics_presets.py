@@ -86,6 +86,10 @@ class PresetQueries:
     latency_p95_seconds: str | None
     ttft_p95_seconds: str | None
     latency_statistic: Literal["p95", "mean"] = "p95"
+    mean_prompt_tokens: str | None = None
+    """Mean prompt tokens per request over the window (the arrival signal's request size)."""
+    mean_output_tokens: str | None = None
+    """Mean generated tokens per request over the window."""
 
 
 def _gauge(metric: str, sel: Selector) -> str:
@@ -94,6 +98,11 @@ def _gauge(metric: str, sel: Selector) -> str:
 
 def _rate(metric: str, sel: Selector) -> str:
     return f"sum(rate({metric}{{{sel.matcher()}}}[{RATE_WINDOW}]))"
+
+
+def _ratio(numerator: str, denominator: str, sel: Selector) -> str:
+    """Per-request mean over the window: NaN (no value) when nothing completed."""
+    return f"{_rate(numerator, sel)} / {_rate(denominator, sel)}"
 
 
 def _p95(bucket_metric: str, sel: Selector) -> str:
@@ -116,6 +125,10 @@ def vllm(sel: Selector) -> PresetQueries:
         arrival_rate=_rate("vllm:request_success_total", sel),
         latency_p95_seconds=_p95("vllm:e2e_request_latency_seconds_bucket", sel),
         ttft_p95_seconds=_p95("vllm:time_to_first_token_seconds_bucket", sel),
+        mean_prompt_tokens=_ratio("vllm:prompt_tokens_total", "vllm:request_success_total", sel),
+        mean_output_tokens=_ratio(
+            "vllm:generation_tokens_total", "vllm:request_success_total", sel
+        ),
     )
 
 
@@ -132,6 +145,12 @@ def tgi(sel: Selector) -> PresetQueries:
         arrival_rate=_rate("tgi_request_count", sel),
         latency_p95_seconds=_p95("tgi_request_duration_bucket", sel),
         ttft_p95_seconds=None,
+        mean_prompt_tokens=_ratio(
+            "tgi_request_input_length_sum", "tgi_request_input_length_count", sel
+        ),
+        mean_output_tokens=_ratio(
+            "tgi_request_generated_tokens_sum", "tgi_request_generated_tokens_count", sel
+        ),
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from tierra.core.placement import PlacementDecision, PoolCapacity
@@ -12,15 +13,16 @@ MAX_REJECTED_IN_STATUS = 50
 
 def condition(
     type_: str,
-    ok: bool,
+    ok: bool | None,
     reason: str,
     message: str,
     generation: int | None,
     previous: Sequence[Mapping[str, Any]],
     now: str,
 ) -> dict[str, Any]:
-    """A condition whose lastTransitionTime only moves when its status changes."""
-    status = "True" if ok else "False"
+    """A condition whose lastTransitionTime only moves when its status changes (``ok`` None:
+    Unknown)."""
+    status = "Unknown" if ok is None else "True" if ok else "False"
     before = next((c for c in previous if c.get("type") == type_), None)
     since = before.get("lastTransitionTime") if before and before.get("status") == status else None
     return {
@@ -41,6 +43,90 @@ def placement_reason(decision: PlacementDecision) -> str:
     return "NoFeasiblePlacement"
 
 
+@dataclass(frozen=True)
+class ScalingReport:
+    """What the autoscaler has to say in a service's status."""
+
+    mode: str
+    """auto, manual or hold."""
+    recommended: int
+    reason: str
+    metrics_available: bool
+    metrics_reason: str
+    """CamelCase reason of the MetricsAvailable condition."""
+    metrics_message: str
+    signal: str | None = None
+    needs: Mapping[str, int] = field(default_factory=dict)
+    metrics: Mapping[str, Any] | None = None
+    """The last observation, as ``status.metrics`` (camelCase keys)."""
+    last_scale: Mapping[str, Any] | None = None
+    """The last scale decision, as ``status.lastScale``."""
+
+
+def slo_verdict(
+    metrics: Mapping[str, Any] | None, latency_p95_ms: float, ttft_p95_ms: float | None
+) -> tuple[bool | None, str, str]:
+    """SLOMet from the observed p95 latency and TTFT: (ok or None for unknown, reason,
+    message)."""
+    if metrics is None:
+        return None, "NoMetrics", "no latency observed"
+    p95, ttft = metrics.get("p95LatencyMs"), metrics.get("ttftP95Ms")
+    if p95 is None and (ttft is None or ttft_p95_ms is None):
+        return None, "NoLatencyObserved", "no latency observed (no completed requests)"
+    misses = []
+    if p95 is not None and p95 > latency_p95_ms:
+        misses.append(f"p95 latency {p95:.0f} ms > {latency_p95_ms:g} ms")
+    if ttft is not None and ttft_p95_ms is not None and ttft > ttft_p95_ms:
+        misses.append(f"p95 TTFT {ttft:.0f} ms > {ttft_p95_ms:g} ms")
+    if misses:
+        return False, "SLOViolated", "; ".join(misses)
+    parts = [f"p95 latency {p95:.0f} ms <= {latency_p95_ms:g} ms"] if p95 is not None else []
+    if ttft is not None and ttft_p95_ms is not None:
+        parts.append(f"p95 TTFT {ttft:.0f} ms <= {ttft_p95_ms:g} ms")
+    return True, "WithinSLO", "; ".join(parts)
+
+
+def scaling_status(
+    report: ScalingReport,
+    latency_p95_ms: float,
+    ttft_p95_ms: float | None,
+    generation: int | None,
+    previous: Mapping[str, Any],
+    now: str,
+) -> dict[str, Any]:
+    """The autoscaler's part of the status: MetricsAvailable and SLOMet conditions, the
+    recommendation, the last observed metrics and the last scale decision."""
+    old: Sequence[Mapping[str, Any]] = previous.get("conditions") or []
+    slo_ok, slo_reason, slo_message = slo_verdict(report.metrics, latency_p95_ms, ttft_p95_ms)
+    if not report.metrics_available:
+        slo_ok, slo_reason, slo_message = None, "MetricsUnavailable", report.metrics_message
+    return {
+        "conditions": [
+            condition(
+                "MetricsAvailable",
+                report.metrics_available,
+                report.metrics_reason,
+                report.metrics_message,
+                generation,
+                old,
+                now,
+            ),
+            condition("SLOMet", slo_ok, slo_reason, slo_message, generation, old, now),
+        ],
+        "autoscaling": {
+            "mode": report.mode,
+            "recommendedReplicas": report.recommended,
+            "signal": report.signal,
+            "needs": dict(report.needs),
+            "reason": report.reason[:1000],
+        },
+        "metrics": dict(report.metrics) if report.metrics is not None else previous.get("metrics"),
+        "lastScale": dict(report.last_scale)
+        if report.last_scale is not None
+        else previous.get("lastScale"),
+    }
+
+
 def service_status(
     decision: PlacementDecision,
     ready_by_placement: Mapping[tuple[str, str, str], int],
@@ -48,8 +134,10 @@ def service_status(
     generation: int | None,
     previous: Mapping[str, Any],
     now: str,
+    scaling: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The status subtree the operator owns (metrics and scale history are kept as they are)."""
+    """The status subtree the operator owns; ``scaling`` is :func:`scaling_status`'s part
+    (without it, the autoscaler's conditions and fields are kept as they are)."""
     old_conditions: Sequence[Mapping[str, Any]] = previous.get("conditions") or []
     placements = [
         {
@@ -86,9 +174,15 @@ def service_status(
         ),
         condition("Ready", ready_ok, ready_reason, ready_message, generation, old_conditions, now),
     ]
-    # Conditions owned by other parts of the operator (SLOMet, MetricsAvailable, Migrating) stay.
-    conditions += [dict(c) for c in old_conditions if c.get("type") not in ("Placed", "Ready")]
+    scaled = list(scaling["conditions"]) if scaling is not None else []
+    conditions += scaled
+    # Conditions owned by other parts of the operator (Migrating; SLOMet and MetricsAvailable
+    # when the autoscaler has nothing new) stay.
+    ours = {"Placed", "Ready", *(c["type"] for c in scaled)}
+    conditions += [dict(c) for c in old_conditions if c.get("type") not in ours]
+    extra = {k: v for k, v in (scaling or {}).items() if k != "conditions" and v is not None}
     return {
+        **extra,
         "observedGeneration": generation,
         "conditions": conditions,
         "placements": placements,

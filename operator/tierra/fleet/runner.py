@@ -55,7 +55,7 @@ def default_dir() -> Path:
     return Path(os.environ.get("TIERRA_FLEET_DIR", ".tierra/fleet")).resolve()
 
 
-def _free_ports(count: int) -> list[int]:
+def free_ports(count: int) -> list[int]:
     sockets = []
     try:
         for _ in range(count):
@@ -70,14 +70,14 @@ def _free_ports(count: int) -> list[int]:
 
 _PRCTL = ctypes.CDLL(None, use_errno=True).prctl  # bound before any fork
 _PR_SET_PDEATHSIG = 1
-_SPAWN_LOCK = threading.Lock()
+SPAWN_LOCK = threading.Lock()
 
 
 def die_with_parent() -> None:
     """preexec_fn: SIGTERM the child when the process that started it dies (Linux prctl).
 
     It only calls a pre-bound C function (no imports, no Python locks), and spawns are
-    serialised by ``_SPAWN_LOCK``, which keeps preexec_fn safe alongside threads.
+    serialised by ``SPAWN_LOCK``, which keeps preexec_fn safe alongside threads.
     """
     _PRCTL(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
@@ -184,7 +184,7 @@ class Fleet:
         started = time.monotonic()
         states: dict[str, ClusterState] = {}
         for spec in self.clusters:
-            ports = _free_ports(6)
+            ports = free_ports(6)
             states[spec.name] = ClusterState(
                 name=spec.name,
                 ports=dict(
@@ -227,7 +227,7 @@ class Fleet:
     ) -> None:
         logs = self.directory / state.name / "logs"
         logs.mkdir(parents=True, exist_ok=True)
-        with (logs / f"{component}.log").open("ab") as sink, _SPAWN_LOCK:
+        with (logs / f"{component}.log").open("ab") as sink, SPAWN_LOCK:
             process = subprocess.Popen(
                 argv,
                 stdout=sink,

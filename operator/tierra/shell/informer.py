@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, ItemsView, Iterator, KeysView, MutableMapping, ValuesView
 from typing import Any
 
 from tierra.shell.kube import KubeClient, KubeError, Obj, resource_path
@@ -27,6 +27,93 @@ def _slim(obj: Obj) -> Obj:
 
 
 Transform = Callable[[Obj], Obj]
+StoreListener = Callable[[Key, Obj | None], None]  # (key, object set, or None: deleted)
+IndexBy = Callable[[Obj], str | None]
+
+
+class Store(MutableMapping[Key, Obj]):
+    """An informer's cache: a dict that reports every write, whoever makes it.
+
+    The watch writes here, and so does the reconciler (write-through of decisions before the
+    apiserver answers, and undoing them). Subscribers (the usage index) see each set and delete
+    in order; an optional ``index_by`` key (e.g. the owning service) lists objects by that key
+    without scanning the store.
+    """
+
+    def __init__(self, index_by: IndexBy | None = None) -> None:
+        self._data: dict[Key, Obj] = {}
+        self._listeners: list[StoreListener] = []
+        self._index_by = index_by
+        self._index: dict[str, dict[Key, None]] = {}
+
+    def __getitem__(self, key: Key) -> Obj:
+        return self._data[key]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._data
+
+    def __iter__(self) -> Iterator[Key]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def get(self, key: Key, default: Any = None) -> Any:
+        return self._data.get(key, default)
+
+    def keys(self) -> KeysView[Key]:
+        return self._data.keys()
+
+    def values(self) -> ValuesView[Obj]:
+        return self._data.values()
+
+    def items(self) -> ItemsView[Key, Obj]:
+        return self._data.items()
+
+    def __setitem__(self, key: Key, obj: Obj) -> None:
+        old = self._data.get(key)
+        self._data[key] = obj
+        if self._index_by is not None:
+            self._unindex(key, old)
+            value = self._index_by(obj)
+            if value is not None:
+                self._index.setdefault(value, {})[key] = None
+        self._notify(key, obj)
+
+    def __delitem__(self, key: Key) -> None:
+        old = self._data.pop(key)
+        self._unindex(key, old)
+        self._notify(key, None)
+
+    def _unindex(self, key: Key, old: Obj | None) -> None:
+        if self._index_by is None or old is None:
+            return
+        value = self._index_by(old)
+        if value is None or value not in self._index:
+            return
+        keys = self._index[value]
+        keys.pop(key, None)
+        if not keys:
+            del self._index[value]
+
+    def by_index(self, value: str) -> list[Obj]:
+        """The objects whose ``index_by`` key is ``value`` (a list: safe to delete from the
+        store while looping over it)."""
+        return [self._data[key] for key in self._index.get(value, ())]
+
+    def subscribe(self, listener: StoreListener) -> None:
+        self._listeners.append(listener)
+
+    def unsubscribe(self, listener: StoreListener) -> None:
+        with contextlib.suppress(ValueError):
+            self._listeners.remove(listener)
+
+    def _notify(self, key: Key, obj: Obj | None) -> None:
+        for listener in self._listeners:
+            try:
+                listener(key, obj)
+            except Exception:  # a subscriber bug must not break the cache
+                log.exception("store listener failed for %s", key)
 
 
 class Informer:
@@ -39,13 +126,14 @@ class Informer:
         label_selector: str | None = None,
         on_change: OnChange | None = None,
         transform: Transform = _slim,
+        index_by: IndexBy | None = None,
     ) -> None:
         self.client = client
         self.kind = kind
         self.label_selector = label_selector
         self.on_change = on_change
         self.transform = transform
-        self.store: dict[Key, Obj] = {}
+        self.store = Store(index_by)
         self.synced = asyncio.Event()
         self.failures = 0
         self._task: asyncio.Task[None] | None = None
@@ -71,9 +159,13 @@ class Informer:
     async def _relist(self) -> str:
         listing = await self.client.list(self.kind, label_selector=self.label_selector)
         fresh = {key_of(item): self.transform(item) for item in listing.get("items", [])}
-        gone = [key for key in self.store if key not in fresh]
-        old = self.store
-        self.store = fresh
+        # Update the store in place (its subscribers see each change), then tell on_change.
+        old = dict(self.store)
+        gone = [key for key in old if key not in fresh]
+        for key in gone:
+            del self.store[key]
+        for key, obj in fresh.items():
+            self.store[key] = obj
         for key in gone:
             self._notify("DELETED", old[key])
         for key, obj in fresh.items():

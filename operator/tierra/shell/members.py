@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 from tierra.api.tier import Tier
+from tierra.core.inventory import owner_key, pod_request
 from tierra.shell.informer import Informer
 from tierra.shell.kube import KubeClient, KubeError, Obj, client_from_kubeconfig
 
@@ -33,9 +34,29 @@ def _resources(containers: list[Obj] | None) -> list[Obj]:
     return [{"resources": c.get("resources") or {}} for c in containers or []]
 
 
+def _effective_requests(pod: Obj) -> tuple[list[Obj], list[Obj]]:
+    """The pod's containers folded into one whose requests are the pod's effective requests
+    (``pod_request`` gives the same figures), parsed once per Pod event rather than once per
+    capacity snapshot; the containers as they are when a quantity does not parse."""
+    spec = pod.get("spec", {})
+    containers = [*(spec.get("containers") or []), *(spec.get("initContainers") or [])]
+    names = {
+        name
+        for c in containers
+        for part in ("requests", "limits")
+        for name in ((c.get("resources") or {}).get(part) or {})
+    }
+    try:
+        requests = {name: pod_request(pod, name) for name in sorted(names)}
+    except ValueError:
+        return _resources(spec.get("containers")), _resources(spec.get("initContainers"))
+    return [{"resources": {"requests": requests}}], []
+
+
 def slim_pod(pod: Obj) -> Obj:
     """The parts of a Pod capacity accounting reads (a full Pod is ~20x larger)."""
     meta, spec = pod.get("metadata", {}), pod.get("spec", {})
+    containers, init_containers = _effective_requests(pod)
     return {
         "metadata": {
             k: meta[k]
@@ -44,8 +65,8 @@ def slim_pod(pod: Obj) -> Obj:
         },
         "spec": {
             "nodeName": spec.get("nodeName"),
-            "containers": _resources(spec.get("containers")),
-            "initContainers": _resources(spec.get("initContainers")),
+            "containers": containers,
+            "initContainers": init_containers,
         },
         "status": {"phase": pod.get("status", {}).get("phase")},
     }
@@ -93,11 +114,16 @@ class MemberCluster:
         self.nodes = Informer(client, "Node", on_change=self._node_changed, transform=slim_node)
         self.pods = Informer(client, "Pod", on_change=self._pod_changed, transform=slim_pod)
         self._fingerprints: dict[tuple[str, str, str], object] = {}
-        self.deployments = Informer(client, "Deployment", MANAGED_SELECTOR, self._child_changed)
+        # Children are indexed by their owning service (``store.by_index("ns/name")``).
+        self.deployments = Informer(
+            client, "Deployment", MANAGED_SELECTOR, self._child_changed, index_by=owner_key
+        )
         self._on_child_change = on_child_change
         self.revision = 0
         """Bumped whenever what capacity and usage are computed from changes (a cache key)."""
-        self.services = Informer(client, "Service", MANAGED_SELECTOR, on_child_change)
+        self.services = Informer(
+            client, "Service", MANAGED_SELECTOR, on_child_change, index_by=owner_key
+        )
         self._on_capacity_change = on_capacity_change
         self._on_reachability_change = on_reachability_change
         self.reachable = True
@@ -107,6 +133,23 @@ class MemberCluster:
         self._probe_task: asyncio.Task[None] | None = None
 
     def _child_changed(self, event: str, obj: Obj) -> None:
+        """Pass on Deployment events that can matter to a reconcile: any change of metadata
+        (labels, annotations, owners), of the spec (``generation``), or of ``readyReplicas``
+        (reported in status), and deletions; not the rest of the status churn a rollout makes
+        (observedGeneration, updated/available replicas, conditions), which would only
+        trigger reconciles that find nothing to do."""
+        meta = obj.get("metadata", {})
+        key = ("Deployment", meta.get("namespace", ""), meta.get("name", ""))
+        if event == "DELETED":
+            self._fingerprints.pop(key, None)
+        else:
+            fingerprint = (
+                {k: v for k, v in meta.items() if k != "resourceVersion"},
+                (obj.get("status") or {}).get("readyReplicas"),
+            )
+            if self._fingerprints.get(key) == fingerprint:
+                return
+            self._fingerprints[key] = fingerprint
         self.revision += 1
         self._on_child_change(event, obj)
 

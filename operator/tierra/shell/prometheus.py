@@ -44,6 +44,8 @@ class MetricSample:
     p95_latency_ms: float | None
     ttft_p95_ms: float | None
     observed_at: datetime
+    mean_prompt_tokens: float | None = None
+    mean_output_tokens: float | None = None
 
 
 def _ms(seconds: float | None) -> float | None:
@@ -204,4 +206,6 @@ class PrometheusClient:
             p95_latency_ms=_ms(values["latency_p95_seconds"]),
             ttft_p95_ms=_ms(values["ttft_p95_seconds"]),
             observed_at=self._clock(),
+            mean_prompt_tokens=values["mean_prompt_tokens"],
+            mean_output_tokens=values["mean_output_tokens"],
         )

@@ -182,11 +182,13 @@ def test_the_max_over_signals_wins_with_its_reason() -> None:
 
 
 def test_a_backlog_is_drained_within_the_startup_time_not_provisioned_for() -> None:
-    # 464 in the system is 12 replicas' allowance; but at 4 req/s arriving, draining the 392
-    # waiting beyond the allowed queue within the 60 s startup takes (4 + 392/60) x 0.375 s.
+    # 464 in the system is 12 replicas' allowance; but with 64 running on replicas of 32, two
+    # saturated replicas complete 2 / 0.375 s requests/s (more than the lagging 4 req/s the
+    # rate window shows), and draining the 392 waiting beyond the allowed queue within the
+    # 60 s startup takes (5.33 + 392/60) x 0.375 s.
     load = signals(0.0, queue=400, running=64, arrival=4.0)
     by_size = recommend(inputs(signals=load), ScalerState(), 0.0)
-    assert by_size.needs["queue"] == math.ceil((4 + 392 / 60) * 0.375) == 4
+    assert by_size.needs["queue"] == math.ceil((2 / 0.375 + 392 / 60) * 0.375) == 5
     unknown_size = recommend(inputs(signals=load, mean_prompt_tokens=None), ScalerState(), 0.0)
     assert unknown_size.needs["queue"] == 12
     # what is running is evidence, not a model: the request size does not talk it down
@@ -654,3 +656,31 @@ def test_closed_loop_with_the_queue_model_holds_the_slo_through_a_load_step() ->
     assert min(t for t in downs if t >= 1500.0) >= 1500.0 + DELAY
     assert desired == 2
     assert p95(1500.0, 2400.0) <= 2.0
+
+
+def test_a_growing_backlog_counts_as_arrivals_the_completions_do_not_show() -> None:
+    """A saturated replica completes what it can; the rest of a load step piles up. The
+    arrivals are the completions plus the backlog's growth, so the step is met in one go."""
+    base = inputs(desired_replicas=1, ready_replicas=1, startup_seconds=5.0)
+    first = recommend(replace(base, signals=signals(0.0, 20, 32, 2.6)), ScalerState(), 0.0)
+    assert first.state.backlog_probe == (0.0, 52.0)
+    # 3 s later, 21 more in the system: 7 req/s arriving beyond the 2.6 completing.
+    later = recommend(
+        replace(base, desired_replicas=first.replicas, signals=signals(3.0, 41, 32, 2.6)),
+        first.state,
+        3.0,
+    )
+    assert later.needs["arrival"] == need_for(2.6 + 7.0)
+    assert later.replicas >= need_for(9.6)
+    assert "backlog's growth" in later.reason
+    # without the growth the lagging completions would ask for far less
+    assert need_for(2.6) < need_for(9.6)
+    # no backlog: no probe, and nothing is added
+    calm = recommend(replace(base, signals=signals(6.0, 0, 3, 2.6)), later.state, 6.0)
+    assert calm.state.backlog_probe is None
+    assert calm.needs["arrival"] == need_for(2.6)
+
+
+def test_state_round_trips_through_status() -> None:
+    state = ScalerState(last_replicas=3, window=((1.0, 3),), backlog_probe=(2.0, 40.0))
+    assert ScalerState.from_dict(json.loads(json.dumps(state.to_dict()))) == state

@@ -101,6 +101,10 @@ def test_vllm_queries() -> None:
         ttft_p95_seconds="histogram_quantile(0.95, sum by (le) "
         f"(rate(vllm:time_to_first_token_seconds_bucket{{{SEL}}}[1m])))",
         latency_statistic="p95",
+        mean_prompt_tokens=f"sum(rate(vllm:prompt_tokens_total{{{SEL}}}[1m])) / "
+        f"sum(rate(vllm:request_success_total{{{SEL}}}[1m]))",
+        mean_output_tokens=f"sum(rate(vllm:generation_tokens_total{{{SEL}}}[1m])) / "
+        f"sum(rate(vllm:request_success_total{{{SEL}}}[1m]))",
     )
 
 

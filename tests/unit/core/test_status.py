@@ -3,7 +3,15 @@
 from __future__ import annotations
 
 from tierra.core.placement import PlacementDecision, PlannedPlacement, PoolCapacity, Rejection
-from tierra.core.status import condition, explain_status, service_status, tier_status
+from tierra.core.status import (
+    ScalingReport,
+    condition,
+    explain_status,
+    scaling_status,
+    service_status,
+    slo_verdict,
+    tier_status,
+)
 
 NOW, LATER = "2026-01-01T00:00:00Z", "2026-01-01T00:05:00Z"
 
@@ -99,3 +107,83 @@ def test_explain_status_is_short_and_puts_non_candidates_last() -> None:
     assert "residency eu" in lines[0]
     assert lines[-1] == "  no matching accelerator: regional/cpu"
     assert "    central/h100: residency eu required" in lines
+
+
+# --------------------------------------------------------------------------------------------
+# The autoscaler's part
+
+
+def _report(**changes: object) -> ScalingReport:
+    base: dict[str, object] = {
+        "mode": "auto",
+        "recommended": 4,
+        "reason": "scale up 2 -> 4: queue",
+        "metrics_available": True,
+        "metrics_reason": "MetricsObserved",
+        "metrics_message": "sampled",
+        "signal": "queue",
+        "needs": {"queue": 4, "arrival": 3},
+        "metrics": {"p95LatencyMs": 1500.0, "ttftP95Ms": 300.0, "queueDepth": 7.0},
+        "last_scale": {"time": "t", "from": "2", "to": "4", "reason": "r", "signals": {}},
+    }
+    base.update(changes)
+    return ScalingReport(**base)  # type: ignore[arg-type]
+
+
+def _conditions(status: dict[str, object]) -> dict[str, dict[str, object]]:
+    return {c["type"]: c for c in status["conditions"]}  # type: ignore[attr-defined,index]
+
+
+def test_scaling_status_reports_metrics_slo_and_the_recommendation() -> None:
+    part = scaling_status(_report(), 2000, 500, 3, {}, "now")
+    conditions = _conditions(part)
+    assert conditions["MetricsAvailable"]["status"] == "True"
+    assert conditions["SLOMet"]["status"] == "True"
+    assert conditions["SLOMet"]["reason"] == "WithinSLO"
+    assert part["autoscaling"] == {
+        "mode": "auto",
+        "recommendedReplicas": 4,
+        "signal": "queue",
+        "needs": {"queue": 4, "arrival": 3},
+        "reason": "scale up 2 -> 4: queue",
+    }
+    assert part["lastScale"]["to"] == "4"  # type: ignore[index]
+
+
+def test_slo_violation_names_what_missed() -> None:
+    part = scaling_status(_report(), 1000, 200, 3, {}, "now")
+    slo = _conditions(part)["SLOMet"]
+    assert slo["status"] == "False"
+    assert slo["reason"] == "SLOViolated"
+    assert "p95 latency 1500 ms > 1000 ms" in str(slo["message"])
+    assert "TTFT 300 ms > 200 ms" in str(slo["message"])
+
+
+def test_missing_metrics_make_slo_unknown_and_keep_the_last_metrics() -> None:
+    previous = {"metrics": {"p95LatencyMs": 10.0}, "lastScale": {"to": "3"}}
+    part = scaling_status(
+        _report(
+            mode="hold",
+            metrics_available=False,
+            metrics_reason="PrometheusUnavailable",
+            metrics_message="Prometheus at http://x is unreachable",
+            metrics=None,
+            last_scale=None,
+        ),
+        2000,
+        None,
+        3,
+        previous,
+        "now",
+    )
+    conditions = _conditions(part)
+    assert conditions["MetricsAvailable"]["status"] == "False"
+    assert conditions["MetricsAvailable"]["reason"] == "PrometheusUnavailable"
+    assert conditions["SLOMet"]["status"] == "Unknown"
+    assert part["metrics"] == {"p95LatencyMs": 10.0}
+    assert part["lastScale"] == {"to": "3"}
+
+
+def test_no_latency_yet_is_unknown() -> None:
+    assert slo_verdict({"p95LatencyMs": None}, 2000, None)[0] is None
+    assert slo_verdict(None, 2000, None)[1] == "NoMetrics"

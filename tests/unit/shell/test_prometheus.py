@@ -183,6 +183,8 @@ async def test_sample_dict_has_every_field() -> None:
         "arrival_rate": None,
         "latency_p95_seconds": None,
         "ttft_p95_seconds": None,
+        "mean_prompt_tokens": None,
+        "mean_output_tokens": None,
     }
 
 

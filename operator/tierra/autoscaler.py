@@ -1,0 +1,302 @@
+"""The SLO autoscaler's shell: sample each service's metrics, ask the pure recommender.
+
+Every ``interval`` seconds the reconciler hands each placed service to :meth:`Autoscaler.step`.
+It queries the Prometheus of every tier the service runs in (``Tier.spec.metrics``, else the
+operator-wide default) with the runtime's preset queries, combines the tiers' samples, and
+calls :func:`tierra.core.autoscale.recommend` with the state it kept from the last call. The
+outcome says whether the reconciler should act (a new count, a mode or availability change)
+and which Events to post. Placement of the count -- including spilling into another pool or
+tier when the current ones are full -- is the reconciler's job, through the same ``place``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+
+from tierra.api.inference_service import InferenceService
+from tierra.api.tier import Tier
+from tierra.core.autoscale import (
+    Recommendation,
+    RunningPlacement,
+    ScalerState,
+    ServiceSample,
+    Signals,
+    TierSample,
+    combine_samples,
+    recommend,
+    service_scaling_inputs,
+)
+from tierra.core.metrics_presets import queries_for
+from tierra.core.status import ScalingReport, slo_verdict
+from tierra.shell.prometheus import MetricSample, MetricsUnavailable, PrometheusClient
+
+log = logging.getLogger(__name__)
+
+DEFAULT_INTERVAL_SECONDS = 5.0
+"""How often each service's metrics are sampled (``--metrics-interval``)."""
+STATUS_METRICS_REFRESH_SECONDS = 30.0
+"""Observed metrics are written to status at least this often while they change, and not on
+every sample (a status write per service per interval would load the apiserver)."""
+
+
+def _rfc3339(seconds: float) -> str:
+    return datetime.datetime.fromtimestamp(seconds, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
+
+
+@dataclass(frozen=True)
+class ScaleEvent:
+    reason: str
+    message: str
+    type: str = "Normal"
+
+
+@dataclass(frozen=True)
+class StepOutcome:
+    """What one step decided: reconcile the service? post which Events?"""
+
+    recommendation: Recommendation
+    reconcile: bool
+    events: tuple[ScaleEvent, ...] = ()
+
+
+@dataclass
+class _ServiceScaling:
+    state: ScalerState = field(default_factory=ScalerState)
+    recommendation: Recommendation | None = None
+    problem: tuple[str, str] | None = None
+    metrics: dict[str, Any] | None = None
+    last_scale: dict[str, Any] | None = None
+    status_written_at: float = 0.0
+    slo_met: bool | None = None
+
+
+class Autoscaler:
+    """Per-service recommender state and the Prometheus clients (one per URL)."""
+
+    def __init__(
+        self,
+        default_url: str | None = None,
+        *,
+        timeout_seconds: float = 2.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.default_url = default_url
+        self.timeout_seconds = timeout_seconds
+        self.clock = clock
+        self._services: dict[str, _ServiceScaling] = {}
+        self._clients: dict[str, PrometheusClient] = {}
+        self._session: aiohttp.ClientSession | None = None
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+        self._clients.clear()
+
+    def forget(self, key: str) -> None:
+        self._services.pop(key, None)
+
+    def recommended(self, key: str) -> int | None:
+        """The replicas last recommended for ``key`` (None before its first step)."""
+        scaling = self._services.get(key)
+        if scaling is None or scaling.recommendation is None:
+            return None
+        return scaling.recommendation.replicas
+
+    def _client(self, url: str) -> PrometheusClient:
+        client = self._clients.get(url)
+        if client is None:
+            if self._session is None:
+                self._session = aiohttp.ClientSession()
+            client = PrometheusClient(url, self.timeout_seconds, session=self._session)
+            self._clients[url] = client
+        return client
+
+    def _url(self, tier: Tier | None) -> str | None:
+        if tier is not None and tier.spec.metrics is not None:
+            return tier.spec.metrics.prometheus_url
+        return self.default_url
+
+    async def observe(
+        self,
+        service: InferenceService,
+        placements: list[RunningPlacement],
+        tiers: Mapping[str, Tier],
+    ) -> tuple[ServiceSample | None, tuple[str, str] | None]:
+        """The service's metrics over its tiers, or why there are none (reason, message)."""
+        names = list(dict.fromkeys(p.tier for p in placements))
+        by_url: dict[str, list[str]] = {}
+        unconfigured = []
+        for name in names:
+            url = self._url(tiers.get(name))
+            if url is None:
+                unconfigured.append(name)
+            else:
+                by_url.setdefault(url, []).append(name)
+        if unconfigured:
+            return None, (
+                "NoMetricsSource",
+                f"no Prometheus for tier(s) {', '.join(unconfigured)}: set the Tier's "
+                "spec.metrics.prometheusURL or run the operator with --prometheus-url",
+            )
+        if not by_url:
+            if self.default_url is None:
+                return None, ("NoMetricsSource", "not placed, and no default Prometheus")
+            by_url[self.default_url] = []
+        # One Prometheus sees every tier: one query over all the service's pods. Several: each
+        # tier's pods from its own, combined.
+        jobs = (
+            [(next(iter(by_url)), None)]
+            if len(by_url) == 1
+            else [(url, tier) for url, names_ in by_url.items() for tier in names_]
+        )
+        try:
+            samples = await asyncio.gather(
+                *(
+                    self._client(url).sample_metrics(queries_for(service, tier))
+                    for url, tier in jobs
+                )
+            )
+        except MetricsUnavailable as error:
+            return None, ("PrometheusUnavailable", error.reason)
+        combined = combine_samples([_tier_sample(s) for s in samples])
+        if combined is None:
+            return None, ("NoData", "Prometheus returned nothing")
+        return combined, None
+
+    async def step(
+        self,
+        key: str,
+        service: InferenceService,
+        placements: list[RunningPlacement],
+        ready_replicas: int,
+        tiers: Mapping[str, Tier],
+    ) -> StepOutcome:
+        """Sample and recommend for one service."""
+        scaling = self._services.setdefault(key, _ServiceScaling())
+        sample, problem = await self.observe(service, placements, tiers)
+        now = self.clock()
+        latency = {name: tier.spec.latency_ms for name, tier in tiers.items()}
+        inputs = service_scaling_inputs(
+            service, placements, latency, ready_replicas=ready_replicas, sample=sample
+        )
+        rec = recommend(inputs, scaling.state, now)
+        before = scaling.recommendation
+        previous = before.replicas if before is not None else inputs.desired_replicas
+        events: list[ScaleEvent] = []
+        values: dict[str, float] = {}
+        if sample is not None:
+            scaling.metrics = _observed(sample)
+            values = {
+                k: float(v)
+                for k, v in scaling.metrics.items()
+                if isinstance(v, (int, float)) and not isinstance(v, bool)
+            }
+        values.update({f"need.{name}": float(n) for name, n in rec.needs.items()})
+        # A decision is news when it changes a count in effect: not a service's first count
+        # before it was ever placed, nor a hold or a manual count.
+        in_effect = before is not None or inputs.desired_replicas > 0
+        if in_effect and rec.replicas != previous and rec.mode == "auto":
+            up = rec.replicas > previous
+            scaling.last_scale = {
+                "time": _rfc3339(now),
+                "from": str(previous),
+                "to": str(rec.replicas),
+                "reason": rec.reason[:1000],
+                "signals": values,
+            }
+            events.append(ScaleEvent("ScaledUp" if up else "ScaledDown", rec.reason))
+        reason_now = problem[0] if problem else None
+        reason_before = scaling.problem[0] if scaling.problem else None
+        if reason_now != reason_before:
+            # (no Prometheus configured at all is a standing configuration, said by the
+            # condition alone: one Warning per service would be noise)
+            if problem is not None and problem[0] != "NoMetricsSource":
+                events.append(
+                    ScaleEvent("MetricsUnavailable", f"{problem[1]}; {rec.reason}", "Warning")
+                )
+            elif problem is None and reason_before not in (None, "NoMetricsSource"):
+                events.append(ScaleEvent("MetricsAvailable", "metrics are back: " + rec.reason))
+        if rec.mode == "manual" and (before is None or before.mode != "manual"):
+            events.append(ScaleEvent("ManualScaling", rec.reason))
+        slo = service.spec.slo
+        slo_met = slo_verdict(scaling.metrics, slo.latency_p95_ms, slo.ttft_p95_ms)[0]
+        changed = (
+            before is None
+            or rec.replicas != before.replicas
+            or rec.mode != before.mode
+            or rec.metrics_available != before.metrics_available
+            or reason_now != reason_before
+            or slo_met != scaling.slo_met
+        )
+        scaling.slo_met = slo_met
+        stale_status = (
+            sample is not None and now - scaling.status_written_at >= STATUS_METRICS_REFRESH_SECONDS
+        )
+        scaling.problem = problem
+        scaling.state = rec.state
+        scaling.recommendation = rec
+        return StepOutcome(rec, reconcile=changed or stale_status, events=tuple(events))
+
+    def report(self, key: str) -> ScalingReport | None:
+        """The status the autoscaler has to write for ``key`` (None before its first step);
+        marks the metrics as written."""
+        scaling = self._services.get(key)
+        if scaling is None or scaling.recommendation is None:
+            return None
+        scaling.status_written_at = self.clock()
+        rec = scaling.recommendation
+        problem = scaling.problem
+        return ScalingReport(
+            mode=rec.mode,
+            recommended=rec.replicas,
+            reason=rec.reason,
+            metrics_available=problem is None,
+            metrics_reason=problem[0] if problem is not None else "MetricsObserved",
+            metrics_message=problem[1]
+            if problem is not None
+            else f"sampled at {scaling.metrics['observedAt'] if scaling.metrics else '-'}",
+            signal=rec.signal,
+            needs=dict(rec.needs),
+            metrics=scaling.metrics,
+            last_scale=scaling.last_scale,
+        )
+
+
+def _tier_sample(sample: MetricSample) -> TierSample:
+    return TierSample(
+        signals=Signals(
+            queue_depth=sample.queue_depth,
+            running=sample.running,
+            arrival_rate=sample.arrival_rate,
+            p95_latency_ms=sample.p95_latency_ms,
+            ttft_p95_ms=sample.ttft_p95_ms,
+            observed_at=sample.observed_at.timestamp(),
+        ),
+        mean_prompt_tokens=sample.mean_prompt_tokens,
+        mean_output_tokens=sample.mean_output_tokens,
+    )
+
+
+def _observed(sample: ServiceSample) -> dict[str, Any]:
+    s = sample.signals
+    return {
+        "observedAt": _rfc3339(s.observed_at) if s.observed_at is not None else None,
+        "queueDepth": _round(s.queue_depth),
+        "running": _round(s.running),
+        "arrivalRate": _round(s.arrival_rate),
+        "p95LatencyMs": _round(s.p95_latency_ms),
+        "ttftP95Ms": _round(s.ttft_p95_ms),
+    }

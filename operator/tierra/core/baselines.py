@@ -1,0 +1,475 @@
+"""The policies the simulator compares Tierra with, and the interface every policy implements.
+
+A policy is a small object the simulator asks, every ``interval`` seconds, for the replicas to
+run given an ``Observation`` (what a 15 s scrape of the runtime's metrics would show). It starts
+with ``start(context)``, which returns the replicas that are ready when the trace begins (the
+fleet is already running). The simulator, not the policy, owns the replica pool: a policy only
+says a number.
+
+The baselines follow the published algorithms of the systems they stand for, each on the same
+metric, *per-replica concurrency* (requests running + waiting per replica):
+
+* ``HpaPolicy``: the Kubernetes HorizontalPodAutoscaler (autoscaling/v2) on a Pods metric.
+  Every 15 s: ``ratio = average metric over ready pods / target``; no change when
+  ``|ratio - 1| <= 10 %``; otherwise ``desired = ceil(ratio x ready pods)``. When scaling up
+  with pods that are not ready yet, those count as using 0 and the ratio is recomputed; if the
+  recomputed ratio is within tolerance or points down, nothing changes. Behaviour defaults:
+  scale-up is not stabilised and is limited to ``max(2 x current, current + 4)`` per 15 s;
+  scale-down uses the max of the recommendations of the last 300 s (stabilisation window) and
+  is limited to 100 % per 15 s. Bounds ``[max(1, minReplicas), maxReplicas]``.
+* ``KedaPolicy``: a KEDA ScaledObject with a Prometheus trigger whose query is the service's
+  total running + waiting, metric type AverageValue with ``threshold`` = the target per
+  replica. KEDA polls every 30 s for activation: at 0 replicas a value above
+  ``activationThreshold`` activates the service (1 replica, or ``minReplicaCount``); with
+  ``minReplicaCount`` 0 the service goes back to 0 once the value has not been above the
+  activation threshold for ``cooldownPeriod`` (300 s). Between 1 and N the HPA KEDA creates
+  does the scaling: for an AverageValue External metric the usage ratio is ``value / (target x
+  current)`` (same 10 % tolerance) and ``desired = ceil(value / target)``, with the HPA
+  behaviour above. The HPA reads the metric on each of its 15 s syncs (KEDA's default, no
+  metric caching).
+* ``StaticPeakPolicy``: a constant fleet sized, as a capacity planner would, for the trace's
+  busiest minute (its arrival rate and the trace's mean request) with the same M/M/c headroom
+  the Tierra recommender plans with.
+* ``OraclePolicy``: clairvoyant; see its docstring for how its schedule is computed and why
+  it is the cost floor at full attainment.
+
+Every policy runs on the variant and pool placement chose, so the comparison isolates the
+scaling decisions.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from bisect import bisect_left
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Protocol
+
+from tierra.core.queue_model import CompletedRequest, ReplicaPool, ReplicaProfile
+
+SYNC_SECONDS = 15.0
+"""HPA sync period (``--horizontal-pod-autoscaler-sync-period`` default)."""
+HPA_TOLERANCE = 0.1
+"""HPA tolerance (``--horizontal-pod-autoscaler-tolerance`` default)."""
+HPA_DOWN_STABILISATION_SECONDS = 300.0
+"""Default ``behavior.scaleDown.stabilizationWindowSeconds``."""
+KEDA_POLL_SECONDS = 30.0
+"""KEDA ``pollingInterval`` default."""
+KEDA_COOLDOWN_SECONDS = 300.0
+"""KEDA ``cooldownPeriod`` default."""
+
+
+# --------------------------------------------------------------------------------------------
+# The interface
+
+
+@dataclass(frozen=True, slots=True)
+class TraceRequest:
+    """One request of a trace: arrival (seconds from the trace's start) and its token counts."""
+
+    arrival: float
+    prompt_tokens: int
+    output_tokens: int
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What the metrics show at ``time``: the runtime's gauges, 1-minute windows and counts."""
+
+    time: float
+    waiting: int
+    running: int
+    ready_replicas: int
+    desired_replicas: int
+    """Replicas asked for (ready and starting)."""
+    arrival_rate: float | None
+    """Completions per second over the last minute (``rate(request_success_total[1m])``)."""
+    p95_latency_ms: float | None
+    """Server-side p95 end-to-end latency of the requests completed in the last minute."""
+    ttft_p95_ms: float | None
+    mean_prompt_tokens: float | None
+    """Mean of the requests completed recently (the runtime's token counters over a window)."""
+    mean_output_tokens: float | None
+
+    @property
+    def concurrency(self) -> int:
+        """Running + waiting: what the baselines' metric sums."""
+        return self.waiting + self.running
+
+    @property
+    def starting_replicas(self) -> int:
+        return max(0, self.desired_replicas - self.ready_replicas)
+
+
+@dataclass(frozen=True)
+class SloTarget:
+    """The SLO a request is judged against, as the client sees it (RTT included)."""
+
+    latency_seconds: float
+    ttft_seconds: float | None = None
+
+    def met(self, done: CompletedRequest) -> bool:
+        if done.latency > self.latency_seconds:
+            return False
+        return self.ttft_seconds is None or done.ttft <= self.ttft_seconds
+
+    def feasible(self, profile: ReplicaProfile, prompt_tokens: int, output_tokens: int) -> bool:
+        """Whether the request can meet the SLO at all: alone on a ready replica."""
+        latency = profile.work_seconds(prompt_tokens, output_tokens) + profile.rtt_seconds
+        if latency > self.latency_seconds:
+            return False
+        ttft = profile.prefill_seconds(prompt_tokens) + profile.rtt_seconds
+        return self.ttft_seconds is None or ttft <= self.ttft_seconds
+
+
+@dataclass(frozen=True)
+class PolicyContext:
+    """What a policy may know before the trace starts."""
+
+    trace: Sequence[TraceRequest]
+    """The whole trace: only the oracle and static-peak look at it."""
+    profile: ReplicaProfile
+    slo: SloTarget
+    min_replicas: int
+    max_replicas: int
+    scale_to_zero: bool
+    interval: float
+    """Seconds between decisions (the scrape and sync period)."""
+    warm_replicas: int
+    """Replicas running when the trace starts, for the adaptive policies."""
+    peak_replicas: int
+    """The replicas a planner would provision for the trace's busiest minute."""
+
+
+class Policy(Protocol):
+    """A scaling policy: ``start`` once, then ``decide`` every ``context.interval`` seconds."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def target(self) -> float | None:
+        """The swept setting (per-replica concurrency target), None when not swept."""
+        ...
+
+    def start(self, context: PolicyContext) -> int:
+        """The replicas ready when the trace starts."""
+        ...
+
+    def decide(self, observation: Observation) -> int:
+        """The replicas to run from ``observation.time`` on."""
+        ...
+
+
+# --------------------------------------------------------------------------------------------
+# HPA v2
+
+
+@dataclass
+class HpaBehaviour:
+    """The HPA controller's recommendation history and rate limits (autoscaling/v2 defaults)."""
+
+    min_replicas: int
+    max_replicas: int
+    down_window: float = HPA_DOWN_STABILISATION_SECONDS
+    up_window: float = 0.0
+
+    def __post_init__(self) -> None:
+        self._history: deque[tuple[float, int]] = deque()
+
+    def warm(self, now: float, replicas: int) -> None:
+        """Start as an HPA that has recommended ``replicas`` for its whole window up to ``now``."""
+        self._history.clear()
+        self._history.append((now, replicas))
+
+    def apply(self, now: float, current: int, proposal: int) -> int:
+        """Stabilise ``proposal`` and limit the rate of change from ``current``."""
+        self._history.append((now, proposal))
+        horizon = max(self.down_window, self.up_window)
+        while self._history and self._history[0][0] < now - horizon:
+            self._history.popleft()
+        down = max(n for t, n in self._history if t >= now - self.down_window)
+        up = min(n for t, n in self._history if t >= now - self.up_window)
+        desired = current
+        if current < up:
+            desired = up
+        elif current > down:
+            desired = down
+        if desired > current:  # default scale-up policies: 100 % or 4 pods per 15 s, the max
+            desired = min(desired, max(2 * current, current + 4))
+        return min(max(desired, self.min_replicas), self.max_replicas)
+
+
+def hpa_pods_proposal(
+    current: int, ready: int, starting: int, total: float, target: float, tolerance: float
+) -> int:
+    """The HPA's raw recommendation for a Pods metric whose per-pod values sum to ``total``.
+
+    The average is over ready pods; when that says scale up and pods are still starting, they
+    count as using 0 and the ratio is recomputed (no change if it then is within tolerance or
+    says scale down).
+    """
+    if ready <= 0:
+        return current
+    ratio = total / ready / target
+    if abs(ratio - 1.0) <= tolerance:
+        return current
+    if ratio > 1.0 and starting > 0:
+        pods = ready + starting
+        ratio = total / pods / target
+        if ratio <= 1.0 + tolerance:
+            return current
+        return math.ceil(ratio * pods)
+    return math.ceil(ratio * ready)
+
+
+class HpaPolicy:
+    """HPA v2 on per-replica concurrency (see the module docstring)."""
+
+    name = "hpa"
+
+    def __init__(self, target: float, tolerance: float = HPA_TOLERANCE) -> None:
+        if target <= 0:
+            raise ValueError("target must be positive")
+        self._target = target
+        self.tolerance = tolerance
+        self._behaviour = HpaBehaviour(1, 1)
+
+    @property
+    def target(self) -> float:
+        return self._target
+
+    def start(self, context: PolicyContext) -> int:
+        low = max(1, context.min_replicas)
+        self._behaviour = HpaBehaviour(low, max(low, context.max_replicas))
+        replicas = min(max(context.warm_replicas, low), self._behaviour.max_replicas)
+        self._behaviour.warm(0.0, replicas)
+        return replicas
+
+    def decide(self, observation: Observation) -> int:
+        current = observation.desired_replicas
+        proposal = hpa_pods_proposal(
+            current,
+            observation.ready_replicas,
+            observation.starting_replicas,
+            observation.concurrency,
+            self._target,
+            self.tolerance,
+        )
+        return self._behaviour.apply(observation.time, current, proposal)
+
+
+# --------------------------------------------------------------------------------------------
+# KEDA
+
+
+class KedaPolicy:
+    """A KEDA Prometheus trigger feeding an HPA (see the module docstring)."""
+
+    name = "keda"
+
+    def __init__(
+        self,
+        target: float,
+        activation_threshold: float = 0.0,
+        poll_seconds: float = KEDA_POLL_SECONDS,
+        cooldown_seconds: float = KEDA_COOLDOWN_SECONDS,
+        tolerance: float = HPA_TOLERANCE,
+    ) -> None:
+        if target <= 0:
+            raise ValueError("target must be positive")
+        self._target = target
+        self.activation_threshold = activation_threshold
+        self.poll_seconds = poll_seconds
+        self.cooldown_seconds = cooldown_seconds
+        self.tolerance = tolerance
+        self._behaviour = HpaBehaviour(1, 1)
+        self._min_count = 0
+        self._next_poll = 0.0
+        self._last_active: float | None = None
+
+    @property
+    def target(self) -> float:
+        return self._target
+
+    def start(self, context: PolicyContext) -> int:
+        self._min_count = (
+            context.min_replicas if context.scale_to_zero else max(1, context.min_replicas)
+        )
+        top = max(1, context.max_replicas)
+        self._behaviour = HpaBehaviour(max(1, self._min_count), top)
+        self._next_poll = 0.0
+        self._last_active = 0.0
+        replicas = min(max(context.warm_replicas, self._min_count), top)
+        self._behaviour.warm(0.0, replicas)
+        return replicas
+
+    def decide(self, observation: Observation) -> int:
+        now, current = observation.time, observation.desired_replicas
+        value = float(observation.concurrency)
+        if now + 1e-9 >= self._next_poll:  # KEDA's own loop: activation and cooldown
+            self._next_poll = now + self.poll_seconds
+            if value > self.activation_threshold:
+                self._last_active = now
+            if current == 0:
+                return max(1, self._min_count) if value > self.activation_threshold else 0
+            if (
+                self._min_count == 0
+                and self._last_active is not None
+                and now - self._last_active >= self.cooldown_seconds
+            ):
+                return 0
+        if current == 0:  # the HPA is inactive at zero; only KEDA's poll wakes the service
+            return 0
+        ratio = value / (self._target * current)
+        proposal = (
+            current if abs(ratio - 1.0) <= self.tolerance else math.ceil(value / self._target)
+        )
+        return self._behaviour.apply(now, current, proposal)
+
+
+# --------------------------------------------------------------------------------------------
+# Static peak
+
+
+class StaticPeakPolicy:
+    """A constant fleet provisioned for the trace's busiest minute (``context.peak_replicas``)."""
+
+    name = "static-peak"
+    target = None
+
+    def __init__(self) -> None:
+        self._replicas = 1
+
+    def start(self, context: PolicyContext) -> int:
+        self._replicas = context.peak_replicas
+        return self._replicas
+
+    def decide(self, observation: Observation) -> int:
+        return self._replicas
+
+
+# --------------------------------------------------------------------------------------------
+# Oracle
+
+
+class OraclePolicy:
+    """Clairvoyant: knows every arrival and request size ahead, and orders replicas exactly
+    ``startupSeconds`` before they are needed.
+
+    Its schedule is computed in two steps before the trace starts.
+
+    1. *Need per bin.* The trace is cut into bins of ``bin_seconds`` (the decision interval).
+       Going forward through the bins on a copy of the pool whose replicas start instantly,
+       each bin gets the fewest ready replicas (within the service's bounds) with which every
+       request that arrives in the bin, and every request still in flight from before, meets
+       the SLO when the pool is run to idle with that bin's and the next bin's arrivals (the
+       next bin's load slows in-flight requests down under processor sharing). Requests that
+       cannot meet the SLO even at ``maxReplicas`` (too large alone, or already late) are set
+       aside so they do not drive the count to the maximum. Found by bisection (latency falls
+       with more replicas).
+    2. *Orders.* A replica must be asked for ``startupSeconds`` before the bin that needs it,
+       and one freed for a gap shorter than ``startupSeconds`` is cheaper to keep than to
+       restart, so at decision time ``t`` it asks for the max need over the bins from ``t`` to
+       the time the next decision's replicas would be ready.
+
+    Why it is the cost floor: in every bin it holds no more ready replicas than the bin needs
+    for full attainment, and it pays startup only for capacity that is then used. It is
+    greedy per bin (a policy that over-provisions earlier to drain a backlog could in principle
+    save a replica later), so it is a floor up to that bin granularity, not a proof of
+    optimality.
+    """
+
+    name = "oracle"
+    target = None
+
+    def __init__(self, bin_seconds: float | None = None) -> None:
+        self._bin = bin_seconds
+        self._needs: list[int] = []
+        self._step = 15.0
+        self._lead = 0.0
+        self._floor = 0
+
+    @property
+    def needs(self) -> Sequence[int]:
+        """Ready replicas each bin needs (step 1)."""
+        return tuple(self._needs)
+
+    def start(self, context: PolicyContext) -> int:
+        self._step = self._bin or context.interval
+        self._lead = context.interval + context.profile.startup_seconds
+        self._floor = 0 if context.scale_to_zero else max(1, context.min_replicas)
+        self._needs = oracle_needs(context, self._step)
+        return self._ordered(0.0)
+
+    def decide(self, observation: Observation) -> int:
+        return self._ordered(observation.time)
+
+    def _ordered(self, now: float) -> int:
+        first = int(now // self._step + 1e-9)
+        last = math.ceil((now + self._lead) / self._step - 1e-9)
+        window = self._needs[first:last]
+        return max(window, default=self._floor)
+
+
+def oracle_needs(context: PolicyContext, bin_seconds: float) -> list[int]:
+    """Step 1 of ``OraclePolicy``: the ready replicas each bin needs for full attainment."""
+    trace = sorted(context.trace, key=lambda r: r.arrival)
+    if not trace:
+        return []
+    arrivals = [r.arrival for r in trace]
+    profile = replace(context.profile, startup_seconds=0.0)
+    floor = 0 if context.scale_to_zero else max(1, context.min_replicas)
+    top = max(1, context.max_replicas)
+    pool = ReplicaPool(profile, replicas=0, now=0.0)
+    bins = math.floor(arrivals[-1] / bin_seconds) + 1
+    needs: list[int] = []
+    for b in range(bins):
+        start, end = b * bin_seconds, (b + 1) * bin_seconds
+        lo, mid, hi = (bisect_left(arrivals, x) for x in (start, end, end + bin_seconds))
+        current = range(lo, mid)
+
+        submitted = range(lo, hi)
+        busy = pool.running + pool.waiting > 0 or mid > lo
+        low = max(floor, 1) if busy else floor
+        need = top
+        if low < top:
+            required = _met(context.slo, trace, pool, start, top, submitted, mid)
+            while low < need:
+                half = (low + need) // 2
+                if required <= _met(context.slo, trace, pool, start, half, submitted, mid):
+                    need = half
+                else:
+                    low = half + 1
+        needs.append(max(need, floor) if busy else floor)
+        pool.set_replicas(start, needs[-1])
+        for i in current:
+            r = trace[i]
+            pool.submit(r.arrival, i, r.prompt_tokens, r.output_tokens)
+        pool.advance(end)
+    return needs
+
+
+def _met(
+    slo: SloTarget,
+    trace: Sequence[TraceRequest],
+    pool: ReplicaPool,
+    start: float,
+    replicas: int,
+    submitted: range,
+    before: int,
+) -> set[int]:
+    """Indices below ``before`` that meet the SLO when a copy of ``pool`` runs ``replicas``
+    from ``start`` with the ``submitted`` requests of the trace, to idle."""
+    trial = copy.deepcopy(pool)
+    trial.set_replicas(start, replicas)
+    for i in submitted:
+        r = trace[i]
+        trial.submit(r.arrival, i, r.prompt_tokens, r.output_tokens)
+    return {
+        int(d.request_id)
+        for d in trial.run_until_idle()
+        if int(d.request_id) < before and slo.met(d)
+    }

@@ -1,0 +1,631 @@
+"""Offline what-if simulation: replay a request trace against a service under scaling policies.
+
+Pure: trace records, the service and the tiers go in; one ``RunResult`` per policy run comes
+out. The service runs through the operator's own core, not a re-implementation:
+
+* **Placement** (``core.placement.place``) chooses the tier, pool and variant. The simulation
+  assumes every pool is big enough for ``maxReplicas`` of every variant (it has no cluster to
+  observe: each pool gets ``maxReplicas x`` the largest variant's units of capacity, nothing
+  allocated), so the choice is made on the filters and the objective alone. The simulator runs
+  one placement group: a service whose placement spreads over several tiers or variants
+  (``placement.minTiers`` > 1) is rejected with a clear error. The variant's capacity and the
+  tier's traffic-weighted RTT define the ``ReplicaProfile``; cost is accelerator-hours (replica
+  seconds, starting and draining ones included, x accelerators per replica / 3600) x the pool's
+  ``pricePerAcceleratorHour``. Every scale change of the ``tierra`` policy is placed again,
+  keeping the current placement, as the operator does.
+* **Recommender** (``core.autoscale.recommend`` via ``scaling_inputs``) decides the ``tierra``
+  policy's replicas every 15 s on what Prometheus would give: waiting and running gauges at
+  the scrape, the arrival rate as completions over the last minute
+  (``rate(request_success_total[1m])``), the p95 latency and TTFT of the requests completed in
+  the last minute (server side, as the runtime's histograms), and the mean prompt and output
+  tokens of the requests completed in the last five minutes (the token counters' ratio).
+  Early in the trace the windows hold what has been seen so far.
+* **Queue model** (``core.queue_model.ReplicaPool``): processor-sharing replicas with their
+  startup delay; see that module for its assumptions.
+
+Every run starts with a warm fleet: the adaptive policies begin with the replicas the
+recommender's arrival signal sizes for the busiest of the trace's first five minutes (at the
+trace's mean request size), ready at time 0: the trace is a cut from a running service.
+
+A request is *within the SLO* when its client-side latency (RTT included) is at most
+``slo.latencyP95Ms`` and, when ``slo.ttftP95Ms`` is set, its TTFT at most that.
+Percentiles are nearest-rank over every request of the trace; a request that never
+completes counts as outside the SLO with infinite latency.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from tierra.api.inference_service import InferenceService, Variant
+from tierra.api.tier import Pool, Tier
+from tierra.core.accelerators import units_per_replica
+from tierra.core.autoscale import (
+    DEFAULT_PARAMS,
+    ScalerState,
+    Signals,
+    arrival_need,
+    recommend,
+    scaling_inputs,
+)
+from tierra.core.baselines import (
+    HpaPolicy,
+    KedaPolicy,
+    Observation,
+    OraclePolicy,
+    Policy,
+    PolicyContext,
+    SloTarget,
+    StaticPeakPolicy,
+    TraceRequest,
+)
+from tierra.core.placement import (
+    CurrentPlacement,
+    PlacementDecision,
+    PoolCapacity,
+    TierView,
+    place,
+    weighted_rtt_ms,
+)
+from tierra.core.queue_model import CompletedRequest, ReplicaPool, ReplicaProfile
+
+__all__ = [
+    "DEFAULT_SWEEP",
+    "POLICY_NAMES",
+    "JsonRow",
+    "Observation",
+    "Policy",
+    "PolicyContext",
+    "PolicySpec",
+    "RunResult",
+    "ServiceSetup",
+    "SimulationError",
+    "TierraPolicy",
+    "TimelinePoint",
+    "TraceRequest",
+    "build_policies",
+    "parse_policies",
+    "run_policy",
+    "setup_service",
+    "simulate",
+]
+
+INTERVAL_SECONDS = 15.0
+"""Scrape and decision period of every policy (Prometheus scrape, HPA sync)."""
+RATE_WINDOW_SECONDS = 60.0
+"""Window of the arrival rate and of the latency histograms."""
+TOKEN_WINDOW_SECONDS = 300.0
+"""Window of the mean prompt / output tokens."""
+WARM_MINUTES = 5
+"""The adaptive policies start sized for the busiest of the trace's first minutes: the trace
+is a cut from a service that was running, whose first minute can be partial."""
+DEFAULT_SWEEP: tuple[float, ...] = (1, 1.25, 1.5, 1.75, 2, 2.5, 3, 4, 6, 8, 12, 16, 24, 32)
+"""Per-replica concurrency targets the HPA and KEDA baselines are swept over."""
+POLICY_NAMES = ("tierra", "hpa", "keda", "static-peak", "oracle")
+
+JsonRow = dict[str, Any]
+
+
+class SimulationError(ValueError):
+    """The service cannot be simulated as given (no placement, several placement groups...)."""
+
+
+# --------------------------------------------------------------------------------------------
+# Placement
+
+
+@dataclass(frozen=True)
+class ServiceSetup:
+    """Where placement put the service, and what that makes one replica."""
+
+    service: InferenceService
+    tier: Tier
+    pool: Pool
+    variant: Variant
+    rtt_ms: float
+    profile: ReplicaProfile
+    views: tuple[TierView, ...]
+    decision: PlacementDecision
+
+    @property
+    def name(self) -> str:
+        return self.service.metadata.name
+
+    @property
+    def accelerators_per_replica(self) -> int:
+        return units_per_replica(self.variant)
+
+    @property
+    def price_per_replica_hour(self) -> float:
+        return self.pool.price_per_accelerator_hour * self.accelerators_per_replica
+
+    @property
+    def slo(self) -> SloTarget:
+        slo = self.service.spec.slo
+        return SloTarget(
+            latency_seconds=slo.latency_p95_ms / 1000.0,
+            ttft_seconds=None if slo.ttft_p95_ms is None else slo.ttft_p95_ms / 1000.0,
+        )
+
+
+def ample_views(service: InferenceService, tiers: Sequence[Tier]) -> tuple[TierView, ...]:
+    """Reachable views of the tiers whose every pool holds ``maxReplicas`` of the service's
+    largest variant, with nothing allocated."""
+    units = max((units_per_replica(v) for v in service.spec.variants), default=1)
+    capacity = max(1, service.spec.scaling.max_replicas) * units
+    return tuple(
+        TierView(
+            tier=tier,
+            reachable=True,
+            pools={
+                p.name: PoolCapacity(
+                    tier=tier.metadata.name, pool=p.name, capacity=capacity, allocated=0
+                )
+                for p in tier.spec.pools
+            },
+        )
+        for tier in tiers
+    )
+
+
+def setup_service(service: InferenceService, tiers: Sequence[Tier]) -> ServiceSetup:
+    """Place the service (at ``maxReplicas``) and derive its replica profile."""
+    views = ample_views(service, tiers)
+    decision = place(service, max(1, service.spec.scaling.max_replicas), views)
+    name = service.metadata.name
+    if not decision.placements:
+        reasons = "; ".join(f"{r.tier}/{r.pool}: {r.reason}" for r in decision.rejected[:5])
+        raise SimulationError(f"{name}: no tier can run it ({reasons or 'no tiers'})")
+    if len(decision.placements) > 1:
+        where = ", ".join("/".join(p.key) for p in decision.placements)
+        raise SimulationError(
+            f"{name}: placement spreads it over {where}; the simulator runs one placement "
+            "group (set placement.minTiers: 1 in the what-if copy)"
+        )
+    chosen = decision.placements[0]
+    tier = next(v.tier for v in views if v.name == chosen.tier)
+    pool = next(p for p in tier.spec.pools if p.name == chosen.pool)
+    variant = next(v for v in service.spec.variants if v.name == chosen.variant)
+    rtt_ms = weighted_rtt_ms(service.spec.placement.user_regions, tier.spec.latency_ms)
+    return ServiceSetup(
+        service=service,
+        tier=tier,
+        pool=pool,
+        variant=variant,
+        rtt_ms=rtt_ms,
+        profile=ReplicaProfile.from_variant(variant, rtt_seconds=rtt_ms / 1000.0),
+        views=views,
+        decision=decision,
+    )
+
+
+def _sized_for(setup: ServiceSetup, rate: float, prompt: float, output: float) -> int:
+    """Replicas the recommender's arrival signal plans for ``rate`` requests/s of this size."""
+    inputs = scaling_inputs(
+        setup.service,
+        setup.variant,
+        desired_replicas=0,
+        ready_replicas=0,
+        signals=None,
+        mean_prompt_tokens=prompt,
+        mean_output_tokens=output,
+        rtt_ms=setup.rtt_ms,
+    )
+    need = arrival_need(inputs, rate)
+    scaling = setup.service.spec.scaling
+    floor = max(1, scaling.min_replicas)
+    return min(max(need.replicas if need else floor, floor), max(1, scaling.max_replicas))
+
+
+def policy_context(
+    setup: ServiceSetup, trace: Sequence[TraceRequest], interval: float = INTERVAL_SECONDS
+) -> PolicyContext:
+    """What the policies know up front: bounds, SLO, the warm start and the peak sizing."""
+    scaling = setup.service.spec.scaling
+    ordered = sorted(trace, key=lambda r: r.arrival)
+    mean_prompt = sum(r.prompt_tokens for r in ordered) / max(1, len(ordered))
+    mean_output = sum(r.output_tokens for r in ordered) / max(1, len(ordered))
+    counts = [0] * (math.floor(ordered[-1].arrival / RATE_WINDOW_SECONDS) + 1 if ordered else 1)
+    for r in ordered:
+        counts[int(r.arrival // RATE_WINDOW_SECONDS)] += 1
+    first_rate = max(counts[:WARM_MINUTES]) / RATE_WINDOW_SECONDS
+    warm = _sized_for(setup, first_rate, mean_prompt, mean_output)
+    peak_rate = max(counts) / RATE_WINDOW_SECONDS
+    return PolicyContext(
+        trace=ordered,
+        profile=setup.profile,
+        slo=setup.slo,
+        min_replicas=scaling.min_replicas,
+        max_replicas=scaling.max_replicas,
+        scale_to_zero=scaling.scale_to_zero,
+        interval=interval,
+        warm_replicas=warm,
+        peak_replicas=_sized_for(setup, peak_rate, mean_prompt, mean_output),
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# The Tierra policy: the operator's recommender and placement
+
+
+class TierraPolicy:
+    """The operator's recommender (``core.autoscale.recommend``) on the observed signals, each
+    scale change placed again through ``core.placement.place``."""
+
+    name = "tierra"
+    target = None
+
+    def __init__(self, setup: ServiceSetup) -> None:
+        self.setup = setup
+        self.state = ScalerState()
+        self.reasons: list[tuple[float, str]] = []
+        """(time, reason) of every change, for explanations."""
+
+    def start(self, context: PolicyContext) -> int:
+        self.state = ScalerState()
+        self.reasons = []
+        return context.warm_replicas
+
+    def decide(self, observation: Observation) -> int:
+        setup = self.setup
+        signals = Signals(
+            queue_depth=observation.waiting,
+            running=observation.running,
+            arrival_rate=observation.arrival_rate,
+            p95_latency_ms=observation.p95_latency_ms,
+            ttft_p95_ms=observation.ttft_p95_ms,
+            observed_at=observation.time,
+        )
+        inputs = scaling_inputs(
+            setup.service,
+            setup.variant,
+            desired_replicas=observation.desired_replicas,
+            ready_replicas=observation.ready_replicas,
+            signals=signals,
+            mean_prompt_tokens=observation.mean_prompt_tokens,
+            mean_output_tokens=observation.mean_output_tokens,
+            rtt_ms=setup.rtt_ms,
+        )
+        rec = recommend(inputs, self.state, observation.time, DEFAULT_PARAMS)
+        self.state = rec.state
+        replicas = rec.replicas
+        if replicas != observation.desired_replicas:
+            self.reasons.append((observation.time, rec.reason))
+            if replicas > 0:
+                replicas = self._placed(observation.desired_replicas, replicas)
+        return replicas
+
+    def _placed(self, current: int, replicas: int) -> int:
+        """The replicas placement gives the chosen group (it keeps where the service runs)."""
+        setup = self.setup
+        here = CurrentPlacement(
+            tier=setup.tier.metadata.name,
+            pool=setup.pool.name,
+            variant=setup.variant.name,
+            replicas=current,
+        )
+        decision = place(setup.service, replicas, setup.views, (here,) if current else ())
+        return sum(p.replicas for p in decision.placements if p.key == here_key(here))
+
+
+def here_key(current: CurrentPlacement) -> tuple[str, str, str]:
+    return (current.tier, current.pool, current.variant)
+
+
+# --------------------------------------------------------------------------------------------
+# Results
+
+
+@dataclass(frozen=True, slots=True)
+class TimelinePoint:
+    """One decision interval of a run, for plots."""
+
+    time: float
+    arrivals_per_second: float
+    """Requests arriving in the interval ending at ``time``, per second."""
+    desired_replicas: int
+    ready_replicas: int
+    p95_latency_ms: float | None
+    """Client-side p95 latency of the requests completed in the last minute."""
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """One policy run over the trace."""
+
+    policy: str
+    target: float | None
+    service: str
+    placement: str
+    requests: int
+    completed: int
+    within_slo: float
+    p95_latency_ms: float
+    p99_latency_ms: float
+    ttft_p95_ms: float
+    accelerator_hours: float
+    cost: float
+    scale_events: int
+    mean_replicas: float
+    peak_replicas: int
+    slo_latency_ms: float
+    slo_ttft_ms: float | None
+    timeline: tuple[TimelinePoint, ...] = field(default=(), repr=False, compare=False)
+
+    @property
+    def label(self) -> str:
+        return self.policy if self.target is None else f"{self.policy}:{self.target:g}"
+
+    def to_json(self) -> JsonRow:
+        """The JSON object of the run (everything but the timeline)."""
+        return {
+            "policy": self.policy,
+            "target": self.target,
+            "service": self.service,
+            "placement": self.placement,
+            "requests": self.requests,
+            "completed": self.completed,
+            "within_slo": round(self.within_slo, 6),
+            "p95_latency_ms": _rounded(self.p95_latency_ms),
+            "p99_latency_ms": _rounded(self.p99_latency_ms),
+            "ttft_p95_ms": _rounded(self.ttft_p95_ms),
+            "accelerator_hours": round(self.accelerator_hours, 4),
+            "cost": round(self.cost, 4),
+            "scale_events": self.scale_events,
+            "mean_replicas": round(self.mean_replicas, 3),
+            "peak_replicas": self.peak_replicas,
+            "slo_latency_ms": self.slo_latency_ms,
+            "slo_ttft_ms": self.slo_ttft_ms,
+        }
+
+
+def _rounded(value: float) -> float | None:
+    return round(value, 1) if math.isfinite(value) else None
+
+
+def _nearest_rank(ordered: Sequence[float], q: float) -> float:
+    if not ordered:
+        return math.nan
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
+
+
+# --------------------------------------------------------------------------------------------
+# The run
+
+
+class _Windows:
+    """The sliding windows a Prometheus query over the runtime's metrics would see."""
+
+    def __init__(self) -> None:
+        self.recent: deque[CompletedRequest] = deque()
+        self.tokens: deque[CompletedRequest] = deque()
+        self.prompt = 0
+        self.output = 0
+
+    def add(self, done: Iterable[CompletedRequest]) -> None:
+        for d in done:
+            self.recent.append(d)
+            self.tokens.append(d)
+            self.prompt += d.prompt_tokens
+            self.output += d.output_tokens
+
+    def observe(self, now: float, pool: ReplicaPool) -> tuple[Observation, float | None]:
+        while self.recent and self.recent[0].finish_time <= now - RATE_WINDOW_SECONDS:
+            self.recent.popleft()
+        while self.tokens and self.tokens[0].finish_time <= now - TOKEN_WINDOW_SECONDS:
+            old = self.tokens.popleft()
+            self.prompt -= old.prompt_tokens
+            self.output -= old.output_tokens
+        span = min(RATE_WINDOW_SECONDS, now) or RATE_WINDOW_SECONDS
+        latency = sorted(d.finish_time - d.arrival for d in self.recent)
+        ttft = sorted(d.first_token_time - d.arrival for d in self.recent)
+        rtt = pool.profile.rtt_seconds
+        n = len(self.tokens)
+        observation = Observation(
+            time=now,
+            waiting=pool.waiting,
+            running=pool.running,
+            ready_replicas=pool.ready_replicas,
+            desired_replicas=pool.desired_replicas,
+            arrival_rate=len(self.recent) / span,
+            p95_latency_ms=_nearest_rank(latency, 0.95) * 1000 if latency else None,
+            ttft_p95_ms=_nearest_rank(ttft, 0.95) * 1000 if ttft else None,
+            mean_prompt_tokens=self.prompt / n if n else None,
+            mean_output_tokens=self.output / n if n else None,
+        )
+        client_p95 = (_nearest_rank(latency, 0.95) + rtt) * 1000 if latency else None
+        return observation, client_p95
+
+
+def run_policy(
+    setup: ServiceSetup, context: PolicyContext, policy: Policy, keep_timeline: bool = True
+) -> RunResult:
+    """Replay ``context.trace`` with ``policy`` deciding every ``context.interval`` seconds."""
+    trace = context.trace
+    initial = policy.start(context)
+    pool = ReplicaPool(setup.profile, replicas=initial, now=0.0)
+    windows = _Windows()
+    done: list[CompletedRequest] = []
+    timeline: list[TimelinePoint] = []
+    events = 0
+    peak = initial
+    end = trace[-1].arrival if trace else 0.0
+    step = context.interval
+    i, tick = 0, 0
+    while True:
+        tick += 1
+        now = tick * step
+        arrived = 0
+        while i < len(trace) and trace[i].arrival <= now:
+            r = trace[i]
+            pool.submit(r.arrival, i, r.prompt_tokens, r.output_tokens)
+            i += 1
+            arrived += 1
+        completed = pool.advance(now)
+        done += completed
+        windows.add(completed)
+        observation, client_p95 = windows.observe(now, pool)
+        replicas = max(0, policy.decide(observation))
+        if replicas != pool.desired_replicas:
+            pool.set_replicas(now, replicas)
+            events += 1
+            peak = max(peak, replicas)
+        if keep_timeline:
+            timeline.append(
+                TimelinePoint(
+                    time=now,
+                    arrivals_per_second=arrived / step,
+                    desired_replicas=pool.desired_replicas,
+                    ready_replicas=pool.ready_replicas,
+                    p95_latency_ms=client_p95,
+                )
+            )
+        if now >= end and i >= len(trace) and pool.waiting + pool.running == 0:
+            break
+        if now > end + 3600.0:  # a policy that never serves what is left: stop, count misses
+            break
+    done += pool.run_until_idle()
+    return _result(setup, context, policy, done, pool, events, peak, tuple(timeline))
+
+
+def _result(
+    setup: ServiceSetup,
+    context: PolicyContext,
+    policy: Policy,
+    done: Sequence[CompletedRequest],
+    pool: ReplicaPool,
+    events: int,
+    peak: int,
+    timeline: tuple[TimelinePoint, ...],
+) -> RunResult:
+    requests = len(context.trace)
+    slo = context.slo
+    missing = requests - len(done)
+    latencies = sorted([d.latency for d in done] + [math.inf] * missing)
+    ttfts = sorted([d.ttft for d in done] + [math.inf] * missing)
+    within = sum(1 for d in done if slo.met(d))
+    replica_seconds = pool.replica_seconds
+    accelerator_hours = replica_seconds * setup.accelerators_per_replica / 3600.0
+    duration = max(pool.now, 1e-9)
+    return RunResult(
+        policy=policy.name,
+        target=policy.target,
+        service=setup.name,
+        placement="/".join(setup.decision.placements[0].key),
+        requests=requests,
+        completed=len(done),
+        within_slo=within / requests if requests else 1.0,
+        p95_latency_ms=_nearest_rank(latencies, 0.95) * 1000,
+        p99_latency_ms=_nearest_rank(latencies, 0.99) * 1000,
+        ttft_p95_ms=_nearest_rank(ttfts, 0.95) * 1000,
+        accelerator_hours=accelerator_hours,
+        cost=accelerator_hours * setup.pool.price_per_accelerator_hour,
+        scale_events=events,
+        mean_replicas=replica_seconds / duration,
+        peak_replicas=peak,
+        slo_latency_ms=slo.latency_seconds * 1000,
+        slo_ttft_ms=None if slo.ttft_seconds is None else slo.ttft_seconds * 1000,
+        timeline=timeline,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Policies by name
+
+
+@dataclass(frozen=True)
+class PolicySpec:
+    """A policy asked for on the command line: a name, and a target for the swept baselines
+    (None: the whole sweep)."""
+
+    name: str
+    target: float | None = None
+
+
+def parse_policies(text: str) -> list[PolicySpec]:
+    """``"tierra,hpa,keda:8"`` -> specs; ``hpa`` / ``keda`` without a target mean the sweep."""
+    specs: list[PolicySpec] = []
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        name, _, value = item.partition(":")
+        if name not in POLICY_NAMES:
+            raise ValueError(f"unknown policy {name!r} (choose from {', '.join(POLICY_NAMES)})")
+        target: float | None = None
+        if value:
+            if name not in ("hpa", "keda"):
+                raise ValueError(f"policy {name!r} takes no target")
+            try:
+                target = float(value)
+            except ValueError:
+                raise ValueError(f"target of {name!r} must be a number, got {value!r}") from None
+            if not target > 0:
+                raise ValueError(f"target of {name!r} must be positive")
+        specs.append(PolicySpec(name, target))
+    if not specs:
+        raise ValueError("no policy given")
+    return specs
+
+
+def build_policies(
+    specs: Sequence[PolicySpec], setup: ServiceSetup, sweep: Sequence[float] = DEFAULT_SWEEP
+) -> list[Policy]:
+    """Fresh policy objects for the specs, the baselines expanded over ``sweep``."""
+    policies: list[Policy] = []
+    for spec in specs:
+        targets = [spec.target] if spec.target is not None else list(sweep)
+        if spec.name == "tierra":
+            policies.append(TierraPolicy(setup))
+        elif spec.name == "hpa":
+            policies += [HpaPolicy(t) for t in targets]
+        elif spec.name == "keda":
+            policies += [KedaPolicy(t) for t in targets]
+        elif spec.name == "static-peak":
+            policies.append(StaticPeakPolicy())
+        elif spec.name == "oracle":
+            policies.append(OraclePolicy())
+        else:  # pragma: no cover - parse_policies rejects it
+            raise ValueError(f"unknown policy {spec.name!r}")
+    return policies
+
+
+def simulate(
+    service: InferenceService,
+    tiers: Sequence[Tier],
+    trace: Sequence[TraceRequest],
+    specs: Sequence[PolicySpec],
+    sweep: Sequence[float] = DEFAULT_SWEEP,
+    keep_timeline: bool = True,
+) -> list[RunResult]:
+    """Every policy run of the specs over the trace, in the order asked."""
+    setup = setup_service(service, tiers)
+    context = policy_context(setup, trace)
+    return [
+        run_policy(setup, context, policy, keep_timeline)
+        for policy in build_policies(specs, setup, sweep)
+    ]
+
+
+def cheapest_reaching(
+    results: Iterable[RunResult], policy: str, attainment: float
+) -> RunResult | None:
+    """The cheapest run of ``policy`` whose share within the SLO is at least ``attainment``."""
+    reaching = [r for r in results if r.policy == policy and r.within_slo >= attainment - 1e-12]
+    return min(reaching, key=lambda r: (r.cost, r.label)) if reaching else None
+
+
+def comparison(results: Sequence[RunResult]) -> Mapping[str, RunResult | None]:
+    """Per baseline, the run to compare Tierra with: its cheapest setting reaching Tierra's
+    attainment (None when no setting does, or Tierra did not run)."""
+    tierra = next((r for r in results if r.policy == "tierra"), None)
+    if tierra is None:
+        return {}
+    return {
+        name: cheapest_reaching(results, name, tierra.within_slo)
+        for name in ("hpa", "keda")
+        if any(r.policy == name for r in results)
+    }

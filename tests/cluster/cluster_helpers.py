@@ -1,0 +1,228 @@
+"""Helpers shared by the cluster tests: manifests, reads, waits (real apiservers only)."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+REPO = Path(__file__).resolve().parents[2]
+GROUP, VERSION, PLURAL = "tierra.dev", "v1alpha1", "inferenceservices"
+Clients = dict[str, client.ApiClient]
+Kubectl = Callable[..., subprocess.CompletedProcess[str]]
+WaitFor = Callable[..., Any]
+
+
+# ----------------------------------------------------------------------------------- helpers
+def service_manifest(
+    name: str, namespace: str, variants: list[dict[str, Any]], **spec: Any
+) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "model": {"name": name, "uri": f"hf://example/{name}"},
+        "runtime": {"image": "vllm/vllm-openai:v0.10.0"},
+        "variants": variants,
+        "slo": {"latencyP95Ms": 5000},
+    }
+    body.update(spec)
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "InferenceService",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": body,
+    }
+
+
+def variant(
+    name: str, type_: str, count: int = 1, model: str | None = None, **extra: Any
+) -> dict[str, Any]:
+    accelerator: dict[str, Any] = {"type": type_, "count": count}
+    if model:
+        accelerator["model"] = model
+    return {
+        "name": name,
+        "accelerator": accelerator,
+        "capacity": {
+            "maxConcurrency": 32,
+            "prefillTokensPerSecond": 8000,
+            "decodeTokensPerSecond": 800,
+        },
+        "startupSeconds": 0,
+        **extra,
+    }
+
+
+def get_service(clients: Clients, namespace: str, name: str) -> dict[str, Any] | None:
+    try:
+        body: dict[str, Any] = client.CustomObjectsApi(
+            clients["central"]
+        ).get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+        return body
+    except ApiException as error:
+        if error.status == 404:
+            return None
+        raise
+
+
+def condition(body: dict[str, Any] | None, type_: str) -> dict[str, Any]:
+    for item in ((body or {}).get("status") or {}).get("conditions") or []:
+        if item.get("type") == type_:
+            return dict(item)
+    return {}
+
+
+def children(clients: Clients, cluster: str, name: str, kind: str = "deployments") -> list[Any]:
+    selector = f"tierra.dev/inference-service={name}"
+    if kind == "deployments":
+        return list(
+            client.AppsV1Api(clients[cluster])
+            .list_deployment_for_all_namespaces(label_selector=selector)
+            .items
+        )
+    return list(
+        client.CoreV1Api(clients[cluster])
+        .list_service_for_all_namespaces(label_selector=selector)
+        .items
+    )
+
+
+def running_pods(clients: Clients, cluster: str, name: str) -> list[Any]:
+    pods = (
+        client.CoreV1Api(clients[cluster])
+        .list_pod_for_all_namespaces(label_selector=f"tierra.dev/inference-service={name}")
+        .items
+    )
+    return [p for p in pods if p.status.phase == "Running"]
+
+
+def node_pool(clients: Clients, cluster: str, node: str) -> str:
+    labels = client.CoreV1Api(clients[cluster]).read_node(node).metadata.labels
+    return str(labels["tierra.dev/pool"])
+
+
+def wait_placed(
+    clients: Clients,
+    wait_for: WaitFor,
+    namespace: str,
+    name: str,
+    status: str = "True",
+    timeout: float = 60,
+) -> dict[str, Any]:
+    body: dict[str, Any] = wait_for(
+        lambda: (
+            (b := get_service(clients, namespace, name)) is not None
+            and condition(b, "Placed").get("status") == status
+            and b["status"].get("observedGeneration") == b["metadata"]["generation"]
+            and b
+        ),
+        timeout=timeout,
+        what=f"{namespace}/{name} Placed={status}",
+    )
+    return body
+
+
+def all_children(clients: Clients, name: str) -> dict[str, list[Any]]:
+    return {
+        cluster: children(clients, cluster, name) + children(clients, cluster, name, "services")
+        for cluster in ("central", "regional", "edge")
+    }
+
+
+def wait_pool_free(clients: Clients, wait_for: WaitFor, tier: str, pool: str, units: int) -> None:
+    """Wait until the Tier's status shows ``units`` free (earlier tests' pods are gone)."""
+    custom = client.CustomObjectsApi(clients["central"])
+
+    def free() -> bool:
+        body = custom.get_cluster_custom_object(GROUP, VERSION, "tiers", tier)
+        pools = {p["name"]: p for p in (body.get("status") or {}).get("pools") or []}
+        return pools.get(pool, {}).get("free", -1) >= units
+
+    wait_for(free, timeout=60, what=f"{units} units free in {tier}/{pool}")
+
+
+def create(clients: Clients, manifest: dict[str, Any]) -> None:
+    client.CustomObjectsApi(clients["central"]).create_namespaced_custom_object(
+        GROUP, VERSION, manifest["metadata"]["namespace"], PLURAL, manifest
+    )
+
+
+OPERATOR_NAMESPACE = "tierra-system"
+
+
+class OperatorProcess:
+    """``tierra run`` as a real process against the fleet's management cluster (central)."""
+
+    def __init__(self, kubeconfig: Path, log_path: Path, env: dict[str, str] | None = None) -> None:
+        self.kubeconfig = kubeconfig
+        self.log_path = log_path
+        self.env = dict(env or {})
+        self.metrics_port = _free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        from tierra.fleet.runner import spawn_operator
+
+        self.process = spawn_operator(
+            self.kubeconfig,
+            self.log_path,
+            self.metrics_port,
+            OPERATOR_NAMESPACE,
+            env={"TIERRA_LOG_LEVEL": "INFO", **self.env},
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                pytest.fail(f"operator exited: {self.log_tail()}")
+            if self.metric("tierra_reconcile_total") is not None:
+                return
+            time.sleep(0.2)
+        pytest.fail(f"operator did not start: {self.log_tail()}")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def metric(self, name: str) -> float | None:
+        """Sum of a metric's samples from the operator's /metrics, or None if unreachable."""
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(
+                f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=2
+            ) as response:
+                text = response.read().decode()
+        except OSError:
+            return None
+        values = [
+            float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line.startswith(name) and not line.startswith("#")
+        ]
+        return sum(values)
+
+    def log_tail(self, chars: int = 4000) -> str:
+        return self.log_path.read_text(errors="replace")[-chars:] if self.log_path.exists() else ""
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port

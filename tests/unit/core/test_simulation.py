@@ -1,0 +1,255 @@
+"""The what-if simulator: placement picks the profile, the tierra policy is the operator's
+recommender, JSON rows, determinism, and the oracle as the floor at full attainment."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import pytest
+
+from tierra.api.inference_service import InferenceService
+from tierra.api.tier import Tier
+from tierra.core.simulation import (
+    POLICY_NAMES,
+    PolicySpec,
+    SimulationError,
+    TierraPolicy,
+    TraceRequest,
+    build_policies,
+    cheapest_reaching,
+    comparison,
+    parse_policies,
+    policy_context,
+    run_policy,
+    setup_service,
+    simulate,
+)
+
+JSON_KEYS = {
+    "policy",
+    "requests",
+    "within_slo",
+    "p95_latency_ms",
+    "p99_latency_ms",
+    "accelerator_hours",
+    "cost",
+    "scale_events",
+}
+
+
+def tiers() -> list[Tier]:
+    def tier(name: str, level: str, rtt: float, pool: str, model: str, price: float) -> Tier:
+        return Tier.model_validate(
+            {
+                "metadata": {"name": name},
+                "spec": {
+                    "level": level,
+                    "region": "eu-west",
+                    "residency": ["eu"],
+                    "latencyMs": {"eu-west": rtt},
+                    "pools": [
+                        {
+                            "name": pool,
+                            "accelerator": {"type": "nvidia-gpu", "model": model, "perNode": 4},
+                            "pricePerAcceleratorHour": price,
+                        }
+                    ],
+                },
+            }
+        )
+
+    return [
+        tier("regional", "regional", 10, "l4", "L4", 0.8),
+        tier("central", "central", 40, "h100", "H100", 4.0),
+    ]
+
+
+def service(**spec: Any) -> InferenceService:
+    base: dict[str, Any] = {
+        "model": {"name": "chat"},
+        "runtime": {"image": "vllm/vllm-openai:v0.10.0"},
+        "variants": [
+            {
+                "name": "l4",
+                "accelerator": {"type": "nvidia-gpu", "model": "L4", "count": 1},
+                "capacity": {
+                    "maxConcurrency": 16,
+                    "prefillTokensPerSecond": 5000,
+                    "decodeTokensPerSecond": 500,
+                },
+                "startupSeconds": 30,
+            },
+            {
+                "name": "h100",
+                "accelerator": {"type": "nvidia-gpu", "model": "H100", "count": 2},
+                "capacity": {
+                    "maxConcurrency": 64,
+                    "prefillTokensPerSecond": 20000,
+                    "decodeTokensPerSecond": 2000,
+                },
+                "startupSeconds": 30,
+            },
+        ],
+        "placement": {"userRegions": {"eu-west": 1.0}, "objective": "cost"},
+        "slo": {"latencyP95Ms": 3000},
+        "scaling": {"minReplicas": 1, "maxReplicas": 12, "scaleDownDelaySeconds": 60},
+    }
+    base.update(spec)
+    return InferenceService.model_validate(
+        {"metadata": {"name": "chat", "namespace": "team-a"}, "spec": base}
+    )
+
+
+def poisson_trace(seed: int, seconds: float = 600.0) -> list[TraceRequest]:
+    """Poisson arrivals stepping from 2 to 8 req/s in the middle third; 0.4 s of work each on
+    average (1000-token prompts, 100 output tokens on the L4)."""
+    rng = random.Random(seed)
+    trace, t = [], 0.0
+    while True:
+        high = seconds / 3 <= t < 2 * seconds / 3
+        t += rng.expovariate(8.0 if high else 2.0)
+        if t >= seconds:
+            return trace
+        trace.append(TraceRequest(t, rng.randint(500, 1500), rng.randint(50, 150)))
+
+
+def test_placement_chooses_the_variant_and_the_tier_rtt() -> None:
+    setup = setup_service(service(), tiers())
+    assert (setup.tier.metadata.name, setup.pool.name, setup.variant.name) == (
+        "regional",
+        "l4",
+        "l4",
+    )
+    assert setup.rtt_ms == 10
+    assert setup.profile.rtt_seconds == pytest.approx(0.010)
+    assert setup.profile.max_concurrency == 16
+    assert setup.price_per_replica_hour == pytest.approx(0.8)
+
+
+def test_a_service_spread_over_tiers_is_rejected_with_the_reason() -> None:
+    spread = service(placement={"userRegions": {"eu-west": 1.0}, "minTiers": 2})
+    with pytest.raises(SimulationError, match="minTiers"):
+        setup_service(spread, tiers())
+
+
+def test_no_feasible_tier_is_an_error() -> None:
+    with pytest.raises(SimulationError, match="no tier"):
+        setup_service(service(placement={"levels": ["edge"]}), tiers())
+
+
+def test_parse_policies_expands_names_and_targets() -> None:
+    assert parse_policies("tierra, hpa:2.5,oracle") == [
+        PolicySpec("tierra"),
+        PolicySpec("hpa", 2.5),
+        PolicySpec("oracle"),
+    ]
+    for bad in ("nope", "tierra:3", "hpa:x", "hpa:0", ""):
+        with pytest.raises(ValueError):
+            parse_policies(bad)
+    setup = setup_service(service(), tiers())
+    policies = build_policies(parse_policies(",".join(POLICY_NAMES)), setup, sweep=(1, 2))
+    assert [(p.name, p.target) for p in policies] == [
+        ("tierra", None),
+        ("hpa", 1),
+        ("hpa", 2),
+        ("keda", 1),
+        ("keda", 2),
+        ("static-peak", None),
+        ("oracle", None),
+    ]
+
+
+@pytest.fixture(scope="module")
+def results() -> list[Any]:
+    return simulate(
+        service(), tiers(), poisson_trace(3), parse_policies(",".join(POLICY_NAMES)), (1, 2, 4)
+    )
+
+
+def test_every_run_reports_the_required_json_keys(results: list[Any]) -> None:
+    assert len(results) == 9
+    for r in results:
+        row = r.to_json()
+        assert row.keys() >= JSON_KEYS
+        assert 0.0 <= row["within_slo"] <= 1.0
+        assert row["requests"] == r.requests > 1000
+        assert row["cost"] == pytest.approx(row["accelerator_hours"] * 0.8, abs=1e-3)
+    assert {r.to_json()["target"] for r in results if r.policy == "hpa"} == {1, 2, 4}
+
+
+def test_tierra_answers_the_step_and_recovers(results: list[Any]) -> None:
+    """A 4x step in one instant: the first decision after it scales up, the SLO is back within
+    the step, and the count comes down after the load falls."""
+    tierra = next(r for r in results if r.policy == "tierra")
+    by_time = {p.time: p for p in tierra.timeline}
+    assert by_time[210.0].desired_replicas > by_time[195.0].desired_replicas
+    assert all(by_time[t].p95_latency_ms < 3000 for t in (375.0, 390.0))
+    assert by_time[600.0].desired_replicas < max(p.desired_replicas for p in tierra.timeline)
+
+
+def test_oracle_is_the_floor_of_the_runs_at_full_attainment(results: list[Any]) -> None:
+    oracle = next(r for r in results if r.policy == "oracle")
+    assert oracle.within_slo >= 0.999
+    full = [r for r in results if r.policy != "oracle" and r.within_slo >= oracle.within_slo]
+    assert full  # static-peak at least
+    for r in full:
+        assert oracle.cost <= r.cost + 1e-9, r.label
+
+
+def test_static_peak_never_scales(results: list[Any]) -> None:
+    static = next(r for r in results if r.policy == "static-peak")
+    assert static.scale_events == 0
+    assert {p.desired_replicas for p in static.timeline} == {static.peak_replicas}
+
+
+def test_comparison_picks_the_cheapest_baseline_reaching_tierra(results: list[Any]) -> None:
+    tierra = next(r for r in results if r.policy == "tierra")
+    picks = comparison(results)
+    assert set(picks) == {"hpa", "keda"}
+    for name, pick in picks.items():
+        reaching = [r for r in results if r.policy == name and r.within_slo >= tierra.within_slo]
+        if pick is None:
+            assert not reaching
+        else:
+            assert pick.cost == min(r.cost for r in reaching)
+    assert cheapest_reaching(results, "hpa", 1.01) is None
+
+
+def test_runs_are_deterministic() -> None:
+    trace = poisson_trace(7, seconds=300.0)
+    specs = parse_policies("tierra,hpa:2,keda:2")
+    first = [r.to_json() for r in simulate(service(), tiers(), trace, specs)]
+    again = [r.to_json() for r in simulate(service(), tiers(), trace, specs)]
+    assert first == again
+    other = [r.to_json() for r in simulate(service(), tiers(), poisson_trace(8, 300.0), specs)]
+    assert other != first
+
+
+def test_tierra_policy_records_the_recommenders_reasons() -> None:
+    setup = setup_service(service(), tiers())
+    trace = poisson_trace(5, seconds=300.0)
+    policy = TierraPolicy(setup)
+    run_policy(setup, policy_context(setup, trace), policy)
+    assert policy.reasons
+    assert all(reason.startswith(("scale up", "scale down")) for _, reason in policy.reasons)
+
+
+def test_requests_that_never_complete_count_against_the_slo() -> None:
+    trace = [TraceRequest(1.0, 100, 10)]
+    setup = setup_service(service(), tiers())
+    context = policy_context(setup, trace)
+
+    class Off:
+        name, target = "off", None
+
+        def start(self, context: object) -> int:
+            return 0
+
+        def decide(self, observation: object) -> int:
+            return 0
+
+    result = run_policy(setup, context, Off())
+    assert result.within_slo == 0.0
+    assert result.completed == 0
+    assert result.to_json()["p95_latency_ms"] is None

@@ -1,0 +1,106 @@
+"""What member clusters keep of Pods: enough for capacity accounting to give the same figures."""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tierra.core.inventory import pod_active, pod_request
+from tierra.shell.kube import KubeClient
+from tierra.shell.members import MemberCluster, slim_pod
+
+RESOURCES = ["cpu", "nvidia.com/gpu", "google.com/tpu", "memory"]
+quantities = st.sampled_from(["1", "2", "500m", "1500m", "8", "0", "1Gi", 3, 0.25])
+resource_maps = st.dictionaries(st.sampled_from(RESOURCES), quantities, max_size=3)
+containers = st.lists(
+    st.fixed_dictionaries(
+        {"name": st.just("c")},
+        optional={
+            "resources": st.fixed_dictionaries(
+                {}, optional={"requests": resource_maps, "limits": resource_maps}
+            )
+        },
+    ),
+    max_size=3,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(containers, containers, st.sampled_from(["Running", "Pending", "Succeeded", None]))
+def test_slim_pod_keeps_effective_requests(
+    running: list[dict[str, Any]], init: list[dict[str, Any]], phase: str | None
+) -> None:
+    pod = {
+        "metadata": {"name": "p", "namespace": "n", "labels": {"a": "b"}, "uid": "u"},
+        "spec": {"nodeName": "node-1", "containers": running, "initContainers": init},
+        "status": {"phase": phase, "conditions": [{"type": "Ready"}]},
+    }
+    slim = slim_pod(pod)
+    for resource in RESOURCES:
+        assert pod_request(slim, resource) == pod_request(pod, resource)
+    assert pod_active(slim) == pod_active(pod)
+    assert slim["spec"]["nodeName"] == "node-1"
+    assert slim["metadata"] == {"name": "p", "namespace": "n", "labels": {"a": "b"}}
+
+
+def test_slim_pod_keeps_unparsable_quantities_as_they_are() -> None:
+    pod = {
+        "metadata": {"name": "p"},
+        "spec": {"containers": [{"resources": {"requests": {"cpu": "lots"}}}]},
+    }
+    assert slim_pod(pod)["spec"]["containers"] == [{"resources": {"requests": {"cpu": "lots"}}}]
+
+
+def deployment_event(
+    generation: int, ready: int | None, version: str, labels: dict[str, str] | None = None
+) -> dict[str, Any]:
+    status: dict[str, Any] = {"observedGeneration": generation, "updatedReplicas": 1}
+    if ready is not None:
+        status["readyReplicas"] = ready
+    return {
+        "metadata": {
+            "name": "chat-h100",
+            "namespace": "team-a",
+            "generation": generation,
+            "resourceVersion": version,
+            "labels": labels or {"app.kubernetes.io/managed-by": "tierra"},
+        },
+        "status": status,
+    }
+
+
+def test_only_deployment_changes_a_reconcile_cares_about_are_passed_on() -> None:
+    seen: list[tuple[str, int, int | None]] = []
+    member = MemberCluster(
+        cast(KubeClient, object()),
+        "test",
+        on_child_change=lambda event, obj: seen.append(
+            (event, obj["metadata"]["generation"], obj["status"].get("readyReplicas"))
+        ),
+        on_capacity_change=lambda: None,
+        on_reachability_change=lambda: None,
+    )
+    events = [
+        ("ADDED", deployment_event(1, None, "1")),
+        ("MODIFIED", deployment_event(1, None, "2")),  # rollout status churn: dropped
+        ("MODIFIED", deployment_event(1, 1, "3")),  # ready replicas: reported in status
+        ("MODIFIED", deployment_event(1, 1, "4")),  # churn again: dropped
+        ("MODIFIED", deployment_event(2, 1, "5")),  # spec edited by hand: drift
+        ("MODIFIED", deployment_event(2, 1, "6", labels={"x": "y"})),  # labels edited: drift
+        ("DELETED", deployment_event(2, 1, "7", labels={"x": "y"})),
+        ("ADDED", deployment_event(1, None, "8")),  # recreated
+    ]
+    revision = member.revision
+    for event, obj in events:
+        member._child_changed(event, obj)
+    assert seen == [
+        ("ADDED", 1, None),
+        ("MODIFIED", 1, 1),
+        ("MODIFIED", 2, 1),
+        ("MODIFIED", 2, 1),
+        ("DELETED", 2, 1),
+        ("ADDED", 1, None),
+    ]
+    assert member.revision == revision + len(seen)

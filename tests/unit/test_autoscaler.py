@@ -1,0 +1,212 @@
+"""The autoscaler's shell against a local HTTP server that answers like Prometheus's query API.
+
+Checks what is sampled (queries per tier and Prometheus), the decisions, the Events and the
+status report; the recommender itself is tested in tests/unit/core/test_autoscale.py, and the
+whole loop against a real Prometheus in tests/cluster/test_autoscaling.py.
+"""
+
+from __future__ import annotations
+
+import socket
+import sys
+import time
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+sys.path.insert(0, str(Path(__file__).parent / "core"))
+from core_builders import service, tier, variant
+
+from tierra.autoscaler import Autoscaler
+from tierra.core.autoscale import RunningPlacement
+
+NOW = 1_800_000_000.0
+
+
+@asynccontextmanager
+async def prometheus(values: Mapping[str, float]) -> AsyncIterator[tuple[str, list[str]]]:
+    """Answers a query with the value of the first metric name it mentions (else empty)."""
+    seen: list[str] = []
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        query = request.query.get("query", "")
+        seen.append(query)
+        for name, value in values.items():
+            if name in query:
+                result = [{"metric": {}, "value": [NOW, str(value)]}]
+                break
+        else:
+            result = []
+        return web.json_response(
+            {"status": "success", "data": {"resultType": "vector", "result": result}}
+        )
+
+    app = web.Application()
+    app.router.add_get("/api/v1/query", handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    host, port = runner.addresses[0][:2]
+    try:
+        yield f"http://{host}:{port}", seen
+    finally:
+        await runner.cleanup()
+
+
+def closed_port_url() -> str:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{s.getsockname()[1]}"
+
+
+SERVICE = service(
+    variants=[variant("h100", model="H100")],
+    slo={"latencyP95Ms": 2000, "maxQueuePerReplica": 4},
+)
+TIERS = {"central": tier("central"), "edge": tier("edge", "edge")}
+TWO = [RunningPlacement("central", "h100", 2)]
+BUSY = {"num_requests_waiting": 60.0, "num_requests_running": 64.0}
+
+
+async def test_a_queue_scales_up_in_one_step_with_an_event_and_a_report() -> None:
+    async with prometheus(BUSY) as (url, seen):
+        scaler = Autoscaler(url, clock=time.time)
+        try:
+            outcome = await scaler.step("team-a/chat", SERVICE, TWO, 2, TIERS)
+        finally:
+            await scaler.close()
+    rec = outcome.recommendation
+    assert rec.mode == "auto" and rec.signal == "queue"
+    assert rec.replicas >= 4
+    assert outcome.reconcile
+    assert [e.reason for e in outcome.events] == ["ScaledUp"]
+    assert any('tierra_dev_inference_service="chat"' in q for q in seen)
+    assert not any("tierra_dev_tier" in q for q in seen)  # one Prometheus: one query for all
+    report = scaler.report("team-a/chat")
+    assert report is not None and report.metrics_available
+    assert report.metrics is not None and report.metrics["queueDepth"] == 60.0
+    assert report.last_scale is not None and report.last_scale["from"] == "2"
+    assert report.last_scale["signals"]["queueDepth"] == 60.0
+    assert scaler.recommended("team-a/chat") == rec.replicas
+
+
+async def test_the_same_answer_again_changes_nothing() -> None:
+    async with prometheus(BUSY) as (url, _):
+        scaler = Autoscaler(url, clock=time.time)
+        try:
+            first = await scaler.step("team-a/chat", SERVICE, TWO, 2, TIERS)
+            scaler.report("team-a/chat")
+            grown = [RunningPlacement("central", "h100", first.recommendation.replicas)]
+            second = await scaler.step("team-a/chat", SERVICE, grown, 2, TIERS)
+        finally:
+            await scaler.close()
+    assert second.recommendation.replicas == first.recommendation.replicas
+    assert not second.reconcile
+    assert second.events == ()
+
+
+async def test_unreachable_prometheus_holds_and_warns_once() -> None:
+    scaler = Autoscaler(closed_port_url(), timeout_seconds=0.5, clock=time.time)
+    try:
+        first = await scaler.step("team-a/chat", SERVICE, TWO, 2, TIERS)
+        second = await scaler.step("team-a/chat", SERVICE, TWO, 2, TIERS)
+    finally:
+        await scaler.close()
+    assert first.recommendation.mode == "hold"
+    assert first.recommendation.replicas == 2
+    assert [(e.reason, e.type) for e in first.events] == [("MetricsUnavailable", "Warning")]
+    assert "unreachable" in first.events[0].message
+    assert second.events == ()
+    report = scaler.report("team-a/chat")
+    assert report is not None and not report.metrics_available
+    assert report.metrics_reason == "PrometheusUnavailable"
+
+
+async def test_metrics_coming_back_are_announced() -> None:
+    dead = closed_port_url()
+    scaler = Autoscaler(dead, timeout_seconds=0.5, clock=time.time)
+    try:
+        await scaler.step("team-a/chat", SERVICE, TWO, 2, TIERS)
+        async with prometheus(BUSY) as (url, _):
+            scaler.default_url = url
+            back = await scaler.step("team-a/chat", SERVICE, TWO, 2, TIERS)
+    finally:
+        await scaler.close()
+    assert "MetricsAvailable" in [e.reason for e in back.events]
+    assert back.recommendation.mode == "auto"
+
+
+async def test_no_prometheus_configured_is_a_clear_reason() -> None:
+    scaler = Autoscaler(None, clock=time.time)
+    outcome = await scaler.step("team-a/chat", SERVICE, TWO, 2, TIERS)
+    assert outcome.recommendation.mode == "hold"
+    assert outcome.events == ()  # a standing configuration: the condition says it, once
+    report = scaler.report("team-a/chat")
+    assert report is not None and report.metrics_reason == "NoMetricsSource"
+    assert "prometheusURL" in report.metrics_message
+
+
+async def test_tiers_with_their_own_prometheus_are_sampled_per_tier_and_added() -> None:
+    async with (
+        prometheus({"num_requests_waiting": 10.0, "num_requests_running": 8.0}) as (a, seen_a),
+        prometheus({"num_requests_waiting": 30.0, "num_requests_running": 8.0}) as (b, seen_b),
+    ):
+        tiers: dict[str, Any] = {
+            "central": tier("central").model_copy(
+                update={
+                    "spec": tier("central").spec.model_copy(
+                        update={"metrics": _metrics(a)}  # the central tier's own Prometheus
+                    )
+                }
+            ),
+            "edge": tier("edge", "edge"),
+        }
+        scaler = Autoscaler(b, clock=time.time)
+        try:
+            placements = [
+                RunningPlacement("central", "h100", 1),
+                RunningPlacement("edge", "h100", 1),
+            ]
+            await scaler.step("team-a/chat", SERVICE, placements, 2, tiers)
+        finally:
+            await scaler.close()
+    report = scaler.report("team-a/chat")
+    assert report is not None and report.metrics is not None
+    assert report.metrics["queueDepth"] == 40.0
+    assert all('tierra_dev_tier="central"' in q for q in seen_a)
+    assert all('tierra_dev_tier="edge"' in q for q in seen_b)
+
+
+def _metrics(url: str) -> Any:
+    from tierra.api.tier import TierMetrics
+
+    return TierMetrics.model_validate({"prometheusURL": url})
+
+
+async def test_manual_mode_wins_and_says_so() -> None:
+    manual = SERVICE.model_copy(update={"spec": SERVICE.spec.model_copy(update={"replicas": 7})})
+    async with prometheus(BUSY) as (url, _):
+        scaler = Autoscaler(url, clock=time.time)
+        try:
+            outcome = await scaler.step("team-a/chat", manual, TWO, 2, TIERS)
+        finally:
+            await scaler.close()
+    assert outcome.recommendation.mode == "manual"
+    assert outcome.recommendation.replicas == 7
+    assert "ManualScaling" in [e.reason for e in outcome.events]
+
+
+async def test_a_service_not_placed_yet_gets_no_scale_event() -> None:
+    async with prometheus(BUSY) as (url, _):
+        scaler = Autoscaler(url, clock=time.time)
+        try:
+            outcome = await scaler.step("team-a/chat", SERVICE, [], 0, TIERS)
+        finally:
+            await scaler.close()
+    assert outcome.recommendation.replicas >= 1
+    assert outcome.reconcile
+    assert [e.reason for e in outcome.events] == []
