@@ -193,6 +193,12 @@ class Autoscaler:
             service, placements, latency, ready_replicas=ready_replicas, sample=sample
         )
         rec = recommend(inputs, scaling.state, now)
+        if problem is None and not rec.metrics_available:
+            problem = (
+                "NoData",
+                "Prometheus answered, but with no waiting, running or arrival series for the "
+                "service's pods (are they scraped, with the pod labels the preset selects?)",
+            )
         before = scaling.recommendation
         previous = before.replicas if before is not None else inputs.desired_replicas
         events: list[ScaleEvent] = []
@@ -267,7 +273,7 @@ class Autoscaler:
             metrics_reason=problem[0] if problem is not None else "MetricsObserved",
             metrics_message=problem[1]
             if problem is not None
-            else f"sampled at {scaling.metrics['observedAt'] if scaling.metrics else '-'}",
+            else "sampled from Prometheus (status.metrics)",
             signal=rec.signal,
             needs=dict(rec.needs),
             metrics=scaling.metrics,

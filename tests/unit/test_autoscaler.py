@@ -210,3 +210,18 @@ async def test_a_service_not_placed_yet_gets_no_scale_event() -> None:
     assert outcome.recommendation.replicas >= 1
     assert outcome.reconcile
     assert [e.reason for e in outcome.events] == []
+
+
+async def test_prometheus_answering_nothing_is_no_data_and_holds() -> None:
+    async with prometheus({}) as (url, _):
+        scaler = Autoscaler(url, clock=time.time)
+        try:
+            outcome = await scaler.step("team-a/chat", SERVICE, TWO, 2, TIERS)
+        finally:
+            await scaler.close()
+    assert outcome.recommendation.mode == "hold"
+    assert outcome.recommendation.replicas == 2
+    assert [(e.reason, e.type) for e in outcome.events] == [("MetricsUnavailable", "Warning")]
+    report = scaler.report("team-a/chat")
+    assert report is not None and not report.metrics_available
+    assert report.metrics_reason == "NoData"

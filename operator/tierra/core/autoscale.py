@@ -225,6 +225,8 @@ class ScalerState:
     backlog_probe: tuple[float, float] | None = None
     """(time, waiting + running) when the current backlog began: how fast it grows since
     tells the arrivals the completions rate does not yet show."""
+    backlog_growth: float | None = None
+    """The backlog's last measured growth (requests/s, negative while it drains)."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -237,6 +239,7 @@ class ScalerState:
             "metricsMissingSince": self.metrics_missing_since,
             "backlogAt": self.backlog_at,
             "backlogProbe": list(self.backlog_probe) if self.backlog_probe else None,
+            "backlogGrowth": self.backlog_growth,
         }
 
     @classmethod
@@ -260,6 +263,7 @@ class ScalerState:
             metrics_missing_since=number("metricsMissingSince"),
             backlog_at=number("backlogAt"),
             backlog_probe=(float(probe[0]), float(probe[1])) if probe else None,
+            backlog_growth=number("backlogGrowth"),
         )
 
 
@@ -549,6 +553,7 @@ def _hold(inputs: ScalingInputs, state: ScalerState, now: float, why: str) -> Re
             idle_since=None,
             metrics_missing_since=since,
             backlog_probe=None,
+            backlog_growth=None,
         ),
     )
 
@@ -584,20 +589,24 @@ def recommend(
     arrival = signals.arrival_rate if signals.arrival_rate is not None or not at_zero else 0.0
     active = any(v is not None and v > 0 for v in (waiting, running, arrival))
     # Arrivals are conserved: what arrives either completes or is still in the system. The
-    # runtimes export completions, which a saturated pool caps (and a rate window delays), so
-    # while a backlog grows its growth is arrival the completions do not show.
+    # runtimes export completions over a rate window, which lags a step and which a saturated
+    # pool caps; during a backlog the arrivals are the completions *now* plus the backlog's
+    # growth, measured over the last ``growth_min_seconds`` or more (re-anchored each time).
     in_system = (waiting or 0.0) + (running or 0.0)
     backlogged = (waiting or 0.0) > current * (inputs.max_queue_per_replica or 0)
     probe = (state.backlog_probe or (now, in_system)) if backlogged else None
-    growth = 0.0
+    growth = state.backlog_growth if backlogged else None
     if probe is not None and now - probe[0] >= params.growth_min_seconds:
-        growth = max(0.0, (in_system - probe[1]) / (now - probe[0]))
+        growth = (in_system - probe[1]) / (now - probe[0])
+        probe = (now, in_system)
     work = _mean_work(inputs)
     if backlogged and work is not None and running:
         # With a queue, every serving replica runs its full concurrency and completes
-        # 1 / work requests/s: the completions now, which a rate window shows only later.
-        arrival = max(arrival or 0.0, running / inputs.max_concurrency / work)
-    if growth > 0:
+        # 1 / work requests/s (whatever the concurrency, under processor sharing).
+        # (never below the rate the runtime reports: a draining backlog does not lower it)
+        completing = running / inputs.max_concurrency / work
+        arrival = max(arrival or 0.0, completing + (growth or 0.0))
+    elif growth is not None and growth > 0:
         arrival = (arrival or 0.0) + growth
 
     found: list[SignalNeed] = []
@@ -617,8 +626,8 @@ def recommend(
     winner = max(found, key=lambda n: n.replicas) if found else None
     raw = winner.replicas if winner is not None else current
     why = winner.reason if winner is not None else "no usable signal"
-    if growth > 0 and winner is not None and winner.signal == "arrival":
-        why = f"{why} (completions at saturation + the backlog's growth, {growth:.3g} req/s)"
+    if growth is not None and winner is not None and winner.signal == "arrival":
+        why = f"{why} (completions at saturation + the backlog's growth, {growth:+.3g} req/s)"
 
     delay = inputs.scale_down_delay_seconds
     window_since = state.window_since if state.window_since is not None else now
@@ -687,6 +696,7 @@ def recommend(
             metrics_missing_since=None,
             backlog_at=backlog_at,
             backlog_probe=probe,
+            backlog_growth=growth,
         ),
     )
 

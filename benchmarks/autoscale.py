@@ -1,0 +1,262 @@
+"""Load step -> scale decision -> new replicas Ready, on the local fleet (closed loop).
+
+Real apiservers, scheduler and kwok nodes; a real Prometheus scraping the load twin; the operator
+(``tierra run``) as its own process. Each trial creates a fresh service on central H100s, lets
+it serve 1 request/s, then steps the twin's load to ``--step-rate`` and times:
+
+  * step -> decision: until the service's status shows a higher recommendation (polled every
+    50 ms). The goal is one scrape interval + 1 s. The backlog must also build up in the twin
+    and be scraped, so this is the end-to-end figure, not only the operator's share.
+  * step -> new replicas Ready: until the member Deployments' readyReplicas reach that count.
+  * scrape -> decision: from the first scrape that showed the backlog (the earliest sample of
+    ``vllm:num_requests_waiting`` above zero after the step, from Prometheus) to the decision:
+    the operator's own reaction time.
+
+Usage: python benchmarks/autoscale.py [--trials 5] [--scrape-interval 2] [--metrics-interval 0.5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from kubernetes import client, config
+
+from tierra.fleet.binaries import ensure_binaries, find_binary
+from tierra.fleet.prometheus import PrometheusServer, ScrapeTarget
+from tierra.fleet.runner import Fleet, kubeconfig_secret, spawn_operator
+from tierra.fleet.topology import default_fleet
+from tierra.twin import TwinProcess
+
+REPO = Path(__file__).resolve().parents[1]
+GROUP, VERSION, PLURAL = "tierra.dev", "v1alpha1", "inferenceservices"
+NAMESPACE = "bench"
+
+
+def service(name: str) -> dict[str, Any]:
+    """A replica serves a 500-token prompt and 100 output tokens in 0.31 s alone (3.2/s)."""
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "InferenceService",
+        "metadata": {"name": name, "namespace": NAMESPACE},
+        "spec": {
+            "model": {"name": name},
+            "runtime": {"image": "vllm/vllm-openai:v0.10.0"},
+            "variants": [
+                {
+                    "name": "h100",
+                    "accelerator": {"type": "nvidia-gpu", "model": "H100", "count": 1},
+                    "capacity": {
+                        "maxConcurrency": 8,
+                        "prefillTokensPerSecond": 8000,
+                        "decodeTokensPerSecond": 400,
+                    },
+                    "startupSeconds": 5,
+                }
+            ],
+            "placement": {"levels": ["central"]},
+            "slo": {"latencyP95Ms": 2000, "maxQueuePerReplica": 4},
+            "scaling": {"minReplicas": 1, "maxReplicas": 12, "scaleDownDelaySeconds": 60},
+        },
+    }
+
+
+def wait(predicate: Any, timeout: float, interval: float = 0.05) -> float | None:
+    """Poll; the monotonic time at which ``predicate`` first held, or None on timeout."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return time.monotonic()
+        time.sleep(interval)
+    return None
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--trials", type=int, default=5)
+    parser.add_argument("--scrape-interval", type=float, default=2.0)
+    parser.add_argument("--metrics-interval", type=float, default=0.5)
+    parser.add_argument("--step-rate", type=float, default=20.0, help="requests/s after the step")
+    args = parser.parse_args()
+
+    ensure_binaries()
+    workdir = Path(tempfile.mkdtemp(prefix="tierra-bench-autoscale-"))
+    fleet = Fleet(workdir / "fleet", default_fleet(1))
+    twin = TwinProcess(fleet.kubeconfig, workdir / "twin.log")
+    prometheus: PrometheusServer | None = None
+    operator: subprocess.Popen[bytes] | None = None
+    try:
+        print(f"fleet up in {fleet.up(tie_to_parent=True, log=lambda _: None):.1f}s")
+        kubectl = str(find_binary("kubectl"))
+        kc = str(fleet.kubeconfig)
+
+        def run_kubectl(*a: str, stdin: str | None = None) -> None:
+            result = subprocess.run(
+                [kubectl, f"--kubeconfig={kc}", "--context=tierra-central", *a],
+                input=stdin,
+                text=True,
+                check=False,
+                capture_output=True,
+            )
+            if result.returncode != 0:
+                raise SystemExit(f"kubectl {' '.join(a)}: {result.stderr}")
+
+        run_kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
+        run_kubectl("wait", "--for=condition=Established", "crd/inferenceservices.tierra.dev")
+        run_kubectl("create", "namespace", "tierra-system")
+        for cluster in ("regional", "edge"):
+            secret = kubeconfig_secret(
+                fleet.kubeconfig, f"tierra-{cluster}", f"tier-{cluster}-kubeconfig", "tierra-system"
+            )
+            run_kubectl("apply", "-f", "-", stdin=json.dumps(secret))
+        run_kubectl("apply", "-f", str(REPO / "examples/fleet/tiers.yaml"))
+        run_kubectl("create", "namespace", NAMESPACE)
+
+        twin.start()
+        prometheus = PrometheusServer(
+            workdir / "prometheus", [ScrapeTarget(twin.address)], args.scrape_interval
+        )
+        prometheus.start()
+        prometheus.wait_for_scrapes()
+        operator = spawn_operator(
+            fleet.kubeconfig,
+            workdir / "operator.log",
+            env={
+                "TIERRA_PROMETHEUS_URL": prometheus.url,
+                "TIERRA_METRICS_INTERVAL": str(args.metrics_interval),
+                "TIERRA_LOG_LEVEL": "WARNING",
+            },
+        )
+        api = config.new_client_from_config(config_file=kc, context="tierra-central")
+        custom = client.CustomObjectsApi(api)
+        apps = client.AppsV1Api(api)
+
+        def status(name: str) -> dict[str, Any]:
+            body = custom.get_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, name)
+            return dict(body.get("status") or {})
+
+        def recommended(name: str) -> int:
+            return int((status(name).get("autoscaling") or {}).get("recommendedReplicas") or 0)
+
+        def ready(name: str) -> int:
+            deployments = apps.list_namespaced_deployment(
+                NAMESPACE, label_selector=f"tierra.dev/inference-service={name}"
+            ).items
+            return sum(d.status.ready_replicas or 0 for d in deployments)
+
+        def serving(name: str) -> bool:
+            pools = [p for p in twin.state()["pools"] if p["service"] == f"{NAMESPACE}/{name}"]
+            return sum(p["ready"] for p in pools) >= 1
+
+        rows = []
+        for trial in range(args.trials):
+            name = f"step-{trial}"
+            custom.create_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, service(name))
+            if wait(lambda n=name: serving(n), 60, 0.2) is None:  # type: ignore[misc]
+                raise SystemExit(f"{name} never served in the twin")
+            twin.set_load(NAMESPACE, name, 1.0, 500, 100)
+            time.sleep(20)  # settle at 1 request/s
+            before = recommended(name)
+            wall_step = time.time()
+            stepped = time.monotonic()
+            twin.set_load(NAMESPACE, name, args.step_rate, 500, 100)
+            decided = wait(lambda n=name, b=before: recommended(n) > b, 60)  # type: ignore[misc]
+            if decided is None:
+                raise SystemExit(f"{name}: no scale-up within 60 s")
+            first = recommended(name)
+            # follow the count for 20 s: it may rise again as the backlog's growth shows the
+            # arrivals; time when the first decision's replicas, and the settled count's, are
+            # all Ready in the member cluster
+            first_ready = settled_ready = None
+            target = first
+            while time.monotonic() - stepped < 20.0 or (
+                settled_ready is None and time.monotonic() - stepped < 80.0
+            ):
+                target = max(target, recommended(name))
+                have = ready(name)
+                now = time.monotonic()
+                if first_ready is None and have >= first:
+                    first_ready = now
+                settled_ready = (settled_ready or now) if have >= target else None
+                time.sleep(0.05)
+            selector = f'tierra_dev_inference_service="{name}"'
+            samples = prometheus.query(f"vllm:num_requests_waiting{{{selector}}}[2m]")
+            first_scrape = min(
+                (
+                    float(t)
+                    for series in samples
+                    for t, v in series.get("values", [])
+                    if float(t) >= wall_step and float(v) > 0
+                ),
+                default=None,
+            )
+            decision_wall = wall_step + (decided - stepped)
+            rows.append(
+                {
+                    "trial": trial,
+                    "from": before,
+                    "first": first,
+                    "settled": target,
+                    "decision_s": decided - stepped,
+                    "first_ready_s": None if first_ready is None else first_ready - stepped,
+                    "settled_ready_s": None if settled_ready is None else settled_ready - stepped,
+                    "scrape_to_decision_s": None
+                    if first_scrape is None or first_scrape < wall_step
+                    else decision_wall - first_scrape,
+                }
+            )
+            print(json.dumps(rows[-1]))
+            twin.clear_load(NAMESPACE, name)
+            custom.delete_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, name)
+            wait(lambda n=name: ready(n) == 0, 60, 0.5)  # type: ignore[misc]
+
+        def summary(key: str) -> str:
+            values = [r[key] for r in rows if r[key] is not None]
+            if not values:
+                return "n/a"
+            return f"median {statistics.median(values):.2f} s, max {max(values):.2f} s"
+
+        goal = args.scrape_interval + 1.0
+        decisions = [r["decision_s"] for r in rows]
+        print(
+            f"\nscrape interval {args.scrape_interval:g} s, operator metrics interval "
+            f"{args.metrics_interval:g} s, step 1 -> {args.step_rate:g} requests/s, "
+            f"{len(rows)} trials"
+        )
+        print(f"step -> decision:          {summary('decision_s')}")
+        print(f"first backlog scrape -> decision: {summary('scrape_to_decision_s')}")
+        print(f"step -> first decision's replicas Ready: {summary('first_ready_s')}")
+        print(f"step -> settled count's replicas Ready: {summary('settled_ready_s')}")
+        print(
+            "replicas: "
+            + ", ".join(f"{r['from']}->{r['first']} (settled {r['settled']})" for r in rows)
+        )
+        verdict = "PASS" if statistics.median(decisions) <= goal else "MISS"
+        print(
+            f"goal: decision within one scrape interval + 1 s = {goal:g} s: {verdict} "
+            f"(median {statistics.median(decisions):.2f} s, max {max(decisions):.2f} s)"
+        )
+        return 0
+    finally:
+        if operator is not None and operator.poll() is None:
+            operator.terminate()
+            try:
+                operator.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                operator.kill()
+        if prometheus is not None:
+            prometheus.stop()
+        twin.stop()
+        fleet.down()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
