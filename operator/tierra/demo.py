@@ -13,7 +13,9 @@ from typing import Any
 
 from tierra.core.status import explain_status
 from tierra.fleet.binaries import ensure_binaries, find_binary
+from tierra.fleet.prometheus import PrometheusServer, ScrapeTarget
 from tierra.fleet.runner import Fleet, kubeconfig_secret, spawn_operator
+from tierra.twin import TwinProcess
 
 OPERATOR_NAMESPACE = "tierra-system"
 
@@ -66,9 +68,14 @@ class Demo:
             )
             self.kubectl("apply", "--server-side", "-f", "-", stdin=json.dumps(secret))
 
-    def start_operator(self) -> subprocess.Popen[bytes]:
+    def start_operator(self, prometheus_url: str) -> subprocess.Popen[bytes]:
         log = self.fleet.directory / "operator.log"
-        process = spawn_operator(self.fleet.kubeconfig, log, namespace=OPERATOR_NAMESPACE)
+        process = spawn_operator(
+            self.fleet.kubeconfig,
+            log,
+            namespace=OPERATOR_NAMESPACE,
+            env={"TIERRA_PROMETHEUS_URL": prometheus_url, "TIERRA_METRICS_INTERVAL": "2"},
+        )
         print(f"operator started (pid {process.pid}, log {log})")
         return process
 
@@ -128,6 +135,24 @@ class Demo:
                 )
             )
 
+    def autoscale(self, twin: TwinProcess, seconds: float = 45.0) -> None:
+        """Put load on chat-small and show the autoscaler's decisions."""
+        print("\n$ curl -X PUT twin/load/team-a/chat-small -d '{\"rate\": 20}'")
+        twin.set_load("team-a", "chat-small", 20.0, 800, 200)
+        deadline = time.monotonic() + seconds
+        last = None
+        while time.monotonic() < deadline:
+            body = json.loads(self.kubectl("get", "tisvc", "-n", "team-a", "chat-small", "-o=json"))
+            scaling = (body.get("status") or {}).get("autoscaling") or {}
+            now = (scaling.get("recommendedReplicas"), scaling.get("reason"))
+            if now != last:
+                print(f"  {time.strftime('%H:%M:%S')} {now[1]}")
+                last = now
+            time.sleep(1)
+        print("$ kubectl get tisvc -n team-a chat-small -o wide")
+        print(self.kubectl("get", "tisvc", "-n", "team-a", "chat-small", "-o", "wide"))
+        twin.clear_load("team-a", "chat-small")
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="tierra-demo", description=__doc__)
@@ -144,7 +169,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"fleet ready in {fleet.up():.1f}s")
     demo = Demo(repo, fleet)
     demo.install()
-    operator = demo.start_operator()
+    # The load twin simulates the model servers (startup delays shortened 10x for the demo);
+    # a real Prometheus scrapes it, and the operator autoscales on what Prometheus says.
+    twin = TwinProcess(
+        fleet.kubeconfig, fleet.directory / "twin.log", extra_args=["--startup-factor", "0.1"]
+    )
+    twin.start()
+    prometheus = PrometheusServer(
+        fleet.directory / "prometheus", [ScrapeTarget(twin.address)], scrape_interval=2.0
+    )
+    prometheus.start()
+    print(f"load twin on {twin.url}, Prometheus on {prometheus.url}")
+    operator = demo.start_operator(prometheus.url)
     try:
         demo.kubectl("apply", "--server-side", "-f", str(repo / "examples/fleet"))
         for document in sorted((repo / "examples/services").glob("*.yaml")):
@@ -152,6 +188,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"all InferenceServices placed {demo.wait_placed():.1f}s after apply")
         time.sleep(3)  # let kwok mark the pods Running
         demo.report()
+        demo.autoscale(twin)
     finally:
         if args.keep:
             print(
@@ -161,6 +198,8 @@ def main(argv: list[str] | None = None) -> int:
         else:
             operator.terminate()
             operator.wait(timeout=30)
+            prometheus.stop()
+            twin.stop()
             if started_fleet:
                 fleet.down()
     return 0
