@@ -28,9 +28,10 @@ from typing import Any
 
 from kubernetes import client, config
 
-from tierra.fleet.binaries import ensure_binaries, find_binary
+from tierra.demo import Demo
+from tierra.fleet.binaries import ensure_binaries
 from tierra.fleet.prometheus import PrometheusServer, ScrapeTarget
-from tierra.fleet.runner import Fleet, kubeconfig_secret, spawn_operator
+from tierra.fleet.runner import Fleet, spawn_operator, stop_process
 from tierra.fleet.topology import default_fleet
 from tierra.twin import TwinProcess
 
@@ -95,30 +96,11 @@ def main() -> int:
     operator: subprocess.Popen[bytes] | None = None
     try:
         print(f"fleet up in {fleet.up(tie_to_parent=True, log=lambda _: None):.1f}s")
-        kubectl = str(find_binary("kubectl"))
+        setup = Demo(REPO, fleet)  # kubectl, CRDs, the operator's namespace and Secrets
+        setup.install()
+        setup.kubectl("apply", "-f", str(REPO / "examples/fleet/tiers.yaml"))
+        setup.kubectl("create", "namespace", NAMESPACE)
         kc = str(fleet.kubeconfig)
-
-        def run_kubectl(*a: str, stdin: str | None = None) -> None:
-            result = subprocess.run(
-                [kubectl, f"--kubeconfig={kc}", "--context=tierra-central", *a],
-                input=stdin,
-                text=True,
-                check=False,
-                capture_output=True,
-            )
-            if result.returncode != 0:
-                raise SystemExit(f"kubectl {' '.join(a)}: {result.stderr}")
-
-        run_kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
-        run_kubectl("wait", "--for=condition=Established", "crd/inferenceservices.tierra.dev")
-        run_kubectl("create", "namespace", "tierra-system")
-        for cluster in ("regional", "edge"):
-            secret = kubeconfig_secret(
-                fleet.kubeconfig, f"tierra-{cluster}", f"tier-{cluster}-kubeconfig", "tierra-system"
-            )
-            run_kubectl("apply", "-f", "-", stdin=json.dumps(secret))
-        run_kubectl("apply", "-f", str(REPO / "examples/fleet/tiers.yaml"))
-        run_kubectl("create", "namespace", NAMESPACE)
 
         twin.start()
         prometheus = PrometheusServer(
@@ -246,12 +228,7 @@ def main() -> int:
         )
         return 0
     finally:
-        if operator is not None and operator.poll() is None:
-            operator.terminate()
-            try:
-                operator.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                operator.kill()
+        stop_process(operator, grace=20)
         if prometheus is not None:
             prometheus.stop()
         twin.stop()

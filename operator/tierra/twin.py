@@ -65,7 +65,7 @@ from tierra.core.twin_model import (
     deployment_view,
     parse_trace,
 )
-from tierra.fleet.runner import SPAWN_LOCK, die_with_parent, free_ports
+from tierra.fleet.runner import SPAWN_LOCK, die_with_parent, free_ports, stop_process
 from tierra.shell.informer import Informer
 from tierra.shell.kube import KubeClient, client_from_kubeconfig
 
@@ -502,14 +502,7 @@ class TwinProcess:
 
     def stop(self, grace: float = 10.0) -> None:
         process, self.process = self.process, None
-        if process is None or process.poll() is not None:
-            return
-        process.terminate()
-        try:
-            process.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process, grace)
 
     def _request(
         self, method: str, path: str, body: dict[str, Any] | None = None, timeout: float = 5.0

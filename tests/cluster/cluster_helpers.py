@@ -184,13 +184,9 @@ class OperatorProcess:
         pytest.fail(f"operator did not start: {self.log_tail()}")
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        from tierra.fleet.runner import stop_process
+
+        stop_process(self.process, grace=20)
         self.process = None
 
     def restart(self) -> None:

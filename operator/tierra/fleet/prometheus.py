@@ -38,7 +38,7 @@ from typing import Any
 import yaml
 
 from tierra.fleet.binaries import cache_root
-from tierra.fleet.runner import SPAWN_LOCK, die_with_parent, free_ports
+from tierra.fleet.runner import SPAWN_LOCK, die_with_parent, free_ports, stop_process
 
 PROMETHEUS_VERSION = "2.42.0"
 """Upstream version of Debian 12's package; the cache directory is named after the version
@@ -347,14 +347,7 @@ class PrometheusServer:
     def stop(self, grace: float = 10.0) -> None:
         """SIGTERM, then SIGKILL after ``grace`` seconds; a no-op when not running."""
         process, self.process = self.process, None
-        if process is None or process.poll() is not None:
-            return
-        process.terminate()
-        try:
-            process.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process, grace)
 
     def restart(self, timeout: float = 30.0) -> float:
         self.stop()
