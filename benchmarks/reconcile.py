@@ -8,14 +8,17 @@ Prints:
      operator's peak RSS (VmHWM; goal <= 250 MB);
   3. the operator's idle CPU after they settle.
 
+  4. the operator's writes to the management apiserver during the bulk run (from the
+     apiserver's own request counters): InferenceService status and finalizer patches by
+     response code, and the Events it posted.
+
 Usage: python benchmarks/reconcile.py [--services 1000] [--latency-samples 40] [--scale 12]
-                                     [--profile operator.pstats]
+                                     [--workers 16] [--profile operator.pstats]
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import subprocess
@@ -23,14 +26,16 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from kubernetes import client, config, watch
 
-from tierra.fleet.binaries import ensure_binaries, find_binary
-from tierra.fleet.runner import Fleet, die_with_parent, kubeconfig_secret, spawn_operator
+from tierra.demo import Demo
+from tierra.fleet.binaries import ensure_binaries
+from tierra.fleet.runner import Fleet, die_with_parent, spawn_operator
 from tierra.fleet.topology import default_fleet
 
 REPO = Path(__file__).resolve().parents[1]
@@ -139,6 +144,62 @@ def proc_stat(pid: int) -> tuple[float, int]:
     return cpu, peak
 
 
+def apiserver_requests(api: client.ApiClient) -> Counter[tuple[str, str, str, str]]:
+    """The apiserver's request counters for InferenceServices:
+    (verb, subresource, code) -> count."""
+    response = api.call_api(
+        "/metrics",
+        "GET",
+        auth_settings=["BearerToken"],
+        response_type="str",
+        _preload_content=False,
+        _return_http_data_only=True,
+    )
+    counts: Counter[tuple[str, str, str, str]] = Counter()
+    for line in response.data.decode().splitlines():
+        if not line.startswith("apiserver_request_total{"):
+            continue
+        labels_text, value = line[len("apiserver_request_total{") :].rsplit("} ", 1)
+        labels = dict(
+            part.split("=", 1) for part in labels_text.replace('"', "").split(",") if "=" in part
+        )
+        if labels.get("resource") == "inferenceservices":
+            key = (
+                labels.get("verb", ""),
+                labels.get("resource", ""),
+                labels.get("subresource", ""),
+                labels.get("code", ""),
+            )
+            counts[key] += int(float(value))
+    return counts
+
+
+def tierra_events(api: client.ApiClient, namespace: str, prefix: str) -> Counter[str]:
+    """Events the operator posted about services whose name starts with ``prefix``."""
+    items = client.CoreV1Api(api).list_namespaced_event(namespace).items
+    return Counter(
+        e.reason
+        for e in items
+        if e.reporting_component == "tierra" and e.involved_object.name.startswith(prefix)
+    )
+
+
+def print_writes(
+    label: str,
+    before: Counter[tuple[str, str, str, str]],
+    after: Counter[tuple[str, str, str, str]],
+    events: Counter[str],
+) -> None:
+    delta = after - before
+    status = {k[3]: v for k, v in delta.items() if k[0] == "PATCH" and k[2] == "status"}
+    finalizers = {k[3]: v for k, v in delta.items() if k[0] == "PATCH" and k[2] == ""}
+    print(
+        f"  {label}: status patches {sum(status.values())} {dict(sorted(status.items()))}; "
+        f"finalizer patches {sum(finalizers.values())} {dict(sorted(finalizers.items()))}; "
+        f"events {sum(events.values())} {dict(sorted(events.items()))}"
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -147,6 +208,9 @@ def main() -> int:
     parser.add_argument("--latency-samples", type=int, default=40)
     parser.add_argument("--scale", type=int, default=12, help="fleet node multiplier")
     parser.add_argument("--idle-seconds", type=float, default=30.0)
+    parser.add_argument(
+        "--workers", type=int, default=None, help="the operator's TIERRA_WORKERS (default: its own)"
+    )
     parser.add_argument(
         "--profile",
         type=Path,
@@ -160,39 +224,11 @@ def main() -> int:
     operator: subprocess.Popen[bytes] | None = None
     try:
         seconds = fleet.up(tie_to_parent=True, log=lambda _: None)
-        print(f"fleet (scale {args.scale}) up in {seconds:.1f}s")
-        kubectl = str(find_binary("kubectl"))
+        print(f"fleet (scale {args.scale}) up in {seconds:.1f}s; operator log in {workdir}")
+        setup = Demo(REPO, fleet)  # kubectl, CRDs, the operator's namespace and Secrets
+        setup.install()
+        setup.kubectl("apply", "-f", str(REPO / "examples/fleet/tiers.yaml"))
         kc = str(fleet.kubeconfig)
-
-        def run_kubectl(*a: str, stdin: str | None = None) -> None:
-            result = subprocess.run(
-                [kubectl, f"--kubeconfig={kc}", "--context=tierra-central", *a],
-                input=stdin,
-                text=True,
-                check=False,
-                capture_output=True,
-            )
-            if result.returncode != 0:
-                raise SystemExit(f"kubectl {' '.join(a)}: {result.stderr}")
-
-        run_kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
-        run_kubectl("wait", "--for=condition=Established", "crd/inferenceservices.tierra.dev")
-        run_kubectl("create", "namespace", NAMESPACE_OPERATOR)
-        for cluster in ("central", "regional", "edge"):
-            run_kubectl(
-                "apply",
-                "-f",
-                "-",
-                stdin=json.dumps(
-                    kubeconfig_secret(
-                        fleet.kubeconfig,
-                        f"tierra-{cluster}",
-                        f"tier-{cluster}-kubeconfig",
-                        NAMESPACE_OPERATOR,
-                    )
-                ),
-            )
-        run_kubectl("apply", "-f", str(REPO / "examples/fleet/tiers.yaml"))
         clients = {
             c: config.new_client_from_config(config_file=kc, context=f"tierra-{c}")
             for c in ("central", "regional")
@@ -203,10 +239,11 @@ def main() -> int:
 
         metrics_port = free_port()
         log = workdir / "operator.log"
+        env = {"TIERRA_LOG_LEVEL": "WARNING"}
+        if args.workers is not None:
+            env["TIERRA_WORKERS"] = str(args.workers)
         if args.profile is None:
-            operator = spawn_operator(
-                fleet.kubeconfig, log, metrics_port, env={"TIERRA_LOG_LEVEL": "WARNING"}
-            )
+            operator = spawn_operator(fleet.kubeconfig, log, metrics_port, env=env)
         else:
             with log.open("ab") as sink:
                 operator = subprocess.Popen(
@@ -218,7 +255,7 @@ def main() -> int:
                     ],
                     stdout=sink,
                     stderr=subprocess.STDOUT,
-                    env={**os.environ, "TIERRA_LOG_LEVEL": "WARNING"},
+                    env={**os.environ, **env},
                     preexec_fn=die_with_parent,  # noqa: PLW1509 - see die_with_parent
                 )
         time.sleep(5)  # operator start-up: login, informers, tier probes
@@ -273,6 +310,8 @@ def main() -> int:
         names = [f"svc-{index:04d}" for index in range(args.services)]
         cpu_before, _ = proc_stat(operator.pid)
         load_before = os.getloadavg()[0]
+        requests_before = apiserver_requests(clients["central"])
+        reconciles_before = reconciles(metrics_port)
         started = time.perf_counter()
         with ThreadPoolExecutor(max_workers=8) as pool:
             list(
@@ -315,6 +354,16 @@ def main() -> int:
             f"average {load_before:.1f} -> {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
         )
         print(f"operator peak RSS (VmHWM): {peak / 2**20:.0f} MB (goal <= 250 MB)")
+        print(
+            f"operator writes to the management apiserver while placing "
+            f"({reconciles(metrics_port) - reconciles_before:.0f} reconciles):"
+        )
+        print_writes(
+            "until placed",
+            requests_before,
+            apiserver_requests(clients["central"]),
+            tierra_events(clients["central"], "bench", "svc-"),
+        )
 
         # 3. Idle CPU once settled: no reconcile for 10 s (pods Ready, statuses written).
         settle_started = time.perf_counter()
@@ -326,7 +375,14 @@ def main() -> int:
                 last, quiet_since = now_count, time.perf_counter()
         print(
             f"settled (no reconcile for 10 s) {time.perf_counter() - started:.0f}s after the "
-            f"first create; {last:.0f} reconciles in all"
+            f"first create; {last:.0f} reconciles in all "
+            f"({last - reconciles_before:.0f} since the bulk run started)"
+        )
+        print_writes(
+            "until settled",
+            requests_before,
+            apiserver_requests(clients["central"]),
+            tierra_events(clients["central"], "bench", "svc-"),
         )
         cpu0, _ = proc_stat(operator.pid)
         count0 = reconciles(metrics_port)

@@ -55,6 +55,10 @@ ORPHAN_SWEEP_INTERVAL_SECONDS = 30.0
 ORPHAN_MIN_AGE_SECONDS = 30.0
 CLEANUP_GIVE_UP_SECONDS = 300.0
 POD_SNAPSHOT_SECONDS = 0.5
+EVENT_CONCURRENCY = 8
+"""Events in flight at once (they are posted in the background, off the reconcile path)."""
+EVENT_DRAIN_SECONDS = 10.0
+"""How long ``stop`` waits for Events still being posted."""
 
 
 def now_rfc3339() -> str:
@@ -81,6 +85,26 @@ def is_subset(desired: Any, live: Any) -> bool:
             and all(is_subset(d, v) for d, v in zip(desired, live, strict=True))
         )
     return bool(desired == live) or str(desired) == str(live)
+
+
+def merge_patched(target: Any, patch: Any) -> Any:
+    """``target`` after a JSON merge patch (RFC 7386): what the apiserver will store."""
+    if not isinstance(patch, Mapping):
+        return patch
+    result = dict(target) if isinstance(target, Mapping) else {}
+    for k, v in patch.items():
+        if v is None:
+            result.pop(k, None)
+        else:
+            result[k] = merge_patched(result.get(k), v)
+    return result
+
+
+def _resource_version(body: Obj | None) -> int:
+    try:
+        return int(((body or {}).get("metadata") or {}).get("resourceVersion") or 0)
+    except ValueError:
+        return 0
 
 
 def _strip_times(status: Mapping[str, Any]) -> Any:
@@ -118,6 +142,11 @@ class ServiceState:
     running: list[RunningPlacement] = field(default_factory=list)
     """Where the last reconcile placed it (the autoscaler's current replicas)."""
     ready: int = 0
+    written: Obj | None = None
+    """The service as our last write of it (finalizer or status patch) returned it, while the
+    watch has not caught up with that write: reconciles that run before our own write's event
+    arrives see it rather than the older cached body (no re-adding the finalizer, no rewriting
+    the same status)."""
 
 
 @dataclass
@@ -156,6 +185,8 @@ class Reconciler:
         self._usage = UsageIndex()
         self._usage_sources: dict[str, tuple[Tier, MemberCluster, StoreListener]] = {}
         self._tier_dirty = asyncio.Event()
+        self._events: set[asyncio.Task[None]] = set()
+        self._event_limit = asyncio.Semaphore(EVENT_CONCURRENCY)
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -173,6 +204,7 @@ class Reconciler:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
+        await self.drain_events(EVENT_DRAIN_SECONDS)
         await self.tier_informer.stop()
         await self.registry.close()
         await self.autoscaler.close()
@@ -188,6 +220,13 @@ class Reconciler:
             return
         before = self.services.get(key)
         self.services[key] = body
+        state = self.state.get(key)
+        if (
+            state is not None
+            and state.written is not None
+            and _resource_version(body) >= _resource_version(state.written)
+        ):
+            state.written = None  # the watch has caught up with our last write
         changed = (
             before is None
             or before["metadata"].get("generation") != meta.get("generation")
@@ -364,12 +403,32 @@ class Reconciler:
         self._usage_sources[name] = (tier, member, listener)
 
     # ------------------------------------------------------------------ reconcile
-    async def reconcile(self, key: str) -> float | None:
-        """Converge one service; return a delay to retry after, or None."""
+    def _latest(self, key: str, state: ServiceState) -> Obj | None:
+        """The newest version of the service we know: the watch's, or our last write's."""
         body = self.services.get(key)
         if body is None:
             return None
+        written = state.written
+        if written is not None and _resource_version(written) > _resource_version(body):
+            return written
+        return body
+
+    def _wrote(self, key: str, obj: Obj) -> None:
+        """Remember what the apiserver returned for our write of the service."""
+        state = self.state.get(key)
+        if state is None or _resource_version(obj) <= max(
+            _resource_version(state.written), _resource_version(self.services.get(key))
+        ):
+            return
+        obj.get("metadata", {}).pop("managedFields", None)
+        state.written = obj
+
+    async def reconcile(self, key: str) -> float | None:
+        """Converge one service; return a delay to retry after, or None."""
         state = self.state.setdefault(key, ServiceState())
+        body = self._latest(key, state)
+        if body is None:
+            return None
         meta = body["metadata"]
         if meta.get("deletionTimestamp"):
             return await self._finalize(key, body, state)
@@ -400,9 +459,10 @@ class Reconciler:
         # The finalizer goes on alongside the first children rather than before them: should
         # the operator die in between, the orphan sweep removes what the finalizer would have.
         await asyncio.gather(
-            self._add_finalizer(body) if needs_finalizer else asyncio.sleep(0),
+            self._add_finalizer(key, body) if needs_finalizer else asyncio.sleep(0),
             self._converge_children(key, service, plan, members),
         )
+        body = self._latest(key, state) or body  # with the finalizer just added
         await self._write_status(key, body, service, decision, members)
         state.placed = decision.satisfied
         state.running = [
@@ -505,6 +565,7 @@ class Reconciler:
             member.revision += 1
             raise
         applied.get("metadata", {}).pop("managedFields", None)
+        member.applied(manifest["kind"], applied)
         current = informer.store.get(key_of(manifest), {})
         if int(applied["metadata"]["resourceVersion"]) >= int(
             current.get("metadata", {}).get("resourceVersion") or 0
@@ -567,10 +628,22 @@ class Reconciler:
                 now,
             ),
         )
-        self.state.setdefault(key, ServiceState()).ready = sum(ready.values())
-        if _strip_times({k: previous.get(k) for k in status}) != _strip_times(status):
+        state = self.state.setdefault(key, ServiceState())
+        state.ready = sum(ready.values())
+        if decision.summary != state.last_summary:
+            # Posted in the background, alongside the status patch.
+            state.last_summary = decision.summary
+            reason = "Placed" if decision.satisfied else "PlacementFailed"
+            message = decision.summary if decision.satisfied else explain(decision)
+            self.emit_event(
+                body, reason, message[:1000], "Normal" if decision.satisfied else "Warning"
+            )
+            telemetry.PLACEMENTS.labels(result=reason).inc()
+        # ``previous`` is the newest status we know (the watch's, or what our last write
+        # returned); skip the write when merging ours into it would change nothing.
+        if _strip_times(merge_patched(previous, status)) != _strip_times(previous):
             try:
-                await self.management.patch(
+                written = await self.management.patch(
                     "InferenceService",
                     meta["name"],
                     meta["namespace"],
@@ -580,15 +653,8 @@ class Reconciler:
             except KubeError as error:
                 if error.status != 404:
                     raise
-        state = self.state.setdefault(key, ServiceState())
-        if decision.summary != state.last_summary:
-            state.last_summary = decision.summary
-            reason = "Placed" if decision.satisfied else "PlacementFailed"
-            message = decision.summary if decision.satisfied else explain(decision)
-            await self.post_event(
-                body, reason, message[:1000], "Normal" if decision.satisfied else "Warning"
-            )
-            telemetry.PLACEMENTS.labels(result=reason).inc()
+            else:
+                self._wrote(key, written)
 
     async def _report_invalid(self, body: Obj, error: ValidationError) -> None:
         meta = body["metadata"]
@@ -609,6 +675,30 @@ class Reconciler:
             subresource="status",
         )
         await self.post_event(body, "InvalidSpec", message, "Warning")
+
+    def emit_event(self, body: Obj, reason: str, message: str, type_: str) -> None:
+        """Post an Event in the background (at most ``EVENT_CONCURRENCY`` at once); ``stop``
+        waits for those still in flight."""
+
+        async def post() -> None:
+            async with self._event_limit:
+                await self.post_event(body, reason, message, type_)
+
+        task = asyncio.create_task(post(), name=f"event-{reason}")
+        self._events.add(task)
+        task.add_done_callback(self._events.discard)
+
+    async def drain_events(self, timeout: float | None = None) -> None:
+        """Wait for the Events being posted (cancelling what is left after ``timeout``)."""
+        pending = set(self._events)
+        if not pending:
+            return
+        _, late = await asyncio.wait(pending, timeout=timeout)
+        for task in late:
+            task.cancel()
+        if late:
+            log.warning("%d Events not posted before shutdown", len(late))
+            await asyncio.wait(late)
 
     async def post_event(self, body: Obj, reason: str, message: str, type_: str) -> None:
         meta = body["metadata"]
@@ -642,25 +732,55 @@ class Reconciler:
             log.warning("could not post event %s: %s", reason, error)
 
     # ---------------------------------------------------------------- finalizing
-    async def _add_finalizer(self, body: Obj) -> None:
-        meta = body["metadata"]
-        finalizers = [*(meta.get("finalizers") or []), FINALIZER]
-        patch = [
-            {"op": "test", "path": "/metadata/resourceVersion", "value": meta["resourceVersion"]},
-            {"op": "add", "path": "/metadata/finalizers", "value": finalizers},
-        ]
-        await self._patch_finalizers(meta, patch)
+    async def _add_finalizer(self, key: str, body: Obj) -> None:
+        """Add the finalizer, guarded so that a concurrent change of the finalizers is not
+        overwritten; the result is remembered (``ServiceState.written``), so reconciles that
+        run before its watch event arrives do not add it again. A lost race re-reads the
+        service once and tries again."""
+        for attempt in range(2):
+            meta = body["metadata"]
+            finalizers = meta.get("finalizers") or []
+            if FINALIZER in finalizers:
+                return
+            patch: list[dict[str, Any]]
+            if finalizers:  # only the finalizers must be as we saw them
+                patch = [
+                    {"op": "test", "path": "/metadata/finalizers", "value": finalizers},
+                    {"op": "add", "path": "/metadata/finalizers/-", "value": FINALIZER},
+                ]
+            else:  # (JSON patch cannot test that a field is absent)
+                patch = [
+                    {
+                        "op": "test",
+                        "path": "/metadata/resourceVersion",
+                        "value": meta["resourceVersion"],
+                    },
+                    {"op": "add", "path": "/metadata/finalizers", "value": [FINALIZER]},
+                ]
+            written = await self._patch_finalizers(meta, patch)
+            if written is not None:
+                self._wrote(key, written)
+                return
+            if attempt == 0:
+                fresh = await self.management.get(
+                    "InferenceService", meta["name"], meta["namespace"]
+                )
+                if fresh is None or fresh["metadata"].get("deletionTimestamp"):
+                    return  # gone or going: the deletion's event brings us back
+                self._wrote(key, fresh)
+                body = fresh
 
-    async def _patch_finalizers(self, meta: Obj, patch: list[dict[str, Any]]) -> None:
-        """A guarded JSON patch of the finalizers; a lost race is left to the next event."""
+    async def _patch_finalizers(self, meta: Obj, patch: list[dict[str, Any]]) -> Obj | None:
+        """A guarded JSON patch of the finalizers: the patched object, or None when it is gone
+        (404) or the guard failed (409/422: a newer version exists)."""
         try:
-            await self.management.patch(
+            return await self.management.patch(
                 "InferenceService", meta["name"], meta["namespace"], patch, JSON_PATCH
             )
         except KubeError as error:
             if error.status not in (404, 409, 422):
                 raise
-            # 409/422: a newer version exists; its watch event will bring us back.
+            return None
 
     async def _finalize(self, key: str, body: Obj, state: ServiceState) -> float | None:
         meta = body["metadata"]
@@ -695,9 +815,9 @@ class Reconciler:
         for member in self.registry.clusters():
             try:
                 for informer in (member.deployments, member.services):
-                    for obj in list(informer.store.values()):
+                    for obj in informer.store.by_index(key):  # this service's children only
                         labels = obj["metadata"].get("labels") or {}
-                        if owner_key(obj) == key and labels.get(LABEL_OWNER_UID) == uid:
+                        if labels.get(LABEL_OWNER_UID) == uid:
                             await self._delete(member, informer.kind, obj)
             except (KubeError, OSError, TimeoutError) as error:
                 log.warning("cleanup of %s in %s failed: %s", key, member.identity, error)

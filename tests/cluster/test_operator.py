@@ -296,6 +296,18 @@ def test_scale_subresource_drives_replicas(
     )
     body = wait_placed(clients, wait_for, namespace, "scaled")
     assert body["status"]["replicas"] == 3
+    # the status says the scale subresource overrides the autoscaler
+    wait_for(
+        lambda: (
+            (status := (get_service(clients, namespace, "scaled") or {}).get("status") or {})
+            .get("autoscaling", {})
+            .get("mode")
+            == "manual"
+            and status["autoscaling"]["recommendedReplicas"] == 3
+        ),
+        timeout=20,
+        what="autoscaling mode manual",
+    )
 
 
 def test_delete_removes_children_in_every_cluster(

@@ -540,8 +540,8 @@ def _hold(inputs: ScalingInputs, state: ScalerState, now: float, why: str) -> Re
     since = state.metrics_missing_since if state.metrics_missing_since is not None else now
     return Recommendation(
         replicas=replicas,
-        reason=f"hold {replicas}: {why}, missing for {now - since:.0f} s; "
-        "never scaling down on missing data",
+        # (no duration in the reason: it goes to status, which should not change by itself)
+        reason=f"hold {replicas}: {why}; never scaling down on missing data",
         mode="hold",
         metrics_available=False,
         state=replace(

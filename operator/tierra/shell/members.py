@@ -11,6 +11,7 @@ import asyncio
 import base64
 import contextlib
 import datetime
+import functools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,6 +27,8 @@ from tierra.shell.kube import KubeClient, KubeError, Obj, client_from_kubeconfig
 log = logging.getLogger(__name__)
 
 MANAGED_SELECTOR = "app.kubernetes.io/managed-by=tierra"
+REVISION_ANNOTATION = "deployment.kubernetes.io/revision"
+"""Set by the Deployment controller on every Deployment; nothing Tierra renders or reads."""
 PROBE_INTERVAL_SECONDS = 2.0
 UNREACHABLE_AFTER_FAILURES = 3
 
@@ -122,7 +125,11 @@ class MemberCluster:
         self.revision = 0
         """Bumped whenever what capacity and usage are computed from changes (a cache key)."""
         self.services = Informer(
-            client, "Service", MANAGED_SELECTOR, on_child_change, index_by=owner_key
+            client,
+            "Service",
+            MANAGED_SELECTOR,
+            functools.partial(self._child_changed, kind="Service"),
+            index_by=owner_key,
         )
         self._on_capacity_change = on_capacity_change
         self._on_reachability_change = on_reachability_change
@@ -132,26 +139,52 @@ class MemberCluster:
         self.namespaces: set[str] = set()
         self._probe_task: asyncio.Task[None] | None = None
 
-    def _child_changed(self, event: str, obj: Obj) -> None:
-        """Pass on Deployment events that can matter to a reconcile: any change of metadata
-        (labels, annotations, owners), of the spec (``generation``), or of ``readyReplicas``
-        (reported in status), and deletions; not the rest of the status churn a rollout makes
-        (observedGeneration, updated/available replicas, conditions), which would only
-        trigger reconciles that find nothing to do."""
+    @staticmethod
+    def _child_key(kind: str, obj: Obj) -> tuple[str, str, str]:
         meta = obj.get("metadata", {})
-        key = ("Deployment", meta.get("namespace", ""), meta.get("name", ""))
+        return (kind, meta.get("namespace", ""), meta.get("name", ""))
+
+    @staticmethod
+    def _child_fingerprint(kind: str, obj: Obj) -> object:
+        """What of a child can matter to a reconcile: its metadata (labels, annotations,
+        owners; ``generation`` follows a Deployment's spec), a Service's spec (Services have
+        no generation), and a Deployment's ``readyReplicas`` (reported in status)."""
+        meta = obj.get("metadata", {})
+        metadata = {k: v for k, v in meta.items() if k not in ("resourceVersion", "managedFields")}
+        annotations = metadata.get("annotations")
+        if annotations and REVISION_ANNOTATION in annotations:
+            metadata["annotations"] = {
+                k: v for k, v in annotations.items() if k != REVISION_ANNOTATION
+            }
+        if not metadata.get("annotations"):  # absent and empty are the same
+            metadata.pop("annotations", None)
+        if kind == "Deployment":
+            return (metadata, (obj.get("status") or {}).get("readyReplicas"))
+        return (metadata, obj.get("spec"))
+
+    def _child_changed(self, event: str, obj: Obj, kind: str = "Deployment") -> None:
+        """Pass on child events that can matter to a reconcile (see ``_child_fingerprint``)
+        and deletions; not the rest of the status churn a rollout makes (observedGeneration,
+        updated/available replicas, conditions, the revision annotation), nor the event of
+        what the operator itself just applied (see :meth:`applied`): those would only
+        trigger reconciles that find nothing to do."""
+        key = self._child_key(kind, obj)
         if event == "DELETED":
             self._fingerprints.pop(key, None)
         else:
-            fingerprint = (
-                {k: v for k, v in meta.items() if k != "resourceVersion"},
-                (obj.get("status") or {}).get("readyReplicas"),
-            )
+            fingerprint = self._child_fingerprint(key[0], obj)
             if self._fingerprints.get(key) == fingerprint:
                 return
             self._fingerprints[key] = fingerprint
-        self.revision += 1
+        if kind == "Deployment":
+            self.revision += 1
         self._on_child_change(event, obj)
+
+    def applied(self, kind: str, obj: Obj) -> None:
+        """The operator wrote ``obj`` (the apiserver's answer to an apply): its own watch
+        event, when it brings nothing else, need not trigger a reconcile."""
+        key = self._child_key(kind, obj)
+        self._fingerprints[key] = self._child_fingerprint(key[0], obj)
 
     def _capacity_moved(self, kind: str, obj: Obj, event: str, fingerprint: object) -> None:
         """Poke the reconciler only when what capacity is computed from changed (not on the

@@ -104,3 +104,57 @@ def test_only_deployment_changes_a_reconcile_cares_about_are_passed_on() -> None
         ("ADDED", 1, None),
     ]
     assert member.revision == revision + len(seen)
+
+
+def test_the_revision_annotation_and_own_applies_trigger_no_reconcile() -> None:
+    seen: list[tuple[str, str]] = []
+    member = MemberCluster(
+        cast(KubeClient, object()),
+        "test",
+        on_child_change=lambda event, obj: seen.append((event, obj["metadata"]["resourceVersion"])),
+        on_capacity_change=lambda: None,
+        on_reachability_change=lambda: None,
+    )
+    applied = deployment_event(1, None, "1")
+    member.applied("Deployment", applied)
+    member._child_changed("ADDED", deployment_event(1, None, "1"))  # our own apply: dropped
+    revised = deployment_event(1, None, "2")
+    revised["metadata"]["annotations"] = {"deployment.kubernetes.io/revision": "1"}
+    member._child_changed("MODIFIED", revised)  # the Deployment controller's annotation
+    member._child_changed("MODIFIED", deployment_event(1, 1, "3"))  # ready: passed on
+    edited = deployment_event(1, 1, "4")
+    edited["metadata"]["annotations"] = {"team": "x"}
+    member._child_changed("MODIFIED", edited)  # an annotation edited by hand: passed on
+    assert seen == [("MODIFIED", "3"), ("MODIFIED", "4")]
+
+
+def test_service_events_pass_on_changes_of_their_metadata_and_spec_only() -> None:
+    seen: list[tuple[str, str]] = []
+    member = MemberCluster(
+        cast(KubeClient, object()),
+        "test",
+        on_child_change=lambda event, obj: seen.append((event, obj["metadata"]["resourceVersion"])),
+        on_capacity_change=lambda: None,
+        on_reachability_change=lambda: None,
+    )
+
+    def service(version: str, port: int = 8000) -> dict[str, Any]:
+        return {
+            "metadata": {"name": "chat", "namespace": "team-a", "resourceVersion": version},
+            "spec": {"ports": [{"port": port}]},
+        }
+
+    revision = member.revision
+    member.applied("Service", service("1"))
+    notify = member.services.on_change
+    assert notify is not None
+    notify("ADDED", service("1"))  # our own apply: dropped
+    notify("MODIFIED", service("2"))  # nothing that matters changed: dropped
+    notify("MODIFIED", service("3", port=9000))  # spec edited by hand: drift
+    notify("DELETED", service("3", port=9000))
+    notify("ADDED", service("4"))  # recreated by someone else
+    assert seen == [("MODIFIED", "3"), ("DELETED", "3"), ("ADDED", "4")]
+    # A Deployment with the same name is another object.
+    member._child_changed("ADDED", deployment_event(1, None, "5"))
+    assert len(seen) == 4
+    assert member.revision == revision + 1  # only Deployments move usage

@@ -1,0 +1,335 @@
+"""The reconciler's writes to the management cluster: each one once, whatever the watch lags.
+
+Reconciles of a service can run before the watch brings back the operator's own last write of
+it (the finalizer, the status). They must work from that write, not from the older cached
+body: no second finalizer patch, no status patch that changes nothing. Events are posted off
+the reconcile path and are not lost on shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+from typing import Any, cast
+
+import pytest
+
+from tierra.api.inference_service import InferenceService
+from tierra.api.tier import Tier
+from tierra.core.inventory import owner_key
+from tierra.core.placement import PoolCapacity, TierView, place
+from tierra.core.render import LABEL_OWNER_UID, LABEL_SERVICE, LABEL_SERVICE_NAMESPACE
+from tierra.core.status import ScalingReport
+from tierra.reconciler import FINALIZER, Reconciler, ServiceState, merge_patched
+from tierra.shell.informer import Informer
+from tierra.shell.kube import JSON_PATCH, KubeClient, KubeError, Obj
+
+KEY = "team-a/chat"
+
+
+class FakeManagement:
+    """Just enough of a KubeClient for the reconciler's writes of one InferenceService."""
+
+    def __init__(self, obj: Obj) -> None:
+        self.obj = copy.deepcopy(obj)
+        self.calls: list[tuple[str, Any]] = []
+        self.fail_next_patch: int | None = None
+        self.events: list[Obj] = []
+        self.event_delay = 0.0
+
+    def _bump(self) -> Obj:
+        meta = self.obj["metadata"]
+        meta["resourceVersion"] = str(int(meta["resourceVersion"]) + 1)
+        return {**copy.deepcopy(self.obj), "metadata": {**meta, "managedFields": [{"m": 1}]}}
+
+    async def patch(
+        self,
+        kind: str,
+        name: str,
+        namespace: str | None,
+        patch: Any,
+        content_type: str = "",
+        subresource: str | None = None,
+    ) -> Obj:
+        self.calls.append(("patch" if subresource is None else f"patch/{subresource}", patch))
+        if self.fail_next_patch is not None:
+            status, self.fail_next_patch = self.fail_next_patch, None
+            raise KubeError(status, "conflict")
+        if content_type == JSON_PATCH:
+            for op in patch:
+                path = op["path"].strip("/").split("/")
+                if op["op"] == "test":
+                    value = self.obj
+                    for part in path:
+                        value = value.get(part) if isinstance(value, dict) else None
+                    if value != op["value"]:
+                        raise KubeError(422, "test failed")
+                elif op["op"] == "add" and path[-1] == "-":
+                    self.obj["metadata"]["finalizers"].append(op["value"])
+                else:
+                    self.obj["metadata"][path[-1]] = op["value"]
+        else:
+            self.obj = merge_patched(self.obj, patch)
+        return self._bump()
+
+    async def get(self, kind: str, name: str, namespace: str | None = None) -> Obj | None:
+        self.calls.append(("get", name))
+        return copy.deepcopy(self.obj)
+
+    async def create(self, manifest: Obj) -> Obj:
+        await asyncio.sleep(self.event_delay)
+        self.events.append(manifest)
+        return manifest
+
+    def writes(self, kind: str) -> list[Any]:
+        return [patch for call, patch in self.calls if call == kind]
+
+
+def body(resource_version: str = "10", finalizers: list[str] | None = None) -> Obj:
+    meta: Obj = {
+        "name": "chat",
+        "namespace": "team-a",
+        "uid": "uid-1",
+        "generation": 1,
+        "resourceVersion": resource_version,
+    }
+    if finalizers is not None:
+        meta["finalizers"] = finalizers
+    return {
+        "apiVersion": "tierra.dev/v1alpha1",
+        "kind": "InferenceService",
+        "metadata": meta,
+        "spec": {
+            "model": {"name": "llama"},
+            "runtime": {"image": "vllm/vllm-openai:v0.10.0"},
+            "variants": [
+                {
+                    "name": "cpu",
+                    "accelerator": {"type": "cpu", "count": 1},
+                    "capacity": {
+                        "maxConcurrency": 4,
+                        "prefillTokensPerSecond": 500,
+                        "decodeTokensPerSecond": 50,
+                    },
+                }
+            ],
+            "slo": {"latencyP95Ms": 5000},
+        },
+    }
+
+
+def tier_view(free: int = 8) -> TierView:
+    tier = Tier.model_validate(
+        {
+            "metadata": {"name": "central"},
+            "spec": {
+                "level": "central",
+                "region": "eu-central",
+                "residency": ["eu"],
+                "pools": [{"name": "cpu", "accelerator": {"type": "cpu"}}],
+            },
+        }
+    )
+    return TierView(
+        tier=tier, reachable=True, pools={"cpu": PoolCapacity("central", "cpu", free, 0)}
+    )
+
+
+def reconciler(fake: FakeManagement, watched: Obj) -> Reconciler:
+    r = Reconciler(management=cast(KubeClient, fake), namespace="tierra-system")
+    r.services[KEY] = watched
+    r.state[KEY] = ServiceState()
+    return r
+
+
+def test_merge_patched_is_what_the_apiserver_stores() -> None:
+    target = {"a": {"b": 1, "c": [1, 2]}, "d": {"e": 1}, "keep": 1}
+    patch = {"a": {"b": None, "c": [3]}, "d": {}, "new": {"x": None, "y": 2}}
+    assert merge_patched(target, patch) == {
+        "a": {"c": [3]},
+        "d": {"e": 1},
+        "keep": 1,
+        "new": {"y": 2},
+    }
+    assert target == {"a": {"b": 1, "c": [1, 2]}, "d": {"e": 1}, "keep": 1}
+
+
+async def test_the_finalizer_is_added_once_while_the_watch_lags() -> None:
+    watched = body()
+    fake = FakeManagement(watched)
+    r = reconciler(fake, watched)
+    for _ in range(3):  # three reconciles before the finalizer's watch event arrives
+        state = r.state[KEY]
+        latest = r._latest(KEY, state)
+        assert latest is not None
+        if FINALIZER not in (latest["metadata"].get("finalizers") or []):
+            await r._add_finalizer(KEY, latest)
+    assert len(fake.writes("patch")) == 1
+    assert fake.obj["metadata"]["finalizers"] == [FINALIZER]
+    written = r.state[KEY].written
+    assert written is not None and "managedFields" not in written["metadata"]
+    # An older event (e.g. of the create) keeps what we wrote; our write's event replaces it.
+    r.on_service_event("MODIFIED", body("10"))
+    assert r.state[KEY].written is written
+    r.on_service_event("MODIFIED", copy.deepcopy(fake.obj))
+    assert r.state[KEY].written is None
+    assert r._latest(KEY, r.state[KEY]) == fake.obj
+
+
+async def test_a_lost_finalizer_race_rereads_once_and_keeps_the_other_finalizers() -> None:
+    watched = body()
+    fake = FakeManagement(watched)
+    fake.obj["metadata"]["finalizers"] = ["other.io/keep"]  # added behind our back
+    fake.obj["metadata"]["resourceVersion"] = "11"
+    r = reconciler(fake, watched)
+    await r._add_finalizer(KEY, watched)
+    assert [c for c, _ in fake.calls] == ["patch", "get", "patch"]
+    assert fake.writes("patch")[1] == [
+        {"op": "test", "path": "/metadata/finalizers", "value": ["other.io/keep"]},
+        {"op": "add", "path": "/metadata/finalizers/-", "value": FINALIZER},
+    ]
+    assert fake.obj["metadata"]["finalizers"] == ["other.io/keep", FINALIZER]
+
+
+async def test_a_second_lost_race_is_left_to_the_next_reconcile() -> None:
+    watched = body()
+    fake = FakeManagement(watched)
+    fake.fail_next_patch = 409
+    r = reconciler(fake, watched)
+    await r._add_finalizer(KEY, watched)  # 409, re-read, then the retry succeeds
+    assert fake.obj["metadata"]["finalizers"] == [FINALIZER]
+    fake2 = FakeManagement(watched)
+    r2 = reconciler(fake2, watched)
+    fake2.obj["metadata"]["resourceVersion"] = "12"
+    original_get = fake2.get
+
+    async def get_then_conflict(kind: str, name: str, namespace: str | None = None) -> Obj | None:
+        fake2.fail_next_patch = 409
+        return await original_get(kind, name, namespace)
+
+    fake2.get = get_then_conflict  # type: ignore[method-assign]
+    await r2._add_finalizer(KEY, watched)  # no error, no loop
+    assert [c for c, _ in fake2.calls] == ["patch", "get", "patch"]
+
+
+async def test_status_is_written_once_for_the_same_decision() -> None:
+    watched = body("10", [FINALIZER])
+    fake = FakeManagement(watched)
+    r = reconciler(fake, watched)
+    service = InferenceService.model_validate(watched)
+    decision = place(service, 1, [tier_view()], {}, {})
+    assert decision.satisfied
+    for _ in range(3):  # reconciles before the status's watch event arrives
+        latest = r._latest(KEY, r.state[KEY])
+        assert latest is not None
+        await r._write_status(KEY, latest, service, decision, {})
+    await r.drain_events()
+    assert len(fake.writes("patch/status")) == 1
+    assert [e["reason"] for e in fake.events] == ["Placed"]
+    # The watch catches up with the status; still nothing to write.
+    r.on_service_event("MODIFIED", copy.deepcopy(fake.obj))
+    await r._write_status(KEY, r.services[KEY], service, decision, {})
+    assert len(fake.writes("patch/status")) == 1
+    # A real change (fewer replicas placed: capacity ran out) is written, with its Event.
+    failed = place(service, 1, [tier_view(free=0)], {}, {})
+    await r._write_status(KEY, r.services[KEY], service, failed, {})
+    await r.drain_events()
+    assert len(fake.writes("patch/status")) == 2
+    assert [e["reason"] for e in fake.events] == ["Placed", "PlacementFailed"]
+
+
+async def test_null_fields_in_the_status_do_not_cause_rewrites() -> None:
+    """A ``None`` in the merge patch (e.g. the autoscaler's ``signal`` without metrics)
+    removes the field, so the stored status lacks it: that is no change to write again."""
+    watched = body("10", [FINALIZER])
+    fake = FakeManagement(watched)
+    r = reconciler(fake, watched)
+    report = ScalingReport(
+        mode="hold",
+        recommended=1,
+        reason="hold 1: no metrics",
+        metrics_available=False,
+        metrics_reason="NoMetricsSource",
+        metrics_message="no Prometheus for tier(s) central",
+        signal=None,
+    )
+    r.autoscaler.report = lambda key: report  # type: ignore[method-assign]
+    service = InferenceService.model_validate(watched)
+    decision = place(service, 1, [tier_view()], {}, {})
+    await r._write_status(KEY, watched, service, decision, {})
+    assert "signal" not in fake.obj["status"]["autoscaling"]
+    r.on_service_event("MODIFIED", copy.deepcopy(fake.obj))  # the watch caught up
+    await r._write_status(KEY, r.services[KEY], service, decision, {})
+    await r.drain_events()
+    assert len(fake.writes("patch/status")) == 1
+    conditions = {c["type"]: c for c in fake.obj["status"]["conditions"]}
+    assert conditions["MetricsAvailable"]["reason"] == "NoMetricsSource"
+
+
+async def test_events_are_posted_in_the_background_and_drained_on_stop() -> None:
+    watched = body()
+    fake = FakeManagement(watched)
+    fake.event_delay = 0.05
+    r = reconciler(fake, watched)
+    for index in range(20):
+        r.emit_event(watched, f"Reason{index}", "message", "Normal")
+    assert fake.events == []  # nothing awaited on the caller's path
+    await r.stop()
+    assert sorted(e["reason"] for e in fake.events) == sorted(f"Reason{i}" for i in range(20))
+
+
+async def test_events_still_hanging_at_shutdown_are_given_up_after_the_timeout() -> None:
+    watched = body()
+    fake = FakeManagement(watched)
+    fake.event_delay = 60
+    r = reconciler(fake, watched)
+    r.emit_event(watched, "Stuck", "message", "Normal")
+    await asyncio.sleep(0)
+    await asyncio.wait_for(r.drain_events(timeout=0.05), 5)
+    assert fake.events == []
+    assert not r._events
+
+
+class _Member:
+    """A member cluster with only the stores that deletion reads."""
+
+    def __init__(self) -> None:
+        client = cast(KubeClient, object())
+        self.deployments = Informer(client, "Deployment", index_by=owner_key)
+        self.services = Informer(client, "Service", index_by=owner_key)
+        self.identity = "m"
+
+
+@pytest.mark.parametrize("uid", ["uid-1", "uid-old"])
+async def test_delete_children_deletes_only_the_service_children_with_its_uid(uid: str) -> None:
+    watched = body()
+    r = reconciler(FakeManagement(watched), watched)
+    member = _Member()
+
+    def child(name: str, service: str, owner_uid: str) -> Obj:
+        return {
+            "metadata": {
+                "name": name,
+                "namespace": "team-a",
+                "labels": {
+                    LABEL_SERVICE: service,
+                    LABEL_SERVICE_NAMESPACE: "team-a",
+                    LABEL_OWNER_UID: owner_uid,
+                },
+                "annotations": {},
+            }
+        }
+
+    for informer in (member.deployments, member.services):
+        informer.store[("team-a", "chat-cpu")] = child("chat-cpu", "chat", uid)
+        informer.store[("team-a", "other-cpu")] = child("other-cpu", "other", "uid-1")
+    deleted: list[tuple[str, str]] = []
+
+    async def delete(m: Any, kind: str, obj: Obj) -> None:
+        deleted.append((kind, obj["metadata"]["name"]))
+
+    r._delete = delete  # type: ignore[method-assign]
+    r.registry.clusters = lambda: [member]  # type: ignore[method-assign,list-item,return-value]
+    assert await r.delete_children(KEY, "uid-1") == []
+    expected = [("Deployment", "chat-cpu"), ("Service", "chat-cpu")] if uid == "uid-1" else []
+    assert deleted == expected
