@@ -6,7 +6,8 @@ Prints:
      Deployment created directly in the member cluster and seen by a watch there.
   2. time to place 1,000 InferenceServices over the three clusters (goal <= 60 s) and the
      operator's peak RSS (VmHWM; goal <= 250 MB);
-  3. the operator's idle CPU after they settle.
+  3. the operator's idle CPU after they settle;
+  4. the fleet's floor: the same member objects created directly, with the operator stopped.
 
   4. the operator's writes to the management apiserver during the bulk run (from the
      apiserver's own request counters): InferenceService status and finalizer patches by
@@ -35,7 +36,7 @@ from kubernetes import client, config, watch
 
 from tierra.demo import Demo
 from tierra.fleet.binaries import ensure_binaries
-from tierra.fleet.runner import Fleet, die_with_parent, spawn_operator
+from tierra.fleet.runner import Fleet, die_with_parent, spawn_operator, stop_process
 from tierra.fleet.topology import default_fleet
 
 REPO = Path(__file__).resolve().parents[1]
@@ -394,14 +395,62 @@ def main() -> int:
             f"services: {100 * (cpu1 - cpu0) / args.idle_seconds:.1f}% of one core, "
             f"{count1 - count0:.0f} reconciles; peak RSS now {peak / 2**20:.0f} MB"
         )
+
+        # 4. The fleet's floor for the bulk goal, with the operator stopped: the same member
+        #    objects (a Deployment of one replica and a Service per service) created directly,
+        #    8 at a time, half in central and half in regional, timed until all exist.
+        stop_process(operator, grace=30)
+        operator = None
+        for api in clients.values():
+            client.CoreV1Api(api).create_namespace({"metadata": {"name": "floor"}})
+
+        def create_direct(index: int) -> None:
+            api = clients["central" if index % 2 == 0 else "regional"]
+            name = f"floor-{index:04d}"
+            labels = {"app": name}
+            client.AppsV1Api(api).create_namespaced_deployment(
+                "floor",
+                {
+                    "metadata": {"name": name, "labels": labels},
+                    "spec": {
+                        "replicas": 1,
+                        "selector": {"matchLabels": labels},
+                        "template": {
+                            "metadata": {"labels": labels},
+                            "spec": {
+                                "containers": [
+                                    {
+                                        "name": "server",
+                                        "image": "vllm/vllm-openai:v0.10.0",
+                                        "resources": {"requests": {"cpu": "1"}},
+                                    }
+                                ],
+                                "nodeSelector": {"tierra.dev/pool": "cpu"},
+                            },
+                        },
+                    },
+                },
+            )
+            client.CoreV1Api(api).create_namespaced_service(
+                "floor",
+                {
+                    "metadata": {"name": name, "labels": labels},
+                    "spec": {"selector": labels, "ports": [{"port": 8000}]},
+                },
+            )
+
+        started = time.perf_counter()
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            list(pool.map(create_direct, range(args.services)))
+        floor = time.perf_counter() - started
+        print(
+            f"floor: {args.services} Deployments + Services created directly in the members in "
+            f"{floor:.1f}s (8 at a time; the operator's bulk figure above also includes its "
+            "status, finalizer and Event writes and the watch round trips)"
+        )
         return 0
     finally:
-        if operator is not None:
-            operator.terminate()
-            try:
-                operator.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                operator.kill()
+        stop_process(operator, grace=30)
         fleet.down(quiet=True)
 
 

@@ -166,6 +166,8 @@ class Reconciler:
     def __post_init__(self) -> None:
         self.queue: WorkQueue[str] = WorkQueue()
         self.autoscaler = Autoscaler(self.prometheus_url)
+        # the typed spec of each service by resourceVersion, for the autoscaler's passes
+        self._validated: dict[str, tuple[str | None, InferenceService]] = {}
         self.registry = MemberRegistry(
             self.management,
             self.namespace,
@@ -929,10 +931,16 @@ class Reconciler:
             state = self.state.get(key)
             if body is None or state is None or body["metadata"].get("deletionTimestamp"):
                 return
-            try:
-                service = InferenceService.model_validate(body)
-            except ValidationError:
-                return  # reported by reconcile
+            version = body["metadata"].get("resourceVersion")
+            cached = self._validated.get(key)
+            if cached is not None and cached[0] == version:
+                service = cached[1]
+            else:
+                try:
+                    service = InferenceService.model_validate(body)
+                except ValidationError:
+                    return  # reported by reconcile
+                self._validated[key] = (version, service)
             async with limit:
                 outcome = await self.autoscaler.step(
                     key, service, list(state.running), state.ready, self.tiers
@@ -944,6 +952,8 @@ class Reconciler:
                 self.queue.add(key)
 
         await asyncio.gather(*(one(key) for key in list(self.services)))
+        for key in [k for k in self._validated if k not in self.services]:
+            del self._validated[key]
 
     async def _sweep_loop(self) -> None:
         while True:
