@@ -366,3 +366,85 @@ def test_a_full_pool_spills_into_the_next_allowed_tier(
         what="3 pods at the edge and 2 in regional Running (none left Pending)",
     )
     twin.clear_load(namespace, "spill")
+
+
+def test_scaled_to_zero_wakes_on_the_first_requests_through_a_gateway_signal(
+    fleet_tiers: None,
+    clients: Clients,
+    namespace: str,
+    wait_for: WaitFor,
+    twin: TwinProcess,
+) -> None:
+    """At zero there are no pods and no runtime series: the gateway that holds the requests
+    (the twin plays it) exports how many wait, and ``custom`` queries add it to the queue."""
+    wait_pool_free(clients, wait_for, "central", "h100", 3)
+    waiting = (
+        "(sum(vllm:num_requests_waiting{{selector}}) or vector(0))"
+        " + (sum(tierra_gateway_requests_waiting{{selector}}) or vector(0))"
+    )
+    create(
+        clients,
+        scaled_service(
+            "wake",
+            namespace,
+            runtime={
+                "image": "vllm/vllm-openai:v0.10.0",
+                "metricsPreset": "custom",
+                "customQueries": {
+                    "queueDepth": waiting,
+                    "running": "sum(vllm:num_requests_running{{selector}})",
+                    "arrivalRate": "sum(rate(vllm:request_success_total{{selector}}[1m]))",
+                },
+            },
+            scaling={
+                "minReplicas": 0,
+                "maxReplicas": 3,
+                "scaleToZero": True,
+                "scaleDownDelaySeconds": 15,
+            },
+        ),
+    )
+    wait_for(
+        lambda: (
+            (status(clients, namespace, "wake").get("autoscaling") or {}).get("reason", "")
+            == "keep 0: idle at zero"
+        ),
+        timeout=60,
+        what="idle at zero",
+    )
+    assert desired_in_members(clients, "wake") == 0
+
+    twin.set_load(namespace, "wake", rate=2.0, prompt_tokens=500, output_tokens=100)
+    wait_for(
+        lambda: (recommended(clients, namespace, "wake") or 0) >= 1,
+        timeout=30,
+        what="activation by the first requests",
+    )
+    assert "activation" in status(clients, namespace, "wake")["autoscaling"]["reason"]
+    wait_for(
+        lambda: len(running_pods(clients, "central", "wake")) >= 1,
+        timeout=60,
+        what="a pod Running after the wake-up",
+    )
+    wait_for(
+        lambda: (
+            twin.state()["loads"][f"{namespace}/wake"]["held"] == 0
+            and any(
+                p["completed"] > 0
+                for p in twin.state()["pools"]
+                if p["service"] == f"{namespace}/wake"
+            )
+        ),
+        timeout=60,
+        what="the held requests served",
+    )
+
+    twin.clear_load(namespace, "wake")
+    wait_for(
+        lambda: (
+            recommended(clients, namespace, "wake") == 0
+            and desired_in_members(clients, "wake") == 0
+        ),
+        timeout=180,
+        what="back to zero once idle for the delay",
+    )

@@ -16,7 +16,11 @@ Deployments and InferenceServices and the clock, and serves what it computes.
 * **Routing.** Arrivals of a service are split over its pools in proportion to their serving
   replicas by smooth weighted round robin (deterministic, exact proportions over a window).
   When none serves, by the replicas starting; when none is even starting, all go to the first
-  pool and queue there. A service with no pool drops its arrivals (counted).
+  pool and queue there. A service with no pool (scaled to zero) has its arrivals held by a
+  *gateway*, as an activator in front of a scaled-to-zero service would, up to
+  ``GATEWAY_CAPACITY`` (beyond that they are dropped, counted); the gateway exports
+  ``tierra_gateway_requests_waiting`` per service, the signal that wakes it, and hands the held
+  requests to the first pool that appears.
 * **Metrics.** Per pool (one series set per Deployment, not per pod), vLLM's names and types,
   labelled like a ``kubernetes_sd`` scrape with ``labelmap`` of the pod labels would label them
   (``tierra.dev/tier`` -> ``tierra_dev_tier``), plus ``namespace``, ``pod`` (the Deployment's
@@ -403,6 +407,10 @@ def find_variant(service: InferenceService, name: str) -> Variant | None:
     return next((v for v in service.spec.variants if v.name == name), None)
 
 
+GATEWAY_CAPACITY = 10_000
+GATEWAY_METRIC = "tierra_gateway_requests_waiting"
+
+
 class TwinModel:
     """All pools and load sources; driven by :meth:`sync` and :meth:`step` at growing times."""
 
@@ -415,6 +423,7 @@ class TwinModel:
         self.pools: dict[PoolKey, PoolRecord] = {}
         self.loads: dict[ServiceKey, LoadSource] = {}
         self.dropped: dict[ServiceKey, int] = {}
+        self.held: dict[ServiceKey, list[Arrival]] = {}
         self._router: dict[ServiceKey, WeightedRoundRobin] = {}
         self._next_id = 0
         self._synced = False
@@ -520,9 +529,18 @@ class TwinModel:
         for service, source in self.loads.items():
             pools = by_service.get(service, {})
             router = self._router.setdefault(service, WeightedRoundRobin())
-            for arrival in source.arrivals_until(now):
+            arrivals = list(source.arrivals_until(now))
+            held = self.held.get(service)
+            if pools and held:
+                arrivals = held + arrivals  # the gateway hands over what it held
+                del self.held[service]
+            for arrival in arrivals:
                 if not pools:
-                    self.dropped[service] = self.dropped.get(service, 0) + 1
+                    waiting = self.held.setdefault(service, [])
+                    if len(waiting) < GATEWAY_CAPACITY:
+                        waiting.append(arrival)
+                    else:
+                        self.dropped[service] = self.dropped.get(service, 0) + 1
                     continue
                 pool = pools[router.pick(routing_weights(pools))]
                 self._next_id += 1
@@ -566,6 +584,7 @@ class TwinModel:
             f"{namespace}/{name}": {
                 **source.describe(),
                 "dropped": self.dropped.get((namespace, name), 0),
+                "held": len(self.held.get((namespace, name), [])),
             }
             for (namespace, name), source in sorted(self.loads.items())
         }
@@ -606,4 +625,17 @@ class TwinModel:
             ttft.histograms.append(
                 HistogramSeries(labels, record.ttft.cumulative(), record.ttft.sum)
             )
-        return [waiting, running, success, prompt, generation, e2e, ttft]
+        gateway = Family(
+            GATEWAY_METRIC, "gauge", "Requests a gateway holds for a service with no replicas."
+        )
+        for namespace, name in sorted(self.loads):
+            gateway.series.append(
+                Series(
+                    {
+                        prometheus_label_name(LABEL_SERVICE_NAMESPACE): namespace,
+                        prometheus_label_name(LABEL_SERVICE): name,
+                    },
+                    float(len(self.held.get((namespace, name), []))),
+                )
+            )
+        return [waiting, running, success, prompt, generation, e2e, ttft, gateway]

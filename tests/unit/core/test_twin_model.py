@@ -249,11 +249,38 @@ def test_arrivals_split_by_serving_replicas_and_queue_when_none_serves() -> None
     assert waiting["chat-a"] > 0 and waiting["chat-b"] == 0
 
 
-def test_load_without_pools_is_dropped_and_counted() -> None:
+def test_load_without_pools_waits_at_the_gateway_then_is_handed_over() -> None:
+    """Scaled to zero: the gateway holds the requests and exports how many, the signal that
+    wakes the service; the first pool gets them."""
     model = TwinModel()
     model.set_poisson(SERVICE, rate=10.0, prompt_tokens=1, output_tokens=1)
     model.step(10.0)
-    assert model.state()["loads"]["team-a/chat"]["dropped"] > 50
+    held = model.state()["loads"]["team-a/chat"]["held"]
+    assert held > 50
+    assert model.state()["loads"]["team-a/chat"]["dropped"] == 0
+    gateway = next(f for f in model.families() if f.name == "tierra_gateway_requests_waiting")
+    assert [(s.labels, s.value) for s in gateway.series] == [
+        (
+            {
+                "tierra_dev_inference_service_namespace": "team-a",
+                "tierra_dev_inference_service": "chat",
+            },
+            float(held),
+        )
+    ]
+    model.sync(10.0, [view(ready=1)], {SERVICE: service(startup=0, concurrency=4)})
+    model.step(10.5)
+    assert model.state()["loads"]["team-a/chat"]["held"] == 0
+    assert sum(p["waiting"] + p["running"] + p["completed"] for p in model.state()["pools"]) >= held
+
+
+def test_the_gateway_drops_beyond_its_capacity() -> None:
+    model = TwinModel()
+    model.set_poisson(SERVICE, rate=1000.0, prompt_tokens=1, output_tokens=1)
+    model.step(20.0)
+    loads = model.state()["loads"]["team-a/chat"]
+    assert loads["held"] == 10_000
+    assert loads["dropped"] > 5_000
 
 
 def test_families_have_vllm_names_types_and_consistent_counters() -> None:
@@ -271,6 +298,7 @@ def test_families_have_vllm_names_types_and_consistent_counters() -> None:
         "vllm:generation_tokens_total": "counter",
         "vllm:e2e_request_latency_seconds": "histogram",
         "vllm:time_to_first_token_seconds": "histogram",
+        "tierra_gateway_requests_waiting": "gauge",
     }
     success = families["vllm:request_success_total"].series[0].value
     assert success > 20
