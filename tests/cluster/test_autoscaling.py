@@ -225,10 +225,14 @@ def test_load_step_scales_up_at_once_and_down_after_the_delay(
         what="SLOMet=True again after the scale-up",
     )
 
+    # A count set at the top of the step's backlog is trimmed once the lower need has lasted
+    # the delay; wait until the count is settled at 10 requests/s before dropping the load.
+    settled = wait_settled(clients, namespace, "step", quiet=25.0)
+
     dropped_at = time.monotonic()
     twin.set_load(namespace, "step", rate=1.0, prompt_tokens=500, output_tokens=100)
     wait_for(
-        lambda: (recommended(clients, namespace, "step") or after) < after,
+        lambda: (recommended(clients, namespace, "step") or settled) < settled,
         timeout=180,
         what="a scale-down decision after the load fell",
     )
@@ -241,6 +245,21 @@ def test_load_step_scales_up_at_once_and_down_after_the_delay(
     )
     assert any(e.reason == "ScaledDown" for e in events(clients, namespace, "step"))
     twin.clear_load(namespace, "step")
+
+
+def wait_settled(clients: Clients, namespace: str, name: str, quiet: float) -> int:
+    """The recommended count once it has not changed for ``quiet`` seconds (at most 150 s)."""
+    value, since = recommended(clients, namespace, name), time.monotonic()
+    deadline = since + 150.0
+    while time.monotonic() < deadline:
+        time.sleep(1.0)
+        now = recommended(clients, namespace, name)
+        if now != value:
+            value, since = now, time.monotonic()
+        elif time.monotonic() - since >= quiet:
+            assert value is not None
+            return value
+    pytest.fail(f"{name}: the recommendation did not settle (last {value})")
 
 
 def wait_serving(twin: TwinProcess, wait_for: WaitFor, namespace: str, name: str, n: int) -> None:
@@ -276,7 +295,6 @@ def test_stopping_prometheus_holds_replicas_and_reports_metrics_unavailable(
         timeout=60,
         what="scaled up under load",
     )
-    held = recommended(clients, namespace, "held")
     prometheus.stop()
     try:
         twin.set_load(namespace, "held", rate=0.0)  # the load goes away: with no metrics, unseen
@@ -296,6 +314,8 @@ def test_stopping_prometheus_holds_replicas_and_reports_metrics_unavailable(
             for e in events(clients, namespace, "held")
         )
         # Never scale down on missing data: the count holds for longer than the scale-down delay.
+        held = recommended(clients, namespace, "held")
+        assert held is not None and held >= 3
         deadline = time.monotonic() + 25
         while time.monotonic() < deadline:
             assert recommended(clients, namespace, "held") == held
