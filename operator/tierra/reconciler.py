@@ -36,7 +36,7 @@ from tierra.core.inventory import (
     pool_node_counts,
 )
 from tierra.core.placement import PlacementDecision, TierView, explain, place
-from tierra.core.render import child_selector, owner_of, render
+from tierra.core.render import child_name, child_selector, owner_of, render, target_namespace
 from tierra.core.status import scaling_status, service_status, tier_status
 from tierra.shell import telemetry
 from tierra.shell.informer import Informer, StoreListener, key_of
@@ -592,21 +592,17 @@ class Reconciler:
         members: Mapping[str, MemberCluster],
     ) -> None:
         ready: dict[tuple[str, str, str], int] = {}
-        owner = owner_of(service)
         for placement in decision.placements:
             member = members.get(placement.tier)
             if member is None:
                 continue
-            for manifest in render(
-                service,
-                placement,
-                self.tiers[placement.tier],
-                owner,
-                same_cluster=member.client is self.management,
-            ):
-                if manifest["kind"] == "Deployment":
-                    live = member.deployments.store.get(key_of(manifest), {})
-                    ready[placement.key] = int((live.get("status") or {}).get("readyReplicas", 0))
+            tier = self.tiers[placement.tier]
+            deployment = (
+                target_namespace(service, tier),
+                child_name(service, placement.variant, tier),
+            )
+            live = member.deployments.store.get(deployment, {})
+            ready[placement.key] = int((live.get("status") or {}).get("readyReplicas", 0))
         previous = body.get("status") or {}
         meta = body["metadata"]
         now = now_rfc3339()
