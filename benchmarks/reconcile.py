@@ -20,6 +20,7 @@ Usage: python benchmarks/reconcile.py [--services 1000] [--latency-samples 40] [
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import statistics
 import subprocess
@@ -145,6 +146,16 @@ def proc_stat(pid: int) -> tuple[float, int]:
     return cpu, peak
 
 
+def fleet_cpu(fleet: Fleet) -> Counter[str]:
+    """CPU seconds used so far by each kind of fleet component, summed over the clusters."""
+    used: Counter[str] = Counter()
+    for state in fleet.load_state().values():
+        for component, pid in state.pids.items():
+            with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+                used[component] += proc_stat(pid)[0]
+    return used
+
+
 def apiserver_requests(api: client.ApiClient) -> Counter[tuple[str, str, str, str]]:
     """The apiserver's request counters for InferenceServices:
     (verb, subresource, code) -> count."""
@@ -260,6 +271,16 @@ def main() -> int:
                     preexec_fn=die_with_parent,  # noqa: PLW1509 - see die_with_parent
                 )
         time.sleep(5)  # operator start-up: login, informers, tier probes
+        # The fleet's own background work (node heartbeats, leases, controllers' resyncs),
+        # which every figure below pays for on the same CPUs.
+        fleet_before, operator_before = fleet_cpu(fleet), proc_stat(operator.pid)[0]
+        time.sleep(10)
+        idle_fleet = fleet_cpu(fleet) - fleet_before
+        print(
+            f"fleet idle CPU: {100 * sum(idle_fleet.values()) / 10:.0f}% of one core "
+            f"({', '.join(f'{k} {100 * v / 10:.0f}%' for k, v in idle_fleet.most_common())}); "
+            f"operator {100 * (proc_stat(operator.pid)[0] - operator_before) / 10:.0f}%"
+        )
 
         # 1. Latency: baseline (direct create in the member) vs through the operator.
         watcher = DeploymentSeen(clients["regional"], "bench")
@@ -310,6 +331,7 @@ def main() -> int:
         # 2. Bulk: N services over the fleet.
         names = [f"svc-{index:04d}" for index in range(args.services)]
         cpu_before, _ = proc_stat(operator.pid)
+        fleet_before = fleet_cpu(fleet)
         load_before = os.getloadavg()[0]
         requests_before = apiserver_requests(clients["central"])
         reconciles_before = reconciles(metrics_port)
@@ -354,6 +376,15 @@ def main() -> int:
             f"({100 * (cpu_after - cpu_before) / elapsed:.0f}% of one core); machine load "
             f"average {load_before:.1f} -> {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
         )
+        fleet_used = fleet_cpu(fleet) - fleet_before
+        print(
+            "  fleet CPU meanwhile (s, all clusters): "
+            + ", ".join(f"{k} {v:.1f}" for k, v in fleet_used.most_common())
+        )
+        apiserver_peak = sum(
+            proc_stat(state.pids["kube-apiserver"])[1] for state in fleet.load_state().values()
+        )
+        print(f"  the three apiservers' peak RSS, summed: {apiserver_peak / 2**20:.0f} MB")
         print(f"operator peak RSS (VmHWM): {peak / 2**20:.0f} MB (goal <= 250 MB)")
         print(
             f"operator writes to the management apiserver while placing "
@@ -439,14 +470,20 @@ def main() -> int:
                 },
             )
 
+        fleet_before = fleet_cpu(fleet)
         started = time.perf_counter()
         with ThreadPoolExecutor(max_workers=8) as pool:
             list(pool.map(create_direct, range(args.services)))
         floor = time.perf_counter() - started
+        fleet_used = fleet_cpu(fleet) - fleet_before
         print(
             f"floor: {args.services} Deployments + Services created directly in the members in "
             f"{floor:.1f}s (8 at a time; the operator's bulk figure above also includes its "
             "status, finalizer and Event writes and the watch round trips)"
+        )
+        print(
+            "  fleet CPU meanwhile (s, all clusters): "
+            + ", ".join(f"{k} {v:.1f}" for k, v in fleet_used.most_common())
         )
         return 0
     finally:

@@ -458,8 +458,15 @@ class Reconciler:
                             **manifest,
                             "status": (live or {}).get("status", {}),
                         }
-        # The finalizer goes on alongside the first children rather than before them: should
-        # the operator die in between, the orphan sweep removes what the finalizer would have.
+        # Children the management cluster's garbage collector cannot remove (in another
+        # cluster or namespace, so without an ownerReference) need the finalizer; a service
+        # whose children all carry ownerReferences goes without one (one write less, and
+        # nothing blocks its deletion should the operator be gone). The finalizer goes on
+        # alongside the first such children rather than before them: should the operator die
+        # in between, the orphan sweep removes what the finalizer would have.
+        needs_finalizer = needs_finalizer and any(
+            not manifest["metadata"].get("ownerReferences") for _, manifest in plan
+        )
         await asyncio.gather(
             self._add_finalizer(key, body) if needs_finalizer else asyncio.sleep(0),
             self._converge_children(key, service, plan, members),
@@ -963,15 +970,14 @@ class Reconciler:
             await asyncio.sleep(ORPHAN_SWEEP_INTERVAL_SECONDS * 2 / 3)
 
     async def sweep_orphans(self) -> int:
-        """Delete children whose InferenceService (by namespace/name and uid) no longer exists."""
-        listing = await self.management.list("InferenceService")
-        alive = {
-            (f"{i['metadata']['namespace']}/{i['metadata']['name']}", i["metadata"]["uid"])
-            for i in listing.get("items", [])
-        }
-        alive |= {(k, b["metadata"].get("uid")) for k, b in self.services.items()}
+        """Delete children whose InferenceService (by namespace/name and uid) no longer exists.
+
+        Candidates are children whose owner the watch does not know; only when there are any
+        is the list of services read from the apiserver, to confirm they are orphans (the
+        watch may not have caught up), so a sweep of a healthy fleet costs no request."""
+        known = {(k, b["metadata"].get("uid")) for k, b in self.services.items()}
         now = datetime.datetime.now(datetime.UTC)
-        removed = 0
+        candidates: list[tuple[MemberCluster, str, Obj, str]] = []
         for member in self.registry.clusters():
             if not all(i.synced.is_set() for i in member.informers):
                 continue
@@ -980,16 +986,25 @@ class Reconciler:
                     key = owner_key(obj)
                     uid = (obj["metadata"].get("labels") or {}).get(LABEL_OWNER_UID)
                     created = obj["metadata"].get("creationTimestamp")
-                    if key is None or (key, uid) in alive or not created:
+                    if key is None or (key, uid) in known or not created:
                         continue
                     age = now - datetime.datetime.fromisoformat(created.replace("Z", "+00:00"))
-                    if age.total_seconds() < ORPHAN_MIN_AGE_SECONDS:
-                        continue
-                    log.info(
-                        "deleting orphan %s %s/%s (owner %s gone)", informer.kind, *key_of(obj), key
-                    )
-                    with contextlib.suppress(KubeError):
-                        await self._delete(member, informer.kind, obj)
-                        removed += 1
+                    if age.total_seconds() >= ORPHAN_MIN_AGE_SECONDS:
+                        candidates.append((member, informer.kind, obj, f"{key} {uid}"))
+        if not candidates:
+            return 0
+        listing = await self.management.list("InferenceService")
+        alive = {
+            f"{i['metadata']['namespace']}/{i['metadata']['name']} {i['metadata']['uid']}"
+            for i in listing.get("items", [])
+        }
+        removed = 0
+        for member, kind, obj, owner in candidates:
+            if owner in alive:
+                continue
+            log.info("deleting orphan %s %s/%s (owner %s gone)", kind, *key_of(obj), owner)
+            with contextlib.suppress(KubeError):
+                await self._delete(member, kind, obj)
+                removed += 1
         telemetry.ORPHANS.inc(removed)
         return removed

@@ -35,6 +35,8 @@ from cluster_helpers import (
 )
 from kubernetes import client
 
+from tierra.reconciler import FINALIZER
+
 pytestmark = pytest.mark.cluster
 
 
@@ -152,6 +154,17 @@ def test_gpu_service_runs_on_h100_with_owner_references(
         what="2 pods Running",
     )
     assert {node_pool(clients, "central", p.spec.node_name) for p in pods} == {"h100"}
+    # Every child has an ownerReference, so the service carries no finalizer: deleting it
+    # is the garbage collector's job, and nothing blocks it should the operator be gone.
+    assert FINALIZER not in (body["metadata"].get("finalizers") or [])
+    client.CustomObjectsApi(clients["central"]).delete_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURAL, "gpu-chat"
+    )
+    wait_for(
+        lambda: not any(all_children(clients, "gpu-chat").values()),
+        timeout=30,
+        what="children collected with their owner",
+    )
 
 
 def test_overflow_spills_to_next_tier(
@@ -329,6 +342,7 @@ def test_delete_removes_children_in_every_cluster(
     )
     body = wait_placed(clients, wait_for, namespace, "spread")
     assert {p["tier"] for p in body["status"]["placements"]} == {"central", "regional", "edge"}
+    assert FINALIZER in body["metadata"]["finalizers"]  # remote children need it
     assert all(all_children(clients, "spread").values())
     client.CustomObjectsApi(clients["central"]).delete_namespaced_custom_object(
         GROUP, VERSION, namespace, PLURAL, "spread"

@@ -69,6 +69,19 @@ class KubeClient:
         self.api_client = api_client
         self.name = name
         self.host = str(api_client.configuration.host).rstrip("/")
+        # The library's session trusts the environment: every request then looks up proxy
+        # variables and parses ~/.netrc in a thread, which cost the operator about a tenth of
+        # its CPU when placing 1,000 services. The same connection pool gets a session
+        # without; a proxy is the kubeconfig's ``proxy-url``.
+        self.proxy: str | None = getattr(api_client.configuration, "proxy", None) or None
+        rest = api_client.rest_client
+        library_session: aiohttp.ClientSession = rest.pool_manager
+        rest.pool_manager = aiohttp.ClientSession(
+            connector=library_session.connector,
+            trust_env=False,
+            read_bufsize=2**21,  # watch events of large objects (as the library sets)
+        )
+        library_session.detach()
 
     @property
     def _session(self) -> aiohttp.ClientSession:
@@ -100,6 +113,7 @@ class KubeClient:
         async with self._session.request(
             method,
             self.host + path,
+            proxy=self.proxy,
             params=dict(params or {}),
             data=data,
             headers=await self._headers(content_type),
@@ -183,6 +197,7 @@ class KubeClient:
         try:
             async with self._session.get(
                 self.host + "/readyz",
+                proxy=self.proxy,
                 headers=await self._headers(),
                 timeout=aiohttp.ClientTimeout(total=3),
             ) as response:
@@ -208,6 +223,7 @@ class KubeClient:
             params["labelSelector"] = label_selector
         async with self._session.get(
             self.host + path,
+            proxy=self.proxy,
             params=params,
             headers=await self._headers(),
             timeout=aiohttp.ClientTimeout(total=None, sock_read=timeout_seconds + 30),
