@@ -179,6 +179,12 @@ class Reconciler:
         # Tiers come from our own informer so that nothing is reconciled before the full list
         # of Tiers is known (a partial view would look like "no tier fits" and drop children).
         self.tier_informer = Informer(self.management, "Tier", on_change=self.on_tier_event)
+        # Services, too, come from an informer of ours rather than kopf's per-object handler
+        # machinery (a worker task and a deep-copied diff base per event, for handlers we do
+        # not have): about a tenth of the operator's CPU when placing 1,000 services.
+        self.service_informer = Informer(
+            self.management, "InferenceService", on_change=self.on_service_event
+        )
         self._tasks: list[asyncio.Task[None]] = []
         self._capacity_poke: asyncio.TimerHandle | None = None
         self._observed: dict[str, _PodSnapshot] = {}
@@ -193,6 +199,7 @@ class Reconciler:
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
         self.tier_informer.start()
+        self.service_informer.start()
         for index in range(self.workers):
             self._tasks.append(asyncio.create_task(self._worker(), name=f"reconcile-{index}"))
         self._tasks.append(asyncio.create_task(self._tier_loop(), name="tier-status"))
@@ -207,6 +214,7 @@ class Reconciler:
                 await task
         self._tasks.clear()
         await self.drain_events(EVENT_DRAIN_SECONDS)
+        await self.service_informer.stop()
         await self.tier_informer.stop()
         await self.registry.close()
         await self.autoscaler.close()
@@ -831,11 +839,15 @@ class Reconciler:
 
     # -------------------------------------------------------------- tiers & sweep
     async def _resolve_unresolved_tiers(self) -> None:
+        """Resolve tiers to member clusters and wait for each cluster's first sync: a reconcile
+        that saw a cluster's objects half-listed (right after a start or a new Tier) would
+        rewrite children and status that are correct."""
         for name, tier in list(self.tiers.items()):
-            if self.registry.for_tier(name) is None:
+            member = self.registry.for_tier(name)
+            if member is None:
                 member = await self.registry.resolve(tier)
-                if isinstance(member, MemberCluster):
-                    await member.wait_synced(timeout=10)
+            if isinstance(member, MemberCluster):
+                await member.wait_first_sync(timeout=10)
 
     async def _tier_loop(self) -> None:
         last_resolve = 0.0

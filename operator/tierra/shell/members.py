@@ -138,6 +138,7 @@ class MemberCluster:
         self.last_probe_time: str | None = None
         self.namespaces: set[str] = set()
         self._probe_task: asyncio.Task[None] | None = None
+        self._first_sync: asyncio.Task[bool] | None = None
 
     @staticmethod
     def _child_key(kind: str, obj: Obj) -> tuple[str, str, str]:
@@ -231,6 +232,8 @@ class MemberCluster:
         self._probe_task = asyncio.create_task(self._probe_loop(), name=f"probe-{self.identity}")
 
     async def stop(self) -> None:
+        if self._first_sync is not None:
+            self._first_sync.cancel()
         if self._probe_task is not None:
             self._probe_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -246,6 +249,16 @@ class MemberCluster:
         except TimeoutError:
             return False
         return True
+
+    async def wait_first_sync(self, timeout: float = 10.0) -> None:
+        """Wait for the informers' first sync, once: every caller shares one wait of at most
+        ``timeout``, after which the cluster is looked at as it is (an unreachable cluster must
+        not hold up every reconcile)."""
+        if self._first_sync is None:
+            self._first_sync = asyncio.create_task(
+                self.wait_synced(timeout), name=f"first-sync-{self.identity}"
+            )
+        await asyncio.wait({self._first_sync})  # (a stop cancels the wait, not the caller)
 
     async def _probe_loop(self) -> None:
         while True:
