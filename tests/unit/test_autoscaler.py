@@ -150,6 +150,41 @@ async def test_no_prometheus_configured_is_a_clear_reason() -> None:
     assert "prometheusURL" in report.metrics_message
 
 
+async def test_an_unmetered_service_is_stepped_again_only_when_its_inputs_change() -> None:
+    scaler = Autoscaler(None, clock=time.time)
+    looks = 0
+    observe = scaler.observe
+
+    async def counting(*args: Any) -> Any:
+        nonlocal looks
+        looks += 1
+        return await observe(*args)
+
+    scaler.observe = counting  # type: ignore[method-assign,assignment]
+    first = await scaler.step("team-a/chat", SERVICE, TWO, 2, TIERS)
+    again = await scaler.step("team-a/chat", SERVICE, TWO, 2, TIERS)
+    assert looks == 1 and again.recommendation == first.recommendation
+    assert not again.reconcile and again.events == ()
+    await scaler.step("team-a/chat", SERVICE, TWO, 1, TIERS)  # a replica went unready
+    await scaler.step("team-a/chat", SERVICE, [RunningPlacement("central", "h100", 3)], 1, TIERS)
+    assert looks == 3
+    async with prometheus(BUSY) as (url, seen):
+        central = tier("central")
+        metered = central.model_copy(  # the Tier gains its own Prometheus: a new generation
+            update={
+                "metadata": central.metadata.model_copy(update={"generation": 2}),
+                "spec": central.spec.model_copy(update={"metrics": _metrics(url)}),
+            }
+        )
+        try:
+            outcome = await scaler.step(
+                "team-a/chat", SERVICE, TWO, 2, {**TIERS, "central": metered}
+            )
+        finally:
+            await scaler.close()
+    assert looks == 4 and seen and outcome.recommendation.mode == "auto"
+
+
 async def test_tiers_with_their_own_prometheus_are_sampled_per_tier_and_added() -> None:
     async with (
         prometheus({"num_requests_waiting": 10.0, "num_requests_running": 8.0}) as (a, seen_a),
