@@ -258,7 +258,8 @@ class MemberCluster:
             self._first_sync = asyncio.create_task(
                 self.wait_synced(timeout), name=f"first-sync-{self.identity}"
             )
-        await asyncio.wait({self._first_sync})  # (a stop cancels the wait, not the caller)
+        if not self._first_sync.done():
+            await asyncio.wait({self._first_sync})  # (a stop cancels the wait, not the caller)
 
     async def _probe_loop(self) -> None:
         while True:
