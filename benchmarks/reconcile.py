@@ -203,6 +203,11 @@ def fleet_cpu(fleet: Fleet) -> Counter[str]:
     return used
 
 
+def by_component(used: Counter[str]) -> str:
+    """``used`` (CPU seconds per fleet component), busiest first."""
+    return ", ".join(f"{k} {v:.1f}" for k, v in used.most_common())
+
+
 def apiserver_requests(api: client.ApiClient) -> Counter[tuple[str, str, str, str]]:
     """The apiserver's request counters for InferenceServices:
     (verb, subresource, code) -> count."""
@@ -325,7 +330,7 @@ def main() -> int:
         idle_fleet = fleet_cpu(fleet) - fleet_before
         print(
             f"fleet idle CPU: {100 * sum(idle_fleet.values()) / 10:.0f}% of one core "
-            f"({', '.join(f'{k} {100 * v / 10:.0f}%' for k, v in idle_fleet.most_common())}); "
+            f"(CPU s over 10 s: {by_component(idle_fleet)}); "
             f"operator {100 * (proc_stat(operator.pid)[0] - operator_before) / 10:.0f}%"
         )
 
@@ -420,9 +425,8 @@ def main() -> int:
         )
         fleet_used = fleet_cpu(fleet) - fleet_before
         print(
-            "  fleet CPU meanwhile (s, all clusters): "
-            + ", ".join(f"{k} {v:.1f}" for k, v in fleet_used.most_common())
-            + f"; this benchmark's client {proc_stat(os.getpid())[0] - own_before:.1f}"
+            f"  fleet CPU meanwhile (s, all clusters): {by_component(fleet_used)}; "
+            f"this benchmark's client {proc_stat(os.getpid())[0] - own_before:.1f}"
         )
         apiserver_peak = sum(
             proc_stat(state.pids["kube-apiserver"])[1] for state in fleet.load_state().values()
@@ -527,10 +531,7 @@ def main() -> int:
             f"{floor:.1f}s (8 at a time; the operator's bulk figure above also includes its "
             "status, finalizer and Event writes and the watch round trips)"
         )
-        print(
-            "  fleet CPU meanwhile (s, all clusters): "
-            + ", ".join(f"{k} {v:.1f}" for k, v in fleet_used.most_common())
-        )
+        print(f"  fleet CPU meanwhile (s, all clusters): {by_component(fleet_used)}")
         return 0
     finally:
         stop_process(operator, grace=30)
