@@ -29,7 +29,6 @@ from tierra.core.inventory import (
     ServiceUsage,
     Slot,
     UsageIndex,
-    bound_replicas,
     held_by_others,
     owner_key,
     pool_capacities,
@@ -226,6 +225,7 @@ class Reconciler:
         if event_type == "DELETED":
             self.services.pop(key, None)
             self.state.pop(key, None)
+            self._validated.pop(key, None)
             self.autoscaler.forget(key)
             return
         before = self.services.get(key)
@@ -336,9 +336,9 @@ class Reconciler:
     def _observe(self) -> tuple[list[TierView], Mapping[str, ServiceUsage]]:
         """Views of every tier and every service's footprint, from the informers.
 
-        What comes from Nodes and Pods (capacity, allocation, bound replicas) is one snapshot
-        per tier, retaken when the Tier changes and, while its cluster changes, at most every
-        ``POD_SNAPSHOT_SECONDS``;
+        What comes from Nodes and Pods (capacity, allocation, bound replicas: the member's
+        pod ledger, which follows every Pod event) is one snapshot per tier, retaken when the
+        Tier changes and, while its cluster changes, at most every ``POD_SNAPSHOT_SECONDS``;
         what comes from Deployments (wanted replicas, including decisions just taken) is
         always current: the usage index follows every write to the Deployment stores.
         Recounting every Pod, or every Deployment, for every reconcile made bulk placement
@@ -364,7 +364,6 @@ class Reconciler:
                 )
             )
             if not fresh:
-                pods = list(member.pods.store.values())
                 cached = _PodSnapshot(
                     tier=tier,
                     visible=visible,
@@ -373,9 +372,9 @@ class Reconciler:
                     view=TierView(
                         tier=tier,
                         reachable=visible,
-                        pools=pool_capacities(tier, member.nodes.store.values(), pods),
+                        pools=pool_capacities(tier, member.nodes.store.values(), member.pod_ledger),
                     ),
-                    bound=bound_replicas(tier, pods),
+                    bound=member.pod_ledger.bound_replicas(tier),
                 )
                 self._observed[name] = cached
             assert cached is not None
@@ -423,6 +422,17 @@ class Reconciler:
             return written
         return body
 
+    def _validate(self, key: str, body: Obj) -> InferenceService:
+        """The typed service, validated once per resourceVersion (reconciles and autoscaling
+        passes of an unchanged service share it)."""
+        version = body["metadata"].get("resourceVersion")
+        cached = self._validated.get(key)
+        if cached is not None and cached[0] == version:
+            return cached[1]
+        service = InferenceService.model_validate(body)
+        self._validated[key] = (version, service)
+        return service
+
     def _wrote(self, key: str, obj: Obj) -> None:
         """Remember what the apiserver returned for our write of the service."""
         state = self.state.get(key)
@@ -444,7 +454,7 @@ class Reconciler:
             return await self._finalize(key, body, state)
         needs_finalizer = FINALIZER not in (meta.get("finalizers") or [])
         try:
-            service = InferenceService.model_validate(body)
+            service = self._validate(key, body)
         except ValidationError as error:
             await self._report_invalid(body, error)
             return None
@@ -883,11 +893,10 @@ class Reconciler:
             body = self.tier_bodies.get(name, {})
             previous = body.get("status") or {}
             if isinstance(member, MemberCluster):
-                pods = list(member.pods.store.values())
                 status = tier_status(
                     member.reachable,
                     None,
-                    pool_capacities(tier, member.nodes.store.values(), pods),
+                    pool_capacities(tier, member.nodes.store.values(), member.pod_ledger),
                     pool_node_counts(tier, member.nodes.store.values()),
                     member.consecutive_failures,
                     member.last_probe_time,
@@ -946,16 +955,10 @@ class Reconciler:
             state = self.state.get(key)
             if body is None or state is None or body["metadata"].get("deletionTimestamp"):
                 return
-            version = body["metadata"].get("resourceVersion")
-            cached = self._validated.get(key)
-            if cached is not None and cached[0] == version:
-                service = cached[1]
-            else:
-                try:
-                    service = InferenceService.model_validate(body)
-                except ValidationError:
-                    return  # reported by reconcile
-                self._validated[key] = (version, service)
+            try:
+                service = self._validate(key, body)
+            except ValidationError:
+                return  # reported by reconcile
             async with limit:
                 outcome = await self.autoscaler.step(
                     key, service, list(state.running), state.ready, self.tiers

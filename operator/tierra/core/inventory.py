@@ -34,6 +34,7 @@ from tierra.core.render import (
 
 __all__ = [
     "LABEL_OWNER_UID",
+    "PodLedger",
     "ServiceUsage",
     "UsageIndex",
     "pool_capacities",
@@ -116,15 +117,12 @@ def pod_request(pod: Obj, resource: str) -> float:
 
 
 def pool_capacities(
-    tier: Tier, nodes: Iterable[Obj], pods: Iterable[Obj]
+    tier: Tier, nodes: Iterable[Obj], pods: Iterable[Obj] | PodLedger
 ) -> dict[str, PoolCapacity]:
-    """Observed capacity and allocation of every pool of the tier."""
+    """Observed capacity and allocation of every pool of the tier (``pods``: the cluster's
+    Pods, or a :class:`PodLedger` that follows them)."""
+    ledger = pods if isinstance(pods, PodLedger) else PodLedger.of(pods)
     node_list = [n for n in nodes if node_ready(n)]
-    bound: dict[str, list[Obj]] = defaultdict(list)
-    for pod in pods:
-        node_name = pod.get("spec", {}).get("nodeName")
-        if node_name and pod_active(pod):
-            bound[node_name].append(pod)
     result = {}
     for pool in tier.spec.pools:
         if not has_resource_name(pool):  # admission rejects this; count it as empty anyway
@@ -136,9 +134,7 @@ def pool_capacities(
             parse_quantity((n.get("status", {}).get("allocatable") or {}).get(resource, 0))
             for n in members
         )
-        allocated = sum(
-            pod_request(p, resource) for n in members for p in bound[n["metadata"]["name"]]
-        )
+        allocated = ledger.allocated([n["metadata"]["name"] for n in members], resource)
         result[pool.name] = PoolCapacity(
             tier=tier.metadata.name,
             pool=pool.name,
@@ -200,22 +196,131 @@ Slot = tuple[str, str, str]  # (tier, pool, variant)
 
 def bound_replicas(tier: Tier, pods: Iterable[Obj]) -> dict[str, dict[Slot, int]]:
     """Per service: its pods bound to nodes (active, not terminating), per slot."""
-    tier_name = tier.metadata.name
-    tier_label = label_value(tier_name)
-    bound: dict[str, dict[Slot, int]] = defaultdict(lambda: defaultdict(int))
-    for pod in pods:
-        labels = _labels(pod)
-        key = owner_key(pod)
-        if (
-            key is None
-            or labels.get(LABEL_TIER) != tier_label
-            or not pod.get("spec", {}).get("nodeName")
-            or not pod_active(pod)
-            or pod.get("metadata", {}).get("deletionTimestamp")
-        ):
+    return PodLedger.of(pods).bound_replicas(tier)
+
+
+_MICRO = 1_000_000
+"""The ledger sums requests in millionths, as integers: sums that go up and down by
+quantities like 100m for hours must not drift."""
+
+
+@dataclass(frozen=True, slots=True)
+class _PodShare:
+    """What one pod contributes to the ledger."""
+
+    node: str | None
+    """Set when the pod is bound and active (it holds its requests there)."""
+    units: tuple[tuple[str, int], ...]
+    """Effective requests per resource, in millionths."""
+    bound: tuple[str, str, str, str] | None
+    """(tier label, owning service, pool, variant) of a Tierra pod that holds a replica."""
+
+
+class PodLedger:
+    """A cluster's Pods folded into what capacity accounting reads, kept current one pod event
+    at a time: each node's summed effective requests of its active pods, and for each tier
+    label each service's bound replicas per (pool, variant).
+
+    Recounting every Pod for every capacity snapshot was an eighth of the operator's CPU when
+    placing 1,000 services; with the ledger a snapshot costs O(nodes + pools).
+    """
+
+    def __init__(self) -> None:
+        self._pods: dict[Hashable, _PodShare] = {}
+        self._node_units: dict[str, dict[str, int]] = {}
+        self._bound: dict[str, dict[str, dict[tuple[str, str], int]]] = {}
+
+    @classmethod
+    def of(cls, pods: Iterable[Obj]) -> PodLedger:
+        ledger = cls()
+        for index, pod in enumerate(pods):
+            ledger.put(index, pod)
+        return ledger
+
+    def __len__(self) -> int:
+        return len(self._pods)
+
+    def put(self, key: Hashable, pod: Obj | None) -> None:
+        """Record the pod's latest version under ``key`` (None: the pod is gone)."""
+        old = self._pods.pop(key, None)
+        if old is not None:
+            self._count(old, -1)
+        if pod is None:
+            return
+        share = _share(pod)
+        self._pods[key] = share
+        self._count(share, 1)
+
+    def allocated(self, nodes: Iterable[str], resource: str) -> float:
+        """Summed effective requests of ``resource`` by the active pods on ``nodes``."""
+        total = 0
+        for node in nodes:
+            total += self._node_units.get(node, {}).get(resource, 0)
+        return total / _MICRO
+
+    def bound_replicas(self, tier: Tier) -> dict[str, dict[Slot, int]]:
+        """Per service: its pods of this tier bound to nodes (active, not terminating)."""
+        name = tier.metadata.name
+        return {
+            owner: {(name, pool, variant): n for (pool, variant), n in slots.items()}
+            for owner, slots in self._bound.get(label_value(name), {}).items()
+        }
+
+    def _count(self, share: _PodShare, sign: int) -> None:
+        if share.node is not None:
+            units = self._node_units.setdefault(share.node, {})
+            for resource, amount in share.units:
+                units[resource] = units.get(resource, 0) + sign * amount
+                if not units[resource]:
+                    del units[resource]
+            if not units:
+                del self._node_units[share.node]
+        if share.bound is not None:
+            tier_label, owner, pool, variant = share.bound
+            owners = self._bound.setdefault(tier_label, {})
+            slots = owners.setdefault(owner, {})
+            slots[(pool, variant)] = slots.get((pool, variant), 0) + sign
+            if not slots[(pool, variant)]:
+                del slots[(pool, variant)]
+            if not slots:
+                del owners[owner]
+            if not owners:
+                del self._bound[tier_label]
+
+
+def _share(pod: Obj) -> _PodShare:
+    node_name = pod.get("spec", {}).get("nodeName") or None
+    if node_name is None or not pod_active(pod):
+        return _PodShare(node=None, units=(), bound=None)
+    units = []
+    for resource in sorted(_resource_names(pod)):
+        try:
+            amount = round(pod_request(pod, resource) * _MICRO)
+        except ValueError:  # the apiserver validates quantities; count what does not parse as 0
             continue
-        bound[key][(tier_name, labels.get(LABEL_POOL, ""), labels.get(LABEL_VARIANT, ""))] += 1
-    return bound
+        if amount:
+            units.append((resource, amount))
+    labels = _labels(pod)
+    owner = owner_key(pod)
+    bound = None
+    if owner is not None and not pod.get("metadata", {}).get("deletionTimestamp"):
+        bound = (
+            labels.get(LABEL_TIER, ""),
+            owner,
+            labels.get(LABEL_POOL, ""),
+            labels.get(LABEL_VARIANT, ""),
+        )
+    return _PodShare(node=node_name, units=tuple(units), bound=bound)
+
+
+def _resource_names(pod: Obj) -> set[str]:
+    spec = pod.get("spec", {})
+    return {
+        name
+        for container in (*(spec.get("containers") or []), *(spec.get("initContainers") or []))
+        for part in ("requests", "limits")
+        for name in ((container.get("resources") or {}).get(part) or {})
+    }
 
 
 def service_usage(

@@ -7,12 +7,12 @@ list/watch results stay dicts, which keeps informers of thousands of objects che
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import aiohttp
+import orjson
 from kubernetes_asyncio import config as kube_config
 from kubernetes_asyncio.client import ApiClient
 
@@ -107,7 +107,7 @@ class KubeClient:
         content_type: str | None = None,
         timeout: float = 10.0,
     ) -> Obj:
-        data = None if body is None else json.dumps(body)
+        data = None if body is None else orjson.dumps(body)
         if data is not None and content_type is None:
             content_type = "application/json"
         async with self._session.request(
@@ -122,13 +122,13 @@ class KubeClient:
             payload = await response.read()
             if response.status >= 400:
                 try:
-                    status = json.loads(payload)
+                    status = orjson.loads(payload)
                     raise KubeError(
                         response.status, status.get("message", ""), status.get("reason", "")
                     )
                 except (ValueError, AttributeError):
                     raise KubeError(response.status, payload.decode(errors="replace")) from None
-            result: Obj = json.loads(payload) if payload else {}
+            result: Obj = orjson.loads(payload) if payload else {}
             return result
 
     async def get(self, kind: str, name: str, namespace: str | None = None) -> Obj | None:
@@ -232,7 +232,7 @@ class KubeClient:
                 raise KubeError(response.status, (await response.read()).decode(errors="replace"))
             async for line in response.content:
                 if line.strip():
-                    yield json.loads(line)
+                    yield orjson.loads(line)
 
     async def close(self) -> None:
         await self.api_client.close()

@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 
 from tierra.api.tier import Tier
-from tierra.core.inventory import owner_key, pod_request
+from tierra.core.inventory import PodLedger, owner_key, pod_request
 from tierra.shell.informer import Informer
 from tierra.shell.kube import KubeClient, KubeError, Obj, client_from_kubeconfig
 
@@ -116,6 +116,9 @@ class MemberCluster:
         self.identity = identity
         self.nodes = Informer(client, "Node", on_change=self._node_changed, transform=slim_node)
         self.pods = Informer(client, "Pod", on_change=self._pod_changed, transform=slim_pod)
+        self.pod_ledger = PodLedger()
+        """Follows every write to the Pod store: allocation per node, bound replicas."""
+        self.pods.store.subscribe(self.pod_ledger.put)
         self._fingerprints: dict[tuple[str, str, str], object] = {}
         # Children are indexed by their owning service (``store.by_index("ns/name")``).
         self.deployments = Informer(

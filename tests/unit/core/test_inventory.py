@@ -5,12 +5,18 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tierra.api.tier import Tier
 from tierra.core.inventory import (
+    PodLedger,
+    bound_replicas,
     held_by_others,
     merge_usage,
     parse_quantity,
+    pod_active,
+    pod_request,
     pool_capacities,
     service_usage,
 )
@@ -157,3 +163,83 @@ def test_service_usage_separates_wanted_from_bound() -> None:
     # big wants 2x8 and holds 1x8: 8 units are held against everyone else.
     assert held_by_others(usage, exclude="team-a/chat") == {("central", "h100"): 8}
     assert held_by_others(usage, exclude="team-a/big") == {("central", "h100"): 4}
+
+
+# ------------------------------------------------------------------------------- PodLedger
+_NODES = ["g0", "g1", "c0"]
+_POD_VERSIONS = st.fixed_dictionaries(
+    {
+        "node": st.sampled_from([None, *_NODES]),
+        "phase": st.sampled_from(["Pending", "Running", "Succeeded", "Failed"]),
+        "gpu": st.sampled_from(["1", "2", "8"]),
+        "cpu": st.sampled_from(["100m", "250m", "1", "1500m"]),
+        "service": st.sampled_from([None, "chat", "big"]),
+        "deleting": st.booleans(),
+    }
+)
+
+
+def _pod_version(name: str, version: dict[str, Any]) -> dict[str, Any]:
+    labels = tierra_labels(version["service"], "h100", "h100") if version["service"] else {}
+    body = pod(
+        name,
+        version["node"],
+        {"nvidia.com/gpu": version["gpu"], "cpu": version["cpu"]},
+        phase=version["phase"],
+        labels=labels,
+    )
+    if version["deleting"]:
+        body["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+    return body
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["p0", "p1", "p2", "p3"]), st.none() | _POD_VERSIONS),
+        max_size=40,
+    )
+)
+def test_ledger_follows_pod_events_like_a_recount(
+    events: list[tuple[str, dict[str, Any] | None]],
+) -> None:
+    """Any sequence of pod versions and deletions leaves the ledger where a recount of the
+    surviving pods lands, with no drift from summing fractional requests up and down."""
+    ledger = PodLedger()
+    live: dict[str, dict[str, Any]] = {}
+    for name, version in events:
+        body = None if version is None else _pod_version(name, version)
+        ledger.put(name, body)
+        if body is None:
+            live.pop(name, None)
+        else:
+            live[name] = body
+    pods = list(live.values())
+    for node_name in _NODES:
+        for resource in ("nvidia.com/gpu", "cpu"):
+            expected = sum(
+                pod_request(p, resource)
+                for p in pods
+                if p["spec"].get("nodeName") == node_name and pod_active(p)
+            )
+            assert ledger.allocated([node_name], resource) == pytest.approx(expected, abs=1e-9)
+    assert ledger.bound_replicas(TIER) == bound_replicas(TIER, pods)
+    recount = PodLedger.of(pods)
+    assert ledger.allocated(_NODES, "cpu") == recount.allocated(_NODES, "cpu")
+    assert len(ledger) == len(live)
+    if not live:  # nothing left behind once every pod is gone
+        assert ledger.allocated(_NODES, "cpu") == 0
+        assert ledger.bound_replicas(TIER) == {}
+
+
+def test_bound_replicas_count_active_bound_pods_of_this_tier_only() -> None:
+    labels = tierra_labels("chat", "h100", "h100")
+    elsewhere = {**labels, "tierra.dev/tier": "regional"}
+    pods = [
+        pod("bound", "g0", {"nvidia.com/gpu": "1"}, labels=labels),
+        pod("pending", None, {"nvidia.com/gpu": "1"}, labels=labels),
+        pod("done", "g0", {"nvidia.com/gpu": "1"}, phase="Succeeded", labels=labels),
+        pod("other-tier", "g0", {"nvidia.com/gpu": "1"}, labels=elsewhere),
+        pod("not-tierra", "g0", {"nvidia.com/gpu": "1"}),
+    ]
+    assert bound_replicas(TIER, pods) == {"team-a/chat": {("central", "h100", "h100"): 1}}
