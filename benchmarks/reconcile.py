@@ -11,7 +11,12 @@ Prints:
      operator's writes to the management apiserver (from the apiserver's own request
      counters): InferenceService status and finalizer patches by response code, and Events;
   3. the operator's idle CPU after they settle;
-  4. the fleet's floor: the same member objects created directly, with the operator stopped.
+  4. the fleet's floor: the same member objects created directly, with the operator stopped;
+  5. the placements' writes made directly, with the operator stopped: per service, the writes
+     the operator makes until it reports Placed (the InferenceService create, server-side
+     applies of the Deployment and Service it renders, the finalizer where children are
+     remote, the status patch, the Event), 16 at a time like its workers. What an operator
+     that spent no CPU of its own, kept no watches and never waited would take here.
 
 Usage: python benchmarks/reconcile.py [--services 1000] [--latency-samples 40] [--scale 12]
                                      [--workers 16] [--profile operator.pstats]
@@ -35,10 +40,15 @@ from typing import Any
 
 from kubernetes import client, config, watch
 
+from tierra.api.inference_service import InferenceService
+from tierra.api.tier import Tier
+from tierra.core.placement import PlannedPlacement
+from tierra.core.render import owner_of, render
 from tierra.demo import Demo
 from tierra.fleet.binaries import ensure_binaries
 from tierra.fleet.runner import Fleet, die_with_parent, spawn_operator, stop_process
 from tierra.fleet.topology import default_fleet
+from tierra.reconciler import FINALIZER
 
 REPO = Path(__file__).resolve().parents[1]
 GROUP, VERSION, PLURAL = "tierra.dev", "v1alpha1", "inferenceservices"
@@ -208,6 +218,24 @@ def by_component(used: Counter[str]) -> str:
     return ", ".join(f"{k} {v:.1f}" for k, v in used.most_common())
 
 
+def quiesce(fleet: Fleet, idle_rate: float, limit: float = 180.0) -> float:
+    """Wait until the fleet's CPU use is back near its idle rate (the previous phase's
+    cascade of ReplicaSets, Pods and status updates has run out): seconds waited."""
+    started = time.perf_counter()
+    while time.perf_counter() - started < limit:
+        before = sum(fleet_cpu(fleet).values())
+        time.sleep(5)
+        if (sum(fleet_cpu(fleet).values()) - before) / 5 <= 1.5 * idle_rate + 0.05:
+            break
+    return time.perf_counter() - started
+
+
+def cpu_bound(cpu_seconds: float, idle_rate: float) -> float:
+    """Least wall time for ``cpu_seconds`` of work on this machine's cores, next to the fleet's
+    idle background (``idle_rate`` cores)."""
+    return cpu_seconds / ((os.cpu_count() or 1) - idle_rate)
+
+
 def apiserver_requests(api: client.ApiClient) -> Counter[tuple[str, str, str, str]]:
     """The apiserver's request counters for InferenceServices:
     (verb, subresource, code) -> count."""
@@ -261,6 +289,137 @@ def print_writes(
         f"  {label}: status patches {sum(status.values())} {dict(sorted(status.items()))}; "
         f"finalizer patches {sum(finalizers.values())} {dict(sorted(finalizers.items()))}; "
         f"events {sum(events.values())} {dict(sorted(events.items()))}"
+    )
+
+
+def raw_patch(
+    api: client.ApiClient,
+    path: str,
+    body: Any,
+    content_type: str,
+    query: tuple[tuple[str, str], ...] = (),
+) -> None:
+    """PATCH with an explicit content type (this client's typed methods pick their own)."""
+    api.call_api(
+        path,
+        "PATCH",
+        query_params=list(query),
+        header_params={"Content-Type": content_type, "Accept": "application/json"},
+        body=body,
+        auth_settings=["BearerToken"],
+        _return_http_data_only=True,
+        _preload_content=False,
+    )
+
+
+def server_side_apply(api: client.ApiClient, manifest: dict[str, Any]) -> None:
+    """Server-side apply of ``manifest`` by field manager ``tierra``, as the operator does."""
+    meta = manifest["metadata"]
+    group = "/api/v1" if manifest["apiVersion"] == "v1" else f"/apis/{manifest['apiVersion']}"
+    plural = {"Deployment": "deployments", "Service": "services"}[manifest["kind"]]
+    raw_patch(
+        api,
+        f"{group}/namespaces/{meta['namespace']}/{plural}/{meta['name']}",
+        manifest,
+        "application/apply-patch+yaml",
+        (("fieldManager", "tierra"), ("force", "true")),
+    )
+
+
+def writes_only(
+    fleet: Fleet, clients: dict[str, client.ApiClient], services: int, idle_rate: float
+) -> None:
+    """Section 5: for each bulk service ``svc-N``, an ``ideal-N`` with the same spec and the
+    placement the operator chose for ``svc-N``, written the way the operator writes it."""
+    central = clients["central"]
+    custom = client.CustomObjectsApi(central)
+    tiers = {
+        t["metadata"]["name"]: Tier.model_validate(t)
+        for t in custom.list_cluster_custom_object(GROUP, VERSION, "tiers")["items"]
+    }
+    placed = {
+        s["metadata"]["name"]: s
+        for s in custom.list_namespaced_custom_object(GROUP, VERSION, "bench", PLURAL)["items"]
+    }
+    for api in clients.values():
+        api.configuration.connection_pool_maxsize = 32  # 16 threads, no connection churn
+        client.CoreV1Api(api).create_namespace({"metadata": {"name": "ideal"}})
+
+    finalized: list[str] = []
+
+    def place_directly(index: int) -> None:
+        template = placed[f"svc-{index:04d}"]
+        name = f"ideal-{index:04d}"
+        body = service(name, "ideal", template["spec"]["placement"]["levels"])
+        created = custom.create_namespaced_custom_object(GROUP, VERSION, "ideal", PLURAL, body)
+        typed = InferenceService.model_validate(created)
+        remote = False
+        for chosen in template["status"]["placements"]:
+            tier = tiers[chosen["tier"]]
+            same_cluster = tier.spec.cluster.kubeconfig_secret_ref is None
+            remote = remote or not same_cluster
+            api = clients["central" if same_cluster else chosen["tier"]]
+            plan = PlannedPlacement(
+                chosen["tier"], chosen["pool"], chosen["variant"], chosen["replicas"], ""
+            )
+            for manifest in render(typed, plan, tier, owner_of(typed), same_cluster):
+                if manifest["kind"] == "Deployment":
+                    for container in manifest["spec"]["template"]["spec"]["containers"]:
+                        container["resources"]["requests"]["cpu"] = "1m"  # as the floor's
+                server_side_apply(api, manifest)
+        if remote:
+            finalized.append(name)
+            raw_patch(
+                central,
+                f"/apis/{GROUP}/{VERSION}/namespaces/ideal/{PLURAL}/{name}",
+                [{"op": "add", "path": "/metadata/finalizers", "value": [FINALIZER]}],
+                "application/json-patch+json",
+            )
+        status = {k: v for k, v in template["status"].items() if k != "autoscaling"}
+        custom.patch_namespaced_custom_object_status(
+            GROUP, VERSION, "ideal", PLURAL, name, {"status": status}
+        )
+        client.CoreV1Api(central).create_namespaced_event(
+            "ideal",
+            {
+                "metadata": {"name": f"{name}.placed", "namespace": "ideal"},
+                "involvedObject": {
+                    "apiVersion": f"{GROUP}/{VERSION}",
+                    "kind": "InferenceService",
+                    "name": name,
+                    "namespace": "ideal",
+                    "uid": created["metadata"]["uid"],
+                },
+                "reason": "Placed",
+                "message": status["conditions"][0]["message"],
+                "type": "Normal",
+                "source": {"component": "tierra"},
+                "reportingComponent": "tierra",
+                "count": 1,
+            },
+        )
+
+    own_before = proc_stat(os.getpid())[0]
+    fleet_before = fleet_cpu(fleet)
+    started = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        list(pool.map(place_directly, range(services)))
+    took = time.perf_counter() - started
+    print(
+        f"placements' writes made directly (no operator): {services} services in {took:.1f}s "
+        f"(16 at a time: create, apply Deployment + Service, finalizer where remote "
+        f"({len(finalized)}), status, Event)"
+    )
+    fleet_used = fleet_cpu(fleet) - fleet_before
+    print(
+        f"  fleet CPU meanwhile (s, all clusters): {by_component(fleet_used)}; "
+        f"this benchmark's client {proc_stat(os.getpid())[0] - own_before:.1f}"
+    )
+    fleet_work = sum(fleet_used.values()) - idle_rate * took
+    print(
+        f"  fleet work beyond its idle background {fleet_work:.0f} CPU-s: even with a client "
+        f"that cost no CPU, {os.cpu_count()} cores need at least "
+        f"{cpu_bound(fleet_work, idle_rate):.1f}s for these writes (goal for the operator: 60 s)"
     )
 
 
@@ -328,6 +487,7 @@ def main() -> int:
         fleet_before, operator_before = fleet_cpu(fleet), proc_stat(operator.pid)[0]
         time.sleep(10)
         idle_fleet = fleet_cpu(fleet) - fleet_before
+        idle_rate = sum(idle_fleet.values()) / 10  # cores
         print(
             f"fleet idle CPU: {100 * sum(idle_fleet.values()) / 10:.0f}% of one core "
             f"(CPU s over 10 s: {by_component(idle_fleet)}); "
@@ -424,9 +584,16 @@ def main() -> int:
             f"average {load_before:.1f} -> {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
         )
         fleet_used = fleet_cpu(fleet) - fleet_before
+        own_used = proc_stat(os.getpid())[0] - own_before
         print(
             f"  fleet CPU meanwhile (s, all clusters): {by_component(fleet_used)}; "
-            f"this benchmark's client {proc_stat(os.getpid())[0] - own_before:.1f}"
+            f"this benchmark's client {own_used:.1f}"
+        )
+        fleet_work = sum(fleet_used.values()) - idle_rate * elapsed
+        print(
+            f"  fleet work beyond its idle background {fleet_work:.0f} CPU-s; with the "
+            f"operator's and this client's CPU, {os.cpu_count()} cores need at least "
+            f"{cpu_bound(fleet_work + cpu_after - cpu_before + own_used, idle_rate):.1f}s"
         )
         apiserver_peak = sum(
             proc_stat(state.pids["kube-apiserver"])[1] for state in fleet.load_state().values()
@@ -520,6 +687,7 @@ def main() -> int:
                 },
             )
 
+        print(f"(fleet quiet again after {quiesce(fleet, idle_rate):.0f}s)")
         fleet_before = fleet_cpu(fleet)
         started = time.perf_counter()
         with ThreadPoolExecutor(max_workers=8) as pool:
@@ -532,6 +700,10 @@ def main() -> int:
             "status, finalizer and Event writes and the watch round trips)"
         )
         print(f"  fleet CPU meanwhile (s, all clusters): {by_component(fleet_used)}")
+
+        # 5. The placements' writes, made directly (see the docstring).
+        print(f"(fleet quiet again after {quiesce(fleet, idle_rate):.0f}s)")
+        writes_only(fleet, clients, args.services, idle_rate)
         return 0
     finally:
         stop_process(operator, grace=30)
