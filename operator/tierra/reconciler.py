@@ -246,7 +246,9 @@ class Reconciler:
         )
         if changed:
             self.state.setdefault(key, ServiceState()).attempts = 0
-            self.queue.add(key)
+            # The services listed at start-up (mostly in place already) wait behind services
+            # created or changed meanwhile.
+            self.queue.add(key, background=not self.service_informer.synced.is_set())
 
     def on_tier_event(self, event_type: str | None, body: Obj) -> None:
         name = body["metadata"]["name"]
@@ -271,10 +273,12 @@ class Reconciler:
         self.registry.forget(name)
         self._tier_dirty.set()
 
-    def _child_changed(self, event_type: str, obj: Obj) -> None:
+    def _child_changed(self, event_type: str, obj: Obj, readiness_only: bool) -> None:
+        """Drift (a child edited or deleted) is urgent; a readiness change to report waits
+        behind placements and repairs."""
         key = owner_key(obj)
         if key is not None and key in self.services:
-            self.queue.add(key)
+            self.queue.add(key, background=readiness_only)
 
     def _capacity_changed(self) -> None:
         """Capacity or reachability moved: look again at services that are not fully placed."""
@@ -286,7 +290,7 @@ class Reconciler:
             self._capacity_poke = None
             for key, state in self.state.items():
                 if not state.placed:
-                    self.queue.add(key)
+                    self.queue.add(key, background=True)
 
         self._capacity_poke = loop.call_later(0.5, poke)
 

@@ -108,7 +108,7 @@ class MemberCluster:
         self,
         client: KubeClient,
         identity: str,
-        on_child_change: Callable[[str, Obj], None],
+        on_child_change: Callable[[str, Obj, bool], None],
         on_capacity_change: Callable[[], None],
         on_reachability_change: Callable[[], None],
     ) -> None:
@@ -149,7 +149,7 @@ class MemberCluster:
         return (kind, meta.get("namespace", ""), meta.get("name", ""))
 
     @staticmethod
-    def _child_fingerprint(kind: str, obj: Obj) -> object:
+    def _child_fingerprint(kind: str, obj: Obj) -> tuple[object, object]:
         """What of a child can matter to a reconcile: its metadata (labels, annotations,
         owners; ``generation`` follows a Deployment's spec), a Service's spec (Services have
         no generation), and a Deployment's ``readyReplicas`` (reported in status)."""
@@ -171,18 +171,27 @@ class MemberCluster:
         and deletions; not the rest of the status churn a rollout makes (observedGeneration,
         updated/available replicas, conditions, the revision annotation), nor the event of
         what the operator itself just applied (see :meth:`applied`): those would only
-        trigger reconciles that find nothing to do."""
+        trigger reconciles that find nothing to do. The callback learns whether only a
+        Deployment's readiness moved (status to report, nothing to repair)."""
         key = self._child_key(kind, obj)
+        readiness_only = False
         if event == "DELETED":
             self._fingerprints.pop(key, None)
         else:
             fingerprint = self._child_fingerprint(key[0], obj)
-            if self._fingerprints.get(key) == fingerprint:
+            previous = self._fingerprints.get(key)
+            if previous == fingerprint:
                 return
             self._fingerprints[key] = fingerprint
+            # Same metadata (and so the same generation): only readyReplicas moved.
+            readiness_only = (
+                kind == "Deployment"
+                and isinstance(previous, tuple)
+                and previous[0] == fingerprint[0]
+            )
         if kind == "Deployment":
             self.revision += 1
-        self._on_child_change(event, obj)
+        self._on_child_change(event, obj, readiness_only)
 
     def applied(self, kind: str, obj: Obj) -> None:
         """The operator wrote ``obj`` (the apiserver's answer to an apply): its own watch
@@ -299,7 +308,7 @@ class MemberRegistry:
         self,
         management: KubeClient,
         operator_namespace: str,
-        on_child_change: Callable[[str, Obj], None],
+        on_child_change: Callable[[str, Obj, bool], None],
         on_capacity_change: Callable[[], None],
         on_reachability_change: Callable[[], None],
     ) -> None:

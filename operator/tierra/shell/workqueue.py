@@ -2,6 +2,12 @@
 
 A key is never processed by two workers at once; a key added while it is being processed is
 processed again afterwards; a delayed add is superseded by an earlier one.
+
+Two priorities, as controller-runtime's priority queue has: a key added as ``background``
+(bookkeeping: a child's readiness to report, another look for a service waiting on capacity,
+the services listed at start-up) is handed out only when no urgent key is ready, so that under
+load new and changed services are placed first. A key keeps the highest priority it was added
+with.
 """
 
 from __future__ import annotations
@@ -18,23 +24,26 @@ K = TypeVar("K", bound=Hashable)
 
 class WorkQueue(Generic[K]):
     def __init__(self) -> None:
-        self._ready: list[K] = []
-        self._ready_set: set[K] = set()
+        # Insertion-ordered sets: FIFO within a priority, O(1) promotion.
+        self._urgent: dict[K, None] = {}
+        self._background: dict[K, None] = {}
         self._processing: set[K] = set()
-        self._dirty: set[K] = set()
+        self._dirty: dict[K, bool] = {}
+        """Keys added while being processed -> whether every such add was background."""
         self._delayed: list[tuple[float, int, K]] = []
         self._due: dict[K, float] = {}
         self._counter = itertools.count()
         self._wakeup = asyncio.Event()
 
     def __len__(self) -> int:
-        return len(self._ready_set) + len(self._due)
+        return len(self._urgent) + len(self._background) + len(self._due)
 
-    def add(self, key: K, delay: float = 0.0) -> None:
+    def add(self, key: K, delay: float = 0.0, background: bool = False) -> None:
         loop = asyncio.get_running_loop()
         if delay > 0:
             due = loop.time() + delay
-            if key in self._ready_set or self._due.get(key, float("inf")) <= due:
+            queued = key in self._urgent or key in self._background
+            if queued or self._due.get(key, float("inf")) <= due:
                 return
             self._due[key] = due
             heapq.heappush(self._delayed, (due, next(self._counter), key))
@@ -42,12 +51,13 @@ class WorkQueue(Generic[K]):
             return
         self._due.pop(key, None)
         if key in self._processing:
-            self._dirty.add(key)
+            self._dirty[key] = background and self._dirty.get(key, True)
             return
-        if key not in self._ready_set:
-            self._ready_set.add(key)
-            self._ready.append(key)
-            self._wakeup.set()
+        if key in self._urgent or (background and key in self._background):
+            return
+        self._background.pop(key, None)  # promoted: an urgent add wins
+        (self._background if background else self._urgent)[key] = None
+        self._wakeup.set()
 
     def _promote_due(self) -> float | None:
         """Move due delayed keys to ready; return seconds until the next one."""
@@ -67,9 +77,10 @@ class WorkQueue(Generic[K]):
     async def get(self) -> K:
         while True:
             wait = self._promote_due()
-            if self._ready:
-                key = self._ready.pop(0)
-                self._ready_set.discard(key)
+            ready = self._urgent or self._background
+            if ready:
+                key = next(iter(ready))
+                del ready[key]
                 self._processing.add(key)
                 return key
             self._wakeup.clear()
@@ -79,5 +90,4 @@ class WorkQueue(Generic[K]):
     def done(self, key: K) -> None:
         self._processing.discard(key)
         if key in self._dirty:
-            self._dirty.discard(key)
-            self.add(key)
+            self.add(key, background=self._dirty.pop(key))

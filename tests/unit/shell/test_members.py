@@ -72,12 +72,17 @@ def deployment_event(
 
 
 def test_only_deployment_changes_a_reconcile_cares_about_are_passed_on() -> None:
-    seen: list[tuple[str, int, int | None]] = []
+    seen: list[tuple[str, int, int | None, bool]] = []
     member = MemberCluster(
         cast(KubeClient, object()),
         "test",
-        on_child_change=lambda event, obj: seen.append(
-            (event, obj["metadata"]["generation"], obj["status"].get("readyReplicas"))
+        on_child_change=lambda event, obj, readiness_only: seen.append(
+            (
+                event,
+                obj["metadata"]["generation"],
+                obj["status"].get("readyReplicas"),
+                readiness_only,
+            )
         ),
         on_capacity_change=lambda: None,
         on_reachability_change=lambda: None,
@@ -95,13 +100,14 @@ def test_only_deployment_changes_a_reconcile_cares_about_are_passed_on() -> None
     revision = member.revision
     for event, obj in events:
         member._child_changed(event, obj)
+    # Only the readiness change is flagged as such (it waits behind urgent work).
     assert seen == [
-        ("ADDED", 1, None),
-        ("MODIFIED", 1, 1),
-        ("MODIFIED", 2, 1),
-        ("MODIFIED", 2, 1),
-        ("DELETED", 2, 1),
-        ("ADDED", 1, None),
+        ("ADDED", 1, None, False),
+        ("MODIFIED", 1, 1, True),
+        ("MODIFIED", 2, 1, False),
+        ("MODIFIED", 2, 1, False),
+        ("DELETED", 2, 1, False),
+        ("ADDED", 1, None, False),
     ]
     assert member.revision == revision + len(seen)
 
@@ -111,7 +117,9 @@ def test_the_revision_annotation_and_own_applies_trigger_no_reconcile() -> None:
     member = MemberCluster(
         cast(KubeClient, object()),
         "test",
-        on_child_change=lambda event, obj: seen.append((event, obj["metadata"]["resourceVersion"])),
+        on_child_change=lambda event, obj, readiness_only: seen.append(
+            (event, obj["metadata"]["resourceVersion"])
+        ),
         on_capacity_change=lambda: None,
         on_reachability_change=lambda: None,
     )
@@ -133,7 +141,9 @@ def test_service_events_pass_on_changes_of_their_metadata_and_spec_only() -> Non
     member = MemberCluster(
         cast(KubeClient, object()),
         "test",
-        on_child_change=lambda event, obj: seen.append((event, obj["metadata"]["resourceVersion"])),
+        on_child_change=lambda event, obj, readiness_only: seen.append(
+            (event, obj["metadata"]["resourceVersion"])
+        ),
         on_capacity_change=lambda: None,
         on_reachability_change=lambda: None,
     )
