@@ -69,6 +69,9 @@ class StepOutcome:
     recommendation: Recommendation
     reconcile: bool
     events: tuple[ScaleEvent, ...] = ()
+    report_only: bool = False
+    """The reconcile is only to write what the status says (e.g. why there are no metrics,
+    now that the service is placed): nothing to act on, it can wait behind urgent work."""
 
 
 @dataclass
@@ -269,13 +272,20 @@ class Autoscaler:
         stale_status = (
             sample is not None and now - scaling.status_written_at >= STATUS_METRICS_REFRESH_SECONDS
         )
+        reworded = problem != scaling.problem  # same reason, a new message
         scaling.problem = problem
         scaling.unmetered = (
             inputs_key if problem is not None and problem[0] == "NoMetricsSource" else None
         )
         scaling.state = rec.state
         scaling.recommendation = rec
-        return StepOutcome(rec, reconcile=changed or stale_status, events=tuple(events))
+        act = changed or stale_status
+        return StepOutcome(
+            rec,
+            reconcile=act or reworded,
+            events=tuple(events),
+            report_only=reworded and not act,
+        )
 
     def report(self, key: str) -> ScalingReport | None:
         """The status the autoscaler has to write for ``key`` (None before its first step);

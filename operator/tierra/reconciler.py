@@ -971,7 +971,7 @@ class Reconciler:
                 log.info("%s: %s: %s", key, event.reason, event.message)
                 await self.post_event(body, event.reason, event.message[:1000], event.type)
             if outcome.reconcile:
-                self.queue.add(key)
+                self.queue.add(key, background=outcome.report_only)
 
         await asyncio.gather(*(one(key) for key in list(self.services)))
         for key in [k for k in self._validated if k not in self.services]:

@@ -150,6 +150,22 @@ async def test_no_prometheus_configured_is_a_clear_reason() -> None:
     assert "prometheusURL" in report.metrics_message
 
 
+async def test_a_new_reason_for_no_metrics_is_reported_without_urgency() -> None:
+    """Once a service is placed, "not placed" no longer explains the missing metrics: the
+    status is rewritten (no stale message), behind urgent work, and without an Event."""
+    scaler = Autoscaler(None, clock=time.time)
+    first = await scaler.step("team-a/chat", SERVICE, [], 0, TIERS)
+    before = scaler.report("team-a/chat")
+    assert first.reconcile and not first.report_only
+    assert before is not None and "not placed" in before.metrics_message
+    one = [RunningPlacement("central", "h100", 1)]  # the count held before placement
+    placed = await scaler.step("team-a/chat", SERVICE, one, 0, TIERS)
+    after = scaler.report("team-a/chat")
+    assert placed.reconcile and placed.report_only and placed.events == ()
+    assert after is not None and after.metrics_reason == "NoMetricsSource"
+    assert "not placed" not in after.metrics_message and "central" in after.metrics_message
+
+
 async def test_an_unmetered_service_is_stepped_again_only_when_its_inputs_change() -> None:
     scaler = Autoscaler(None, clock=time.time)
     looks = 0
