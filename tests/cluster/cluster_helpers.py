@@ -12,6 +12,8 @@ import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from tierra.fleet.runner import free_ports
+
 REPO = Path(__file__).resolve().parents[2]
 GROUP, VERSION, PLURAL = "tierra.dev", "v1alpha1", "inferenceservices"
 Clients = dict[str, client.ApiClient]
@@ -216,9 +218,4 @@ class OperatorProcess:
 
 
 def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    return free_ports(1)[0]

@@ -11,6 +11,7 @@ import contextlib
 import ctypes
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -62,13 +63,43 @@ def default_dir() -> Path:
     return Path(os.environ.get("TIERRA_FLEET_DIR", ".tierra/fleet")).resolve()
 
 
+def _ephemeral_ports() -> tuple[int, int]:
+    """The kernel's range for the local ports of outgoing connections."""
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux's default
+
+
 def free_ports(count: int) -> list[int]:
+    """``count`` distinct ports free to listen on at 127.0.0.1, from below the kernel's
+    ephemeral range. A port the kernel hands out (binding port 0) can be taken by any
+    process's outgoing connection before the component binds it; it happened to kwok, which
+    binds last, while the apiservers were opening connections to etcd ("address already in
+    use"). Ports below that range are never given to outgoing connections."""
+    low, _ = _ephemeral_ports()
+    candidates = range(10000, low)
     sockets = []
     try:
-        for _ in range(count):
-            sock = socket.socket()
-            sock.bind(("127.0.0.1", 0))
-            sockets.append(sock)
+        if len(candidates) < 1000:  # an unusual range: let the kernel choose
+            for _ in range(count):
+                sock = socket.socket()
+                sock.bind(("127.0.0.1", 0))
+                sockets.append(sock)
+        else:
+            for port in random.sample(candidates, min(len(candidates), 50 * count)):
+                if len(sockets) == count:
+                    break
+                sock = socket.socket()
+                try:
+                    sock.bind(("127.0.0.1", port))
+                except OSError:  # someone listens there
+                    sock.close()
+                    continue
+                sockets.append(sock)
+            if len(sockets) < count:
+                raise FleetError(f"found only {len(sockets)} free ports of {count}")
         return [sock.getsockname()[1] for sock in sockets]
     finally:
         for sock in sockets:
