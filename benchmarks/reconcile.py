@@ -19,7 +19,7 @@ Prints:
      that spent no CPU of its own, kept no watches and never waited would take here.
 
 Usage: python benchmarks/reconcile.py [--services 1000] [--latency-samples 40] [--scale 12]
-                                     [--workers 16] [--profile operator.pstats]
+                                     [--workers 16] [--profile operator.pstats] [--no-floors]
 """
 
 from __future__ import annotations
@@ -432,6 +432,9 @@ def main() -> int:
     parser.add_argument("--scale", type=int, default=12, help="fleet node multiplier")
     parser.add_argument("--idle-seconds", type=float, default=30.0)
     parser.add_argument(
+        "--no-floors", action="store_true", help="stop after the operator's figures (A/B runs)"
+    )
+    parser.add_argument(
         "--workers", type=int, default=None, help="the operator's TIERRA_WORKERS (default: its own)"
     )
     parser.add_argument(
@@ -641,6 +644,8 @@ def main() -> int:
             f"{count1 - count0:.0f} reconciles; peak RSS now {peak / 2**20:.0f} MB"
         )
 
+        if args.no_floors:
+            return 0
         # 4. The fleet's floor for the bulk goal, with the operator stopped: the same member
         #    objects (a Deployment of one replica and a Service per service) created directly,
         #    8 at a time, half in central and half in regional, timed until all exist.
