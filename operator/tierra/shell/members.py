@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 
 from tierra.api.tier import Tier
-from tierra.core.inventory import PodLedger, owner_key, pod_request
+from tierra.core.inventory import PodLedger, owner_key
 from tierra.shell.informer import Informer
 from tierra.shell.kube import KubeClient, KubeError, Obj, client_from_kubeconfig
 
@@ -37,29 +37,10 @@ def _resources(containers: list[Obj] | None) -> list[Obj]:
     return [{"resources": c.get("resources") or {}} for c in containers or []]
 
 
-def _effective_requests(pod: Obj) -> tuple[list[Obj], list[Obj]]:
-    """The pod's containers folded into one whose requests are the pod's effective requests
-    (``pod_request`` gives the same figures), parsed once per Pod event rather than once per
-    capacity snapshot; the containers as they are when a quantity does not parse."""
-    spec = pod.get("spec", {})
-    containers = [*(spec.get("containers") or []), *(spec.get("initContainers") or [])]
-    names = {
-        name
-        for c in containers
-        for part in ("requests", "limits")
-        for name in ((c.get("resources") or {}).get(part) or {})
-    }
-    try:
-        requests = {name: pod_request(pod, name) for name in sorted(names)}
-    except ValueError:
-        return _resources(spec.get("containers")), _resources(spec.get("initContainers"))
-    return [{"resources": {"requests": requests}}], []
-
-
 def slim_pod(pod: Obj) -> Obj:
-    """The parts of a Pod capacity accounting reads (a full Pod is ~20x larger)."""
+    """The parts of a Pod capacity accounting reads (a full Pod is ~20x larger); the
+    requests are parsed once per Pod event, by the pod ledger."""
     meta, spec = pod.get("metadata", {}), pod.get("spec", {})
-    containers, init_containers = _effective_requests(pod)
     return {
         "metadata": {
             k: meta[k]
@@ -68,8 +49,8 @@ def slim_pod(pod: Obj) -> Obj:
         },
         "spec": {
             "nodeName": spec.get("nodeName"),
-            "containers": containers,
-            "initContainers": init_containers,
+            "containers": _resources(spec.get("containers")),
+            "initContainers": _resources(spec.get("initContainers")),
         },
         "status": {"phase": pod.get("status", {}).get("phase")},
     }
