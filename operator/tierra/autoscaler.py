@@ -136,6 +136,44 @@ class Autoscaler:
             return tier.spec.metrics.prometheus_url
         return self.default_url
 
+    def _sources(
+        self, placements: list[RunningPlacement], tiers: Mapping[str, Tier]
+    ) -> tuple[dict[str, list[str]], tuple[str, str] | None]:
+        """The Prometheus URLs to ask and for which of the placements' tiers (the default URL
+        for none: all of the service's pods), or why there is no source (reason, message)."""
+        by_url: dict[str, list[str]] = {}
+        unconfigured = []
+        for name in dict.fromkeys(p.tier for p in placements):
+            url = self._url(tiers.get(name))
+            if url is None:
+                unconfigured.append(name)
+            else:
+                by_url.setdefault(url, []).append(name)
+        if unconfigured:
+            return {}, (
+                "NoMetricsSource",
+                f"no Prometheus for tier(s) {', '.join(unconfigured)}: set the Tier's "
+                "spec.metrics.prometheusURL or run the operator with --prometheus-url",
+            )
+        if not by_url:
+            if self.default_url is None:
+                return {}, ("NoMetricsSource", "not placed, and no default Prometheus")
+            by_url[self.default_url] = []
+        return by_url, None
+
+    def placed(
+        self, key: str, placements: list[RunningPlacement], tiers: Mapping[str, Tier]
+    ) -> None:
+        """The reconciler has just placed ``key`` on ``placements``. A missing metrics source
+        is known without asking anyone, so the status written now says why for these
+        placements (not "not placed"), and no second write follows to reword it."""
+        scaling = self._services.get(key)
+        if scaling is None or scaling.problem is None or scaling.problem[0] != "NoMetricsSource":
+            return
+        _, problem = self._sources(placements, tiers)
+        if problem is not None:
+            scaling.problem = problem
+
     async def observe(
         self,
         service: InferenceService,
@@ -143,25 +181,9 @@ class Autoscaler:
         tiers: Mapping[str, Tier],
     ) -> tuple[ServiceSample | None, tuple[str, str] | None]:
         """The service's metrics over its tiers, or why there are none (reason, message)."""
-        names = list(dict.fromkeys(p.tier for p in placements))
-        by_url: dict[str, list[str]] = {}
-        unconfigured = []
-        for name in names:
-            url = self._url(tiers.get(name))
-            if url is None:
-                unconfigured.append(name)
-            else:
-                by_url.setdefault(url, []).append(name)
-        if unconfigured:
-            return None, (
-                "NoMetricsSource",
-                f"no Prometheus for tier(s) {', '.join(unconfigured)}: set the Tier's "
-                "spec.metrics.prometheusURL or run the operator with --prometheus-url",
-            )
-        if not by_url:
-            if self.default_url is None:
-                return None, ("NoMetricsSource", "not placed, and no default Prometheus")
-            by_url[self.default_url] = []
+        by_url, problem = self._sources(placements, tiers)
+        if problem is not None:
+            return None, problem
         # One Prometheus sees every tier: one query over all the service's pods. Several: each
         # tier's pods from its own, combined.
         jobs = (

@@ -494,12 +494,13 @@ class Reconciler:
             self._converge_children(key, service, plan, members),
         )
         body = self._latest(key, state) or body  # with the finalizer just added
-        await self._write_status(key, body, service, decision, members)
-        state.placed = decision.satisfied
         state.running = [
             RunningPlacement(tier=p.tier, variant=p.variant, replicas=p.replicas)
             for p in decision.placements
         ]
+        self.autoscaler.placed(key, state.running, self.tiers)
+        await self._write_status(key, body, service, decision, members)
+        state.placed = decision.satisfied
         if not decision.satisfied:
             return self._backoff(key)
         state.attempts = 0

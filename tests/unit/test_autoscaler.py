@@ -166,6 +166,40 @@ async def test_a_new_reason_for_no_metrics_is_reported_without_urgency() -> None
     assert "not placed" not in after.metrics_message and "central" in after.metrics_message
 
 
+async def test_placing_a_service_rewords_a_missing_source_at_once() -> None:
+    """The reconciler tells the autoscaler where it just placed the service: the status it
+    writes then names the tiers without a Prometheus, and the next step has nothing to add."""
+    scaler = Autoscaler(None, clock=time.time)
+    await scaler.step("team-a/chat", SERVICE, [], 0, TIERS)
+    one = [RunningPlacement("central", "h100", 1)]
+    scaler.placed("team-a/chat", one, TIERS)
+    report = scaler.report("team-a/chat")
+    assert report is not None and report.metrics_reason == "NoMetricsSource"
+    assert "not placed" not in report.metrics_message and "central" in report.metrics_message
+    after = await scaler.step("team-a/chat", SERVICE, one, 0, TIERS)
+    assert not after.reconcile and after.events == ()
+
+
+async def test_placing_a_service_on_a_metered_tier_leaves_the_reason_to_the_next_step() -> None:
+    """Whether a configured Prometheus has data is only known by asking it."""
+    scaler = Autoscaler(None, clock=time.time)
+    await scaler.step("team-a/chat", SERVICE, [], 0, TIERS)
+    central = tier("central")
+    spec = central.spec.model_copy(update={"metrics": _metrics(closed_port_url())})
+    metered = {**TIERS, "central": central.model_copy(update={"spec": spec})}
+    one = [RunningPlacement("central", "h100", 1)]
+    scaler.placed("team-a/chat", one, metered)
+    report = scaler.report("team-a/chat")
+    assert report is not None and "not placed" in report.metrics_message
+    try:
+        after = await scaler.step("team-a/chat", SERVICE, one, 0, metered)
+    finally:
+        await scaler.close()
+    report = scaler.report("team-a/chat")
+    assert after.reconcile and report is not None
+    assert report.metrics_reason == "PrometheusUnavailable"
+
+
 async def test_an_unmetered_service_is_stepped_again_only_when_its_inputs_change() -> None:
     scaler = Autoscaler(None, clock=time.time)
     looks = 0
