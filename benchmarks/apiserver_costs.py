@@ -25,6 +25,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -39,7 +40,8 @@ from reconcile import (  # the sibling benchmark's helpers
     PLURAL,
     REPO,
     VERSION,
-    proc_stat,
+    fleet_cpu,
+    quiesce,
     raw_patch,
     server_side_apply,
     service,
@@ -95,31 +97,18 @@ STATUS: dict[str, Any] = {
 }
 
 
-COMPONENTS = ("kube-apiserver", "etcd", "kube-controller-manager", "kube-scheduler", "kwok")
-
-
-def central_cpu(fleet: Fleet) -> dict[str, float]:
-    """CPU seconds used so far by each component of the central cluster."""
-    pids = fleet.load_state()["central"].pids
-    return {name: proc_stat(pids[name])[0] for name in COMPONENTS}
-
-
 def measure(
-    fleet: Fleet, idle: dict[str, float], requests: int, call: Callable[[int], Any]
+    fleet: Fleet, idle: Counter[str], requests: int, call: Callable[[int], Any]
 ) -> dict[str, float]:
-    """CPU ms per request beyond idle, per component, for ``requests`` calls 8 at a time,
-    including what the controllers do in answer (until the cluster is quiet again)."""
-    before, started = central_cpu(fleet), time.perf_counter()
+    """CPU ms per request beyond idle, per component of the central cluster, for
+    ``requests`` calls 8 at a time, including what the controllers do in answer (until the
+    cluster is quiet again)."""
+    before, started = fleet_cpu(fleet, "central"), time.perf_counter()
     with ThreadPoolExecutor(max_workers=8) as pool:
         list(pool.map(call, range(requests)))
-    idle_rate = sum(idle.values())
-    while True:
-        mark = central_cpu(fleet)
-        time.sleep(0.5)
-        if sum(central_cpu(fleet).values()) - sum(mark.values()) <= 0.5 * (idle_rate + 0.02):
-            break
-    after, wall = mark, time.perf_counter() - 0.5 - started
-    return {k: 1000 * (after[k] - before[k] - idle[k] * wall) / requests for k in after}
+    quiesce(fleet, sum(idle.values()), window=0.5, cluster="central")
+    after, wall = fleet_cpu(fleet, "central"), time.perf_counter() - started
+    return {k: 1000 * (after[k] - before[k] - idle[k] * wall) / requests for k in before}
 
 
 def main() -> int:
@@ -148,9 +137,9 @@ def main() -> int:
             if t["metadata"]["name"] == "central"
         )
         time.sleep(3)
-        before = central_cpu(fleet)
+        before = fleet_cpu(fleet, "central")
         time.sleep(10)
-        idle = {k: (v - before[k]) / 10 for k, v in central_cpu(fleet).items()}
+        idle = Counter({k: v / 10 for k, v in (fleet_cpu(fleet, "central") - before).items()})
         print(
             "central cluster idle, % of a core: "
             + ", ".join(f"{k} {100 * v:.1f}" for k, v in idle.items())

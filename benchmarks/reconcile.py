@@ -203,10 +203,13 @@ def proc_stat(pid: int) -> tuple[float, int]:
     return cpu, peak
 
 
-def fleet_cpu(fleet: Fleet) -> Counter[str]:
-    """CPU seconds used so far by each kind of fleet component, summed over the clusters."""
+def fleet_cpu(fleet: Fleet, cluster: str | None = None) -> Counter[str]:
+    """CPU seconds used so far by each kind of fleet component, summed over the clusters (or
+    of one ``cluster``)."""
     used: Counter[str] = Counter()
-    for state in fleet.load_state().values():
+    for name, state in fleet.load_state().items():
+        if cluster is not None and name != cluster:
+            continue
         for component, pid in state.pids.items():
             with contextlib.suppress(FileNotFoundError, ProcessLookupError):
                 used[component] += proc_stat(pid)[0]
@@ -218,14 +221,21 @@ def by_component(used: Counter[str]) -> str:
     return ", ".join(f"{k} {v:.1f}" for k, v in used.most_common())
 
 
-def quiesce(fleet: Fleet, idle_rate: float, limit: float = 180.0) -> float:
-    """Wait until the fleet's CPU use is back near its idle rate (the previous phase's
-    cascade of ReplicaSets, Pods and status updates has run out): seconds waited."""
+def quiesce(
+    fleet: Fleet,
+    idle_rate: float,
+    limit: float = 180.0,
+    window: float = 5.0,
+    cluster: str | None = None,
+) -> float:
+    """Wait until the fleet's (or one ``cluster``'s) CPU use is back near its idle rate (the
+    previous phase's cascade of ReplicaSets, Pods and status updates has run out): seconds
+    waited."""
     started = time.perf_counter()
     while time.perf_counter() - started < limit:
-        before = sum(fleet_cpu(fleet).values())
-        time.sleep(5)
-        if (sum(fleet_cpu(fleet).values()) - before) / 5 <= 1.5 * idle_rate + 0.05:
+        before = sum(fleet_cpu(fleet, cluster).values())
+        time.sleep(window)
+        if (sum(fleet_cpu(fleet, cluster).values()) - before) / window <= 1.5 * idle_rate + 0.05:
             break
     return time.perf_counter() - started
 
