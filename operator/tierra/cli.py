@@ -86,6 +86,10 @@ def _run(args: argparse.Namespace) -> int:
     os.environ["TIERRA_METRICS_INTERVAL"] = str(args.metrics_interval)
     if args.prometheus_url:
         os.environ["TIERRA_PROMETHEUS_URL"] = args.prometheus_url
+    os.environ["TIERRA_INSECURE_KUBECONFIG_EXEC"] = "1" if args.insecure_kubeconfig_exec else ""
+    os.environ["TIERRA_INSECURE_KUBECONFIG_TLS"] = "1" if args.insecure_kubeconfig_tls else ""
+    os.environ["TIERRA_MEMBER_SYNC_TIMEOUT"] = str(args.member_sync_timeout)
+    os.environ["TIERRA_TIER_CLEANUP_TIMEOUT"] = str(args.tier_cleanup_timeout)
 
     # kopf uses the synchronous kubernetes client only when it is importable (for its login);
     # the operator talks through kubernetes_asyncio and kopf's own kubeconfig login, so keep
@@ -182,6 +186,33 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=float(os.environ.get("TIERRA_METRICS_INTERVAL", "5")),
         help="seconds between metric samples of each service (default 5)",
+    )
+    run.add_argument(
+        "--insecure-kubeconfig-exec",
+        action="store_true",
+        help="allow exec credential plugins in Tier kubeconfig Secrets. RISK: whoever can "
+        "write a Secret in the operator's namespace can then run any command inside the "
+        "operator, with its identity (off by default: only inline tokens and certificates)",
+    )
+    run.add_argument(
+        "--insecure-kubeconfig-tls",
+        action="store_true",
+        help="allow insecure-skip-tls-verify in Tier kubeconfig Secrets. RISK: a man in the "
+        "middle can read the credentials and workloads sent to that cluster",
+    )
+    run.add_argument(
+        "--member-sync-timeout",
+        type=float,
+        default=10.0,
+        help="seconds a reconcile waits for a new member cluster's first listing; services "
+        "that could run there wait on while it is syncing (default 10)",
+    )
+    run.add_argument(
+        "--tier-cleanup-timeout",
+        type=float,
+        default=300.0,
+        help="seconds a deleted Tier whose cluster is out of reach is held before it is "
+        "released with a Warning Event naming what is left behind (default 300)",
     )
     run.add_argument("--kubeconfig", default=None)
     run.add_argument("--context", default=None, help="kube context of the management cluster")

@@ -17,6 +17,7 @@ from prometheus_client import start_http_server
 
 from tierra.reconciler import Reconciler
 from tierra.shell.kube import client_from_default
+from tierra.shell.kubeconfig import KubeconfigPolicy
 
 _metrics_started = False
 
@@ -37,6 +38,12 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         workers=int(os.environ.get("TIERRA_WORKERS", "16")),
         prometheus_url=os.environ.get("TIERRA_PROMETHEUS_URL") or None,
         metrics_interval=float(os.environ.get("TIERRA_METRICS_INTERVAL", "5")),
+        kubeconfig_policy=KubeconfigPolicy(
+            allow_exec=bool(os.environ.get("TIERRA_INSECURE_KUBECONFIG_EXEC")),
+            allow_insecure_tls=bool(os.environ.get("TIERRA_INSECURE_KUBECONFIG_TLS")),
+        ),
+        member_sync_timeout=float(os.environ.get("TIERRA_MEMBER_SYNC_TIMEOUT", "10")),
+        tier_cleanup_timeout=float(os.environ.get("TIERRA_TIER_CLEANUP_TIMEOUT", "300")),
     )
     await reconciler.start()
     memo["reconciler"] = reconciler

@@ -35,17 +35,29 @@ from tierra.core.inventory import (
     pool_node_counts,
 )
 from tierra.core.placement import PlacementDecision, TierView, explain, place
-from tierra.core.render import child_name, child_selector, owner_of, render, target_namespace
+from tierra.core.render import (
+    LABEL_MANAGED_BY,
+    LABEL_TIER,
+    child_name,
+    child_selector,
+    owner_of,
+    render,
+    target_namespace,
+)
 from tierra.core.status import scaling_status, service_status, tier_status
 from tierra.shell import telemetry
-from tierra.shell.informer import Informer, StoreListener, key_of
+from tierra.shell.informer import Informer, Store, StoreListener, key_of
 from tierra.shell.kube import JSON_PATCH, KubeClient, KubeError, Obj
-from tierra.shell.members import ConnectionProblem, MemberCluster, MemberRegistry
+from tierra.shell.kubeconfig import KubeconfigPolicy
+from tierra.shell.members import ConnectionProblem, Health, MemberCluster, MemberRegistry
 from tierra.shell.workqueue import WorkQueue
 
 log = logging.getLogger(__name__)
 
 FINALIZER = "tierra.dev/cleanup"
+TIER_FINALIZER = "tierra.dev/tier-cleanup"
+"""Holds a deleted Tier until what Tierra runs in its cluster is gone (or provably out of
+reach for ``tier_cleanup_timeout``)."""
 RETRY_BASE_SECONDS = 5.0
 RETRY_MAX_SECONDS = 300.0
 TIER_STATUS_INTERVAL_SECONDS = 5.0
@@ -53,6 +65,8 @@ TIER_RESOLVE_INTERVAL_SECONDS = 30.0
 ORPHAN_SWEEP_INTERVAL_SECONDS = 30.0
 ORPHAN_MIN_AGE_SECONDS = 30.0
 CLEANUP_GIVE_UP_SECONDS = 300.0
+SYNCING_RETRY_SECONDS = 1.0
+"""How soon a service waiting for a member cluster's first listing is looked at again."""
 POD_SNAPSHOT_SECONDS = 0.5
 EVENT_CONCURRENCY = 8
 """Events in flight at once (they are posted in the background, off the reconcile path)."""
@@ -118,6 +132,29 @@ def _strip_times(status: Mapping[str, Any]) -> Any:
     }
 
 
+def _rejected_credentials(member: MemberCluster | ConnectionProblem | None) -> bool:
+    return isinstance(member, MemberCluster) and (
+        member.problem is not None and member.problem.reason in ("Unauthorized", "Forbidden")
+    )
+
+
+class NameConflictError(Exception):
+    """A child's name is taken by an object Tierra did not create."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+def _label(obj: Obj, key: str) -> str:
+    return str(((obj.get("metadata") or {}).get("labels") or {}).get(key, "?"))
+
+
+def _created_by_tierra(obj: Obj) -> bool:
+    labels = (obj.get("metadata") or {}).get("labels") or {}
+    return bool(labels.get(LABEL_MANAGED_BY) == "tierra")
+
+
 @dataclass(frozen=True)
 class _PodSnapshot:
     """Pod-derived figures of one tier at one moment (see ``Reconciler._observe``)."""
@@ -161,6 +198,14 @@ class Reconciler:
     prometheus_url: str | None = None
     """Operator-wide Prometheus for tiers without ``spec.metrics``."""
     metrics_interval: float = DEFAULT_INTERVAL_SECONDS
+    kubeconfig_policy: KubeconfigPolicy = field(default_factory=KubeconfigPolicy)
+    """What member kubeconfig Secrets may contain beyond inline credentials."""
+    member_sync_timeout: float = 10.0
+    """How long a reconcile waits for a new member cluster's first listing before it moves on
+    (services with a say there wait on, as *syncing*, rather than see the cluster empty)."""
+    tier_cleanup_timeout: float = CLEANUP_GIVE_UP_SECONDS
+    """How long a deleted Tier whose cluster cannot be reached holds its deletion before its
+    finalizer is released with a Warning Event naming what may be left behind."""
 
     def __post_init__(self) -> None:
         self.queue: WorkQueue[str] = WorkQueue()
@@ -173,6 +218,7 @@ class Reconciler:
             on_child_change=self._child_changed,
             on_capacity_change=self._capacity_changed,
             on_reachability_change=self._capacity_changed,
+            policy=self.kubeconfig_policy,
         )
         self._place_lock = asyncio.Lock()
         # Tiers come from our own informer so that nothing is reconciled before the full list
@@ -192,6 +238,8 @@ class Reconciler:
         self._usage = UsageIndex()
         self._usage_sources: dict[str, tuple[Tier, MemberCluster, StoreListener]] = {}
         self._tier_dirty = asyncio.Event()
+        self.tiers_deleting: dict[str, str] = {}
+        """Tiers being deleted, with their deletionTimestamp."""
         self._events: set[asyncio.Task[None]] = set()
         self._event_limit = asyncio.Semaphore(EVENT_CONCURRENCY)
 
@@ -243,6 +291,12 @@ class Reconciler:
             or before["metadata"].get("uid") != meta.get("uid")
             or bool(meta.get("deletionTimestamp"))
             != bool(before["metadata"].get("deletionTimestamp"))
+            # While it is being deleted, another controller's finalizer change may be what our
+            # own finalizer removal waits for.
+            or (
+                bool(meta.get("deletionTimestamp"))
+                and before["metadata"].get("finalizers") != meta.get("finalizers")
+            )
         )
         if changed:
             self.state.setdefault(key, ServiceState()).attempts = 0
@@ -255,11 +309,20 @@ class Reconciler:
         if event_type == "DELETED":
             self.tiers.pop(name, None)
             self.tier_bodies.pop(name, None)
+            self.tiers_deleting.pop(name, None)
             self.registry.forget(name)
             self._enqueue_all()
             return
         before = self.tier_bodies.get(name)
         self.tier_bodies[name] = body
+        deleting = body["metadata"].get("deletionTimestamp")
+        if deleting and name not in self.tiers_deleting:
+            # Its services move elsewhere (placement rules the tier out), then the tier loop
+            # removes what is left and releases the Tier.
+            self.tiers_deleting[name] = deleting
+            self._observed.pop(name, None)
+            self._enqueue_all()
+            self._tier_dirty.set()
         if before is not None and before["metadata"].get("generation") == body["metadata"].get(
             "generation"
         ):
@@ -353,11 +416,11 @@ class Reconciler:
         now = self.clock()
         for name, tier in self.tiers.items():
             member = self.registry.for_tier(name)
+            deleting = name in self.tiers_deleting
             if not isinstance(member, MemberCluster):
-                views.append(TierView(tier=tier, reachable=False, pools={}))
+                views.append(TierView(tier=tier, reachable=False, pools={}, deleting=deleting))
                 continue
-            synced = member.nodes.synced.is_set() and member.pods.synced.is_set()
-            visible = member.reachable and synced
+            visible = member.ready
             cached = self._observed.get(name)
             fresh = (
                 cached is not None
@@ -377,6 +440,7 @@ class Reconciler:
                         tier=tier,
                         reachable=visible,
                         pools=pool_capacities(tier, member.nodes.store.values(), member.pod_ledger),
+                        deleting=deleting,
                     ),
                     bound=member.pod_ledger.bound_replicas(tier),
                 )
@@ -463,6 +527,10 @@ class Reconciler:
             await self._report_invalid(body, error)
             return None
         await self._resolve_unresolved_tiers()
+        if any(m.health is Health.SYNCING for m in self._members().values()):
+            # What runs there is not known yet: deciding now could place twice or delete
+            # what is fine. (A cluster that keeps failing to list becomes unreachable.)
+            return SYNCING_RETRY_SECONDS
         desired = self._desired_replicas(key, service)
         async with self._place_lock:
             views, usage = self._observe()
@@ -470,6 +538,11 @@ class Reconciler:
             decision = place(service, desired, views, own.current(), held_by_others(usage, key))
             members = self._members()
             plan = self._render_children(service, decision, members)
+            # What each child was before this reconcile (None: Tierra has none by that name).
+            before = {
+                (id(m), m_["kind"], *key_of(m_)): self._store_of(m, m_["kind"]).get(key_of(m_))
+                for m, m_ in plan
+            }
             # Write-through: make the decision visible to the next placement before any I/O.
             for member, manifest in plan:
                 if manifest["kind"] == "Deployment":
@@ -489,19 +562,25 @@ class Reconciler:
         needs_finalizer = needs_finalizer and any(
             not manifest["metadata"].get("ownerReferences") for _, manifest in plan
         )
-        await asyncio.gather(
+        outcomes = await asyncio.gather(
             self._add_finalizer(key, body) if needs_finalizer else asyncio.sleep(0),
-            self._converge_children(key, service, plan, members),
+            self._converge_children(key, service, plan, members, before),
+            return_exceptions=True,
         )
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException) and not isinstance(outcome, NameConflictError):
+                raise outcome
+        conflicts = [o for o in outcomes if isinstance(o, NameConflictError)]
         body = self._latest(key, state) or body  # with the finalizer just added
         state.running = [
             RunningPlacement(tier=p.tier, variant=p.variant, replicas=p.replicas)
             for p in decision.placements
         ]
         self.autoscaler.placed(key, state.running, self.tiers)
-        await self._write_status(key, body, service, decision, members)
-        state.placed = decision.satisfied
-        if not decision.satisfied:
+        conflict = conflicts[0].message if conflicts else None
+        await self._write_status(key, body, service, decision, members, conflict)
+        state.placed = decision.satisfied and conflict is None
+        if not state.placed:
             return self._backoff(key)
         state.attempts = 0
         return None
@@ -550,12 +629,15 @@ class Reconciler:
         service: InferenceService,
         plan: list[tuple[MemberCluster, Obj]],
         members: Mapping[str, MemberCluster],
+        before: Mapping[tuple[int, str, str, str], Obj | None],
     ) -> None:
+        """Apply what differs from the plan, then delete this service's children it no longer
+        wants. Raises :class:`NameConflictError` (after the rest is done) when a child's name is
+        taken by an object Tierra did not create."""
         wanted = {(id(m), m_["kind"], *key_of(m_)) for m, m_ in plan}
         applies = []
         for member, manifest in plan:
-            informer = member.deployments if manifest["kind"] == "Deployment" else member.services
-            live = informer.store.get(key_of(manifest))
+            live = self._store_of(member, manifest["kind"]).get(key_of(manifest))
             if (
                 live is not None
                 and "metadata" in live
@@ -563,14 +645,20 @@ class Reconciler:
                 and is_subset(manifest, live)
             ):
                 continue
-            applies.append(self._apply(member, manifest))
-        await asyncio.gather(*applies)
+            previous = before.get((id(member), manifest["kind"], *key_of(manifest)))
+            applies.append(self._apply(member, manifest, previous))
+        results = await asyncio.gather(*applies, return_exceptions=True)
+        errors = [r for r in results if isinstance(r, BaseException)]
+        if errors:
+            # Nothing is deleted while what should replace it is not in place; a name
+            # conflict is only reported when nothing else went wrong.
+            raise next((e for e in errors if not isinstance(e, NameConflictError)), errors[0])
         # Children this service no longer wants (a placement dropped or scaled to zero). Only
         # where the operator sees the whole picture: a synced, reachable cluster.
         uid = service.metadata.uid
         deletes = []
         for member in {id(m): m for m in members.values()}.values():
-            if not member.reachable or not all(i.synced.is_set() for i in member.informers):
+            if not member.ready:
                 continue
             for informer in (member.deployments, member.services):
                 for obj in informer.store.by_index(key):  # this service's children only
@@ -586,23 +674,54 @@ class Reconciler:
                     deletes.append(self._delete(member, informer.kind, obj))
         await asyncio.gather(*deletes)
 
-    async def _apply(self, member: MemberCluster, manifest: Obj) -> None:
-        namespace = manifest["metadata"]["namespace"]
-        await member.ensure_namespace(namespace)
-        informer = member.deployments if manifest["kind"] == "Deployment" else member.services
+    @staticmethod
+    def _store_of(member: MemberCluster, kind: str) -> Store:
+        return (member.deployments if kind == "Deployment" else member.services).store
+
+    async def _apply(self, member: MemberCluster, manifest: Obj, previous: Obj | None) -> None:
+        """Server-side apply one child. ``previous`` is the child as the store held it before
+        this reconcile; None means Tierra knows no child of that name, so an object found
+        there belongs to someone else and is left alone (:class:`NameConflictError`). A failed
+        apply puts ``previous`` back (the live child stays accounted for)."""
+        meta = manifest["metadata"]
+        namespace = meta["namespace"]
+        store = self._store_of(member, manifest["kind"])
         try:
-            applied = await member.client.apply(manifest)
-        except KubeError:
-            informer.store.pop(key_of(manifest), None)  # undo the write-through
+            await member.ensure_namespace(namespace)
+            if previous is None:
+                existing = await member.client.get(manifest["kind"], meta["name"], namespace)
+                if existing is not None and not _created_by_tierra(existing):
+                    raise NameConflictError(
+                        f"{manifest['kind']} {namespace}/{meta['name']} in tier "
+                        f"{_label(manifest, LABEL_TIER)} already exists and was not created by "
+                        "Tierra; it is left untouched (rename or remove it)"
+                    )
+            try:
+                applied = await member.client.apply(manifest)
+            except KubeError as error:
+                # 404: the namespace is gone; 403: it is being deleted. Either way our cache
+                # of it is stale.
+                if error.status not in (403, 404):
+                    raise
+                member.namespace_gone(namespace)
+                if error.status == 403:
+                    raise
+                await member.ensure_namespace(namespace)
+                applied = await member.client.apply(manifest)
+        except BaseException:
+            if previous is None:
+                store.pop(key_of(manifest), None)  # undo the write-through
+            else:
+                store[key_of(manifest)] = previous
             member.revision += 1
             raise
         applied.get("metadata", {}).pop("managedFields", None)
         member.applied(manifest["kind"], applied)
-        current = informer.store.get(key_of(manifest), {})
+        current = store.get(key_of(manifest), {})
         if int(applied["metadata"]["resourceVersion"]) >= int(
             current.get("metadata", {}).get("resourceVersion") or 0
         ):
-            informer.store[key_of(manifest)] = applied
+            store[key_of(manifest)] = applied
         telemetry.APPLIES.labels(kind=manifest["kind"]).inc()
 
     async def _delete(self, member: MemberCluster, kind: str, obj: Obj) -> None:
@@ -620,6 +739,7 @@ class Reconciler:
         service: InferenceService,
         decision: PlacementDecision,
         members: Mapping[str, MemberCluster],
+        conflict: str | None = None,
     ) -> None:
         ready: dict[tuple[str, str, str], int] = {}
         for placement in decision.placements:
@@ -645,6 +765,7 @@ class Reconciler:
             meta.get("generation"),
             previous,
             now,
+            conflict=conflict,
             scaling=None
             if report is None
             else scaling_status(
@@ -658,13 +779,16 @@ class Reconciler:
         )
         state = self.state.setdefault(key, ServiceState())
         state.ready = sum(ready.values())
-        if decision.summary != state.last_summary:
+        summary = conflict or decision.summary
+        if summary != state.last_summary:
             # Posted in the background, alongside the status patch.
-            state.last_summary = decision.summary
+            state.last_summary = summary
             reason = "Placed" if decision.satisfied else "PlacementFailed"
             message = decision.summary if decision.satisfied else explain(decision)
+            if conflict is not None:
+                reason, message = "NameConflict", conflict
             self.emit_event(
-                body, reason, message[:1000], "Normal" if decision.satisfied else "Warning"
+                body, reason, message[:1000], "Normal" if reason == "Placed" else "Warning"
             )
             telemetry.PLACEMENTS.labels(result=reason).inc()
         # ``previous`` is the newest status we know (the watch's, or what our last write
@@ -785,7 +909,7 @@ class Reconciler:
                     },
                     {"op": "add", "path": "/metadata/finalizers", "value": [FINALIZER]},
                 ]
-            written = await self._patch_finalizers(meta, patch)
+            written = await self._patch_finalizers("InferenceService", meta, patch)
             if written is not None:
                 self._wrote(key, written)
                 return
@@ -798,12 +922,14 @@ class Reconciler:
                 self._wrote(key, fresh)
                 body = fresh
 
-    async def _patch_finalizers(self, meta: Obj, patch: list[dict[str, Any]]) -> Obj | None:
+    async def _patch_finalizers(
+        self, kind: str, meta: Obj, patch: list[dict[str, Any]]
+    ) -> Obj | None:
         """A guarded JSON patch of the finalizers: the patched object, or None when it is gone
         (404) or the guard failed (409/422: a newer version exists)."""
         try:
             return await self.management.patch(
-                "InferenceService", meta["name"], meta["namespace"], patch, JSON_PATCH
+                kind, meta["name"], meta.get("namespace"), patch, JSON_PATCH
             )
         except KubeError as error:
             if error.status not in (404, 409, 422):
@@ -828,41 +954,66 @@ class Reconciler:
                 + "; the orphan sweep will remove them",
                 "Warning",
             )
-        remaining = [f for f in meta.get("finalizers") or [] if f != FINALIZER]
-        index = (meta.get("finalizers") or []).index(FINALIZER)
-        patch: list[dict[str, Any]] = [
-            {"op": "test", "path": f"/metadata/finalizers/{index}", "value": FINALIZER},
-            {"op": "replace", "path": "/metadata/finalizers", "value": remaining},
-        ]
-        await self._patch_finalizers(meta, patch)
+        if not await self._remove_finalizer("InferenceService", body, FINALIZER):
+            return RETRY_BASE_SECONDS  # kept losing races: look again soon
         return None
+
+    async def _remove_finalizer(self, kind: str, body: Obj, finalizer: str) -> bool:
+        """Remove ``finalizer``, guarded so that a concurrent change of the finalizers (other
+        controllers add and remove theirs) is never overwritten: a lost race re-reads the
+        object and tries again. False when it kept losing (the caller retries later)."""
+        for _ in range(4):
+            meta = body["metadata"]
+            finalizers = list(meta.get("finalizers") or [])
+            if finalizer not in finalizers:
+                return True
+            patch: list[dict[str, Any]] = [
+                {"op": "test", "path": "/metadata/finalizers", "value": finalizers},
+                {
+                    "op": "replace",
+                    "path": "/metadata/finalizers",
+                    "value": [f for f in finalizers if f != finalizer],
+                },
+            ]
+            if await self._patch_finalizers(kind, meta, patch) is not None:
+                return True
+            fresh = await self.management.get(kind, meta["name"], meta.get("namespace"))
+            if fresh is None:
+                return True  # gone: nothing holds it any more
+            body = fresh
+        return False
 
     async def delete_children(self, key: str, uid: str | None) -> list[str]:
         """Delete every child of the service in every member cluster; return failed clusters."""
         failures = []
         for member in self.registry.clusters():
+            if not member.synced:  # its children are not known yet
+                failures.append(member.identity)
+                continue
             try:
                 for informer in (member.deployments, member.services):
                     for obj in informer.store.by_index(key):  # this service's children only
                         labels = obj["metadata"].get("labels") or {}
                         if labels.get(LABEL_OWNER_UID) == uid:
                             await self._delete(member, informer.kind, obj)
-            except (KubeError, OSError, TimeoutError) as error:
-                log.warning("cleanup of %s in %s failed: %s", key, member.identity, error)
+            except Exception as error:
+                log.warning(
+                    "cleanup of %s in %s failed: %s", key, member.identity, type(error).__name__
+                )
                 failures.append(member.identity)
         return failures
 
     # -------------------------------------------------------------- tiers & sweep
     async def _resolve_unresolved_tiers(self) -> None:
-        """Resolve tiers to member clusters and wait for each cluster's first sync: a reconcile
-        that saw a cluster's objects half-listed (right after a start or a new Tier) would
-        rewrite children and status that are correct."""
+        """Resolve tiers to member clusters and wait (a bounded time) for each cluster's first
+        sync: a reconcile that saw a cluster's objects half-listed (right after a start or a
+        new Tier) would rewrite children and status that are correct."""
         for name, tier in list(self.tiers.items()):
             member = self.registry.for_tier(name)
             if member is None:
                 member = await self.registry.resolve(tier)
             if isinstance(member, MemberCluster):
-                await member.wait_first_sync(timeout=10)
+                await member.wait_first_sync(self.member_sync_timeout)
 
     async def _tier_loop(self) -> None:
         last_resolve = 0.0
@@ -873,24 +1024,119 @@ class Reconciler:
             try:
                 changed = [n for n in self.tiers if self.registry.for_tier(n) is None]
                 await self._resolve_unresolved_tiers()
-                if self.clock() - last_resolve > TIER_RESOLVE_INTERVAL_SECONDS:
-                    # Pick up created, fixed or rotated kubeconfig Secrets.
+                periodic = self.clock() - last_resolve > TIER_RESOLVE_INTERVAL_SECONDS
+                if periodic:
                     last_resolve = self.clock()
-                    for name, tier in list(self.tiers.items()):
-                        before = self.registry.for_tier(name)
-                        after = await self.registry.resolve(tier)
-                        if after != before and not (
-                            isinstance(after, MemberCluster) and after is before
-                        ):
-                            changed.append(name)
+                for name, tier in list(self.tiers.items()):
+                    # Pick up created, fixed or rotated kubeconfig Secrets: every tier now and
+                    # then, and at once those whose credentials the cluster rejects.
+                    before = self.registry.for_tier(name)
+                    if not periodic and not _rejected_credentials(before):
+                        continue
+                    after = await self.registry.resolve(tier)
+                    if after != before and not (
+                        isinstance(after, MemberCluster) and after is before
+                    ):
+                        changed.append(name)
                 if changed:
                     await self.registry.prune()
                     self._enqueue_all()
+                await self._add_tier_finalizers()
+                for name in list(self.tiers_deleting):
+                    await self._clean_up_deleted_tier(name)
                 await self._write_tier_statuses()
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("tier status loop failed")
+
+    async def _add_tier_finalizers(self) -> None:
+        """Every Tier carries the finalizer that keeps its deletion from leaking what runs
+        in its cluster."""
+        for name, body in list(self.tier_bodies.items()):
+            meta = body["metadata"]
+            finalizers = meta.get("finalizers") or []
+            if TIER_FINALIZER in finalizers or meta.get("deletionTimestamp"):
+                continue
+            patch: list[dict[str, Any]] = (
+                [
+                    {"op": "test", "path": "/metadata/finalizers", "value": finalizers},
+                    {"op": "add", "path": "/metadata/finalizers/-", "value": TIER_FINALIZER},
+                ]
+                if finalizers
+                else [
+                    {
+                        "op": "test",
+                        "path": "/metadata/resourceVersion",
+                        "value": meta["resourceVersion"],
+                    },
+                    {"op": "add", "path": "/metadata/finalizers", "value": [TIER_FINALIZER]},
+                ]
+            )
+            written = await self._patch_finalizers("Tier", meta, patch)
+            if written is not None and name in self.tier_bodies:
+                self.tier_bodies[name] = written  # (a lost race: the next pass tries again)
+
+    async def _clean_up_deleted_tier(self, name: str) -> None:
+        """A deleted Tier: its services have been re-placed elsewhere (placement rules it
+        out); delete whatever of Tierra's is still labelled with it in its cluster, then
+        release the Tier. When the cluster cannot be reached or listed for
+        ``tier_cleanup_timeout`` after the deletion, release it anyway with a Warning Event
+        naming what may be left behind: nothing is leaked silently."""
+        body = self.tier_bodies.get(name)
+        if body is None or TIER_FINALIZER not in (body["metadata"].get("finalizers") or []):
+            return
+        member = self.registry.for_tier(name)
+        left: list[str] = []
+        if isinstance(member, MemberCluster) and member.synced:
+            for kind in ("Deployment", "Service"):
+                for obj in list(self._store_of(member, kind).values()):
+                    if _label(obj, LABEL_TIER) != name:
+                        continue
+                    namespace, child = key_of(obj)
+                    try:
+                        await self._delete(member, kind, obj)
+                    except Exception as error:
+                        log.warning(
+                            "tier %s: deleting %s %s/%s: %s",
+                            name,
+                            kind,
+                            namespace,
+                            child,
+                            type(error).__name__,
+                        )
+                        left.append(f"{kind} {namespace}/{child}")
+            if not left:
+                if await self._remove_finalizer("Tier", body, TIER_FINALIZER):
+                    log.info("tier %s: nothing of Tierra's left in its cluster; released", name)
+                return
+        deleted_at = datetime.datetime.fromisoformat(
+            self.tiers_deleting[name].replace("Z", "+00:00")
+        )
+        waited = (datetime.datetime.now(datetime.UTC) - deleted_at).total_seconds()
+        if waited < self.tier_cleanup_timeout:
+            return
+        if isinstance(member, MemberCluster):
+            left = left or [
+                f"{kind} {'/'.join(key_of(obj))}"
+                for kind in ("Deployment", "Service")
+                for obj in self._store_of(member, kind).values()
+                if _label(obj, LABEL_TIER) == name
+            ]
+            what = ", ".join(left[:20]) + (f" and {len(left) - 20} more" if len(left) > 20 else "")
+            problem = member.problem.reason if member.problem else "NotSynced"
+            message = f"released after {waited:.0f}s with its cluster unusable ({problem}); " + (
+                f"left behind there: {what}" if left else "nothing of Tierra's was known there"
+            )
+        else:
+            reason = member.reason if isinstance(member, ConnectionProblem) else "NotResolved"
+            message = (
+                f"released after {waited:.0f}s without ever reaching its cluster ({reason}); "
+                "whatever Tierra ran there (label tierra.dev/tier=" + name + ") is left behind"
+            )
+        log.warning("tier %s %s", name, message)
+        await self.post_event(body, "CleanupIncomplete", message[:1000], "Warning")
+        await self._remove_finalizer("Tier", body, TIER_FINALIZER)
 
     async def _write_tier_statuses(self) -> None:
         for name, tier in list(self.tiers.items()):
@@ -898,9 +1144,10 @@ class Reconciler:
             body = self.tier_bodies.get(name, {})
             previous = body.get("status") or {}
             if isinstance(member, MemberCluster):
+                trouble = member.problem
                 status = tier_status(
                     member.reachable,
-                    None,
+                    (trouble.reason, trouble.message) if trouble is not None else None,
                     pool_capacities(tier, member.nodes.store.values(), member.pod_ledger),
                     pool_node_counts(tier, member.nodes.store.values()),
                     member.consecutive_failures,
@@ -908,17 +1155,15 @@ class Reconciler:
                     tier.metadata.generation,
                     previous,
                     now_rfc3339(),
+                    syncing=member.health is Health.SYNCING,
                 )
                 telemetry.TIER_REACHABLE.labels(tier=name).set(1 if member.reachable else 0)
             else:
-                problem = (
-                    (member.reason, member.message)
-                    if isinstance(member, ConnectionProblem)
-                    else ("Unknown", "not resolved")
-                )
                 status = tier_status(
                     False,
-                    problem,
+                    (member.reason, member.message)
+                    if isinstance(member, ConnectionProblem)
+                    else ("Unknown", "not resolved"),
                     {},
                     {},
                     0,
@@ -999,7 +1244,7 @@ class Reconciler:
         now = datetime.datetime.now(datetime.UTC)
         candidates: list[tuple[MemberCluster, str, Obj, str]] = []
         for member in self.registry.clusters():
-            if not all(i.synced.is_set() for i in member.informers):
+            if not member.ready:  # unreachable or not listed yet: next sweep
                 continue
             for informer in (member.deployments, member.services):
                 for obj in list(informer.store.values()):
@@ -1022,9 +1267,19 @@ class Reconciler:
         for member, kind, obj, owner in candidates:
             if owner in alive:
                 continue
+            if not member.reachable:
+                continue
             log.info("deleting orphan %s %s/%s (owner %s gone)", kind, *key_of(obj), owner)
-            with contextlib.suppress(KubeError):
+            try:
                 await self._delete(member, kind, obj)
                 removed += 1
+            except Exception as error:  # one cluster's failure must not stop the sweep
+                log.warning(
+                    "orphan %s %s/%s in %s: %s",
+                    kind,
+                    *key_of(obj),
+                    member.identity,
+                    error if isinstance(error, KubeError) else type(error).__name__,
+                )
         telemetry.ORPHANS.inc(removed)
         return removed

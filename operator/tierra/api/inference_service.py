@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import ConfigDict, Field
+from pydantic import AfterValidator, ConfigDict, Field
 
 from tierra.api.common import (
     DNS_LABEL,
@@ -50,16 +50,48 @@ class EnvVar(ApiModel):
     value: str = Field(default="", description="Variable value.")
 
 
-class CustomQueries(ApiModel):
-    """PromQL for the custom metrics preset; {selector} is replaced by the pods' label matcher."""
+MAX_QUERY_LENGTH = 4096
 
-    queue_depth: str = Field(
-        description="Requests waiting, summed over the service's pods.", min_length=1
+
+def _scoped_to_the_service(query: str) -> str:
+    if "{selector}" not in query:
+        raise ValueError("must contain {selector}, so that it reads only this service's pods")
+    return query
+
+
+PromQL = Annotated[
+    str,
+    AfterValidator(_scoped_to_the_service),
+    Field(
+        min_length=1,
+        max_length=MAX_QUERY_LENGTH,
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    "self.contains('{selector}')",
+                    "must contain {selector}, so that the query reads only this service's pods"
+                    " (a query without it could read any series of a shared Prometheus)",
+                )
+            ]
+        },
+    ),
+]
+"""A tenant's PromQL: scoped to the service's pods by ``{selector}``, and bounded in length."""
+
+
+class CustomQueries(ApiModel):
+    """PromQL for the custom metrics preset; {selector} is replaced by the pods' label matcher
+    and must appear in every query."""
+
+    queue_depth: PromQL = Field(description="Requests waiting, summed over the service's pods.")
+    running: PromQL | None = Field(default=None, description="Requests being served.")
+    latency_p95_seconds: PromQL | None = Field(
+        default=None, description="p95 end-to-end latency (s)."
     )
-    running: str | None = Field(default=None, description="Requests being served.")
-    latency_p95_seconds: str | None = Field(default=None, description="p95 end-to-end latency (s).")
-    ttft_p95_seconds: str | None = Field(default=None, description="p95 time to first token (s).")
-    arrival_rate: str | None = Field(default=None, description="Requests per second arriving.")
+    ttft_p95_seconds: PromQL | None = Field(
+        default=None, description="p95 time to first token (s)."
+    )
+    arrival_rate: PromQL | None = Field(default=None, description="Requests per second arriving.")
 
 
 class Runtime(ApiModel):

@@ -101,6 +101,8 @@ class TierView:
     tier: Tier
     reachable: bool
     pools: Mapping[str, PoolCapacity] = field(default_factory=dict)
+    deleting: bool = False
+    """The Tier is being deleted: nothing may be placed or kept there."""
 
     @property
     def name(self) -> str:
@@ -231,6 +233,10 @@ def tier_reachable(c: Candidate) -> str | None:
     return None if c.view.reachable else "tier unreachable"
 
 
+def tier_not_deleting(c: Candidate) -> str | None:
+    return "tier is being deleted" if c.view.deleting else None
+
+
 def latency_within_slo(c: Candidate) -> str | None:
     placement, slo = c.service.spec.placement, c.service.spec.slo
     missing = _missing_regions(placement, c.tier)
@@ -285,6 +291,7 @@ def capacity_available(c: Candidate) -> str | None:
 FILTERS: tuple[CandidateFilter, ...] = (
     CandidateFilter("level", "tier", level_allowed),
     CandidateFilter("residency", "tier", residency_satisfied),
+    CandidateFilter("deleting", "tier", tier_not_deleting),
     CandidateFilter("reachable", "tier", tier_reachable),
     CandidateFilter("latency", "tier", latency_within_slo),
     CandidateFilter("pool", "pool", pool_configured),

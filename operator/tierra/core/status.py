@@ -135,9 +135,12 @@ def service_status(
     previous: Mapping[str, Any],
     now: str,
     scaling: Mapping[str, Any] | None = None,
+    conflict: str | None = None,
 ) -> dict[str, Any]:
     """The status subtree the operator owns; ``scaling`` is :func:`scaling_status`'s part
-    (without it, the autoscaler's conditions and fields are kept as they are)."""
+    (without it, the autoscaler's conditions and fields are kept as they are). ``conflict``
+    names a child whose name is taken by an object Tierra did not create: the service is not
+    (fully) placed, whatever the decision says."""
     old_conditions: Sequence[Mapping[str, Any]] = previous.get("conditions") or []
     placements = [
         {
@@ -165,9 +168,9 @@ def service_status(
     conditions = [
         condition(
             "Placed",
-            decision.satisfied,
-            placement_reason(decision),
-            placed_message,
+            decision.satisfied and conflict is None,
+            placement_reason(decision) if conflict is None else "NameConflict",
+            placed_message if conflict is None else conflict,
             generation,
             old_conditions,
             now,
@@ -208,16 +211,29 @@ def tier_status(
     generation: int | None,
     previous: Mapping[str, Any],
     now: str,
+    syncing: bool = False,
 ) -> dict[str, Any]:
+    """``problem`` (reason, message) says why the cluster cannot be used; ``syncing``: it
+    answers, but its objects are still being listed for the first time."""
     old: Sequence[Mapping[str, Any]] = previous.get("conditions") or []
     if problem is not None:
         reach = condition("Reachable", False, problem[0], problem[1], generation, old, now)
+    elif reachable and syncing:
+        reach = condition(
+            "Reachable",
+            True,
+            "Syncing",
+            "the apiserver accepts the credentials; its objects are still being listed",
+            generation,
+            old,
+            now,
+        )
     elif reachable:
         reach = condition(
             "Reachable",
             True,
             "ProbeSucceeded",
-            "the cluster's apiserver is ready",
+            "the apiserver accepts the credentials and its objects are listed",
             generation,
             old,
             now,

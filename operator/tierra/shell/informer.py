@@ -8,6 +8,7 @@ import logging
 from collections.abc import Callable, ItemsView, Iterator, KeysView, MutableMapping, ValuesView
 from typing import Any
 
+from tierra.shell import telemetry
 from tierra.shell.kube import KubeClient, KubeError, Obj, resource_path
 
 log = logging.getLogger(__name__)
@@ -136,6 +137,10 @@ class Informer:
         self.store = Store(index_by)
         self.synced = asyncio.Event()
         self.failures = 0
+        """Consecutive failed listings or watches (0 after a successful listing)."""
+        self.last_error: Exception | None = None
+        self.on_state: Callable[[], None] | None = None
+        """Called after each listing and each failure (the cluster's health follows them)."""
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -184,6 +189,8 @@ class Informer:
             try:
                 version = await self._relist()
                 self.failures = 0
+                self.last_error = None
+                self._state_changed()
                 backoff = 0.2
                 while True:
                     async for event in self.client.watch(path, version, self.label_selector):
@@ -205,6 +212,26 @@ class Informer:
                 raise
             except Exception as error:
                 self.failures += 1
-                log.debug("informer %s on %s: %s", self.kind, self.client.name, error)
+                self.last_error = error
+                telemetry.WATCH_FAILURES.labels(cluster=self.client.name, kind=self.kind).inc()
+                # Loud when a failure starts and now and then while it lasts, not every retry.
+                loud = self.failures in (1, 3) or self.failures % 60 == 0
+                expired = isinstance(error, KubeError) and error.status == 410  # routine re-list
+                log.log(
+                    logging.WARNING if loud and not expired else logging.DEBUG,
+                    "listing/watching %ss in %s failed (%d in a row): %s",
+                    self.kind,
+                    self.client.name or "the management cluster",
+                    self.failures,
+                    error if isinstance(error, KubeError) else type(error).__name__,
+                )
+                self._state_changed()
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
+
+    def _state_changed(self) -> None:
+        if self.on_state is not None:
+            try:
+                self.on_state()
+            except Exception:
+                log.exception("informer state callback failed for %s", self.kind)

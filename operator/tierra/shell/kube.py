@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -35,6 +36,19 @@ _RESOURCES: dict[str, tuple[str, str, bool]] = {
     "InferenceService": ("/apis/tierra.dev/v1alpha1", "inferenceservices", True),
     "Tier": ("/apis/tierra.dev/v1alpha1", "tiers", False),
 }
+
+
+LIST_PAGE_SIZE = 500
+PROBE_TIMEOUT_SECONDS = 3.0
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """One reachability probe: its outcome, a CamelCase reason and a message (no secrets)."""
+
+    ok: bool
+    reason: str
+    message: str
 
 
 class KubeError(Exception):
@@ -140,10 +154,37 @@ class KubeClient:
             raise
 
     async def list(
-        self, kind: str, namespace: str | None = None, label_selector: str | None = None
+        self,
+        kind: str,
+        namespace: str | None = None,
+        label_selector: str | None = None,
+        page_size: int = LIST_PAGE_SIZE,
     ) -> Obj:
-        params = {"labelSelector": label_selector} if label_selector else {}
-        return await self.request("GET", resource_path(kind, namespace), params, timeout=60.0)
+        """Every object of ``kind``, read in pages of ``page_size`` (``limit``/``continue``) so
+        that no single answer holds a whole large cluster. The result has the shape of one
+        list answer: the last page's metadata (its resourceVersion is the consistent snapshot
+        all pages come from) and every page's items. An expired continue token (410) starts
+        the listing over."""
+        for _ in range(3):
+            params = {"limit": str(page_size)}
+            if label_selector:
+                params["labelSelector"] = label_selector
+            items: list[Obj] = []
+            try:
+                while True:
+                    page = await self.request(
+                        "GET", resource_path(kind, namespace), params, timeout=60.0
+                    )
+                    items.extend(page.get("items") or [])
+                    token = (page.get("metadata") or {}).get("continue")
+                    if not token:
+                        page["items"] = items
+                        return page
+                    params["continue"] = token
+            except KubeError as error:
+                if error.status != 410:
+                    raise
+        raise KubeError(410, f"listing {kind} kept expiring between pages", "Expired")
 
     async def apply(self, manifest: Obj, subresource: str | None = None) -> Obj:
         """Server-side apply with the ``tierra`` field manager (force: Tierra owns its fields)."""
@@ -193,17 +234,30 @@ class KubeClient:
             raise
         return True
 
-    async def ready(self) -> bool:
+    async def probe(self) -> ProbeResult:
+        """Whether the cluster answers *and accepts our credentials*: a SelfSubjectReview is
+        authenticated (``/readyz`` also answers anonymous requests, so expired or revoked
+        credentials would look healthy) and allowed to every authenticated user."""
         try:
-            async with self._session.get(
-                self.host + "/readyz",
-                proxy=self.proxy,
-                headers=await self._headers(),
-                timeout=aiohttp.ClientTimeout(total=3),
-            ) as response:
-                return response.status == 200
-        except (TimeoutError, aiohttp.ClientError, OSError):
-            return False
+            await self.request(
+                "POST",
+                "/apis/authentication.k8s.io/v1/selfsubjectreviews",
+                body={"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"},
+                timeout=PROBE_TIMEOUT_SECONDS,
+            )
+        except KubeError as error:
+            if error.status == 401:
+                return ProbeResult(False, "Unauthorized", "the cluster rejects the credentials")
+            if error.status == 403:
+                return ProbeResult(False, "Forbidden", "the credentials may not review themselves")
+            return ProbeResult(False, "ProbeFailed", f"the apiserver answered HTTP {error.status}")
+        except TimeoutError:
+            return ProbeResult(
+                False, "ProbeTimeout", f"no answer within {PROBE_TIMEOUT_SECONDS:g}s"
+            )
+        except (aiohttp.ClientError, OSError) as error:
+            return ProbeResult(False, "ProbeFailed", f"cannot connect: {type(error).__name__}")
+        return ProbeResult(True, "ProbeSucceeded", "the apiserver accepts the credentials")
 
     async def watch(
         self,

@@ -11,18 +11,23 @@ import asyncio
 import base64
 import contextlib
 import datetime
+import enum
 import functools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import yaml
-
 from tierra.api.tier import Tier
 from tierra.core.inventory import PodLedger, owner_key
 from tierra.shell.informer import Informer
-from tierra.shell.kube import KubeClient, KubeError, Obj, client_from_kubeconfig
+from tierra.shell.kube import KubeClient, KubeError, Obj, ProbeResult, client_from_kubeconfig
+from tierra.shell.kubeconfig import (
+    KubeconfigPolicy,
+    KubeconfigRejectedError,
+    parse_kubeconfig,
+    vet_kubeconfig,
+)
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +36,8 @@ REVISION_ANNOTATION = "deployment.kubernetes.io/revision"
 """Set by the Deployment controller on every Deployment; nothing Tierra renders or reads."""
 PROBE_INTERVAL_SECONDS = 2.0
 UNREACHABLE_AFTER_FAILURES = 3
+"""Consecutive failed probes (or failed listings/watches of one kind) before a cluster counts
+as unreachable: one blip moves nothing."""
 
 
 def _resources(containers: list[Obj] | None) -> list[Obj]:
@@ -74,8 +81,21 @@ def slim_node(node: Obj) -> Obj:
 
 @dataclass(frozen=True)
 class ConnectionProblem:
+    """Why a Tier's cluster cannot be used: a CamelCase reason and a message that never holds
+    anything read from a Secret."""
+
     reason: str
     message: str
+
+
+class Health(enum.Enum):
+    READY = "Ready"
+    """Answers, accepts our credentials, and every informer has listed once."""
+    SYNCING = "Syncing"
+    """Answers, but some informer has not finished its first listing: what the cluster runs is
+    not known yet, so nothing may be decided from it (neither moved away nor deleted)."""
+    UNREACHABLE = "Unreachable"
+    """Probes or listings keep failing (``problem`` says why)."""
 
 
 def _now() -> str:
@@ -117,9 +137,12 @@ class MemberCluster:
         )
         self._on_capacity_change = on_capacity_change
         self._on_reachability_change = on_reachability_change
-        self.reachable = True
         self.consecutive_failures = 0
         self.last_probe_time: str | None = None
+        self._last_probe = ProbeResult(True, "NotProbed", "not probed yet")
+        self._health: Health = Health.SYNCING
+        self.problem: ConnectionProblem | None = None
+        """Why the cluster is unreachable (failed probes or failing watches), else None."""
         self.namespaces: set[str] = set()
         self._probe_task: asyncio.Task[None] | None = None
         self._first_sync: asyncio.Task[bool] | None = None
@@ -221,6 +244,7 @@ class MemberCluster:
 
     def start(self) -> None:
         for informer in self.informers:
+            informer.on_state = self.refresh_health
             informer.start()
         self._probe_task = asyncio.create_task(self._probe_loop(), name=f"probe-{self.identity}")
 
@@ -234,7 +258,25 @@ class MemberCluster:
         for informer in self.informers:
             await informer.stop()
 
-    async def wait_synced(self, timeout: float = 10.0) -> bool:
+    @property
+    def synced(self) -> bool:
+        return all(i.synced.is_set() for i in self.informers)
+
+    @property
+    def health(self) -> Health:
+        return self._health
+
+    @property
+    def reachable(self) -> bool:
+        """Whether the cluster can be used at all (ready or still syncing)."""
+        return self._health is not Health.UNREACHABLE
+
+    @property
+    def ready(self) -> bool:
+        """Whether what the cluster runs is known: reachable and fully listed."""
+        return self._health is Health.READY
+
+    async def wait_synced(self, timeout: float) -> bool:
         try:
             await asyncio.wait_for(
                 asyncio.gather(*(i.synced.wait() for i in self.informers)), timeout
@@ -243,10 +285,10 @@ class MemberCluster:
             return False
         return True
 
-    async def wait_first_sync(self, timeout: float = 10.0) -> None:
+    async def wait_first_sync(self, timeout: float) -> None:
         """Wait for the informers' first sync, once: every caller shares one wait of at most
-        ``timeout``, after which the cluster is looked at as it is (an unreachable cluster must
-        not hold up every reconcile)."""
+        ``timeout``; after it the cluster is looked at as it is (a cluster that is still
+        listing is SYNCING, and reconciles wait for it without holding up this one)."""
         if self._first_sync is None:
             self._first_sync = asyncio.create_task(
                 self.wait_synced(timeout), name=f"first-sync-{self.identity}"
@@ -254,21 +296,60 @@ class MemberCluster:
         if not self._first_sync.done():
             await asyncio.wait({self._first_sync})  # (a stop cancels the wait, not the caller)
 
+    def _watch_problem(self) -> ConnectionProblem | None:
+        """A kind whose listing or watch keeps failing makes the cluster unusable: its objects
+        cannot be known (401/403 also say that the credentials are expired or too weak)."""
+        for informer in self.informers:
+            error = informer.last_error
+            if informer.failures < UNREACHABLE_AFTER_FAILURES or error is None:
+                continue
+            status = error.status if isinstance(error, KubeError) else None
+            reason = {401: "Unauthorized", 403: "Forbidden"}.get(status or 0, "WatchFailing")
+            detail = error.message if isinstance(error, KubeError) else type(error).__name__
+            return ConnectionProblem(
+                reason,
+                f"listing {informer.kind}s failed {informer.failures} times in a row: "
+                f"{detail[:300]}",
+            )
+        return None
+
+    def _assess(self) -> Health:
+        if self.consecutive_failures >= UNREACHABLE_AFTER_FAILURES:
+            probe = self._last_probe
+            self.problem = ConnectionProblem(
+                probe.reason,
+                f"{self.consecutive_failures} consecutive probes failed: {probe.message}",
+            )
+        else:
+            self.problem = self._watch_problem()
+        if self.problem is not None:
+            return Health.UNREACHABLE
+        return Health.READY if self.synced else Health.SYNCING
+
+    def refresh_health(self) -> None:
+        """Re-assess health (probes, informers) and tell the operator when it changed."""
+        was = self._health
+        self._health = self._assess()
+        if was is not self._health:
+            if self._health is Health.UNREACHABLE:
+                assert self.problem is not None
+                log.warning(
+                    "cluster %s unreachable: %s: %s",
+                    self.identity,
+                    self.problem.reason,
+                    self.problem.message,
+                )
+            else:
+                log.info("cluster %s %s", self.identity, self._health.value.lower())
+            self._on_reachability_change()
+
     async def _probe_loop(self) -> None:
         while True:
-            ok = await self.client.ready()
+            result = await self.client.probe()
             self.last_probe_time = _now()
-            was = self.reachable
-            if ok:
-                self.consecutive_failures = 0
-                self.reachable = True
-            else:
-                self.consecutive_failures += 1
-                if self.consecutive_failures >= UNREACHABLE_AFTER_FAILURES:
-                    self.reachable = False
-            if was != self.reachable:
-                log.warning("cluster %s reachable=%s", self.identity, self.reachable)
-                self._on_reachability_change()
+            self._last_probe = result
+            self.consecutive_failures = 0 if result.ok else self.consecutive_failures + 1
+            self.refresh_health()
             await asyncio.sleep(PROBE_INTERVAL_SECONDS)
 
     async def ensure_namespace(self, namespace: str) -> None:
@@ -281,6 +362,10 @@ class MemberCluster:
                 )
         self.namespaces.add(namespace)
 
+    def namespace_gone(self, namespace: str) -> None:
+        """An apply found the namespace missing or terminating: check it again next time."""
+        self.namespaces.discard(namespace)
+
 
 class MemberRegistry:
     """Resolves Tiers to member clusters, sharing one connection per distinct kubeconfig."""
@@ -292,9 +377,11 @@ class MemberRegistry:
         on_child_change: Callable[[str, Obj, bool], None],
         on_capacity_change: Callable[[], None],
         on_reachability_change: Callable[[], None],
+        policy: KubeconfigPolicy | None = None,
     ) -> None:
         self.management = management
         self.operator_namespace = operator_namespace
+        self.policy = policy or KubeconfigPolicy()
         self._callbacks = (on_child_change, on_capacity_change, on_reachability_change)
         self._clusters: dict[str, MemberCluster] = {}
         self._by_tier: dict[str, MemberCluster | ConnectionProblem] = {}
@@ -350,15 +437,21 @@ class MemberRegistry:
         identity = f"secret:{ref.name}/{ref.key}@{version}"
         if identity in self._clusters:
             return self._clusters[identity]
+        where = f"Secret {ref.name} key {ref.key!r}"
         try:
-            config = yaml.safe_load(base64.b64decode(encoded))
-            if not isinstance(config, dict) or not config.get("clusters"):
-                raise ValueError("not a kubeconfig (no clusters)")
+            raw = base64.b64decode(encoded, validate=True)
+            config = vet_kubeconfig(parse_kubeconfig(raw), self.policy)
+        except KubeconfigRejectedError as rejected:
+            return ConnectionProblem("KubeconfigRejected", f"{where}: {rejected.message}")
+        except (ValueError, TypeError):
+            return ConnectionProblem("KubeconfigRejected", f"{where}: not valid base64")
+        try:
             client = await client_from_kubeconfig(config, name=tier.metadata.name)
-        except Exception as error:
+        except Exception as error:  # the library's message may quote credentials
+            log.warning("kubeconfig of %s unusable: %s", where, type(error).__name__)
             return ConnectionProblem(
                 "KubeconfigInvalid",
-                f"Secret {ref.name} key {ref.key!r} is not a usable kubeconfig: {error}",
+                f"{where} is not a usable kubeconfig ({type(error).__name__})",
             )
         return await self._cluster(identity, lambda: client)
 

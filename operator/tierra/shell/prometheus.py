@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
@@ -68,6 +69,22 @@ def _parse_value(pair: Any, promql: str) -> float | None:
     return None if math.isnan(value) else value
 
 
+def redact_url(url: str) -> str:
+    """``url`` as it may be shown in a status, an Event or a log: user information and query
+    values (where credentials hide in a URL) replaced by ``***``."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        netloc = parts.netloc
+        if "@" in netloc:
+            netloc = "***@" + netloc.rsplit("@", 1)[1]
+        query = "&".join(
+            f"{name}=***" for name, _ in urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+        )
+        return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+    except ValueError:
+        return "<unparseable URL>"
+
+
 class PrometheusClient:
     """Instant queries against one Prometheus; each request is bounded by ``timeout_seconds``.
 
@@ -84,6 +101,8 @@ class PrometheusClient:
         clock: Callable[[], datetime] | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self.shown_url = redact_url(self.base_url)
+        """The URL for messages: the configured one may carry credentials."""
         self.timeout_seconds = timeout_seconds
         self._session = session
         self._owns_session = session is None
@@ -122,12 +141,12 @@ class PrometheusClient:
                 status, text = resp.status, await resp.text()
         except TimeoutError as exc:
             raise MetricsUnavailable(
-                f"Prometheus at {self.base_url} did not answer within "
+                f"Prometheus at {self.shown_url} did not answer within "
                 f"{self.timeout_seconds:g}s for {promql!r}"
             ) from exc
         except aiohttp.ClientError as exc:
             raise MetricsUnavailable(
-                f"Prometheus at {self.base_url} is unreachable: {exc.__class__.__name__}: {exc}"
+                f"Prometheus at {self.shown_url} is unreachable: {exc.__class__.__name__}"
             ) from exc
         try:
             body = json.loads(text)
@@ -138,11 +157,11 @@ class PrometheusClient:
             if isinstance(body, dict) and "error" in body:
                 detail = f"{body.get('errorType', 'error')}: {body['error']}"
             raise MetricsUnavailable(
-                f"Prometheus at {self.base_url} answered HTTP {status} for {promql!r}: {detail}"
+                f"Prometheus at {self.shown_url} answered HTTP {status} for {promql!r}: {detail}"
             )
         if body is None:
             raise MetricsUnavailable(
-                f"Prometheus at {self.base_url} returned non-JSON: {_shorten(text)}"
+                f"Prometheus at {self.shown_url} returned non-JSON: {_shorten(text)}"
             )
         return self._parse(body, promql)
 

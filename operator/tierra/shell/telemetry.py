@@ -17,3 +17,8 @@ APPLIES = Counter("tierra_applies_total", "Server-side applies to member cluster
 ERRORS = Counter("tierra_errors_total", "Reconcile errors by exception type", ["kind"])
 ORPHANS = Counter("tierra_orphans_deleted_total", "Children deleted because their owner is gone")
 TIER_REACHABLE = Gauge("tierra_tier_reachable", "1 when the tier's cluster is reachable", ["tier"])
+WATCH_FAILURES = Counter(
+    "tierra_member_watch_failures_total",
+    "Failed listings or watches of a member cluster's objects",
+    ["cluster", "kind"],
+)

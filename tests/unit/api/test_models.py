@@ -94,6 +94,39 @@ def test_camel_case_round_trip() -> None:
         ({"scaling": {"minReplicas": -1}}, "minReplicas"),
         ({"runtime": {"image": "x", "port": 70000}}, "port"),
         ({"unknownField": 1}, "unknownField"),
+        (
+            {
+                "runtime": {
+                    "image": "x",
+                    "metricsPreset": "custom",
+                    "customQueries": {"queueDepth": "sum(vllm:num_requests_waiting)"},
+                }
+            },
+            "must contain {selector}",
+        ),
+        (
+            {
+                "runtime": {
+                    "image": "x",
+                    "metricsPreset": "custom",
+                    "customQueries": {
+                        "queueDepth": "sum(q{{selector}})",
+                        "running": 'sum(r{namespace="other-team"})',
+                    },
+                }
+            },
+            "must contain {selector}",
+        ),
+        (
+            {
+                "runtime": {
+                    "image": "x",
+                    "metricsPreset": "custom",
+                    "customQueries": {"queueDepth": "sum(q{{selector}})" + " " * 4096},
+                }
+            },
+            "at most 4096",
+        ),
     ],
 )
 def test_service_rejects(overrides: dict[str, Any], fragment: str) -> None:

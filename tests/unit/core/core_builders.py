@@ -121,6 +121,7 @@ def view(
     capacity: Mapping[str, int | tuple[int, int]] | None = None,
     *,
     reachable: bool = True,
+    deleting: bool = False,
 ) -> TierView:
     """Observed state: ``capacity`` maps pool -> capacity or (capacity, allocated); pools not
     named get 8 free units."""
@@ -129,4 +130,4 @@ def view(
         given = (capacity or {}).get(p.name, 8)
         total, allocated = given if isinstance(given, tuple) else (given, 0)
         pools[p.name] = PoolCapacity(t.metadata.name, p.name, total, allocated)
-    return TierView(tier=t, reachable=reachable, pools=pools)
+    return TierView(tier=t, reachable=reachable, pools=pools, deleting=deleting)

@@ -73,6 +73,7 @@ def test_filters_are_named_and_ordered_tier_first() -> None:
     assert [f.name for f in FILTERS] == [
         "level",
         "residency",
+        "deleting",
         "reachable",
         "latency",
         "pool",
@@ -184,6 +185,16 @@ def test_allowed_variants_restrict_candidates() -> None:
 def test_unreachable_tier_is_rejected() -> None:
     decision = place(service(), 1, [view(tier(), reachable=False)])
     assert [str(r) for r in decision.rejected] == ["central/h100: tier unreachable"]
+
+
+def test_a_tier_being_deleted_takes_nothing_and_keeps_nothing() -> None:
+    current = [CurrentPlacement("regional", "h100", "h100", 2)]
+    tiers = cheap_and_dear()
+    regional = tiers[1]
+    tiers[1] = view(regional.tier, deleting=True)
+    decision = place(service(), 2, tiers, current)
+    assert [(p.tier, p.replicas) for p in decision.placements] == [("central", 2)]
+    assert "regional/h100: tier is being deleted" in [str(r) for r in decision.rejected]
 
 
 def test_edge_pool_without_resource_name_is_rejected() -> None:

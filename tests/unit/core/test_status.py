@@ -71,6 +71,24 @@ def test_unsatisfied_status_names_the_reasons_and_keeps_foreign_conditions() -> 
     assert status["rejected"][0]["reason"].startswith("needs 8")
 
 
+def test_a_name_conflict_overrides_a_satisfied_decision() -> None:
+    conflict = "Deployment team-a/chat-orin-edge in tier edge already exists and was not created"
+    status = service_status(decision(2, 2), {}, "sel", 1, {}, NOW, conflict=conflict)
+    placed = {c["type"]: c for c in status["conditions"]}["Placed"]
+    assert (placed["status"], placed["reason"], placed["message"]) == (
+        "False",
+        "NameConflict",
+        conflict,
+    )
+
+
+def test_a_syncing_cluster_is_reachable_but_says_so() -> None:
+    status = tier_status(True, None, {}, {}, 0, NOW, 1, {}, NOW, syncing=True)
+    reachable, ready = status["conditions"]
+    assert (reachable["status"], reachable["reason"]) == ("True", "Syncing")
+    assert ready["status"] == "False"
+
+
 def test_tier_status_with_a_connection_problem() -> None:
     status = tier_status(False, ("SecretNotFound", "no secret"), {}, {}, 0, NOW, 1, {}, NOW)
     reachable = status["conditions"][0]

@@ -298,6 +298,7 @@ class _Member:
         self.deployments = Informer(client, "Deployment", index_by=owner_key)
         self.services = Informer(client, "Service", index_by=owner_key)
         self.identity = "m"
+        self.synced = True
 
 
 @pytest.mark.parametrize("uid", ["uid-1", "uid-old"])
@@ -333,3 +334,25 @@ async def test_delete_children_deletes_only_the_service_children_with_its_uid(ui
     assert await r.delete_children(KEY, "uid-1") == []
     expected = [("Deployment", "chat-cpu"), ("Service", "chat-cpu")] if uid == "uid-1" else []
     assert deleted == expected
+
+
+async def test_the_finalizer_removal_survives_another_controller_removing_its_own() -> None:
+    """Seen [other, ours]; the other controller removed its finalizer meanwhile: the guarded
+    removal loses, re-reads and removes ours (nothing stays Terminating)."""
+    watched = body(finalizers=["other.io/hold", FINALIZER])
+    fake = FakeManagement(watched)
+    fake.obj["metadata"]["finalizers"] = [FINALIZER]
+    fake.obj["metadata"]["resourceVersion"] = "11"
+    r = reconciler(fake, watched)
+    assert await r._remove_finalizer("InferenceService", watched, FINALIZER)
+    assert [c for c, _ in fake.calls] == ["patch", "get", "patch"]
+    assert fake.obj["metadata"]["finalizers"] == []
+
+
+async def test_the_finalizer_removal_keeps_a_finalizer_added_meanwhile() -> None:
+    watched = body(finalizers=[FINALIZER])
+    fake = FakeManagement(watched)
+    fake.obj["metadata"]["finalizers"] = [FINALIZER, "late.io/hold"]
+    r = reconciler(fake, watched)
+    assert await r._remove_finalizer("InferenceService", watched, FINALIZER)
+    assert fake.obj["metadata"]["finalizers"] == ["late.io/hold"]

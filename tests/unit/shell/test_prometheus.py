@@ -17,7 +17,12 @@ import pytest
 from aiohttp import web
 
 from tierra.core.metrics_presets import PresetQueries, Selector, vllm
-from tierra.shell.prometheus import MetricSample, MetricsUnavailable, PrometheusClient
+from tierra.shell.prometheus import (
+    MetricSample,
+    MetricsUnavailable,
+    PrometheusClient,
+    redact_url,
+)
 
 
 def vector(*values: str) -> dict[str, Any]:
@@ -206,3 +211,25 @@ async def test_shared_session_is_not_closed() -> None:
         async with PrometheusClient(url, session=session) as client:
             assert await client.query("q") == 1.0
         assert not session.closed
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("http://prometheus:9090", "http://prometheus:9090"),
+        ("https://admin:hunter2@prom.example:9090/api", "https://***@prom.example:9090/api"),
+        ("https://prom.example/?token=hunter2&org=1", "https://prom.example/?token=***&org=***"),
+        ("http://tok@prom#frag", "http://***@prom"),
+    ],
+)
+def test_credentials_in_a_prometheus_url_are_redacted(url: str, shown: str) -> None:
+    assert redact_url(url) == shown
+    assert "hunter2" not in redact_url(url)
+
+
+async def test_an_unreachable_prometheus_with_credentials_is_named_without_them() -> None:
+    async with PrometheusClient("http://user:hunter2@127.0.0.1:9", timeout_seconds=1) as client:
+        with pytest.raises(MetricsUnavailable) as caught:
+            await client.query("up")
+    assert "hunter2" not in str(caught.value)
+    assert "***@127.0.0.1:9" in str(caught.value)
