@@ -203,16 +203,18 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--member-sync-timeout",
         type=float,
-        default=10.0,
-        help="seconds a reconcile waits for a new member cluster's first listing; services "
-        "that could run there wait on while it is syncing (default 10)",
+        default=float(os.environ.get("TIERRA_MEMBER_SYNC_TIMEOUT", "10")),
+        help="seconds a reconcile waits for a new member cluster's first listing before it "
+        "moves on; services wait on while it is syncing (default 10, or "
+        "$TIERRA_MEMBER_SYNC_TIMEOUT)",
     )
     run.add_argument(
         "--tier-cleanup-timeout",
         type=float,
-        default=300.0,
+        default=float(os.environ.get("TIERRA_TIER_CLEANUP_TIMEOUT", "300")),
         help="seconds a deleted Tier whose cluster is out of reach is held before it is "
-        "released with a Warning Event naming what is left behind (default 300)",
+        "released with a Warning Event naming what is left behind (default 300, or "
+        "$TIERRA_TIER_CLEANUP_TIMEOUT)",
     )
     run.add_argument("--kubeconfig", default=None)
     run.add_argument("--context", default=None, help="kube context of the management cluster")

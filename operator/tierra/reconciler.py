@@ -217,7 +217,7 @@ class Reconciler:
             self.namespace,
             on_child_change=self._child_changed,
             on_capacity_change=self._capacity_changed,
-            on_reachability_change=self._capacity_changed,
+            on_reachability_change=self._reachability_changed,
             policy=self.kubeconfig_policy,
         )
         self._place_lock = asyncio.Lock()
@@ -356,6 +356,12 @@ class Reconciler:
                     self.queue.add(key, background=True)
 
         self._capacity_poke = loop.call_later(0.5, poke)
+
+    def _reachability_changed(self) -> None:
+        """A member cluster became usable, syncing or unreachable: report it on its Tiers now,
+        and look again at services that are not fully placed."""
+        self._tier_dirty.set()
+        self._capacity_changed()
 
     def _enqueue_all(self) -> None:
         for key in self.services:
@@ -1051,12 +1057,16 @@ class Reconciler:
                 log.exception("tier status loop failed")
 
     async def _add_tier_finalizers(self) -> None:
-        """Every Tier carries the finalizer that keeps its deletion from leaking what runs
-        in its cluster."""
+        """A Tier whose cluster Tierra can use carries the finalizer that keeps its deletion
+        from leaking what runs there. (One whose cluster was never usable cannot have had
+        anything placed there, and is deleted at once.)"""
         for name, body in list(self.tier_bodies.items()):
             meta = body["metadata"]
             finalizers = meta.get("finalizers") or []
             if TIER_FINALIZER in finalizers or meta.get("deletionTimestamp"):
+                continue
+            member = self.registry.for_tier(name)
+            if not isinstance(member, MemberCluster) or not member.ready:
                 continue
             patch: list[dict[str, Any]] = (
                 [

@@ -457,7 +457,7 @@ spec:
                 "stringData": {"kubeconfig": "this: is not [a kubeconfig"},
             },
         )
-        wait_for(lambda: reason() == "KubeconfigInvalid", timeout=45, what="KubeconfigInvalid")
+        wait_for(lambda: reason() == "KubeconfigRejected", timeout=45, what="KubeconfigRejected")
         assert operator.process.poll() is None
     finally:
         kubectl("delete", "tier", "ghost", "--ignore-not-found", check=False)
