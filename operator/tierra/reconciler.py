@@ -384,7 +384,10 @@ class Reconciler:
             except Exception as error:
                 result = "error"
                 telemetry.ERRORS.labels(kind=type(error).__name__).inc()
-                log.exception("reconcile %s failed", key)
+                if isinstance(error, KubeError):  # an apiserver's answer: no traceback to show
+                    log.warning("reconcile %s failed: %s", key, error)
+                else:
+                    log.exception("reconcile %s failed", key)
                 self.queue.add(key, delay=self._backoff(key))
             finally:
                 self.queue.done(key)

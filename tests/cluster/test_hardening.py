@@ -186,10 +186,12 @@ def test_kubeconfigs_that_would_run_read_or_redirect_are_rejected(
     command = f"touch {marker}; echo {{}}"
     user: dict[str, Any] = {
         "exec": {
-            "apiVersion": "client.authentication.k8s.io/v1",
-            "command": "sh",
-            "args": ["-c", command],
-            "interactiveMode": "Never",
+            "exec": {
+                "apiVersion": "client.authentication.k8s.io/v1",
+                "command": "sh",
+                "args": ["-c", command],
+                "interactiveMode": "Never",
+            }
         },
         "tokenFile": {"tokenFile": str(fifo)},
         "file-path": {"client-certificate": str(fifo), "client-key": str(fifo)},
@@ -469,13 +471,20 @@ def test_another_controllers_finalizer_never_leaves_a_service_terminating(
                             "value": [f for f in finalizers if f != foreign],
                         },
                     ]
-                    try:
-                        custom.patch_namespaced_custom_object(
-                            GROUP, VERSION, namespace, PLURAL, meta["name"], patch
-                        )
+                    answer = kubectl(
+                        "patch",
+                        "inferenceservice",
+                        meta["name"],
+                        "-n",
+                        namespace,
+                        "--type=json",
+                        "-p",
+                        json.dumps(patch),
+                        check=False,
+                    )
+                    if answer.returncode == 0:
                         released.add(meta["name"])
-                    except ApiException:
-                        pass  # lost the race with the operator: the next event retries
+                    # else: lost the race with the operator; the next event retries
                 if released >= set(names):
                     stream.stop()
 
@@ -533,7 +542,9 @@ def test_a_name_taken_by_someone_elses_object_is_reported_and_left_alone(
         assert placed["reason"] == "NameConflict", placed
         assert f"Deployment {namespace}/{child}" in placed["message"]
         after = apps.read_namespaced_deployment(child, namespace)
-        assert after.metadata.resource_version == before.metadata.resource_version
+        # (its own controller updates its status; nothing of ours touched it)
+        assert after.metadata.generation == before.metadata.generation
+        assert {f.manager for f in after.metadata.managed_fields} & {"tierra"} == set()
         assert after.metadata.labels == {"team": "someone-else"}
         assert after.spec.template.spec.containers[0].image == "nginx:1.27"
         events = client.CoreV1Api(clients["central"]).list_namespaced_event(namespace).items
