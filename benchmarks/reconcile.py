@@ -42,13 +42,13 @@ from kubernetes import client, config, watch
 
 from tierra.api.inference_service import InferenceService
 from tierra.api.tier import Tier
+from tierra.controllers.finalizer import FINALIZER
 from tierra.core.placement import PlannedPlacement
 from tierra.core.render import owner_of, render
 from tierra.demo import Demo
 from tierra.fleet.binaries import ensure_binaries
 from tierra.fleet.runner import Fleet, die_with_parent, spawn_operator, stop_process
 from tierra.fleet.topology import default_fleet
-from tierra.reconciler import FINALIZER
 
 REPO = Path(__file__).resolve().parents[1]
 GROUP, VERSION, PLURAL = "tierra.dev", "v1alpha1", "inferenceservices"

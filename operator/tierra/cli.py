@@ -9,6 +9,15 @@ from pathlib import Path
 
 import yaml
 
+from tierra.settings import (
+    AutoscalingSettings,
+    MemberSettings,
+    ServiceSettings,
+    Settings,
+    TierSettings,
+)
+from tierra.shell.kubeconfig import KubeconfigPolicy
+
 
 def _fleet(args: argparse.Namespace) -> int:
     from tierra.fleet.binaries import ensure_binaries
@@ -72,6 +81,26 @@ def _crds(args: argparse.Namespace) -> int:
     return 1 if stale else 0
 
 
+def settings_from(args: argparse.Namespace) -> Settings:
+    """The operator's settings from ``tierra run``'s flags."""
+    return Settings(
+        namespace=args.namespace,
+        metrics_port=args.metrics_port,
+        members=MemberSettings(
+            kubeconfig_policy=KubeconfigPolicy(
+                allow_exec=args.insecure_kubeconfig_exec,
+                allow_insecure_tls=args.insecure_kubeconfig_tls,
+            ),
+            sync_timeout=args.member_sync_timeout,
+        ),
+        services=ServiceSettings(workers=args.workers),
+        tiers=TierSettings(cleanup_timeout_seconds=args.tier_cleanup_timeout),
+        autoscaling=AutoscalingSettings(
+            prometheus_url=args.prometheus_url, interval_seconds=args.metrics_interval
+        ),
+    )
+
+
 def _run(args: argparse.Namespace) -> int:
     import os
 
@@ -80,27 +109,24 @@ def _run(args: argparse.Namespace) -> int:
         os.environ["KUBECONFIG"] = args.kubeconfig
     if args.context:
         os.environ["KUBECONFIG"] = _kubeconfig_with_context(args.context)
-    os.environ["TIERRA_NAMESPACE"] = args.namespace
-    os.environ["TIERRA_METRICS_PORT"] = str(args.metrics_port)
-    os.environ["TIERRA_WORKERS"] = str(args.workers)
-    os.environ["TIERRA_METRICS_INTERVAL"] = str(args.metrics_interval)
-    if args.prometheus_url:
-        os.environ["TIERRA_PROMETHEUS_URL"] = args.prometheus_url
-    os.environ["TIERRA_INSECURE_KUBECONFIG_EXEC"] = "1" if args.insecure_kubeconfig_exec else ""
-    os.environ["TIERRA_INSECURE_KUBECONFIG_TLS"] = "1" if args.insecure_kubeconfig_tls else ""
-    os.environ["TIERRA_MEMBER_SYNC_TIMEOUT"] = str(args.member_sync_timeout)
-    os.environ["TIERRA_TIER_CLEANUP_TIMEOUT"] = str(args.tier_cleanup_timeout)
+    settings = settings_from(args)
 
-    # kopf uses the synchronous kubernetes client only when it is importable (for its login);
-    # the operator talks through kubernetes_asyncio and kopf's own kubeconfig login, so keep
-    # the ~40 MB library out of the process.
+    # kopf logs in with the synchronous kubernetes client when it is importable, else with its
+    # own kubeconfig reader; the operator itself talks through kubernetes_asyncio. Hiding the
+    # synchronous client keeps ~40 MB of modules out of the process (kopf has no setting for
+    # this; a None entry in sys.modules is Python's documented way to make an import fail).
     sys.modules.setdefault("kubernetes", None)  # type: ignore[arg-type]
     import kopf
 
     from tierra import handlers
 
-    handlers.configure_logging()
-    kopf.run(clusterwide=True, standalone=True, liveness_endpoint=args.liveness)
+    handlers.configure_logging(os.environ.get("TIERRA_LOG_LEVEL", "INFO"))
+    kopf.run(
+        clusterwide=True,
+        standalone=True,
+        liveness_endpoint=args.liveness,
+        memo=kopf.Memo(settings=settings),
+    )
     return 0
 
 

@@ -1,68 +1,71 @@
-"""kopf glue: the operator's lifecycle around the reconciler.
+"""kopf glue: the operator's process around the controllers.
 
 kopf provides the process lifecycle (login, start-up and clean-up, signals) and the liveness
-endpoint; the reconciler watches Tiers, InferenceServices and the member clusters with its own
-informers. All decisions live in :mod:`tierra.core` and all actions in :mod:`tierra.reconciler`
-/ :mod:`tierra.shell`.
+endpoint, where :func:`controllers_health` reports whether the controllers work. The
+controllers watch Tiers, InferenceServices and the member clusters with their own informers
+(:mod:`tierra.controllers`); all decisions live in :mod:`tierra.core`.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 from typing import Any
 
 import kopf
 from prometheus_client import start_http_server
 
-from tierra.reconciler import Reconciler
+from tierra.controllers.manager import Manager
+from tierra.settings import Settings
 from tierra.shell.kube import client_from_default
-from tierra.shell.kubeconfig import KubeconfigPolicy
 
 _metrics_started = False
 
 
+class ControllersUnhealthy(Exception):  # noqa: N818 - what /healthz reports, verbatim
+    """The controllers are not doing their job (the liveness probe fails)."""
+
+
 @kopf.on.startup()
 async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
-    settings.posting.enabled = False  # the reconciler posts its own, meaningful Events
+    tierra: Settings = memo.get("settings") or Settings()
+    settings.posting.enabled = False  # the controllers post their own, meaningful Events
     settings.networking.request_timeout = 30
-    metrics_port = int(os.environ.get("TIERRA_METRICS_PORT", "8080"))
     global _metrics_started  # noqa: PLW0603 - one HTTP server per process, even if startup retries
-    if metrics_port and not _metrics_started:
-        start_http_server(metrics_port)
+    if tierra.metrics_port and not _metrics_started:
+        start_http_server(tierra.metrics_port)
         _metrics_started = True
     management = await client_from_default("management")
-    reconciler = Reconciler(
-        management=management,
-        namespace=os.environ.get("TIERRA_NAMESPACE", "tierra-system"),
-        workers=int(os.environ.get("TIERRA_WORKERS", "16")),
-        prometheus_url=os.environ.get("TIERRA_PROMETHEUS_URL") or None,
-        metrics_interval=float(os.environ.get("TIERRA_METRICS_INTERVAL", "5")),
-        kubeconfig_policy=KubeconfigPolicy(
-            allow_exec=bool(os.environ.get("TIERRA_INSECURE_KUBECONFIG_EXEC")),
-            allow_insecure_tls=bool(os.environ.get("TIERRA_INSECURE_KUBECONFIG_TLS")),
-        ),
-        member_sync_timeout=float(os.environ.get("TIERRA_MEMBER_SYNC_TIMEOUT", "10")),
-        tier_cleanup_timeout=float(os.environ.get("TIERRA_TIER_CLEANUP_TIMEOUT", "300")),
-    )
-    await reconciler.start()
-    memo["reconciler"] = reconciler
+    manager = Manager(management, tierra)
+    memo["manager"] = manager
+    await manager.start()
 
 
 @kopf.on.cleanup()
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
-    reconciler: Reconciler | None = memo.get("reconciler")
-    if reconciler is not None:
-        await reconciler.stop()
-        await reconciler.management.close()
+    manager: Manager | None = memo.get("manager")
+    if manager is not None:
+        await manager.stop()
+        await manager.management.close()
 
 
-def configure_logging() -> None:
-    level = os.environ.get("TIERRA_LOG_LEVEL", "INFO").upper()
+@kopf.on.probe(id="controllers")
+def controllers_health(memo: kopf.Memo, **_: Any) -> dict[str, Any]:
+    """``/healthz``: fails (HTTP 500) when a controller loop or the workers are dead;
+    otherwise reports informer sync, queue depth and the oldest queued key's wait."""
+    manager: Manager | None = memo.get("manager")
+    if manager is None:
+        return {"started": False}
+    health = manager.health()
+    if not health.ok:
+        raise ControllersUnhealthy("; ".join(health.problems))
+    return health.details
+
+
+def configure_logging(level_name: str = "INFO") -> None:
+    level = level_name.upper()
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    numeric = logging.getLevelName(level)
     logging.getLogger("kopf").setLevel(
-        max(logging.getLevelName(level), logging.WARNING)
-        if isinstance(logging.getLevelName(level), int)
-        else logging.WARNING
+        max(numeric, logging.WARNING) if isinstance(numeric, int) else logging.WARNING
     )
     logging.getLogger("aiohttp").setLevel(logging.WARNING)

@@ -42,8 +42,9 @@ from cluster_helpers import (
 from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 
+from tierra.controllers.finalizer import FINALIZER
+from tierra.controllers.tiers import TIER_FINALIZER
 from tierra.fleet.runner import context_kubeconfig
-from tierra.reconciler import FINALIZER, TIER_FINALIZER
 
 pytestmark = pytest.mark.cluster
 

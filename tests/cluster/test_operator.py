@@ -35,7 +35,7 @@ from cluster_helpers import (
 )
 from kubernetes import client
 
-from tierra.reconciler import FINALIZER
+from tierra.controllers.finalizer import FINALIZER
 
 pytestmark = pytest.mark.cluster
 

@@ -20,7 +20,10 @@ from typing import Any
 
 from tierra.api.tier import Tier
 from tierra.core.inventory import PodLedger, owner_key
-from tierra.shell.informer import Informer
+from tierra.core.reconcile import is_subset
+from tierra.core.render import LABEL_MANAGED_BY, LABEL_TIER, MANAGED_BY
+from tierra.shell import telemetry
+from tierra.shell.informer import Informer, Store, key_of
 from tierra.shell.kube import KubeClient, KubeError, Obj, ProbeResult, client_from_kubeconfig
 from tierra.shell.kubeconfig import (
     KubeconfigPolicy,
@@ -77,6 +80,19 @@ def slim_node(node: Obj) -> Obj:
             ],
         },
     }
+
+
+class NameConflictError(Exception):
+    """A child's name is taken by an object Tierra did not create."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+def created_by_tierra(obj: Obj) -> bool:
+    labels = (obj.get("metadata") or {}).get("labels") or {}
+    return bool(labels.get(LABEL_MANAGED_BY) == MANAGED_BY)
 
 
 @dataclass(frozen=True)
@@ -365,6 +381,91 @@ class MemberCluster:
     def namespace_gone(self, namespace: str) -> None:
         """An apply found the namespace missing or terminating: check it again next time."""
         self.namespaces.discard(namespace)
+
+    # ------------------------------------------------------------------- children
+    def store_of(self, kind: str) -> Store:
+        return (self.deployments if kind == "Deployment" else self.services).store
+
+    def children_of(self, service_key: str) -> list[tuple[str, Obj]]:
+        """The cached children (kind, object) labelled as the service's (any owner uid)."""
+        return [
+            (informer.kind, obj)
+            for informer in (self.deployments, self.services)
+            for obj in informer.store.by_index(service_key)
+        ]
+
+    def children_labelled(self, label: str, value: str) -> list[tuple[str, Obj]]:
+        return [
+            (informer.kind, obj)
+            for informer in (self.deployments, self.services)
+            for obj in list(informer.store.values())
+            if ((obj.get("metadata") or {}).get("labels") or {}).get(label) == value
+        ]
+
+    def assume(self, manifest: Obj) -> Obj | None:
+        """Write a Deployment we are about to apply into the cache, so that the next
+        placement counts its replicas before the apiserver answers; return what the cache
+        held before (give it back to :meth:`apply`, which restores it should the apply
+        fail)."""
+        store = self.store_of(manifest["kind"])
+        key = key_of(manifest)
+        live: Obj | None = store.get(key)
+        if manifest["kind"] == "Deployment" and (live is None or not is_subset(manifest, live)):
+            store[key] = {**manifest, "status": (live or {}).get("status", {})}
+        return live
+
+    async def apply(self, manifest: Obj, previous: Obj | None) -> None:
+        """Server-side apply one child. ``previous`` is what the cache held before the plan
+        was assumed; None means Tierra knows no child of that name here, so an object found
+        there belongs to someone else and is left alone (:class:`NameConflictError`). A failed
+        apply restores ``previous`` in the cache (forget), so the live child stays accounted
+        for."""
+        meta = manifest["metadata"]
+        namespace = meta["namespace"]
+        store = self.store_of(manifest["kind"])
+        try:
+            await self.ensure_namespace(namespace)
+            if previous is None:
+                existing = await self.client.get(manifest["kind"], meta["name"], namespace)
+                if existing is not None and not created_by_tierra(existing):
+                    tier = (meta.get("labels") or {}).get(LABEL_TIER, "?")
+                    raise NameConflictError(
+                        f"{manifest['kind']} {namespace}/{meta['name']} in tier {tier} already "
+                        "exists and was not created by Tierra; it is left untouched (rename or "
+                        "remove it)"
+                    )
+            try:
+                applied = await self.client.apply(manifest)
+            except KubeError as error:
+                # 404: the namespace is gone; 403: it is being deleted. Either way the cache
+                # of namespaces is stale.
+                if error.status not in (403, 404):
+                    raise
+                self.namespace_gone(namespace)
+                if error.status == 403:
+                    raise
+                await self.ensure_namespace(namespace)
+                applied = await self.client.apply(manifest)
+        except BaseException:
+            if previous is None:
+                store.pop(key_of(manifest), None)
+            else:
+                store[key_of(manifest)] = previous
+            self.revision += 1
+            raise
+        applied.get("metadata", {}).pop("managedFields", None)
+        self.applied(manifest["kind"], applied)
+        current = store.get(key_of(manifest), {})
+        if int(applied["metadata"]["resourceVersion"]) >= int(
+            current.get("metadata", {}).get("resourceVersion") or 0
+        ):
+            store[key_of(manifest)] = applied
+        telemetry.APPLIES.labels(kind=manifest["kind"]).inc()
+
+    async def delete(self, kind: str, obj: Obj) -> None:
+        namespace, name = key_of(obj)
+        await self.client.delete(kind, name, namespace)
+        self.store_of(kind).pop((namespace, name), None)
 
 
 class MemberRegistry:

@@ -34,6 +34,8 @@ class WorkQueue(Generic[K]):
         self._due: dict[K, float] = {}
         self._counter = itertools.count()
         self._wakeup = asyncio.Event()
+        self._ready_since: dict[K, float] = {}
+        """When each ready key became ready (the health probe reports the oldest)."""
 
     def __len__(self) -> int:
         return len(self._urgent) + len(self._background) + len(self._due)
@@ -57,7 +59,18 @@ class WorkQueue(Generic[K]):
             return
         self._background.pop(key, None)  # promoted: an urgent add wins
         (self._background if background else self._urgent)[key] = None
+        self._ready_since.setdefault(key, loop.time())
         self._wakeup.set()
+
+    def ready_count(self) -> int:
+        """Keys ready to be handed out now (not delayed, not being processed)."""
+        return len(self._urgent) + len(self._background)
+
+    def oldest_wait(self) -> float:
+        """Seconds the longest-waiting ready key has waited (0 when none waits)."""
+        if not self._ready_since:
+            return 0.0
+        return asyncio.get_running_loop().time() - min(self._ready_since.values())
 
     def _promote_due(self) -> float | None:
         """Move due delayed keys to ready; return seconds until the next one."""
@@ -81,6 +94,7 @@ class WorkQueue(Generic[K]):
             if ready:
                 key = next(iter(ready))
                 del ready[key]
+                self._ready_since.pop(key, None)
                 self._processing.add(key)
                 return key
             self._wakeup.clear()

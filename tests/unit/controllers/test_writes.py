@@ -1,4 +1,4 @@
-"""The reconciler's writes to the management cluster: each one once, whatever the watch lags.
+"""The controllers' writes to the management cluster: each one once, whatever the watch lags.
 
 Reconciles of a service can run before the watch brings back the operator's own last write of
 it (the finalizer, the status). They must work from that write, not from the older cached
@@ -14,15 +14,22 @@ from typing import Any, cast
 
 import pytest
 
-from tierra.api.inference_service import InferenceService
 from tierra.api.tier import Tier
+from tierra.controllers.finalizer import FINALIZER, ServiceFinalizer
+from tierra.controllers.service_cache import ServiceCache
+from tierra.controllers.services import ServiceController
 from tierra.core.inventory import owner_key
-from tierra.core.placement import PoolCapacity, TierView, place
+from tierra.core.placement import PoolCapacity, TierView
+from tierra.core.reconcile import ServiceView, merge_patched, plan
 from tierra.core.render import LABEL_OWNER_UID, LABEL_SERVICE, LABEL_SERVICE_NAMESPACE
 from tierra.core.status import ScalingReport
-from tierra.reconciler import FINALIZER, Reconciler, ServiceState, merge_patched
+from tierra.settings import ServiceSettings
+from tierra.shell.events import EventRecorder
+from tierra.shell.finalizers import remove_finalizer
+from tierra.shell.fleet_view import FleetView
 from tierra.shell.informer import Informer
 from tierra.shell.kube import JSON_PATCH, KubeClient, KubeError, Obj
+from tierra.shell.kubeconfig import KubeconfigPolicy
 
 KEY = "team-a/chat"
 
@@ -135,11 +142,49 @@ def tier_view(free: int = 8) -> TierView:
     )
 
 
-def reconciler(fake: FakeManagement, watched: Obj) -> Reconciler:
-    r = Reconciler(management=cast(KubeClient, fake), namespace="tierra-system")
-    r.services[KEY] = watched
-    r.state[KEY] = ServiceState()
-    return r
+class _Autoscaler:
+    """The autoscaler as the service controller's report reads it."""
+
+    def __init__(self, scaling: ScalingReport | None = None) -> None:
+        self.scaling = scaling
+
+    def placed(self, *_: Any) -> None:
+        return None
+
+    def report(self, key: str) -> ScalingReport | None:
+        return self.scaling
+
+
+class Harness:
+    def __init__(self, fake: FakeManagement, watched: Obj, scaling: ScalingReport | None = None):
+        management = cast(KubeClient, fake)
+        self.fake = fake
+        self.cache = ServiceCache()
+        self.cache.watched(KEY, watched)
+        self.cache.state(KEY)
+        self.events = EventRecorder(management)
+        fleet = FleetView(management, "tierra-system", KubeconfigPolicy())
+        self.fleet = fleet
+        self.finalizer = ServiceFinalizer(
+            management, fleet, self.cache, self.events, ServiceSettings()
+        )
+        self.controller = ServiceController(
+            management,
+            fleet,
+            self.cache,
+            cast(Any, _Autoscaler(scaling)),
+            self.events,
+            ServiceSettings(),
+            member_sync_timeout=1,
+        )
+
+    async def report(self, free: int = 8) -> None:
+        """One reconcile's report, from what the cache holds now."""
+        latest = self.cache.latest(KEY)
+        assert latest is not None
+        service = self.cache.validate(KEY, latest)
+        todo = plan(service, ServiceView(tiers=[tier_view(free)]), 1, has_finalizer=True)
+        await self.controller._report(KEY, latest, service, todo, None)
 
 
 def test_merge_patched_is_what_the_apiserver_stores() -> None:
@@ -157,23 +202,22 @@ def test_merge_patched_is_what_the_apiserver_stores() -> None:
 async def test_the_finalizer_is_added_once_while_the_watch_lags() -> None:
     watched = body()
     fake = FakeManagement(watched)
-    r = reconciler(fake, watched)
+    h = Harness(fake, watched)
     for _ in range(3):  # three reconciles before the finalizer's watch event arrives
-        state = r.state[KEY]
-        latest = r._latest(KEY, state)
+        latest = h.cache.latest(KEY)
         assert latest is not None
         if FINALIZER not in (latest["metadata"].get("finalizers") or []):
-            await r._add_finalizer(KEY, latest)
+            await h.finalizer.add(KEY, latest)
     assert len(fake.writes("patch")) == 1
     assert fake.obj["metadata"]["finalizers"] == [FINALIZER]
-    written = r.state[KEY].written
+    written = h.cache.states[KEY].written
     assert written is not None and "managedFields" not in written["metadata"]
     # An older event (e.g. of the create) keeps what we wrote; our write's event replaces it.
-    r.on_service_event("MODIFIED", body("10"))
-    assert r.state[KEY].written is written
-    r.on_service_event("MODIFIED", copy.deepcopy(fake.obj))
-    assert r.state[KEY].written is None
-    assert r._latest(KEY, r.state[KEY]) == fake.obj
+    h.controller.on_event("MODIFIED", body("10"))
+    assert h.cache.states[KEY].written is written
+    h.controller.on_event("MODIFIED", copy.deepcopy(fake.obj))
+    assert h.cache.states[KEY].written is None
+    assert h.cache.latest(KEY) == fake.obj
 
 
 async def test_a_lost_finalizer_race_rereads_once_and_keeps_the_other_finalizers() -> None:
@@ -181,8 +225,8 @@ async def test_a_lost_finalizer_race_rereads_once_and_keeps_the_other_finalizers
     fake = FakeManagement(watched)
     fake.obj["metadata"]["finalizers"] = ["other.io/keep"]  # added behind our back
     fake.obj["metadata"]["resourceVersion"] = "11"
-    r = reconciler(fake, watched)
-    await r._add_finalizer(KEY, watched)
+    h = Harness(fake, watched)
+    await h.finalizer.add(KEY, watched)
     assert [c for c, _ in fake.calls] == ["patch", "get", "patch"]
     assert fake.writes("patch")[1] == [
         {"op": "test", "path": "/metadata/finalizers", "value": ["other.io/keep"]},
@@ -195,11 +239,11 @@ async def test_a_second_lost_race_is_left_to_the_next_reconcile() -> None:
     watched = body()
     fake = FakeManagement(watched)
     fake.fail_next_patch = 409
-    r = reconciler(fake, watched)
-    await r._add_finalizer(KEY, watched)  # 409, re-read, then the retry succeeds
+    h = Harness(fake, watched)
+    await h.finalizer.add(KEY, watched)  # 409, re-read, then the retry succeeds
     assert fake.obj["metadata"]["finalizers"] == [FINALIZER]
     fake2 = FakeManagement(watched)
-    r2 = reconciler(fake2, watched)
+    h2 = Harness(fake2, watched)
     fake2.obj["metadata"]["resourceVersion"] = "12"
     original_get = fake2.get
 
@@ -208,32 +252,26 @@ async def test_a_second_lost_race_is_left_to_the_next_reconcile() -> None:
         return await original_get(kind, name, namespace)
 
     fake2.get = get_then_conflict  # type: ignore[method-assign]
-    await r2._add_finalizer(KEY, watched)  # no error, no loop
+    await h2.finalizer.add(KEY, watched)  # no error, no loop
     assert [c for c, _ in fake2.calls] == ["patch", "get", "patch"]
 
 
 async def test_status_is_written_once_for_the_same_decision() -> None:
     watched = body("10", [FINALIZER])
     fake = FakeManagement(watched)
-    r = reconciler(fake, watched)
-    service = InferenceService.model_validate(watched)
-    decision = place(service, 1, [tier_view()], {}, {})
-    assert decision.satisfied
+    h = Harness(fake, watched)
     for _ in range(3):  # reconciles before the status's watch event arrives
-        latest = r._latest(KEY, r.state[KEY])
-        assert latest is not None
-        await r._write_status(KEY, latest, service, decision, {})
-    await r.drain_events()
+        await h.report()
+    await h.events.drain()
     assert len(fake.writes("patch/status")) == 1
     assert [e["reason"] for e in fake.events] == ["Placed"]
     # The watch catches up with the status; still nothing to write.
-    r.on_service_event("MODIFIED", copy.deepcopy(fake.obj))
-    await r._write_status(KEY, r.services[KEY], service, decision, {})
+    h.controller.on_event("MODIFIED", copy.deepcopy(fake.obj))
+    await h.report()
     assert len(fake.writes("patch/status")) == 1
     # A real change (fewer replicas placed: capacity ran out) is written, with its Event.
-    failed = place(service, 1, [tier_view(free=0)], {}, {})
-    await r._write_status(KEY, r.services[KEY], service, failed, {})
-    await r.drain_events()
+    await h.report(free=0)
+    await h.events.drain()
     assert len(fake.writes("patch/status")) == 2
     assert [e["reason"] for e in fake.events] == ["Placed", "PlacementFailed"]
 
@@ -243,8 +281,7 @@ async def test_null_fields_in_the_status_do_not_cause_rewrites() -> None:
     removes the field, so the stored status lacks it: that is no change to write again."""
     watched = body("10", [FINALIZER])
     fake = FakeManagement(watched)
-    r = reconciler(fake, watched)
-    report = ScalingReport(
+    scaling = ScalingReport(
         mode="hold",
         recommended=1,
         reason="hold 1: no metrics",
@@ -253,14 +290,12 @@ async def test_null_fields_in_the_status_do_not_cause_rewrites() -> None:
         metrics_message="no Prometheus for tier(s) central",
         signal=None,
     )
-    r.autoscaler.report = lambda key: report  # type: ignore[method-assign]
-    service = InferenceService.model_validate(watched)
-    decision = place(service, 1, [tier_view()], {}, {})
-    await r._write_status(KEY, watched, service, decision, {})
+    h = Harness(fake, watched, scaling)
+    await h.report()
     assert "signal" not in fake.obj["status"]["autoscaling"]
-    r.on_service_event("MODIFIED", copy.deepcopy(fake.obj))  # the watch caught up
-    await r._write_status(KEY, r.services[KEY], service, decision, {})
-    await r.drain_events()
+    h.controller.on_event("MODIFIED", copy.deepcopy(fake.obj))  # the watch caught up
+    await h.report()
+    await h.events.drain()
     assert len(fake.writes("patch/status")) == 1
     conditions = {c["type"]: c for c in fake.obj["status"]["conditions"]}
     assert conditions["MetricsAvailable"]["reason"] == "NoMetricsSource"
@@ -270,11 +305,11 @@ async def test_events_are_posted_in_the_background_and_drained_on_stop() -> None
     watched = body()
     fake = FakeManagement(watched)
     fake.event_delay = 0.05
-    r = reconciler(fake, watched)
+    events = EventRecorder(cast(KubeClient, fake))
     for index in range(20):
-        r.emit_event(watched, f"Reason{index}", "message", "Normal")
+        events.emit(watched, f"Reason{index}", "message", "Normal")
     assert fake.events == []  # nothing awaited on the caller's path
-    await r.stop()
+    await events.drain(10)
     assert sorted(e["reason"] for e in fake.events) == sorted(f"Reason{i}" for i in range(20))
 
 
@@ -282,12 +317,12 @@ async def test_events_still_hanging_at_shutdown_are_given_up_after_the_timeout()
     watched = body()
     fake = FakeManagement(watched)
     fake.event_delay = 60
-    r = reconciler(fake, watched)
-    r.emit_event(watched, "Stuck", "message", "Normal")
+    events = EventRecorder(cast(KubeClient, fake))
+    events.emit(watched, "Stuck", "message", "Normal")
     await asyncio.sleep(0)
-    await asyncio.wait_for(r.drain_events(timeout=0.05), 5)
+    await asyncio.wait_for(events.drain(timeout=0.05), 5)
     assert fake.events == []
-    assert not r._events
+    assert not events._pending
 
 
 class _Member:
@@ -299,12 +334,23 @@ class _Member:
         self.services = Informer(client, "Service", index_by=owner_key)
         self.identity = "m"
         self.synced = True
+        self.deleted: list[tuple[str, str]] = []
+
+    def children_of(self, key: str) -> list[tuple[str, Obj]]:
+        return [
+            (informer.kind, obj)
+            for informer in (self.deployments, self.services)
+            for obj in informer.store.by_index(key)
+        ]
+
+    async def delete(self, kind: str, obj: Obj) -> None:
+        self.deleted.append((kind, obj["metadata"]["name"]))
 
 
 @pytest.mark.parametrize("uid", ["uid-1", "uid-old"])
 async def test_delete_children_deletes_only_the_service_children_with_its_uid(uid: str) -> None:
     watched = body()
-    r = reconciler(FakeManagement(watched), watched)
+    h = Harness(FakeManagement(watched), watched)
     member = _Member()
 
     def child(name: str, service: str, owner_uid: str) -> Obj:
@@ -324,16 +370,10 @@ async def test_delete_children_deletes_only_the_service_children_with_its_uid(ui
     for informer in (member.deployments, member.services):
         informer.store[("team-a", "chat-cpu")] = child("chat-cpu", "chat", uid)
         informer.store[("team-a", "other-cpu")] = child("other-cpu", "other", "uid-1")
-    deleted: list[tuple[str, str]] = []
-
-    async def delete(m: Any, kind: str, obj: Obj) -> None:
-        deleted.append((kind, obj["metadata"]["name"]))
-
-    r._delete = delete  # type: ignore[method-assign]
-    r.registry.clusters = lambda: [member]  # type: ignore[method-assign,list-item,return-value]
-    assert await r.delete_children(KEY, "uid-1") == []
+    h.fleet.clusters = lambda: [member]  # type: ignore[method-assign,list-item,return-value]
+    assert await h.finalizer.delete_children(KEY, "uid-1") == []
     expected = [("Deployment", "chat-cpu"), ("Service", "chat-cpu")] if uid == "uid-1" else []
-    assert deleted == expected
+    assert member.deleted == expected
 
 
 async def test_the_finalizer_removal_survives_another_controller_removing_its_own() -> None:
@@ -343,8 +383,7 @@ async def test_the_finalizer_removal_survives_another_controller_removing_its_ow
     fake = FakeManagement(watched)
     fake.obj["metadata"]["finalizers"] = [FINALIZER]
     fake.obj["metadata"]["resourceVersion"] = "11"
-    r = reconciler(fake, watched)
-    assert await r._remove_finalizer("InferenceService", watched, FINALIZER)
+    assert await remove_finalizer(cast(KubeClient, fake), "InferenceService", watched, FINALIZER)
     assert [c for c, _ in fake.calls] == ["patch", "get", "patch"]
     assert fake.obj["metadata"]["finalizers"] == []
 
@@ -353,6 +392,5 @@ async def test_the_finalizer_removal_keeps_a_finalizer_added_meanwhile() -> None
     watched = body(finalizers=[FINALIZER])
     fake = FakeManagement(watched)
     fake.obj["metadata"]["finalizers"] = [FINALIZER, "late.io/hold"]
-    r = reconciler(fake, watched)
-    assert await r._remove_finalizer("InferenceService", watched, FINALIZER)
+    assert await remove_finalizer(cast(KubeClient, fake), "InferenceService", watched, FINALIZER)
     assert fake.obj["metadata"]["finalizers"] == ["late.io/hold"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tierra.reconciler import is_subset
+from tierra.core.reconcile import is_subset
 
 
 def test_extra_live_fields_are_fine() -> None:
