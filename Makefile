@@ -36,6 +36,7 @@ lint: setup
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 	$(BIN)/tierra crds check
+	$(BIN)/python -m tierra.fleet.chart check
 
 unit: setup
 	$(BIN)/pytest tests/unit
