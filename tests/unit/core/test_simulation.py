@@ -139,24 +139,34 @@ def test_no_feasible_tier_is_an_error() -> None:
 
 
 def test_parse_policies_expands_names_and_targets() -> None:
-    assert parse_policies("tierra, hpa:2.5,oracle") == [
+    assert parse_policies("tierra, hpa:2.5,static:3,oracle,oracle:0.99") == [
         PolicySpec("tierra"),
         PolicySpec("hpa", 2.5),
+        PolicySpec("static", 3),
         PolicySpec("oracle"),
+        PolicySpec("oracle", 0.99),
     ]
-    for bad in ("nope", "tierra:3", "hpa:x", "hpa:0", ""):
+    for bad in ("nope", "tierra:3", "hpa:x", "hpa:0", "", "static:1.5", "oracle:2"):
         with pytest.raises(ValueError):
             parse_policies(bad)
     setup = setup_service(service(), tiers())
-    policies = build_policies(parse_policies(",".join(POLICY_NAMES)), setup, sweep=(1, 2))
-    assert [(p.name, p.target) for p in policies] == [
-        ("tierra", None),
-        ("hpa", 1),
-        ("hpa", 2),
-        ("keda", 1),
-        ("keda", 2),
-        ("static-peak", None),
-        ("oracle", None),
+    top = setup.service.spec.scaling.max_replicas
+    policies = build_policies(
+        parse_policies(",".join(POLICY_NAMES)), setup, sweep=(1, 2), windows=(None, 60.0)
+    )
+    assert [(p.name, p.target, getattr(p, "window", None)) for p in policies] == [
+        ("tierra", None, None),
+        ("hpa", 1, None),
+        ("hpa", 2, None),
+        ("hpa", 1, 60.0),
+        ("hpa", 2, 60.0),
+        ("keda", 1, None),
+        ("keda", 2, None),
+        ("keda", 1, 60.0),
+        ("keda", 2, 60.0),
+        *[("static", n, None) for n in range(1, top + 1)],
+        ("static-peak", None, None),
+        ("oracle", None, None),
     ]
 
 
@@ -168,7 +178,8 @@ def results() -> list[Any]:
 
 
 def test_every_run_reports_the_required_json_keys(results: list[Any]) -> None:
-    assert len(results) == 9
+    top = service().spec.scaling.max_replicas
+    assert len(results) == 1 + 3 + 3 + top + 2
     for r in results:
         row = r.to_json()
         assert row.keys() >= JSON_KEYS
@@ -206,7 +217,7 @@ def test_static_peak_never_scales(results: list[Any]) -> None:
 def test_comparison_picks_the_cheapest_baseline_reaching_tierra(results: list[Any]) -> None:
     tierra = next(r for r in results if r.policy == "tierra")
     picks = comparison(results)
-    assert set(picks) == {"hpa", "keda"}
+    assert set(picks) == {"static", "hpa", "keda"}
     for name, pick in picks.items():
         reaching = [r for r in results if r.policy == name and r.within_slo >= tierra.within_slo]
         if pick is None:
