@@ -25,6 +25,9 @@ _metrics_started = False
 async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     settings.posting.enabled = False  # the reconciler posts its own, meaningful Events
     settings.networking.request_timeout = 30
+    # No kopf resource handlers, so nothing to discover: without this kopf would watch CRDs
+    # and namespaces, which the chart's least-privilege ClusterRole does not grant.
+    settings.scanning.disabled = True
     metrics_port = int(os.environ.get("TIERRA_METRICS_PORT", "8080"))
     global _metrics_started  # noqa: PLW0603 - one HTTP server per process, even if startup retries
     if metrics_port and not _metrics_started:
