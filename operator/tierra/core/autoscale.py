@@ -3,16 +3,21 @@
 ``recommend(inputs, state, now)`` is pure: the service's bounds and SLO, the chosen variant's
 capacity, the observed replicas and metrics, and the state carried from the previous call go in;
 a replica count, the reason for it, each signal's need and the next state come out. The clock
-is injected (``now``, seconds); the state is plain data the shell keeps in status.
+is injected (``now``, seconds); the state is plain data. The shell keeps it in memory; after a
+restart ``restore_state`` rebuilds it from what status says (the recommendation, the last
+scale decision and the ``status_signals`` written with it) and the observations that follow.
 
 Signals (the recommendation is the max over them; the reason names the winner)
 -----------------------------------------------------------------------------
-* **queue**: ``ceil((waiting + running) / allowance)``, allowance = ``maxConcurrency +
-  maxQueuePerReplica`` per replica: the replicas that hold what is in the system within the SLO's
-  queue bound. A backlog is work to drain, not a steady load: with the request size and arrival
-  rate known, the signal asks for no more than the replicas that serve the arrivals and drain
-  the waiting beyond the allowed queue within ``startupSeconds`` (while holding what is running
-  at full concurrency), and while replicas are starting, for no more than those asked for.
+* **queue**: ``ceil((waiting + running) / allowance)``; the allowance (``queue_allowance``) is
+  what one replica holds within the SLO *for the observed request mix*: a replica completes a
+  mean request every ``work`` seconds, so about ``latency budget / work`` requests (and
+  ``maxConcurrency`` + ``TTFT budget / work`` for the TTFT), never more than ``maxConcurrency
+  + maxQueuePerReplica``. Long prompts make it small. A backlog is work to drain, not a steady
+  load: with the request size and arrival rate known, the signal asks for no more than the
+  replicas that serve the arrivals and drain what is beyond the allowance within
+  ``startupSeconds`` (while holding what is running at full concurrency), and while replicas
+  are starting, for no more than those asked for.
 * **arrival**: the arrival rate against per-replica capacity through the M/M/c model of
   ``queue_model``, with the headroom the latency SLO needs rather than a fixed utilisation. The
   latency budget is ``latencyP95Ms`` minus the tier's RTT. Each replica is planned at ``k``
@@ -21,6 +26,12 @@ Signals (the recommendation is the max over them; the reason names the winner)
   prefill); the rest of the budget is the p95 queueing wait allowed. This count is the
   *SLO-safe* count: scale-down never goes below it. It needs the mean prompt and output tokens;
   without them the signal is skipped.
+* **headroom** (``headroom_need``): with a start-up of ``headroom_min_startup_seconds`` or
+  more, a reactive scale-up is late for a burst that rises faster than replicas start. The
+  recommender remembers its arrival-rate estimates of the last ``headroom_lookback_seconds``
+  and holds the arrival model's count for ``now + the largest rise seen within one start-up
+  time`` (at most the lookback's peak plus the deadband): the burstiness this service has
+  shown, an upper envelope rather than a mean. The reason says how much was held and why.
 * **latency** (feedback): when the observed p95 latency or TTFT exceeds its SLO by a ratio
   ``r``, at least ``ceil(ready x min(r, feedback_max_step))``. Below the SLO it asks for
   nothing. It corrects what the model misses (a profile that is optimistic, requests larger
@@ -31,6 +42,30 @@ Signals (the recommendation is the max over them; the reason names the winner)
   and for two latency windows after a backlog (more waiting than the ready replicas' allowed
   queue, which the queue signal answers); it would otherwise compound a correction already
   made.
+
+Arrivals now
+------------
+The runtimes' completion rate over a minute lags a step and is capped by a saturated pool.
+Arrivals are conserved: with the completions between the last two scrapes (``irate``) the
+arrivals are those plus the growth of what is in the system since the previous sample, whether
+the overload shows as waiting or (processor sharing) as running; the first sample after a step
+already sees them. Without that rate, during a backlog the completions are the ready replicas
+at saturation (one mean request per ``work`` each).
+
+The replicas' real speed
+------------------------
+``update_speed`` estimates online how fast replicas really serve, as a multiple of the profile,
+from the per-iteration token rates, the mean running and the ready replicas (hard bounds on
+the busy time; see its docstring). It starts at ``speed_prior`` (a profile is a guess: plan as
+if it were 30 % optimistic until the replicas show otherwise) and every need above is computed
+at ``profile x speed``; the reason says the speed when it is not the profile's.
+
+Implausible samples
+-------------------
+NaN, infinite and negative values are missing; a mean token count above ``MAX_MEAN_TOKENS`` too.
+A sample that implies more than ``absurd_factor`` times what ``maxReplicas`` can serve (or a
+request that much larger than the last) is set aside, keeping the count, until the next sample
+confirms it: one absurd sample never jumps to ``maxReplicas``, a real overload waits one sample.
 
 Behaviour
 ---------
@@ -123,6 +158,8 @@ class ScalerParams:
     minutes)."""
     speed_bounds: tuple[float, float] = (0.25, 4.0)
     """The service-rate estimate stays within these multiples of the profile."""
+    rate_sample_seconds: float = 15.0
+    """Window of one arrival-rate sample (a scrape interval: completions between scrapes)."""
     rate_window_seconds: float = 60.0
     """Window of the token and completion rates and of the mean running (the presets' 1m)."""
     absurd_factor: float = 10.0
@@ -324,6 +361,74 @@ class ScalerState:
         )
 
 
+STATE_SIGNALS = ("state.speed", "state.burstRise", "state.burstPeak")
+"""Keys under which ``status_signals`` writes what a restart needs into the last scale
+decision's ``signals`` (``status.lastScale``)."""
+
+
+def status_signals(
+    state: ScalerState, startup_seconds: float, params: ScalerParams = DEFAULT_PARAMS
+) -> dict[str, float]:
+    """What of the state the status keeps with each scale decision, for ``restore_state``:
+    the service-rate estimate and the burst history (its largest rise within a start-up time
+    and its peak). The rest is rebuilt from observations."""
+    out: dict[str, float] = {}
+    if state.speed_at is not None:
+        out["state.speed"] = round(state.speed, 4)
+    if state.rates:
+        rise, peak = burst_rise(state.rates, startup_seconds)
+        out["state.burstRise"] = round(rise, 4)
+        out["state.burstPeak"] = round(peak, 4)
+    return out
+
+
+def restore_state(
+    recommended: int | None,
+    now: float,
+    *,
+    last_scale_at: float | None = None,
+    scaled_up: bool = False,
+    signals: Mapping[str, float] | None = None,
+    params: ScalerParams = DEFAULT_PARAMS,
+) -> ScalerState:
+    """The state after a restart, from what status says (the recommendation, the last scale
+    decision and its ``status_signals``).
+
+    * the recommended count is what a hold keeps, and the scale-down window starts now, seeded
+      with it: a restart never scales down before ``scaleDownDelaySeconds`` of fresh
+      observations;
+    * a recent scale-up still makes latency feedback wait for its replicas;
+    * the service-rate estimate continues where it was;
+    * the burst history is seeded with its rise and peak at the time of the last decision, so
+      the headroom is held until that ages out of the lookback, as it would have been.
+    Rebuilt from observations: the growth probe, idleness, the rate window's mean ready.
+    """
+    signals = signals or {}
+    low, high = params.speed_bounds
+
+    def value(key: str) -> float | None:
+        got = signals.get(key)
+        return float(got) if isinstance(got, (int, float)) and math.isfinite(got) else None
+
+    speed = value("state.speed")
+    rise, peak = value("state.burstRise"), value("state.burstPeak")
+    rates: tuple[tuple[float, float, int], ...] = ()
+    at = last_scale_at if last_scale_at is not None and last_scale_at <= now else None
+    if at is not None and rise is not None and peak is not None and peak >= rise >= 0:
+        ready = recommended or 0
+        rates = ((at - _EPS, peak - rise, ready), (at, peak, ready))
+    return ScalerState(
+        last_replicas=recommended,
+        last_change_at=at,
+        last_scale_up_at=at if scaled_up else None,
+        window=((now, recommended),) if recommended else (),
+        window_since=now,
+        rates=rates,
+        speed=min(high, max(low, speed)) if speed is not None else 1.0,
+        speed_at=now if speed is not None else None,
+    )
+
+
 @dataclass(frozen=True)
 class Recommendation:
     """The replicas to run, why, and the state for the next call."""
@@ -358,9 +463,16 @@ class SignalNeed:
     """The need at ``1 + tolerance`` times the load: what scale-down keeps."""
 
 
+_HUGE = 1e15
+"""Values are clamped below this before arithmetic, so that no sum or product overflows."""
+
+
 def _ceil(x: float) -> int:
-    """Ceiling that forgives float noise (40.000000001 requests is 40)."""
-    return max(0, math.ceil(x - _EPS))
+    """Ceiling that forgives float noise (40.000000001 requests is 40); NaN is 0, and
+    anything huge is capped (a count is compared with maxReplicas anyway)."""
+    if not x > 0:
+        return 0
+    return math.ceil(min(x, _HUGE) - _EPS)
 
 
 def queue_allowance(inputs: ScalingInputs) -> float:
@@ -525,9 +637,10 @@ def headroom_need(
     that time is met only by what is already running. The headroom is the largest rise of the
     arrival rate within one start-up time seen over the last ``headroom_lookback_seconds``
     (the burstiness of this service's traffic, not a fixed margin): the arrival model is asked
-    for ``current rate + that rise``, never more than the lookback's peak (plus the deadband),
-    so a burst that came before is held for, and a smooth load holds little. None when the
-    start-up is short enough for a reactive scale-up, or nothing rose.
+    for ``current rate + that rise`` (less one standard deviation of the Poisson noise between
+    two samples, which its queueing headroom covers), never more than the lookback's peak (plus
+    the deadband), so a burst that came before is held for, and a smooth load holds little.
+    None when the start-up is short enough for a reactive scale-up, or nothing rose.
     """
     if inputs.startup_seconds < params.headroom_min_startup_seconds or not rates:
         return None
@@ -535,6 +648,10 @@ def headroom_need(
     if plan is None:
         return None
     rise, peak = burst_rise(rates, inputs.startup_seconds)
+    # Part of any rise between two samples is Poisson noise, which the arrival model's
+    # queueing headroom covers already: one standard deviation of the difference of two
+    # samples of rate ``peak`` counted over ``rate_sample_seconds`` is not held again.
+    rise = max(0.0, rise - math.sqrt(2.0 * peak / params.rate_sample_seconds))
     held = min(arrival_rate + rise, peak * (1 + params.tolerance))
     if held <= arrival_rate * (1 + params.tolerance) + _EPS:
         return None
@@ -600,8 +717,11 @@ def latency_need(
 
 
 def _usable(value: float | None) -> float | None:
-    """A value, or None when it is not one (a histogram quantile over no samples is NaN)."""
-    return value if value is not None and math.isfinite(value) and value >= 0 else None
+    """A value, or None when it is not one (a histogram quantile over no samples is NaN);
+    finite values beyond ``_HUGE`` are capped there."""
+    if value is None or not math.isfinite(value) or value < 0:
+        return None
+    return min(value, _HUGE)
 
 
 MAX_MEAN_TOKENS = 1e7
@@ -729,7 +849,10 @@ def _implausible(
     if known is None:
         return None
     capacity = top / known  # requests/s maxReplicas serve
-    rates = [("arrival rate", signals.arrival_rate)]
+    rates = [
+        ("arrival rate", signals.arrival_rate),
+        ("completion rate", signals.recent_completion_rate),
+    ]
     probe = state.backlog_probe
     if probe is not None and now - probe[0] >= params.growth_min_seconds:
         in_system = (signals.queue_depth or 0.0) + (signals.running or 0.0)
@@ -927,6 +1050,8 @@ def recommend(
     arrival, growth, probe = _implied_arrivals(
         inputs, state, now, waiting, running, arrival, params
     )
+    if arrival is not None:
+        arrival = min(arrival, _HUGE) if math.isfinite(arrival) else _HUGE
     lookback = max(params.headroom_lookback_seconds, inputs.scale_down_delay_seconds)
     rates = tuple(r for r in state.rates if r[0] > now - lookback)
     if arrival is not None:
@@ -1069,7 +1194,8 @@ def _max(values: list[float | None]) -> float | None:
 def combine_samples(samples: list[TierSample]) -> ServiceSample | None:
     """Samples of the same service from several tiers' Prometheus servers, as one.
 
-    Queue depth, running requests and arrival rate add up; the p95 latencies are the worst
+    Queue depth, running requests, arrival, token and completion rates add up; the p95
+    latencies are the worst
     tier's (a p95 of the union lies between the tiers' and the SLO must hold everywhere); the
     mean token counts are weighted by each tier's arrival rate; the observation time is the
     oldest, so a stale tier makes the whole sample stale.
@@ -1100,6 +1226,10 @@ def combine_samples(samples: list[TierSample]) -> ServiceSample | None:
             p95_latency_ms=_max([s.p95_latency_ms for s in signals]),
             ttft_p95_ms=_max([s.ttft_p95_ms for s in signals]),
             observed_at=None if None in times else min(t for t in times if t is not None),
+            prompt_tokens_rate=_sum([s.prompt_tokens_rate for s in signals]),
+            output_tokens_rate=_sum([s.output_tokens_rate for s in signals]),
+            mean_running=_sum([s.mean_running for s in signals]),
+            recent_completion_rate=_sum([s.recent_completion_rate for s in signals]),
         ),
         mean_prompt_tokens=weighted([s.mean_prompt_tokens for s in samples]),
         mean_output_tokens=weighted([s.mean_output_tokens for s in samples]),
