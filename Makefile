@@ -37,6 +37,7 @@ lint: setup
 	$(BIN)/lint-imports
 	$(BIN)/tierra crds check
 	$(BIN)/python -m tierra.fleet.chart check
+	$(BIN)/python -m tierra.fleet.dashboard check
 
 unit: setup
 	$(BIN)/pytest tests/unit

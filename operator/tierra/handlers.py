@@ -13,12 +13,14 @@ import os
 from typing import Any
 
 import kopf
-from prometheus_client import start_http_server
+from prometheus_client import REGISTRY, start_http_server
 
 from tierra.reconciler import Reconciler
 from tierra.shell.kube import client_from_default
+from tierra.status_metrics import StatusCollector
 
 _metrics_started = False
+_status_collector: StatusCollector | None = None
 
 
 @kopf.on.startup()
@@ -43,6 +45,10 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     )
     await reconciler.start()
     memo["reconciler"] = reconciler
+    global _status_collector  # noqa: PLW0603 - one collector per process, like the server
+    if _status_collector is None:
+        _status_collector = StatusCollector(lambda: list(memo["reconciler"].services.values()))
+        REGISTRY.register(_status_collector)
 
 
 @kopf.on.cleanup()

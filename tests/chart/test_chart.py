@@ -39,6 +39,8 @@ FULL_VALUES: dict[str, Any] = {
         "service": {"type": "NodePort", "annotations": {"a": "b"}},
         "serviceMonitor": {"enabled": True, "interval": "15s", "labels": {"release": "kps"}},
     },
+    "prometheusRule": {"enabled": True, "labels": {"release": "kps"}},
+    "grafanaDashboard": {"enabled": True, "annotations": {"grafana_folder": "Tierra"}},
     "resources": {"requests": {"cpu": "200m", "memory": "300Mi"}, "limits": {"memory": 1e9}},
     "podAnnotations": {"a": "b"},
     "nodeSelector": {"kubernetes.io/os": "linux"},

@@ -59,4 +59,3 @@ def test_connect_kubeconfig_is_inline_token_and_ca_only() -> None:
     assert set(cluster["cluster"]) == {"server", "certificate-authority-data"}
     assert user["user"] == {"token": "tok"}
     assert yaml.safe_load(yaml.safe_dump(config)) == config
-

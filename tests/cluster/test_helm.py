@@ -3,6 +3,7 @@ changed values -> a rejected typo -> uninstall, with the pinned helm."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -105,6 +106,8 @@ def test_install_upgrade_uninstall(
             "logLevel": "DEBUG",
             "metricsInterval": 2,
             "metrics": {"serviceMonitor": {"enabled": True, "labels": {"release": "kps"}}},
+            "prometheusRule": {"enabled": True},
+            "grafanaDashboard": {"enabled": True},
         }
         helm.run(
             "upgrade", RELEASE, str(CHART), "-n", NAMESPACE, "-f", _values_file(tmp_path, changed),
@@ -118,6 +121,12 @@ def test_install_upgrade_uninstall(
             "monitoring.coreos.com", "v1", NAMESPACE, "servicemonitors", FULLNAME
         )
         assert monitor["metadata"]["labels"]["release"] == "kps"
+        rule = custom.get_namespaced_custom_object(
+            "monitoring.coreos.com", "v1", NAMESPACE, "prometheusrules", FULLNAME
+        )
+        assert {g["name"] for g in rule["spec"]["groups"]} == {"tierra-slo", "tierra-fleet"}
+        dashboard = core.read_namespaced_config_map(f"{FULLNAME}-dashboard", NAMESPACE)
+        assert json.loads(dashboard.data["tierra.json"])["uid"] == "tierra-overview"
 
         # A typo is refused before anything is sent to the apiserver, naming the key.
         typo = helm.run(

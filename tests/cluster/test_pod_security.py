@@ -62,6 +62,14 @@ def _refusal(clients: Clients, namespace: str, name: str) -> str:
     return ""
 
 
+def _metrics(operator: Any) -> str:
+    import urllib.request
+
+    url = f"http://127.0.0.1:{operator.metrics_port}/metrics"
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return str(response.read().decode())
+
+
 def test_default_workload_runs_in_a_restricted_namespace(
     operator: Any,
     fleet_tiers: None,
@@ -91,9 +99,19 @@ def test_default_workload_runs_in_a_restricted_namespace(
     assert deployment.metadata.namespace == namespace
     wait_for(lambda: running_pods(clients, MEMBER, "strict"), what="restricted pod Running")
 
-    # The same namespace refuses the pod that asked for less than restricted.
-    message = wait_for(
-        lambda: _refusal(clients, namespace, "rootful"), what="baseline pod refused"
+    # The operator's /metrics reports the placement and its conditions (dashboard, alerts).
+    series = (
+        f'tierra_placement_ready_replicas{{accelerator="nvidia-gpu",name="strict",'
+        f'namespace="{namespace}",pool="l4",tier="{MEMBER}",variant="l4"}} 1.0'
     )
+    wait_for(lambda: series in _metrics(operator), what=series)
+    placed = (
+        f'tierra_inferenceservice_condition{{condition="Placed",name="strict",'
+        f'namespace="{namespace}",status="true"}} 1.0'
+    )
+    assert placed in _metrics(operator)
+
+    # The same namespace refuses the pod that asked for less than restricted.
+    message = wait_for(lambda: _refusal(clients, namespace, "rootful"), what="baseline pod refused")
     assert 'violates PodSecurity "restricted:latest"' in message, message
     assert running_pods(clients, MEMBER, "rootful") == []

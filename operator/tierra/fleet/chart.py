@@ -118,6 +118,21 @@ def _values_properties() -> dict[str, Any]:
         "health": _closed(
             "kopf's liveness endpoint.", {"port": _port("Port of /healthz (both probes).")}
         ),
+        "prometheusRule": _closed(
+            "A prometheus-operator PrometheusRule with Tierra's alerts.",
+            {
+                "enabled": {"type": "boolean"},
+                "labels": _string_map("Extra labels (your Prometheus' ruleSelector)."),
+            },
+        ),
+        "grafanaDashboard": _closed(
+            "A ConfigMap holding Tierra's Grafana dashboard (for Grafana's sidecar).",
+            {
+                "enabled": {"type": "boolean"},
+                "labels": _string_map("Labels the Grafana sidecar selects dashboards by."),
+                "annotations": _string_map("e.g. the sidecar's target folder."),
+            },
+        ),
         "resources": _ref(f"{_K8S}ResourceRequirements"),
         "podAnnotations": _string_map("Operator Pod annotations."),
         "podSecurityContext": _ref(f"{_K8S}PodSecurityContext"),
