@@ -653,6 +653,13 @@ def headroom_need(
     # samples of rate ``peak`` counted over ``rate_sample_seconds`` is not held again.
     rise = max(0.0, rise - math.sqrt(2.0 * peak / params.rate_sample_seconds))
     held = min(arrival_rate + rise, peak * (1 + params.tolerance))
+    # A ramp (the latest start-up time rose by a modest share of the load) goes on rising:
+    # its rise is held above the current rate even at the peak. A jump is a burst, held at
+    # its peak.
+    latest = tuple(r for r in rates if r[0] >= rates[-1][0] - inputs.startup_seconds)
+    trend, _ = burst_rise(latest, inputs.startup_seconds)
+    if 0 < trend <= 0.5 * arrival_rate:
+        held = max(held, arrival_rate + trend)
     if held <= arrival_rate * (1 + params.tolerance) + _EPS:
         return None
     k, work, target = plan
@@ -665,8 +672,8 @@ def headroom_need(
     return SignalNeed(
         "headroom",
         need,
-        f"headroom: {held:.3g} req/s held = {arrival_rate:.3g} now + {rise:.3g}, the largest "
-        f"rise within the {inputs.startup_seconds:g} s start-up over the last "
+        f"headroom: {held:.3g} req/s held = {arrival_rate:.3g} now + {held - arrival_rate:.3g}, "
+        f"the largest rise within the {inputs.startup_seconds:g} s start-up over the last "
         f"{params.headroom_lookback_seconds / 60:g} min (peak {peak:.3g}, peak/mean "
         f"{peak / mean if mean > 0 else math.inf:.2g}) -> {need}",
         replicas(held * (1 - params.tolerance)),
@@ -771,8 +778,8 @@ def update_speed(
     decode``. A replica is busy while it runs at least one request; with ``n`` running per
     replica on average (over the same window) it was busy at most ``min(1, n)`` of the time
     (a hard fact), and at least ``n / maxConcurrency`` (a hard fact, tight when the slots are
-    full) or about ``n / (1 + n)`` (processor sharing's ``E[n] = rho / (1 - rho)``; balanced
-    routing keeps replicas busier than that, bursts less), so the real speed lies between
+    full) or, under steady arrivals, about ``n / (1 + n)`` (processor sharing's ``E[n] = rho /
+    (1 - rho)``; balanced routing keeps replicas busier than that), so the real speed lies between
     ``B / (ready x min(1, n))`` and ``B / (ready x busy at least)``: the lower bound is close at
     low load (one request per replica rarely shares), the upper one under heavy sharing and
     at saturation, where an optimistic profile shows. The estimate starts at the profile and
@@ -808,8 +815,11 @@ def update_speed(
     busiest = per_replica / inputs.max_concurrency
     probe = state.backlog_probe
     in_system = (signals.queue_depth or 0.0) + (signals.running or 0.0)
-    if probe is None or in_system >= probe[1]:
-        # (not while a backlog drains: replicas then empty unevenly, with nothing to balance)
+    recent = [r for t, r, _ in state.rates if t > now - params.rate_window_seconds]
+    steady = len(recent) >= 3 and max(recent) <= 1.5 * min(recent)
+    if steady and (probe is None or in_system >= probe[1]):
+        # (only under steady arrivals: over a window of fan-outs and lulls the mean running
+        # says nothing of the busy time, and while a backlog drains replicas empty unevenly)
         busiest = max(busiest, per_replica / (1.0 + per_replica))
     fastest = work / (ready * min(1.0, busiest))
     sample = min(high, max(low, min(max(speed, slowest), fastest)))
