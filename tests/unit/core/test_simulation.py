@@ -264,3 +264,49 @@ def test_requests_that_never_complete_count_against_the_slo() -> None:
     assert result.within_slo == 0.0
     assert result.completed == 0
     assert result.to_json()["p95_latency_ms"] is None
+
+
+def test_a_profile_that_is_off_runs_the_replicas_at_the_truth() -> None:
+    """+30 %: the spec says 1.3x what replicas do; the recommender is told the spec, the pool
+    runs at the truth, and the oracle (clairvoyant) plans with the truth."""
+    exact = setup_service(service(), tiers())
+    off = setup_service(service(), tiers(), profile_error=0.3)
+    assert off.profile == exact.profile == exact.served_profile
+    truth = off.served_profile
+    assert truth.prefill_tokens_per_second == pytest.approx(5000 / 1.3)
+    assert truth.decode_tokens_per_second == pytest.approx(500 / 1.3)
+    assert policy_context(off, poisson_trace(1)).profile == truth
+    with pytest.raises(SimulationError):
+        setup_service(service(), tiers(), profile_error=-1.0)
+    trace = poisson_trace(4)
+    slow = simulate(service(), tiers(), trace, parse_policies("static:3"), profile_error=0.3)
+    fast = simulate(service(), tiers(), trace, parse_policies("static:3"), profile_error=-0.3)
+    assert slow[0].p95_latency_ms > fast[0].p95_latency_ms
+
+
+def test_the_oracle_reaches_the_attainment_it_aims_at() -> None:
+    trace = poisson_trace(5)
+    full, partial = simulate(service(), tiers(), trace, parse_policies("oracle,oracle:0.95"))
+    assert partial.label == "oracle:0.95"
+    assert partial.within_slo >= 0.95 - 0.01  # (per-bin accounting; in-flight ones shift)
+    assert partial.cost <= full.cost
+
+
+def test_the_observation_carries_per_iteration_token_rates() -> None:
+    """What the tierra policy sees: token rates counted per iteration and the mean running
+    over the minute, the completions since the last scrape; a request size that can be +Inf
+    in a window with tokens and no completion is the recommender's to ignore."""
+    setup = setup_service(service(), tiers())
+    context = policy_context(setup, poisson_trace(6))
+    seen: list[Any] = []
+
+    class Spy(TierraPolicy):
+        def decide(self, observation: Any) -> int:
+            seen.append(observation)
+            return super().decide(observation)
+
+    run_policy(setup, context, Spy(setup), keep_timeline=False)
+    busy = [o for o in seen[4:] if o.running > 0]
+    assert busy and all(o.prompt_tokens_rate > 0 and o.mean_running > 0 for o in busy)
+    assert all(o.recent_completion_rate is not None for o in seen[1:])
+    assert seen[0].recent_completion_rate is None
