@@ -36,6 +36,8 @@ lint: setup
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 	$(BIN)/tierra crds check
+	$(BIN)/python -m tierra.fleet.chart check
+	$(BIN)/python -m tierra.fleet.dashboard check
 
 unit: setup
 	$(BIN)/pytest tests/unit

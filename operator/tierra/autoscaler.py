@@ -3,7 +3,9 @@
 Every ``interval`` seconds the reconciler hands each placed service to :meth:`Autoscaler.step`.
 It queries the Prometheus of every tier the service runs in (``Tier.spec.metrics``, else the
 operator-wide default) with the runtime's preset queries, combines the tiers' samples, and
-calls :func:`tierra.core.autoscale.recommend` with the state it kept from the last call. The
+calls :func:`tierra.core.autoscale.recommend` with the state it kept from the last call (after
+a restart, the state :func:`tierra.core.autoscale.restore_state` rebuilds from the service's
+status: the recommendation, the last scale decision and the state it carries in its signals). The
 outcome says whether the reconciler should act (a new count, a mode or availability change)
 and which Events to post. Placement of the count -- including spilling into another pool or
 tier when the current ones are full -- is the reconciler's job, through the same ``place``.
@@ -16,7 +18,7 @@ import datetime
 import logging
 import time
 from collections.abc import Callable, Hashable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import aiohttp
@@ -32,9 +34,11 @@ from tierra.core.autoscale import (
     TierSample,
     combine_samples,
     recommend,
+    restore_state,
     service_scaling_inputs,
+    status_signals,
 )
-from tierra.core.metrics_presets import queries_for
+from tierra.core.metrics_presets import RateQueries, queries_for, rate_queries_for
 from tierra.core.status import ScalingReport, slo_verdict
 from tierra.shell.prometheus import MetricSample, MetricsUnavailable, PrometheusClient
 
@@ -193,17 +197,29 @@ class Autoscaler:
         )
         try:
             samples = await asyncio.gather(
-                *(
-                    self._client(url).sample_metrics(queries_for(service, tier))
-                    for url, tier in jobs
-                )
+                *(self._sample(self._client(url), service, tier) for url, tier in jobs)
             )
         except MetricsUnavailable as error:
             return None, ("PrometheusUnavailable", error.reason)
-        combined = combine_samples([_tier_sample(s) for s in samples])
+        combined = combine_samples(list(samples))
         if combined is None:
             return None, ("NoData", "Prometheus returned nothing")
         return combined, None
+
+    @staticmethod
+    async def _sample(
+        client: PrometheusClient, service: InferenceService, tier: str | None
+    ) -> TierSample:
+        """The preset's queries and the rate signals' (token rates, mean running, completions
+        now), at once."""
+        rates = rate_queries_for(service, tier)
+        names = [f.name for f in fields(RateQueries) if getattr(rates, f.name) is not None]
+        sample, values = await asyncio.gather(
+            client.sample_metrics(queries_for(service, tier)),
+            asyncio.gather(*(client.query(getattr(rates, name)) for name in names)),
+        )
+        extra = dict(zip(names, values, strict=True))
+        return _tier_sample(sample, extra)
 
     async def step(
         self,
@@ -214,7 +230,9 @@ class Autoscaler:
         tiers: Mapping[str, Tier],
     ) -> StepOutcome:
         """Sample and recommend for one service."""
-        scaling = self._services.setdefault(key, _ServiceScaling())
+        scaling = self._services.get(key)
+        if scaling is None:  # a new service, or the operator restarted: what status kept
+            scaling = self._services[key] = _ServiceScaling(state=_restored(service, self.clock()))
         meta = service.metadata
         inputs_key = (
             meta.uid,
@@ -254,6 +272,8 @@ class Autoscaler:
                 if isinstance(v, (int, float)) and not isinstance(v, bool)
             }
         values.update({f"need.{name}": float(n) for name, n in rec.needs.items()})
+        # (what a restart needs of the state goes with the decision into status.lastScale)
+        values.update(status_signals(rec.state, inputs.startup_seconds))
         # A decision is news when it changes a count in effect: not a service's first count
         # before it was ever placed, nor a hold or a manual count.
         in_effect = before is not None or inputs.desired_replicas > 0
@@ -334,7 +354,28 @@ class Autoscaler:
         )
 
 
-def _tier_sample(sample: MetricSample) -> TierSample:
+def _restored(service: InferenceService, now: float) -> ScalerState:
+    """The recommender's state from the service's status (see ``restore_state``)."""
+    status = service.status
+    recommended = status.autoscaling.recommended_replicas if status.autoscaling else None
+    last = status.last_scale
+    at: float | None = None
+    scaled_up = False
+    signals: dict[str, float] = {}
+    if last is not None:
+        try:
+            at = datetime.datetime.fromisoformat(last.time.replace("Z", "+00:00")).timestamp()
+            scaled_up = int(last.to) > int(last.from_)
+        except ValueError:
+            at = None
+        signals = dict(last.signals)
+    return restore_state(recommended, now, last_scale_at=at, scaled_up=scaled_up, signals=signals)
+
+
+def _tier_sample(
+    sample: MetricSample, rates: Mapping[str, float | None] | None = None
+) -> TierSample:
+    rates = rates or {}
     return TierSample(
         signals=Signals(
             queue_depth=sample.queue_depth,
@@ -343,6 +384,10 @@ def _tier_sample(sample: MetricSample) -> TierSample:
             p95_latency_ms=sample.p95_latency_ms,
             ttft_p95_ms=sample.ttft_p95_ms,
             observed_at=sample.observed_at.timestamp(),
+            prompt_tokens_rate=rates.get("prompt_tokens_rate"),
+            output_tokens_rate=rates.get("output_tokens_rate"),
+            mean_running=rates.get("mean_running"),
+            recent_completion_rate=rates.get("recent_completion_rate"),
         ),
         mean_prompt_tokens=sample.mean_prompt_tokens,
         mean_output_tokens=sample.mean_output_tokens,

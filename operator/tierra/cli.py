@@ -1,4 +1,4 @@
-"""The ``tierra`` command: run | fleet | crds | explain | simulate."""
+"""The ``tierra`` command: run | fleet | crds | explain | simulate | tier."""
 
 from __future__ import annotations
 
@@ -166,6 +166,34 @@ def _explain(args: argparse.Namespace) -> int:
     return 0
 
 
+def _tier(args: argparse.Namespace) -> int:
+    from tierra.onboarding import ConnectError, connect, tier_snippet
+
+    kubeconfig = args.kubeconfig or os.environ.get("KUBECONFIG", "~/.kube/config").split(":")[0]
+    try:
+        connection = connect(
+            Path(kubeconfig).expanduser(),
+            member_context=args.context,
+            tier=args.name,
+            management_context=args.management_context,
+            operator_namespace=args.namespace,
+            secret_name=args.secret_name,
+            server=args.server,
+            token_expiration=args.token_expiration,
+        )
+    except ConnectError as error:
+        print(f"tier connect failed: {error}", file=sys.stderr)
+        return 1
+    print(
+        f"Secret {connection.secret_namespace}/{connection.secret_name}: kubeconfig for "
+        f"{connection.server} as ServiceAccount {connection.service_account} "
+        f"({'expiring' if connection.token_expires else 'long-lived'} token). In Tier "
+        f"{args.name}:\n{tier_snippet(connection)}",
+        end="",
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tierra", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -201,7 +229,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--metrics-port", type=int, default=8080, help="Prometheus metrics; 0: off")
     run.add_argument("--liveness", default=None, help="e.g. http://0.0.0.0:8081/healthz")
-    run.add_argument("--workers", type=int, default=16, help="concurrent reconciles")
+    run.add_argument(
+        "--workers",
+        type=int,
+        default=int(os.environ.get("TIERRA_WORKERS", "16")),
+        help="concurrent reconciles (default 16, or $TIERRA_WORKERS)",
+    )
     run.add_argument(
         "--prometheus-url",
         default=os.environ.get("TIERRA_PROMETHEUS_URL"),
@@ -257,6 +290,32 @@ def build_parser() -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=text, add_help=False)
         sub.add_argument("args", nargs=argparse.REMAINDER)
 
+    tier = commands.add_parser("tier", help="connect member clusters")
+    tier_commands = tier.add_subparsers(dest="tier_command", required=True)
+    connect = tier_commands.add_parser(
+        "connect",
+        help="least-privilege ServiceAccount in a member cluster, and the Tier's kubeconfig "
+        "Secret (inline token and CA) in the management cluster",
+    )
+    connect.add_argument("--context", required=True, help="kube context of the member cluster")
+    connect.add_argument("--name", required=True, help="the Tier's name")
+    connect.add_argument("--kubeconfig", default=None, help="default $KUBECONFIG")
+    connect.add_argument(
+        "--management-context", default=None, help="management cluster (default: current)"
+    )
+    connect.add_argument(
+        "--namespace", default="tierra-system", help="the operator's namespace (management)"
+    )
+    connect.add_argument("--secret-name", default=None, help="default tier-<name>-kubeconfig")
+    connect.add_argument("--server", default=None, help="member API URL as the operator reaches it")
+    connect.add_argument(
+        "--token-expiration",
+        type=int,
+        default=None,
+        metavar="SECONDS",
+        help="an expiring TokenRequest token instead of a long-lived token Secret",
+    )
+
     crds = commands.add_parser("crds", help="generate or check CRD YAML from the typed models")
     crds.add_argument("crds_command", choices=["generate", "check"])
     crds.add_argument("--root", default=".", help="repository root")
@@ -274,7 +333,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return twin.main(argv[1:])
     args = build_parser().parse_args(argv)
-    handlers = {"fleet": _fleet, "crds": _crds, "run": _run, "explain": _explain}
+    handlers = {"fleet": _fleet, "crds": _crds, "run": _run, "explain": _explain, "tier": _tier}
     return handlers[args.command](args)
 
 

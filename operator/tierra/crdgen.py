@@ -1,4 +1,5 @@
-"""Write (or check) the generated CRD YAML in ``crds/`` and the Helm chart's ``crds/``."""
+"""Write (or check) the generated CRD YAML in ``crds/`` and the Helm chart's ``crds/``, and the
+API reference generated from the same schemas (``docs/api.md``)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from pathlib import Path
 import yaml
 
 from tierra.api.crd import all_crds
+from tierra.apidocs import API_REFERENCE, stale_api_reference, write_api_reference
 
 HEADER = "# Generated from operator/tierra/api by `tierra crds generate`. Do not edit.\n"
 TARGET_DIRS = (Path("crds"), Path("charts/tierra/crds"))
@@ -28,14 +30,18 @@ def write_crds(root: Path) -> list[Path]:
             path = root / directory / name
             path.write_text(text)
             written.append(path)
+    written.append(write_api_reference(root))
     return written
 
 
 def stale_crds(root: Path) -> list[Path]:
-    """Checked-in CRD files that differ from what the models generate."""
-    return [
+    """Checked-in CRD files (and the API reference) that differ from what the models generate."""
+    stale = [
         root / directory / name
         for directory in TARGET_DIRS
         for name, text in render_crds().items()
         if not (root / directory / name).exists() or (root / directory / name).read_text() != text
     ]
+    if stale_api_reference(root):
+        stale.append(root / API_REFERENCE)
+    return stale

@@ -12,13 +12,15 @@ import logging
 from typing import Any
 
 import kopf
-from prometheus_client import start_http_server
+from prometheus_client import REGISTRY, start_http_server
 
 from tierra.controllers.manager import Manager
 from tierra.settings import Settings
 from tierra.shell.kube import client_from_default
+from tierra.status_metrics import StatusCollector
 
 _metrics_started = False
+_status_collector: StatusCollector | None = None
 
 
 class ControllersUnhealthy(Exception):  # noqa: N818 - what /healthz reports, verbatim
@@ -30,6 +32,9 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     tierra: Settings = memo.get("settings") or Settings()
     settings.posting.enabled = False  # the controllers post their own, meaningful Events
     settings.networking.request_timeout = 30
+    # No kopf resource handlers, so nothing to discover: without this kopf would watch CRDs
+    # and namespaces, which the chart's least-privilege ClusterRole does not grant.
+    settings.scanning.disabled = True
     global _metrics_started  # noqa: PLW0603 - one HTTP server per process, even if startup retries
     if tierra.metrics_port and not _metrics_started:
         start_http_server(tierra.metrics_port)
@@ -38,6 +43,10 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     manager = Manager(management, tierra)
     memo["manager"] = manager
     await manager.start()
+    global _status_collector  # noqa: PLW0603 - one collector per process, like the server
+    if _status_collector is None:
+        _status_collector = StatusCollector(lambda: list(memo["manager"].cache.bodies.values()))
+        REGISTRY.register(_status_collector)
 
 
 @kopf.on.cleanup()

@@ -157,10 +157,17 @@ OPERATOR_NAMESPACE = "tierra-system"
 
 
 class OperatorProcess:
-    """``tierra run`` as a real process against the fleet's management cluster (central)."""
+    """``tierra run`` as a real process against the fleet's management cluster (central).
+
+    Once the session installed the chart (the ``operator_credentials`` fixture, which
+    ``member_secrets`` brings in), it runs with the chart ServiceAccount's token instead of
+    the ``kubeconfig`` given: the operator's tests are then also the proof that the chart's
+    RBAC is enough."""
+
+    service_account_kubeconfig: Path | None = None
 
     def __init__(self, kubeconfig: Path, log_path: Path, env: dict[str, str] | None = None) -> None:
-        self.kubeconfig = kubeconfig
+        self.kubeconfig = OperatorProcess.service_account_kubeconfig or kubeconfig
         self.log_path = log_path
         self.env = dict(env or {})
         self.metrics_port = _free_port()

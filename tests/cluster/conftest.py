@@ -123,28 +123,80 @@ def wait_for() -> Callable[..., Any]:
 # ---------------------------------------------------------------------------------- operator
 
 
+CHART = REPO / "charts" / "tierra"
+RELEASE = "tierra"  # the chart's ServiceAccount is then named "tierra"
+
+
 @pytest.fixture(scope="session")
-def member_secrets(fleet_kubeconfig: Path, api_clients: dict[str, client.ApiClient]) -> None:
-    """Kubeconfig Secrets for the regional and edge clusters in the operator's namespace."""
-    from tierra.fleet.runner import kubeconfig_secret
+def operator_credentials(
+    fleet_kubeconfig: Path,
+    crds_installed: None,
+    api_clients: dict[str, client.ApiClient],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Path:
+    """The chart installed with helm into the operator's namespace, and a kubeconfig holding a
+    TokenRequest token of its ServiceAccount (inline token and CA): every operator the tests
+    start runs with the chart's RBAC, not as an administrator.
 
-    core = client.CoreV1Api(api_clients[MANAGEMENT])
-    _create_or_ignore(lambda: core.create_namespace({"metadata": {"name": OPERATOR_NAMESPACE}}))
-    for cluster in CLUSTERS:
-        secret = kubeconfig_secret(
-            fleet_kubeconfig, f"tierra-{cluster}", f"tier-{cluster}-kubeconfig", OPERATOR_NAMESPACE
+    replicaCount 0: the operator runs as a local process (the image is not built here), so
+    the chart's own Deployment must not put a pod on the fleet's nodes."""
+    from tierra.fleet.chart import Helm
+    from tierra.onboarding import kubeconfig_for_token
+
+    home = tmp_path_factory.mktemp("operator-helm")
+    helm = Helm(home, fleet_kubeconfig, f"tierra-{MANAGEMENT}")
+    helm.run(
+        "upgrade", "--install", RELEASE, str(CHART), "-n", OPERATOR_NAMESPACE,
+        "--create-namespace", "--set", "replicaCount=0",
+    )  # fmt: skip
+    token = (
+        client.CoreV1Api(api_clients[MANAGEMENT])
+        .create_namespaced_service_account_token(
+            RELEASE, OPERATOR_NAMESPACE, {"spec": {"expirationSeconds": 6 * 3600}}
         )
-        _create_or_ignore(lambda s=secret: core.create_namespaced_secret(OPERATOR_NAMESPACE, s))
+        .status.token
+    )
+    import base64
+
+    import yaml
+
+    config = yaml.safe_load(fleet_kubeconfig.read_text())
+    context = f"tierra-{MANAGEMENT}"
+    cluster = next(c["cluster"] for c in config["clusters"] if c["name"] == context)
+    credentials = kubeconfig_for_token(
+        context,
+        cluster["server"],
+        base64.b64decode(cluster["certificate-authority-data"]),
+        token,
+    )
+    path = home / "operator.kubeconfig"
+    path.write_text(yaml.safe_dump(credentials))
+    path.chmod(0o600)
+    OperatorProcess.service_account_kubeconfig = path
+    return path
 
 
-def _create_or_ignore(create: Callable[[], Any]) -> None:
-    from kubernetes.client.exceptions import ApiException
-
-    try:
-        create()
-    except ApiException as error:
-        if error.status != 409:
-            raise
+@pytest.fixture(scope="session")
+def member_secrets(fleet_kubeconfig: Path, operator_credentials: Path) -> None:
+    """Kubeconfig Secrets (``tier-<cluster>-kubeconfig``) in the operator's namespace, made by
+    ``tierra tier connect``: a least-privilege ServiceAccount in each member cluster and its
+    token, never the fleet's admin credentials."""
+    for cluster in CLUSTERS:
+        result = subprocess.run(
+            [
+                sys.executable, "-m", "tierra.cli", "tier", "connect",
+                "--kubeconfig", str(fleet_kubeconfig),
+                "--context", f"tierra-{cluster}",
+                "--name", cluster,
+                "--management-context", f"tierra-{MANAGEMENT}",
+                "--namespace", OPERATOR_NAMESPACE,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr + result.stdout
 
 
 @pytest.fixture(scope="module")

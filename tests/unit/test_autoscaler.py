@@ -310,3 +310,57 @@ async def test_prometheus_answering_nothing_is_no_data_and_holds() -> None:
     report = scaler.report("team-a/chat")
     assert report is not None and not report.metrics_available
     assert report.metrics_reason == "NoData"
+
+
+def with_status(status: dict[str, Any]) -> Any:
+    body = SERVICE.model_dump(by_alias=True, exclude_none=True)
+    body["status"] = status
+    return type(SERVICE).model_validate(body)
+
+
+async def test_the_rate_signals_are_sampled_and_the_state_goes_into_last_scale() -> None:
+    values = {**BUSY, "irate(vllm:request_success_total": 9.0, "prompt_tokens_total": 4000.0}
+    async with prometheus(values) as (url, seen):
+        scaler = Autoscaler(url, clock=time.time)
+        try:
+            await scaler.step("team-a/chat", SERVICE, TWO, 2, TIERS)
+        finally:
+            await scaler.close()
+    assert any(q.startswith("sum(irate(vllm:request_success_total") for q in seen)
+    assert any(q.startswith("avg_over_time(sum(vllm:num_requests_running") for q in seen)
+    report = scaler.report("team-a/chat")
+    assert report is not None and report.last_scale is not None
+    assert "state.speed" in report.last_scale["signals"]
+
+
+async def test_a_restarted_autoscaler_restores_its_state_from_status() -> None:
+    """After a restart, the first step starts from status: the recommended count (no
+    scale-down before a full delay of fresh observations), the service-rate estimate and the
+    burst history the last scale decision carried."""
+    scaled = time.time() - 60.0
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(scaled))
+    restarted = with_status(
+        {
+            "autoscaling": {"mode": "auto", "recommendedReplicas": 6, "reason": "x"},
+            "lastScale": {
+                "time": stamp,
+                "from": "2",
+                "to": "6",
+                "reason": "x",
+                "signals": {"state.speed": 0.8, "state.burstRise": 20.0, "state.burstPeak": 22.0},
+            },
+        }
+    )
+    quiet = {"num_requests_waiting": 0.0, "num_requests_running": 1.0, "success_total": 0.5}
+    six = [RunningPlacement("central", "h100", 6)]
+    async with prometheus(quiet) as (url, _):
+        scaler = Autoscaler(url, clock=time.time)
+        try:
+            outcome = await scaler.step("team-a/chat", restarted, six, 6, TIERS)
+        finally:
+            await scaler.close()
+    rec = outcome.recommendation
+    assert rec.replicas == 6  # a restart never scales down at once
+    assert rec.state.speed == 0.8
+    assert "headroom" in rec.needs  # the burst before the restart is still held for
+    assert rec.state.last_scale_up_at is not None

@@ -20,6 +20,7 @@ from tierra.api.common import (
 )
 
 MetricsPreset = Literal["vllm", "tgi", "triton", "custom"]
+PodSecurityLevel = Literal["restricted", "baseline"]
 MigrationPolicy = Literal["auto", "manual"]
 
 # Rendered child names are "<service>-<variant>-<tier>"; keep them under the 63-character DNS label.
@@ -130,6 +131,16 @@ class Runtime(ApiModel):
         default="/health",
         description="HTTP path for readiness and liveness probes.",
         pattern=r"^/\S*$",
+    )
+    pod_security: PodSecurityLevel = Field(
+        default="restricted",
+        description=(
+            "Pod Security Standard the model server's pods meet. restricted: non-root, no "
+            "privilege escalation, all capabilities dropped, seccomp RuntimeDefault, so they "
+            "run in namespaces enforcing restricted; the image must run as a non-root user. "
+            "baseline: for images that must run as root (as the official vLLM and TGI images "
+            "do); still no privilege escalation and seccomp RuntimeDefault."
+        ),
     )
 
 

@@ -3,16 +3,21 @@
 ``recommend(inputs, state, now)`` is pure: the service's bounds and SLO, the chosen variant's
 capacity, the observed replicas and metrics, and the state carried from the previous call go in;
 a replica count, the reason for it, each signal's need and the next state come out. The clock
-is injected (``now``, seconds); the state is plain data the shell keeps in status.
+is injected (``now``, seconds); the state is plain data. The shell keeps it in memory; after a
+restart ``restore_state`` rebuilds it from what status says (the recommendation, the last
+scale decision and the ``status_signals`` written with it) and the observations that follow.
 
 Signals (the recommendation is the max over them; the reason names the winner)
 -----------------------------------------------------------------------------
-* **queue**: ``ceil((waiting + running) / allowance)``, allowance = ``maxConcurrency +
-  maxQueuePerReplica`` per replica: the replicas that hold what is in the system within the SLO's
-  queue bound. A backlog is work to drain, not a steady load: with the request size and arrival
-  rate known, the signal asks for no more than the replicas that serve the arrivals and drain
-  the waiting beyond the allowed queue within ``startupSeconds`` (while holding what is running
-  at full concurrency), and while replicas are starting, for no more than those asked for.
+* **queue**: ``ceil((waiting + running) / allowance)``; the allowance (``queue_allowance``) is
+  what one replica holds within the SLO *for the observed request mix*: a replica completes a
+  mean request every ``work`` seconds, so about ``latency budget / work`` requests (and
+  ``maxConcurrency`` + ``TTFT budget / work`` for the TTFT), never more than ``maxConcurrency
+  + maxQueuePerReplica``. Long prompts make it small. A backlog is work to drain, not a steady
+  load: with the request size and arrival rate known, the signal asks for no more than the
+  replicas that serve the arrivals and drain what is beyond the allowance within
+  ``startupSeconds`` (while holding what is running at full concurrency), and while replicas
+  are starting, for no more than those asked for.
 * **arrival**: the arrival rate against per-replica capacity through the M/M/c model of
   ``queue_model``, with the headroom the latency SLO needs rather than a fixed utilisation. The
   latency budget is ``latencyP95Ms`` minus the tier's RTT. Each replica is planned at ``k``
@@ -21,6 +26,12 @@ Signals (the recommendation is the max over them; the reason names the winner)
   prefill); the rest of the budget is the p95 queueing wait allowed. This count is the
   *SLO-safe* count: scale-down never goes below it. It needs the mean prompt and output tokens;
   without them the signal is skipped.
+* **headroom** (``headroom_need``): with a start-up of ``headroom_min_startup_seconds`` or
+  more, a reactive scale-up is late for a burst that rises faster than replicas start. The
+  recommender remembers its arrival-rate estimates of the last ``headroom_lookback_seconds``
+  and holds the arrival model's count for ``now + the largest rise seen within one start-up
+  time`` (at most the lookback's peak plus the deadband): the burstiness this service has
+  shown, an upper envelope rather than a mean. The reason says how much was held and why.
 * **latency** (feedback): when the observed p95 latency or TTFT exceeds its SLO by a ratio
   ``r``, at least ``ceil(ready x min(r, feedback_max_step))``. Below the SLO it asks for
   nothing. It corrects what the model misses (a profile that is optimistic, requests larger
@@ -31,6 +42,30 @@ Signals (the recommendation is the max over them; the reason names the winner)
   and for two latency windows after a backlog (more waiting than the ready replicas' allowed
   queue, which the queue signal answers); it would otherwise compound a correction already
   made.
+
+Arrivals now
+------------
+The runtimes' completion rate over a minute lags a step and is capped by a saturated pool.
+Arrivals are conserved: with the completions between the last two scrapes (``irate``) the
+arrivals are those plus the growth of what is in the system since the previous sample, whether
+the overload shows as waiting or (processor sharing) as running; the first sample after a step
+already sees them. Without that rate, during a backlog the completions are the ready replicas
+at saturation (one mean request per ``work`` each).
+
+The replicas' real speed
+------------------------
+``update_speed`` estimates online how fast replicas really serve, as a multiple of the profile,
+from the per-iteration token rates, the mean running and the ready replicas (hard bounds on
+the busy time; see its docstring). It starts at ``speed_prior`` (a profile is a guess: plan as
+if it were 30 % optimistic until the replicas show otherwise) and every need above is computed
+at ``profile x speed``; the reason says the speed when it is not the profile's.
+
+Implausible samples
+-------------------
+NaN, infinite and negative values are missing; a mean token count above ``MAX_MEAN_TOKENS`` too.
+A sample that implies more than ``absurd_factor`` times what ``maxReplicas`` can serve (or a
+request that much larger than the last) is set aside, keeping the count, until the next sample
+confirms it: one absurd sample never jumps to ``maxReplicas``, a real overload waits one sample.
 
 Behaviour
 ---------
@@ -67,6 +102,7 @@ Behaviour
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
@@ -76,7 +112,7 @@ from tierra.core.placement import weighted_rtt_ms
 from tierra.core.queue_model import replicas_for_slo, solo_service_seconds
 
 Mode = Literal["auto", "manual", "hold"]
-SIGNALS = ("queue", "arrival", "latency")
+SIGNALS = ("queue", "arrival", "headroom", "latency")
 """Signal names, in the order that breaks ties for the reason."""
 
 API_MAX_REPLICAS = 10000
@@ -109,6 +145,26 @@ class ScalerParams:
     """Percentile of the queueing wait the arrival signal plans for."""
     growth_min_seconds: float = 2.0
     """A backlog's growth counts as arrivals once it has been measured over this long."""
+    headroom_lookback_seconds: float = 1800.0
+    """How far back the burst headroom looks for the arrival rate's rises (and its peak)."""
+    headroom_min_startup_seconds: float = 20.0
+    """Below this start-up time a reactive scale-up is on time and no headroom is held."""
+    speed_time_constant_seconds: float = 120.0
+    """Time constant of the online service-rate estimate (a full-weight observation moves it
+    ``1 - 1/e`` of the way in this long)."""
+    speed_prior: float = 1 / 1.3
+    """Where the service-rate estimate starts (and restarts): a profile is a guess, so plan as
+    if it were 30 % optimistic until the replicas show their speed (upwards, at low load, within
+    minutes)."""
+    speed_bounds: tuple[float, float] = (0.25, 4.0)
+    """The service-rate estimate stays within these multiples of the profile."""
+    rate_sample_seconds: float = 15.0
+    """Window of one arrival-rate sample (a scrape interval: completions between scrapes)."""
+    rate_window_seconds: float = 60.0
+    """Window of the token and completion rates and of the mean running (the presets' 1m)."""
+    absurd_factor: float = 10.0
+    """A sample that implies more than this many times what ``maxReplicas`` can serve (or a
+    request size this many times the last one) is believed only when the next confirms it."""
 
 
 DEFAULT_PARAMS = ScalerParams()
@@ -129,6 +185,17 @@ class Signals:
     ttft_p95_ms: float | None = None
     observed_at: float | None = None
     """Time of the sample, on the same clock as ``now``."""
+    prompt_tokens_rate: float | None = None
+    """Prompt tokens processed per second over the rate window, counted per iteration as vLLM
+    does (so a window can hold tokens but no completion)."""
+    output_tokens_rate: float | None = None
+    """Generated tokens per second over the rate window, counted per iteration."""
+    mean_running: float | None = None
+    """Requests running, averaged over the rate window (the token rates' window)."""
+    recent_completion_rate: float | None = None
+    """Completions per second between the last two scrapes (``irate``): with the growth of
+    what is in the system over about the same time, the arrival rate *now*, not a minute's
+    average that lags a burst."""
 
 
 @dataclass(frozen=True)
@@ -223,10 +290,25 @@ class ScalerState:
     backlog_at: float | None = None
     """Last time more was waiting than the ready replicas' allowed queue."""
     backlog_probe: tuple[float, float] | None = None
-    """(time, waiting + running) when the current backlog began: how fast it grows since
-    tells the arrivals the completions rate does not yet show."""
+    """(time, waiting + running) of the last sample the growth is measured from (re-anchored
+    every ``growth_min_seconds`` or more): how fast the system fills tells, during a backlog,
+    the arrivals the completions rate does not yet show, from the very first backlogged
+    sample."""
     backlog_growth: float | None = None
     """The backlog's last measured growth (requests/s, negative while it drains)."""
+    rates: tuple[tuple[float, float, int], ...] = ()
+    """(time, arrival-rate estimate, ready replicas) of the samples of the last
+    ``headroom_lookback_seconds``: the burst headroom and the mean ready replicas of the
+    rate window come from them."""
+    speed: float = 1.0
+    """Online estimate of the replicas' real service rate as a multiple of the profile
+    (``speed_prior`` until ``speed_at`` is set)."""
+    speed_at: float | None = None
+    """When ``speed`` was last updated."""
+    work: float | None = None
+    """The mean request's work (seconds alone on a replica, at the profile) last believed."""
+    suspect_at: float | None = None
+    """When an implausible sample was set aside (the next one confirms or clears it)."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -240,6 +322,11 @@ class ScalerState:
             "backlogAt": self.backlog_at,
             "backlogProbe": list(self.backlog_probe) if self.backlog_probe else None,
             "backlogGrowth": self.backlog_growth,
+            "rates": [[t, rate, ready] for t, rate, ready in self.rates],
+            "speed": self.speed,
+            "speedAt": self.speed_at,
+            "work": self.work,
+            "suspectAt": self.suspect_at,
         }
 
     @classmethod
@@ -264,7 +351,82 @@ class ScalerState:
             backlog_at=number("backlogAt"),
             backlog_probe=(float(probe[0]), float(probe[1])) if probe else None,
             backlog_growth=number("backlogGrowth"),
+            rates=tuple(
+                (float(t), float(rate), int(ready)) for t, rate, ready in data.get("rates") or ()
+            ),
+            speed=float(data.get("speed") or 1.0),
+            speed_at=number("speedAt"),
+            work=number("work"),
+            suspect_at=number("suspectAt"),
         )
+
+
+STATE_SIGNALS = ("state.speed", "state.burstRise", "state.burstPeak")
+"""Keys under which ``status_signals`` writes what a restart needs into the last scale
+decision's ``signals`` (``status.lastScale``)."""
+
+
+def status_signals(
+    state: ScalerState, startup_seconds: float, params: ScalerParams = DEFAULT_PARAMS
+) -> dict[str, float]:
+    """What of the state the status keeps with each scale decision, for ``restore_state``:
+    the service-rate estimate and the burst history (its largest rise within a start-up time
+    and its peak). The rest is rebuilt from observations."""
+    out: dict[str, float] = {}
+    if state.speed_at is not None:
+        out["state.speed"] = round(state.speed, 4)
+    if state.rates:
+        rise, peak = burst_rise(state.rates, startup_seconds)
+        out["state.burstRise"] = round(rise, 4)
+        out["state.burstPeak"] = round(peak, 4)
+    return out
+
+
+def restore_state(
+    recommended: int | None,
+    now: float,
+    *,
+    last_scale_at: float | None = None,
+    scaled_up: bool = False,
+    signals: Mapping[str, float] | None = None,
+    params: ScalerParams = DEFAULT_PARAMS,
+) -> ScalerState:
+    """The state after a restart, from what status says (the recommendation, the last scale
+    decision and its ``status_signals``).
+
+    * the recommended count is what a hold keeps, and the scale-down window starts now, seeded
+      with it: a restart never scales down before ``scaleDownDelaySeconds`` of fresh
+      observations;
+    * a recent scale-up still makes latency feedback wait for its replicas;
+    * the service-rate estimate continues where it was;
+    * the burst history is seeded with its rise and peak at the time of the last decision, so
+      the headroom is held until that ages out of the lookback, as it would have been.
+    Rebuilt from observations: the growth probe, idleness, the rate window's mean ready.
+    """
+    signals = signals or {}
+    low, high = params.speed_bounds
+
+    def value(key: str) -> float | None:
+        got = signals.get(key)
+        return float(got) if isinstance(got, (int, float)) and math.isfinite(got) else None
+
+    speed = value("state.speed")
+    rise, peak = value("state.burstRise"), value("state.burstPeak")
+    rates: tuple[tuple[float, float, int], ...] = ()
+    at = last_scale_at if last_scale_at is not None and last_scale_at <= now else None
+    if at is not None and rise is not None and peak is not None and peak >= rise >= 0:
+        ready = recommended or 0
+        rates = ((at - _EPS, peak - rise, ready), (at, peak, ready))
+    return ScalerState(
+        last_replicas=recommended,
+        last_change_at=at,
+        last_scale_up_at=at if scaled_up else None,
+        window=((now, recommended),) if recommended else (),
+        window_since=now,
+        rates=rates,
+        speed=min(high, max(low, speed)) if speed is not None else 1.0,
+        speed_at=now if speed is not None else None,
+    )
 
 
 @dataclass(frozen=True)
@@ -301,9 +463,38 @@ class SignalNeed:
     """The need at ``1 + tolerance`` times the load: what scale-down keeps."""
 
 
+_HUGE = 1e15
+"""Values are clamped below this before arithmetic, so that no sum or product overflows."""
+
+
 def _ceil(x: float) -> int:
-    """Ceiling that forgives float noise (40.000000001 requests is 40)."""
-    return max(0, math.ceil(x - _EPS))
+    """Ceiling that forgives float noise (40.000000001 requests is 40); NaN is 0, and
+    anything huge is capped (a count is compared with maxReplicas anyway)."""
+    if not x > 0:
+        return 0
+    return math.ceil(min(x, _HUGE) - _EPS)
+
+
+def queue_allowance(inputs: ScalingInputs) -> float:
+    """Requests (running + waiting) one replica can hold within the SLO for the observed mix.
+
+    A replica completes a mean request every ``work`` seconds whatever its concurrency
+    (processor sharing), so the last of ``n`` requests in it is out after about ``n x work``:
+    the latency budget allows ``budget / work``; the TTFT budget allows ``maxConcurrency``
+    running plus ``ttft budget / work`` waiting. Long prompts make ``work`` long and the
+    allowance small. Never more than ``maxConcurrency + maxQueuePerReplica`` (the configured
+    bound), never less than one request.
+    """
+    configured = float(inputs.max_concurrency + (inputs.max_queue_per_replica or 0))
+    work = _mean_work(inputs)
+    if work is None:
+        return configured
+    rtt = inputs.rtt_ms / 1000.0
+    allowance = min(configured, max(0.0, inputs.latency_p95_ms / 1000.0 - rtt) / work)
+    if inputs.ttft_p95_ms is not None:
+        ttft_budget = max(0.0, inputs.ttft_p95_ms / 1000.0 - rtt)
+        allowance = min(allowance, inputs.max_concurrency + ttft_budget / work)
+    return max(1.0, allowance)
 
 
 def queue_need(
@@ -313,8 +504,9 @@ def queue_need(
     arrival_rate: float | None = None,
     params: ScalerParams = DEFAULT_PARAMS,
 ) -> SignalNeed:
-    """What is in the system over the per-replica allowance, ``ceil((waiting + running) /
-    allowance)``, bounded so that a transient backlog does not wind up:
+    """What is in the system over the per-replica allowance (``queue_allowance``: what keeps
+    latency within the SLO for the observed request mix), bounded so that a transient backlog
+    does not wind up:
 
     * with the arrival rate and request size known, by the replicas that serve the arrivals
       and drain the waiting beyond the allowed queue within ``startupSeconds`` (a replica added
@@ -323,16 +515,17 @@ def queue_need(
     * while replicas are starting, by the replicas already asked for: the backlog that builds
       up while they start is theirs to absorb (the arrival signal still answers a higher rate).
     """
-    allowance = inputs.max_concurrency + (inputs.max_queue_per_replica or 0)
+    allowance = queue_allowance(inputs)
     work = _mean_work(inputs)
     horizon = max(inputs.startup_seconds, inputs.latency_p95_ms / 1000.0, 1.0)
     allowed = inputs.desired_replicas * (inputs.max_queue_per_replica or 0)
+    held = inputs.desired_replicas * allowance
 
     def at(factor: float) -> int:
         w, r = waiting * factor, running * factor
         need = _ceil((w + r) / allowance)
         if arrival_rate is not None and work is not None:
-            backlog = max(0.0, w - allowed)
+            backlog = max(0.0, w - allowed, w + r - held)
             drain = _ceil((arrival_rate * factor + backlog / horizon) * work)
             need = min(need, max(drain, _ceil(r / inputs.max_concurrency)))
         return need
@@ -340,7 +533,7 @@ def queue_need(
     need, low, high = at(1.0), at(1 - params.tolerance), at(1 + params.tolerance)
     reason = (
         f"queue: {waiting:g} waiting + {running:g} running over {inputs.ready_replicas} ready, "
-        f"{allowance} per replica -> {need}"
+        f"{allowance:.3g} per replica within the SLO -> {need}"
     )
     starting = inputs.desired_replicas - inputs.ready_replicas
     if starting > 0 and need > inputs.desired_replicas:
@@ -360,7 +553,7 @@ def _mean_work(inputs: ScalingInputs) -> float | None:
         inputs.prefill_tokens_per_second,
         inputs.decode_tokens_per_second,
     )
-    return work if work > 0 else None
+    return work if math.isfinite(work) and work > 0 else None
 
 
 def planned_concurrency(
@@ -371,17 +564,10 @@ def planned_concurrency(
 
     None when the mean request size is unknown or empty.
     """
-    if inputs.mean_prompt_tokens is None or inputs.mean_output_tokens is None:
+    work = _mean_work(inputs)
+    if work is None or inputs.mean_prompt_tokens is None:
         return None
     prefill = inputs.mean_prompt_tokens / inputs.prefill_tokens_per_second
-    work = solo_service_seconds(
-        inputs.mean_prompt_tokens,
-        inputs.mean_output_tokens,
-        inputs.prefill_tokens_per_second,
-        inputs.decode_tokens_per_second,
-    )
-    if work <= 0:
-        return None
     rtt = inputs.rtt_ms / 1000.0
     fraction = params.service_budget_fraction
     budget = max(0.0, inputs.latency_p95_ms / 1000.0 - rtt)
@@ -420,6 +606,78 @@ def arrival_need(
         f"wait <= {target:.3g} s at {k} per replica -> {need}",
         replicas(arrival_rate * (1 - params.tolerance)),
         replicas(arrival_rate * (1 + params.tolerance)),
+    )
+
+
+def burst_rise(rates: tuple[tuple[float, float, int], ...], lead: float) -> tuple[float, float]:
+    """(largest rise, peak) of the arrival rate in ``rates``: the most it went up within
+    ``lead`` seconds, and its highest value. O(len(rates)), a sliding-window minimum."""
+    window: deque[tuple[float, float]] = deque()
+    rise, peak = 0.0, 0.0
+    for t, rate, _ in rates:
+        while window and window[0][0] < t - lead:
+            window.popleft()
+        while window and window[-1][1] >= rate:
+            window.pop()
+        window.append((t, rate))
+        rise = max(rise, rate - window[0][1])
+        peak = max(peak, rate)
+    return rise, peak
+
+
+def headroom_need(
+    inputs: ScalingInputs,
+    arrival_rate: float,
+    rates: tuple[tuple[float, float, int], ...],
+    params: ScalerParams = DEFAULT_PARAMS,
+) -> SignalNeed | None:
+    """Capacity held ahead of bursts a reactive scale-up would be late for.
+
+    A replica asked for now serves ``startupSeconds`` later, so a burst that rises within
+    that time is met only by what is already running. The headroom is the largest rise of the
+    arrival rate within one start-up time seen over the last ``headroom_lookback_seconds``
+    (the burstiness of this service's traffic, not a fixed margin): the arrival model is asked
+    for ``current rate + that rise`` (less one standard deviation of the Poisson noise between
+    two samples, which its queueing headroom covers), never more than the lookback's peak (plus
+    the deadband), so a burst that came before is held for, and a smooth load holds little.
+    None when the start-up is short enough for a reactive scale-up, or nothing rose.
+    """
+    if inputs.startup_seconds < params.headroom_min_startup_seconds or not rates:
+        return None
+    plan = planned_concurrency(inputs, params)
+    if plan is None:
+        return None
+    rise, peak = burst_rise(rates, inputs.startup_seconds)
+    # Part of any rise between two samples is Poisson noise, which the arrival model's
+    # queueing headroom covers already: one standard deviation of the difference of two
+    # samples of rate ``peak`` counted over ``rate_sample_seconds`` is not held again.
+    rise = max(0.0, rise - math.sqrt(2.0 * peak / params.rate_sample_seconds))
+    held = min(arrival_rate + rise, peak * (1 + params.tolerance))
+    # A ramp (the latest start-up time rose by a modest share of the load) goes on rising:
+    # its rise is held above the current rate even at the peak. A jump is a burst, held at
+    # its peak.
+    latest = tuple(r for r in rates if r[0] >= rates[-1][0] - inputs.startup_seconds)
+    trend, _ = burst_rise(latest, inputs.startup_seconds)
+    if 0 < trend <= 0.5 * arrival_rate:
+        held = max(held, arrival_rate + trend)
+    if held <= arrival_rate * (1 + params.tolerance) + _EPS:
+        return None
+    k, work, target = plan
+
+    def replicas(rate: float) -> int:
+        return replicas_for_slo(rate, k * work, k, target, params.percentile, inputs.max_replicas)
+
+    need = replicas(held)
+    mean = sum(r for _, r, _ in rates) / len(rates)
+    return SignalNeed(
+        "headroom",
+        need,
+        f"headroom: {held:.3g} req/s held = {arrival_rate:.3g} now + {held - arrival_rate:.3g}, "
+        f"the largest rise within the {inputs.startup_seconds:g} s start-up over the last "
+        f"{params.headroom_lookback_seconds / 60:g} min (peak {peak:.3g}, peak/mean "
+        f"{peak / mean if mean > 0 else math.inf:.2g}) -> {need}",
+        replicas(held * (1 - params.tolerance)),
+        need,
     )
 
 
@@ -466,8 +724,15 @@ def latency_need(
 
 
 def _usable(value: float | None) -> float | None:
-    """A value, or None when it is not one (a histogram quantile over no samples is NaN)."""
-    return value if value is not None and math.isfinite(value) and value >= 0 else None
+    """A value, or None when it is not one (a histogram quantile over no samples is NaN);
+    finite values beyond ``_HUGE`` are capped there."""
+    if value is None or not math.isfinite(value) or value < 0:
+        return None
+    return min(value, _HUGE)
+
+
+MAX_MEAN_TOKENS = 1e7
+"""A mean request larger than this (no model's context is) is not a measurement."""
 
 
 def _sanitised(signals: Signals) -> Signals:
@@ -479,7 +744,135 @@ def _sanitised(signals: Signals) -> Signals:
         p95_latency_ms=_usable(signals.p95_latency_ms),
         ttft_p95_ms=_usable(signals.ttft_p95_ms),
         observed_at=observed_at if observed_at is not None and math.isfinite(observed_at) else None,
+        prompt_tokens_rate=_usable(signals.prompt_tokens_rate),
+        output_tokens_rate=_usable(signals.output_tokens_rate),
+        mean_running=_usable(signals.mean_running),
+        recent_completion_rate=_usable(signals.recent_completion_rate),
     )
+
+
+def _tokens(value: float | None) -> float | None:
+    """A mean token count, or None: a ratio of token and completion rates is +Inf or NaN in a
+    window with tokens but no completion (vLLM counts tokens per iteration)."""
+    usable = _usable(value)
+    return usable if usable is not None and usable <= MAX_MEAN_TOKENS else None
+
+
+def _sanitised_inputs(inputs: ScalingInputs) -> ScalingInputs:
+    return replace(
+        inputs,
+        signals=None if inputs.signals is None else _sanitised(inputs.signals),
+        mean_prompt_tokens=_tokens(inputs.mean_prompt_tokens),
+        mean_output_tokens=_tokens(inputs.mean_output_tokens),
+        rtt_ms=inputs.rtt_ms if math.isfinite(inputs.rtt_ms) and inputs.rtt_ms >= 0 else 0.0,
+    )
+
+
+def update_speed(
+    inputs: ScalingInputs, state: ScalerState, now: float, params: ScalerParams = DEFAULT_PARAMS
+) -> float:
+    """The online estimate of the replicas' service rate, as a multiple of the profile.
+
+    Per-iteration token rates say how much work the replicas did over the rate window, in
+    replica-seconds at the profile's speed: ``B = prompt tokens/s / prefill + output tokens/s /
+    decode``. A replica is busy while it runs at least one request; with ``n`` running per
+    replica on average (over the same window) it was busy at most ``min(1, n)`` of the time
+    (a hard fact), and at least ``n / maxConcurrency`` (a hard fact, tight when the slots are
+    full) or, under steady arrivals, about ``n / (1 + n)`` (processor sharing's ``E[n] = rho /
+    (1 - rho)``; balanced routing keeps replicas busier than that), so the real speed lies between
+    ``B / (ready x min(1, n))`` and ``B / (ready x busy at least)``: the lower bound is close at
+    low load (one request per replica rarely shares), the upper one under heavy sharing and
+    at saturation, where an optimistic profile shows. The estimate starts at the profile and
+    moves (in log space, with time constant ``speed_time_constant_seconds``) only when it falls
+    outside them: so an exact profile stays put, and one that is 30 % off either way is
+    corrected as soon as the load shows it -- optimistic ones at the first saturation.
+    """
+    signals = inputs.signals
+    if state.speed_at is None:
+        return params.speed_prior
+    speed = state.speed if math.isfinite(state.speed) and state.speed > 0 else params.speed_prior
+    if signals is None:
+        return speed
+    prompt, output, running = (
+        signals.prompt_tokens_rate,
+        signals.output_tokens_rate,
+        signals.mean_running,
+    )
+    window = [ready for t, _, ready in state.rates if t > now - params.rate_window_seconds] + [
+        inputs.ready_replicas
+    ]
+    ready = sum(window) / len(window)
+    if prompt is None or output is None or running is None or ready <= 0 or running <= 0:
+        return speed
+    work = prompt / inputs.prefill_tokens_per_second + output / inputs.decode_tokens_per_second
+    if work <= 0:
+        return speed
+    per_replica = running / ready
+    low, high = params.speed_bounds
+    # busy share of a replica: at most min(1, n); at least n / maxConcurrency, and about
+    # n / (1 + n) when requests share replicas (processor sharing: E[n] = rho / (1 - rho))
+    slowest = work / (ready * min(1.0, per_replica))
+    busiest = per_replica / inputs.max_concurrency
+    probe = state.backlog_probe
+    in_system = (signals.queue_depth or 0.0) + (signals.running or 0.0)
+    recent = [r for t, r, _ in state.rates if t > now - params.rate_window_seconds]
+    steady = len(recent) >= 3 and max(recent) <= 1.5 * min(recent)
+    if steady and (probe is None or in_system >= probe[1]):
+        # (only under steady arrivals: over a window of fan-outs and lulls the mean running
+        # says nothing of the busy time, and while a backlog drains replicas empty unevenly)
+        busiest = max(busiest, per_replica / (1.0 + per_replica))
+    fastest = work / (ready * min(1.0, busiest))
+    sample = min(high, max(low, min(max(speed, slowest), fastest)))
+    if sample == speed:
+        return speed
+    dt = min(max(0.0, now - state.speed_at), params.speed_time_constant_seconds)
+    alpha = 1.0 - math.exp(-dt / params.speed_time_constant_seconds)
+    moved = math.exp(math.log(speed) + alpha * (math.log(sample) - math.log(speed)))
+    return min(high, max(low, moved))
+
+
+def _implausible(
+    inputs: ScalingInputs,
+    state: ScalerState,
+    now: float,
+    work: float | None,
+    params: ScalerParams,
+) -> str | None:
+    """Why this sample cannot be real (None when it can): it implies more than
+    ``absurd_factor`` times what ``maxReplicas`` can serve, or a request that much larger than
+    the last one believed. A real burst that large is believed one sample later."""
+    signals = inputs.signals
+    assert signals is not None
+    factor = params.absurd_factor
+    if work is not None and state.work is not None and work > factor * state.work:
+        return f"the mean request's work jumped from {state.work:.3g} s to {work:.3g} s"
+    known = work if work is not None else state.work
+    top = max(1, inputs.max_replicas)
+    if signals.running is not None and signals.running > factor * top * inputs.max_concurrency:
+        return f"{signals.running:.3g} running is beyond {top} x {inputs.max_concurrency} slots"
+    if signals.prompt_tokens_rate is not None or signals.output_tokens_rate is not None:
+        busy = (signals.prompt_tokens_rate or 0.0) / inputs.prefill_tokens_per_second + (
+            signals.output_tokens_rate or 0.0
+        ) / inputs.decode_tokens_per_second
+        if busy > factor * top * params.speed_bounds[1]:
+            return f"token rates of {busy:.3g} replicas' work"
+    if known is None:
+        return None
+    capacity = top / known  # requests/s maxReplicas serve
+    rates = [
+        ("arrival rate", signals.arrival_rate),
+        ("completion rate", signals.recent_completion_rate),
+    ]
+    probe = state.backlog_probe
+    if probe is not None and now - probe[0] >= params.growth_min_seconds:
+        in_system = (signals.queue_depth or 0.0) + (signals.running or 0.0)
+        rates.append(("growth", (in_system - probe[1]) / (now - probe[0])))
+    elif signals.queue_depth is not None and state.last_replicas is not None:
+        rates.append(("waiting", signals.queue_depth / max(1.0, inputs.startup_seconds)))
+    for name, value in rates:
+        if value is not None and value > factor * capacity:
+            return f"{name} {value:.3g}/s > {factor:g} x the {capacity:.3g}/s {top} replicas serve"
+    return None
 
 
 def _missing_reason(inputs: ScalingInputs, now: float, params: ScalerParams) -> str | None:
@@ -527,6 +920,10 @@ def _manual(
             last_change_at=now if changed else state.last_change_at,
             last_scale_up_at=now if replicas > inputs.desired_replicas else state.last_scale_up_at,
             metrics_missing_since=None if available else (state.metrics_missing_since or now),
+            rates=state.rates,
+            speed=state.speed,
+            speed_at=state.speed_at,
+            work=state.work,
         ),
     )
 
@@ -565,15 +962,66 @@ def _floor(inputs: ScalingInputs, active: bool) -> int:
     return min(max(floor, inputs.min_replicas), inputs.max_replicas)
 
 
+def _implied_arrivals(
+    inputs: ScalingInputs,
+    state: ScalerState,
+    now: float,
+    waiting: float | None,
+    running: float | None,
+    arrival: float | None,
+    params: ScalerParams,
+) -> tuple[float | None, float | None, tuple[float, float] | None]:
+    """(arrival rate, backlog growth, probe): arrivals are conserved, what arrives
+    either completes or is still in the system. The runtimes export completions over a rate
+    window, which lags a step and which a saturated pool caps; during a backlog the arrivals
+    are the completions *now* (the ready replicas, all busy, each completing one request per
+    ``work``) plus the growth of what is in the system since the last sample, so the first
+    backlogged sample already asks for the count the load needs."""
+    current = inputs.desired_replicas
+    in_system = (waiting or 0.0) + (running or 0.0)
+    backlogged = (waiting or 0.0) > current * (inputs.max_queue_per_replica or 0)
+    probe = state.backlog_probe
+    growth = state.backlog_growth
+    if probe is not None and not (0 <= now - probe[0] <= params.staleness_seconds):
+        probe = None  # a gap or a clock jump: growth over it means nothing
+    if probe is None:
+        probe, growth = (now, in_system), None
+    elif now - probe[0] >= params.growth_min_seconds:
+        growth = (in_system - probe[1]) / (now - probe[0])
+        probe = (now, in_system)
+    work = _mean_work(inputs)
+    recent = inputs.signals.recent_completion_rate if inputs.signals is not None else None
+    if recent is not None and growth is not None:
+        # Completions between the last scrapes (irate) plus the growth of what is in the
+        # system: the arrivals now, exactly (conservation), whether the overload shows as
+        # waiting or, under processor sharing, as running; never below the window's average
+        # (a lull within a burst is not its end).
+        arrival = max(arrival or 0.0, recent + growth)
+    elif backlogged and work is not None and running:
+        # With a queue every ready replica is busy and completes 1 / work requests/s, whatever
+        # its concurrency (processor sharing); never below the rate the runtime reports.
+        # (only the replicas ready through the interval the growth was measured over)
+        ready = min([inputs.ready_replicas, *(r for _, _, r in state.rates[-1:])])
+        completing = min(float(ready), running) / work
+        arrival = max(arrival or 0.0, completing + (growth or 0.0))
+    elif not backlogged:
+        growth = None  # without the completions now, growth alone is noise
+    return arrival, growth, probe
+
+
 def recommend(
     inputs: ScalingInputs,
     state: ScalerState,
     now: float,
     params: ScalerParams = DEFAULT_PARAMS,
 ) -> Recommendation:
-    """The replicas to run now, the reason, and the state to pass to the next call."""
-    if inputs.signals is not None:
-        inputs = replace(inputs, signals=_sanitised(inputs.signals))
+    """The replicas to run now, the reason, and the state to pass to the next call.
+
+    Never raises on what the metrics say: NaN, infinite, negative and absurdly large values
+    are missing or set aside for one sample (see ``_implausible``)."""
+    inputs = _sanitised_inputs(inputs)
+    if not math.isfinite(now):
+        return _hold(inputs, state, state.last_change_at or 0.0, "the clock is not a number")
     missing = _missing_reason(inputs, now, params)
     if inputs.manual_replicas is not None:
         return _manual(inputs, state, now, available=missing is None)
@@ -582,32 +1030,42 @@ def recommend(
     signals = inputs.signals
     assert signals is not None
 
+    # The replicas' real speed, learnt online, scales the profile everything below uses.
+    speed = update_speed(inputs, state, now, params)
+    profile_work = _mean_work(inputs)
+    why_not = _implausible(inputs, state, now, profile_work, params)
+    if why_not is not None and state.suspect_at is None:
+        current = inputs.desired_replicas
+        held = min(max(current, _floor(inputs, active=True)), inputs.max_replicas)
+        return Recommendation(
+            replicas=held,
+            reason=f"keep {held}: an implausible sample is set aside until the next "
+            f"confirms it ({why_not})",
+            mode="auto",
+            metrics_available=True,
+            state=replace(state, suspect_at=now),
+        )
+    inputs = replace(
+        inputs,
+        prefill_tokens_per_second=inputs.prefill_tokens_per_second * speed,
+        decode_tokens_per_second=inputs.decode_tokens_per_second * speed,
+    )
+
     current = inputs.desired_replicas
     at_zero = current == 0
     waiting = signals.queue_depth if signals.queue_depth is not None or not at_zero else 0.0
     running = signals.running if signals.running is not None or not at_zero else 0.0
     arrival = signals.arrival_rate if signals.arrival_rate is not None or not at_zero else 0.0
     active = any(v is not None and v > 0 for v in (waiting, running, arrival))
-    # Arrivals are conserved: what arrives either completes or is still in the system. The
-    # runtimes export completions over a rate window, which lags a step and which a saturated
-    # pool caps; during a backlog the arrivals are the completions *now* plus the backlog's
-    # growth, measured over the last ``growth_min_seconds`` or more (re-anchored each time).
-    in_system = (waiting or 0.0) + (running or 0.0)
-    backlogged = (waiting or 0.0) > current * (inputs.max_queue_per_replica or 0)
-    probe = (state.backlog_probe or (now, in_system)) if backlogged else None
-    growth = state.backlog_growth if backlogged else None
-    if probe is not None and now - probe[0] >= params.growth_min_seconds:
-        growth = (in_system - probe[1]) / (now - probe[0])
-        probe = (now, in_system)
-    work = _mean_work(inputs)
-    if backlogged and work is not None and running:
-        # With a queue, every serving replica runs its full concurrency and completes
-        # 1 / work requests/s (whatever the concurrency, under processor sharing).
-        # (never below the rate the runtime reports: a draining backlog does not lower it)
-        completing = running / inputs.max_concurrency / work
-        arrival = max(arrival or 0.0, completing + (growth or 0.0))
-    elif growth is not None and growth > 0:
-        arrival = (arrival or 0.0) + growth
+    arrival, growth, probe = _implied_arrivals(
+        inputs, state, now, waiting, running, arrival, params
+    )
+    if arrival is not None:
+        arrival = min(arrival, _HUGE) if math.isfinite(arrival) else _HUGE
+    lookback = max(params.headroom_lookback_seconds, inputs.scale_down_delay_seconds)
+    rates = tuple(r for r in state.rates if r[0] > now - lookback)
+    if arrival is not None:
+        rates = (*rates, (now, arrival, inputs.ready_replicas))
 
     found: list[SignalNeed] = []
     if waiting is not None or running is not None:
@@ -616,6 +1074,9 @@ def recommend(
         by_arrival = arrival_need(inputs, arrival, params)
         if by_arrival is not None:
             found.append(by_arrival)
+        by_headroom = headroom_need(inputs, arrival, rates, params)
+        if by_headroom is not None:
+            found.append(by_headroom)
     # (feedback looks at backlogs before this sample only, so more load never means less)
     by_latency = latency_need(inputs, signals, state, now, params)
     if by_latency is not None:
@@ -628,6 +1089,8 @@ def recommend(
     why = winner.reason if winner is not None else "no usable signal"
     if growth is not None and winner is not None and winner.signal == "arrival":
         why = f"{why} (completions at saturation + the backlog's growth, {growth:+.3g} req/s)"
+    if abs(speed - 1.0) >= 0.05:
+        why = f"{why}; replicas measured at {speed:.2f}x the profile's speed"
 
     delay = inputs.scale_down_delay_seconds
     window_since = state.window_since if state.window_since is not None else now
@@ -697,6 +1160,11 @@ def recommend(
             backlog_at=backlog_at,
             backlog_probe=probe,
             backlog_growth=growth,
+            rates=rates,
+            speed=speed,
+            speed_at=now,
+            work=profile_work if profile_work is not None else state.work,
+            suspect_at=None,
         ),
     )
 
@@ -736,7 +1204,8 @@ def _max(values: list[float | None]) -> float | None:
 def combine_samples(samples: list[TierSample]) -> ServiceSample | None:
     """Samples of the same service from several tiers' Prometheus servers, as one.
 
-    Queue depth, running requests and arrival rate add up; the p95 latencies are the worst
+    Queue depth, running requests, arrival, token and completion rates add up; the p95
+    latencies are the worst
     tier's (a p95 of the union lies between the tiers' and the SLO must hold everywhere); the
     mean token counts are weighted by each tier's arrival rate; the observation time is the
     oldest, so a stale tier makes the whole sample stale.
@@ -767,6 +1236,10 @@ def combine_samples(samples: list[TierSample]) -> ServiceSample | None:
             p95_latency_ms=_max([s.p95_latency_ms for s in signals]),
             ttft_p95_ms=_max([s.ttft_p95_ms for s in signals]),
             observed_at=None if None in times else min(t for t in times if t is not None),
+            prompt_tokens_rate=_sum([s.prompt_tokens_rate for s in signals]),
+            output_tokens_rate=_sum([s.output_tokens_rate for s in signals]),
+            mean_running=_sum([s.mean_running for s in signals]),
+            recent_completion_rate=_sum([s.recent_completion_rate for s in signals]),
         ),
         mean_prompt_tokens=weighted([s.mean_prompt_tokens for s in samples]),
         mean_output_tokens=weighted([s.mean_output_tokens for s in samples]),

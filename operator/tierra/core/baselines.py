@@ -92,6 +92,14 @@ class Observation:
     mean_prompt_tokens: float | None
     """Mean of the requests completed recently (the runtime's token counters over a window)."""
     mean_output_tokens: float | None
+    prompt_tokens_rate: float | None = None
+    """Prompt tokens processed per second over the last minute, counted per iteration."""
+    output_tokens_rate: float | None = None
+    """Generated tokens per second over the last minute, counted per iteration."""
+    mean_running: float | None = None
+    """Requests running, averaged over the last minute."""
+    recent_completion_rate: float | None = None
+    """Completions per second since the previous scrape (``irate``)."""
 
     @property
     def concurrency(self) -> int:
@@ -230,12 +238,25 @@ class HpaPolicy:
 
     name = "hpa"
 
-    def __init__(self, target: float, tolerance: float = HPA_TOLERANCE) -> None:
+    def __init__(
+        self,
+        target: float,
+        tolerance: float = HPA_TOLERANCE,
+        down_window: float = HPA_DOWN_STABILISATION_SECONDS,
+    ) -> None:
         if target <= 0:
             raise ValueError("target must be positive")
         self._target = target
         self.tolerance = tolerance
+        self.down_window = down_window
+        """``behavior.scaleDown.stabilizationWindowSeconds`` (default 300 s; the simulator
+        also runs it with the service's own scale-down delay, as a fair peer)."""
         self._behaviour = HpaBehaviour(1, 1)
+
+    @property
+    def window(self) -> float | None:
+        """The scale-down window when it is not the default."""
+        return None if self.down_window == HPA_DOWN_STABILISATION_SECONDS else self.down_window
 
     @property
     def target(self) -> float:
@@ -243,7 +264,7 @@ class HpaPolicy:
 
     def start(self, context: PolicyContext) -> int:
         low = max(1, context.min_replicas)
-        self._behaviour = HpaBehaviour(low, max(low, context.max_replicas))
+        self._behaviour = HpaBehaviour(low, max(low, context.max_replicas), self.down_window)
         replicas = min(max(context.warm_replicas, low), self._behaviour.max_replicas)
         self._behaviour.warm(0.0, replicas)
         return replicas
@@ -277,10 +298,13 @@ class KedaPolicy:
         poll_seconds: float = KEDA_POLL_SECONDS,
         cooldown_seconds: float = KEDA_COOLDOWN_SECONDS,
         tolerance: float = HPA_TOLERANCE,
+        down_window: float = HPA_DOWN_STABILISATION_SECONDS,
     ) -> None:
         if target <= 0:
             raise ValueError("target must be positive")
         self._target = target
+        self.down_window = down_window
+        """The scale-down stabilisation window of the HPA KEDA creates."""
         self.activation_threshold = activation_threshold
         self.poll_seconds = poll_seconds
         self.cooldown_seconds = cooldown_seconds
@@ -294,12 +318,16 @@ class KedaPolicy:
     def target(self) -> float:
         return self._target
 
+    @property
+    def window(self) -> float | None:
+        return None if self.down_window == HPA_DOWN_STABILISATION_SECONDS else self.down_window
+
     def start(self, context: PolicyContext) -> int:
         self._min_count = (
             context.min_replicas if context.scale_to_zero else max(1, context.min_replicas)
         )
         top = max(1, context.max_replicas)
-        self._behaviour = HpaBehaviour(max(1, self._min_count), top)
+        self._behaviour = HpaBehaviour(max(1, self._min_count), top, self.down_window)
         self._next_poll = 0.0
         self._last_active = 0.0
         replicas = min(max(context.warm_replicas, self._min_count), top)
@@ -331,6 +359,33 @@ class KedaPolicy:
 
 
 # --------------------------------------------------------------------------------------------
+# Static
+
+
+class StaticPolicy:
+    """A constant fleet of ``replicas`` (swept by the simulator: the cheapest count that
+    reaches an attainment is the baseline a capacity planner with hindsight would pick)."""
+
+    name = "static"
+    window = None
+
+    def __init__(self, replicas: int) -> None:
+        if replicas < 1:
+            raise ValueError("replicas must be at least 1")
+        self._replicas = replicas
+
+    @property
+    def target(self) -> float:
+        return float(self._replicas)
+
+    def start(self, context: PolicyContext) -> int:
+        return self._replicas
+
+    def decide(self, observation: Observation) -> int:
+        return self._replicas
+
+
+# --------------------------------------------------------------------------------------------
 # Static peak
 
 
@@ -339,6 +394,7 @@ class StaticPeakPolicy:
 
     name = "static-peak"
     target = None
+    window = None
 
     def __init__(self) -> None:
         self._replicas = 1
@@ -383,14 +439,23 @@ class OraclePolicy:
     """
 
     name = "oracle"
-    target = None
+    window = None
 
-    def __init__(self, bin_seconds: float | None = None) -> None:
+    def __init__(self, bin_seconds: float | None = None, attainment: float = 1.0) -> None:
+        if not 0 < attainment <= 1:
+            raise ValueError("attainment must be in (0, 1]")
         self._bin = bin_seconds
+        self.attainment = attainment
+        """The share of requests within the SLO it aims at (1: every request that can be)."""
         self._needs: list[int] = []
         self._step = 15.0
         self._lead = 0.0
         self._floor = 0
+
+    @property
+    def target(self) -> float | None:
+        """The attainment aimed at, when below full."""
+        return None if self.attainment >= 1 else self.attainment
 
     @property
     def needs(self) -> Sequence[int]:
@@ -401,7 +466,7 @@ class OraclePolicy:
         self._step = self._bin or context.interval
         self._lead = context.interval + context.profile.startup_seconds
         self._floor = 0 if context.scale_to_zero else max(1, context.min_replicas)
-        self._needs = oracle_needs(context, self._step)
+        self._needs = oracle_needs(context, self._step, self.attainment)
         return self._ordered(0.0)
 
     def decide(self, observation: Observation) -> int:
@@ -414,8 +479,12 @@ class OraclePolicy:
         return max(window, default=self._floor)
 
 
-def oracle_needs(context: PolicyContext, bin_seconds: float) -> list[int]:
-    """Step 1 of ``OraclePolicy``: the ready replicas each bin needs for full attainment."""
+def oracle_needs(context: PolicyContext, bin_seconds: float, attainment: float = 1.0) -> list[int]:
+    """Step 1 of ``OraclePolicy``: the ready replicas each bin needs for ``attainment``.
+
+    Below full attainment the oracle has a budget of misses, ``(1 - attainment)`` of the
+    requests seen so far, and spends it greedily: each bin gets the fewest replicas whose
+    misses among the bin's requests (and those still in flight) fit in what is left of it."""
     trace = sorted(context.trace, key=lambda r: r.arrival)
     if not trace:
         return []
@@ -426,6 +495,7 @@ def oracle_needs(context: PolicyContext, bin_seconds: float) -> list[int]:
     pool = ReplicaPool(profile, replicas=0, now=0.0)
     bins = math.floor(arrivals[-1] / bin_seconds) + 1
     needs: list[int] = []
+    missed = 0
     for b in range(bins):
         start, end = b * bin_seconds, (b + 1) * bin_seconds
         lo, mid, hi = (bisect_left(arrivals, x) for x in (start, end, end + bin_seconds))
@@ -435,14 +505,19 @@ def oracle_needs(context: PolicyContext, bin_seconds: float) -> list[int]:
         busy = pool.running + pool.waiting > 0 or mid > lo
         low = max(floor, 1) if busy else floor
         need = top
+        allowed = max(0, math.floor((1.0 - attainment) * mid + 1e-9) - missed)
         if low < top:
             required = _met(context.slo, trace, pool, start, top, submitted, mid)
             while low < need:
                 half = (low + need) // 2
-                if required <= _met(context.slo, trace, pool, start, half, submitted, mid):
+                met = _met(context.slo, trace, pool, start, half, submitted, mid)
+                if len(required - met) <= allowed:
                     need = half
                 else:
                     low = half + 1
+            if allowed and need < top:
+                met = _met(context.slo, trace, pool, start, need, submitted, mid)
+                missed += sum(1 for i in required - met if i >= lo)
         needs.append(max(need, floor) if busy else floor)
         pool.set_replicas(start, needs[-1])
         for i in current:

@@ -105,6 +105,15 @@ def _ratio(numerator: str, denominator: str, sel: Selector) -> str:
     return f"{_rate(numerator, sel)} / {_rate(denominator, sel)}"
 
 
+def _irate(metric: str, sel: Selector) -> str:
+    return f"sum(irate({metric}{{{sel.matcher()}}}[{RATE_WINDOW}]))"
+
+
+def _mean_gauge(metric: str, sel: Selector) -> str:
+    """The gauge's sum over the pods, averaged over the rate window (a subquery at 5 s)."""
+    return f"avg_over_time(sum({metric}{{{sel.matcher()}}})[{RATE_WINDOW}:5s])"
+
+
 def _p95(bucket_metric: str, sel: Selector) -> str:
     return (
         f"histogram_quantile(0.95, sum by (le) "
@@ -203,6 +212,46 @@ def custom(sel: Selector, queries: CustomQueries) -> PresetQueries:
         latency_p95_seconds=fill(queries.latency_p95_seconds),
         ttft_p95_seconds=fill(queries.ttft_p95_seconds),
     )
+
+
+@dataclass(frozen=True)
+class RateQueries:
+    """The queries behind the recommender's rate signals (the online service-rate estimate and
+    the arrivals now); ``None`` where the runtime has no such metric. Kept apart from
+    ``PresetQueries``: they are sampled with it, and their absence only disables the signals
+    that need them."""
+
+    prompt_tokens_rate: str | None = None
+    """Prompt tokens processed per second over the window."""
+    output_tokens_rate: str | None = None
+    """Generated tokens per second over the window."""
+    mean_running: str | None = None
+    """Requests running, averaged over the same window."""
+    recent_completion_rate: str | None = None
+    """Completions per second between the last two scrapes (``irate``): with the growth of
+    what is in the system, the arrival rate now."""
+
+
+def vllm_rates(sel: Selector) -> RateQueries:
+    """vLLM counts prompt and generation tokens per iteration: their rates are the work done in
+    the window, also by requests that have not completed (which is why the token ratios of
+    :func:`vllm` can be +Inf or NaN)."""
+    return RateQueries(
+        prompt_tokens_rate=_rate("vllm:prompt_tokens_total", sel),
+        output_tokens_rate=_rate("vllm:generation_tokens_total", sel),
+        mean_running=_mean_gauge("vllm:num_requests_running", sel),
+        recent_completion_rate=_irate("vllm:request_success_total", sel),
+    )
+
+
+def rate_queries_for(service: InferenceService, tier: str | None = None) -> RateQueries:
+    """The rate queries for a service's pods; only the vLLM preset has them (the others'
+    token counters grow at completion, not per iteration)."""
+    meta = service.metadata
+    sel = Selector(namespace=meta.namespace or "default", name=meta.name, tier=tier)
+    if service.spec.runtime.metrics_preset == "vllm":
+        return vllm_rates(sel)
+    return RateQueries()
 
 
 PRESETS: dict[MetricsPreset, Callable[[Selector], PresetQueries]] = {

@@ -269,6 +269,11 @@ class ReplicaPool:
         self._done: list[CompletedRequest] = []
         self._replica_seconds = 0.0
         self._accounted_at = now
+        self._running_seconds = 0.0
+        self._running_at = now
+        self._prompt_done = 0.0
+        """Prompt tokens of the prefills completed (partial ones are added when observed)."""
+        self._output_done = 0.0
         for _ in range(replicas):
             replica = self._new_replica()
             replica.ready = True
@@ -318,6 +323,32 @@ class ReplicaPool:
     def replica_seconds(self) -> float:
         """Integral of provisioned replicas over time up to ``now`` (for accelerator-hours)."""
         return self._replica_seconds
+
+    @property
+    def running_seconds(self) -> float:
+        """Integral of the running requests over time up to ``now`` (for a mean running)."""
+        return self._running_seconds
+
+    def tokens_processed(self) -> tuple[float, float]:
+        """(prompt, output) tokens processed up to ``now``, counted per iteration as vLLM's
+        ``prompt_tokens_total`` / ``generation_tokens_total`` are: a request in its prefill
+        has processed its share of its prompt so far, one decoding its share of its output,
+        so the counters grow while requests run, not only when they complete."""
+        prompt, output = self._prompt_done, self._output_done
+        now = self._now
+        for replica in self._replicas.values():
+            if replica.n == 0:
+                continue
+            vtime = replica.vtime + (now - replica.clock) / replica.n
+            for _, _, job in replica.finishing:
+                progress = vtime - (job.finish_tag - job.work)
+                decode = job.work - job.prefill_work
+                if math.isnan(job.first_token):  # not yet in _prompt_done
+                    done = progress / job.prefill_work if job.prefill_work > 0 else 1.0
+                    prompt += job.prompt * min(1.0, max(0.0, done))
+                if decode > 0 and progress > job.prefill_work:
+                    output += job.output * min(1.0, (progress - job.prefill_work) / decode)
+        return prompt, output
 
     def state(self) -> PoolState:
         return PoolState(
@@ -405,6 +436,10 @@ class ReplicaPool:
         self._seq += 1
         heapq.heappush(self._events, (time, kind, self._seq, replica.id, replica.version))
 
+    def _integrate(self, t: float) -> None:
+        self._running_seconds += self._running * (t - self._running_at)
+        self._running_at = t
+
     def _account(self, t: float) -> None:
         self._replica_seconds += len(self._replicas) * (t - self._accounted_at)
         self._accounted_at = t
@@ -424,6 +459,7 @@ class ReplicaPool:
             elif not replica.ready and replica.accepting:
                 self._on_ready(replica, time)
         self._account(t)
+        self._integrate(t)
         self._now = t
 
     def _progress(self, replica: _Replica, t: float, vtime: float | None = None) -> None:
@@ -439,6 +475,7 @@ class ReplicaPool:
         while prefilling and prefilling[0][0] <= after:
             tag, _, job = heapq.heappop(prefilling)
             job.first_token = min(t, max(job.started, clock + (tag - before) * n))
+            self._prompt_done += job.prompt
         replica.vtime = after
         replica.clock = t
 
@@ -449,6 +486,9 @@ class ReplicaPool:
         self._seq += 1
         heapq.heappush(replica.prefilling, (job.prefill_tag, self._seq, job))
         heapq.heappush(replica.finishing, (job.finish_tag, self._seq, job))
+        if job.prefill_work <= 0:
+            job.first_token = t  # no prompt: the first token is out at once
+        self._integrate(t)
         replica.n += 1
         self._running += 1
 
@@ -483,6 +523,11 @@ class ReplicaPool:
                     rtt=rtt,
                 )
             )
+            if math.isnan(job.first_token):  # prefill and finish in the same instant
+                job.first_token = t
+                self._prompt_done += job.prompt
+            self._output_done += job.output
+            self._integrate(t)
             replica.n -= 1
             self._running -= 1
         if replica.n == 0:

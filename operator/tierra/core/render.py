@@ -6,6 +6,7 @@ dicts with the same key order) and states only fields Tierra owns.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import math
 import re
@@ -52,6 +53,17 @@ STARTUP_PROBE_PERIOD_SECONDS = 10
 STARTUP_GRACE_FACTOR = 2  # the startup probe tolerates twice the variant's profiled startup
 DRAIN_EXTRA_SECONDS = 30  # grace beyond migration.drainSeconds for in-flight requests
 RESERVED_ENV = ("TIERRA_MODEL_NAME", "TIERRA_MODEL_URI", "TIERRA_VARIANT")
+
+# Pod Security Standards (runtime.podSecurity): "restricted" passes namespaces that enforce it;
+# "baseline" lets images that must run as root run, still without privilege escalation.
+POD_SECURITY_CONTEXT: dict[str, Manifest] = {
+    "restricted": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
+    "baseline": {"seccompProfile": {"type": "RuntimeDefault"}},
+}
+CONTAINER_SECURITY_CONTEXT: dict[str, Manifest] = {
+    "restricted": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
+    "baseline": {"allowPrivilegeEscalation": False},
+}
 
 
 @dataclass(frozen=True)
@@ -283,12 +295,14 @@ def render(
         "ports": ports,
         "resources": accelerators.resources(pool, variant),
         **_probes(service, variant),
+        "securityContext": copy.deepcopy(CONTAINER_SECURITY_CONTEXT[runtime.pod_security]),
     }
     pod_spec: Manifest = {
         # Service links would inject e.g. VLLM_PORT for a Service named "vllm", which vLLM
         # misreads as its own configuration.
         "enableServiceLinks": False,
         "terminationGracePeriodSeconds": service.spec.migration.drain_seconds + DRAIN_EXTRA_SECONDS,
+        "securityContext": copy.deepcopy(POD_SECURITY_CONTEXT[runtime.pod_security]),
         "containers": [container],
     }
     node_selector = accelerators.node_selector(pool, variant)

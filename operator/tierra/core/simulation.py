@@ -38,7 +38,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from tierra.api.inference_service import InferenceService, Variant
@@ -61,6 +61,7 @@ from tierra.core.baselines import (
     PolicyContext,
     SloTarget,
     StaticPeakPolicy,
+    StaticPolicy,
     TraceRequest,
 )
 from tierra.core.placement import (
@@ -103,9 +104,16 @@ TOKEN_WINDOW_SECONDS = 300.0
 WARM_MINUTES = 5
 """The adaptive policies start sized for the busiest of the trace's first minutes: the trace
 is a cut from a service that was running, whose first minute can be partial."""
-DEFAULT_SWEEP: tuple[float, ...] = (1, 1.25, 1.5, 1.75, 2, 2.5, 3, 4, 6, 8, 12, 16, 24, 32)
-"""Per-replica concurrency targets the HPA and KEDA baselines are swept over."""
-POLICY_NAMES = ("tierra", "hpa", "keda", "static-peak", "oracle")
+DEFAULT_SWEEP: tuple[float, ...] = (
+    0.5, 0.75, 1, 1.1, 1.2, 1.3, 1.4, 1.5, 1.6, 1.7, 1.8, 1.9, 2, 2.25, 2.5, 2.75, 3, 3.5, 4,
+    5, 6, 8, 12, 16, 32,
+)  # fmt: skip
+"""Per-replica concurrency targets the HPA and KEDA baselines are swept over: steps of 0.1
+where attainment changes fastest, so the cheapest setting at an attainment is not an
+artefact of the grid."""
+POLICY_NAMES = ("tierra", "hpa", "keda", "static", "static-peak", "oracle")
+BASELINES = ("static", "hpa", "keda")
+"""The reactive and fixed baselines Tierra's cost is compared with at equal attainment."""
 
 JsonRow = dict[str, Any]
 
@@ -128,8 +136,19 @@ class ServiceSetup:
     variant: Variant
     rtt_ms: float
     profile: ReplicaProfile
+    """What the spec says one replica does (what the recommender is told)."""
     views: tuple[TierView, ...]
     decision: PlacementDecision
+    true_profile: ReplicaProfile | None = None
+    """What a replica really does, when the spec's profile is off (None: the spec is exact)."""
+    profile_error: float = 0.0
+    """How far off the spec is: its throughputs are ``1 + profile_error`` times the real ones
+    (+0.3: 30 % optimistic, -0.3: 30 % pessimistic)."""
+
+    @property
+    def served_profile(self) -> ReplicaProfile:
+        """The profile the simulated replicas run at."""
+        return self.true_profile or self.profile
 
     @property
     def name(self) -> str:
@@ -172,8 +191,14 @@ def ample_views(service: InferenceService, tiers: Sequence[Tier]) -> tuple[TierV
     )
 
 
-def setup_service(service: InferenceService, tiers: Sequence[Tier]) -> ServiceSetup:
-    """Place the service (at ``maxReplicas``) and derive its replica profile."""
+def setup_service(
+    service: InferenceService, tiers: Sequence[Tier], profile_error: float = 0.0
+) -> ServiceSetup:
+    """Place the service (at ``maxReplicas``) and derive its replica profile; with
+    ``profile_error`` the replicas really run at ``1 / (1 + profile_error)`` of the spec's
+    prefill and decode throughputs (the spec is that far off)."""
+    if not profile_error > -1.0:
+        raise SimulationError("profile_error must be above -1 (the spec's throughput > 0)")
     views = ample_views(service, tiers)
     decision = place(service, max(1, service.spec.scaling.max_replicas), views)
     name = service.metadata.name
@@ -191,15 +216,25 @@ def setup_service(service: InferenceService, tiers: Sequence[Tier]) -> ServiceSe
     pool = next(p for p in tier.spec.pools if p.name == chosen.pool)
     variant = next(v for v in service.spec.variants if v.name == chosen.variant)
     rtt_ms = weighted_rtt_ms(service.spec.placement.user_regions, tier.spec.latency_ms)
+    profile = ReplicaProfile.from_variant(variant, rtt_seconds=rtt_ms / 1000.0)
+    true_profile = None
+    if profile_error:
+        true_profile = replace(
+            profile,
+            prefill_tokens_per_second=profile.prefill_tokens_per_second / (1 + profile_error),
+            decode_tokens_per_second=profile.decode_tokens_per_second / (1 + profile_error),
+        )
     return ServiceSetup(
         service=service,
         tier=tier,
         pool=pool,
         variant=variant,
         rtt_ms=rtt_ms,
-        profile=ReplicaProfile.from_variant(variant, rtt_seconds=rtt_ms / 1000.0),
+        profile=profile,
         views=views,
         decision=decision,
+        true_profile=true_profile,
+        profile_error=profile_error,
     )
 
 
@@ -237,7 +272,7 @@ def policy_context(
     peak_rate = max(counts) / RATE_WINDOW_SECONDS
     return PolicyContext(
         trace=ordered,
-        profile=setup.profile,
+        profile=setup.served_profile,  # (only the clairvoyant oracle simulates with it)
         slo=setup.slo,
         min_replicas=scaling.min_replicas,
         max_replicas=scaling.max_replicas,
@@ -279,6 +314,10 @@ class TierraPolicy:
             p95_latency_ms=observation.p95_latency_ms,
             ttft_p95_ms=observation.ttft_p95_ms,
             observed_at=observation.time,
+            prompt_tokens_rate=observation.prompt_tokens_rate,
+            output_tokens_rate=observation.output_tokens_rate,
+            mean_running=observation.mean_running,
+            recent_completion_rate=observation.recent_completion_rate,
         )
         inputs = scaling_inputs(
             setup.service,
@@ -355,16 +394,20 @@ class RunResult:
     slo_latency_ms: float
     slo_ttft_ms: float | None
     timeline: tuple[TimelinePoint, ...] = field(default=(), repr=False, compare=False)
+    window: float | None = None
+    """The baseline's scale-down window when it is not its default."""
 
     @property
     def label(self) -> str:
-        return self.policy if self.target is None else f"{self.policy}:{self.target:g}"
+        label = self.policy if self.target is None else f"{self.policy}:{self.target:g}"
+        return label if self.window is None else f"{label}/w{self.window:g}"
 
     def to_json(self) -> JsonRow:
         """The JSON object of the run (everything but the timeline)."""
         return {
             "policy": self.policy,
             "target": self.target,
+            "window": self.window,
             "service": self.service,
             "placement": self.placement,
             "requests": self.requests,
@@ -398,47 +441,78 @@ def _nearest_rank(ordered: Sequence[float], q: float) -> float:
 
 
 class _Windows:
-    """The sliding windows a Prometheus query over the runtime's metrics would see."""
+    """The sliding windows a Prometheus query over the runtime's metrics would see: the
+    latencies of the requests completed in the last minute, and the counters (completions,
+    prompt and generated tokens counted per iteration, running-seconds) sampled at every
+    scrape, whose increases over a window are what ``rate()`` and ``avg_over_time`` give."""
 
     def __init__(self) -> None:
         self.recent: deque[CompletedRequest] = deque()
-        self.tokens: deque[CompletedRequest] = deque()
-        self.prompt = 0
-        self.output = 0
+        self.samples: deque[tuple[float, int, float, float, float]] = deque()
+        """(time, completions, prompt tokens, output tokens, running-seconds) per scrape."""
+        self.completions = 0
 
     def add(self, done: Iterable[CompletedRequest]) -> None:
         for d in done:
             self.recent.append(d)
-            self.tokens.append(d)
-            self.prompt += d.prompt_tokens
-            self.output += d.output_tokens
+            self.completions += 1
+
+    def _at(self, when: float) -> tuple[float, int, float, float, float]:
+        """The oldest kept sample at or after ``when`` (the start of a window)."""
+        for sample in self.samples:
+            if sample[0] >= when - 1e-9:
+                return sample
+        return self.samples[-1]
 
     def observe(self, now: float, pool: ReplicaPool) -> tuple[Observation, float | None]:
+        prompt, output = pool.tokens_processed()
+        last = self.samples[-1] if self.samples else None
+        self.samples.append((now, self.completions, prompt, output, pool.running_seconds))
+        while self.samples and self.samples[0][0] < now - TOKEN_WINDOW_SECONDS - 1e-9:
+            self.samples.popleft()
         while self.recent and self.recent[0].finish_time <= now - RATE_WINDOW_SECONDS:
             self.recent.popleft()
-        while self.tokens and self.tokens[0].finish_time <= now - TOKEN_WINDOW_SECONDS:
-            old = self.tokens.popleft()
-            self.prompt -= old.prompt_tokens
-            self.output -= old.output_tokens
-        span = min(RATE_WINDOW_SECONDS, now) or RATE_WINDOW_SECONDS
+        minute = self._at(now - RATE_WINDOW_SECONDS)
+        span = now - minute[0]
+        if span <= 0:  # the first scrape: the counters' increase since the trace began
+            minute, span = (0.0, 0, 0.0, 0.0, 0.0), now
+        long = self._at(now - TOKEN_WINDOW_SECONDS)
+        if long[0] >= now:
+            long = (0.0, 0, 0.0, 0.0, 0.0)
+        completed = self.completions - long[1]
         latency = sorted(d.finish_time - d.arrival for d in self.recent)
         ttft = sorted(d.first_token_time - d.arrival for d in self.recent)
         rtt = pool.profile.rtt_seconds
-        n = len(self.tokens)
         observation = Observation(
             time=now,
             waiting=pool.waiting,
             running=pool.running,
             ready_replicas=pool.ready_replicas,
             desired_replicas=pool.desired_replicas,
-            arrival_rate=len(self.recent) / span,
+            arrival_rate=(self.completions - minute[1]) / span if span > 0 else None,
             p95_latency_ms=_nearest_rank(latency, 0.95) * 1000 if latency else None,
             ttft_p95_ms=_nearest_rank(ttft, 0.95) * 1000 if ttft else None,
-            mean_prompt_tokens=self.prompt / n if n else None,
-            mean_output_tokens=self.output / n if n else None,
+            # rate(prompt_tokens_total[5m]) / rate(request_success_total[5m]): with per-
+            # iteration counters, +Inf or NaN in a window with tokens and no completion
+            mean_prompt_tokens=_ratio(prompt - long[2], completed),
+            mean_output_tokens=_ratio(output - long[3], completed),
+            prompt_tokens_rate=(prompt - minute[2]) / span if span > 0 else None,
+            output_tokens_rate=(output - minute[3]) / span if span > 0 else None,
+            mean_running=(pool.running_seconds - minute[4]) / span if span > 0 else None,
+            recent_completion_rate=(self.completions - last[1]) / (now - last[0])
+            if last is not None and now > last[0]
+            else None,
         )
         client_p95 = (_nearest_rank(latency, 0.95) + rtt) * 1000 if latency else None
         return observation, client_p95
+
+
+def _ratio(numerator: float, denominator: float) -> float | None:
+    """PromQL's division: x/0 is +Inf (or NaN for 0/0, which Prometheus reports as no
+    value)."""
+    if denominator > 0:
+        return numerator / denominator
+    return math.inf if numerator > 0 else None
 
 
 def run_policy(
@@ -447,7 +521,7 @@ def run_policy(
     """Replay ``context.trace`` with ``policy`` deciding every ``context.interval`` seconds."""
     trace = context.trace
     initial = policy.start(context)
-    pool = ReplicaPool(setup.profile, replicas=initial, now=0.0)
+    pool = ReplicaPool(setup.served_profile, replicas=initial, now=0.0)
     windows = _Windows()
     done: list[CompletedRequest] = []
     timeline: list[TimelinePoint] = []
@@ -514,6 +588,7 @@ def _result(
     return RunResult(
         policy=policy.name,
         target=policy.target,
+        window=getattr(policy, "window", None),
         service=setup.name,
         placement="/".join(setup.decision.placements[0].key),
         requests=requests,
@@ -539,15 +614,17 @@ def _result(
 
 @dataclass(frozen=True)
 class PolicySpec:
-    """A policy asked for on the command line: a name, and a target for the swept baselines
-    (None: the whole sweep)."""
+    """A policy asked for on the command line: a name, and a setting for the swept baselines
+    (None: the whole sweep): a per-replica target for hpa / keda, a replica count for static,
+    an attainment for the oracle."""
 
     name: str
     target: float | None = None
 
 
 def parse_policies(text: str) -> list[PolicySpec]:
-    """``"tierra,hpa,keda:8"`` -> specs; ``hpa`` / ``keda`` without a target mean the sweep."""
+    """``"tierra,hpa,keda:8,static:4,oracle:0.99"`` -> specs; ``hpa`` / ``keda`` / ``static``
+    without a setting mean the sweep, ``oracle`` alone aims at full attainment."""
     specs: list[PolicySpec] = []
     for item in (part.strip() for part in text.split(",")):
         if not item:
@@ -557,7 +634,7 @@ def parse_policies(text: str) -> list[PolicySpec]:
             raise ValueError(f"unknown policy {name!r} (choose from {', '.join(POLICY_NAMES)})")
         target: float | None = None
         if value:
-            if name not in ("hpa", "keda"):
+            if name not in ("hpa", "keda", "static", "oracle"):
                 raise ValueError(f"policy {name!r} takes no target")
             try:
                 target = float(value)
@@ -565,6 +642,10 @@ def parse_policies(text: str) -> list[PolicySpec]:
                 raise ValueError(f"target of {name!r} must be a number, got {value!r}") from None
             if not target > 0:
                 raise ValueError(f"target of {name!r} must be positive")
+            if name == "oracle" and target > 1:
+                raise ValueError("the oracle's attainment is a share in (0, 1]")
+            if name == "static" and target != int(target):
+                raise ValueError("static takes a whole number of replicas")
         specs.append(PolicySpec(name, target))
     if not specs:
         raise ValueError("no policy given")
@@ -572,22 +653,34 @@ def parse_policies(text: str) -> list[PolicySpec]:
 
 
 def build_policies(
-    specs: Sequence[PolicySpec], setup: ServiceSetup, sweep: Sequence[float] = DEFAULT_SWEEP
+    specs: Sequence[PolicySpec],
+    setup: ServiceSetup,
+    sweep: Sequence[float] = DEFAULT_SWEEP,
+    windows: Sequence[float | None] = (None,),
 ) -> list[Policy]:
-    """Fresh policy objects for the specs, the baselines expanded over ``sweep``."""
+    """Fresh policy objects for the specs, the baselines expanded over ``sweep`` (targets),
+    ``windows`` (HPA/KEDA scale-down windows, None for the default; ``"service"`` style
+    callers pass the service's ``scaleDownDelaySeconds``) and ``1..maxReplicas`` (static)."""
     policies: list[Policy] = []
+    top = max(1, setup.service.spec.scaling.max_replicas)
     for spec in specs:
         targets = [spec.target] if spec.target is not None else list(sweep)
         if spec.name == "tierra":
             policies.append(TierraPolicy(setup))
-        elif spec.name == "hpa":
-            policies += [HpaPolicy(t) for t in targets]
-        elif spec.name == "keda":
-            policies += [KedaPolicy(t) for t in targets]
+        elif spec.name in ("hpa", "keda"):
+            for window in windows:
+                down = {} if window is None else {"down_window": window}
+                for t in targets:
+                    policies.append(
+                        HpaPolicy(t, **down) if spec.name == "hpa" else KedaPolicy(t, **down)
+                    )
+        elif spec.name == "static":
+            counts = [int(spec.target)] if spec.target is not None else range(1, top + 1)
+            policies += [StaticPolicy(n) for n in counts]
         elif spec.name == "static-peak":
             policies.append(StaticPeakPolicy())
         elif spec.name == "oracle":
-            policies.append(OraclePolicy())
+            policies.append(OraclePolicy(attainment=spec.target or 1.0))
         else:  # pragma: no cover - parse_policies rejects it
             raise ValueError(f"unknown policy {spec.name!r}")
     return policies
@@ -600,13 +693,15 @@ def simulate(
     specs: Sequence[PolicySpec],
     sweep: Sequence[float] = DEFAULT_SWEEP,
     keep_timeline: bool = True,
+    profile_error: float = 0.0,
+    windows: Sequence[float | None] = (None,),
 ) -> list[RunResult]:
     """Every policy run of the specs over the trace, in the order asked."""
-    setup = setup_service(service, tiers)
+    setup = setup_service(service, tiers, profile_error)
     context = policy_context(setup, trace)
     return [
         run_policy(setup, context, policy, keep_timeline)
-        for policy in build_policies(specs, setup, sweep)
+        for policy in build_policies(specs, setup, sweep, windows)
     ]
 
 
@@ -626,6 +721,6 @@ def comparison(results: Sequence[RunResult]) -> Mapping[str, RunResult | None]:
         return {}
     return {
         name: cheapest_reaching(results, name, tierra.within_slo)
-        for name in ("hpa", "keda")
+        for name in BASELINES
         if any(r.policy == name for r in results)
     }

@@ -25,7 +25,8 @@ Deployments and InferenceServices and the clock, and serves what it computes.
   labelled like a ``kubernetes_sd`` scrape with ``labelmap`` of the pod labels would label them
   (``tierra.dev/tier`` -> ``tierra_dev_tier``), plus ``namespace``, ``pod`` (the Deployment's
   name), ``model_name`` and ``cluster``. Latencies are the server's (no network round trip),
-  as vLLM measures them; token counters grow when a request completes.
+  as vLLM measures them; token counters grow per iteration, as vLLM's do (a request in its
+  prefill has counted its share of its prompt so far), and completions when a request ends.
 """
 
 from __future__ import annotations
@@ -356,8 +357,6 @@ class PoolRecord:
     model_name: str
     labels: dict[str, str]
     success: int = 0
-    prompt_tokens: int = 0
-    generation_tokens: int = 0
     e2e: Histogram = field(default_factory=lambda: Histogram(E2E_LATENCY_BUCKETS))
     ttft: Histogram = field(default_factory=lambda: Histogram(TTFT_BUCKETS))
     recent: deque[tuple[float, float, float]] = field(default_factory=deque)
@@ -367,11 +366,16 @@ class PoolRecord:
         latency = done.finish_time - done.arrival
         ttft = done.first_token_time - done.arrival
         self.success += 1
-        self.prompt_tokens += done.prompt_tokens
-        self.generation_tokens += done.output_tokens
         self.e2e.observe(latency)
         self.ttft.observe(ttft)
         self.recent.append((done.finish_time, latency, ttft))
+
+    def tokens(self) -> tuple[int, int]:
+        """(prompt, generation) tokens processed so far, counted per iteration as vLLM does:
+        they grow while requests run, so a window can hold tokens and no completion (the
+        token ratios of the presets are then +Inf or NaN, as on a real server)."""
+        prompt, output = self.pool.tokens_processed()
+        return int(prompt), int(output)
 
     def prune(self, now: float) -> None:
         while self.recent and self.recent[0][0] < now - RECENT_WINDOW_SECONDS:
@@ -619,8 +623,9 @@ class TwinModel:
             waiting.series.append(Series(labels, float(record.pool.waiting)))
             running.series.append(Series(labels, float(record.pool.running)))
             success.series.append(Series(labels, float(record.success)))
-            prompt.series.append(Series(labels, float(record.prompt_tokens)))
-            generation.series.append(Series(labels, float(record.generation_tokens)))
+            prompt_tokens, generation_tokens = record.tokens()
+            prompt.series.append(Series(labels, float(prompt_tokens)))
+            generation.series.append(Series(labels, float(generation_tokens)))
             e2e.histograms.append(HistogramSeries(labels, record.e2e.cumulative(), record.e2e.sum))
             ttft.histograms.append(
                 HistogramSeries(labels, record.ttft.cumulative(), record.ttft.sum)

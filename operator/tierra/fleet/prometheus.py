@@ -9,8 +9,12 @@ Install. :func:`ensure_prometheus` resolves the binary in this order:
 4. a ``prometheus`` on ``PATH``,
 5. otherwise Debian's ``prometheus`` package: ``apt-get download`` (after ``apt-get update``
    when the package lists are empty and we are root) and ``dpkg-deb -x`` into a temporary
-   directory; only ``usr/bin/prometheus`` (a static Go binary) is kept, in the cache. No
-   service is installed or started.
+   directory; only ``usr/bin/prometheus`` and ``usr/bin/promtool`` (static Go binaries) are
+   kept, in the cache. No service is installed or started.
+
+``promtool`` (for checking and unit-testing the chart's alert rules) is looked for next to the
+resolved prometheus, or at ``TIERRA_PROMTOOL_BIN``; :func:`ensure_prometheus` re-fetches the
+package when a cached prometheus has no promtool beside it.
 
 Run. :class:`PrometheusServer` starts ``prometheus`` on a loopback port with a generated
 config (static scrape targets, ``honor_labels: true``) and its own storage directory, waits for
@@ -124,17 +128,18 @@ def install_prometheus() -> Path:
         unpack = _command(["dpkg-deb", "-x", str(deb), str(tree)], workdir)
         if unpack.returncode != 0:
             raise PrometheusError(f"dpkg-deb -x failed: {unpack.stderr[-2000:]}")
-        binary = tree / "usr" / "bin" / "prometheus"
-        if not _executable(binary):
-            raise PrometheusError(f"{deb.name} holds no usr/bin/prometheus")
         target_dir = prometheus_cache_dir(_upstream_version(info.stdout.strip()))
         target_dir.mkdir(parents=True, exist_ok=True)
-        target = target_dir / "prometheus"
-        staged = target_dir / f".prometheus.{os.getpid()}"
-        shutil.copy2(binary, staged)
-        os.replace(staged, target)  # atomic: a concurrent installer sees old or new, never half
+        # promtool first: a prometheus in the cache means the entry is complete.
+        for name in ("promtool", "prometheus"):
+            binary = tree / "usr" / "bin" / name
+            if not _executable(binary):
+                raise PrometheusError(f"{deb.name} holds no usr/bin/{name}")
+            staged = target_dir / f".{name}.{os.getpid()}"
+            shutil.copy2(binary, staged)
+            os.replace(staged, target_dir / name)  # atomic: never a half-written binary
         (target_dir / "package-version.txt").write_text(info.stdout.strip() + "\n")
-        return target
+        return target_dir / "prometheus"
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
@@ -143,12 +148,39 @@ def ensure_prometheus() -> Path:
     """A runnable prometheus binary, installing Debian's into the cache when none is found."""
     found = find_prometheus()
     if found is not None:
+        cached = found.parent.parent == cache_root() / "bin"
+        if cached and not _executable(found.parent / "promtool"):  # cached before promtool was
+            return install_prometheus()
         return found
     if os.environ.get("TIERRA_PROMETHEUS_BIN"):
         raise PrometheusError(
             f"TIERRA_PROMETHEUS_BIN={os.environ['TIERRA_PROMETHEUS_BIN']} is not executable"
         )
     return install_prometheus()
+
+
+def find_promtool() -> Path | None:
+    """``TIERRA_PROMTOOL_BIN``, else the promtool beside the resolved prometheus, else PATH."""
+    override = os.environ.get("TIERRA_PROMTOOL_BIN")
+    if override:
+        return Path(override) if _executable(Path(override)) else None
+    prometheus = find_prometheus()
+    if prometheus is not None and _executable(prometheus.parent / "promtool"):
+        return prometheus.parent / "promtool"
+    on_path = shutil.which("promtool")
+    return Path(on_path) if on_path else None
+
+
+def ensure_promtool() -> Path:
+    """promtool from the same Prometheus the fleet uses, installing it when missing."""
+    found = find_promtool()
+    if found is not None:
+        return found
+    ensure_prometheus()
+    found = find_promtool()
+    if found is None:
+        raise PrometheusError("no promtool beside prometheus; set TIERRA_PROMTOOL_BIN")
+    return found
 
 
 # ---------------------------------------------------------------------------------- config

@@ -20,18 +20,28 @@ from tierra.api.inference_service import InferenceService
 from tierra.core.autoscale import (
     API_MAX_REPLICAS,
     Recommendation,
+    ScalerParams,
     ScalerState,
     ScalingInputs,
     Signals,
     arrival_need,
     planned_concurrency,
-    recommend,
     scaling_inputs,
 )
+from tierra.core.autoscale import recommend as _recommend
 from tierra.core.queue_model import ReplicaPool, ReplicaProfile
 
 STEP = 15.0
 DELAY = 120.0
+TRUSTED = ScalerParams(speed_prior=1.0, headroom_min_startup_seconds=math.inf)
+"""The mechanics of the signals, the deadband and the windows, with a profile taken at its
+word and no burst headroom (test_autoscale_signals.py covers those)."""
+
+
+def recommend(
+    inputs: ScalingInputs, state: ScalerState, now: float, params: ScalerParams = TRUSTED
+) -> Recommendation:
+    return _recommend(inputs, state, now, params)
 
 
 def inputs(**changes: Any) -> ScalingInputs:
@@ -182,18 +192,21 @@ def test_the_max_over_signals_wins_with_its_reason() -> None:
 
 
 def test_a_backlog_is_drained_within_the_startup_time_not_provisioned_for() -> None:
-    # 464 in the system is 12 replicas' allowance; but with 64 running on replicas of 32, two
-    # saturated replicas complete 2 / 0.375 s requests/s (more than the lagging 4 req/s the
-    # rate window shows), and draining the 392 waiting beyond the allowed queue within the
-    # 60 s startup takes (5.33 + 392/60) x 0.375 s.
+    # 464 in the system is 87 replicas' allowance (5.33 requests of 0.375 s fit in the 2 s
+    # budget); but two saturated replicas complete 2 / 0.375 s requests/s (more than the
+    # lagging 4 req/s the rate window shows), and draining what is beyond what the two
+    # replicas hold within the SLO within the 60 s startup takes
+    # (5.33 + (464 - 2 x 5.33) / 60) x 0.375 s.
     load = signals(0.0, queue=400, running=64, arrival=4.0)
-    by_size = recommend(inputs(signals=load), ScalerState(), 0.0)
-    assert by_size.needs["queue"] == math.ceil((2 / 0.375 + 392 / 60) * 0.375) == 5
-    unknown_size = recommend(inputs(signals=load, mean_prompt_tokens=None), ScalerState(), 0.0)
-    assert unknown_size.needs["queue"] == 12
-    # what is running is evidence, not a model: the request size does not talk it down
+    given = inputs(signals=load, desired_replicas=2, ready_replicas=2)
+    by_size = recommend(given, ScalerState(), 0.0)
+    assert by_size.needs["queue"] == math.ceil((2 / 0.375 + (464 - 2 * 2 / 0.375) / 60) * 0.375)
+    assert by_size.needs["queue"] == 5
+    unknown_size = recommend(replace(given, mean_prompt_tokens=None), ScalerState(), 0.0)
+    assert unknown_size.needs["queue"] == 12  # 464 over the configured 32 + 8 per replica
+    # what is running is evidence, not a model: 400 running need 13 replicas' slots
     busy = recommend(inputs(signals=signals(0.0, 0, 400, 4.0)), ScalerState(), 0.0)
-    assert busy.needs["queue"] == 10
+    assert busy.needs["queue"] == 13
 
 
 def test_latency_feedback_scales_from_ready_replicas_bounded_per_step() -> None:
@@ -262,15 +275,24 @@ def test_starting_replicas_absorb_the_load_they_were_asked_for() -> None:
 
 
 def test_one_step_scale_up_from_one_to_the_need() -> None:
-    recs = drive([(0, 5, 1.0), (0, 5, 1.0), (200, 500, 60.0)])
-    assert [r.replicas for r in recs[:2]] == [1, 1]
-    assert recs[2].replicas == max(recs[2].needs.values()) == need_for(60.0)
-    assert recs[2].replicas >= 20
-    assert recs[2].reason.startswith(f"scale up 1 -> {recs[2].replicas}: ")
+    """One replica at 1 req/s, then a step: the first sample after it shows 200 more in the
+    system than 15 s before, with the replica completing 2.67 req/s (irate): 16 req/s arrive,
+    and the first decision asks for what they need."""
+    base = inputs(desired_replicas=1, ready_replicas=1)
+    calm = Signals(0, 2, 1.0, observed_at=0.0, recent_completion_rate=1.0)
+    first = recommend(replace(base, signals=calm), ScalerState(), 0.0)
+    again = recommend(replace(base, signals=replace(calm, observed_at=15.0)), first.state, 15.0)
+    step = Signals(170, 32, 1.2, observed_at=30.0, recent_completion_rate=1 / 0.375)
+    rec = recommend(replace(base, signals=step), again.state, 30.0)
+    assert [first.replicas, again.replicas] == [1, 1]
+    arrivals = 1 / 0.375 + (202 - 2) / 15
+    assert rec.needs["arrival"] == need_for(arrivals) >= 7
+    assert rec.replicas == max(rec.needs.values())
+    assert rec.reason.startswith(f"scale up 1 -> {rec.replicas}: ")
 
 
 def test_scale_up_is_clamped_to_max_replicas() -> None:
-    rec = drive([(5000, 5000, 500.0)], max_replicas=12)[0]
+    rec = drive([(1000, 320, 200.0)], max_replicas=12)[0]
     assert rec.replicas == 12
 
 
@@ -664,23 +686,32 @@ def test_a_growing_backlog_counts_as_arrivals_the_completions_do_not_show() -> N
     base = inputs(desired_replicas=1, ready_replicas=1, startup_seconds=5.0)
     first = recommend(replace(base, signals=signals(0.0, 20, 32, 2.6)), ScalerState(), 0.0)
     assert first.state.backlog_probe == (0.0, 52.0)
-    # 3 s later, 21 more in the system: 7 req/s arriving beyond the 2.6 completing.
+    # 3 s later, 21 more in the system: 7 req/s arriving beyond the 2.67 completing.
     later = recommend(
-        replace(base, desired_replicas=first.replicas, signals=signals(3.0, 41, 32, 2.6)),
+        replace(base, signals=signals(3.0, 41, 32, 2.6)),
         first.state,
         3.0,
     )
-    assert later.needs["arrival"] == need_for(2.6 + 7.0)
-    assert later.replicas >= need_for(9.6)
-    assert "backlog's growth" in later.reason
+    assert later.needs["arrival"] == need_for(1 / 0.375 + 7.0)
+    assert later.replicas >= need_for(1 / 0.375 + 7.0)
+    assert later.state.backlog_growth == pytest.approx(7.0)
     # without the growth the lagging completions would ask for far less
     assert need_for(2.6) < need_for(9.6)
-    # no backlog: no probe, and nothing is added
+    # no backlog: the growth is not added (without the completions now it is noise)
     calm = recommend(replace(base, signals=signals(6.0, 0, 3, 2.6)), later.state, 6.0)
-    assert calm.state.backlog_probe is None
+    assert calm.state.backlog_growth is None
     assert calm.needs["arrival"] == need_for(2.6)
 
 
 def test_state_round_trips_through_status() -> None:
-    state = ScalerState(last_replicas=3, window=((1.0, 3),), backlog_probe=(2.0, 40.0))
+    state = ScalerState(
+        last_replicas=3,
+        window=((1.0, 3),),
+        backlog_probe=(2.0, 40.0),
+        rates=((1.0, 2.5, 3), (2.0, 3.5, 3)),
+        speed=0.8,
+        speed_at=2.0,
+        work=0.4,
+        suspect_at=1.0,
+    )
     assert ScalerState.from_dict(json.loads(json.dumps(state.to_dict()))) == state

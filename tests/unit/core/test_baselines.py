@@ -3,6 +3,7 @@ and cooldown; static-peak sizing; the oracle as the cost floor at full attainmen
 
 from __future__ import annotations
 
+import random
 from dataclasses import replace
 
 from tierra.core.baselines import (
@@ -14,6 +15,7 @@ from tierra.core.baselines import (
     PolicyContext,
     SloTarget,
     StaticPeakPolicy,
+    StaticPolicy,
     TraceRequest,
     hpa_pods_proposal,
 )
@@ -191,3 +193,47 @@ def test_oracle_meets_the_slo_when_it_is_feasible() -> None:
     assert not slo.feasible(PROFILE, 1000, 500)  # 1.2 s alone
     ttft = SloTarget(latency_seconds=10.0, ttft_seconds=0.1)
     assert not ttft.feasible(PROFILE, 1000, 10)  # prefill alone 0.2 s
+
+
+# ---- static:N, the HPA's scale-down window, the oracle at an attainment
+
+
+def test_static_holds_its_count_whatever_the_load() -> None:
+    policy = StaticPolicy(3)
+    assert (policy.name, policy.target, policy.window) == ("static", 3.0, None)
+    assert policy.start(context()) == 3
+    assert policy.decide(observe(15.0, concurrency=500, desired=3)) == 3
+
+
+def test_hpa_and_keda_take_the_services_scale_down_window() -> None:
+    """With the service's 120 s window instead of the default 300 s, the HPA comes down after
+    120 s of lower recommendations; the label says which window ran."""
+    for make in (HpaPolicy, KedaPolicy):
+        default, short = make(2.0), make(2.0, down_window=120.0)
+        assert (default.window, short.window) == (None, 120.0)
+        counts = {}
+        for policy in (default, short):
+            policy.start(context(warm_replicas=8))
+            desired, t = 8, 0.0
+            while t < 400.0 and desired == 8:
+                t += 15.0
+                desired = policy.decide(observe(t, concurrency=4, desired=8))
+            counts[policy.window] = t
+        assert counts[120.0] <= 135.0
+        assert counts[None] >= 300.0
+
+
+def test_the_oracle_at_an_attainment_holds_fewer_replicas() -> None:
+    """Poisson arrivals of varied sizes: allowing 10 % of misses, the oracle holds fewer
+    replicas over the trace (it spends its budget of misses on the costliest bins)."""
+    rng = random.Random(3)
+    trace, t = [], 0.0
+    while t < 600.0:
+        t += rng.expovariate(6.0)
+        trace.append(TraceRequest(t, int(rng.lognormvariate(7.0, 0.8)), 100))
+    ctx = context(trace=trace, warm_replicas=1, max_replicas=10, slo=SloTarget(1.5))
+    full, partial = OraclePolicy(), OraclePolicy(attainment=0.9)
+    full.start(ctx)
+    partial.start(ctx)
+    assert (full.target, partial.target) == (None, 0.9)
+    assert sum(partial.needs) < sum(full.needs)

@@ -12,6 +12,7 @@ from tierra.core.metrics_presets import (
     PROM_LABEL_SERVICE_NAMESPACE,
     PROM_LABEL_TIER,
     PresetQueries,
+    RateQueries,
     Selector,
     custom,
     escape,
@@ -19,6 +20,7 @@ from tierra.core.metrics_presets import (
     tgi,
     triton,
     vllm,
+    vllm_rates,
 )
 
 SEL = 'tierra_dev_inference_service_namespace="team-a",tierra_dev_inference_service="chat"'
@@ -105,6 +107,15 @@ def test_vllm_queries() -> None:
         f"sum(rate(vllm:request_success_total{{{SEL}}}[1m]))",
         mean_output_tokens=f"sum(rate(vllm:generation_tokens_total{{{SEL}}}[1m])) / "
         f"sum(rate(vllm:request_success_total{{{SEL}}}[1m]))",
+    )
+
+
+def test_vllm_rate_queries_count_tokens_per_iteration() -> None:
+    assert vllm_rates(Selector("team-a", "chat")) == RateQueries(
+        prompt_tokens_rate=f"sum(rate(vllm:prompt_tokens_total{{{SEL}}}[1m]))",
+        output_tokens_rate=f"sum(rate(vllm:generation_tokens_total{{{SEL}}}[1m]))",
+        mean_running=f"avg_over_time(sum(vllm:num_requests_running{{{SEL}}})[1m:5s])",
+        recent_completion_rate=f"sum(irate(vllm:request_success_total{{{SEL}}}[1m]))",
     )
 
 

@@ -401,3 +401,23 @@ def test_invalid_arguments_are_rejected() -> None:
         replicas_for_slo(1.0, 1.0, 1, 1.0, percentile=1.0)
     with pytest.raises(ValueError):
         ReplicaProfile(max_concurrency=0, prefill_tokens_per_second=1, decode_tokens_per_second=1)
+
+
+def test_tokens_are_counted_per_iteration_and_running_is_integrated() -> None:
+    """vLLM counts prompt and generation tokens per iteration: a request alone on a replica
+    (1 s of prefill, then 1 s of decode) has half its prompt counted after 0.5 s, all of it
+    and half its output after 1.5 s, and the running-seconds integral grows with it."""
+    pool = ReplicaPool(ReplicaProfile(4, 1000, 100), replicas=1)
+    pool.submit(0.0, 1, 1000, 100)
+    pool.advance(0.5)
+    assert pool.tokens_processed() == pytest.approx((500, 0))
+    pool.advance(1.5)
+    assert pool.tokens_processed() == pytest.approx((1000, 50))
+    assert pool.running_seconds == pytest.approx(1.5)
+    pool.submit(1.5, 2, 1000, 100)  # shares the replica: each progresses at half speed
+    assert [d.request_id for d in pool.advance(2.5)] == [1]  # its last 0.5 s took 1 s
+    assert pool.tokens_processed() == pytest.approx((1500, 100))
+    done = pool.run_until_idle()  # the second: 0.5 s of prefill and 1 s of decode left
+    assert [(d.request_id, d.finish_time) for d in done] == [(2, pytest.approx(4.0))]
+    assert pool.tokens_processed() == pytest.approx((2000, 200))
+    assert pool.running_seconds == pytest.approx(1.5 + 2 * 1.0 + 1.5)

@@ -459,3 +459,65 @@ def test_unknown_variant_or_pool_is_an_error() -> None:
         render(service(), PlannedPlacement("central", "h100", "nope", 1, ""), tier(), owner, True)
     with pytest.raises(ValueError, match="no pool nope"):
         render(service(), PlannedPlacement("central", "nope", "h100", 1, ""), tier(), owner, True)
+
+
+# --------------------------------------------------------------------------------------------
+# Pod Security Standards
+
+
+def _restricted_violations(deployment: dict[str, Any]) -> list[str]:
+    """The checks of Pod Security "restricted" (v1.34) that a rendered pod could fail."""
+    spec = pod_spec(deployment)
+    pod_ctx = spec.get("securityContext") or {}
+    problems = []
+    for c in spec["containers"]:
+        ctx = c.get("securityContext") or {}
+        if ctx.get("allowPrivilegeEscalation") is not False:
+            problems.append("allowPrivilegeEscalation != false")
+        if "ALL" not in (ctx.get("capabilities") or {}).get("drop", []):
+            problems.append("capabilities.drop lacks ALL")
+        if set((ctx.get("capabilities") or {}).get("add", [])) - {"NET_BIND_SERVICE"}:
+            problems.append("capabilities added")
+        if ctx.get("runAsNonRoot", pod_ctx.get("runAsNonRoot")) is not True:
+            problems.append("runAsNonRoot != true")
+        if 0 in (ctx.get("runAsUser"), pod_ctx.get("runAsUser")):
+            problems.append("runAsUser 0")
+        seccomp = (ctx.get("seccompProfile") or pod_ctx.get("seccompProfile") or {}).get("type")
+        if seccomp not in ("RuntimeDefault", "Localhost"):
+            problems.append("seccompProfile not RuntimeDefault/Localhost")
+        if ctx.get("privileged"):
+            problems.append("privileged")
+    if spec.get("hostNetwork") or spec.get("hostPID") or spec.get("hostIPC"):
+        problems.append("host namespaces")
+    return problems
+
+
+def test_workloads_meet_pod_security_restricted_by_default() -> None:
+    deployment, _ = rendered()
+    assert _restricted_violations(deployment) == []
+    assert pod_spec(deployment)["securityContext"] == {
+        "runAsNonRoot": True,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    assert container(deployment)["securityContext"] == {
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+    }
+
+
+def test_a_service_can_ask_for_baseline_for_an_image_that_runs_as_root() -> None:
+    svc = service(uid=UID, runtime={"image": "vllm/vllm-openai:v0.10.0", "podSecurity": "baseline"})
+    deployment, _ = rendered(svc)
+    assert _restricted_violations(deployment) == [
+        "capabilities.drop lacks ALL",
+        "runAsNonRoot != true",
+    ]
+    assert container(deployment)["securityContext"] == {"allowPrivilegeEscalation": False}
+    assert pod_spec(deployment)["securityContext"] == {"seccompProfile": {"type": "RuntimeDefault"}}
+
+
+def test_rendered_security_contexts_are_not_shared_between_renders() -> None:
+    first, _ = rendered()
+    container(first)["securityContext"]["capabilities"]["drop"].append("X")
+    second, _ = rendered()
+    assert container(second)["securityContext"]["capabilities"]["drop"] == ["ALL"]

@@ -139,24 +139,34 @@ def test_no_feasible_tier_is_an_error() -> None:
 
 
 def test_parse_policies_expands_names_and_targets() -> None:
-    assert parse_policies("tierra, hpa:2.5,oracle") == [
+    assert parse_policies("tierra, hpa:2.5,static:3,oracle,oracle:0.99") == [
         PolicySpec("tierra"),
         PolicySpec("hpa", 2.5),
+        PolicySpec("static", 3),
         PolicySpec("oracle"),
+        PolicySpec("oracle", 0.99),
     ]
-    for bad in ("nope", "tierra:3", "hpa:x", "hpa:0", ""):
+    for bad in ("nope", "tierra:3", "hpa:x", "hpa:0", "", "static:1.5", "oracle:2"):
         with pytest.raises(ValueError):
             parse_policies(bad)
     setup = setup_service(service(), tiers())
-    policies = build_policies(parse_policies(",".join(POLICY_NAMES)), setup, sweep=(1, 2))
-    assert [(p.name, p.target) for p in policies] == [
-        ("tierra", None),
-        ("hpa", 1),
-        ("hpa", 2),
-        ("keda", 1),
-        ("keda", 2),
-        ("static-peak", None),
-        ("oracle", None),
+    top = setup.service.spec.scaling.max_replicas
+    policies = build_policies(
+        parse_policies(",".join(POLICY_NAMES)), setup, sweep=(1, 2), windows=(None, 60.0)
+    )
+    assert [(p.name, p.target, getattr(p, "window", None)) for p in policies] == [
+        ("tierra", None, None),
+        ("hpa", 1, None),
+        ("hpa", 2, None),
+        ("hpa", 1, 60.0),
+        ("hpa", 2, 60.0),
+        ("keda", 1, None),
+        ("keda", 2, None),
+        ("keda", 1, 60.0),
+        ("keda", 2, 60.0),
+        *[("static", n, None) for n in range(1, top + 1)],
+        ("static-peak", None, None),
+        ("oracle", None, None),
     ]
 
 
@@ -168,7 +178,8 @@ def results() -> list[Any]:
 
 
 def test_every_run_reports_the_required_json_keys(results: list[Any]) -> None:
-    assert len(results) == 9
+    top = service().spec.scaling.max_replicas
+    assert len(results) == 1 + 3 + 3 + top + 2
     for r in results:
         row = r.to_json()
         assert row.keys() >= JSON_KEYS
@@ -206,7 +217,7 @@ def test_static_peak_never_scales(results: list[Any]) -> None:
 def test_comparison_picks_the_cheapest_baseline_reaching_tierra(results: list[Any]) -> None:
     tierra = next(r for r in results if r.policy == "tierra")
     picks = comparison(results)
-    assert set(picks) == {"hpa", "keda"}
+    assert set(picks) == {"static", "hpa", "keda"}
     for name, pick in picks.items():
         reaching = [r for r in results if r.policy == name and r.within_slo >= tierra.within_slo]
         if pick is None:
@@ -253,3 +264,49 @@ def test_requests_that_never_complete_count_against_the_slo() -> None:
     assert result.within_slo == 0.0
     assert result.completed == 0
     assert result.to_json()["p95_latency_ms"] is None
+
+
+def test_a_profile_that_is_off_runs_the_replicas_at_the_truth() -> None:
+    """+30 %: the spec says 1.3x what replicas do; the recommender is told the spec, the pool
+    runs at the truth, and the oracle (clairvoyant) plans with the truth."""
+    exact = setup_service(service(), tiers())
+    off = setup_service(service(), tiers(), profile_error=0.3)
+    assert off.profile == exact.profile == exact.served_profile
+    truth = off.served_profile
+    assert truth.prefill_tokens_per_second == pytest.approx(5000 / 1.3)
+    assert truth.decode_tokens_per_second == pytest.approx(500 / 1.3)
+    assert policy_context(off, poisson_trace(1)).profile == truth
+    with pytest.raises(SimulationError):
+        setup_service(service(), tiers(), profile_error=-1.0)
+    trace = poisson_trace(4)
+    slow = simulate(service(), tiers(), trace, parse_policies("static:3"), profile_error=0.3)
+    fast = simulate(service(), tiers(), trace, parse_policies("static:3"), profile_error=-0.3)
+    assert slow[0].p95_latency_ms > fast[0].p95_latency_ms
+
+
+def test_the_oracle_reaches_the_attainment_it_aims_at() -> None:
+    trace = poisson_trace(5)
+    full, partial = simulate(service(), tiers(), trace, parse_policies("oracle,oracle:0.95"))
+    assert partial.label == "oracle:0.95"
+    assert partial.within_slo >= 0.95 - 0.01  # (per-bin accounting; in-flight ones shift)
+    assert partial.cost <= full.cost
+
+
+def test_the_observation_carries_per_iteration_token_rates() -> None:
+    """What the tierra policy sees: token rates counted per iteration and the mean running
+    over the minute, the completions since the last scrape; a request size that can be +Inf
+    in a window with tokens and no completion is the recommender's to ignore."""
+    setup = setup_service(service(), tiers())
+    context = policy_context(setup, poisson_trace(6))
+    seen: list[Any] = []
+
+    class Spy(TierraPolicy):
+        def decide(self, observation: Any) -> int:
+            seen.append(observation)
+            return super().decide(observation)
+
+    run_policy(setup, context, Spy(setup), keep_timeline=False)
+    busy = [o for o in seen[4:] if o.running > 0]
+    assert busy and all(o.prompt_tokens_rate > 0 and o.mean_running > 0 for o in busy)
+    assert all(o.recent_completion_rate is not None for o in seen[1:])
+    assert seen[0].recent_completion_rate is None

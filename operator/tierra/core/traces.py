@@ -1,0 +1,156 @@
+"""Synthetic request traces with seeds: the shapes of traffic the recommender must hold its SLO
+on, beyond one smooth chat trace (pure: a seed in, a list of requests out, no I/O, no clock).
+
+Each generator returns ``TraceRequest`` (arrival seconds from 0, prompt and output tokens),
+sorted by arrival, the same for the same seed. Sizes are log-normal around a median and
+clipped to a range, as measured LLM request sizes are (heavy right tail, no zero).
+
+* ``prefill_heavy_bursts``: code completion. Prompts of thousands of tokens, outputs of tens;
+  bursts that go from near 0 to 15-30 req/s within seconds, last 20-70 s, and come back after
+  quiet minutes.
+* ``decode_heavy``: long answers (hundreds to thousands of output tokens) to short prompts, at
+  a slowly wandering rate.
+* ``diurnal_ramp``: a day compressed into the trace: the rate follows a cosine from a night
+  trough to a midday peak and back, with noise.
+* ``agentic_fanout``: agent sessions; each step of a session fans one request out into dozens
+  of model calls within a second (tools, sub-agents, re-reading a long context).
+
+``SUITE`` names them for the benchmark; ``generate(name, seed)`` builds one.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Callable
+
+from tierra.core.baselines import TraceRequest
+
+DEFAULT_DURATION = 3600.0
+
+
+def _lognormal(rng: random.Random, median: float, sigma: float, low: int, high: int) -> int:
+    return int(min(high, max(low, round(rng.lognormvariate(math.log(median), sigma)))))
+
+
+def _poisson_times(rng: random.Random, rate: float, start: float, end: float) -> list[float]:
+    times: list[float] = []
+    if rate <= 0:
+        return times
+    t = start + rng.expovariate(rate)
+    while t < end:
+        times.append(t)
+        t += rng.expovariate(rate)
+    return times
+
+
+def _finish(requests: list[TraceRequest]) -> list[TraceRequest]:
+    return sorted(requests, key=lambda r: r.arrival)
+
+
+def prefill_heavy_bursts(seed: int, duration: float = DEFAULT_DURATION) -> list[TraceRequest]:
+    """Code completion: ~0.3 req/s background, bursts of 15-30 req/s lasting 20-70 s with 1-6
+    quiet minutes between them; prompts ~2,500 tokens (500-8,000), outputs ~30 (5-200)."""
+    rng = random.Random(f"prefill-heavy/{seed}")
+
+    def request(t: float) -> TraceRequest:
+        return TraceRequest(
+            t, _lognormal(rng, 2500, 0.5, 500, 8000), _lognormal(rng, 30, 0.6, 5, 200)
+        )
+
+    arrivals = _poisson_times(rng, 0.3, 0.0, duration)
+    t = rng.uniform(20.0, 120.0)
+    while t < duration:
+        length = rng.uniform(20.0, 70.0)
+        peak = rng.uniform(15.0, 30.0)
+        ramp = rng.uniform(2.0, 6.0)  # "within seconds": the rate climbs over a few seconds
+        for at in _poisson_times(rng, peak, t, min(duration, t + length)):
+            # thin the first seconds so the rate rises linearly over ``ramp``
+            if at - t >= ramp or rng.random() < (at - t) / ramp:
+                arrivals.append(at)
+        t += length + rng.uniform(60.0, 360.0)
+    return _finish([request(a) for a in sorted(arrivals)])
+
+
+def decode_heavy(seed: int, duration: float = DEFAULT_DURATION) -> list[TraceRequest]:
+    """Long outputs: prompts ~300 tokens (50-2,000), outputs ~700 (100-3,000); the rate wanders
+    between about 0.5 and 2.5 req/s (a random walk on minutes)."""
+    rng = random.Random(f"decode-heavy/{seed}")
+    requests: list[TraceRequest] = []
+    rate = 1.2
+    for minute in range(math.ceil(duration / 60.0)):
+        rate = min(2.5, max(0.5, rate * math.exp(rng.gauss(0.0, 0.15))))
+        start = minute * 60.0
+        for at in _poisson_times(rng, rate, start, min(duration, start + 60.0)):
+            requests.append(
+                TraceRequest(
+                    at, _lognormal(rng, 300, 0.7, 50, 2000), _lognormal(rng, 700, 0.5, 100, 3000)
+                )
+            )
+    return _finish(requests)
+
+
+def diurnal_ramp(seed: int, duration: float = DEFAULT_DURATION) -> list[TraceRequest]:
+    """A day in ``duration``: chat requests (prompt ~1,000, output ~200) at a rate that follows
+    a cosine from 0.5 req/s at night to 12 req/s at midday, with +-15 % minute-to-minute
+    noise."""
+    rng = random.Random(f"diurnal/{seed}")
+    requests: list[TraceRequest] = []
+    low, high = 0.5, 12.0
+    for minute in range(math.ceil(duration / 60.0)):
+        start = minute * 60.0
+        phase = (start + 30.0) / duration
+        rate = low + (high - low) * (1 - math.cos(2 * math.pi * phase)) / 2
+        rate *= max(0.5, rng.gauss(1.0, 0.15))
+        for at in _poisson_times(rng, rate, start, min(duration, start + 60.0)):
+            requests.append(
+                TraceRequest(
+                    at, _lognormal(rng, 1000, 0.6, 50, 6000), _lognormal(rng, 200, 0.7, 5, 1500)
+                )
+            )
+    return _finish(requests)
+
+
+def agentic_fanout(seed: int, duration: float = DEFAULT_DURATION) -> list[TraceRequest]:
+    """Agent sessions start at 1 per 40 s on average and run 3-8 steps 5-30 s apart; each step
+    fans out into 10-40 calls within one second, each re-reading the session's context
+    (~3,000 tokens, growing by ~500 per step) and answering briefly (~80 tokens)."""
+    rng = random.Random(f"agentic/{seed}")
+    requests: list[TraceRequest] = []
+    for start in _poisson_times(rng, 1 / 40.0, 0.0, duration):
+        context = _lognormal(rng, 3000, 0.4, 800, 12000)
+        t = start
+        for _ in range(rng.randint(3, 8)):
+            if t >= duration:
+                break
+            for _ in range(rng.randint(10, 40)):
+                at = t + rng.uniform(0.0, 1.0)
+                if at < duration:
+                    requests.append(
+                        TraceRequest(
+                            at,
+                            min(16000, context + _lognormal(rng, 200, 0.5, 20, 2000)),
+                            _lognormal(rng, 80, 0.6, 5, 600),
+                        )
+                    )
+            context = min(16000, context + _lognormal(rng, 500, 0.5, 50, 3000))
+            t += rng.uniform(5.0, 30.0)
+    return _finish(requests)
+
+
+SUITE: dict[str, Callable[[int, float], list[TraceRequest]]] = {
+    "prefill-heavy": prefill_heavy_bursts,
+    "decode-heavy": decode_heavy,
+    "diurnal": diurnal_ramp,
+    "agentic": agentic_fanout,
+}
+"""The generated traces, by name."""
+
+
+def generate(name: str, seed: int = 1, duration: float = DEFAULT_DURATION) -> list[TraceRequest]:
+    """The named trace of the suite."""
+    try:
+        generator = SUITE[name]
+    except KeyError:
+        raise ValueError(f"unknown trace {name!r} (choose from {', '.join(SUITE)})") from None
+    return generator(seed, duration)

@@ -1,0 +1,398 @@
+"""The recommender's signals for bursty, prefill-heavy traffic and imperfect profiles: the
+SLO-derived queue allowance, the arrivals now, the burst headroom, the online service-rate
+estimate, the guard against implausible samples (a property over arbitrary floats) and the
+state a restart restores."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import replace
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tierra.core.autoscale import (
+    DEFAULT_PARAMS,
+    ScalerParams,
+    ScalerState,
+    ScalingInputs,
+    Signals,
+    arrival_need,
+    burst_rise,
+    headroom_need,
+    queue_allowance,
+    recommend,
+    restore_state,
+    status_signals,
+    update_speed,
+)
+
+STEP = 15.0
+TRUSTED = ScalerParams(speed_prior=1.0)
+
+
+def inputs(**changes: Any) -> ScalingInputs:
+    """A replica serves a 1000-token prompt and a 200-token answer in 0.375 s alone."""
+    base = ScalingInputs(
+        min_replicas=1,
+        max_replicas=50,
+        latency_p95_ms=2000.0,
+        max_concurrency=32,
+        prefill_tokens_per_second=8000.0,
+        decode_tokens_per_second=800.0,
+        desired_replicas=4,
+        ready_replicas=4,
+        signals=None,
+        scale_down_delay_seconds=120.0,
+        startup_seconds=60.0,
+        max_queue_per_replica=8,
+        mean_prompt_tokens=1000.0,
+        mean_output_tokens=200.0,
+    )
+    return replace(base, **changes)
+
+
+def need_for(rate: float, **changes: Any) -> int:
+    need = arrival_need(inputs(**changes), rate)
+    assert need is not None
+    return need.replicas
+
+
+def steady(now: float, rate: float, running: float, **extra: Any) -> Signals:
+    """What a runtime shows at a steady ``rate`` (completions now as over the minute)."""
+    values: dict[str, Any] = {"recent_completion_rate": rate, **extra}
+    return Signals(queue_depth=0.0, running=running, arrival_rate=rate, observed_at=now, **values)
+
+
+# --------------------------------------------------------------------------------------------
+# The queue signal's allowance
+
+
+def test_the_queue_allowance_comes_from_the_slo_for_the_request_mix() -> None:
+    chat = inputs()
+    assert queue_allowance(chat) == 2.0 / 0.375  # the last of n is out after n x work
+    code = inputs(mean_prompt_tokens=6000.0, mean_output_tokens=20.0)  # 0.775 s alone
+    assert queue_allowance(code) == 2.0 / 0.775 < queue_allowance(chat)
+    # a loose SLO is bounded by the configured maxConcurrency + maxQueuePerReplica
+    assert queue_allowance(inputs(latency_p95_ms=600_000.0)) == 32 + 8
+    # the TTFT budget lets maxConcurrency run and what its budget drains wait
+    assert queue_allowance(inputs(latency_p95_ms=60_000.0, ttft_p95_ms=750.0)) == 32 + 2
+    # never below one request, and the configured bound without a request size
+    assert queue_allowance(inputs(mean_prompt_tokens=8e6)) == 1.0
+    assert queue_allowance(inputs(mean_prompt_tokens=None)) == 40
+    # 40 in the system of long prompts need more replicas than 40 short ones
+    rec = recommend(
+        inputs(signals=steady(0.0, 2.0, 40.0), mean_prompt_tokens=6000.0), ScalerState(), 0.0
+    )
+    assert (
+        rec.needs["queue"]
+        > recommend(inputs(signals=steady(0.0, 2.0, 40.0)), ScalerState(), 0.0).needs["queue"]
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Arrivals now
+
+
+def test_arrivals_now_are_completions_plus_growth_even_when_nothing_waits() -> None:
+    """Processor sharing: an overload piles onto the replicas (running) before anything waits.
+    The completions between the last scrapes plus the growth of what is in the system are the
+    arrivals, at once; the minute's completion rate still shows the old load."""
+    first = recommend(inputs(signals=steady(0.0, 4.0, 6.0)), ScalerState(), 0.0, TRUSTED)
+    burst = Signals(0.0, 126.0, 4.5, observed_at=15.0, recent_completion_rate=10.0)
+    rec = recommend(inputs(signals=burst), first.state, 15.0, TRUSTED)
+    assert rec.state.backlog_growth == 8.0  # (126 - 6) / 15
+    assert rec.needs["arrival"] == need_for(18.0) > need_for(4.5)
+    # a lull (less in the system, fewer completions) never goes below the minute's average
+    lull = Signals(0.0, 30.0, 9.0, observed_at=30.0, recent_completion_rate=2.0)
+    after = recommend(inputs(signals=lull), rec.state, 30.0, TRUSTED)
+    assert after.needs["arrival"] == need_for(9.0)
+
+
+# --------------------------------------------------------------------------------------------
+# Burst headroom
+
+
+def burst_history(now: float) -> tuple[tuple[float, float, int], ...]:
+    """2 req/s, a burst to 20 req/s 10 minutes ago that rose within 15 s, then 2 req/s."""
+    rates = []
+    for i in range(int(now / STEP) + 1):
+        t = i * STEP
+        rates.append((t, 20.0 if now - 630 <= t < now - 570 else 2.0, 4))
+    return tuple(rates)
+
+
+def test_burst_rise_is_the_largest_rise_within_the_lead() -> None:
+    rates = ((0.0, 2.0, 1), (15.0, 3.0, 1), (30.0, 20.0, 1), (45.0, 5.0, 1), (60.0, 30.0, 1))
+    assert burst_rise(rates, 20.0) == (25.0, 30.0)  # 5 -> 30 within 15 s
+    assert burst_rise(rates, 60.0) == (28.0, 30.0)  # 2 -> 30 within 60 s
+    assert burst_rise((), 60.0) == (0.0, 0.0)
+
+
+def test_headroom_holds_what_a_burst_within_the_startup_time_needs() -> None:
+    now = 1200.0
+    need = headroom_need(inputs(), 2.0, burst_history(now))
+    assert need is not None and need.signal == "headroom"
+    # 2 now + the 18 req/s rise seen within the 60 s start-up, less one standard deviation of
+    # the difference of two 15 s samples at 20 req/s: the arrival model's count
+    held = 2.0 + 18.0 - math.sqrt(2 * 20.0 / 15.0)
+    assert need.replicas == need_for(held) > need_for(2.0)
+    assert f"{held:.3g} req/s held = 2 now + {held - 2:.3g}" in need.reason
+    assert "60 s start-up" in need.reason and "peak/mean" in need.reason
+    # never more than the peak plus the deadband, however the rises add up
+    bursting = headroom_need(inputs(), 20.0, burst_history(now))
+    assert bursting is None or bursting.replicas <= need_for(22.0)
+
+
+def test_no_headroom_for_a_smooth_load_or_a_short_startup() -> None:
+    smooth = tuple((i * STEP, 5.0 + 0.01 * i, 4) for i in range(80))
+    assert headroom_need(inputs(), 5.8, smooth) is None
+    assert headroom_need(inputs(startup_seconds=5.0), 2.0, burst_history(1200.0)) is None
+
+
+def test_headroom_keeps_the_count_through_the_quiet_and_lets_go_after_the_lookback() -> None:
+    """A service that has had a burst keeps the burst's count through quiet minutes (the next
+    one would come faster than replicas start) and lets it go once it is older than the
+    lookback."""
+    params = replace(TRUSTED, headroom_lookback_seconds=900.0)
+    state, current = ScalerState(), 2
+    counts: list[tuple[float, int]] = []
+    for i in range(int(2400 / STEP)):
+        now = i * STEP
+        rate = 20.0 if 300 <= now < 360 else 2.0
+        observed = steady(now, rate, rate * 0.375)
+        rec = recommend(
+            inputs(desired_replicas=current, ready_replicas=current, signals=observed),
+            state,
+            now,
+            params,
+        )
+        state, current = rec.state, rec.replicas
+        counts.append((now, current))
+    during = dict(counts)
+    assert during[360.0] >= need_for(20.0)
+    assert all(n >= need_for(18.0) for t, n in counts if 360 <= t <= 1100)
+    assert during[2385.0] <= need_for(2.0 * 1.1) + 1  # released after the lookback
+    assert "headroom" in str(
+        recommend(
+            inputs(
+                desired_replicas=during[900.0],
+                ready_replicas=during[900.0],
+                signals=steady(900.0, 2.0, 0.75),
+            ),
+            replace(state, rates=burst_history(900.0)),
+            900.0,
+            params,
+        ).reason
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# The online service-rate estimate
+
+
+def run_speed(true_speed: float, rate: float, replicas: int, steps: int = 40) -> float:
+    """The estimate after ``steps`` scrapes of replicas ``true_speed`` times the profile's
+    serving ``rate`` req/s of 1000 + 200 tokens, balanced (busy share ``rate x work / replicas``
+    when below 1, every slot full at saturation)."""
+    state = ScalerState()
+    work = 0.375 / true_speed
+    for i in range(steps):
+        now = i * STEP
+        served = min(rate, replicas / work)
+        busy = served * work / replicas
+        running = replicas * (32.0 if rate >= replicas / work else busy)
+        given = inputs(
+            desired_replicas=replicas,
+            ready_replicas=replicas,
+            signals=Signals(
+                queue_depth=100.0 if rate > served else 0.0,
+                running=running,
+                arrival_rate=served,
+                observed_at=now,
+                prompt_tokens_rate=served * 1000,
+                output_tokens_rate=served * 200,
+                mean_running=running,
+            ),
+        )
+        speed = update_speed(given, state, now)
+        state = replace(state, speed=speed, speed_at=now, rates=((now, rate, replicas),))
+    return state.speed
+
+
+def test_the_estimate_starts_at_the_prior_and_stays_with_an_exact_profile() -> None:
+    given = inputs(signals=steady(0.0, 2.0, 0.75))
+    assert update_speed(given, ScalerState(), 0.0) == DEFAULT_PARAMS.speed_prior
+    # with an exact profile, once it has seen the replicas at low load it settles at 1
+    assert run_speed(1.0, 2.0, 4) == pytest_approx(1.0, 0.03)
+    assert run_speed(1.0, 40.0, 4) == pytest_approx(1.0, 0.03)  # saturated
+
+
+def test_an_optimistic_profile_is_corrected_at_saturation() -> None:
+    # replicas 30 % slower than the spec says (0.77 x): saturation shows it
+    assert run_speed(1 / 1.3, 40.0, 4) == pytest_approx(1 / 1.3, 0.03)
+
+
+def test_a_pessimistic_profile_is_corrected_at_low_load() -> None:
+    # replicas 30 % faster: alone on a replica, requests show it
+    assert run_speed(1.3, 2.0, 4) == pytest_approx(1.3, 0.05)
+
+
+def test_the_speed_scales_every_need_and_the_reason_says_it() -> None:
+    state = ScalerState(speed=0.5, speed_at=0.0)
+    rec = recommend(inputs(signals=steady(15.0, 20.0, 7.5)), state, 15.0)
+    assert rec.needs["arrival"] == need_for(
+        20.0, prefill_tokens_per_second=4000.0, decode_tokens_per_second=400.0
+    )
+    assert "0.50x the profile's speed" in rec.reason
+
+
+def pytest_approx(expected: float, rel: float) -> Any:
+    import pytest
+
+    return pytest.approx(expected, rel=rel)
+
+
+# --------------------------------------------------------------------------------------------
+# Implausible and non-finite samples
+
+
+def settled() -> tuple[ScalingInputs, ScalerState]:
+    """Four replicas serving 5 req/s, seen for a few minutes."""
+    state = ScalerState()
+    for i in range(12):
+        rec = recommend(inputs(signals=steady(i * STEP, 5.0, 1.9)), state, i * STEP)
+        state = rec.state
+    return inputs(desired_replicas=rec.replicas, ready_replicas=rec.replicas), state
+
+
+def test_one_absurd_sample_is_set_aside_and_a_confirmed_one_is_believed() -> None:
+    base, state = settled()
+    now = 12 * STEP
+    absurd = steady(now, 5.0, 1.9, recent_completion_rate=1e7)
+    first = recommend(replace(base, signals=absurd), state, now)
+    assert first.replicas == base.desired_replicas
+    assert "implausible sample is set aside" in first.reason
+    normal = recommend(replace(base, signals=steady(now + STEP, 5.0, 1.9)), first.state, now + STEP)
+    assert normal.replicas == base.desired_replicas and normal.state.suspect_at is None
+    # two in a row: believed
+    again = steady(now + STEP, 5e3, 1.9, recent_completion_rate=5e3)
+    second = recommend(replace(base, signals=again), first.state, now + STEP)
+    assert second.replicas == base.max_replicas
+
+
+def test_a_token_ratio_of_inf_or_nan_is_no_request_size() -> None:
+    base, state = settled()
+    for bad in (math.inf, math.nan, -1.0, 1e12):
+        rec = recommend(
+            replace(base, signals=steady(12 * STEP, 5.0, 1.9), mean_prompt_tokens=bad),
+            state,
+            12 * STEP,
+        )
+        assert "arrival" not in rec.needs  # no request size: the arrival model is skipped
+        assert rec.replicas == base.desired_replicas
+
+
+ANY_FLOAT = st.floats(allow_nan=True, allow_infinity=True) | st.none()
+ABSURD = st.sampled_from([math.nan, math.inf, -math.inf, -1.0, 1e9, 1e18, 1e300])
+FIELDS = (
+    "queue_depth",
+    "running",
+    "arrival_rate",
+    "p95_latency_ms",
+    "ttft_p95_ms",
+    "prompt_tokens_rate",
+    "output_tokens_rate",
+    "mean_running",
+    "recent_completion_rate",
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    values=st.fixed_dictionaries({name: ANY_FLOAT for name in FIELDS}),
+    prompt=ANY_FLOAT,
+    output=ANY_FLOAT,
+    observed=ANY_FLOAT,
+    now=st.floats(allow_nan=True, allow_infinity=True),
+)
+def test_no_metric_value_raises(
+    values: dict[str, float | None],
+    prompt: float | None,
+    output: float | None,
+    observed: float | None,
+    now: float,
+) -> None:
+    base, state = settled()
+    signals = Signals(observed_at=observed, **values)
+    for s in (ScalerState(), state):
+        rec = recommend(
+            replace(base, signals=signals, mean_prompt_tokens=prompt, mean_output_tokens=output),
+            s,
+            now,
+        )
+        assert 0 <= rec.replicas <= base.max_replicas
+        json.dumps(rec.state.to_dict(), allow_nan=True)
+
+
+@settings(max_examples=200, deadline=None)
+@given(field=st.sampled_from(FIELDS), value=ABSURD)
+def test_one_absurd_sample_never_jumps_to_max_replicas(field: str, value: float) -> None:
+    base, state = settled()
+    now = 12 * STEP
+    sample = replace(steady(now, 5.0, 1.9), **{field: value})
+    rec = recommend(replace(base, signals=sample), state, now)
+    assert rec.replicas < base.max_replicas
+    assert rec.replicas <= 2 * base.desired_replicas
+
+
+# --------------------------------------------------------------------------------------------
+# Restart
+
+
+def test_a_restart_restores_the_count_the_headroom_and_the_speed() -> None:
+    """Run through a burst, restart with only what status keeps (the recommendation and the
+    last scale decision with its state signals), and compare the next decisions with those
+    of a recommender that never restarted."""
+    state, current, last_up = ScalerState(), 4, 0.0
+    for i in range(40):
+        now = i * STEP
+        rate = 20.0 if 300 <= now < 360 else 2.0
+        rec = recommend(
+            inputs(
+                desired_replicas=current,
+                ready_replicas=current,
+                signals=steady(
+                    now,
+                    rate,
+                    rate * 0.375,
+                    prompt_tokens_rate=rate * 1000,
+                    output_tokens_rate=rate * 200,
+                    mean_running=rate * 0.375,
+                ),
+            ),
+            state,
+            now,
+        )
+        if rec.replicas > current:
+            last_up = now
+        state, current = rec.state, rec.replicas
+    status = json.loads(json.dumps(status_signals(state, 60.0)))
+    restored = restore_state(
+        current, 40 * STEP, last_scale_at=last_up, scaled_up=True, signals=status
+    )
+    assert restored.speed == pytest_approx(state.speed, 1e-4)
+    assert burst_rise(restored.rates, 60.0) == burst_rise(state.rates, 60.0)
+    for i in range(40, 48):
+        now = i * STEP
+        observed = inputs(
+            desired_replicas=current, ready_replicas=current, signals=steady(now, 2.0, 0.75)
+        )
+        kept = recommend(observed, state, now)
+        again = recommend(observed, restored, now)
+        assert again.replicas >= kept.replicas  # a restart never scales down sooner
+        assert again.needs.get("headroom") == kept.needs.get("headroom")
+        state, restored = kept.state, again.state
+    assert ScalerState.from_dict(json.loads(json.dumps(restored.to_dict()))) == restored
