@@ -24,7 +24,14 @@ from tierra.core.reconcile import is_subset
 from tierra.core.render import LABEL_MANAGED_BY, LABEL_TIER, MANAGED_BY
 from tierra.shell import telemetry
 from tierra.shell.informer import Informer, Store, key_of
-from tierra.shell.kube import KubeClient, KubeError, Obj, ProbeResult, client_from_kubeconfig
+from tierra.shell.kube import (
+    FIELD_MANAGER,
+    KubeClient,
+    KubeError,
+    Obj,
+    ProbeResult,
+    client_from_kubeconfig,
+)
 from tierra.shell.kubeconfig import (
     KubeconfigPolicy,
     KubeconfigRejectedError,
@@ -91,8 +98,12 @@ class NameConflictError(Exception):
 
 
 def created_by_tierra(obj: Obj) -> bool:
-    labels = (obj.get("metadata") or {}).get("labels") or {}
-    return bool(labels.get(LABEL_MANAGED_BY) == MANAGED_BY)
+    """Tierra's label, or Tierra's field manager among those that wrote it (a child whose
+    labels someone stripped is still ours to repair)."""
+    meta = obj.get("metadata") or {}
+    if (meta.get("labels") or {}).get(LABEL_MANAGED_BY) == MANAGED_BY:
+        return True
+    return any(entry.get("manager") == FIELD_MANAGER for entry in meta.get("managedFields") or [])
 
 
 @dataclass(frozen=True)
