@@ -109,8 +109,8 @@ class Bench:
             resumed = leader.wait_for("resumed", 10, after=resumed_at)
             row["resumed_leader"] = resumed["leader"]
             time.sleep(2 * self.timing[2])  # it ticks on, gate closed, and campaigns again
-            row["write_events_after_resume"] = sum(
-                e["event"] in ("write", "write-failed") for e in leader.since(resumed_at)
+            row["writes_sent_after_freeze"] = sum(
+                e["sent"] >= at for e in leader.of("write") + leader.of("write-failed")
             )
         row["writes_after_loss"] = self.writes_after(leader.tag, revision)
         return row
@@ -158,7 +158,7 @@ def main() -> int:
             if kind == "SIGSTOP":
                 extra = (
                     f", leader when resumed: {row['resumed_leader']},"
-                    f" write attempts after resume: {row['write_events_after_resume']}"
+                    f" writes sent after the freeze: {row['writes_sent_after_freeze']}"
                 )
             print(
                 f"  {number:2d}. {kind:8s} takeover {row['takeover']:6.2f} s,"

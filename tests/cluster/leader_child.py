@@ -3,9 +3,10 @@
 Run as a script, it campaigns for a Lease with :class:`tierra.shell.leader.LeaderElector` on the
 fleet's central apiserver and, every ``--write-interval`` seconds, attempts a *gated write*: it
 creates a ConfigMap labelled with its tag only when ``write_allowed()``. It reports what happens
-as JSON lines on stdout (``ready``, ``started``, ``stopped``, ``write``, ``refused``, ``resumed``
-after a freeze, ``exit``), so a test or a benchmark can kill -9, SIGSTOP and SIGCONT it and then
-check, on the apiserver, that it wrote nothing after losing the lease.
+as JSON lines on stdout (``ready``, ``started``, ``stopped``, ``write`` and ``write-failed``
+with the time the request was sent, ``refused``, ``resumed`` after a freeze, ``exit``), so a
+test or a benchmark can kill -9, SIGSTOP and SIGCONT it and then check, on the apiserver, that
+it wrote nothing after losing the lease.
 
 :class:`Candidate` (the parent side) starts the script and collects its events. Used by
 ``tests/cluster/test_leader_election.py`` and ``benchmarks/leader_election.py``.
@@ -82,17 +83,20 @@ async def _child(args: argparse.Namespace) -> None:
                 },
                 "data": {"identity": elector.identity, "t": repr(time.time())},
             }
+            sent = time.time()
             try:
                 created = await client.request(
                     "POST",
                     f"/api/v1/namespaces/{args.namespace}/configmaps",
                     body=body,
-                    timeout=min(2.0, elector.remaining()),
+                    timeout=elector.write_timeout(2.0),  # capped at the term left
                 )
-                emit("write", name=name, rv=created["metadata"]["resourceVersion"])
+                emit("write", name=name, sent=sent, rv=created["metadata"]["resourceVersion"])
                 wrote_last = True
             except (KubeError, TimeoutError, OSError) as failure:
-                emit("write-failed", name=name, error=repr(failure))
+                # E.g. sent just before a SIGSTOP, answered after SIGCONT: whether it landed
+                # (and when) is for the apiserver to say, by resourceVersion.
+                emit("write-failed", name=name, sent=sent, error=repr(failure))
 
     emit("ready", identity=elector.identity, pid=os.getpid())
     writer = asyncio.create_task(write_loop())

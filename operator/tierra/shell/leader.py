@@ -257,6 +257,19 @@ class LeadershipGate:
     def is_open(self) -> bool:
         return self.remaining() > 0
 
+    def write_timeout(self, timeout: float) -> float:
+        """The timeout for a write about to be sent: ``timeout`` capped at the term left, so
+        the write cannot still be waiting when the term ends. Raises :class:`NotLeaderError`
+        when the gate is shut. Call it right before the request, with no await in between."""
+        remaining = self.remaining()
+        if remaining <= 0:
+            raise NotLeaderError("not the leader: the write is refused")
+        return min(timeout, remaining)
+
+
+class NotLeaderError(RuntimeError):
+    """A write was attempted while this process does not lead."""
+
 
 class Outcome(enum.Enum):
     ACQUIRED = "acquired"  # acquired or renewed: we hold the Lease
@@ -310,6 +323,15 @@ class LeaderElector:
         """Seconds of leadership left unless renewed: use it as the upper bound of a gated
         write's timeout, so no write of this term is still waiting when the term ends."""
         return self._gate.remaining()
+
+    def write_timeout(self, timeout: float) -> float:
+        """Gate and timeout in one call, for the one place writes go through::
+
+            await client.request("PATCH", path, ..., timeout=elector.write_timeout(10.0))
+
+        ``timeout`` capped at the leadership left; raises :class:`NotLeaderError` when this
+        process does not lead."""
+        return self._gate.write_timeout(timeout)
 
     @property
     def observation(self) -> Observation | None:
@@ -419,6 +441,8 @@ class LeaderElector:
             self._gate.close()  # first of all: no write passes the gate from here on
             task.cancel()
             await asyncio.wait({task}, timeout=self.settings.lease_duration)
+            if not task.done():
+                log.warning("leader election: on_started_leading ignores its cancellation")
             if stopped is not None:
                 try:
                     result = stopped()
@@ -617,6 +641,7 @@ __all__ = [
     "LeaderElector",
     "LeadershipGate",
     "LeaseRecord",
+    "NotLeaderError",
     "Observation",
     "boot_clock",
     "default_identity",

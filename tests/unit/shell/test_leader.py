@@ -12,6 +12,7 @@ from tierra.shell.leader import (
     LeaderElectionSettings,
     LeadershipGate,
     LeaseRecord,
+    NotLeaderError,
     held_by_other,
     next_record,
     observe,
@@ -142,6 +143,20 @@ def test_gate_ignores_an_older_renewal_and_close_ends_the_term() -> None:
     assert gate.is_open()
     gate.close()
     assert not gate.is_open() and not gate.in_term
+
+
+def test_write_timeout_is_capped_at_the_term_left_and_refused_after_it() -> None:
+    clock = FakeClock(100.0)
+    gate = LeadershipGate(renew_deadline=10.0, clock=clock)
+    with pytest.raises(NotLeaderError):
+        gate.write_timeout(5.0)
+    gate.renewed(100.0)
+    assert gate.write_timeout(5.0) == 5.0
+    clock.now = 108.0
+    assert gate.write_timeout(5.0) == pytest.approx(2.0)
+    clock.now = 130.0  # frozen past the deadline
+    with pytest.raises(NotLeaderError):
+        gate.write_timeout(5.0)
 
 
 @given(
