@@ -8,7 +8,8 @@ write, a ConfigMap, every 0.25 s). The leader is then
   * frozen with SIGSTOP ``--freezes`` times, resumed with SIGCONT once the standby has taken
     over (it stays on as the next standby),
 
-each time after a random 2-4 s, so the kill falls anywhere in the renewal cycle. Prints, per
+each time after a random 2-4 s, so the kill falls anywhere in the renewal cycle. ``--no-watch``
+makes the standbys poll the Lease every retry period instead of also watching it. Prints, per
 scenario, the takeover time (signal -> the standby's ``on_started_leading``; goal <= 15 s with
 the default timing) and the writes the old leader made after it lost the lease (goal 0): its
 ConfigMaps whose resourceVersion, the etcd revision of the write, is above the revision of the
@@ -18,7 +19,7 @@ Every process it starts is stopped on the way out (also on Ctrl-C or SIGTERM).
 
 Usage: python benchmarks/leader_election.py [--kills 5] [--freezes 3]
                                             [--lease-duration 15] [--renew-deadline 10]
-                                            [--retry-period 2]
+                                            [--retry-period 2] [--no-watch]
 """
 
 from __future__ import annotations
@@ -52,8 +53,11 @@ def _interrupt(signum: int, _frame: FrameType | None) -> None:
 
 
 class Bench:
-    def __init__(self, fleet: Fleet, workdir: Path, timing: tuple[float, float, float]) -> None:
+    def __init__(
+        self, fleet: Fleet, workdir: Path, timing: tuple[float, float, float], watch: bool
+    ) -> None:
         self.fleet = fleet
+        self.watch = watch
         self.workdir = workdir
         self.timing = timing
         self.candidates: list[Candidate] = []
@@ -74,6 +78,7 @@ class Bench:
             tag,
             self.workdir / f"{tag}.log",
             self.timing,
+            self.watch,
         )
         self.candidates.append(candidate)
         candidate.start()
@@ -125,6 +130,9 @@ def main() -> int:
     parser.add_argument("--lease-duration", type=float, default=15.0)
     parser.add_argument("--renew-deadline", type=float, default=10.0)
     parser.add_argument("--retry-period", type=float, default=2.0)
+    parser.add_argument(
+        "--no-watch", action="store_true", help="standbys poll the Lease only (no watch)"
+    )
     args = parser.parse_args()
     timing = (args.lease_duration, args.renew_deadline, args.retry_period)
     limit = args.lease_duration + 4 * args.retry_period + 10  # a takeover slower than this fails
@@ -138,11 +146,12 @@ def main() -> int:
     bench: Bench | None = None
     try:
         print(f"fleet (central only) up in {fleet.up(tie_to_parent=True, log=lambda _: None):.1f}s")
-        bench = Bench(fleet, workdir, timing)
+        bench = Bench(fleet, workdir, timing, watch=not args.no_watch)
         bench.core.create_namespace({"metadata": {"name": NAMESPACE}})
         print(
             f"timing: lease {args.lease_duration:g} s, renew deadline {args.renew_deadline:g} s,"
-            f" retry {args.retry_period:g} s; logs in {workdir}"
+            f" retry {args.retry_period:g} s; standbys {'poll' if args.no_watch else 'watch'}"
+            f" the Lease; logs in {workdir}"
         )
         live = [bench.spawn(), bench.spawn()]
         since = 0.0

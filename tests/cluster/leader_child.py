@@ -43,7 +43,7 @@ async def _child(args: argparse.Namespace) -> None:
 
     client = await client_from_kubeconfig(context_kubeconfig(Path(args.kubeconfig), args.context))
     settings = LeaderElectionSettings(args.lease_duration, args.renew_deadline, args.retry_period)
-    elector = LeaderElector(client, args.namespace, args.lease, settings)
+    elector = LeaderElector(client, args.namespace, args.lease, settings, watch=not args.no_watch)
 
     async def started() -> None:
         observation = elector.observation
@@ -127,6 +127,7 @@ def main() -> None:
     parser.add_argument("--lease-duration", type=float, default=15.0)
     parser.add_argument("--renew-deadline", type=float, default=10.0)
     parser.add_argument("--retry-period", type=float, default=2.0)
+    parser.add_argument("--no-watch", action="store_true", help="poll the Lease only")
     args = parser.parse_args()
     asyncio.run(_child(args))
 
@@ -144,6 +145,7 @@ class Candidate:
         tag: str,
         log_path: Path,
         settings: tuple[float, float, float] = (15.0, 10.0, 2.0),
+        watch: bool = True,
     ) -> None:
         self.command = [
             sys.executable, __file__,
@@ -154,6 +156,7 @@ class Candidate:
             "--lease-duration", str(settings[0]),
             "--renew-deadline", str(settings[1]),
             "--retry-period", str(settings[2]),
+            *([] if watch else ["--no-watch"]),
         ]  # fmt: skip
         self.tag = tag
         self.log_path = log_path
