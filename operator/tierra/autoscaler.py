@@ -388,6 +388,7 @@ def _tier_sample(
             output_tokens_rate=rates.get("output_tokens_rate"),
             mean_running=rates.get("mean_running"),
             recent_completion_rate=rates.get("recent_completion_rate"),
+            scraped_at=rates.get("scraped_at"),
         ),
         mean_prompt_tokens=sample.mean_prompt_tokens,
         mean_output_tokens=sample.mean_output_tokens,

@@ -135,23 +135,47 @@ class Demo:
                 )
             )
 
-    def autoscale(self, twin: TwinProcess, seconds: float = 45.0) -> None:
-        """Put load on chat-small and show the autoscaler's decisions."""
+    def autoscale(self, twin: TwinProcess, seconds: float = 150.0) -> bool:
+        """Put a load step on chat-small, show the autoscaler's decisions, and end once the
+        p95 latency it observes is back within the SLO (or after ``seconds``): print the p95
+        against the SLO. True when the SLO is met at the end."""
         print("\n$ curl -X PUT twin/load/team-a/chat-small -d '{\"rate\": 20}'")
         twin.set_load("team-a", "chat-small", 20.0, 800, 200)
-        deadline = time.monotonic() + seconds
+        stepped = time.monotonic()
+        deadline = stepped + seconds
         last = None
+        met = False
+        p95: float | None = None
+        slo = 0.0
         while time.monotonic() < deadline:
             body = json.loads(self.kubectl("get", "tisvc", "-n", "team-a", "chat-small", "-o=json"))
-            scaling = (body.get("status") or {}).get("autoscaling") or {}
+            status = body.get("status") or {}
+            scaling = status.get("autoscaling") or {}
             now = (scaling.get("recommendedReplicas"), scaling.get("reason"))
             if now != last:
                 print(f"  {time.strftime('%H:%M:%S')} {now[1]}")
                 last = now
+            slo = float(body["spec"]["slo"]["latencyP95Ms"])
+            p95 = (status.get("metrics") or {}).get("p95LatencyMs")
+            settled = (status.get("readyReplicas") or 0) >= (
+                scaling.get("recommendedReplicas") or 0
+            )
+            # (once the new replicas serve, and their p95 window no longer holds the step)
+            if settled and p95 is not None and p95 <= slo and time.monotonic() - stepped > 20:
+                met = True
+                break
             time.sleep(1)
         print("$ kubectl get tisvc -n team-a chat-small -o wide")
         print(self.kubectl("get", "tisvc", "-n", "team-a", "chat-small", "-o", "wide"))
+        took = time.monotonic() - stepped
+        shown = "no latency observed" if p95 is None else f"p95 {p95:,.0f} ms"
+        verdict = "met" if met else "NOT met"
+        print(
+            f"after the load step: {shown} against the SLO of {slo:,.0f} ms: {verdict} "
+            f"({took:.0f} s after the step)"
+        )
         twin.clear_load("team-a", "chat-small")
+        return met
 
 
 def main(argv: list[str] | None = None) -> int:

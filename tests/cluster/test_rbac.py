@@ -160,3 +160,55 @@ def test_tier_connect_service_account_in_a_member_cluster(
     path = tmp_path / "member.kubeconfig"
     path.write_text(kubeconfig)
     _matrix(path, MEMBER_ALLOWED, MEMBER_DENIED)
+
+
+def test_tier_connect_with_an_expiring_token(
+    member_secrets: None, fleet_kubeconfig: Path, clients: Clients, tmp_path: Path
+) -> None:
+    """--token-expiration: a TokenRequest token that expires when asked, with the same rights."""
+    import json
+    import sys
+
+    from kubernetes import client
+
+    secret_name = "tier-edge-expiring-kubeconfig"
+    result = subprocess.run(
+        [
+            sys.executable, "-m", "tierra.cli", "tier", "connect",
+            "--kubeconfig", str(fleet_kubeconfig), "--context", "tierra-edge",
+            "--name", "edge", "--management-context", "tierra-central",
+            "--secret-name", secret_name, "--token-expiration", "900",
+        ],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "expiring token" in result.stdout and f"name: {secret_name}" in result.stdout
+    core = client.CoreV1Api(clients["central"])
+    try:
+        secret = core.read_namespaced_secret(secret_name, OPS)
+        kubeconfig = base64.b64decode(secret.data["kubeconfig"]).decode()
+        token = yaml.safe_load(kubeconfig)["users"][0]["user"]["token"]
+        payload = token.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        assert claims["exp"] - claims["iat"] == 900
+        assert claims["sub"] == "system:serviceaccount:tierra-system:tierra-operator"
+        path = tmp_path / "expiring.kubeconfig"
+        path.write_text(kubeconfig)
+        assert _can_i(path, "list", "nodes", None)
+        assert not _can_i(path, "get", "secrets", OPS)
+    finally:
+        core.delete_namespaced_secret(secret_name, OPS)
+
+
+def test_tier_connect_names_a_missing_context(fleet_kubeconfig: Path) -> None:
+    import sys
+
+    result = subprocess.run(
+        [
+            sys.executable, "-m", "tierra.cli", "tier", "connect",
+            "--kubeconfig", str(fleet_kubeconfig), "--context", "nowhere", "--name", "x",
+        ],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert "no context 'nowhere'" in result.stderr

@@ -351,7 +351,14 @@ async def test_a_restarted_autoscaler_restores_its_state_from_status() -> None:
             },
         }
     )
-    quiet = {"num_requests_waiting": 0.0, "num_requests_running": 1.0, "success_total": 0.5}
+    quiet = {
+        "timestamp(vllm": time.time(),
+        "num_requests_waiting": 0.0,
+        "num_requests_running": 1.0,
+        "prompt_tokens_total": 2000.0,
+        "generation_tokens_total": 200.0,
+        "success_total": 0.5,
+    }
     six = [RunningPlacement("central", "h100", 6)]
     async with prometheus(quiet) as (url, _):
         scaler = Autoscaler(url, clock=time.time)

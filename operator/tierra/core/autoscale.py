@@ -196,6 +196,9 @@ class Signals:
     """Completions per second between the last two scrapes (``irate``): with the growth of
     what is in the system over about the same time, the arrival rate *now*, not a minute's
     average that lags a burst."""
+    scraped_at: float | None = None
+    """When the runtime's gauges were last scraped (same clock as ``now``): the growth of
+    what is in the system is measured between scrapes, not between queries."""
 
 
 @dataclass(frozen=True)
@@ -300,6 +303,10 @@ class ScalerState:
     """(time, arrival-rate estimate, ready replicas) of the samples of the last
     ``headroom_lookback_seconds``: the burst headroom and the mean ready replicas of the
     rate window come from them."""
+    crowds: tuple[tuple[float, float], ...] = ()
+    """(time, requests) of the largest jumps of what is in the system between two samples
+    within ``headroom_lookback_seconds``, reduced to those that can still be its max
+    (decreasing): the largest crowd a fan-out brought at once."""
     speed: float = 1.0
     """Online estimate of the replicas' real service rate as a multiple of the profile
     (``speed_prior`` until ``speed_at`` is set)."""
@@ -323,6 +330,7 @@ class ScalerState:
             "backlogProbe": list(self.backlog_probe) if self.backlog_probe else None,
             "backlogGrowth": self.backlog_growth,
             "rates": [[t, rate, ready] for t, rate, ready in self.rates],
+            "crowds": [[t, n] for t, n in self.crowds],
             "speed": self.speed,
             "speedAt": self.speed_at,
             "work": self.work,
@@ -354,6 +362,7 @@ class ScalerState:
             rates=tuple(
                 (float(t), float(rate), int(ready)) for t, rate, ready in data.get("rates") or ()
             ),
+            crowds=tuple((float(t), float(n)) for t, n in data.get("crowds") or ()),
             speed=float(data.get("speed") or 1.0),
             speed_at=number("speedAt"),
             work=number("work"),
@@ -361,7 +370,7 @@ class ScalerState:
         )
 
 
-STATE_SIGNALS = ("state.speed", "state.burstRise", "state.burstPeak")
+STATE_SIGNALS = ("state.speed", "state.burstRise", "state.burstPeak", "state.crowd")
 """Keys under which ``status_signals`` writes what a restart needs into the last scale
 decision's ``signals`` (``status.lastScale``)."""
 
@@ -379,6 +388,8 @@ def status_signals(
         rise, peak = burst_rise(state.rates, startup_seconds)
         out["state.burstRise"] = round(rise, 4)
         out["state.burstPeak"] = round(peak, 4)
+    if state.crowds:
+        out["state.crowd"] = round(state.crowds[0][1], 4)
     return out
 
 
@@ -411,12 +422,13 @@ def restore_state(
         return float(got) if isinstance(got, (int, float)) and math.isfinite(got) else None
 
     speed = value("state.speed")
-    rise, peak = value("state.burstRise"), value("state.burstPeak")
+    rise, peak, crowd = value("state.burstRise"), value("state.burstPeak"), value("state.crowd")
     rates: tuple[tuple[float, float, int], ...] = ()
     at = last_scale_at if last_scale_at is not None and last_scale_at <= now else None
     if at is not None and rise is not None and peak is not None and peak >= rise >= 0:
         ready = recommended or 0
         rates = ((at - _EPS, peak - rise, ready), (at, peak, ready))
+    crowds = ((at, crowd),) if at is not None and crowd is not None and crowd > 0 else ()
     return ScalerState(
         last_replicas=recommended,
         last_change_at=at,
@@ -424,6 +436,7 @@ def restore_state(
         window=((now, recommended),) if recommended else (),
         window_since=now,
         rates=rates,
+        crowds=crowds,
         speed=min(high, max(low, speed)) if speed is not None else 1.0,
         speed_at=now if speed is not None else None,
     )
@@ -630,6 +643,7 @@ def headroom_need(
     arrival_rate: float,
     rates: tuple[tuple[float, float, int], ...],
     params: ScalerParams = DEFAULT_PARAMS,
+    crowd: float = 0.0,
 ) -> SignalNeed | None:
     """Capacity held ahead of bursts a reactive scale-up would be late for.
 
@@ -660,25 +674,33 @@ def headroom_need(
     trend, _ = burst_rise(latest, inputs.startup_seconds)
     if 0 < trend <= 0.5 * arrival_rate:
         held = max(held, arrival_rate + trend)
-    if held <= arrival_rate * (1 + params.tolerance) + _EPS:
-        return None
     k, work, target = plan
 
     def replicas(rate: float) -> int:
         return replicas_for_slo(rate, k * work, k, target, params.percentile, inputs.max_replicas)
 
-    need = replicas(held)
+    # A fan-out brings dozens of requests within a second, which no rate sample shows; the
+    # largest jump of what is in the system between two samples must clear within the SLO
+    # on the replicas' allowance (``queue_allowance``).
+    by_crowd = _ceil(crowd / queue_allowance(inputs))
+    by_rate = replicas(held) if held > arrival_rate * (1 + params.tolerance) + _EPS else 0
+    if max(by_rate, by_crowd) <= replicas(arrival_rate):
+        return None
     mean = sum(r for _, r, _ in rates) / len(rates)
-    return SignalNeed(
-        "headroom",
-        need,
+    why = (
         f"headroom: {held:.3g} req/s held = {arrival_rate:.3g} now + {held - arrival_rate:.3g}, "
         f"the largest rise within the {inputs.startup_seconds:g} s start-up over the last "
         f"{params.headroom_lookback_seconds / 60:g} min (peak {peak:.3g}, peak/mean "
-        f"{peak / mean if mean > 0 else math.inf:.2g}) -> {need}",
-        replicas(held * (1 - params.tolerance)),
-        need,
+        f"{peak / mean if mean > 0 else math.inf:.2g}) -> {by_rate}"
     )
+    if by_crowd > by_rate:
+        why = (
+            f"headroom: {crowd:.0f} more in the system within one sample (a fan-out), the "
+            f"largest of the last {params.headroom_lookback_seconds / 60:g} min, cleared "
+            f"within the SLO at {queue_allowance(inputs):.3g} per replica -> {by_crowd}"
+        )
+    low = max(replicas(held * (1 - params.tolerance)) if by_rate else 0, by_crowd)
+    return SignalNeed("headroom", max(by_rate, by_crowd), why, low, max(by_rate, by_crowd))
 
 
 def latency_need(
@@ -748,6 +770,9 @@ def _sanitised(signals: Signals) -> Signals:
         output_tokens_rate=_usable(signals.output_tokens_rate),
         mean_running=_usable(signals.mean_running),
         recent_completion_rate=_usable(signals.recent_completion_rate),
+        scraped_at=signals.scraped_at
+        if signals.scraped_at is not None and math.isfinite(signals.scraped_at)
+        else None,
     )
 
 
@@ -902,6 +927,17 @@ def _slide(
     return tuple(kept)
 
 
+def _slide_max(
+    window: tuple[tuple[float, float], ...], now: float, value: float
+) -> tuple[tuple[float, float], ...]:
+    """Add (now, value) to a window kept decreasing (only what can still be its max)."""
+    kept = list(window)
+    while kept and kept[-1][1] <= value:
+        kept.pop()
+    kept.append((now, value))
+    return tuple(kept)
+
+
 def _manual(
     inputs: ScalingInputs, state: ScalerState, now: float, available: bool
 ) -> Recommendation:
@@ -982,13 +1018,17 @@ def _implied_arrivals(
     backlogged = (waiting or 0.0) > current * (inputs.max_queue_per_replica or 0)
     probe = state.backlog_probe
     growth = state.backlog_growth
-    if probe is not None and not (0 <= now - probe[0] <= params.staleness_seconds):
+    # (the time of the data, when the runtime's scrape time is known: sampling more often than
+    # Prometheus scrapes would otherwise see no growth, then two scrapes' worth at once)
+    scraped = inputs.signals.scraped_at if inputs.signals is not None else None
+    at = scraped if scraped is not None and scraped <= now else now
+    if probe is not None and not (0 <= at - probe[0] <= params.staleness_seconds):
         probe = None  # a gap or a clock jump: growth over it means nothing
     if probe is None:
-        probe, growth = (now, in_system), None
-    elif now - probe[0] >= params.growth_min_seconds:
-        growth = (in_system - probe[1]) / (now - probe[0])
-        probe = (now, in_system)
+        probe, growth = (at, in_system), None
+    elif at - probe[0] >= params.growth_min_seconds:
+        growth = (in_system - probe[1]) / (at - probe[0])
+        probe = (at, in_system)
     work = _mean_work(inputs)
     recent = inputs.signals.recent_completion_rate if inputs.signals is not None else None
     if recent is not None and growth is not None:
@@ -1066,6 +1106,12 @@ def recommend(
     rates = tuple(r for r in state.rates if r[0] > now - lookback)
     if arrival is not None:
         rates = (*rates, (now, arrival, inputs.ready_replicas))
+    crowds = tuple(c for c in state.crowds if c[0] > now - lookback)
+    before = state.backlog_probe
+    if before is not None and probe is not None and probe[0] > before[0]:
+        jump = probe[1] - before[1]  # (the probe was re-anchored at this sample)
+        if jump > 0:
+            crowds = _slide_max(crowds, now, min(jump, _HUGE))
 
     found: list[SignalNeed] = []
     if waiting is not None or running is not None:
@@ -1074,7 +1120,7 @@ def recommend(
         by_arrival = arrival_need(inputs, arrival, params)
         if by_arrival is not None:
             found.append(by_arrival)
-        by_headroom = headroom_need(inputs, arrival, rates, params)
+        by_headroom = headroom_need(inputs, arrival, rates, params, crowds[0][1] if crowds else 0.0)
         if by_headroom is not None:
             found.append(by_headroom)
     # (feedback looks at backlogs before this sample only, so more load never means less)
@@ -1161,6 +1207,7 @@ def recommend(
             backlog_probe=probe,
             backlog_growth=growth,
             rates=rates,
+            crowds=crowds,
             speed=speed,
             speed_at=now,
             work=profile_work if profile_work is not None else state.work,
@@ -1194,6 +1241,11 @@ class ServiceSample:
 def _sum(values: list[float | None]) -> float | None:
     known = [v for v in values if v is not None]
     return sum(known) if known else None
+
+
+def _min(values: list[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return min(known) if known else None
 
 
 def _max(values: list[float | None]) -> float | None:
@@ -1240,6 +1292,7 @@ def combine_samples(samples: list[TierSample]) -> ServiceSample | None:
             output_tokens_rate=_sum([s.output_tokens_rate for s in signals]),
             mean_running=_sum([s.mean_running for s in signals]),
             recent_completion_rate=_sum([s.recent_completion_rate for s in signals]),
+            scraped_at=_min([s.scraped_at for s in signals]),
         ),
         mean_prompt_tokens=weighted([s.mean_prompt_tokens for s in samples]),
         mean_output_tokens=weighted([s.mean_output_tokens for s in samples]),

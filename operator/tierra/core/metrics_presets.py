@@ -230,6 +230,8 @@ class RateQueries:
     recent_completion_rate: str | None = None
     """Completions per second between the last two scrapes (``irate``): with the growth of
     what is in the system, the arrival rate now."""
+    scraped_at: str | None = None
+    """Unix time of the latest scrape of the pods' gauges."""
 
 
 def vllm_rates(sel: Selector) -> RateQueries:
@@ -241,6 +243,7 @@ def vllm_rates(sel: Selector) -> RateQueries:
         output_tokens_rate=_rate("vllm:generation_tokens_total", sel),
         mean_running=_mean_gauge("vllm:num_requests_running", sel),
         recent_completion_rate=_irate("vllm:request_success_total", sel),
+        scraped_at=f"max(timestamp(vllm:num_requests_running{{{sel.matcher()}}}))",
     )
 
 

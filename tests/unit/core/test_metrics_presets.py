@@ -116,6 +116,7 @@ def test_vllm_rate_queries_count_tokens_per_iteration() -> None:
         output_tokens_rate=f"sum(rate(vllm:generation_tokens_total{{{SEL}}}[1m]))",
         mean_running=f"avg_over_time(sum(vllm:num_requests_running{{{SEL}}})[1m:5s])",
         recent_completion_rate=f"sum(irate(vllm:request_success_total{{{SEL}}}[1m]))",
+        scraped_at=f"max(timestamp(vllm:num_requests_running{{{SEL}}}))",
     )
 
 

@@ -48,8 +48,8 @@ def test_cache_directory_is_versioned(tmp_path: Path, monkeypatch: pytest.Monkey
 FAKE_GO = """#!/bin/sh
 # go mod download -json: point at a go.mod; go install: write a helm that prints its version.
 if [ "$1" = mod ]; then
-  printf 'module helm.sh/helm/v4\\nrequire k8s.io/client-go v0.34.1\\n' > "$FAKE_GOMOD"
-  printf '{"GoMod": "%s"}' "$FAKE_GOMOD"
+  printf 'module helm.sh/helm/v4\\nrequire k8s.io/client-go v0.34.1\\n' > "$FAKE_GOMOD.$$"
+  printf '{"GoMod": "%s"}' "$FAKE_GOMOD.$$"  # one per build: they run side by side
   exit 0
 fi
 sleep 0.3
