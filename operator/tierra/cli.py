@@ -11,12 +11,14 @@ import yaml
 
 from tierra.settings import (
     AutoscalingSettings,
+    ElectionSettings,
     MemberSettings,
     ServiceSettings,
     Settings,
     TierSettings,
 )
 from tierra.shell.kubeconfig import KubeconfigPolicy
+from tierra.shell.leader import LeaderElectionSettings
 
 
 def _fleet(args: argparse.Namespace) -> int:
@@ -97,6 +99,15 @@ def settings_from(args: argparse.Namespace) -> Settings:
         tiers=TierSettings(cleanup_timeout_seconds=args.tier_cleanup_timeout),
         autoscaling=AutoscalingSettings(
             prometheus_url=args.prometheus_url, interval_seconds=args.metrics_interval
+        ),
+        leader_election=ElectionSettings(
+            enabled=args.leader_elect,
+            lease_name=args.leader_elect_lease_name,
+            timing=LeaderElectionSettings(
+                lease_duration=args.leader_elect_lease_duration,
+                renew_deadline=args.leader_elect_renew_deadline,
+                retry_period=args.leader_elect_retry_period,
+            ),
         ),
     )
 
@@ -275,6 +286,26 @@ def build_parser() -> argparse.ArgumentParser:
         "released with a Warning Event naming what is left behind (default 300, or "
         "$TIERRA_TIER_CLEANUP_TIMEOUT)",
     )
+    run.add_argument(
+        "--leader-elect",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="run the controllers only while holding the operator's Lease, so that several "
+        "replicas can run (default on)",
+    )
+    run.add_argument("--leader-elect-lease-name", default="tierra-operator")
+    for name, default, text in (
+        ("lease-duration", 15.0, "how long a standby waits after the Lease last changed"),
+        ("renew-deadline", 10.0, "how long the leader keeps trying to renew before it stops"),
+        ("retry-period", 2.0, "time between attempts to acquire or renew"),
+    ):
+        run.add_argument(
+            f"--leader-elect-{name}",
+            type=float,
+            default=default,
+            metavar="SECONDS",
+            help=f"{text} (default {default:g})",
+        )
     run.add_argument("--kubeconfig", default=None)
     run.add_argument("--context", default=None, help="kube context of the management cluster")
 

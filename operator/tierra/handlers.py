@@ -8,6 +8,8 @@ controllers watch Tiers, InferenceServices and the member clusters with their ow
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from typing import Any
 
@@ -16,9 +18,11 @@ from prometheus_client import REGISTRY, start_http_server
 
 from tierra.controllers.manager import Manager
 from tierra.settings import Settings
-from tierra.shell.kube import client_from_default
+from tierra.shell.kube import KubeClient, client_from_default
+from tierra.shell.leader import LeaderElector
 from tierra.status_metrics import StatusCollector
 
+log = logging.getLogger(__name__)
 _metrics_started = False
 _status_collector: StatusCollector | None = None
 
@@ -39,35 +43,80 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     if tierra.metrics_port and not _metrics_started:
         start_http_server(tierra.metrics_port)
         _metrics_started = True
-    management = await client_from_default("management")
-    manager = Manager(management, tierra)
-    memo["manager"] = manager
-    await manager.start()
     global _status_collector  # noqa: PLW0603 - one collector per process, like the server
     if _status_collector is None:
-        _status_collector = StatusCollector(lambda: list(memo["manager"].cache.bodies.values()))
+        _status_collector = StatusCollector(lambda: _service_bodies(memo))
         REGISTRY.register(_status_collector)
+    management = await client_from_default("management")
+    memo["management"] = management
+    election = tierra.leader_election
+    if not election.enabled:
+        memo["manager"] = Manager(management, tierra)
+        await memo["manager"].start()
+        return
+    # The elector has a client of its own: the Lease is the one thing a standby writes.
+    elector = LeaderElector(
+        await client_from_default("leader-election"),
+        tierra.namespace,
+        election.lease_name,
+        election.timing,
+    )
+    management.write_gate = elector.write_timeout  # (member clients inherit it)
+    memo["elector"] = elector
+
+    async def lead() -> None:
+        log.info("leading (%s): starting the controllers", elector.identity)
+        manager = Manager(management, tierra)
+        memo["manager"] = manager
+        await manager.start()
+
+    async def step_down() -> None:
+        manager: Manager | None = memo.pop("manager", None)
+        log.warning("no longer the leader (%s): stopping the controllers", elector.identity)
+        if manager is not None:
+            await manager.stop()
+
+    memo["election"] = asyncio.create_task(elector.run(lead, step_down), name="leader-election")
+
+
+def _service_bodies(memo: kopf.Memo) -> list[Any]:
+    manager: Manager | None = memo.get("manager")
+    return list(manager.cache.bodies.values()) if manager is not None else []
 
 
 @kopf.on.cleanup()
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
-    manager: Manager | None = memo.get("manager")
+    election: asyncio.Task[None] | None = memo.get("election")
+    if election is not None:
+        election.cancel()  # stops the controllers (step_down), then releases the Lease
+        with contextlib.suppress(asyncio.CancelledError):
+            await election
+        await memo["elector"].client.close()
+    manager: Manager | None = memo.pop("manager", None)
     if manager is not None:
         await manager.stop()
-        await manager.management.close()
+    management: KubeClient | None = memo.get("management")
+    if management is not None:
+        await management.close()
 
 
 @kopf.on.probe(id="controllers")
 def controllers_health(memo: kopf.Memo, **_: Any) -> dict[str, Any]:
-    """``/healthz``: fails (HTTP 500) when a controller loop or the workers are dead;
-    otherwise reports informer sync, queue depth and the oldest queued key's wait."""
+    """``/healthz``: fails (HTTP 500) when the leader's controller loops or workers are dead
+    (or the election itself died); otherwise reports leadership, informer sync, queue depth
+    and the oldest queued key's wait. A standby is healthy: it is meant to be idle."""
+    election: asyncio.Task[None] | None = memo.get("election")
+    if election is not None and election.done():
+        raise ControllersUnhealthy("leader election stopped")
+    elector: LeaderElector | None = memo.get("elector")
     manager: Manager | None = memo.get("manager")
-    if manager is None:
-        return {"started": False}
+    leading = elector.is_leader if elector is not None else manager is not None
+    if manager is None or not leading:
+        return {"leader": False}
     health = manager.health()
     if not health.ok:
         raise ControllersUnhealthy("; ".join(health.problems))
-    return health.details
+    return {"leader": True, **health.details}
 
 
 def configure_logging(level_name: str = "INFO") -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from tierra.shell.kubeconfig import KubeconfigPolicy
+from tierra.shell.leader import LeaderElectionSettings
 
 
 @dataclass(frozen=True)
@@ -79,19 +80,16 @@ class AutoscalingSettings:
 
 
 @dataclass(frozen=True)
-class LeaderElectionSettings:
+class ElectionSettings:
     """Leader election among operator replicas (a coordination.k8s.io Lease)."""
 
     enabled: bool = True
-    """Only the holder of the Lease runs the controllers; off: this process always does."""
+    """Only the holder of the Lease runs the controllers and writes; off: this process always
+    does (never run two such processes against one management cluster)."""
     lease_name: str = "tierra-operator"
     """The Lease's name, in the operator's namespace."""
-    lease_duration_seconds: float = 15.0
-    """How long a standby waits, after the Lease last changed, before it takes over."""
-    renew_deadline_seconds: float = 10.0
-    """How long the leader keeps trying to renew before it stops acting as leader."""
-    retry_period_seconds: float = 2.0
-    """Time between attempts to acquire or renew."""
+    timing: LeaderElectionSettings = field(default_factory=LeaderElectionSettings)
+    """Lease duration, renew deadline and retry period (client-go's defaults: 15, 10, 2 s)."""
 
 
 @dataclass(frozen=True)
@@ -108,4 +106,4 @@ class Settings:
     tiers: TierSettings = field(default_factory=TierSettings)
     sweep: SweepSettings = field(default_factory=SweepSettings)
     autoscaling: AutoscalingSettings = field(default_factory=AutoscalingSettings)
-    leader_election: LeaderElectionSettings = field(default_factory=LeaderElectionSettings)
+    leader_election: ElectionSettings = field(default_factory=ElectionSettings)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -166,7 +166,14 @@ class OperatorProcess:
 
     service_account_kubeconfig: Path | None = None
 
-    def __init__(self, kubeconfig: Path, log_path: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        kubeconfig: Path,
+        log_path: Path,
+        env: dict[str, str] | None = None,
+        extra_args: Sequence[str] = (),
+    ) -> None:
+        self.extra_args = list(extra_args)
         self.kubeconfig = OperatorProcess.service_account_kubeconfig or kubeconfig
         self.log_path = log_path
         self.env = dict(env or {})
@@ -182,6 +189,7 @@ class OperatorProcess:
             self.metrics_port,
             OPERATOR_NAMESPACE,
             env={"TIERRA_LOG_LEVEL": "INFO", **self.env},
+            extra_args=self.extra_args,
         )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:

@@ -77,9 +77,13 @@ SHARED_DENIED = [
 MANAGEMENT_ALLOWED = [
     *SHARED_ALLOWED,
     ("get", "secrets", OPS),
+    ("get", "tiers.tierra.dev", None),
     ("list", "tiers.tierra.dev", None),
     ("watch", "tiers.tierra.dev", None),
+    ("patch", "tiers.tierra.dev", None),  # its finalizer
     ("patch", "tiers.tierra.dev/status", None),
+    ("update", "leases.coordination.k8s.io", OPS),  # leader election
+    ("create", "leases.coordination.k8s.io", OPS),
     ("get", "inferenceservices.tierra.dev", NS),
     ("list", "inferenceservices.tierra.dev", None),
     ("watch", "inferenceservices.tierra.dev", None),
@@ -97,8 +101,9 @@ MANAGEMENT_DENIED = [
     ("update", "inferenceservices.tierra.dev", NS),  # never rewrites a user's spec
     ("delete", "inferenceservices.tierra.dev", NS),
     ("patch", "inferenceservices.tierra.dev/scale", NS),
-    ("patch", "tiers.tierra.dev", None),
+    ("update", "tiers.tierra.dev", None),  # never rewrites a Tier's spec
     ("delete", "tiers.tierra.dev", None),
+    ("update", "leases.coordination.k8s.io", NS),  # only its own namespace's Lease
     ("get", "customresourcedefinitions.apiextensions.k8s.io", None),
     ("patch", "events", NS),
 ]

@@ -28,6 +28,7 @@ from tierra.shell.events import EventRecorder, now_rfc3339
 from tierra.shell.fleet_view import Assumed, FleetView
 from tierra.shell.informer import Informer
 from tierra.shell.kube import KubeClient, KubeError, Obj
+from tierra.shell.leader import NotLeaderError
 from tierra.shell.members import NameConflictError
 from tierra.shell.workqueue import WorkQueue
 
@@ -152,6 +153,8 @@ class ServiceController:
                     self.queue.add(key, delay=retry)
             except asyncio.CancelledError:
                 raise
+            except NotLeaderError:
+                result = "dropped"  # leadership lost: the controllers are being stopped
             except Exception as error:
                 result = "error"
                 telemetry.ERRORS.labels(kind=type(error).__name__).inc()

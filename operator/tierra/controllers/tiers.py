@@ -15,7 +15,7 @@ import contextlib
 import datetime
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from pydantic import ValidationError
@@ -125,21 +125,29 @@ class TierController:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.dirty.wait(), self.settings.status_interval_seconds)
             self.dirty.clear()
-            try:
-                periodic = self.clock() - last_resolve > self.settings.resolve_interval_seconds
-                if periodic:
-                    last_resolve = self.clock()
-                if await self._resolve(periodic):
-                    await self.fleet.registry.prune()
-                    self.services_changed()
-                await self._add_finalizers()
-                for name in list(self.fleet.deleting):
-                    await self._clean_up(name)
-                await self._write_statuses()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("tier loop failed")
+            periodic = self.clock() - last_resolve > self.settings.resolve_interval_seconds
+            if periodic:
+                last_resolve = self.clock()
+            # Each step on its own: one failing (a forbidden patch, a cluster that hangs) must
+            # not keep the others, above all the status, from being done.
+            if await self._step("resolve", self._resolve(periodic)):
+                await self._step("prune", self.fleet.registry.prune())
+                self.services_changed()
+            await self._step("finalizers", self._add_finalizers())
+            for name in list(self.fleet.deleting):
+                await self._step(f"deletion of {name}", self._clean_up(name))
+            await self._step("status", self._write_statuses())
+
+    async def _step(self, what: str, work: Awaitable[Any]) -> Any:
+        try:
+            return await work
+        except asyncio.CancelledError:
+            raise
+        except KubeError as error:
+            log.warning("tier loop, %s: %s", what, error)
+        except Exception:
+            log.exception("tier loop, %s failed", what)
+        return None
 
     async def _resolve(self, every: bool) -> bool:
         """Resolve new Tiers, and re-read kubeconfig Secrets (rotations, fixes): those of

@@ -21,7 +21,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -719,6 +719,7 @@ def spawn_operator(
     metrics_port: int = 0,
     namespace: str = "tierra-system",
     env: dict[str, str] | None = None,
+    extra_args: Sequence[str] = (),
 ) -> subprocess.Popen[bytes]:
     """``tierra run`` against the fleet's management cluster (central), as its own process
     that dies with the calling thread's process (demo, tests, benchmarks)."""
@@ -739,6 +740,7 @@ def spawn_operator(
                 namespace,
                 "--metrics-port",
                 str(metrics_port),
+                *extra_args,
             ],
             stdout=sink,
             stderr=subprocess.STDOUT,

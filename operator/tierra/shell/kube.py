@@ -8,7 +8,7 @@ list/watch results stay dicts, which keeps informers of thousands of objects che
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -82,6 +82,9 @@ class KubeClient:
     def __init__(self, api_client: ApiClient, name: str = "") -> None:
         self.api_client = api_client
         self.name = name
+        self.write_gate: Callable[[float], float] | None = None
+        """Called before every non-GET request with its timeout: returns the timeout to use,
+        or raises to refuse the write (leader election's gate)."""
         self.host = str(api_client.configuration.host).rstrip("/")
         # The library's session trusts the environment: every request then looks up proxy
         # variables and parses ~/.netrc in a thread, which cost the operator about a tenth of
@@ -121,6 +124,11 @@ class KubeClient:
         content_type: str | None = None,
         timeout: float = 10.0,
     ) -> Obj:
+        if method != "GET" and self.write_gate is not None:
+            # Right before the request, with no await in between: a process that lost (or
+            # could not renew) its leadership makes no write, and no write of its term is
+            # still in flight when the term ends.
+            timeout = self.write_gate(timeout)
         data = None if body is None else orjson.dumps(body)
         if data is not None and content_type is None:
             content_type = "application/json"

@@ -559,6 +559,7 @@ class MemberRegistry:
             return ConnectionProblem("KubeconfigRejected", f"{where}: not valid base64")
         try:
             client = await client_from_kubeconfig(config, name=tier.metadata.name)
+            client.write_gate = self.management.write_gate  # members write only as leader
         except Exception as error:  # the library's message may quote credentials
             log.warning("kubeconfig of %s unusable: %s", where, type(error).__name__)
             return ConnectionProblem(
