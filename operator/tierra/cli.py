@@ -6,19 +6,12 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
 
-from tierra.settings import (
-    AutoscalingSettings,
-    ElectionSettings,
-    MemberSettings,
-    ServiceSettings,
-    Settings,
-    TierSettings,
-)
-from tierra.shell.kubeconfig import KubeconfigPolicy
-from tierra.shell.leader import LeaderElectionSettings
+if TYPE_CHECKING:
+    from tierra.settings import Settings
 
 
 def _fleet(args: argparse.Namespace) -> int:
@@ -84,7 +77,20 @@ def _crds(args: argparse.Namespace) -> int:
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
-    """The operator's settings from ``tierra run``'s flags."""
+    """The operator's settings from ``tierra run``'s flags. (Imported here: the Kubernetes
+    client libraries read KUBECONFIG when imported, so nothing that imports them may load
+    before ``_run`` has set it.)"""
+    from tierra.settings import (
+        AutoscalingSettings,
+        ElectionSettings,
+        MemberSettings,
+        ServiceSettings,
+        Settings,
+        TierSettings,
+    )
+    from tierra.shell.kubeconfig import KubeconfigPolicy
+    from tierra.shell.leader import LeaderElectionSettings
+
     return Settings(
         namespace=args.namespace,
         metrics_port=args.metrics_port,

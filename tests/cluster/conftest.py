@@ -172,8 +172,28 @@ def operator_credentials(
     path = home / "operator.kubeconfig"
     path.write_text(yaml.safe_dump(credentials))
     path.chmod(0o600)
+    _wait_until_accepted(path, context)
     OperatorProcess.service_account_kubeconfig = path
     return path
+
+
+def _wait_until_accepted(kubeconfig: Path, context: str, timeout: float = 30.0) -> None:
+    """Until the apiserver accepts the token: it authenticates a new ServiceAccount's token
+    against its cache of ServiceAccounts, which may lag the chart's install by a moment (and
+    kopf gives up on credentials that were once rejected)."""
+    from kubernetes.client.exceptions import ApiException
+
+    api = config.new_client_from_config(config_file=str(kubeconfig), context=context)
+    review = {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"}
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            client.AuthenticationV1Api(api).create_self_subject_review(review)
+            return
+        except ApiException as error:
+            if error.status != 401 or time.monotonic() > deadline:
+                raise
+        time.sleep(0.2)
 
 
 @pytest.fixture(scope="session")
