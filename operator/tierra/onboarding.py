@@ -22,17 +22,18 @@ from typing import Any
 import yaml
 
 MEMBER_RULES: tuple[dict[str, Any], ...] = (
-    # Rendered children: server-side apply (create + patch), the orphan sweep (delete), and
-    # the informers (list + watch).
+    # Rendered children: server-side apply (create + patch), the orphan sweep (delete), the
+    # informers (list + watch), and `get` to check, before the first apply of a name, that no
+    # object Tierra did not create holds it (never taken over).
     {
         "apiGroups": ["apps"],
         "resources": ["deployments"],
-        "verbs": ["list", "watch", "create", "patch", "delete"],
+        "verbs": ["get", "list", "watch", "create", "patch", "delete"],
     },
     {
         "apiGroups": [""],
         "resources": ["services"],
-        "verbs": ["list", "watch", "create", "patch", "delete"],
+        "verbs": ["get", "list", "watch", "create", "patch", "delete"],
     },
     # Pool capacity and allocation.
     {"apiGroups": [""], "resources": ["nodes", "pods"], "verbs": ["list", "watch"]},

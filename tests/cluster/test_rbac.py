@@ -24,11 +24,13 @@ OPS = "tierra-system"  # the operator's namespace
 
 # (verb, resource, namespace or None for cluster scope / all namespaces)
 SHARED_ALLOWED = [
+    ("get", "deployments.apps", NS),  # a name is free before the first apply
     ("list", "deployments.apps", NS),
     ("watch", "deployments.apps", None),
     ("create", "deployments.apps", NS),
     ("patch", "deployments.apps", NS),
     ("delete", "deployments.apps", NS),
+    ("get", "services", NS),
     ("list", "services", None),
     ("create", "services", NS),
     ("patch", "services", NS),
@@ -64,7 +66,6 @@ SHARED_DENIED = [
     # Verbs the code never uses.
     ("update", "deployments.apps", NS),
     ("patch", "deployments.apps/scale", NS),
-    ("get", "deployments.apps", NS),
     ("delete", "namespaces", None),
     ("create", "pods", NS),
     ("delete", "pods", NS),

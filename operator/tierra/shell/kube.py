@@ -17,6 +17,8 @@ import orjson
 from kubernetes_asyncio import config as kube_config
 from kubernetes_asyncio.client import ApiClient
 
+from tierra.shell import telemetry
+
 FIELD_MANAGER = "tierra"
 APPLY_PATCH = "application/apply-patch+yaml"
 MERGE_PATCH = "application/merge-patch+json"
@@ -124,11 +126,13 @@ class KubeClient:
         content_type: str | None = None,
         timeout: float = 10.0,
     ) -> Obj:
-        if method != "GET" and self.write_gate is not None:
-            # Right before the request, with no await in between: a process that lost (or
-            # could not renew) its leadership makes no write, and no write of its term is
-            # still in flight when the term ends.
-            timeout = self.write_gate(timeout)
+        if method != "GET":
+            if self.write_gate is not None:
+                # Right before the request, with no await in between: a process that lost (or
+                # could not renew) its leadership makes no write, and no write of its term is
+                # still in flight when the term ends.
+                timeout = self.write_gate(timeout)
+            telemetry.WRITES.labels(cluster=self.name or "management").inc()
         data = None if body is None else orjson.dumps(body)
         if data is not None and content_type is None:
             content_type = "application/json"

@@ -22,3 +22,8 @@ WATCH_FAILURES = Counter(
     "Failed listings or watches of a member cluster's objects",
     ["cluster", "kind"],
 )
+WRITES = Counter(
+    "tierra_api_writes_total",
+    "Requests that change state (anything but GET) sent to a cluster's apiserver",
+    ["cluster"],
+)
