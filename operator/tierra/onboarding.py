@@ -43,9 +43,11 @@ MEMBER_RULES: tuple[dict[str, Any], ...] = (
 """What the operator does in a member cluster, and so all that ``tier connect`` grants."""
 
 MEMBER_NAMESPACE = "tierra-system"
-SERVICE_ACCOUNT = "tierra-operator"
-ROLE_NAME = "tierra-operator"
-TOKEN_SECRET = "tierra-operator-token"
+# "member", not "operator": connecting the management cluster itself must not touch the chart's
+# ServiceAccount or ClusterRole, which are named after the release.
+SERVICE_ACCOUNT = "tierra-member"
+ROLE_NAME = "tierra-member"
+TOKEN_SECRET = "tierra-member-token"
 SECRET_KEY = "kubeconfig"
 TIER_LABEL = "tierra.dev/tier"
 MANAGED_BY = {"app.kubernetes.io/managed-by": "tierra", "app.kubernetes.io/part-of": "tierra"}

@@ -3,7 +3,7 @@
 The shell around ``tierra.core.simulation``: reads the trace CSV and the Tier /
 InferenceService manifests, runs the policies, prints a table or JSON and writes plots.
 
-    tierra simulate --trace FILE --fleet DIR --policy tierra,hpa,keda,static-peak,oracle \
+    tierra simulate --trace FILE --fleet DIR --policy tierra,hpa,keda,static,oracle:0.99 \
         [--output table|json] [--plot DIR]
 
 Trace CSV: a header with an arrival column (``TIMESTAMP`` as a date-time, or seconds) and the
@@ -251,9 +251,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--policy",
         default="tierra,hpa,keda,static-peak,oracle",
-        help="comma-separated: tierra, hpa, keda, static-peak, oracle; hpa:T / keda:T run one "
-        "target (per-replica concurrency), plain hpa / keda sweep the targets "
-        f"{','.join(f'{t:g}' for t in DEFAULT_SWEEP)} (default: all)",
+        help="comma-separated: tierra, hpa, keda, static, static-peak, oracle; hpa:T / keda:T "
+        "run one target (per-replica concurrency), plain hpa / keda sweep the targets "
+        f"{','.join(f'{t:g}' for t in DEFAULT_SWEEP)}; static:N runs N replicas, plain static "
+        "sweeps 1..maxReplicas; oracle:A aims at attainment A (e.g. 0.99) instead of all "
+        "requests (default: tierra,hpa,keda,static-peak,oracle)",
     )
     parser.add_argument("--output", choices=("table", "json"), default="table")
     parser.add_argument("--plot", type=Path, help="write PNG plots into this directory")

@@ -197,7 +197,7 @@ def test_tier_connect_with_an_expiring_token(
         payload = token.split(".")[1]
         claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
         assert claims["exp"] - claims["iat"] == 900
-        assert claims["sub"] == "system:serviceaccount:tierra-system:tierra-operator"
+        assert claims["sub"] == "system:serviceaccount:tierra-system:tierra-member"
         path = tmp_path / "expiring.kubeconfig"
         path.write_text(kubeconfig)
         assert _can_i(path, "list", "nodes", None)

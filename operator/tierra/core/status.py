@@ -127,6 +127,53 @@ def scaling_status(
     }
 
 
+KSTATUS = ("Reconciling", "Stalled")
+
+
+def kstatus_conditions(
+    stalled: tuple[str, str] | None,
+    progressing: tuple[str, str] | None,
+    generation: int | None,
+    previous: Sequence[Mapping[str, Any]],
+    now: str,
+) -> list[dict[str, Any]]:
+    """Reconciling and Stalled, as kstatus reads them (Flux's health checks, Helm 4's
+    ``--wait``, kpt): Reconciling while the operator works toward the spec, Stalled when it
+    cannot get there without a change elsewhere (capacity, a Secret). Each is a (reason,
+    message) or None when it does not apply; both carry ``observedGeneration``."""
+    return [
+        condition(
+            "Reconciling",
+            progressing is not None,
+            progressing[0] if progressing else "Reconciled",
+            progressing[1] if progressing else "",
+            generation,
+            previous,
+            now,
+        ),
+        condition(
+            "Stalled",
+            stalled is not None,
+            stalled[0] if stalled else "NotStalled",
+            stalled[1] if stalled else "",
+            generation,
+            previous,
+            now,
+        ),
+    ]
+
+
+def _progress(
+    ready_ok: bool, ready_message: str, previous: Sequence[Mapping[str, Any]]
+) -> tuple[str, str] | None:
+    migrating = next((c for c in previous if c.get("type") == "Migrating"), {})
+    if migrating.get("status") == "True":
+        return "Migrating", str(migrating.get("message") or "migrating")
+    if not ready_ok:
+        return "ReplicasNotReady", ready_message
+    return None
+
+
 def service_status(
     decision: PlacementDecision,
     ready_by_placement: Mapping[tuple[str, str, str], int],
@@ -177,11 +224,21 @@ def service_status(
         ),
         condition("Ready", ready_ok, ready_reason, ready_message, generation, old_conditions, now),
     ]
+    conditions += kstatus_conditions(
+        stalled=(placement_reason(decision), placed_message) if not decision.satisfied else None,
+        # Stalled wins: kstatus reads Reconciling=True as in progress, whatever else is set.
+        progressing=_progress(ready_ok, ready_message, old_conditions)
+        if decision.satisfied
+        else None,
+        generation=generation,
+        previous=old_conditions,
+        now=now,
+    )
     scaled = list(scaling["conditions"]) if scaling is not None else []
     conditions += scaled
     # Conditions owned by other parts of the operator (Migrating; SLOMet and MetricsAvailable
     # when the autoscaler has nothing new) stay.
-    ours = {"Placed", "Ready", *(c["type"] for c in scaled)}
+    ours = {"Placed", "Ready", *KSTATUS, *(c["type"] for c in scaled)}
     conditions += [dict(c) for c in old_conditions if c.get("type") not in ours]
     extra = {k: v for k, v in (scaling or {}).items() if k != "conditions" and v is not None}
     return {
@@ -264,9 +321,15 @@ def tier_status(
         old,
         now,
     )
+    # A kubeconfig problem needs a change elsewhere (Stalled); a failing probe may clear itself.
+    progressing = None if reach["status"] == "True" or problem else ("Probing", reach["message"])
     return {
         "observedGeneration": generation,
-        "conditions": [reach, ready],
+        "conditions": [
+            reach,
+            ready,
+            *kstatus_conditions(problem, progressing, generation, old, now),
+        ],
         "pools": [
             {
                 "name": p.pool,
