@@ -84,9 +84,12 @@ def test_a_name_conflict_overrides_a_satisfied_decision() -> None:
 
 def test_a_syncing_cluster_is_reachable_but_says_so() -> None:
     status = tier_status(True, None, {}, {}, 0, NOW, 1, {}, NOW, syncing=True)
-    reachable, ready = status["conditions"]
-    assert (reachable["status"], reachable["reason"]) == ("True", "Syncing")
-    assert ready["status"] == "False"
+    conditions = {c["type"]: c for c in status["conditions"]}
+    assert (conditions["Reachable"]["status"], conditions["Reachable"]["reason"]) == (
+        "True",
+        "Syncing",
+    )
+    assert conditions["Ready"]["status"] == "False"
 
 
 def test_tier_status_with_a_connection_problem() -> None:
