@@ -108,7 +108,8 @@ def test_a_standby_takes_over_when_the_leader_is_killed(
     wait_placed(clients, wait_for, namespace, "after", timeout=60)
     took = time.monotonic() - killed
     print(f"\nkill -9 of the leader -> the standby placed a new service in {took:.1f}s")
-    assert _leading(standby[1])
+    # (kopf answers /healthz from a cache of up to 10 s)
+    wait_for(lambda: _leading(standby[1]), timeout=30, what="the standby reporting it leads")
     lease = client.CoordinationV1Api(clients["central"]).read_namespaced_lease(
         LEASE, "tierra-system"
     )
