@@ -171,3 +171,9 @@ def test_helm_is_the_pinned_build(helm: Helm) -> None:
     out = helm.run("version", "--template", "{{.Version}} {{.KubeClientVersion}}").stdout
     minor = ".".join(KUBERNETES_VERSION.split(".")[:2])
     assert out.split() == [HELM_VERSION, minor]
+
+
+def test_two_replicas_render_with_a_rolling_update(helm: Helm) -> None:
+    deployment = next(o for o in _objects(helm, {"replicaCount": 2}) if o["kind"] == "Deployment")
+    assert deployment["spec"]["replicas"] == 2
+    assert deployment["spec"].get("strategy", {}).get("type", "RollingUpdate") == "RollingUpdate"

@@ -59,3 +59,13 @@ def test_connect_kubeconfig_is_inline_token_and_ca_only() -> None:
     assert set(cluster["cluster"]) == {"server", "certificate-authority-data"}
     assert user["user"] == {"token": "tok"}
     assert yaml.safe_load(yaml.safe_dump(config)) == config
+
+
+def test_replicas_can_elect_a_leader_in_the_release_namespace_only(
+    rbac: dict[str, dict[str, Any]],
+) -> None:
+    lease_rights = {t for t in _grants(rbac["Role"]["rules"]) if t[1] == "leases"}
+    assert {("coordination.k8s.io", "leases", v) for v in ("get", "create", "update")} <= (
+        lease_rights
+    )
+    assert not any(r == "leases" for _, r, _ in _grants(rbac["ClusterRole"]["rules"]))

@@ -73,8 +73,9 @@ def _values_properties() -> dict[str, Any]:
         "replicaCount": {
             "type": "integer",
             "minimum": 0,
-            "maximum": 1,
-            "description": "0 or 1: without leader election two replicas would both reconcile.",
+            "maximum": 10,
+            "description": "Operator replicas: they elect a leader on a Lease and only the "
+            "leader acts; 2 keeps a standby ready to take over within the lease duration.",
         },
         "serviceAccount": _closed(
             "The operator's ServiceAccount.",
