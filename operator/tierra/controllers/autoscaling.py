@@ -4,7 +4,6 @@ changed recommendation (or a status to report) queues the service's reconcile.""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -16,6 +15,7 @@ from tierra.controllers.service_cache import ServiceCache
 from tierra.settings import AutoscalingSettings
 from tierra.shell.events import EventRecorder
 from tierra.shell.fleet_view import FleetView
+from tierra.shell.tasks import BackgroundTask
 
 log = logging.getLogger(__name__)
 
@@ -40,20 +40,10 @@ class AutoscalingLoop:
         self.settings = settings
         self.reconcile = reconcile
         """Queue a service's reconcile (key, background)."""
-        self._task: asyncio.Task[None] | None = None
+        self.task = BackgroundTask("autoscaling")
 
     def start(self, tiers_synced: asyncio.Event) -> None:
-        self._task = asyncio.create_task(self._loop(tiers_synced), name="autoscaling")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-
-    def alive(self) -> bool:
-        return self._task is not None and not self._task.done()
+        self.task.start(self._loop(tiers_synced))
 
     async def _loop(self, tiers_synced: asyncio.Event) -> None:
         await tiers_synced.wait()

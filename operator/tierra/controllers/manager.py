@@ -96,8 +96,8 @@ class Manager:
     async def stop(self) -> None:
         """Stop the loops (no new writes), let posted Events finish, close the members."""
         self.running = False
-        await self.sweep.stop()
-        await self.autoscaling.stop()
+        await self.sweep.task.stop()
+        await self.autoscaling.task.stop()
         await self.services.stop()
         await self.tiers.stop()
         await self.events.drain(EVENT_DRAIN_SECONDS)
@@ -112,9 +112,9 @@ class Manager:
         if not self.services.workers_alive():
             problems.append("service workers are not running")
         for name, alive in (
-            ("tier loop", self.tiers.alive()),
-            ("autoscaling loop", self.autoscaling.alive()),
-            ("orphan sweep", self.sweep.alive()),
+            ("tier loop", self.tiers.task.alive()),
+            ("autoscaling loop", self.autoscaling.task.alive()),
+            ("orphan sweep", self.sweep.task.alive()),
         ):
             if not alive:
                 problems.append(f"{name} is not running")

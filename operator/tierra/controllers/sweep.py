@@ -4,7 +4,6 @@ down, or between a crash and the finalizer) are deleted once they are old enough
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime
 import logging
 
@@ -17,6 +16,7 @@ from tierra.shell.fleet_view import FleetView
 from tierra.shell.informer import key_of
 from tierra.shell.kube import KubeClient, KubeError, Obj
 from tierra.shell.members import MemberCluster
+from tierra.shell.tasks import BackgroundTask
 
 log = logging.getLogger(__name__)
 
@@ -33,20 +33,10 @@ class OrphanSweep:
         self.fleet = fleet
         self.cache = cache
         self.settings = settings
-        self._task: asyncio.Task[None] | None = None
+        self.task = BackgroundTask("orphan-sweep")
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._loop(), name="orphan-sweep")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-
-    def alive(self) -> bool:
-        return self._task is not None and not self._task.done()
+        self.task.start(self._loop())
 
     async def _loop(self) -> None:
         interval = self.settings.interval_seconds

@@ -33,6 +33,7 @@ from tierra.shell.fleet_view import FleetView
 from tierra.shell.informer import Informer, key_of
 from tierra.shell.kube import KubeClient, KubeError, Obj
 from tierra.shell.members import ConnectionProblem, Health, MemberCluster
+from tierra.shell.tasks import BackgroundTask
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +67,7 @@ class TierController:
         self.clock = clock
         self.informer = Informer(management, "Tier", on_change=self.on_event)
         self.dirty = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self.task = BackgroundTask("tiers")
 
     @property
     def synced(self) -> asyncio.Event:
@@ -74,18 +75,11 @@ class TierController:
 
     def start(self) -> None:
         self.informer.start()
-        self._task = asyncio.create_task(self._loop(), name="tiers")
+        self.task.start(self._loop())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self.task.stop()
         await self.informer.stop()
-
-    def alive(self) -> bool:
-        return self._task is not None and not self._task.done()
 
     # ------------------------------------------------------------------- triggers
     def on_event(self, event_type: str | None, body: Obj) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 
 from tierra.shell import telemetry
 from tierra.shell.kube import KubeClient, KubeError, Obj, resource_path
+from tierra.shell.tasks import BackgroundTask
 
 log = logging.getLogger(__name__)
 
@@ -141,18 +142,14 @@ class Informer:
         self.last_error: Exception | None = None
         self.on_state: Callable[[], None] | None = None
         """Called after each listing and each failure (the cluster's health follows them)."""
-        self._task: asyncio.Task[None] | None = None
+        self._task = BackgroundTask(f"informer-{kind}")
 
     def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name=f"informer-{self.kind}")
+        if not self._task.alive():
+            self._task.start(self._run())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._task.stop()
 
     def _notify(self, event: str, obj: Obj) -> None:
         if self.on_change is not None:

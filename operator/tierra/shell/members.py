@@ -38,6 +38,7 @@ from tierra.shell.kubeconfig import (
     parse_kubeconfig,
     vet_kubeconfig,
 )
+from tierra.shell.tasks import BackgroundTask
 
 log = logging.getLogger(__name__)
 
@@ -171,7 +172,7 @@ class MemberCluster:
         self.problem: ConnectionProblem | None = None
         """Why the cluster is unreachable (failed probes or failing watches), else None."""
         self.namespaces: set[str] = set()
-        self._probe_task: asyncio.Task[None] | None = None
+        self._probe_task = BackgroundTask(f"probe-{identity}")
         self._first_sync: asyncio.Task[bool] | None = None
 
     @staticmethod
@@ -273,15 +274,12 @@ class MemberCluster:
         for informer in self.informers:
             informer.on_state = self.refresh_health
             informer.start()
-        self._probe_task = asyncio.create_task(self._probe_loop(), name=f"probe-{self.identity}")
+        self._probe_task.start(self._probe_loop())
 
     async def stop(self) -> None:
         if self._first_sync is not None:
             self._first_sync.cancel()
-        if self._probe_task is not None:
-            self._probe_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._probe_task
+        await self._probe_task.stop()
         for informer in self.informers:
             await informer.stop()
 

@@ -22,8 +22,8 @@ def _manager(workers_alive: bool) -> Manager:
     manager = Manager(cast(KubeClient, object()), Settings())
     running = [asyncio.create_task(_forever()) for _ in range(4)]
     manager.services._tasks = running[:2]
-    manager.tiers._task, manager.autoscaling._task = running[2], running[3]
-    manager.sweep._task = asyncio.create_task(_forever())
+    manager.tiers.task._task, manager.autoscaling.task._task = running[2], running[3]
+    manager.sweep.task._task = asyncio.create_task(_forever())
     if not workers_alive:
         manager.services._tasks[1].cancel()
     return manager
@@ -43,7 +43,7 @@ async def test_dead_workers_fail_the_probe() -> None:
     await asyncio.sleep(0)  # let the cancellation land
     with pytest.raises(ControllersUnhealthy, match="service workers"):
         controllers_health(memo=kopf.Memo(manager=manager))
-    manager.sweep._task.cancel()  # type: ignore[union-attr]
+    manager.sweep.task._task.cancel()  # type: ignore[union-attr]
     await asyncio.sleep(0)
     with pytest.raises(ControllersUnhealthy, match="orphan sweep"):
         controllers_health(memo=kopf.Memo(manager=manager))
