@@ -394,6 +394,11 @@ class ReplicaPool:
                 return
         self._queue.append(job)
 
+    def run_to(self, t: float) -> None:
+        """Run the pool up to ``t`` (no earlier than ``now``), keeping what completes for the
+        next ``advance``: to observe its state at ``t``."""
+        self._run(max(t, self._now))
+
     def advance(self, t: float) -> list[CompletedRequest]:
         """Run the pool up to ``t``; the requests completed since the last ``advance``."""
         self._run(t)

@@ -13,9 +13,11 @@ Deployments and InferenceServices and the clock, and serves what it computes.
   the twin first sees it starts with its ready replicas already serving.
 * **Load.** Per InferenceService, one source: Poisson arrivals at a rate with fixed token
   sizes (seeded, reproducible), or a replay of a request trace, optionally time-compressed.
-* **Routing.** Arrivals of a service are split over its pools in proportion to their serving
-  replicas by smooth weighted round robin (deterministic, exact proportions over a window).
-  When none serves, by the replicas starting; when none is even starting, all go to the first
+* **Routing.** An arrival goes to the serving pool with the fewest requests (waiting and
+  running) per serving replica, as a gateway balancing by outstanding requests does: pools of
+  equal speed share in proportion to their replicas, and a slow one (an edge replica) is sent
+  fewer. When none serves, arrivals are split by the replicas starting (smooth weighted round
+  robin); when none is even starting, all go to the first
   pool and queue there. A service with no pool (scaled to zero) has its arrivals held by a
   *gateway*, as an activator in front of a scaled-to-zero service would, up to
   ``GATEWAY_CAPACITY`` (beyond that they are dropped, counted); the gateway exports
@@ -237,6 +239,23 @@ class WeightedRoundRobin:
         assert best is not None
         self._current[best] -= total
         return best
+
+
+def _least_loaded(pools: Mapping[PoolKey, ReplicaPool], t: float) -> PoolKey | None:
+    """The serving pool with the fewest requests (waiting and running) per serving replica at
+    ``t``, as a gateway balancing by outstanding requests (Envoy's least-request) picks: a
+    slow pool (an edge replica) keeps more requests and is sent fewer. None when no pool
+    serves."""
+    best: tuple[float, PoolKey] | None = None
+    for key in sorted(pools):
+        pool = pools[key]
+        if pool.ready_replicas <= 0:
+            continue
+        pool.run_to(t)
+        load = (pool.waiting + pool.running) / pool.ready_replicas
+        if best is None or load < best[0]:
+            best = (load, key)
+    return None if best is None else best[1]
 
 
 def routing_weights(pools: Mapping[PoolKey, ReplicaPool]) -> dict[PoolKey, float]:
@@ -546,7 +565,9 @@ class TwinModel:
                     else:
                         self.dropped[service] = self.dropped.get(service, 0) + 1
                     continue
-                pool = pools[router.pick(routing_weights(pools))]
+                pool = pools[
+                    _least_loaded(pools, arrival.time) or router.pick(routing_weights(pools))
+                ]
                 self._next_id += 1
                 pool.submit(
                     max(arrival.time, pool.now),
