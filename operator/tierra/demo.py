@@ -51,13 +51,21 @@ class Demo:
 
     def install(self) -> None:
         self.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(self.repo / "crds"))
-        self.kubectl(
-            "wait",
-            "--for=condition=Established",
-            "--timeout=60s",
-            "crd/tiers.tierra.dev",
-            "crd/inferenceservices.tierra.dev",
-        )
+        # (kubectl wait fails at once on a CRD whose status has no conditions yet: retry)
+        for attempt in range(10):
+            try:
+                self.kubectl(
+                    "wait",
+                    "--for=condition=Established",
+                    "--timeout=60s",
+                    "crd/tiers.tierra.dev",
+                    "crd/inferenceservices.tierra.dev",
+                )
+                break
+            except SystemExit:
+                if attempt == 9:
+                    raise
+                time.sleep(0.5)
         self.kubectl("create", "namespace", OPERATOR_NAMESPACE, check=False)
         for cluster in ("central", "regional", "edge"):
             secret = kubeconfig_secret(
@@ -198,7 +206,12 @@ def main(argv: list[str] | None = None) -> int:
     if started_fleet:
         print(f"fleet ready in {fleet.up():.1f}s")
     demo = Demo(repo, fleet)
-    demo.install()
+    try:
+        demo.install()
+    except BaseException:
+        if started_fleet:
+            fleet.down()
+        raise
     # The load twin simulates the model servers (startup delays shortened 10x for the demo);
     # a real Prometheus scrapes it, and the operator autoscales on what Prometheus says.
     twin = TwinProcess(

@@ -194,7 +194,8 @@ def test_load_step_scales_up_at_once_and_down_after_the_delay(
     first = body["status"]["lastScale"]
     assert int(first["from"]) == before
     assert int(first["to"]) > before
-    assert first["signals"]["queueDepth"] > 0
+    # the step shows as waiting or (processor sharing: before anything waits) as more running
+    assert first["signals"]["queueDepth"] > 0 or first["signals"]["running"] > 1
     # 10 requests/s at about 3 per replica needs 4 or more: reached as the backlog's growth
     # shows the arrivals (the runtime only exports completions), not one replica per tick.
     wait_for(
