@@ -36,7 +36,7 @@ from tierra.fleet.binaries import ensure_binaries
 from tierra.fleet.prometheus import PrometheusServer, ScrapeTarget
 from tierra.fleet.runner import Fleet, spawn_operator, stop_process
 from tierra.fleet.topology import default_fleet
-from tierra.twin import TwinProcess
+from tierra.lab.twin import TwinProcess
 
 REPO = Path(__file__).resolve().parents[1]
 GROUP, VERSION, PLURAL = "tierra.dev", "v1alpha1", "inferenceservices"

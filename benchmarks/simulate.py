@@ -1,7 +1,7 @@
 """The what-if simulator on the trace suite: every policy on every trace, the profile exact and
 30 % off either way, one table and one plot per trace.
 
-Traces: the shared Azure conv trace and the seeded generators of ``tierra.core.traces``
+Traces: the shared Azure conv trace and the seeded generators of ``tierra.lab.traces``
 (prefill-heavy bursts, decode-heavy, diurnal ramp, agentic fan-out). Services: the conv,
 decode-heavy and diurnal traces run examples/simulate's ``chat-conv`` (L4, 8 s p95, 2 s TTFT,
 120 s start-up); the prefill-heavy and agentic traces a code-completion copy of it
@@ -47,7 +47,8 @@ from typing import Any
 
 from tierra.api.inference_service import InferenceService
 from tierra.api.tier import Tier
-from tierra.core.simulation import (
+from tierra.lab.simulate import TRACE_ATTRIBUTION, read_fleet, read_trace
+from tierra.lab.simulation import (
     BASELINES,
     RunResult,
     TraceRequest,
@@ -58,8 +59,7 @@ from tierra.core.simulation import (
     run_policy,
     setup_service,
 )
-from tierra.core.traces import SUITE, generate
-from tierra.simulate import TRACE_ATTRIBUTION, read_fleet, read_trace
+from tierra.lab.traces import SUITE, generate
 
 REPO = Path(__file__).resolve().parents[1]
 ATTAINMENT = 0.99

@@ -362,11 +362,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "simulate":
-        from tierra import simulate
+        from tierra.lab import simulate
 
         return simulate.main(argv[1:])
     if argv and argv[0] == "twin":
-        from tierra import twin
+        from tierra.lab import twin
 
         return twin.main(argv[1:])
     args = build_parser().parse_args(argv)

@@ -15,7 +15,7 @@ from tierra.core.status import explain_status
 from tierra.fleet.binaries import ensure_binaries, find_binary
 from tierra.fleet.prometheus import PrometheusServer, ScrapeTarget
 from tierra.fleet.runner import Fleet, kubeconfig_secret, spawn_operator
-from tierra.twin import TwinProcess
+from tierra.lab.twin import TwinProcess
 
 OPERATOR_NAMESPACE = "tierra-system"
 

@@ -31,7 +31,7 @@ from cluster_helpers import (
 from kubernetes import client
 
 from tierra.fleet.prometheus import PrometheusServer, ScrapeTarget
-from tierra.twin import TwinProcess
+from tierra.lab.twin import TwinProcess
 
 pytestmark = pytest.mark.cluster
 

@@ -18,7 +18,7 @@ import yaml
 
 from tierra.core.metrics_presets import Selector, vllm
 from tierra.fleet.prometheus import PrometheusServer, ScrapeTarget
-from tierra.twin import TwinProcess
+from tierra.lab.twin import TwinProcess
 
 pytestmark = pytest.mark.cluster
 

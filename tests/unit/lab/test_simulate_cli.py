@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from tierra.simulate import main, read_trace
+from tierra.lab.simulate import main, read_trace
 
-EXAMPLE_FLEET = Path(__file__).resolve().parents[2] / "examples" / "simulate"
+EXAMPLE_FLEET = Path(__file__).resolve().parents[3] / "examples" / "simulate"
 
 
 def write_trace(path: Path, seconds: float = 240.0, seed: int = 1) -> Path:

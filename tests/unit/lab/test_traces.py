@@ -7,7 +7,7 @@ from collections import Counter
 
 import pytest
 
-from tierra.core.traces import SUITE, generate
+from tierra.lab.traces import SUITE, generate
 
 DURATION = 1200.0
 

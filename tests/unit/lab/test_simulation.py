@@ -10,7 +10,7 @@ import pytest
 
 from tierra.api.inference_service import InferenceService
 from tierra.api.tier import Tier
-from tierra.core.simulation import (
+from tierra.lab.simulation import (
     POLICY_NAMES,
     PolicySpec,
     SimulationError,

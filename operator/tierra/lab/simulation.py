@@ -52,7 +52,16 @@ from tierra.core.autoscale import (
     recommend,
     scaling_inputs,
 )
-from tierra.core.baselines import (
+from tierra.core.placement import (
+    CurrentPlacement,
+    PlacementDecision,
+    PoolCapacity,
+    TierView,
+    place,
+    weighted_rtt_ms,
+)
+from tierra.core.queue_model import CompletedRequest, ReplicaPool, ReplicaProfile
+from tierra.lab.baselines import (
     HpaPolicy,
     KedaPolicy,
     Observation,
@@ -64,15 +73,6 @@ from tierra.core.baselines import (
     StaticPolicy,
     TraceRequest,
 )
-from tierra.core.placement import (
-    CurrentPlacement,
-    PlacementDecision,
-    PoolCapacity,
-    TierView,
-    place,
-    weighted_rtt_ms,
-)
-from tierra.core.queue_model import CompletedRequest, ReplicaPool, ReplicaProfile
 
 __all__ = [
     "DEFAULT_SWEEP",

@@ -1,6 +1,6 @@
 """``tierra simulate``: replay a request trace offline against the services of a fleet directory.
 
-The shell around ``tierra.core.simulation``: reads the trace CSV and the Tier /
+The shell around ``tierra.lab.simulation``: reads the trace CSV and the Tier /
 InferenceService manifests, runs the policies, prints a table or JSON and writes plots.
 
     tierra simulate --trace FILE --fleet DIR --policy tierra,hpa,keda,static,oracle:0.99 \
@@ -27,7 +27,7 @@ import yaml
 
 from tierra.api.inference_service import InferenceService
 from tierra.api.tier import Tier
-from tierra.core.simulation import (
+from tierra.lab.simulation import (
     DEFAULT_SWEEP,
     RunResult,
     SimulationError,

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from tierra.api.inference_service import InferenceService
-from tierra.core.twin_model import (
+from tierra.lab.twin_model import (
     DeploymentView,
     Histogram,
     PoissonLoad,

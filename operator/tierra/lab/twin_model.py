@@ -1,6 +1,6 @@
 """The load twin's model (pure): load sources, simulated model-server pools, vLLM metrics.
 
-The twin (:mod:`tierra.twin`) stands in for the model servers of pods that kwok runs as
+The twin (:mod:`tierra.lab.twin`) stands in for the model servers of pods that kwok runs as
 nothing. This module holds everything it decides; the twin only feeds it the cluster's
 Deployments and InferenceServices and the clock, and serves what it computes.
 

@@ -24,7 +24,7 @@ import math
 import random
 from collections.abc import Callable
 
-from tierra.core.baselines import TraceRequest
+from tierra.lab.baselines import TraceRequest
 
 DEFAULT_DURATION = 3600.0
 

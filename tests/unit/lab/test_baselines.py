@@ -6,7 +6,8 @@ from __future__ import annotations
 import random
 from dataclasses import replace
 
-from tierra.core.baselines import (
+from tierra.core.queue_model import ReplicaProfile
+from tierra.lab.baselines import (
     HpaBehaviour,
     HpaPolicy,
     KedaPolicy,
@@ -19,7 +20,6 @@ from tierra.core.baselines import (
     TraceRequest,
     hpa_pods_proposal,
 )
-from tierra.core.queue_model import ReplicaProfile
 
 PROFILE = ReplicaProfile(
     max_concurrency=8,

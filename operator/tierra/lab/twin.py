@@ -4,7 +4,7 @@ It watches InferenceServices in the management cluster and the Deployments Tierr
 (``app.kubernetes.io/managed-by=tierra``) in every member cluster, keeps one simulated pool per
 Deployment whose replicas follow the Deployment's ready replicas, generates load, and serves
 vLLM-format metrics for a real Prometheus to scrape. What it simulates and how is in
-:mod:`tierra.core.twin_model`; this module is the I/O around it.
+:mod:`tierra.lab.twin_model`; this module is the I/O around it.
 
 HTTP API (one aiohttp server)::
 
@@ -18,7 +18,7 @@ HTTP API (one aiohttp server)::
                                          replay a request trace (default: the Azure conv trace)
     DELETE /load/{namespace}/{name}      stop the service's load
 
-Run it with ``python -m tierra.twin --kubeconfig FILE --port N``, in-process with
+Run it with ``python -m tierra.lab.twin --kubeconfig FILE --port N``, in-process with
 ``async with running_twin(kubeconfig, port) as twin``, or as a child process with
 :class:`TwinProcess` / :func:`spawn_twin`.
 """
@@ -56,7 +56,8 @@ from pydantic import ValidationError
 
 from tierra.api.inference_service import InferenceService
 from tierra.core.render import LABEL_MANAGED_BY, MANAGED_BY
-from tierra.core.twin_model import (
+from tierra.fleet.runner import SPAWN_LOCK, die_with_parent, free_ports, stop_process
+from tierra.lab.twin_model import (
     DeploymentView,
     Family,
     ServiceKey,
@@ -65,11 +66,10 @@ from tierra.core.twin_model import (
     deployment_view,
     parse_trace,
 )
-from tierra.fleet.runner import SPAWN_LOCK, die_with_parent, free_ports, stop_process
 from tierra.shell.informer import Informer
 from tierra.shell.kube import KubeClient, client_from_kubeconfig
 
-log = logging.getLogger("tierra.twin")
+log = logging.getLogger("tierra.lab.twin")
 
 DEFAULT_PORT = 9400
 MANAGEMENT_CONTEXT = "tierra-central"
@@ -433,12 +433,12 @@ def spawn_twin(
     extra_args: Iterable[str] = (),
     env: dict[str, str] | None = None,
 ) -> subprocess.Popen[bytes]:
-    """``python -m tierra.twin`` as a child process that dies with this one (see
+    """``python -m tierra.lab.twin`` as a child process that dies with this one (see
     :func:`tierra.fleet.runner.die_with_parent`: with the *thread* that spawned it)."""
     argv = [
         sys.executable,
         "-m",
-        "tierra.twin",
+        "tierra.lab.twin",
         "--kubeconfig",
         str(kubeconfig),
         "--port",
