@@ -571,7 +571,9 @@ def test_a_member_namespace_deleted_and_recreated_is_recovered(
         "apply", "-f", "-", input=json.dumps(_tier_manifest("ns-zz", "tier-regional-kubeconfig"))
     )
     try:
-        create(clients, _cpu_service("homeless", namespace))
+        # kwok removes a deleted pod once its grace period (drainSeconds + 30 s) has run out,
+        # and the namespace goes only after its pods: keep the grace short.
+        create(clients, _cpu_service("homeless", namespace, migration={"drainSeconds": 0}))
         wait_placed(clients, wait_for, namespace, "homeless")
         wait_for(
             lambda: children(clients, "regional", "homeless"), timeout=30, what="child applied"
@@ -581,7 +583,7 @@ def test_a_member_namespace_deleted_and_recreated_is_recovered(
         deleted = time.monotonic()
         wait_for(
             lambda: not any(n.metadata.name == namespace for n in core.list_namespace().items),
-            timeout=90,
+            timeout=120,
             what="member namespace gone",
         )
         wait_for(
