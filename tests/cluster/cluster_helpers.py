@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -234,3 +235,17 @@ class OperatorProcess:
 
 def _free_port() -> int:
     return free_ports(1)[0]
+
+
+@contextlib.contextmanager
+def running_operator(
+    kubeconfig: Path, log_dir: Path, env: dict[str, str] | None = None
+) -> Iterator[OperatorProcess]:
+    """An operator process for a test module: always stopped, its log's tail printed."""
+    process = OperatorProcess(kubeconfig, log_dir / "log", env=env)
+    process.start()
+    try:
+        yield process
+    finally:
+        process.stop()
+        print("\n--- operator log tail ---\n" + process.log_tail(3000))

@@ -30,6 +30,7 @@ from cluster_helpers import (
     OperatorProcess,
     WaitFor,
     condition,
+    running_operator,
 )
 
 from tierra.fleet.binaries import ensure_binaries, find_binary
@@ -226,13 +227,8 @@ def operator(
     member_secrets: None,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[OperatorProcess]:
-    process = OperatorProcess(fleet_kubeconfig, tmp_path_factory.mktemp("operator") / "log")
-    process.start()
-    try:
+    with running_operator(fleet_kubeconfig, tmp_path_factory.mktemp("operator")) as process:
         yield process
-    finally:
-        process.stop()
-        print("\n--- operator log tail ---\n" + process.log_tail(3000))
 
 
 @pytest.fixture(scope="module")

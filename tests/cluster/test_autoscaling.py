@@ -23,6 +23,7 @@ from cluster_helpers import (
     condition,
     create,
     get_service,
+    running_operator,
     running_pods,
     service_manifest,
     wait_placed,
@@ -74,20 +75,12 @@ def operator(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[OperatorProcess]:
     """The operator, with the twin's Prometheus as its default metrics source."""
-    process = OperatorProcess(
-        fleet_kubeconfig,
-        tmp_path_factory.mktemp("operator") / "log",
-        env={
-            "TIERRA_PROMETHEUS_URL": prometheus.url,
-            "TIERRA_METRICS_INTERVAL": str(METRICS_INTERVAL_SECONDS),
-        },
-    )
-    process.start()
-    try:
+    env = {
+        "TIERRA_PROMETHEUS_URL": prometheus.url,
+        "TIERRA_METRICS_INTERVAL": str(METRICS_INTERVAL_SECONDS),
+    }
+    with running_operator(fleet_kubeconfig, tmp_path_factory.mktemp("operator"), env) as process:
         yield process
-    finally:
-        process.stop()
-        print("\n--- operator log tail ---\n" + process.log_tail(3000))
 
 
 # ----------------------------------------------------------------------------------- helpers

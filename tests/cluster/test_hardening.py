@@ -35,6 +35,7 @@ from cluster_helpers import (
     condition,
     create,
     get_service,
+    running_operator,
     service_manifest,
     variant,
     wait_placed,
@@ -59,17 +60,9 @@ def operator(
     member_secrets: None,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[OperatorProcess]:
-    process = OperatorProcess(
-        fleet_kubeconfig,
-        tmp_path_factory.mktemp("operator") / "log",
-        env={"TIERRA_TIER_CLEANUP_TIMEOUT": str(CLEANUP_TIMEOUT)},
-    )
-    process.start()
-    try:
+    env = {"TIERRA_TIER_CLEANUP_TIMEOUT": str(CLEANUP_TIMEOUT)}
+    with running_operator(fleet_kubeconfig, tmp_path_factory.mktemp("operator"), env) as process:
         yield process
-    finally:
-        process.stop()
-        print("\n--- operator log tail ---\n" + process.log_tail(3000))
 
 
 def _custom(clients: Clients) -> client.CustomObjectsApi:
