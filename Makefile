@@ -36,8 +36,8 @@ lint: setup
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 	$(BIN)/tierra crds check
-	$(BIN)/python -m tierra.fleet.chart check
-	$(BIN)/python -m tierra.fleet.dashboard check
+	$(BIN)/python -m tierra.localfleet.chart check
+	$(BIN)/python -m tierra.localfleet.dashboard check
 
 unit: setup
 	$(BIN)/pytest tests/unit

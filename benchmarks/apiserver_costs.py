@@ -52,9 +52,9 @@ from tierra.api.tier import Tier
 from tierra.core.placement import PlannedPlacement
 from tierra.core.render import owner_of, render
 from tierra.demo import Demo
-from tierra.fleet.binaries import ensure_binaries
-from tierra.fleet.runner import Fleet
-from tierra.fleet.topology import default_fleet
+from tierra.localfleet.binaries import ensure_binaries
+from tierra.localfleet.runner import Fleet
+from tierra.localfleet.topology import default_fleet
 
 NAMESPACE = "costs"
 STATUS: dict[str, Any] = {

@@ -32,11 +32,11 @@ from typing import Any
 from kubernetes import client, config
 
 from tierra.demo import Demo
-from tierra.fleet.binaries import ensure_binaries
-from tierra.fleet.prometheus import PrometheusServer, ScrapeTarget
-from tierra.fleet.runner import Fleet, spawn_operator, stop_process
-from tierra.fleet.topology import default_fleet
 from tierra.lab.twin import TwinProcess
+from tierra.localfleet.binaries import ensure_binaries
+from tierra.localfleet.prometheus import PrometheusServer, ScrapeTarget
+from tierra.localfleet.runner import Fleet, spawn_operator, stop_process
+from tierra.localfleet.topology import default_fleet
 
 REPO = Path(__file__).resolve().parents[1]
 GROUP, VERSION, PLURAL = "tierra.dev", "v1alpha1", "inferenceservices"

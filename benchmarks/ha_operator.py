@@ -41,9 +41,9 @@ import yaml
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
-from tierra.fleet.binaries import ensure_binaries, find_binary
-from tierra.fleet.runner import Fleet, free_ports, spawn_operator, stop_process
-from tierra.fleet.topology import default_fleet
+from tierra.localfleet.binaries import ensure_binaries, find_binary
+from tierra.localfleet.runner import Fleet, free_ports, spawn_operator, stop_process
+from tierra.localfleet.topology import default_fleet
 
 REPO = Path(__file__).resolve().parents[1]
 NAMESPACE = "ha-bench"

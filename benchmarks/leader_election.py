@@ -40,9 +40,9 @@ from kubernetes import client, config
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "cluster"))
 from leader_child import LABEL, WRITER_LABEL, Candidate
 
-from tierra.fleet.binaries import ensure_binaries
-from tierra.fleet.runner import Fleet
-from tierra.fleet.topology import default_fleet
+from tierra.localfleet.binaries import ensure_binaries
+from tierra.localfleet.runner import Fleet
+from tierra.localfleet.topology import default_fleet
 
 NAMESPACE = "leader-bench"
 LEASE = "tierra"

@@ -46,9 +46,9 @@ from tierra.controllers.finalizer import FINALIZER
 from tierra.core.placement import PlannedPlacement
 from tierra.core.render import owner_of, render
 from tierra.demo import Demo
-from tierra.fleet.binaries import ensure_binaries
-from tierra.fleet.runner import Fleet, die_with_parent, spawn_operator, stop_process
-from tierra.fleet.topology import default_fleet
+from tierra.localfleet.binaries import ensure_binaries
+from tierra.localfleet.runner import Fleet, die_with_parent, spawn_operator, stop_process
+from tierra.localfleet.topology import default_fleet
 
 REPO = Path(__file__).resolve().parents[1]
 GROUP, VERSION, PLURAL = "tierra.dev", "v1alpha1", "inferenceservices"

@@ -15,12 +15,12 @@ if TYPE_CHECKING:
 
 
 def _fleet(args: argparse.Namespace) -> int:
-    from tierra.fleet.binaries import ensure_binaries
-    from tierra.fleet.runner import Fleet, FleetError
-    from tierra.fleet.topology import default_fleet, node_manifests
+    from tierra.localfleet.binaries import ensure_binaries
+    from tierra.localfleet.runner import Fleet, FleetError
+    from tierra.localfleet.topology import default_fleet, node_manifests
 
     if args.fleet_command == "build":
-        from tierra.fleet.prometheus import ensure_prometheus
+        from tierra.localfleet.prometheus import ensure_prometheus
 
         report = ensure_binaries()
         print(

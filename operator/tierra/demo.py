@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from tierra.core.status import explain_status
-from tierra.fleet.binaries import ensure_binaries, find_binary
-from tierra.fleet.prometheus import PrometheusServer, ScrapeTarget
-from tierra.fleet.runner import Fleet, kubeconfig_secret, spawn_operator
 from tierra.lab.twin import TwinProcess
+from tierra.localfleet.binaries import ensure_binaries, find_binary
+from tierra.localfleet.prometheus import PrometheusServer, ScrapeTarget
+from tierra.localfleet.runner import Fleet, kubeconfig_secret, spawn_operator
 
 OPERATOR_NAMESPACE = "tierra-system"
 

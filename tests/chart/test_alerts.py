@@ -1,5 +1,5 @@
 """The chart's alert rules, checked and unit-tested with promtool from the Prometheus the
-project already fetches (tierra.fleet.prometheus), and embedded unchanged in the chart."""
+project already fetches (tierra.localfleet.prometheus), and embedded unchanged in the chart."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tierra.fleet.chart import Helm
-from tierra.fleet.prometheus import ensure_promtool
+from tierra.localfleet.chart import Helm
+from tierra.localfleet.prometheus import ensure_promtool
 
 from .test_chart import CHART
 

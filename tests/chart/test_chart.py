@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 import yaml
 
-from tierra.fleet import chart as chart_module
-from tierra.fleet.binaries import HELM_VERSION, KUBERNETES_VERSION
-from tierra.fleet.chart import Helm
-from tierra.fleet.kubeschema import Validator, monitoring_crd_paths
+from tierra.localfleet import chart as chart_module
+from tierra.localfleet.binaries import HELM_VERSION, KUBERNETES_VERSION
+from tierra.localfleet.chart import Helm
+from tierra.localfleet.kubeschema import Validator, monitoring_crd_paths
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "tierra"
@@ -134,7 +134,9 @@ def test_a_values_typo_fails_naming_it(helm: Helm, values: dict[str, Any], named
 
 
 def test_values_schema_is_generated_and_in_sync() -> None:
-    assert chart_module.main(["check", str(REPO)]) == 0, "run python -m tierra.fleet.chart generate"
+    assert chart_module.main(["check", str(REPO)]) == 0, (
+        "run python -m tierra.localfleet.chart generate"
+    )
 
 
 def _object_schemas(node: Any) -> Iterator[dict[str, Any]]:

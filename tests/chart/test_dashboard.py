@@ -10,7 +10,7 @@ from pathlib import Path
 import yaml
 from prometheus_client import REGISTRY
 
-from tierra.fleet import dashboard
+from tierra.localfleet import dashboard
 from tierra.shell import telemetry
 from tierra.status_metrics import service_metrics
 
@@ -33,7 +33,7 @@ def _queried(text: str) -> set[str]:
 
 def test_dashboard_json_is_in_sync_with_its_code() -> None:
     assert dashboard.main(["check", str(REPO)]) == 0, (
-        "run python -m tierra.fleet.dashboard generate"
+        "run python -m tierra.localfleet.dashboard generate"
     )
 
 

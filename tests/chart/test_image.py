@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from tierra.cli import build_parser
-from tierra.fleet.chart import Helm
+from tierra.localfleet.chart import Helm
 
 from .test_chart import CHART, FULL_VALUES
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tierra.fleet.chart import Helm
+from tierra.localfleet.chart import Helm
 from tierra.onboarding import MEMBER_RULES, kubeconfig_for_token
 
 from .test_chart import CHART

@@ -13,7 +13,7 @@ import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from tierra.fleet.runner import free_ports
+from tierra.localfleet.runner import free_ports
 
 REPO = Path(__file__).resolve().parents[2]
 GROUP, VERSION, PLURAL = "tierra.dev", "v1alpha1", "inferenceservices"
@@ -182,7 +182,7 @@ class OperatorProcess:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        from tierra.fleet.runner import spawn_operator
+        from tierra.localfleet.runner import spawn_operator
 
         self.process = spawn_operator(
             self.kubeconfig,
@@ -202,7 +202,7 @@ class OperatorProcess:
         pytest.fail(f"operator did not start: {self.log_tail()}")
 
     def stop(self) -> None:
-        from tierra.fleet.runner import stop_process
+        from tierra.localfleet.runner import stop_process
 
         stop_process(self.process, grace=20)
         self.process = None

@@ -33,8 +33,8 @@ from cluster_helpers import (
     running_operator,
 )
 
-from tierra.fleet.binaries import ensure_binaries, find_binary
-from tierra.fleet.runner import Fleet
+from tierra.localfleet.binaries import ensure_binaries, find_binary
+from tierra.localfleet.runner import Fleet
 
 REPO = Path(__file__).resolve().parents[2]
 CLUSTERS = ("central", "regional", "edge")
@@ -141,7 +141,7 @@ def operator_credentials(
 
     replicaCount 0: the operator runs as a local process (the image is not built here), so
     the chart's own Deployment must not put a pod on the fleet's nodes."""
-    from tierra.fleet.chart import Helm
+    from tierra.localfleet.chart import Helm
     from tierra.onboarding import kubeconfig_for_token
 
     home = tmp_path_factory.mktemp("operator-helm")

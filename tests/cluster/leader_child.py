@@ -34,7 +34,7 @@ WRITER_LABEL = "tierra.dev/leader-test-writer"
 
 # ------------------------------------------------------------------------- the child process
 async def _child(args: argparse.Namespace) -> None:
-    from tierra.fleet.runner import context_kubeconfig
+    from tierra.localfleet.runner import context_kubeconfig
     from tierra.shell.kube import KubeError, client_from_kubeconfig
     from tierra.shell.leader import LeaderElectionSettings, LeaderElector, boot_clock
 
@@ -166,7 +166,7 @@ class Candidate:
         self._reader: threading.Thread | None = None
 
     def start(self) -> None:
-        from tierra.fleet.runner import SPAWN_LOCK, die_with_parent
+        from tierra.localfleet.runner import SPAWN_LOCK, die_with_parent
 
         with SPAWN_LOCK, self.log_path.open("a") as log:
             self.process = subprocess.Popen(

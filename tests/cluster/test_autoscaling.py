@@ -31,8 +31,8 @@ from cluster_helpers import (
 )
 from kubernetes import client
 
-from tierra.fleet.prometheus import PrometheusServer, ScrapeTarget
 from tierra.lab.twin import TwinProcess
+from tierra.localfleet.prometheus import PrometheusServer, ScrapeTarget
 
 pytestmark = pytest.mark.cluster
 

@@ -28,7 +28,7 @@ from cluster_helpers import (
 )
 from kubernetes import client
 
-from tierra.fleet.runner import free_ports
+from tierra.localfleet.runner import free_ports
 
 pytestmark = pytest.mark.cluster
 

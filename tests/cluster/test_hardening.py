@@ -45,7 +45,7 @@ from kubernetes.client.exceptions import ApiException
 
 from tierra.controllers.finalizer import FINALIZER
 from tierra.controllers.tiers import TIER_FINALIZER
-from tierra.fleet.runner import context_kubeconfig
+from tierra.localfleet.runner import context_kubeconfig
 
 pytestmark = pytest.mark.cluster
 

@@ -14,8 +14,8 @@ from cluster_helpers import Clients, Kubectl
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from tierra.fleet.chart import Helm
-from tierra.fleet.kubeschema import monitoring_crd_paths
+from tierra.localfleet.chart import Helm
+from tierra.localfleet.kubeschema import monitoring_crd_paths
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "tierra"

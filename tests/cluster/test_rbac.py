@@ -15,7 +15,7 @@ import pytest
 import yaml
 from cluster_helpers import Clients
 
-from tierra.fleet.binaries import find_binary
+from tierra.localfleet.binaries import find_binary
 
 pytestmark = pytest.mark.cluster
 

@@ -17,8 +17,8 @@ import pytest
 import yaml
 
 from tierra.core.metrics_presets import Selector, vllm
-from tierra.fleet.prometheus import PrometheusServer, ScrapeTarget
 from tierra.lab.twin import TwinProcess
+from tierra.localfleet.prometheus import PrometheusServer, ScrapeTarget
 
 pytestmark = pytest.mark.cluster
 

@@ -56,7 +56,6 @@ from pydantic import ValidationError
 
 from tierra.api.inference_service import InferenceService
 from tierra.core.render import LABEL_MANAGED_BY, MANAGED_BY
-from tierra.fleet.runner import SPAWN_LOCK, die_with_parent, free_ports, stop_process
 from tierra.lab.twin_model import (
     DeploymentView,
     Family,
@@ -66,6 +65,7 @@ from tierra.lab.twin_model import (
     deployment_view,
     parse_trace,
 )
+from tierra.localfleet.runner import SPAWN_LOCK, die_with_parent, free_ports, stop_process
 from tierra.shell.informer import Informer
 from tierra.shell.kube import KubeClient, client_from_kubeconfig
 
@@ -434,7 +434,7 @@ def spawn_twin(
     env: dict[str, str] | None = None,
 ) -> subprocess.Popen[bytes]:
     """``python -m tierra.lab.twin`` as a child process that dies with this one (see
-    :func:`tierra.fleet.runner.die_with_parent`: with the *thread* that spawned it)."""
+    :func:`tierra.localfleet.runner.die_with_parent`: with the *thread* that spawned it)."""
     argv = [
         sys.executable,
         "-m",

@@ -20,7 +20,7 @@ Run. :class:`PrometheusServer` starts ``prometheus`` on a loopback port with a g
 config (static scrape targets, ``honor_labels: true``) and its own storage directory, waits for
 ``/-/ready`` and stops it (SIGTERM, then SIGKILL). It can be stopped and started again on the
 same port with the same storage. The process gets SIGTERM when the process that started it
-dies (``PR_SET_PDEATHSIG``, see :func:`tierra.fleet.runner.die_with_parent`).
+dies (``PR_SET_PDEATHSIG``, see :func:`tierra.localfleet.runner.die_with_parent`).
 """
 
 from __future__ import annotations
@@ -41,8 +41,8 @@ from typing import Any
 
 import yaml
 
-from tierra.fleet.binaries import cache_root
-from tierra.fleet.runner import SPAWN_LOCK, die_with_parent, free_ports, stop_process
+from tierra.localfleet.binaries import cache_root
+from tierra.localfleet.runner import SPAWN_LOCK, die_with_parent, free_ports, stop_process
 
 PROMETHEUS_VERSION = "2.42.0"
 """Upstream version of Debian 12's package; the cache directory is named after the version

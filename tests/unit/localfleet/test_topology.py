@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tierra.fleet.topology import default_fleet, node_manifests
+from tierra.localfleet.topology import default_fleet, node_manifests
 
 
 def nodes(cluster: str, scale: int = 1) -> list[dict]:  # type: ignore[type-arg]

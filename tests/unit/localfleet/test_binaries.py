@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tierra.fleet import binaries
+from tierra.localfleet import binaries
 
 
 def make_bins(directory: Path, names: tuple[str, ...]) -> None:

@@ -6,8 +6,8 @@ import socket
 
 import pytest
 
-from tierra.fleet import runner
-from tierra.fleet.runner import _ephemeral_ports, free_ports
+from tierra.localfleet import runner
+from tierra.localfleet.runner import _ephemeral_ports, free_ports
 
 
 def test_ports_are_distinct_free_and_below_the_ephemeral_range() -> None:

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tierra.fleet import prometheus
-from tierra.fleet.prometheus import PrometheusServer, ScrapeTarget, duration, prometheus_config
+from tierra.localfleet import prometheus
+from tierra.localfleet.prometheus import PrometheusServer, ScrapeTarget, duration, prometheus_config
 
 
 def test_duration_strings() -> None:

@@ -20,7 +20,7 @@ from typing import Any
 
 import jsonschema
 
-from tierra.fleet.binaries import KUBERNETES_VERSION, BinaryError, go_environment
+from tierra.localfleet.binaries import KUBERNETES_VERSION, BinaryError, go_environment
 
 _REF = "#/components/schemas/"
 

@@ -1,7 +1,7 @@
 """Tierra's Grafana dashboard, as code (Grafana Foundation SDK), rendered to the JSON the chart
 ships in ``charts/tierra/files/dashboards/tierra.json``.
 
-``python -m tierra.fleet.dashboard generate|check`` writes or checks that file; a test keeps it
+``python -m tierra.localfleet.dashboard generate|check`` writes or checks that file; a test keeps it
 in sync. The queries read the operator's own metrics (``tierra.shell.telemetry``) and the
 InferenceService status series (``tierra.status_metrics``).
 """
@@ -331,7 +331,9 @@ def main(argv: list[str]) -> int:
         print(f"wrote {path}")
         return 0
     if not path.exists() or path.read_text() != text:
-        print(f"stale: {path} (run `python -m tierra.fleet.dashboard generate`)", file=sys.stderr)
+        print(
+            f"stale: {path} (run `python -m tierra.localfleet.dashboard generate`)", file=sys.stderr
+        )
         return 1
     return 0
 

@@ -28,9 +28,9 @@ from typing import Any
 
 import yaml
 
-from tierra.fleet.binaries import resolve_binaries
-from tierra.fleet.pki import write_pki
-from tierra.fleet.topology import FLEET_LABEL, ClusterSpec, default_fleet, node_manifests
+from tierra.localfleet.binaries import resolve_binaries
+from tierra.localfleet.pki import write_pki
+from tierra.localfleet.topology import FLEET_LABEL, ClusterSpec, default_fleet, node_manifests
 
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
 STATE_FILE = "fleet.json"
