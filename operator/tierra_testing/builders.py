@@ -1,0 +1,331 @@
+"""Builders of the objects Tierra's tests and benchmarks need: variants, pools, Tiers and
+InferenceServices (as the apiserver takes them, camelCase dicts, or as the typed models), the
+fleet as a reconcile sees it (TierView, ServiceView), and Deployments with Tierra's labels.
+
+Each builder is one call with keyword overrides and defaults that make a valid object: a
+single H100 variant, a ``central`` Tier in ``eu-central`` with one H100 pool, ``team-a/chat``.
+Name only what a test is about; compose the rest::
+
+    service(variants=[variant("cpu", "cpu", decode=50)], placement={"levels": ["edge"]})
+    tier_view(tier("edge", "edge"), {"h100": (8, 6)})
+    service_manifest("bulk-1", "bench", [variant("cpu", "cpu", startup=0)])
+
+The manifests carry only the fields given or needed (an unset field is the API's default), so
+the same builder serves a request to a real apiserver and a model for the functional core.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from tierra.api.inference_service import InferenceService
+from tierra.api.tier import Tier
+from tierra.core.placement import CurrentPlacement, PoolCapacity, PoolKey, TierView
+from tierra.core.reconcile import ChildKey, ServiceView
+
+API_VERSION = "tierra.dev/v1alpha1"
+IMAGE = "vllm/vllm-openai:v0.10.0"
+MODEL: Mapping[str, str] = {"name": "llama-3.1-8b", "uri": "hf://meta/llama"}
+SLO: Mapping[str, Any] = {"latencyP95Ms": 2000}
+FREE_UNITS = 8
+"""Free units a pool of a ``tier_view`` has unless told otherwise."""
+
+Manifest = dict[str, Any]
+
+
+# --------------------------------------------------------------------------------------------
+# InferenceService
+
+
+def variant(
+    name: str = "h100",
+    type_: str = "nvidia-gpu",
+    model: str | None = None,
+    *,
+    count: int = 1,
+    concurrency: int = 32,
+    prefill: float = 24000.0,
+    decode: float = 2400.0,
+    startup: int | None = 90,
+    topology: str | None = None,
+    args: Sequence[str] = (),
+) -> Manifest:
+    """One entry of ``spec.variants``: ``count`` accelerators of ``type_`` (and ``model``) per
+    replica, their profiled capacity, and ``startup`` seconds to Ready (None: the API's
+    default)."""
+    accelerator: Manifest = {"type": type_, "count": count}
+    if model is not None:
+        accelerator["model"] = model
+    if topology is not None:
+        accelerator["topology"] = topology
+    entry: Manifest = {
+        "name": name,
+        "accelerator": accelerator,
+        "capacity": {
+            "maxConcurrency": concurrency,
+            "prefillTokensPerSecond": prefill,
+            "decodeTokensPerSecond": decode,
+        },
+    }
+    if startup is not None:
+        entry["startupSeconds"] = startup
+    if args:
+        entry["args"] = list(args)
+    return entry
+
+
+def service_manifest(
+    name: str = "chat",
+    namespace: str = "team-a",
+    variants: Sequence[Mapping[str, Any]] | None = None,
+    *,
+    model: Mapping[str, Any] | None = None,
+    runtime: Mapping[str, Any] | None = None,
+    slo: Mapping[str, Any] | None = None,
+    uid: str | None = None,
+    **spec: Any,
+) -> Manifest:
+    """An InferenceService as the apiserver takes it. ``spec`` adds or replaces any other
+    field of the spec (``placement``, ``scaling``, ``migration``, ``replicas``, ...)."""
+    metadata: Manifest = {"name": name, "namespace": namespace}
+    if uid is not None:
+        metadata["uid"] = uid
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "InferenceService",
+        "metadata": metadata,
+        "spec": {
+            "model": dict(model or MODEL),
+            "runtime": dict(runtime or {"image": IMAGE}),
+            "variants": [dict(v) for v in (variants or [variant()])],
+            "slo": dict(slo or SLO),
+            **spec,
+        },
+    }
+
+
+def service(
+    name: str = "chat",
+    namespace: str = "team-a",
+    variants: Sequence[Mapping[str, Any]] | None = None,
+    *,
+    model: Mapping[str, Any] | None = None,
+    runtime: Mapping[str, Any] | None = None,
+    slo: Mapping[str, Any] | None = None,
+    uid: str = "0000-uid",
+    **spec: Any,
+) -> InferenceService:
+    """The typed InferenceService of ``service_manifest`` (with a uid, as a stored one has)."""
+    return InferenceService.model_validate(
+        service_manifest(
+            name, namespace, variants, model=model, runtime=runtime, slo=slo, uid=uid, **spec
+        )
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Tier
+
+
+def pool(
+    name: str = "h100",
+    type_: str = "nvidia-gpu",
+    model: str | None = "H100",
+    *,
+    price: float = 2.0,
+    per_node: int | None = None,
+    selector: Mapping[str, str] | None = None,
+    tolerations: Sequence[Mapping[str, str]] = (),
+    resource_name: str | None = None,
+) -> Manifest:
+    """One entry of a Tier's ``spec.pools``: nodes carrying ``type_`` (and ``model``)
+    accelerators, picked by the node ``selector``, at ``price`` per accelerator-hour."""
+    accelerator: Manifest = {"type": type_}
+    if model is not None:
+        accelerator["model"] = model
+    if per_node is not None:
+        accelerator["perNode"] = per_node
+    if resource_name is not None:
+        accelerator["resourceName"] = resource_name
+    entry: Manifest = {"name": name, "accelerator": accelerator}
+    if selector:
+        entry["nodeSelector"] = dict(selector)
+    if tolerations:
+        entry["tolerations"] = [dict(t) for t in tolerations]
+    entry["pricePerAcceleratorHour"] = price
+    return entry
+
+
+def tier_manifest(
+    name: str = "central",
+    level: str = "central",
+    *,
+    region: str = "eu-central",
+    residency: Sequence[str] = ("eu",),
+    latency: Mapping[str, float] | None = None,
+    carbon: float | None = None,
+    pools: Sequence[Mapping[str, Any]] | None = None,
+    namespace: str | None = None,
+    kubeconfig_secret: str | None = None,
+) -> Manifest:
+    """A Tier as the apiserver takes it: ``latency`` maps user regions to RTT ms; ``namespace``
+    and ``kubeconfig_secret`` (a Secret's name, key ``kubeconfig``) say where its children go
+    (neither: the operator's own cluster, in the service's namespace)."""
+    spec: Manifest = {
+        "level": level,
+        "region": region,
+        "residency": list(residency),
+        "pools": [dict(p) for p in (pools if pools is not None else [pool()])],
+    }
+    if latency:
+        spec["latencyMs"] = dict(latency)
+    if carbon is not None:
+        spec["carbonIntensity"] = carbon
+    cluster: Manifest = {}
+    if kubeconfig_secret is not None:
+        cluster["kubeconfigSecretRef"] = {"name": kubeconfig_secret, "key": "kubeconfig"}
+    if namespace is not None:
+        cluster["namespace"] = namespace
+    if cluster:
+        spec["cluster"] = cluster
+    return {"apiVersion": API_VERSION, "kind": "Tier", "metadata": {"name": name}, "spec": spec}
+
+
+def tier(
+    name: str = "central",
+    level: str = "central",
+    *,
+    region: str = "eu-central",
+    residency: Sequence[str] = ("eu",),
+    latency: Mapping[str, float] | None = None,
+    carbon: float | None = None,
+    pools: Sequence[Mapping[str, Any]] | None = None,
+    namespace: str | None = None,
+    kubeconfig_secret: str | None = None,
+) -> Tier:
+    """The typed Tier of ``tier_manifest``."""
+    return Tier.model_validate(
+        tier_manifest(
+            name,
+            level,
+            region=region,
+            residency=residency,
+            latency=latency,
+            carbon=carbon,
+            pools=pools,
+            namespace=namespace,
+            kubeconfig_secret=kubeconfig_secret,
+        )
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# The fleet as a reconcile sees it
+
+
+def tier_view(
+    t: Tier,
+    capacity: Mapping[str, int | tuple[int, int]] | None = None,
+    *,
+    reachable: bool = True,
+    deleting: bool = False,
+) -> TierView:
+    """A Tier with its observed state: ``capacity`` maps a pool to its units, or to (units,
+    allocated); a pool not named has ``FREE_UNITS`` free."""
+    pools: dict[str, PoolCapacity] = {}
+    for p in t.spec.pools:
+        given = (capacity or {}).get(p.name, FREE_UNITS)
+        total, allocated = given if isinstance(given, tuple) else (given, 0)
+        pools[p.name] = PoolCapacity(t.metadata.name, p.name, total, allocated)
+    return TierView(tier=t, reachable=reachable, pools=pools, deleting=deleting)
+
+
+def service_view(
+    *tiers: Tier | TierView,
+    current: Sequence[CurrentPlacement] = (),
+    held: Mapping[PoolKey, int] | None = None,
+    children: Mapping[ChildKey, Manifest] | None = None,
+    settled: Iterable[str] = (),
+    local: Iterable[str] = (),
+    syncing: Sequence[str] = (),
+) -> ServiceView:
+    """The fleet as one service's reconcile sees it; a Tier given bare gets ``tier_view``'s
+    defaults (reachable, ``FREE_UNITS`` free in each pool)."""
+    return ServiceView(
+        tiers=[t if isinstance(t, TierView) else tier_view(t) for t in tiers],
+        current=current,
+        held=dict(held or {}),
+        children=dict(children or {}),
+        settled=frozenset(settled),
+        local=frozenset(local),
+        syncing=tuple(syncing),
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Deployments
+
+
+def child_labels(
+    service_name: str | None = "chat",
+    namespace: str = "team-a",
+    *,
+    tier: str = "central",
+    pool: str = "h100",
+    variant: str = "h100",
+) -> dict[str, str]:
+    """The labels by which Tierra knows a Deployment of its own: managed by it, in a tier,
+    pool and variant, and (``service_name`` not None) whose service it runs."""
+    labels = {
+        "app.kubernetes.io/managed-by": "tierra",
+        "tierra.dev/tier": tier,
+        "tierra.dev/pool": pool,
+        "tierra.dev/variant": variant,
+    }
+    if service_name is not None:
+        labels["tierra.dev/inference-service"] = service_name
+        labels["tierra.dev/inference-service-namespace"] = namespace
+    return labels
+
+
+def deployment(
+    name: str = "chat-h100-central",
+    replicas: int = 1,
+    *,
+    namespace: str | None = None,
+    labels: Mapping[str, str] | None = None,
+    selector: Mapping[str, str] | None = None,
+    container: str = "server",
+    image: str = IMAGE,
+    requests: Mapping[str, str] | None = None,
+    limits: Mapping[str, str] | None = None,
+    node_selector: Mapping[str, str] | None = None,
+    tolerations: Sequence[Mapping[str, str]] = (),
+) -> Manifest:
+    """An apps/v1 Deployment of one container. Its pods match ``selector`` (default
+    ``app: <name>``) and carry ``labels`` too, as the Deployment itself does."""
+    match = dict(selector or {"app": name})
+    all_labels = {**match, **(labels or {})}
+    metadata: Manifest = {"name": name, "labels": all_labels}
+    if namespace is not None:
+        metadata["namespace"] = namespace
+    server: Manifest = {"name": container, "image": image}
+    resources = {k: dict(v) for k, v in (("requests", requests), ("limits", limits)) if v}
+    if resources:
+        server["resources"] = resources
+    pod: Manifest = {"containers": [server]}
+    if node_selector:
+        pod["nodeSelector"] = dict(node_selector)
+    if tolerations:
+        pod["tolerations"] = [dict(t) for t in tolerations]
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": metadata,
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": match},
+            "template": {"metadata": {"labels": all_labels}, "spec": pod},
+        },
+    }
