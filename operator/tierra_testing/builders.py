@@ -21,8 +21,8 @@ from typing import Any
 
 from tierra.api.inference_service import InferenceService
 from tierra.api.tier import Tier
-from tierra.core.placement import CurrentPlacement, PoolCapacity, PoolKey, TierView
-from tierra.core.reconcile import ChildKey, ServiceView
+from tierra.core.placement import PoolCapacity, TierView
+from tierra.core.reconcile import ServiceView
 
 API_VERSION = "tierra.dev/v1alpha1"
 IMAGE = "vllm/vllm-openai:v0.10.0"
@@ -96,10 +96,10 @@ def service_manifest(
         "kind": "InferenceService",
         "metadata": metadata,
         "spec": {
-            "model": dict(model or MODEL),
-            "runtime": dict(runtime or {"image": IMAGE}),
-            "variants": [dict(v) for v in (variants or [variant()])],
-            "slo": dict(slo or SLO),
+            "model": dict(MODEL if model is None else model),
+            "runtime": dict({"image": IMAGE} if runtime is None else runtime),
+            "variants": [dict(v) for v in ([variant()] if variants is None else variants)],
+            "slo": dict(SLO if slo is None else slo),
             **spec,
         },
     }
@@ -133,14 +133,15 @@ def pool(
     type_: str = "nvidia-gpu",
     model: str | None = "H100",
     *,
-    price: float = 2.0,
+    price: float | None = 2.0,
     per_node: int | None = None,
     selector: Mapping[str, str] | None = None,
     tolerations: Sequence[Mapping[str, str]] = (),
     resource_name: str | None = None,
 ) -> Manifest:
     """One entry of a Tier's ``spec.pools``: nodes carrying ``type_`` (and ``model``)
-    accelerators, picked by the node ``selector``, at ``price`` per accelerator-hour."""
+    accelerators, picked by the node ``selector``, at ``price`` per accelerator-hour (None: the
+    API's default)."""
     accelerator: Manifest = {"type": type_}
     if model is not None:
         accelerator["model"] = model
@@ -153,7 +154,8 @@ def pool(
         entry["nodeSelector"] = dict(selector)
     if tolerations:
         entry["tolerations"] = [dict(t) for t in tolerations]
-    entry["pricePerAcceleratorHour"] = price
+    if price is not None:
+        entry["pricePerAcceleratorHour"] = price
     return entry
 
 
@@ -172,12 +174,10 @@ def tier_manifest(
     """A Tier as the apiserver takes it: ``latency`` maps user regions to RTT ms; ``namespace``
     and ``kubeconfig_secret`` (a Secret's name, key ``kubeconfig``) say where its children go
     (neither: the operator's own cluster, in the service's namespace)."""
-    spec: Manifest = {
-        "level": level,
-        "region": region,
-        "residency": list(residency),
-        "pools": [dict(p) for p in (pools if pools is not None else [pool()])],
-    }
+    spec: Manifest = {"level": level, "region": region}
+    if residency:
+        spec["residency"] = list(residency)
+    spec["pools"] = [dict(p) for p in (pools if pools is not None else [pool()])]
     if latency:
         spec["latencyMs"] = dict(latency)
     if carbon is not None:
@@ -243,23 +243,19 @@ def tier_view(
 
 def service_view(
     *tiers: Tier | TierView,
-    current: Sequence[CurrentPlacement] = (),
-    held: Mapping[PoolKey, int] | None = None,
-    children: Mapping[ChildKey, Manifest] | None = None,
     settled: Iterable[str] = (),
     local: Iterable[str] = (),
-    syncing: Sequence[str] = (),
+    **fields: Any,
 ) -> ServiceView:
-    """The fleet as one service's reconcile sees it; a Tier given bare gets ``tier_view``'s
-    defaults (reachable, ``FREE_UNITS`` free in each pool)."""
+    """The fleet as one service's reconcile sees it: a Tier given bare gets ``tier_view``'s
+    defaults (reachable, ``FREE_UNITS`` free in each pool); ``settled`` and ``local`` take any
+    iterable of tier names; ``fields`` are the view's others (``current``, ``held``,
+    ``children``, ...) as ServiceView takes them."""
     return ServiceView(
         tiers=[t if isinstance(t, TierView) else tier_view(t) for t in tiers],
-        current=current,
-        held=dict(held or {}),
-        children=dict(children or {}),
         settled=frozenset(settled),
         local=frozenset(local),
-        syncing=tuple(syncing),
+        **fields,
     )
 
 

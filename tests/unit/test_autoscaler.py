@@ -8,20 +8,16 @@ whole loop against a real Prometheus in tests/cluster/test_autoscaling.py.
 from __future__ import annotations
 
 import socket
-import sys
 import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
-sys.path.insert(0, str(Path(__file__).parent / "core"))
-from core_builders import service, tier, variant
-
 from tierra.autoscaler import Autoscaler
 from tierra.core.autoscale import RunningPlacement
+from tierra_testing.builders import service, tier, variant
 
 NOW = 1_800_000_000.0
 

@@ -8,49 +8,26 @@ import pytest
 from pydantic import ValidationError
 
 from tierra.api import InferenceService, Tier
+from tierra_testing.builders import pool, service_manifest, tier_manifest, variant
 
 
 def service_doc(**spec_overrides: Any) -> dict[str, Any]:
-    spec: dict[str, Any] = {
-        "model": {"name": "llama-3.1-8b-instruct", "uri": "hf://meta-llama/Llama-3.1-8B-Instruct"},
-        "runtime": {"image": "vllm/vllm-openai:v0.10.0"},
-        "variants": [
-            {
-                "name": "h100",
-                "accelerator": {"type": "nvidia-gpu", "model": "H100", "count": 1},
-                "capacity": {
-                    "maxConcurrency": 64,
-                    "prefillTokensPerSecond": 24000,
-                    "decodeTokensPerSecond": 2400,
-                },
-            }
-        ],
-        "slo": {"latencyP95Ms": 1500},
-    }
-    spec.update(spec_overrides)
-    return {
-        "apiVersion": "tierra.dev/v1alpha1",
-        "kind": "InferenceService",
-        "metadata": {"name": "chat", "namespace": "team-a"},
-        "spec": spec,
-    }
+    """A service that sets only what the API requires (the defaults are under test)."""
+    doc = service_manifest(
+        variants=[variant(model="H100", concurrency=64, startup=None)],
+        model={"name": "llama-3.1-8b-instruct", "uri": "hf://meta-llama/Llama-3.1-8B-Instruct"},
+        slo={"latencyP95Ms": 1500},
+    )
+    doc["spec"].update(spec_overrides)
+    return doc
 
 
 def tier_doc(**spec_overrides: Any) -> dict[str, Any]:
-    spec: dict[str, Any] = {
-        "level": "edge",
-        "region": "eu-central",
-        "pools": [
-            {"name": "orin", "accelerator": {"type": "edge-gpu", "resourceName": "nvidia.com/gpu"}}
-        ],
-    }
-    spec.update(spec_overrides)
-    return {
-        "apiVersion": "tierra.dev/v1alpha1",
-        "kind": "Tier",
-        "metadata": {"name": "edge-1"},
-        "spec": spec,
-    }
+    """A Tier that sets only what the API requires."""
+    orin = pool("orin", "edge-gpu", None, resource_name="nvidia.com/gpu", price=None)
+    doc = tier_manifest("edge-1", "edge", residency=(), pools=[orin])
+    doc["spec"].update(spec_overrides)
+    return doc
 
 
 def test_service_defaults() -> None:

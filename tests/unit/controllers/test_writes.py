@@ -14,13 +14,12 @@ from typing import Any, cast
 
 import pytest
 
-from tierra.api.tier import Tier
 from tierra.controllers.finalizer import FINALIZER, ServiceFinalizer
 from tierra.controllers.service_cache import ServiceCache
 from tierra.controllers.services import ServiceController
 from tierra.core.inventory import owner_key
-from tierra.core.placement import PoolCapacity, TierView
-from tierra.core.reconcile import ServiceView, merge_patched, plan
+from tierra.core.placement import CurrentPlacement
+from tierra.core.reconcile import merge_patched, plan
 from tierra.core.render import LABEL_OWNER_UID, LABEL_SERVICE, LABEL_SERVICE_NAMESPACE
 from tierra.core.status import ScalingReport
 from tierra.settings import ServiceSettings
@@ -30,6 +29,14 @@ from tierra.shell.fleet_view import FleetView
 from tierra.shell.informer import Informer
 from tierra.shell.kube import JSON_PATCH, KubeClient, KubeError, Obj
 from tierra.shell.kubeconfig import KubeconfigPolicy
+from tierra_testing.builders import (
+    pool,
+    service_manifest,
+    service_view,
+    tier,
+    tier_view,
+    variant,
+)
 
 KEY = "team-a/chat"
 
@@ -93,53 +100,15 @@ class FakeManagement:
 
 
 def body(resource_version: str = "10", finalizers: list[str] | None = None) -> Obj:
-    meta: Obj = {
-        "name": "chat",
-        "namespace": "team-a",
-        "uid": "uid-1",
-        "generation": 1,
-        "resourceVersion": resource_version,
-    }
+    """team-a/chat (one cpu variant) as the watch brings it."""
+    manifest = service_manifest(variants=[variant("cpu", "cpu")], uid="uid-1")
+    manifest["metadata"] |= {"generation": 1, "resourceVersion": resource_version}
     if finalizers is not None:
-        meta["finalizers"] = finalizers
-    return {
-        "apiVersion": "tierra.dev/v1alpha1",
-        "kind": "InferenceService",
-        "metadata": meta,
-        "spec": {
-            "model": {"name": "llama"},
-            "runtime": {"image": "vllm/vllm-openai:v0.10.0"},
-            "variants": [
-                {
-                    "name": "cpu",
-                    "accelerator": {"type": "cpu", "count": 1},
-                    "capacity": {
-                        "maxConcurrency": 4,
-                        "prefillTokensPerSecond": 500,
-                        "decodeTokensPerSecond": 50,
-                    },
-                }
-            ],
-            "slo": {"latencyP95Ms": 5000},
-        },
-    }
+        manifest["metadata"]["finalizers"] = finalizers
+    return manifest
 
 
-def tier_view(free: int = 8) -> TierView:
-    tier = Tier.model_validate(
-        {
-            "metadata": {"name": "central"},
-            "spec": {
-                "level": "central",
-                "region": "eu-central",
-                "residency": ["eu"],
-                "pools": [{"name": "cpu", "accelerator": {"type": "cpu"}}],
-            },
-        }
-    )
-    return TierView(
-        tier=tier, reachable=True, pools={"cpu": PoolCapacity("central", "cpu", free, 0)}
-    )
+CENTRAL = tier(pools=[pool("cpu", "cpu", None)])
 
 
 class _Autoscaler:
@@ -178,12 +147,15 @@ class Harness:
             member_sync_timeout=1,
         )
 
-    async def report(self, free: int = 8) -> None:
+    async def report(self, free: int = 8, desired: int = 1) -> None:
         """One reconcile's report, from what the cache holds now."""
         latest = self.cache.latest(KEY)
         assert latest is not None
         service = self.cache.validate(KEY, latest)
-        todo = plan(service, ServiceView(tiers=[tier_view(free)]), 1, has_finalizer=True)
+        # The service runs where its first report put it (as a restarted operator finds it).
+        running = [CurrentPlacement("central", "cpu", "cpu", 1)]
+        seen = service_view(tier_view(CENTRAL, {"cpu": free}), current=running)
+        todo = plan(service, seen, desired, has_finalizer=True)
         await self.controller._report(KEY, latest, service, todo, None)
 
 
@@ -269,8 +241,8 @@ async def test_status_is_written_once_for_the_same_decision() -> None:
     h.controller.on_event("MODIFIED", copy.deepcopy(fake.obj))
     await h.report()
     assert len(fake.writes("patch/status")) == 1
-    # A real change (fewer replicas placed: capacity ran out) is written, with its Event.
-    await h.report(free=0)
+    # A real change (a replica more than the pool has room for) is written, with its Event.
+    await h.report(free=0, desired=2)
     await h.events.drain()
     assert len(fake.writes("patch/status")) == 2
     assert [e["reason"] for e in fake.events] == ["Placed", "PlacementFailed"]

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from core_builders import pool, variant
 
 from tierra.api.common import AcceleratorType
 from tierra.api.inference_service import Variant
@@ -22,6 +21,7 @@ from tierra.core.accelerators import (
     resources,
     tolerations,
 )
+from tierra_testing.builders import pool, variant
 
 
 def make_pool(*args: Any, **kwargs: Any) -> Pool:

@@ -8,7 +8,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tierra.api.tier import Tier
 from tierra.core.inventory import (
     PodLedger,
     bound_replicas,
@@ -20,27 +19,15 @@ from tierra.core.inventory import (
     pool_capacities,
     service_usage,
 )
+from tierra_testing import builders
+from tierra_testing.builders import child_labels, tier
 
-TIER = Tier.model_validate(
-    {
-        "metadata": {"name": "central"},
-        "spec": {
-            "level": "central",
-            "region": "us-central",
-            "pools": [
-                {
-                    "name": "h100",
-                    "accelerator": {"type": "nvidia-gpu", "model": "H100", "perNode": 8},
-                    "nodeSelector": {"tierra.dev/pool": "h100"},
-                },
-                {
-                    "name": "cpu",
-                    "accelerator": {"type": "cpu", "perNode": 32},
-                    "nodeSelector": {"tierra.dev/pool": "cpu"},
-                },
-            ],
-        },
-    }
+TIER = tier(
+    region="us-central",
+    pools=[
+        builders.pool(per_node=8, selector={"tierra.dev/pool": "h100"}),
+        builders.pool("cpu", "cpu", None, per_node=32, selector={"tierra.dev/pool": "cpu"}),
+    ],
 )
 
 
@@ -74,41 +61,15 @@ def pod(
     }
 
 
-def tierra_labels(service: str, pool: str, variant: str) -> dict[str, str]:
-    return {
-        "tierra.dev/inference-service": service,
-        "tierra.dev/inference-service-namespace": "team-a",
-        "tierra.dev/tier": "central",
-        "tierra.dev/pool": pool,
-        "tierra.dev/variant": variant,
-        "app.kubernetes.io/managed-by": "tierra",
-    }
-
-
 def deployment(service: str, pool: str, variant: str, replicas: int, gpus: str) -> dict[str, Any]:
-    return {
-        "metadata": {
-            "name": f"{service}-{variant}",
-            "namespace": "team-a",
-            "labels": tierra_labels(service, pool, variant),
-        },
-        "spec": {
-            "replicas": replicas,
-            "template": {
-                "spec": {
-                    "containers": [
-                        {
-                            "name": "m",
-                            "resources": {
-                                "requests": {"nvidia.com/gpu": gpus},
-                                "limits": {"nvidia.com/gpu": gpus},
-                            },
-                        }
-                    ]
-                }
-            },
-        },
-    }
+    return builders.deployment(
+        f"{service}-{variant}",
+        replicas,
+        namespace="team-a",
+        labels=child_labels(service, pool=pool, variant=variant),
+        requests={"nvidia.com/gpu": gpus},
+        limits={"nvidia.com/gpu": gpus},
+    )
 
 
 @pytest.mark.parametrize(
@@ -151,9 +112,9 @@ def test_service_usage_separates_wanted_from_bound() -> None:
         deployment("big", "h100", "h100", 2, "8"),
     ]
     pods = [
-        pod("chat-0", "g0", {"nvidia.com/gpu": "2"}, labels=tierra_labels("chat", "h100", "h100")),
-        pod("chat-1", None, {"nvidia.com/gpu": "2"}, labels=tierra_labels("chat", "h100", "h100")),
-        pod("big-0", "g1", {"nvidia.com/gpu": "8"}, labels=tierra_labels("big", "h100", "h100")),
+        pod("chat-0", "g0", {"nvidia.com/gpu": "2"}, labels=child_labels("chat")),
+        pod("chat-1", None, {"nvidia.com/gpu": "2"}, labels=child_labels("chat")),
+        pod("big-0", "g1", {"nvidia.com/gpu": "8"}, labels=child_labels("big")),
     ]
     usage = merge_usage([service_usage(TIER, deployments, pods)])
     chat = usage["team-a/chat"]
@@ -180,7 +141,7 @@ _POD_VERSIONS = st.fixed_dictionaries(
 
 
 def _pod_version(name: str, version: dict[str, Any]) -> dict[str, Any]:
-    labels = tierra_labels(version["service"], "h100", "h100") if version["service"] else {}
+    labels = child_labels(version["service"]) if version["service"] else {}
     body = pod(
         name,
         version["node"],
@@ -233,7 +194,7 @@ def test_ledger_follows_pod_events_like_a_recount(
 
 
 def test_bound_replicas_count_active_bound_pods_of_this_tier_only() -> None:
-    labels = tierra_labels("chat", "h100", "h100")
+    labels = child_labels("chat")
     elsewhere = {**labels, "tierra.dev/tier": "regional"}
     pods = [
         pod("bound", "g0", {"nvidia.com/gpu": "1"}, labels=labels),

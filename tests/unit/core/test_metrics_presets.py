@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-from core_builders import service
 
 from tierra.core.metrics_presets import (
     PROM_LABEL_SERVICE,
@@ -22,6 +21,7 @@ from tierra.core.metrics_presets import (
     vllm,
     vllm_rates,
 )
+from tierra_testing.builders import service
 
 SEL = 'tierra_dev_inference_service_namespace="team-a",tierra_dev_inference_service="chat"'
 

@@ -6,7 +6,6 @@ import math
 import random
 
 import pytest
-from core_builders import variant
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -23,6 +22,7 @@ from tierra.core.queue_model import (
     replicas_for_slo,
     solo_service_seconds,
 )
+from tierra_testing.builders import variant
 
 # Prefill 1000 tok/s and decode 100 tok/s: 100 prompt tokens take 0.1 s, 10 output tokens 0.1 s.
 PROFILE = ReplicaProfile(

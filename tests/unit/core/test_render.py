@@ -6,7 +6,6 @@ import json
 from typing import Any
 
 import pytest
-from core_builders import pool, service, tier, variant
 
 from tierra.api.inference_service import InferenceService
 from tierra.api.tier import Tier
@@ -23,6 +22,7 @@ from tierra.core.render import (
     owner_of,
     render,
 )
+from tierra_testing.builders import pool, service, tier, variant
 
 UID = "6f1c2d9e-0000-4000-8000-000000000001"
 

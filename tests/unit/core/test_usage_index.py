@@ -7,7 +7,6 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tierra.api.tier import Tier
 from tierra.core.inventory import (
     ServiceUsage,
     Slot,
@@ -17,33 +16,20 @@ from tierra.core.inventory import (
     merge_usage,
     service_usage,
 )
+from tierra_testing import builders
+from tierra_testing.builders import child_labels, tier
 
-
-def tier(name: str) -> Tier:
-    return Tier.model_validate(
-        {
-            "metadata": {"name": name},
-            "spec": {
-                "level": "central",
-                "region": "us-central",
-                "pools": [
-                    {
-                        "name": "h100",
-                        "accelerator": {"type": "nvidia-gpu", "model": "H100", "perNode": 8},
-                        "nodeSelector": {"tierra.dev/pool": "h100"},
-                    },
-                    {
-                        "name": "cpu",
-                        "accelerator": {"type": "cpu", "perNode": 32},
-                        "nodeSelector": {"tierra.dev/pool": "cpu"},
-                    },
-                ],
-            },
-        }
+TIERS = [
+    tier(
+        name,
+        region="us-central",
+        pools=[
+            builders.pool(per_node=8, selector={"tierra.dev/pool": "h100"}),
+            builders.pool("cpu", "cpu", None, per_node=32, selector={"tierra.dev/pool": "cpu"}),
+        ],
     )
-
-
-TIERS = [tier("central"), tier("regional")]
+    for name in ("central", "regional")
+]
 OWNERS = ["chat", "big", "tiny"]
 POOLS = ["h100", "cpu", "tpu"]  # tpu is not a pool of these tiers
 VARIANTS = ["a", "b"]
@@ -53,27 +39,9 @@ KEYS = [("team-a", f"d{i}") for i in range(6)]
 def deployment(
     owner: str | None, tier_label: str, pool: str, variant: str, replicas: int, units: str
 ) -> dict[str, Any]:
-    labels = {
-        "tierra.dev/tier": tier_label,
-        "tierra.dev/pool": pool,
-        "tierra.dev/variant": variant,
-        "app.kubernetes.io/managed-by": "tierra",
-    }
-    if owner is not None:
-        labels |= {
-            "tierra.dev/inference-service": owner,
-            "tierra.dev/inference-service-namespace": "team-a",
-        }
     resource = "cpu" if pool == "cpu" else "nvidia.com/gpu"
-    return {
-        "metadata": {"labels": labels},
-        "spec": {
-            "replicas": replicas,
-            "template": {
-                "spec": {"containers": [{"name": "m", "resources": {"limits": {resource: units}}}]}
-            },
-        },
-    }
+    labels = child_labels(owner, tier=tier_label, pool=pool, variant=variant)
+    return builders.deployment(replicas=replicas, labels=labels, limits={resource: units})
 
 
 deployments = st.builds(

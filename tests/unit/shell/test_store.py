@@ -7,10 +7,10 @@ from typing import Any, cast
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tierra.api.tier import Tier
 from tierra.core.inventory import UsageIndex, held_by_others, owner_key, service_usage
 from tierra.shell.informer import Informer, Key, Store
 from tierra.shell.kube import KubeClient, Obj
+from tierra_testing.builders import pool, tier
 
 
 def child(name: str, owner: str | None, version: str = "1", **extra: str) -> dict[str, Any]:
@@ -108,16 +108,7 @@ async def test_relist_updates_the_store_in_place_and_notifies() -> None:
     assert (("team-a", "a"), False) in writes
 
 
-CENTRAL = Tier.model_validate(
-    {
-        "metadata": {"name": "central"},
-        "spec": {
-            "level": "central",
-            "region": "us-central",
-            "pools": [{"name": "cpu", "accelerator": {"type": "cpu", "perNode": 32}}],
-        },
-    }
-)
+CENTRAL = tier(region="us-central", pools=[pool("cpu", "cpu", None, per_node=32)])
 TIER_LABELS = {"tierra.dev/tier": "central", "tierra.dev/pool": "cpu"}
 
 
