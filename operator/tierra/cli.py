@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 def _fleet(args: argparse.Namespace) -> int:
     from tierra.localfleet.binaries import ensure_binaries
-    from tierra.localfleet.runner import Fleet, FleetError
+    from tierra.localfleet.runner import Fleet, FleetError, UnknownClusterError
     from tierra.localfleet.topology import default_fleet, node_manifests
 
     if args.fleet_command == "build":
@@ -56,9 +56,25 @@ def _fleet(args: argparse.Namespace) -> int:
         rows = fleet.status()
         print(f"{'CLUSTER':10} {'COMPONENT':25} {'PID':>8}  STATE")
         for row in rows:
-            state = "healthy" if row["healthy"] else ("running" if row["running"] else "stopped")
-            print(f"{row['cluster']:10} {row['component']:25} {row['pid'] or '-':>8}  {state}")
+            print(
+                f"{row['cluster']:10} {row['component']:25} {row['pid'] or '-':>8}  {row['state']}"
+            )
         return 0 if all(row["healthy"] for row in rows) else 1
+    if args.fleet_command in ("stop", "freeze", "resume"):
+        try:
+            if args.fleet_command == "stop":
+                fleet.stop_apiserver(args.cluster)
+            elif args.fleet_command == "freeze":
+                fleet.freeze_apiserver(args.cluster)
+            else:
+                fleet.resume_apiserver(args.cluster, timeout=args.timeout)
+        except UnknownClusterError as error:
+            print(f"tierra fleet {args.fleet_command}: {error}", file=sys.stderr)
+            return 2
+        except FleetError as error:
+            print(f"tierra fleet {args.fleet_command}: {error}", file=sys.stderr)
+            return 1
+        return 0
     raise AssertionError(args.fleet_command)
 
 
@@ -221,16 +237,25 @@ def build_parser() -> argparse.ArgumentParser:
     fleet_commands = fleet.add_subparsers(dest="fleet_command", required=True)
     for name, text in (
         ("up", "start central, regional and edge; return when all are ready"),
-        ("down", "stop every fleet process"),
-        ("status", "report each component of each cluster"),
+        ("down", "stop every fleet process (also frozen or restarted ones)"),
+        ("status", "report each component of each cluster (healthy/running/frozen/stopped)"),
+        ("stop", "outage: end CLUSTER's kube-apiserver (clients are refused)"),
+        ("freeze", "outage: SIGSTOP CLUSTER's kube-apiserver (clients time out)"),
+        ("resume", "end an outage: continue or restart CLUSTER's kube-apiserver, wait for ready"),
     ):
-        sub = fleet_commands.add_parser(name, help=text)
+        sub = fleet_commands.add_parser(name, help=text, description=text)
         sub.add_argument(
             "--dir", help="fleet state directory (default .tierra/fleet or $TIERRA_FLEET_DIR)"
         )
         if name == "up":
             sub.add_argument("--timeout", type=float, default=180.0)
             sub.add_argument("--scale", type=int, default=1, help="multiply node counts")
+        if name in ("stop", "freeze", "resume"):
+            sub.add_argument("cluster", metavar="CLUSTER", help="e.g. central, regional, edge")
+        if name == "resume":
+            sub.add_argument(
+                "--timeout", type=float, default=60.0, help="seconds to wait for /readyz"
+            )
     fleet_commands.add_parser(
         "build", help="build or locate the control-plane binaries and Prometheus"
     )

@@ -1,8 +1,12 @@
 """Run the local fleet: per cluster etcd, kube-apiserver, kube-controller-manager,
 kube-scheduler and kwok as real processes, plus kwok-managed accelerator Nodes.
 
-State (ports, pids) lives in ``<dir>/fleet.json`` so that ``tierra fleet down`` and
-``tierra fleet status`` work from another process.
+State (ports, pids, each component's command line) lives in ``<dir>/fleet.json`` so that
+``tierra fleet down``, ``status``, ``stop``, ``freeze`` and ``resume`` work from another process.
+
+Outage rehearsal: ``Fleet.stop_apiserver`` ends a cluster's kube-apiserver (clients are
+refused), ``Fleet.freeze_apiserver`` SIGSTOPs it (connections are accepted by the kernel but never
+answered, so clients time out), ``Fleet.resume_apiserver`` undoes either.
 """
 
 from __future__ import annotations
@@ -41,11 +45,22 @@ class FleetError(RuntimeError):
     """The fleet could not be started, or a component died."""
 
 
+class UnknownClusterError(FleetError):
+    """A cluster name the fleet does not have."""
+
+
 @dataclass
 class ClusterState:
     name: str
     ports: dict[str, int]
     pids: dict[str, int] = field(default_factory=dict)
+    # Each component's command line as spawned: `resume` restarts a stopped component with
+    # exactly the same ports, certificates and data directory.
+    argv: dict[str, list[str]] = field(default_factory=dict)
+    # How `up` was asked to start the processes; `resume` starts a component the same way.
+    tie_to_parent: bool = False
+    # The process that ran `up` (a die-with-parent tie is only meaningful from there).
+    owner_pid: int = 0
 
     @property
     def server(self) -> str:
@@ -132,18 +147,46 @@ def stop_process(process: subprocess.Popen[bytes] | None, grace: float = 10.0) -
         process.wait()
 
 
-def _pid_alive(pid: int) -> bool:
+def parse_proc_state(stat: str) -> str:
+    """The one-letter state in the text of ``/proc/PID/stat`` (R, S, D, T, t, Z, X, ...).
+
+    The command name before it is in parentheses and may itself hold spaces and ")", hence
+    the split at the *last* ")"."""
+    try:
+        return stat.rsplit(")", 1)[1].split(maxsplit=1)[0]
+    except IndexError:
+        raise ValueError(f"not a /proc/PID/stat line: {stat[:80]!r}") from None
+
+
+def describe_proc_state(letter: str) -> str:
+    """``frozen`` for a process stopped by a signal (SIGSTOP) or a tracer, ``stopped`` for a
+    process that has exited (a zombie, or dead), ``running`` otherwise (also when sleeping)."""
+    if letter in ("T", "t"):
+        return "frozen"
+    if letter in ("Z", "X", "x"):
+        return "stopped"
+    return "running"
+
+
+def process_state(pid: int | None) -> str:
+    """``running``, ``frozen`` or ``stopped`` for the process ``pid`` (None: never started)."""
+    if pid is None:
+        return "stopped"
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
-        return False
+        return "stopped"
     except PermissionError:
-        return True
-    # A zombie child still answers kill(0); look at its state.
-    with contextlib.suppress(OSError):
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        return stat.rsplit(")", 1)[1].split()[0] != "Z"
-    return True
+        return "running"
+    try:
+        return describe_proc_state(parse_proc_state(Path(f"/proc/{pid}/stat").read_text()))
+    except (OSError, ValueError):
+        return "running"
+
+
+def _pid_alive(pid: int) -> bool:
+    # A zombie child still answers kill(0); process_state looks at its state.
+    return process_state(pid) != "stopped"
 
 
 def _kubeconfig(
@@ -237,6 +280,8 @@ class Fleet:
             ports = free_ports(6)
             states[spec.name] = ClusterState(
                 name=spec.name,
+                tie_to_parent=tie_to_parent,
+                owner_pid=os.getpid(),
                 ports=dict(
                     zip(
                         (
@@ -288,6 +333,7 @@ class Fleet:
                 preexec_fn=die_with_parent if tie_to_parent else None,  # noqa: PLW1509
             )
         state.pids[component] = process.pid
+        state.argv[component] = list(argv)
         self._save_state(states)
 
     def _start_cluster(
@@ -513,18 +559,7 @@ class Fleet:
             if (pid := state.pids.get(component)) is not None
         ]
         running = [pid for pid in pids if _pid_alive(pid)]
-        for pid in running:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(pid, signal.SIGTERM)
-        deadline = time.monotonic() + grace
-        while time.monotonic() < deadline and any(_pid_alive(pid) for pid in running):
-            _reap()
-            time.sleep(0.1)
-        for pid in running:
-            if _pid_alive(pid):
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(pid, signal.SIGKILL)
-        _reap()
+        _terminate(running, grace)
         if states:
             for state in states.values():
                 state.pids.clear()
@@ -533,23 +568,147 @@ class Fleet:
             print(f"stopped {len(running)} processes")
         return running
 
+    # --------------------------------------------------------------- outage rehearsal
+    def _cluster(self, cluster: str) -> tuple[dict[str, ClusterState], ClusterState]:
+        states = self.load_state()
+        if not states:
+            raise FleetError(f"no fleet in {self.directory} (run `tierra fleet up`)")
+        if cluster not in states:
+            raise UnknownClusterError(
+                f"unknown cluster {cluster!r}; the fleet in {self.directory} has "
+                + ", ".join(sorted(states))
+            )
+        return states, states[cluster]
+
+    def stop_apiserver(
+        self, cluster: str, grace: float = 0.0, log: Callable[[str], None] = print
+    ) -> None:
+        """End ``cluster``'s kube-apiserver: clients are refused until ``resume_apiserver``.
+        Its etcd and the other components keep running.
+
+        By default it is SIGKILLed, like a crash. With ``grace`` > 0 it gets SIGTERM first and
+        SIGKILL after ``grace`` seconds; it stops listening at once but (1.34, with the
+        controllers' connections open) exits only after its 60 s request timeout."""
+        states, state = self._cluster(cluster)
+        pid = state.pids.pop("kube-apiserver", None)
+        if process_state(pid) == "stopped":
+            log(f"{cluster}: kube-apiserver is already stopped")
+        else:
+            assert pid is not None
+            _terminate([pid], grace)
+            log(f"{cluster}: kube-apiserver stopped (was pid {pid})")
+        # Forget the pid: should the kernel hand it to another process, `down` must not kill it.
+        self._save_state(states)
+
+    def freeze_apiserver(self, cluster: str, log: Callable[[str], None] = print) -> None:
+        """SIGSTOP ``cluster``'s kube-apiserver: open connections stay open and the kernel
+        still accepts new ones into the listen backlog, but nothing answers (clients time out
+        instead of being refused, as with a hung or partitioned server)."""
+        _, state = self._cluster(cluster)
+        pid = state.pids.get("kube-apiserver")
+        current = process_state(pid)
+        if current == "stopped":
+            raise FleetError(
+                f"{cluster}: kube-apiserver is stopped; `tierra fleet resume {cluster}` first"
+            )
+        if current == "frozen":
+            log(f"{cluster}: kube-apiserver is already frozen (pid {pid})")
+            return
+        assert pid is not None
+        os.kill(pid, signal.SIGSTOP)
+        # The signal is delivered asynchronously; return once /proc shows it so that a
+        # `status` right after reports "frozen".
+        _wait_until(lambda: process_state(pid) != "running", 5.0, f"{cluster}: SIGSTOP")
+        log(f"{cluster}: kube-apiserver frozen (pid {pid})")
+
+    def resume_apiserver(
+        self, cluster: str, timeout: float = 60.0, log: Callable[[str], None] = print
+    ) -> str:
+        """Undo ``freeze_apiserver`` (SIGCONT) or ``stop_apiserver`` (start it again with the
+        command line recorded at ``up``: same ports, certificates and etcd), then wait until
+        its /readyz answers. Returns the state it was in: running (nothing done), frozen or
+        stopped.
+
+        A restarted process is spawned like at ``up``: its own session, log appended, and
+        tied to this process if ``up`` tied the fleet to its caller and this is that process
+        (the tie fires when the calling *thread* exits, so call this from a long-lived one).
+        """
+        component = "kube-apiserver"
+        states, state = self._cluster(cluster)
+        pid = state.pids.get(component)
+        before = process_state(pid)
+        if before == "running":
+            log(f"{cluster}: kube-apiserver is running (pid {pid}); nothing to resume")
+            return before
+        if before == "frozen":
+            assert pid is not None
+            os.kill(pid, signal.SIGCONT)
+        else:
+            if process_state(state.pids.get("etcd")) != "running":
+                raise FleetError(
+                    f"{cluster}: etcd is not running, so its kube-apiserver cannot be resumed "
+                    "(`tierra fleet up` starts a new fleet)"
+                )
+            argv = state.argv.get(component)
+            if not argv:
+                raise FleetError(
+                    f"{cluster}: no recorded kube-apiserver command line in "
+                    f"{self._state_path()} (started by an older tierra?); "
+                    "`tierra fleet down` and `up` again"
+                )
+            tie = state.tie_to_parent and state.owner_pid == os.getpid()
+            if state.tie_to_parent and not tie:
+                log(
+                    f"note: the fleet is tied to process {state.owner_pid}; the restarted "
+                    "kube-apiserver is not, and only `tierra fleet down` stops it"
+                )
+            self._spawn(state, states, component, argv, tie)
+        self._wait_ready(state, component, timeout)
+        log(f"{cluster}: kube-apiserver ready again (was {before}; pid {state.pids[component]})")
+        return before
+
+    def _wait_ready(self, state: ClusterState, component: str, timeout: float) -> None:
+        ssl_ctx = _client_ssl(self.directory / state.name / "pki")
+        logfile = self.directory / state.name / "logs" / f"{component}.log"
+        deadline = time.monotonic() + timeout
+        while not _http_ok(f"{state.server}/readyz", ssl_ctx):
+            pid = state.pids.get(component)
+            if process_state(pid) == "stopped":
+                _reap_pids([pid] if pid else [])
+                tail = logfile.read_text(errors="replace")[-3000:] if logfile.exists() else ""
+                raise FleetError(f"{state.name}/{component} exited; log tail:\n{tail}")
+            if time.monotonic() > deadline:
+                raise FleetError(
+                    f"{state.name}/{component} not ready after {timeout:.0f}s "
+                    f"({state.server}/readyz); see {logfile}"
+                )
+            time.sleep(0.2)
+
     # --------------------------------------------------------------- status
     def status(self) -> list[dict[str, Any]]:
-        """One row per component: cluster, component, pid, running, healthy, detail."""
+        """One row per component: cluster, component, pid, running (the process exists, also
+        when frozen), healthy, and state: healthy, running (not healthy), frozen or stopped."""
         rows = []
+        states = self.load_state()
         for spec in self.clusters:
-            state = self.load_state().get(spec.name)
+            state = states.get(spec.name)
             for component in COMPONENTS:
                 pid = state.pids.get(component) if state else None
-                alive = pid is not None and _pid_alive(pid)
-                healthy = alive and state is not None and self._healthy(spec, state, component)
+                process = process_state(pid)
+                # A frozen component cannot answer; asking would only wait for the timeout.
+                healthy = (
+                    process == "running"
+                    and state is not None
+                    and self._healthy(spec, state, component)
+                )
                 rows.append(
                     {
                         "cluster": spec.name,
                         "component": component,
                         "pid": pid,
-                        "running": alive,
+                        "running": process != "stopped",
                         "healthy": healthy,
+                        "state": "healthy" if healthy else process,
                     }
                 )
         return rows
@@ -574,10 +733,44 @@ class Fleet:
         return checks[component]()
 
 
-def _reap() -> None:
-    with contextlib.suppress(ChildProcessError):
-        while os.waitpid(-1, os.WNOHANG)[0] > 0:
-            pass
+def _reap_pids(pids: Sequence[int]) -> None:
+    """Collect the exit status of those of ``pids`` that are our exited children (so they do
+    not linger as zombies); other children of this process are left to their owners."""
+    for pid in pids:
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
+
+
+def _terminate(pids: Sequence[int], grace: float) -> None:
+    """SIGTERM each process group (each component leads its own session), SIGKILL what is
+    left after ``grace`` seconds. A frozen (SIGSTOPped) process keeps a SIGTERM pending until
+    it is continued, so SIGCONT follows the SIGTERM; SIGKILL ends a frozen process anyway."""
+    for pid in pids:
+        for sig in (signal.SIGTERM, signal.SIGCONT) if grace > 0 else (signal.SIGKILL,):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, sig)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and any(_pid_alive(pid) for pid in pids):
+        _reap_pids(pids)
+        time.sleep(0.1)
+    for pid in pids:
+        if _pid_alive(pid):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGKILL)
+    # SIGKILL is delivered asynchronously: wait (briefly) until the processes are gone.
+    deadline = time.monotonic() + 5.0
+    while time.monotonic() < deadline and any(_pid_alive(pid) for pid in pids):
+        _reap_pids(pids)
+        time.sleep(0.05)
+    _reap_pids(pids)
+
+
+def _wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise FleetError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(0.02)
 
 
 def _client_ssl(pki: Path) -> ssl.SSLContext:
