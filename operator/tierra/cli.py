@@ -96,6 +96,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
     """The operator's settings from ``tierra run``'s flags. (Imported here: the Kubernetes
     client libraries read KUBECONFIG when imported, so nothing that imports them may load
     before ``_run`` has set it.)"""
+    from tierra.core.migration import MigrationSettings
     from tierra.settings import (
         AutoscalingSettings,
         ElectionSettings,
@@ -119,6 +120,10 @@ def settings_from(args: argparse.Namespace) -> Settings:
         ),
         services=ServiceSettings(workers=args.workers),
         tiers=TierSettings(cleanup_timeout_seconds=args.tier_cleanup_timeout),
+        migration=MigrationSettings(
+            tier_lost_after_seconds=args.tier_lost_after,
+            max_moves_per_target_tier=args.max_moves_per_tier,
+        ),
         autoscaling=AutoscalingSettings(
             prometheus_url=args.prometheus_url, interval_seconds=args.metrics_interval
         ),
@@ -308,6 +313,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds a reconcile waits for a new member cluster's first listing before it "
         "moves on; services wait on while it is syncing (default 10, or "
         "$TIERRA_MEMBER_SYNC_TIMEOUT)",
+    )
+    run.add_argument(
+        "--tier-lost-after",
+        type=float,
+        default=float(os.environ.get("TIERRA_TIER_LOST_AFTER", "10")),
+        help="seconds a Tier's cluster must keep failing its probes before what runs there "
+        "is placed elsewhere (default 10, or $TIERRA_TIER_LOST_AFTER)",
+    )
+    run.add_argument(
+        "--max-moves-per-tier",
+        type=int,
+        default=int(os.environ.get("TIERRA_MAX_MOVES_PER_TIER", "25")),
+        help="moves into one tier in progress at once; more wait their turn (default 25, or "
+        "$TIERRA_MAX_MOVES_PER_TIER)",
     )
     run.add_argument(
         "--tier-cleanup-timeout",

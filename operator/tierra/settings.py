@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from tierra.core.migration import MigrationSettings
 from tierra.shell.kubeconfig import KubeconfigPolicy
 from tierra.shell.leader import LeaderElectionSettings
 
@@ -106,4 +107,6 @@ class Settings:
     tiers: TierSettings = field(default_factory=TierSettings)
     sweep: SweepSettings = field(default_factory=SweepSettings)
     autoscaling: AutoscalingSettings = field(default_factory=AutoscalingSettings)
+    migration: MigrationSettings = field(default_factory=MigrationSettings)
+    """When a tier counts as lost, and how many moves a tier takes at once."""
     leader_election: ElectionSettings = field(default_factory=ElectionSettings)

@@ -69,3 +69,45 @@ def cel(rule: str, message: str, field_path: str | None = None) -> dict[str, Any
     if field_path:
         entry["fieldPath"] = field_path
     return entry
+
+
+TAINT_KEY = (
+    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+    r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
+)
+"""A qualified name, as taint keys are: an optional DNS-subdomain prefix and a slash, a name."""
+
+
+class Taint(ApiModel):
+    """A taint on a whole Tier (the Kubernetes taint shape)."""
+
+    key: str = Field(
+        description="Taint key, e.g. tierra.dev/maintenance.", pattern=TAINT_KEY, max_length=316
+    )
+    value: str | None = Field(default=None, description="Taint value.", max_length=63)
+    effect: Literal["NoSchedule", "NoExecute"] = Field(
+        description="NoSchedule: no new placements; NoExecute: placements move away."
+    )
+
+
+class Toleration(ApiModel):
+    """A toleration, as in core/v1: matches a taint by key, value and effect."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    "has(self.key) || self.operator == 'Exists'",
+                    "a toleration without a key must use operator Exists",
+                    ".operator",
+                ),
+            ]
+        }
+    )
+
+    key: str | None = Field(default=None, description="Taint key; empty with Exists matches all.")
+    operator: Literal["Exists", "Equal"] = Field(default="Equal", description="Exists or Equal.")
+    value: str | None = Field(default=None, description="Taint value for Equal.")
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = Field(
+        default=None, description="Taint effect to tolerate; empty tolerates all effects."
+    )

@@ -16,6 +16,7 @@ from tierra.api.common import (
     Level,
     Objective,
     ObjectMeta,
+    Toleration,
     cel,
 )
 
@@ -238,6 +239,13 @@ class Placement(ApiModel):
         max_length=16,
         json_schema_extra={"x-kubernetes-list-type": "set"},
     )
+    tolerations: list[Toleration] = Field(
+        default_factory=list,
+        description="Tier taints this service tolerates, with the matching rules of pod "
+        "tolerations (an empty key with operator Exists tolerates every taint).",
+        max_length=16,
+        json_schema_extra={"x-kubernetes-list-type": "atomic"},
+    )
 
 
 class Slo(ApiModel):
@@ -302,7 +310,15 @@ class Migration(ApiModel):
         default=60,
         ge=0,
         le=3600,
-        description="Time old replicas keep serving after the new are Ready.",
+        description="Grace the old replicas get to finish their requests once the new ones "
+        "are Ready (their pods' termination grace period).",
+    )
+    priority: int = Field(
+        default=0,
+        ge=-1000,
+        le=1000,
+        description="When many services must move at once (a lost or drained tier), higher "
+        "priorities move first.",
     )
 
 
@@ -400,6 +416,36 @@ class Decision(ApiModel):
     )
 
 
+MigrationTrigger = Literal[
+    "TierLost", "Drain", "TierDeleting", "Capacity", "SLO", "Optimisation", "SpecChange"
+]
+MigrationOutcome = Literal["InProgress", "Succeeded", "Superseded"]
+MAX_MIGRATIONS_IN_STATUS = 10
+
+
+class MigrationRecord(ApiModel):
+    """One move of the service between placements."""
+
+    trigger: MigrationTrigger = Field(description="What started the move.")
+    from_: list[str] = Field(
+        alias="from",
+        default_factory=list,
+        description="Placements left (tier/pool/variant).",
+        max_length=16,
+    )
+    to: list[str] = Field(
+        default_factory=list, description="Placements moved to (tier/pool/variant).", max_length=16
+    )
+    started: str = Field(description="RFC 3339 time the move started.")
+    finished: str | None = Field(default=None, description="RFC 3339 time it ended.")
+    outcome: MigrationOutcome = Field(
+        default="InProgress",
+        description="InProgress; Succeeded once the new placements are Ready and the old ones "
+        "are gone (or unreachable); Superseded when another move replaced it.",
+    )
+    message: str = Field(default="", description="Why, for a person.", max_length=1024)
+
+
 class AutoscalingStatus(ApiModel):
     """What the SLO autoscaler currently recommends, and in which mode."""
 
@@ -450,6 +496,11 @@ class InferenceServiceStatus(ApiModel):
     )
     last_scale: Decision | None = Field(default=None, description="Last scale decision.")
     last_migration: Decision | None = Field(default=None, description="Last migration.")
+    migrations: list[MigrationRecord] = Field(
+        default_factory=list,
+        description=f"The last {MAX_MIGRATIONS_IN_STATUS} moves, oldest first.",
+        max_length=MAX_MIGRATIONS_IN_STATUS,
+    )
 
 
 class InferenceService(ApiModel):

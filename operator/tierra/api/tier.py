@@ -15,6 +15,8 @@ from tierra.api.common import (
     Level,
     ObjectMeta,
     RegionName,
+    Taint,
+    Toleration,
     cel,
 )
 
@@ -56,29 +58,6 @@ class TierMetrics(ApiModel):
         description="Base URL of a Prometheus HTTP API, e.g. http://prometheus:9090.",
         pattern=r"^https?://[^\s]+$",
         max_length=2048,
-    )
-
-
-class Toleration(ApiModel):
-    """A pod toleration, as in core/v1."""
-
-    model_config = ConfigDict(
-        json_schema_extra={
-            "x-kubernetes-validations": [
-                cel(
-                    "has(self.key) || self.operator == 'Exists'",
-                    "a toleration without a key must use operator Exists",
-                    ".operator",
-                ),
-            ]
-        }
-    )
-
-    key: str | None = Field(default=None, description="Taint key; empty with Exists matches all.")
-    operator: Literal["Exists", "Equal"] = Field(default="Equal", description="Exists or Equal.")
-    value: str | None = Field(default=None, description="Taint value for Equal.")
-    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = Field(
-        default=None, description="Taint effect to tolerate; empty tolerates all effects."
     )
 
 
@@ -173,6 +152,19 @@ class TierSpec(ApiModel):
         min_length=1,
         max_length=32,
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    )
+    taints: list[Taint] = Field(
+        default_factory=list,
+        description="Taints on the whole tier, matched against the services' "
+        "placement.tolerations as pods' tolerations match node taints. NoSchedule: no new "
+        "placements here (cordon), what runs here stays. NoExecute: what runs here moves to "
+        "another allowed tier, make-before-break (drain); without one it stays and reports "
+        "Migrating=False/NoTarget.",
+        max_length=32,
+        json_schema_extra={
+            "x-kubernetes-list-type": "map",
+            "x-kubernetes-list-map-keys": ["key", "effect"],
+        },
     )
 
 

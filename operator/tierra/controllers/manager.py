@@ -54,6 +54,7 @@ class Manager:
             self.events,
             settings.services,
             settings.members.sync_timeout,
+            settings.migration,
         )
         self.tiers = TierController(
             management,
@@ -77,8 +78,10 @@ class Manager:
         triggers.capacity_changed = self.services.capacity_changed
 
         def reachability_changed() -> None:
+            # Services on a tier that went away may have to move; stale copies on one that
+            # came back are to be removed.
             self.tiers.reachability_changed()
-            self.services.capacity_changed()
+            self.services.enqueue_all()
 
         triggers.reachability_changed = reachability_changed
         self.running = False

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections.abc import Callable
 
@@ -21,7 +22,15 @@ from tierra.controllers.finalizer import FINALIZER, ServiceFinalizer
 from tierra.controllers.service_cache import ServiceCache
 from tierra.core.autoscale import RunningPlacement
 from tierra.core.inventory import owner_key
-from tierra.core.reconcile import Plan, Requeue, desired_replicas, plan, report
+from tierra.core.migration import MigrationSettings
+from tierra.core.reconcile import (
+    DEFAULT_MIGRATION,
+    Plan,
+    Requeue,
+    desired_replicas,
+    plan,
+    report,
+)
 from tierra.settings import ServiceSettings
 from tierra.shell import telemetry
 from tierra.shell.events import EventRecorder, now_rfc3339
@@ -47,6 +56,7 @@ class ServiceController:
         events: EventRecorder,
         settings: ServiceSettings,
         member_sync_timeout: float,
+        migration: MigrationSettings = DEFAULT_MIGRATION,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.management = management
@@ -56,7 +66,10 @@ class ServiceController:
         self.events = events
         self.settings = settings
         self.member_sync_timeout = member_sync_timeout
+        self.migration = migration
         self.clock = clock
+        self.moving: dict[str, frozenset[str]] = {}
+        """Services with a move in progress, and the tiers they move into."""
         self.queue: WorkQueue[str] = WorkQueue()
         self.finalizer = ServiceFinalizer(management, fleet, cache, events, settings, clock)
         # Services come from an informer of ours rather than kopf's per-object handler
@@ -93,6 +106,7 @@ class ServiceController:
         if event_type == "DELETED":
             self.cache.deleted(key)
             self.autoscaler.forget(key)
+            self.moving.pop(key, None)
             return
         before = self.cache.watched(key, body)
         was = (before or {}).get("metadata") or {}
@@ -136,8 +150,24 @@ class ServiceController:
         self.queue.add(key, background=background)
 
     def enqueue_all(self) -> None:
-        for key in self.cache.bodies:
+        """Every service, those with a higher ``migration.priority`` first (when a tier is
+        lost or drained, they get the target's capacity and move slots first)."""
+        for key in sorted(self.cache.bodies, key=self._priority_order):
             self.queue.add(key)
+
+    def _priority_order(self, key: str) -> tuple[int, str]:
+        spec = (self.cache.bodies.get(key) or {}).get("spec") or {}
+        priority = (spec.get("migration") or {}).get("priority", 0)
+        return (-priority if isinstance(priority, int) else 0, key)
+
+    def moves_into(self, key: str) -> dict[str, int]:
+        """Moves in progress into each tier, other than ``key``'s own."""
+        counts: dict[str, int] = {}
+        for other, tiers in self.moving.items():
+            if other != key:
+                for tier in tiers:
+                    counts[tier] = counts.get(tier, 0) + 1
+        return counts
 
     # -------------------------------------------------------------------- workers
     async def _worker(self, tiers_synced: asyncio.Event) -> None:
@@ -191,17 +221,35 @@ class ServiceController:
         has_finalizer = FINALIZER in (body["metadata"].get("finalizers") or [])
         desired = desired_replicas(service, self.autoscaler.recommended(key))
         # snapshot -> plan -> assume, with no await in between: atomic among the workers
-        todo = plan(service, self.fleet.snapshot(key), desired, has_finalizer=has_finalizer)
+        todo = plan(
+            service,
+            self.fleet.snapshot(key, self.moves_into(key)),
+            desired,
+            has_finalizer=has_finalizer,
+            settings=self.migration,
+        )
         assumed = self.fleet.assume(todo)
         if todo.requeue is Requeue.SOON:
             return self.settings.syncing_retry_seconds
+        self._track_move(key, todo)
         conflict = await self._execute(key, body, todo, assumed)
         placed = await self._report(key, body, service, todo, conflict)
         self.cache.state(key).placed = placed
-        if not placed:
-            return self.backoff(key)
-        self.cache.state(key).attempts = 0
-        return None
+        retry = todo.recheck_after
+        if todo.move is not None and todo.move.blocked == "Throttled":
+            retry = self.settings.syncing_retry_seconds
+        elif not placed:
+            retry = min(retry or math.inf, self.backoff(key))
+        else:
+            self.cache.state(key).attempts = 0
+        return retry
+
+    def _track_move(self, key: str, todo: Plan) -> None:
+        moving = todo.moving_into
+        if moving:
+            self.moving[key] = moving
+        else:
+            self.moving.pop(key, None)
 
     async def _execute(self, key: str, body: Obj, todo: Plan, assumed: Assumed) -> str | None:
         """Apply (the finalizer goes on alongside), then, only when every apply worked,
@@ -253,6 +301,9 @@ class ServiceController:
             self.events.emit(latest, event.reason, event.message, event.type)
             if event.reason in ("Placed", "PlacementFailed"):
                 telemetry.PLACEMENTS.labels(result=event.reason).inc()
+        for ended in said.finished:
+            telemetry.MIGRATIONS.labels(reason=ended.trigger, outcome=ended.outcome).inc()
+            telemetry.MIGRATION_SECONDS.labels(reason=ended.trigger).observe(ended.seconds)
         state.last_summary = said.summary
         if said.status is not None:
             meta = latest["metadata"]

@@ -108,6 +108,7 @@ class TierController:
             return
         fleet.registry.forget(name)
         self.dirty.set()
+        self.services_changed()  # taints, pools or reach changed: placements may have to move
 
     def reachability_changed(self) -> None:
         self.dirty.set()

@@ -9,9 +9,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from tierra.api.common import AcceleratorType
+from tierra.api.common import AcceleratorType, Toleration
 from tierra.api.inference_service import Variant
-from tierra.api.tier import Pool, Toleration
+from tierra.api.tier import Pool
 
 TPU_TOPOLOGY_LABEL = "cloud.google.com/gke-tpu-topology"
 EDGE_ROLE_KEY = "node-role.kubernetes.io/edge"

@@ -39,11 +39,11 @@ better candidate is re-optimisation, which is migration's job, not placement's.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
-from tierra.api.common import Objective
+from tierra.api.common import Objective, Taint, Toleration
 from tierra.api.inference_service import InferenceService, Placement, Variant
 from tierra.api.tier import Pool, Tier
 from tierra.core.accelerators import (
@@ -103,6 +103,12 @@ class TierView:
     pools: Mapping[str, PoolCapacity] = field(default_factory=dict)
     deleting: bool = False
     """The Tier is being deleted: nothing may be placed or kept there."""
+    lost: bool = False
+    """Unreachable for longer than the tier-lost threshold: what runs there is replaced
+    elsewhere. An unreachable tier that is not lost yet keeps its placements (one failed
+    probe moves nothing) but takes no new ones."""
+    unreachable_since: float | None = None
+    """Clock time (seconds) since when the tier's cluster has been failing, if it is."""
 
     @property
     def name(self) -> str:
@@ -153,6 +159,11 @@ class Candidate:
     variant: Variant
     free: int
     """Units of the pool this service may use (see the module's capacity contract)."""
+    current: bool = False
+    """The service runs here now: a cordoned or briefly unreachable tier keeps it."""
+    pinned: bool = False
+    """Kept whatever the tier's state (reachability, taints, deletion, capacity, latency):
+    under ``migration.policy: manual``, or when there is nowhere else to go."""
 
     @property
     def tier(self) -> Tier:
@@ -230,14 +241,64 @@ def residency_satisfied(c: Candidate) -> str | None:
 
 
 def tier_reachable(c: Candidate) -> str | None:
-    return None if c.view.reachable else "tier unreachable"
+    if c.view.reachable or c.pinned:
+        return None
+    if c.current and not c.view.lost:
+        return None  # not lost yet: one blip moves nothing
+    return "tier lost" if c.view.lost else "tier unreachable"
 
 
 def tier_not_deleting(c: Candidate) -> str | None:
-    return "tier is being deleted" if c.view.deleting else None
+    return "tier is being deleted" if c.view.deleting and not c.pinned else None
+
+
+def tolerates(tolerations: Iterable[Toleration], taint: Taint) -> bool:
+    """Whether a toleration matches the taint, by the rules of pod tolerations: an empty key
+    with Exists matches every key; Exists ignores the value; an empty effect matches all."""
+    for t in tolerations:
+        if t.effect is not None and t.effect != taint.effect:
+            continue
+        if t.key is None:
+            if t.operator == "Exists":
+                return True
+            continue
+        if t.key != taint.key:
+            continue
+        if t.operator == "Exists" or (t.value or "") == (taint.value or ""):
+            return True
+    return False
+
+
+def _describe_taint(taint: Taint) -> str:
+    value = f"={taint.value}" if taint.value else ""
+    return f"{taint.key}{value}:{taint.effect}"
+
+
+def cordoned(c: Candidate) -> bool:
+    """An untolerated NoSchedule taint: what runs there stays, but does not grow."""
+    tolerations = c.service.spec.placement.tolerations
+    return any(
+        t.effect == "NoSchedule" and not tolerates(tolerations, t) for t in c.tier.spec.taints
+    )
+
+
+def taints_tolerated(c: Candidate) -> str | None:
+    """NoExecute: nothing untolerated stays (drain); NoSchedule: nothing untolerated new
+    comes (cordon), what runs there stays."""
+    if c.pinned:
+        return None
+    tolerations = c.service.spec.placement.tolerations
+    for taint in c.tier.spec.taints:
+        if taint.effect == "NoSchedule" and c.current:
+            continue
+        if not tolerates(tolerations, taint):
+            return f"taint {_describe_taint(taint)} not tolerated"
+    return None
 
 
 def latency_within_slo(c: Candidate) -> str | None:
+    if c.pinned:
+        return None
     placement, slo = c.service.spec.placement, c.service.spec.slo
     missing = _missing_regions(placement, c.tier)
     if missing:
@@ -280,6 +341,8 @@ def _unit_name(pool: Pool) -> str:
 
 def capacity_available(c: Candidate) -> str | None:
     """A replica needs all its units in one pool: 3 free GPUs do not fit a 4-GPU replica."""
+    if c.pinned:
+        return None
     observed = c.view.pools.get(c.pool.name)
     if observed is None:
         return "capacity not observed"
@@ -293,12 +356,18 @@ FILTERS: tuple[CandidateFilter, ...] = (
     CandidateFilter("residency", "tier", residency_satisfied),
     CandidateFilter("deleting", "tier", tier_not_deleting),
     CandidateFilter("reachable", "tier", tier_reachable),
+    CandidateFilter("taints", "tier", taints_tolerated),
     CandidateFilter("latency", "tier", latency_within_slo),
     CandidateFilter("pool", "pool", pool_configured),
     CandidateFilter("accelerator", "variant", accelerator_matches),
     CandidateFilter("capacity", "variant", capacity_available),
 )
 """In order: the first failing filter is the reason reported for a candidate."""
+
+ENVIRONMENT_FILTERS = frozenset({"deleting", "reachable", "taints", "latency", "capacity"})
+"""Filters that judge the tier's state rather than the service's spec: what they rule out is
+a trigger to move (a lost or drained tier, full pools, RTT beyond the SLO); a pinned
+placement passes them."""
 
 
 def first_failure(
@@ -314,7 +383,7 @@ def first_failure(
             reason = candidate_filter.check(c)
         else:
             where = (c.tier_name,) if candidate_filter.scope == "tier" else c.pool_key
-            memo_key = (candidate_filter.name, *where)
+            memo_key = (candidate_filter.name, *where, str(c.current), str(c.pinned))
             if memo_key not in memo:
                 memo[memo_key] = candidate_filter.check(c)
             reason = memo[memo_key]
@@ -416,7 +485,8 @@ class Rejection:
     variant: str | None
     reason: str
     filter: str = ""
-    """Name of the filter that failed ("" for dropped placements)."""
+    """Name of the filter that failed (for a dropped placement: "" when it was not a filter,
+    e.g. scaled down)."""
 
     def __str__(self) -> str:
         where = f"{self.tier}/{self.pool}" + (f"/{self.variant}" if self.variant else "")
@@ -524,6 +594,8 @@ def _evaluate(
     views: Sequence[TierView],
     held: Mapping[PoolKey, int],
     credit: Mapping[PoolKey, int],
+    current: Collection[CandidateKey] = (),
+    pinned: Collection[CandidateKey] = (),
 ) -> _Evaluation:
     variants = _allowed_variants(service)
     feasible: list[Candidate] = []
@@ -537,7 +609,10 @@ def _evaluate(
             free = _free_for_service(observed, held.get(key, 0), credit.get(key, 0))
             any_variant_fits_pool = False
             for variant in variants:
-                candidate = Candidate(service, view, pool, variant, free)
+                key3 = (view.name, pool.name, variant.name)
+                candidate = Candidate(
+                    service, view, pool, variant, free, key3 in current, key3 in pinned
+                )
                 failure = first_failure(candidate, memo)
                 if failure is None:
                     feasible.append(candidate)
@@ -624,20 +699,21 @@ def _why_not_kept(
     service: InferenceService,
     views: Mapping[str, TierView],
     evaluation: _Evaluation,
-) -> str:
+) -> tuple[str, str]:
+    """(filter, reason) a current placement was ruled out by."""
     tier, pool, variant = key
     found = evaluation.rejected.get(key) or evaluation.rejected.get((tier, pool, None))
     if found:
-        return found[1]
+        return found
     if tier not in views:
-        return "tier no longer exists"
+        return "tier", "tier no longer exists"
     if pool not in {p.name for p in views[tier].tier.spec.pools}:
-        return "pool no longer in tier"
+        return "pool", "pool no longer in tier"
     if variant not in {v.name for v in service.spec.variants}:
-        return "variant no longer in spec"
+        return "variant", "variant no longer in spec"
     if variant not in {v.name for v in _allowed_variants(service)}:
-        return "variant not in placement.allowedVariants"
-    return evaluation.mismatched.get(key, "not feasible")
+        return "variant", "variant not in placement.allowedVariants"
+    return "accelerator", evaluation.mismatched.get(key, "not feasible")
 
 
 def _current_replicas(current: Iterable[CurrentPlacement]) -> dict[CandidateKey, int]:
@@ -653,18 +729,18 @@ def _keep_current(
     selection: _Selection,
     by_key: Mapping[CandidateKey, _Ranked],
     current: Mapping[CandidateKey, int],
-) -> dict[CandidateKey, str]:
+) -> dict[CandidateKey, tuple[str, str]]:
     """Seed the selection with the current placements that are still feasible, best first
     (trimmed to what fits); return why feasible ones could not be kept at all."""
-    dropped: dict[CandidateKey, str] = {}
+    dropped: dict[CandidateKey, tuple[str, str]] = {}
     for r in sorted((by_key[k] for k in current if k in by_key), key=lambda r: r.rank):
         n = min(current[r.candidate.key], selection.room(r))
         if n > 0:
             selection.add(r, "kept", n)
         elif selection.conflicts(r.candidate):
-            dropped[r.candidate.key] = "one pool per tier and variant"
+            dropped[r.candidate.key] = ("", "one pool per tier and variant")
         else:
-            dropped[r.candidate.key] = "pool has no room left"
+            dropped[r.candidate.key] = ("capacity", "pool has no room left")
     return dropped
 
 
@@ -769,31 +845,34 @@ def place(
     tiers: Sequence[TierView],
     current: Sequence[CurrentPlacement] = (),
     held: Mapping[PoolKey, int] | None = None,
+    pinned: Collection[CandidateKey] = frozenset(),
 ) -> PlacementDecision:
     """Decide where ``desired_replicas`` replicas of the service run.
 
     ``held`` carries units committed to other services that ``allocated`` does not show yet
-    (see the module docstring). The result is a pure function of the arguments; the order of
-    ``tiers`` and ``current`` does not matter.
+    (see the module docstring). ``pinned`` current placements are kept whatever their tier's
+    state (see ``ENVIRONMENT_FILTERS``). The result is a pure function of the arguments; the
+    order of ``tiers`` and ``current`` does not matter.
     """
     if desired_replicas < 0:
         raise ValueError(f"desired_replicas must be >= 0, got {desired_replicas}")
     placement = service.spec.placement
     views = sorted(tiers, key=lambda v: v.name)
     credit = _own_credit(service, current)
-    evaluation = _evaluate(service, views, held or {}, credit)
+    current_replicas = _current_replicas(current)
+    evaluation = _evaluate(service, views, held or {}, credit, current_replicas, pinned)
     ranked = _rank(service, evaluation.feasible)
     by_key = {r.candidate.key: r for r in ranked}
 
     balance = placement.min_tiers > 1
     required_tiers = min(placement.min_tiers, desired_replicas)
     selection = _Selection(ranked)
-    current_replicas = _current_replicas(current)
     dropped = _keep_current(selection, by_key, current_replicas)
     kept = set(selection.replicas)
-    _seed_spread(selection, ranked, required_tiers)
+    growable = [r for r in ranked if not (r.candidate.current and cordoned(r.candidate))]
+    _seed_spread(selection, growable, required_tiers)
     _shrink(selection, by_key, desired_replicas, required_tiers, balance)
-    _fill(selection, ranked, by_key, kept=kept, desired=desired_replicas, balance=balance)
+    _fill(selection, growable, by_key, kept=kept, desired=desired_replicas, balance=balance)
 
     views_by_name = {v.name: v for v in views}
     for key in current_replicas:
@@ -801,7 +880,7 @@ def place(
             dropped[key] = _why_not_kept(key, service, views_by_name, evaluation)
     shed = "scaled to zero" if desired_replicas == 0 else "scaled down"
     for key in kept - set(selection.replicas):
-        dropped[key] = shed
+        dropped[key] = ("", shed)
 
     placements = tuple(
         _planned(by_key[key], n, selection.roles[key], service)
@@ -841,7 +920,10 @@ def place(
         ranked=tuple(
             ScoredCandidate(*r.candidate.key, score=r.score, free=r.candidate.free) for r in ranked
         ),
-        dropped=tuple(Rejection(*key, reason=reason) for key, reason in sorted(dropped.items())),
+        dropped=tuple(
+            Rejection(*key, reason=reason, filter=failed)
+            for key, (failed, reason) in sorted(dropped.items())
+        ),
         satisfied=unplaced == 0,
         unplaced=unplaced,
         spread_ok=spread_ok,

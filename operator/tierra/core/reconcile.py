@@ -14,13 +14,22 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tierra.api.inference_service import InferenceService
+from tierra.core.migration import (
+    Finished,
+    MigrationSettings,
+    Move,
+    active_placements,
+    decide,
+    migration_report,
+    recheck_after,
+    with_losses,
+)
 from tierra.core.placement import (
     CurrentPlacement,
     PlacementDecision,
     PoolKey,
     TierView,
     explain,
-    place,
 )
 from tierra.core.render import (
     LABEL_OWNER_UID,
@@ -30,11 +39,13 @@ from tierra.core.render import (
     render,
     target_namespace,
 )
-from tierra.core.status import ScalingReport, scaling_status, service_status
+from tierra.core.status import ScalingReport, condition, scaling_status, service_status
 
 Obj = dict[str, Any]
 ChildKey = tuple[str, str, str, str]
 """(tier, kind, namespace, name) of one rendered child."""
+
+DEFAULT_MIGRATION = MigrationSettings()
 
 _ZERO_VALUES: tuple[Any, ...] = ([], {}, 0, False, "", None)
 
@@ -116,6 +127,10 @@ class ServiceView:
     """Tiers in the management cluster: children beside their service get ownerReferences."""
     syncing: tuple[str, ...] = ()
     """Tiers whose cluster answers but is still being listed for the first time."""
+    now: float = 0.0
+    """Clock time (seconds) of the snapshot: what the tier-lost threshold is measured with."""
+    moves_into: Mapping[str, int] = field(default_factory=dict)
+    """Moves in progress into each tier, by other services."""
 
 
 @dataclass(frozen=True)
@@ -131,18 +146,48 @@ class Plan:
     finalizer alongside), then delete."""
 
     decision: PlacementDecision | None = None
+    move: Move | None = None
     desired: tuple[tuple[str, Obj], ...] = ()
     """Every child the decision wants, as (tier, manifest)."""
     applies: tuple[tuple[str, Obj], ...] = ()
     """The desired children whose live version differs (or is missing)."""
     deletes: tuple[tuple[str, str, Obj], ...] = ()
-    """Live children the decision no longer wants, in settled tiers: (tier, kind, object)."""
+    """Retiring children (the decision no longer wants them) in settled tiers, once the
+    decision's placements have the Ready replicas it needs: (tier, kind, object)."""
+    retiring: tuple[tuple[str, str, Obj], ...] = ()
+    """Retiring children kept for now: their replacements are not Ready yet, or their tier's
+    cluster cannot be written to."""
     add_finalizer: bool = False
     ready: Mapping[tuple[str, str, str], int] = field(default_factory=dict)
-    """Ready replicas per placement, as the children report them."""
+    """Ready replicas per placement, as the children report them (0 where the tier's cluster
+    is unreachable: its figures are stale)."""
+    unknown: tuple[str, ...] = ()
+    """Tiers of the decision whose cluster is unreachable: readiness there is unknown."""
     requeue: Requeue = Requeue.NO
+    recheck_after: float | None = None
+    """Look again after this many seconds (a tier the service runs on may be lost by then)."""
     waiting_for: tuple[str, ...] = ()
     """Tiers still syncing, when nothing was decided."""
+    settled: frozenset[str] = frozenset()
+    """The snapshot's settled tiers."""
+
+    @property
+    def moving_into(self) -> frozenset[str]:
+        """Tiers this service is moving into (its new placements are not all Ready, or old
+        children are still to be removed)."""
+        if self.decision is None or not (self.retiring or self.deletes or self._starting):
+            return frozenset()
+        return frozenset(p.tier for p in self.decision.placements)
+
+    @property
+    def retiring_removable(self) -> tuple[tuple[str, str, Obj], ...]:
+        """Retiring children still to be removed where their cluster can be written to
+        (copies in an unreachable tier wait for it to come back)."""
+        return self.deletes + tuple(c for c in self.retiring if c[0] in self.settled)
+
+    @property
+    def _starting(self) -> bool:
+        return self.move is not None and self.move.trigger is not None
 
 
 @dataclass(frozen=True)
@@ -156,6 +201,8 @@ class Report:
     """What the Events were decided against (the next report's ``last_summary``)."""
     placed: bool
     """Fully placed: nothing to look at again until something changes."""
+    finished: tuple[Finished, ...] = ()
+    """Moves that ended (for the metrics)."""
 
 
 def desired_replicas(service: InferenceService, recommended: int | None) -> int:
@@ -208,35 +255,37 @@ def _is_live(live: Obj | None, manifest: Obj) -> bool:
 
 
 def plan(
-    service: InferenceService, view: ServiceView, desired: int, *, has_finalizer: bool
+    service: InferenceService,
+    view: ServiceView,
+    desired: int,
+    *,
+    has_finalizer: bool,
+    settings: MigrationSettings = DEFAULT_MIGRATION,
 ) -> Plan:
-    """Decide where ``desired`` replicas of ``service`` run, and what that changes."""
+    """Decide where ``desired`` replicas of ``service`` run, and what that changes.
+
+    Make-before-break: children the decision no longer wants (a move's source, a placement
+    scaled away, a stale copy in a tier that came back) are deleted only once the decision's
+    placements have ``desired`` Ready replicas, and only where their cluster is settled."""
     if view.syncing:
         return Plan(requeue=Requeue.SOON, waiting_for=view.syncing)
-    decision = place(service, desired, list(view.tiers), list(view.current), view.held)
+    tiers = with_losses(view.tiers, view.now, settings)
+    active = active_placements(view.current, service.status.placements)
+    move = decide(service, desired, tiers, active, view.held, settings, view.moves_into)
+    decision = move.decision
+    reachable = {v.name for v in tiers if v.reachable}
     wanted = _rendered(service, decision, view)
     wanted_keys = {_child_key(tier, m) for tier, m in wanted}
     applies = tuple(
-        (tier, m) for tier, m in wanted if not _is_live(view.children.get(_child_key(tier, m)), m)
+        (tier, m)
+        for tier, m in wanted
+        if tier in reachable and not _is_live(view.children.get(_child_key(tier, m)), m)
     )
     uid = service.metadata.uid
-    deletes = tuple(
-        (key[0], key[1], live)
-        for key, live in sorted(view.children.items(), key=lambda item: item[0])
-        if key not in wanted_keys
-        and key[0] in view.settled
-        and ((live.get("metadata") or {}).get("labels") or {}).get(LABEL_OWNER_UID) == uid
-    )
-    # Children the management cluster's garbage collector cannot remove (in another cluster or
-    # namespace, without an ownerReference) need the finalizer; it goes on alongside the first
-    # of them (should the operator die in between, the orphan sweep removes them).
-    add_finalizer = not has_finalizer and any(
-        not m["metadata"].get("ownerReferences") for _, m in wanted
-    )
-    tiers = {v.name: v.tier for v in view.tiers}
+    by_tier = {v.name: v.tier for v in view.tiers}
     ready: dict[tuple[str, str, str], int] = {}
     for placement in decision.placements:
-        tier = tiers[placement.tier]
+        tier = by_tier[placement.tier]
         key = (
             placement.tier,
             "Deployment",
@@ -244,15 +293,38 @@ def plan(
             child_name(service, placement.variant, tier),
         )
         live = view.children.get(key) or {}
-        ready[placement.key] = int((live.get("status") or {}).get("readyReplicas", 0))
+        count = int((live.get("status") or {}).get("readyReplicas", 0))
+        ready[placement.key] = count if placement.tier in reachable else 0
+    replaced = sum(ready.values()) >= decision.desired
+    retiring = [
+        (key[0], key[1], live)
+        for key, live in sorted(view.children.items(), key=lambda item: item[0])
+        if key not in wanted_keys
+        and ((live.get("metadata") or {}).get("labels") or {}).get(LABEL_OWNER_UID) == uid
+    ]
+    deletes = tuple(c for c in retiring if c[0] in view.settled) if replaced else ()
+    # Children the management cluster's garbage collector cannot remove (in another cluster or
+    # namespace, without an ownerReference) need the finalizer; it goes on alongside the first
+    # of them (should the operator die in between, the orphan sweep removes them).
+    add_finalizer = not has_finalizer and any(
+        not m["metadata"].get("ownerReferences") for _, m in wanted
+    )
+    unknown = tuple(sorted({p.tier for p in decision.placements} - reachable))
+    backoff = not decision.satisfied or move.blocked is not None
+    requeue = Requeue.BACKOFF if backoff else Requeue.NO
     return Plan(
         decision=decision,
+        move=move,
         desired=tuple(wanted),
         applies=applies,
         deletes=deletes,
+        retiring=tuple(c for c in retiring if c not in deletes),
         add_finalizer=add_finalizer,
         ready=ready,
-        requeue=Requeue.NO if decision.satisfied else Requeue.BACKOFF,
+        unknown=unknown,
+        requeue=requeue,
+        recheck_after=recheck_after(tiers, active, view.now, settings),
+        settled=view.settled,
     )
 
 
@@ -288,18 +360,56 @@ def report(
             scaling, slo.latency_p95_ms, slo.ttft_p95_ms, generation, previous_status, now
         ),
     )
+    conditions = status["conditions"]
+    if done.unknown and decision.desired > 0:
+        ready_at = next(i for i, c in enumerate(conditions) if c["type"] == "Ready")
+        conditions[ready_at] = condition(
+            "Ready",
+            None,
+            "TierUnreachable",
+            f"{', '.join(done.unknown)} unreachable: what runs there is not known",
+            generation,
+            previous_status.get("conditions") or [],
+            now,
+        )
     summary = conflict or decision.summary
-    events: tuple[Event, ...] = ()
+    events: list[Event] = []
     if summary != last_summary:
         if conflict is not None:
-            events = (Event("NameConflict", conflict[:1000], "Warning"),)
+            events.append(Event("NameConflict", conflict[:1000], "Warning"))
         elif decision.satisfied:
-            events = (Event("Placed", decision.summary[:1000]),)
+            events.append(Event("Placed", decision.summary[:1000]))
         else:
-            events = (Event("PlacementFailed", explain(decision)[:1000], "Warning"),)
+            events.append(Event("PlacementFailed", explain(decision)[:1000], "Warning"))
+    finished: tuple[Finished, ...] = ()
+    if done.move is not None:
+        previous_conditions = previous_status.get("conditions") or []
+        moved = migration_report(
+            done.move,
+            previous=previous_status.get("migrations") or [],
+            previous_condition=next(
+                (c for c in previous_conditions if c.get("type") == "Migrating"), None
+            ),
+            targets_ready=sum(done.ready.values()),
+            need=decision.desired,
+            retiring_reachable=len(done.retiring_removable),
+            now=now,
+        )
+        ok, reason, message = moved.condition
+        conditions[:] = [c for c in conditions if c.get("type") != "Migrating"]
+        conditions.append(
+            condition("Migrating", ok, reason, message, generation, previous_conditions, now)
+        )
+        status["migrations"] = moved.migrations
+        if moved.last_migration is not None:
+            status["lastMigration"] = moved.last_migration
+        events += [Event(reason, message, kind) for reason, message, kind in moved.events]
+        finished = moved.finished
+    blocked = done.move is not None and done.move.blocked is not None
     return Report(
         status=status if status_changes(previous_status, status) else None,
-        events=events,
+        events=tuple(events),
         summary=summary,
-        placed=decision.satisfied and conflict is None,
+        placed=decision.satisfied and conflict is None and not blocked,
+        finished=finished,
     )

@@ -165,11 +165,13 @@ class FleetView:
                 views.append(TierView(tier=tier, reachable=False, pools={}, deleting=deleting))
                 continue
             visible = member.ready
+            failing_since = None if member.reachable else member.failing_since
             cached = self._observed.get(name)
             fresh = (
                 cached is not None
                 and cached.tier is tier
                 and cached.visible == visible
+                and cached.view.unreachable_since == failing_since
                 and (
                     cached.revision == member.revision
                     or now - cached.taken < self._pod_snapshot_seconds
@@ -186,6 +188,7 @@ class FleetView:
                         reachable=visible,
                         pools=pool_capacities(tier, member.nodes.store.values(), member.pod_ledger),
                         deleting=deleting,
+                        unreachable_since=failing_since,
                     ),
                     bound=member.pod_ledger.bound_replicas(tier),
                 )
@@ -223,8 +226,11 @@ class FleetView:
         store.subscribe(listener)
         self._usage_sources[name] = (tier, member, listener)
 
-    def snapshot(self, service_key: str) -> ServiceView:
-        """The fleet as the service ``namespace/name`` sees it now."""
+    def snapshot(
+        self, service_key: str, moves_into: Mapping[str, int] | None = None
+    ) -> ServiceView:
+        """The fleet as the service ``namespace/name`` sees it now; ``moves_into`` counts
+        the moves other services have in progress into each tier."""
         views, usage = self._observe()
         children: dict[ChildKey, Obj] = {}
         settled: set[str] = set()
@@ -258,6 +264,8 @@ class FleetView:
             settled=frozenset(settled),
             local=frozenset(local),
             syncing=tuple(syncing),
+            now=time.time(),
+            moves_into=moves_into or {},
         )
 
     # ------------------------------------------------------------- assume & write

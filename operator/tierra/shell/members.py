@@ -14,6 +14,7 @@ import datetime
 import enum
 import functools
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +27,7 @@ from tierra.shell import telemetry
 from tierra.shell.informer import Informer, Store, key_of
 from tierra.shell.kube import (
     FIELD_MANAGER,
+    PROBE_TIMEOUT_SECONDS,
     KubeClient,
     KubeError,
     Obj,
@@ -166,6 +168,8 @@ class MemberCluster:
         self._on_capacity_change = on_capacity_change
         self._on_reachability_change = on_reachability_change
         self.consecutive_failures = 0
+        self.failing_since: float | None = None
+        """Wall-clock time of the first failed probe of the current run of failures."""
         self.last_probe_time: str | None = None
         self._last_probe = ProbeResult(True, "NotProbed", "not probed yet")
         self._health: Health = Health.SYNCING
@@ -374,6 +378,13 @@ class MemberCluster:
             self.last_probe_time = _now()
             self._last_probe = result
             self.consecutive_failures = 0 if result.ok else self.consecutive_failures + 1
+            if result.ok:
+                self.failing_since = None
+            elif self.failing_since is None:
+                # When the probe was sent: a cluster that hangs fails only at the timeout.
+                self.failing_since = time.time() - PROBE_TIMEOUT_SECONDS * (
+                    result.reason == "ProbeTimeout"
+                )
             self.refresh_health()
             await asyncio.sleep(PROBE_INTERVAL_SECONDS)
 

@@ -22,6 +22,17 @@ WATCH_FAILURES = Counter(
     "Failed listings or watches of a member cluster's objects",
     ["cluster", "kind"],
 )
+MIGRATIONS = Counter(
+    "tierra_migrations_total",
+    "Moves of services between placements that ended, by trigger and outcome",
+    ["reason", "outcome"],
+)
+MIGRATION_SECONDS = Histogram(
+    "tierra_migration_duration_seconds",
+    "From a move's start until its new placements were Ready and the old ones gone",
+    ["reason"],
+    buckets=(1, 2.5, 5, 10, 15, 20, 30, 45, 60, 120, 300, 600),
+)
 WRITES = Counter(
     "tierra_api_writes_total",
     "Requests that change state (anything but GET) sent to a cluster's apiserver",

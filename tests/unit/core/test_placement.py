@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -75,6 +76,7 @@ def test_filters_are_named_and_ordered_tier_first() -> None:
         "residency",
         "deleting",
         "reachable",
+        "taints",
         "latency",
         "pool",
         "accelerator",
@@ -636,13 +638,23 @@ def test_kept_placement_is_trimmed_when_its_pool_shrinks() -> None:
     assert where(decision) == {("regional", "h100", "h100"): 2, ("central", "h100", "h100"): 2}
 
 
-def test_infeasible_current_placement_is_replaced() -> None:
+def test_a_current_placement_on_a_lost_tier_is_replaced() -> None:
     tiers = cheap_and_dear()
-    tiers[1] = view(tiers[1].tier, reachable=False)
+    tiers[1] = replace(view(tiers[1].tier, reachable=False), lost=True)
     current = [CurrentPlacement("regional", "h100", "h100", 2)]
     decision = place(service(), 2, tiers, current)
     assert where(decision) == {("central", "h100", "h100"): 2}
-    assert [str(r) for r in decision.dropped] == ["regional/h100/h100: tier unreachable"]
+    assert [str(r) for r in decision.dropped] == ["regional/h100/h100: tier lost"]
+    assert [r.filter for r in decision.dropped] == ["reachable"]
+
+
+def test_an_unreachable_tier_not_lost_yet_keeps_what_runs_there_but_takes_nothing_new() -> None:
+    tiers = cheap_and_dear()
+    tiers[1] = view(tiers[1].tier, reachable=False)
+    current = [CurrentPlacement("regional", "h100", "h100", 2)]
+    assert where(place(service(), 2, tiers, current)) == {("regional", "h100", "h100"): 2}
+    tiers[0] = view(tiers[0].tier, reachable=False)
+    assert where(place(service(), 2, tiers)) == {}
 
 
 @pytest.mark.parametrize(
@@ -678,7 +690,7 @@ def test_explain_is_short_and_names_every_reason() -> None:
     tiers = [
         *cheap_and_dear(),
         view(tier("us", residency=["us"])),
-        view(tier("down"), reachable=False),
+        replace(view(tier("down"), reachable=False), lost=True),
     ]
     current = [CurrentPlacement("down", "h100", "h100", 1)]
     text = explain(place(svc, 3, tiers, current))
@@ -689,9 +701,9 @@ def test_explain_is_short_and_names_every_reason() -> None:
     assert "feasible, best first:" in lines
     assert any(line.startswith("  1. central/h100/h100") and "8 free" in line for line in lines)
     assert "  us/h100: residency eu required, tier has [us]" in lines
-    assert "  down/h100: tier unreachable" in lines
+    assert "  down/h100: tier lost" in lines
     assert "dropped from current placement:" in lines
-    assert "  down/h100/h100: tier unreachable" in lines
+    assert "  down/h100/h100: tier lost" in lines
     assert len(lines) < 20
 
 

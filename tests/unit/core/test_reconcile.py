@@ -53,6 +53,11 @@ FIRST = plan(
 )
 FIRST_STATUS = report(SVC, FIRST, previous_status={}, last_summary="", now=NOW).status
 assert FIRST_STATUS is not None
+ON_REGIONAL = plan(
+    SVC, ServiceView(tiers=[view(REGIONAL)], settled=frozenset({"regional"})), 1, has_finalizer=True
+)
+ON_REGIONAL_STATUS = report(SVC, ON_REGIONAL, previous_status={}, last_summary="", now=NOW).status
+assert ON_REGIONAL_STATUS is not None
 STEADY = ServiceView(
     tiers=[view(CENTRAL)],
     current=[running(1)],
@@ -105,10 +110,7 @@ def _unchanged(p: Plan, r: Any) -> None:
 
 
 def _dropped(p: Plan, r: Any) -> None:
-    assert [(t, m["kind"]) for t, m in p.applies] == [
-        ("regional", "Deployment"),
-        ("regional", "Service"),
-    ]
+    assert p.applies == ()
     assert sorted((t, k) for t, k, _ in p.deletes) == [
         ("central", "Deployment"),
         ("central", "Service"),
@@ -142,7 +144,10 @@ def _conflict(p: Plan, r: Any) -> None:
 
 def _deleting_tier(p: Plan, r: Any) -> None:
     assert [t for t, _ in p.applies] == ["regional", "regional"]
-    assert {t for t, _, _ in p.deletes} == {"central"}
+    assert p.deletes == ()  # make-before-break: the new placement is not Ready yet
+    assert {t for t, _, _ in p.retiring} == {"central"}
+    migrating = {c["type"]: c for c in r.status["conditions"]}["Migrating"]
+    assert (migrating["status"], migrating["reason"]) == ("True", "TierDeleting")
 
 
 SETTLED = frozenset({"central", "regional"})
@@ -177,23 +182,25 @@ CASES = [
         check=_unchanged,
     ),
     Case(
-        "children no longer wanted are deleted where the cluster is known",
+        "children no longer wanted are deleted once their replacement is Ready",
         ServiceView(
-            tiers=[view(CENTRAL, reachable=False), view(REGIONAL)],
-            current=[running(1)],
-            children=applied(FIRST),
+            tiers=[view(CENTRAL, deleting=True), view(REGIONAL)],
+            current=[running(1), running(1, "regional")],
+            children={**applied(FIRST), **applied(ON_REGIONAL)},
             settled=SETTLED,
         ),
+        previous=dict(ON_REGIONAL_STATUS),
         check=_dropped,
     ),
     Case(
         "but kept where the cluster's picture is incomplete",
         ServiceView(
-            tiers=[view(CENTRAL, reachable=False), view(REGIONAL)],
-            current=[running(1)],
-            children=applied(FIRST),
+            tiers=[view(CENTRAL, deleting=True), view(REGIONAL)],
+            current=[running(1), running(1, "regional")],
+            children={**applied(FIRST), **applied(ON_REGIONAL)},
             settled=frozenset({"regional"}),
         ),
+        previous=dict(ON_REGIONAL_STATUS),
         check=_not_deleted_where_unknown,
     ),
     Case(

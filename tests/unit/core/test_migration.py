@@ -1,0 +1,450 @@
+"""Moves between placements, decided inside the pure reconcile: triggers, guards and the
+make-before-break sequence, driven through a small in-memory world that carries plans out."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tierra.api.common import Taint, Toleration
+from tierra.api.inference_service import InferenceService
+from tierra.api.tier import Tier
+from tierra.core.migration import (
+    MigrationSettings,
+    active_placements,
+    migration_report,
+    tier_lost,
+)
+from tierra.core.placement import CurrentPlacement, TierView, tolerates
+from tierra.core.reconcile import ChildKey, Obj, Plan, ServiceView, merge_patched, plan, report
+from tierra_testing.builders import service, tier, tier_view
+
+NOW = 1_000_000.0
+STAMP = "2026-11-30T12:00:00Z"
+LATER = "2026-11-30T12:00:20Z"
+
+
+def tainted(t: Tier, *taints: Taint) -> Tier:
+    return t.model_copy(update={"spec": t.spec.model_copy(update={"taints": list(taints)})})
+
+
+def tolerating(svc: InferenceService, *tolerations: Toleration) -> InferenceService:
+    placement = svc.spec.placement.model_copy(update={"tolerations": list(tolerations)})
+    spec = svc.spec.model_copy(update={"placement": placement})
+    return svc.model_copy(update={"spec": spec})
+
+
+def with_spec(svc: InferenceService, **migration: Any) -> InferenceService:
+    spec = svc.spec.model_copy(
+        update={"migration": svc.spec.migration.model_copy(update=migration)}
+    )
+    return svc.model_copy(update={"spec": spec})
+
+
+DRAIN = Taint(key="tierra.dev/maintenance", effect="NoExecute")
+CORDON = Taint(key="tierra.dev/maintenance", effect="NoSchedule")
+EDGE = tier("edge", "edge")
+REGIONAL = tier("regional", "regional")
+EU_ONLY = tier("us-east", "regional", region="us-east", residency=("us",))
+
+
+# --------------------------------------------------------------------------------------------
+# An in-memory world: carries plans out, makes Deployments Ready on request
+
+
+@dataclass
+class World:
+    """Tiers, the service's children and status, as the apiserver would hold them."""
+
+    svc: InferenceService
+    views: dict[str, TierView]
+    children: dict[ChildKey, Obj] = field(default_factory=dict)
+    status: dict[str, Any] = field(default_factory=dict)
+    now: float = NOW
+    ready_tiers: set[str] = field(default_factory=set)
+    """Tiers whose Deployments become Ready when a reconcile looks at them."""
+    log: list[Plan] = field(default_factory=list)
+
+    def view(self) -> ServiceView:
+        reachable = {n for n, v in self.views.items() if v.reachable}
+        current = []
+        for (tier_name, kind, _, _), obj in self.children.items():
+            if kind == "Deployment":
+                labels = obj["metadata"]["labels"]
+                current.append(
+                    CurrentPlacement(
+                        tier_name,
+                        labels["tierra.dev/pool"],
+                        labels["tierra.dev/variant"],
+                        obj["spec"]["replicas"],
+                    )
+                )
+        return ServiceView(
+            tiers=list(self.views.values()),
+            current=current,
+            children=self.children,
+            settled=frozenset(reachable),
+            now=self.now,
+        )
+
+    def ready_capacity(self) -> int:
+        """Ready replicas over every reachable Deployment of the service."""
+        return sum(
+            int((obj.get("status") or {}).get("readyReplicas", 0))
+            for (tier_name, kind, _, _), obj in self.children.items()
+            if kind == "Deployment" and self.views[tier_name].reachable
+        )
+
+    def step(self, desired: int = 2) -> tuple[Plan, Any]:
+        svc = self.svc.model_copy(
+            update={"status": type(self.svc.status).model_validate(self.status)}
+        )
+        done = plan(svc, self.view(), desired, has_finalizer=True)
+        said = report(svc, done, previous_status=self.status, last_summary="", now=STAMP)
+        for tier_name, manifest in done.applies:
+            meta = manifest["metadata"]
+            key = (tier_name, manifest["kind"], meta["namespace"], meta["name"])
+            live = copy.deepcopy(manifest)
+            live["metadata"]["resourceVersion"] = "1"
+            old = self.children.get(key)
+            live["status"] = copy.deepcopy((old or {}).get("status") or {})
+            self.children[key] = live
+        for tier_name, kind, obj in done.deletes:
+            meta = obj["metadata"]
+            del self.children[(tier_name, kind, meta["namespace"], meta["name"])]
+        for (tier_name, kind, _, _), obj in self.children.items():
+            if kind == "Deployment" and tier_name in self.ready_tiers:
+                obj["status"] = {"readyReplicas": obj["spec"]["replicas"]}
+        if said.status is not None:
+            self.status = merge_patched(self.status, said.status)
+        self.log.append(done)
+        return done, said
+
+    def settle(self, desired: int = 2, steps: int = 6) -> None:
+        for _ in range(steps):
+            self.step(desired)
+
+    def tiers_running(self) -> set[str]:
+        return {k[0] for k in self.children if k[1] == "Deployment"}
+
+
+def world(*tiers: Tier | TierView, svc: InferenceService | None = None) -> World:
+    views = {}
+    for t in tiers:
+        v = t if isinstance(t, TierView) else tier_view(t)
+        views[v.name] = v
+    return World(svc or service(placement={"levels": ["edge", "regional"]}), views)
+
+
+def migrating(status: Mapping[str, Any]) -> tuple[str, str]:
+    found = next(c for c in status["conditions"] if c["type"] == "Migrating")
+    return found["status"], found["reason"]
+
+
+def on_edge_then(*changes: tuple[str, Any], svc: InferenceService | None = None) -> World:
+    """A service settled on the edge (cheapest), then the given tier changes."""
+    w = world(EDGE, REGIONAL, svc=svc)
+    w.ready_tiers = {"edge", "regional"}
+    w.settle()
+    assert w.tiers_running() == {"edge"}
+    for name, new in changes:
+        w.views[name] = new
+    return w
+
+
+# --------------------------------------------------------------------------------------------
+# Drain (NoExecute), cordon (NoSchedule), tolerations
+
+
+def test_a_drain_moves_make_before_break_and_records_the_move() -> None:
+    w = on_edge_then(("edge", tier_view(tainted(EDGE, DRAIN))))
+    w.ready_tiers = set()
+    done, said = w.step()
+    assert {t for t, _ in done.applies} == {"regional"}
+    assert done.deletes == () and {t for t, _, _ in done.retiring} == {"edge"}
+    assert done.move is not None and done.move.trigger == "Drain"
+    assert migrating(w.status) == ("True", "Drain")
+    assert [e.reason for e in said.events if e.reason.startswith("Migration")] == [
+        "MigrationStarted"
+    ]
+    record = w.status["migrations"][-1]
+    assert (record["from"], record["to"], record["outcome"]) == (
+        ["edge/h100/h100"],
+        ["regional/h100/h100"],
+        "InProgress",
+    )
+    # Not Ready yet: the old placement stays however often we look.
+    for _ in range(3):
+        done, _ = w.step()
+        assert done.deletes == () and w.ready_capacity() == 2
+    w.ready_tiers = {"regional"}
+    w.step()  # regional becomes Ready
+    done, _ = w.step()
+    assert {t for t, _, _ in done.deletes} == {"edge"}
+    _, said = w.step()
+    assert w.tiers_running() == {"regional"}
+    assert w.status["migrations"][-1]["outcome"] == "Succeeded"
+    assert migrating(w.status) == ("False", "Settled")
+    assert [f.trigger for f in said.finished] == ["Drain"]
+
+
+def test_a_tolerated_drain_moves_nothing() -> None:
+    svc = tolerating(
+        service(placement={"levels": ["edge", "regional"]}),
+        Toleration(key="tierra.dev/maintenance", operator="Exists"),
+    )
+    w = on_edge_then(("edge", tier_view(tainted(EDGE, DRAIN))), svc=svc)
+    done, _ = w.step()
+    assert done.applies == () and done.retiring == () and done.move is not None
+    assert done.move.trigger is None and w.tiers_running() == {"edge"}
+
+
+def test_a_cordon_keeps_what_runs_but_takes_nothing_new() -> None:
+    w = on_edge_then(("edge", tier_view(tainted(EDGE, CORDON))))
+    done, _ = w.step(desired=4)  # scaling up on a cordoned tier: the new replicas go elsewhere
+    placed = {p.tier: p.replicas for p in done.decision.placements} if done.decision else {}
+    assert placed == {"edge": 2, "regional": 2}
+    fresh = world(tainted(EDGE, CORDON), REGIONAL)
+    done, _ = fresh.step()
+    assert {t for t, _ in done.applies} == {"regional"}
+
+
+def test_tolerations_match_like_pods() -> None:
+    taint = Taint(key="k", value="v", effect="NoExecute")
+    assert tolerates([Toleration(key="k", operator="Equal", value="v")], taint)
+    assert not tolerates([Toleration(key="k", operator="Equal", value="w")], taint)
+    assert tolerates([Toleration(key="k", operator="Exists", effect="NoExecute")], taint)
+    assert not tolerates([Toleration(key="k", operator="Exists", effect="NoSchedule")], taint)
+    assert tolerates([Toleration(operator="Exists")], taint)
+    assert not tolerates([Toleration(key="other", operator="Exists")], taint)
+    assert not tolerates([], taint)
+
+
+# --------------------------------------------------------------------------------------------
+# Lost tiers: hysteresis, replacement at once, the return
+
+
+def unreachable(t: Tier, for_seconds: float) -> TierView:
+    return replace(tier_view(t, reachable=False), unreachable_since=NOW - for_seconds)
+
+
+def test_a_blip_moves_nothing_and_readiness_becomes_unknown() -> None:
+    w = on_edge_then(("edge", unreachable(EDGE, 2)))
+    done, _ = w.step()
+    assert done.applies == () and done.move is not None and done.move.trigger is None
+    assert done.recheck_after is not None and 7 <= done.recheck_after <= 8
+    ready = next(c for c in w.status["conditions"] if c["type"] == "Ready")
+    assert (ready["status"], ready["reason"]) == ("Unknown", "TierUnreachable")
+
+
+def test_a_lost_tier_is_replaced_at_once_and_its_copies_removed_only_after_it_returns() -> None:
+    w = on_edge_then(("edge", unreachable(EDGE, 11)))
+    w.ready_tiers = {"regional"}
+    done, _ = w.step()
+    assert done.move is not None and done.move.trigger == "TierLost"
+    assert {t for t, _ in done.applies} == {"regional"} and done.deletes == ()
+    w.settle()
+    assert migrating(w.status) == ("False", "Settled")  # copies on a lost tier hold nothing
+    assert w.status["migrations"][-1]["outcome"] == "Succeeded"
+    assert ("edge", "Deployment") in {(k[0], k[1]) for k in w.children}  # unreachable: kept
+    # The edge returns: its stale copies go, and the service stays where it moved.
+    w.views["edge"] = tier_view(EDGE)
+    w.ready_tiers = {"edge", "regional"}
+    done, _ = w.step()
+    assert {t for t, _, _ in done.deletes} == {"edge"} and done.applies == ()
+    w.settle()
+    assert w.tiers_running() == {"regional"}
+
+
+def test_a_tier_is_lost_after_the_threshold_only() -> None:
+    s = MigrationSettings(tier_lost_after_seconds=10)
+    assert not tier_lost(unreachable(EDGE, 9.9), NOW, s)
+    assert tier_lost(unreachable(EDGE, 10), NOW, s)
+    assert not tier_lost(tier_view(EDGE), NOW, s)
+
+
+# --------------------------------------------------------------------------------------------
+# Guards: nowhere to go, manual policy, throttling, residency
+
+
+def test_nowhere_to_go_keeps_the_source_and_says_why() -> None:
+    full = tier_view(REGIONAL, {"h100": 0})
+    w = on_edge_then(("edge", tier_view(tainted(EDGE, DRAIN))), ("regional", full))
+    done, said = w.step()
+    assert done.deletes == () and done.applies == () and w.tiers_running() == {"edge"}
+    status, reason = migrating(w.status)
+    assert (status, reason) == ("False", "NoTarget")
+    message = next(c for c in w.status["conditions"] if c["type"] == "Migrating")["message"]
+    assert "regional/h100" in message and "free" in message
+    assert [e.reason for e in said.events if "Migration" in e.reason] == ["MigrationBlocked"]
+    assert not said.placed  # looked at again on capacity changes
+    _, again = w.step()
+    assert [e.reason for e in again.events if "Migration" in e.reason] == []  # said once
+
+
+def test_a_lost_only_tier_keeps_its_placement_and_reports_unknown() -> None:
+    w = world(EDGE, svc=service(placement={"levels": ["edge"]}))
+    w.ready_tiers = {"edge"}
+    w.settle()
+    w.views["edge"] = unreachable(EDGE, 60)
+    done, _ = w.step()
+    assert done.deletes == () and done.decision is not None
+    assert [p.tier for p in done.decision.placements] == ["edge"]
+    assert migrating(w.status) == ("False", "NoTarget")
+    ready = next(c for c in w.status["conditions"] if c["type"] == "Ready")
+    assert ready["status"] == "Unknown"
+
+
+def test_manual_policy_reports_and_stays() -> None:
+    svc = with_spec(service(placement={"levels": ["edge", "regional"]}), policy="manual")
+    w = on_edge_then(("edge", tier_view(tainted(EDGE, DRAIN))), svc=svc)
+    done, _ = w.step()
+    assert done.applies == () and done.retiring == ()
+    assert migrating(w.status) == ("False", "ManualPolicy")
+
+
+def test_manual_policy_still_carries_out_a_spec_change_make_before_break() -> None:
+    svc = with_spec(service(placement={"levels": ["edge", "regional"]}), policy="manual")
+    w = on_edge_then(svc=svc)
+    w.svc = with_spec(service(placement={"levels": ["regional"]}), policy="manual")
+    w.ready_tiers = set()
+    done, _ = w.step()
+    assert {t for t, _ in done.applies} == {"regional"} and done.deletes == ()
+    w.ready_tiers = {"regional"}
+    w.settle()
+    assert w.tiers_running() == {"regional"}
+
+
+def test_a_full_target_tier_throttles_new_moves() -> None:
+    w = on_edge_then(("edge", tier_view(tainted(EDGE, DRAIN))))
+    svc = w.svc.model_copy(update={"status": type(w.svc.status).model_validate(w.status)})
+    limit = MigrationSettings(max_moves_per_target_tier=3)
+    busy = replace(w.view(), moves_into={"regional": 3})
+    done = plan(svc, busy, 2, has_finalizer=True, settings=limit)
+    assert done.move is not None and done.move.blocked == "Throttled"
+    assert done.applies == ()
+    free = replace(w.view(), moves_into={"regional": 2})
+    assert plan(svc, free, 2, has_finalizer=True, settings=limit).applies != ()
+
+
+def test_residency_is_never_relaxed_by_a_move() -> None:
+    svc = service(placement={"levels": ["edge", "regional"], "residency": "eu"})
+    w = world(EDGE, EU_ONLY, svc=svc)
+    w.ready_tiers = {"edge", "us-east"}
+    w.settle()
+    w.views["edge"] = unreachable(EDGE, 60)
+    w.settle()
+    assert "us-east" not in w.tiers_running()
+    assert migrating(w.status) == ("False", "NoTarget")
+
+
+# --------------------------------------------------------------------------------------------
+# Records and restarts
+
+
+def test_an_operator_restart_mid_move_continues_the_same_move() -> None:
+    w = on_edge_then(("edge", tier_view(tainted(EDGE, DRAIN))))
+    w.ready_tiers = set()
+    w.step()
+    lost_status = copy.deepcopy(w.status)
+    # A restart: nothing in memory; the status and the children are all there is.
+    w.status = lost_status
+    w.ready_tiers = {"regional"}
+    w.settle()
+    assert w.tiers_running() == {"regional"}
+    assert [r["outcome"] for r in w.status["migrations"]] == ["Succeeded"]
+
+
+def test_a_restart_before_the_status_was_written_starts_the_move_again() -> None:
+    w = on_edge_then(("edge", tier_view(tainted(EDGE, DRAIN))))
+    before = copy.deepcopy(w.status)
+    w.ready_tiers = set()
+    w.step()
+    w.status = before  # the status write was lost; the new children were applied
+    w.ready_tiers = {"regional"}
+    w.settle()
+    assert w.tiers_running() == {"regional"}
+    kinds = sorted(k[1] for k in w.children)
+    assert kinds == ["Deployment", "Service"]  # nothing duplicated
+
+
+def test_the_history_is_bounded() -> None:
+    from tierra.core.migration import Move
+    from tierra.core.placement import place
+
+    svc = service()
+    decision = place(svc, 1, [tier_view(REGIONAL)])
+    previous = [
+        {
+            "trigger": "Drain",
+            "from": ["a"],
+            "to": [f"t{i}"],
+            "started": STAMP,
+            "outcome": "Succeeded",
+        }
+        for i in range(10)
+    ]
+    move = Move(decision, trigger="Drain", sources=(("edge", "h100", "h100"),))
+    said = migration_report(
+        move,
+        previous=previous,
+        previous_condition=None,
+        targets_ready=0,
+        need=1,
+        retiring_reachable=1,
+        now=LATER,
+    )
+    assert len(said.migrations) == 10 and said.migrations[-1]["outcome"] == "InProgress"
+
+
+def test_active_placements_follow_the_record() -> None:
+    from tierra.api.inference_service import PlacementStatus
+
+    seen = [CurrentPlacement("edge", "p", "v", 2), CurrentPlacement("regional", "p", "v", 2)]
+    record = [PlacementStatus(tier="regional", pool="p", variant="v", replicas=2)]
+    assert active_placements(seen, record) == [seen[1]]
+    assert active_placements(seen, []) == seen
+    gone = [PlacementStatus(tier="central", pool="p", variant="v", replicas=3)]
+    assert active_placements(seen, gone) == [CurrentPlacement("central", "p", "v", 3, scheduled=0)]
+
+
+# --------------------------------------------------------------------------------------------
+# Property: a planned move never lets Ready capacity drop below need
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    desired=st.integers(min_value=1, max_value=4),
+    ready_after=st.lists(st.booleans(), min_size=4, max_size=12),
+    taint_edge=st.booleans(),
+    cordon_regional=st.booleans(),
+)
+def test_ready_capacity_never_drops_below_need_during_a_planned_move(
+    desired: int, ready_after: Sequence[bool], taint_edge: bool, cordon_regional: bool
+) -> None:
+    central = tier("central", "central")
+    w = World(
+        service(placement={"levels": ["edge", "regional", "central"]}),
+        {t.metadata.name: tier_view(t) for t in (EDGE, REGIONAL, central)},
+    )
+    w.ready_tiers = {"edge", "regional", "central"}
+    w.settle(desired)
+    assert w.ready_capacity() == desired
+    if taint_edge:
+        w.views["edge"] = tier_view(tainted(EDGE, DRAIN))
+    if cordon_regional:
+        w.views["regional"] = tier_view(tainted(REGIONAL, CORDON))
+    for ready in ready_after:  # targets become Ready at random moments
+        w.ready_tiers = {"edge", "regional", "central"} if ready else set()
+        w.step(desired)
+        assert w.ready_capacity() >= desired
+    w.ready_tiers = {"edge", "regional", "central"}
+    w.settle(desired)
+    assert w.ready_capacity() == desired
+    if taint_edge:
+        assert "edge" not in w.tiers_running()
