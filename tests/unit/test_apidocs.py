@@ -7,7 +7,7 @@ from pathlib import Path
 from tierra.apidocs import API_REFERENCE, render_api_reference, stale_api_reference
 from tierra.crdgen import stale_crds
 
-REPO = Path(__file__).resolve().parents[3]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_api_reference_is_in_sync() -> None:
