@@ -229,16 +229,18 @@ def tier_view(
     capacity: Mapping[str, int | tuple[int, int]] | None = None,
     *,
     reachable: bool = True,
+    lost: bool = False,
     deleting: bool = False,
 ) -> TierView:
     """A Tier with its observed state: ``capacity`` maps a pool to its units, or to (units,
-    allocated); a pool not named has ``FREE_UNITS`` free."""
+    allocated); a pool not named has ``FREE_UNITS`` free. ``lost`` (with ``reachable=False``):
+    unreachable for longer than the tier-lost threshold."""
     pools: dict[str, PoolCapacity] = {}
     for p in t.spec.pools:
         given = (capacity or {}).get(p.name, FREE_UNITS)
         total, allocated = given if isinstance(given, tuple) else (given, 0)
         pools[p.name] = PoolCapacity(t.metadata.name, p.name, total, allocated)
-    return TierView(tier=t, reachable=reachable, pools=pools, deleting=deleting)
+    return TierView(tier=t, reachable=reachable, pools=pools, lost=lost, deleting=deleting)
 
 
 def service_view(
@@ -294,22 +296,24 @@ def deployment(
     selector: Mapping[str, str] | None = None,
     container: str = "server",
     image: str = IMAGE,
+    resources: Mapping[str, str] | None = None,
     requests: Mapping[str, str] | None = None,
-    limits: Mapping[str, str] | None = None,
     node_selector: Mapping[str, str] | None = None,
     tolerations: Sequence[Mapping[str, str]] = (),
 ) -> Manifest:
-    """An apps/v1 Deployment of one container. Its pods match ``selector`` (default
-    ``app: <name>``) and carry ``labels`` too, as the Deployment itself does."""
+    """An apps/v1 Deployment of one container, which requests and is limited to ``resources``
+    (as accelerators must be) or only requests ``requests``. Its pods match ``selector``
+    (default ``app: <name>``) and carry ``labels`` too, as the Deployment itself does."""
     match = dict(selector or {"app": name})
     all_labels = {**match, **(labels or {})}
     metadata: Manifest = {"name": name, "labels": all_labels}
     if namespace is not None:
         metadata["namespace"] = namespace
     server: Manifest = {"name": container, "image": image}
-    resources = {k: dict(v) for k, v in (("requests", requests), ("limits", limits)) if v}
     if resources:
-        server["resources"] = resources
+        server["resources"] = {"requests": dict(resources), "limits": dict(resources)}
+    elif requests:
+        server["resources"] = {"requests": dict(requests)}
     pod: Manifest = {"containers": [server]}
     if node_selector:
         pod["nodeSelector"] = dict(node_selector)

@@ -67,8 +67,7 @@ def deployment(service: str, pool: str, variant: str, replicas: int, gpus: str) 
         replicas,
         namespace="team-a",
         labels=child_labels(service, pool=pool, variant=variant),
-        requests={"nvidia.com/gpu": gpus},
-        limits={"nvidia.com/gpu": gpus},
+        resources={"nvidia.com/gpu": gpus},
     )
 
 

@@ -41,7 +41,7 @@ def deployment(
 ) -> dict[str, Any]:
     resource = "cpu" if pool == "cpu" else "nvidia.com/gpu"
     labels = child_labels(owner, tier=tier_label, pool=pool, variant=variant)
-    return builders.deployment(replicas=replicas, labels=labels, limits={resource: units})
+    return builders.deployment(replicas=replicas, labels=labels, resources={resource: units})
 
 
 deployments = st.builds(
