@@ -13,11 +13,16 @@ Signals (the recommendation is the max over them; the reason names the winner)
   what one replica holds within the SLO *for the observed request mix*: a replica completes a
   mean request every ``work`` seconds, so about ``latency budget / work`` requests (and
   ``maxConcurrency`` + ``TTFT budget / work`` for the TTFT), never more than ``maxConcurrency
-  + maxQueuePerReplica``. Long prompts make it small. A backlog is work to drain, not a steady
-  load: with the request size and arrival rate known, the signal asks for no more than the
-  replicas that serve the arrivals and drain what is beyond the allowance within
-  ``startupSeconds`` (while holding what is running at full concurrency), and while replicas
-  are starting, for no more than those asked for.
+  + maxQueuePerReplica``. Long prompts make it small. With the request size and arrival rate
+  known, a backlog is work to drain, not a steady load, and a replica asked for now serves
+  only ``startupSeconds`` later: the signal asks for the replicas that, from then on, serve
+  the arrivals and drain within ``startupSeconds`` the backlog there will be by then (the
+  excess now plus what piles up meanwhile on the replicas serving, and on the starting ones
+  once they serve), and at least hold what is running at full concurrency. So the first
+  decision after a step already asks for what drains the backlog its own start-up builds,
+  and those while its replicas start ask for no more. A scale-up's replicas count as
+  starting for ``startupSeconds`` (+ ``ready_lag_seconds``) after it, Ready or not (a pod
+  can be Ready before its model server serves).
 * **arrival**: the arrival rate against per-replica capacity through the M/M/c model of
   ``queue_model``, with the headroom the latency SLO needs rather than a fixed utilisation. The
   latency budget is ``latencyP95Ms`` minus the tier's RTT. Each replica is planned at ``k``
@@ -47,10 +52,24 @@ Arrivals now
 ------------
 The runtimes' completion rate over a minute lags a step and is capped by a saturated pool.
 Arrivals are conserved: with the completions between the last two scrapes (``irate``) the
-arrivals are those plus the growth of what is in the system since the previous sample, whether
-the overload shows as waiting or (processor sharing) as running; the first sample after a step
-already sees them. Without that rate, during a backlog the completions are the ready replicas
-at saturation (one mean request per ``work`` each).
+arrivals of that scrape interval are those plus the growth of what is in the system over it,
+whether the overload shows as waiting or (processor sharing) as running. One interval's
+count is noisy (a max over noisy samples ratchets a count up), and the interval in which a
+step happens shows only part of it: ``interval_rate`` pools the intervals of the last
+``rate_sample_seconds`` while they agree (Poisson), and when the last one rose beyond the
+noise, the rise happened within it -- at its middle on average (exactly, for a ramp) -- so
+the rate now is ``pooled + 2 x (interval - pooled)``, said in the reason. So the first
+sample after a step asks for the count the next one confirms. Without that rate, during a
+backlog the completions are the ready replicas at saturation (one mean request per ``work``
+each).
+
+The request size
+----------------
+vLLM's token counters grow per iteration, so their ratio to the completions also counts the
+requests in flight: ``request_sizes`` takes off what the running requests added over the rate
+window (several times the size at a service's start, a quarter more in a load step), and
+``smoothed_sizes`` weighs each sample by the completions it stands for (a lull's minute is a
+handful of requests); a size standing for fewer than ``min_size_requests`` is unknown.
 
 The replicas' real speed
 ------------------------
@@ -58,7 +77,9 @@ The replicas' real speed
 from the per-iteration token rates, the mean running and the ready replicas (hard bounds on
 the busy time; see its docstring). It starts at ``speed_prior`` (a profile is a guess: plan as
 if it were 30 % optimistic until the replicas show otherwise) and every need above is computed
-at ``profile x speed``; the reason says the speed when it is not the profile's.
+at ``profile x speed``; the reason says the speed when it is not the profile's. A series
+younger than the rate window under-reports its rates (Prometheus divides by the whole window),
+so the estimate waits for a window of observations.
 
 Implausible samples
 -------------------
@@ -144,6 +165,12 @@ class ScalerParams:
     percentile: float = 0.95
     """Percentile of the queueing wait the arrival signal plans for."""
     growth_min_seconds: float = 2.0
+    ready_lag_seconds: float = 2.0
+    """A scale-up's replicas count as starting for ``startupSeconds`` plus this after it (the
+    time to schedule them and for them to turn Ready)."""
+    change_z: float = 3.0
+    """A scrape interval's arrivals differ from the intervals before when their Poisson
+    z-score (``2 (sqrt(count) - sqrt(expected))``) is beyond this."""
     """A backlog's growth counts as arrivals once it has been measured over this long."""
     headroom_lookback_seconds: float = 1800.0
     """How far back the burst headroom looks for the arrival rate's rises (and its peak)."""
@@ -161,6 +188,12 @@ class ScalerParams:
     rate_sample_seconds: float = 15.0
     """Window of one arrival-rate sample (a scrape interval: completions between scrapes)."""
     rate_window_seconds: float = 60.0
+    size_time_constant_seconds: float = 300.0
+    """Time constant of the mean request size's smoothing, weighted by the completions each
+    sample stands for: a minute's ratio of a few requests in a lull is noise."""
+    min_size_requests: float = 5.0
+    """A mean request size stands for at least this many completions before the arrival
+    model uses it (before, the queue signal sizes by the configured allowance)."""
     """Window of the token and completion rates and of the mean running (the presets' 1m)."""
     absurd_factor: float = 10.0
     """A sample that implies more than this many times what ``maxReplicas`` can serve (or a
@@ -281,6 +314,9 @@ class ScalerState:
     """The last recommendation made with metrics (or the manual count): what a hold keeps."""
     last_change_at: float | None = None
     last_scale_up_at: float | None = None
+    scaled_up_from: int | None = None
+    """The count before the scale-ups of the last ``startupSeconds`` (their replicas may be
+    Ready before they serve)."""
     window: tuple[tuple[float, int], ...] = ()
     """Recent (time, need at 110 % of the load) samples within ``scaleDownDelaySeconds``,
     reduced to those that can still be the window's max (needs strictly decreasing), so its
@@ -299,6 +335,19 @@ class ScalerState:
     sample."""
     backlog_growth: float | None = None
     """The backlog's last measured growth (requests/s, negative while it drains)."""
+    segment: tuple[tuple[float, float, float], ...] = ()
+    """(end, arrivals, span) of the last scrape intervals that agree with each other
+    (``interval_rate``): their pooled rate is the arrivals now."""
+    interval_rate: float | None = None
+    """The arrivals now, as of the last scrape interval (kept until the next scrape)."""
+    interval_rise: float = 0.0
+    """The part of ``interval_rate`` extrapolated from a rise within the last interval."""
+    sizes: tuple[float, float, float, float] | None = None
+    """(mean prompt tokens, mean output tokens, completions they stand for, when): the
+    smoothed request size (``smoothed_sizes``)."""
+    running_seen: tuple[tuple[float, float], ...] = ()
+    """(scrape time, requests running) over the last ``rate_window_seconds``, one per scrape:
+    what was in flight at the start of the token counters' window (``request_sizes``)."""
     rates: tuple[tuple[float, float, int], ...] = ()
     """(time, arrival-rate estimate, ready replicas) of the samples of the last
     ``headroom_lookback_seconds``: the burst headroom and the mean ready replicas of the
@@ -322,6 +371,7 @@ class ScalerState:
             "lastReplicas": self.last_replicas,
             "lastChangeAt": self.last_change_at,
             "lastScaleUpAt": self.last_scale_up_at,
+            "scaledUpFrom": self.scaled_up_from,
             "window": [[t, need] for t, need in self.window],
             "windowSince": self.window_since,
             "idleSince": self.idle_since,
@@ -329,6 +379,11 @@ class ScalerState:
             "backlogAt": self.backlog_at,
             "backlogProbe": list(self.backlog_probe) if self.backlog_probe else None,
             "backlogGrowth": self.backlog_growth,
+            "segment": [list(x) for x in self.segment],
+            "runningSeen": [list(x) for x in self.running_seen],
+            "sizes": list(self.sizes) if self.sizes else None,
+            "intervalRate": self.interval_rate,
+            "intervalRise": self.interval_rise,
             "rates": [[t, rate, ready] for t, rate, ready in self.rates],
             "crowds": [[t, n] for t, n in self.crowds],
             "speed": self.speed,
@@ -352,6 +407,7 @@ class ScalerState:
             last_replicas=None if last is None else int(last),
             last_change_at=number("lastChangeAt"),
             last_scale_up_at=number("lastScaleUpAt"),
+            scaled_up_from=None if data.get("scaledUpFrom") is None else int(data["scaledUpFrom"]),
             window=tuple((float(t), int(need)) for t, need in data.get("window") or ()),
             window_since=number("windowSince"),
             idle_since=number("idleSince"),
@@ -359,6 +415,11 @@ class ScalerState:
             backlog_at=number("backlogAt"),
             backlog_probe=(float(probe[0]), float(probe[1])) if probe else None,
             backlog_growth=number("backlogGrowth"),
+            segment=tuple((float(t), float(n), float(d)) for t, n, d in data.get("segment") or ()),
+            running_seen=tuple((float(t), float(n)) for t, n in data.get("runningSeen") or ()),
+            sizes=_four(data.get("sizes")),
+            interval_rate=number("intervalRate"),
+            interval_rise=float(data.get("intervalRise") or 0.0),
             rates=tuple(
                 (float(t), float(rate), int(ready)) for t, rate, ready in data.get("rates") or ()
             ),
@@ -368,6 +429,13 @@ class ScalerState:
             work=number("work"),
             suspect_at=number("suspectAt"),
         )
+
+
+def _four(value: Any) -> tuple[float, float, float, float] | None:
+    if not value or len(value) != 4:
+        return None
+    a, b, c, d = (float(x) for x in value)
+    return a, b, c, d
 
 
 STATE_SIGNALS = ("state.speed", "state.burstRise", "state.burstPeak", "state.crowd")
@@ -516,43 +584,70 @@ def queue_need(
     running: float,
     arrival_rate: float | None = None,
     params: ScalerParams = DEFAULT_PARAMS,
+    starting: int | None = None,
+    serving_in: float | None = None,
 ) -> SignalNeed:
     """What is in the system over the per-replica allowance (``queue_allowance``: what keeps
-    latency within the SLO for the observed request mix), bounded so that a transient backlog
-    does not wind up:
+    latency within the SLO for the observed request mix).
 
-    * with the arrival rate and request size known, by the replicas that serve the arrivals
-      and drain the waiting beyond the allowed queue within ``startupSeconds`` (a replica added
-      now helps no sooner), and at least hold what is running at full concurrency: a backlog
-      is work to drain, not a steady load;
-    * while replicas are starting, by the replicas already asked for: the backlog that builds
-      up while they start is theirs to absorb (the arrival signal still answers a higher rate).
+    With the arrival rate and request size known, a backlog is work to drain rather than a
+    steady load, and a replica asked for now serves only ``startupSeconds`` later: the need is
+    the replicas that, from then on, serve the arrivals and drain within ``startupSeconds``
+    the backlog there will be by then -- the excess now (beyond the allowed queue and the
+    allowance) plus what piles up meanwhile, at the rate the serving replicas fall short of
+    the arrivals (and the ``starting`` ones, once they serve in ``serving_in`` seconds) --
+    and at least what holds what is running at full concurrency. So the first decision after
+    a step already asks for what drains the backlog its own start-up builds, and the decisions
+    while replicas start, which see that backlog grow as foreseen, ask for no more.
+    Without the rate, the plain count over the allowance; while replicas are starting it is
+    held at the replicas already asked for (theirs to absorb).
     """
     allowance = queue_allowance(inputs)
     work = _mean_work(inputs)
-    horizon = max(inputs.startup_seconds, inputs.latency_p95_ms / 1000.0, 1.0)
-    allowed = inputs.desired_replicas * (inputs.max_queue_per_replica or 0)
-    held = inputs.desired_replicas * allowance
+    startup = max(inputs.startup_seconds, 0.0)
+    horizon = max(startup, inputs.latency_p95_ms / 1000.0, 1.0)
+    desired = inputs.desired_replicas
+    allowed = desired * (inputs.max_queue_per_replica or 0)
+    held = desired * allowance
+    if starting is None:
+        starting = desired - inputs.ready_replicas
+    starting = min(max(starting, 0), desired)
+    serving = desired - starting
+    left = min(startup, startup if serving_in is None else max(0.0, serving_in))
+    if starting == 0:
+        left = 0.0
 
     def at(factor: float) -> int:
         w, r = waiting * factor, running * factor
         need = _ceil((w + r) / allowance)
         if arrival_rate is not None and work is not None:
+            rate = arrival_rate * factor
             backlog = max(0.0, w - allowed, w + r - held)
-            drain = _ceil((arrival_rate * factor + backlog / horizon) * work)
-            need = min(need, max(drain, _ceil(r / inputs.max_concurrency)))
+            # the backlog when a replica asked now serves
+            later = (
+                backlog
+                + (rate - serving / work) * left
+                + (rate - desired / work) * (startup - left)
+            )
+            drain = _ceil((rate + max(0.0, later) / horizon) * work)
+            need = max(drain, _ceil(r / inputs.max_concurrency))
         return need
 
     need, low, high = at(1.0), at(1 - params.tolerance), at(1 + params.tolerance)
     reason = (
         f"queue: {waiting:g} waiting + {running:g} running over {inputs.ready_replicas} ready, "
-        f"{allowance:.3g} per replica within the SLO -> {need}"
+        f"{allowance:.3g} per replica within the SLO"
     )
-    starting = inputs.desired_replicas - inputs.ready_replicas
-    if starting > 0 and need > inputs.desired_replicas:
-        cap = inputs.desired_replicas
-        reason = f"{reason}, held at {cap} while {starting} starting absorb the backlog"
-        need, low, high = cap, min(low, cap), min(high, cap)
+    if arrival_rate is not None and work is not None:
+        reason = (
+            f"{reason}; with {arrival_rate:.3g} req/s arriving, what drains within "
+            f"{horizon:g} s the backlog there will be when a replica asked now serves -> {need}"
+        )
+        return SignalNeed("queue", need, reason, low, high)
+    reason = f"{reason} -> {need}"
+    if starting > 0 and need > desired:
+        reason = f"{reason}, held at {desired} while {starting} starting absorb the backlog"
+        need, low, high = desired, min(low, desired), min(high, desired)
     return SignalNeed("queue", need, reason, low, high)
 
 
@@ -651,8 +746,9 @@ def headroom_need(
     that time is met only by what is already running. The headroom is the largest rise of the
     arrival rate within one start-up time seen over the last ``headroom_lookback_seconds``
     (the burstiness of this service's traffic, not a fixed margin): the arrival model is asked
-    for ``current rate + that rise`` (less one standard deviation of the Poisson noise between
-    two samples, which its queueing headroom covers), never more than the lookback's peak (plus
+    for ``current rate + that rise`` (none for a rise within two standard deviations of the
+    Poisson noise between two samples, which its queueing headroom covers; a larger one is
+    held whole), never more than the lookback's peak (plus
     the deadband), so a burst that came before is held for, and a smooth load holds little.
     None when the start-up is short enough for a reactive scale-up, or nothing rose.
     """
@@ -662,10 +758,12 @@ def headroom_need(
     if plan is None:
         return None
     rise, peak = burst_rise(rates, inputs.startup_seconds)
-    # Part of any rise between two samples is Poisson noise, which the arrival model's
-    # queueing headroom covers already: one standard deviation of the difference of two
-    # samples of rate ``peak`` counted over ``rate_sample_seconds`` is not held again.
-    rise = max(0.0, rise - math.sqrt(2.0 * peak / params.rate_sample_seconds))
+    # A rise within the Poisson noise between two samples (two standard deviations of the
+    # difference of two samples of rate ``peak`` counted over ``rate_sample_seconds``) is
+    # covered by the arrival model's queueing headroom already and not held; a larger one is
+    # a burst, held whole (the next burst's peak is no lower than the last's for being noisy).
+    if rise <= 2.0 * math.sqrt(2.0 * peak / params.rate_sample_seconds):
+        rise = 0.0
     held = min(arrival_rate + rise, peak * (1 + params.tolerance))
     # A ramp (the latest start-up time rose by a modest share of the load) goes on rising:
     # its rise is held above the current rate even at the peak. A jump is a burst, held at
@@ -794,7 +892,11 @@ def _sanitised_inputs(inputs: ScalingInputs) -> ScalingInputs:
 
 
 def update_speed(
-    inputs: ScalingInputs, state: ScalerState, now: float, params: ScalerParams = DEFAULT_PARAMS
+    inputs: ScalingInputs,
+    state: ScalerState,
+    now: float,
+    params: ScalerParams = DEFAULT_PARAMS,
+    serving: int | None = None,
 ) -> float:
     """The online estimate of the replicas' service rate, as a multiple of the profile.
 
@@ -824,7 +926,7 @@ def update_speed(
         signals.mean_running,
     )
     window = [ready for t, _, ready in state.rates if t > now - params.rate_window_seconds] + [
-        inputs.ready_replicas
+        inputs.ready_replicas if serving is None else serving
     ]
     ready = sum(window) / len(window)
     if prompt is None or output is None or running is None or ready <= 0 or running <= 0:
@@ -836,6 +938,8 @@ def update_speed(
     low, high = params.speed_bounds
     # busy share of a replica: at most min(1, n); at least n / maxConcurrency, and about
     # n / (1 + n) when requests share replicas (processor sharing: E[n] = rho / (1 - rho))
+    if not ready * per_replica > _EPS:
+        return speed  # (nothing measurable ran)
     slowest = work / (ready * min(1.0, per_replica))
     busiest = per_replica / inputs.max_concurrency
     probe = state.backlog_probe
@@ -987,8 +1091,150 @@ def _hold(inputs: ScalingInputs, state: ScalerState, now: float, why: str) -> Re
             metrics_missing_since=since,
             backlog_probe=None,
             backlog_growth=None,
+            segment=(),
+            interval_rate=None,
+            interval_rise=0.0,
         ),
     )
+
+
+def _running_seen(
+    inputs: ScalingInputs, state: ScalerState, now: float, params: ScalerParams
+) -> tuple[tuple[float, float], ...]:
+    """``state.running_seen`` with this sample's running added when it is a new scrape."""
+    signals = inputs.signals
+    assert signals is not None
+    at = signals.scraped_at if signals.scraped_at is not None else now
+    at = min(at, now)
+    seen = tuple(x for x in state.running_seen if at - params.rate_window_seconds <= x[0] <= at)
+    if signals.running is not None and (not seen or at > seen[-1][0]):
+        seen = (*seen, (at, signals.running))
+    return seen
+
+
+def request_sizes(
+    inputs: ScalingInputs,
+    seen: tuple[tuple[float, float], ...],
+    params: ScalerParams = DEFAULT_PARAMS,
+) -> ScalingInputs:
+    """The mean prompt and output tokens of a request, corrected for the requests in flight.
+
+    The mean sizes are the per-iteration token rates over the completion rate (the presets'
+    ratio over ``rate_window_seconds``, ``W``). The token counters also count the requests
+    still running, as far as each has got: under processor sharing they progress together,
+    so about half of their tokens on average (a prompt is counted whole sooner when prefill is
+    a small part of the work, but then it is a small part of the work too). So the tokens over
+    the window are those of ``C + (R_end - R_start) / (2 W)`` requests for ``C`` completions
+    per second, where ``R`` is what ran at either end of the window (its start is the oldest
+    scrape seen within it). At a service's start or during a load step ``R`` grows, and the
+    plain ratio makes the mean request up to several times its size; while a backlog drains
+    it makes it smaller. The correction is bounded to a factor of 4 either way, and made only
+    where the runtime's token counters are per iteration (its token rates are known: vLLM's);
+    a runtime that counts a request's tokens when it completes (TGI) needs none."""
+    signals = inputs.signals
+    completions = signals.arrival_rate if signals is not None else None
+    prompt, output = inputs.mean_prompt_tokens, inputs.mean_output_tokens
+    per_iteration = signals is not None and signals.prompt_tokens_rate is not None
+    if not per_iteration or not seen or not completions or prompt is None or output is None:
+        return inputs
+    # (with less than a window seen, the series may be younger than the window -- a new
+    # service's counters start at zero with nothing in flight -- and what ran at the start of
+    # what Prometheus has is taken as nothing; in a steady state ``R / W`` is small beside ``C``
+    # and the correction negligible, so after a restart this costs little)
+    young = seen[0][0] > seen[-1][0] - 0.9 * params.rate_window_seconds
+    start, end = (0.0 if young else seen[0][1]), seen[-1][1]
+    extra = (end - start) / params.rate_window_seconds
+
+    def corrected(mean: float, share: float) -> float:
+        counted = completions + share * extra
+        if counted <= 0:
+            return mean * 4.0
+        return mean * min(4.0, max(0.25, completions / counted))
+
+    return replace(
+        inputs, mean_prompt_tokens=corrected(prompt, 0.5), mean_output_tokens=corrected(output, 0.5)
+    )
+
+
+def _serving_in(
+    inputs: ScalingInputs, state: ScalerState, now: float, params: ScalerParams
+) -> float | None:
+    """Seconds until the replicas of the last scale-up serve (None: not known)."""
+    up = state.last_scale_up_at
+    if up is None or up > now:
+        return None
+    return max(0.0, up + inputs.startup_seconds + params.ready_lag_seconds - now)
+
+
+def smoothed_sizes(
+    inputs: ScalingInputs,
+    state: ScalerState,
+    now: float,
+    params: ScalerParams = DEFAULT_PARAMS,
+) -> tuple[ScalingInputs, tuple[float, float, float, float] | None]:
+    """The mean request size smoothed over ``size_time_constant_seconds``, each sample
+    weighted by the completions it stands for (the completion rate times the time since the
+    last): in a lull a minute's ratio is that of a handful of requests, and sizing the burst
+    headroom on it would swing with them; a busy minute outweighs it. Sizes standing for
+    fewer than ``min_size_requests`` completions are unknown (the needs that take them are
+    skipped). The inputs with the smoothed sizes, and the state to keep."""
+    prompt, output = inputs.mean_prompt_tokens, inputs.mean_output_tokens
+    signals = inputs.signals
+    rate = signals.arrival_rate if signals is not None else None
+    before = state.sizes
+    if prompt is None or output is None:
+        return inputs, before
+    tau = params.size_time_constant_seconds
+    if before is None or not 0 <= now - before[3] <= params.staleness_seconds:
+        mean_prompt, mean_output = prompt, output
+        total = (rate or 0.0) * params.rate_window_seconds
+    else:
+        dt = now - before[3]
+        decay = math.exp(-dt / tau) if tau > 0 else 0.0
+        count = (rate or 0.0) * dt
+        total = before[2] * decay + count
+        if total > _EPS and math.isfinite(total):
+            mean_prompt = (before[0] * before[2] * decay + prompt * count) / total
+            mean_output = (before[1] * before[2] * decay + output * count) / total
+        else:
+            mean_prompt, mean_output, total = prompt, output, count
+    total = min(total, _HUGE)
+    # (a mean over a handful of requests is no measurement: at a service's start the
+    # in-flight requests' tokens can make it several times the size)
+    known = total >= params.min_size_requests
+    smoothed = replace(
+        inputs,
+        mean_prompt_tokens=mean_prompt if known else None,
+        mean_output_tokens=mean_output if known else None,
+    )
+    return smoothed, (mean_prompt, mean_output, total, now)
+
+
+def _starting(inputs: ScalingInputs, state: ScalerState, now: float, params: ScalerParams) -> int:
+    """Replicas still starting: not ready, or asked for less than ``startupSeconds`` (plus
+    ``ready_lag_seconds``) before the data was scraped: a pod can be Ready before its model
+    server serves, and a scale-up's replicas only absorb a backlog once they serve."""
+    starting = inputs.desired_replicas - inputs.ready_replicas
+    up = state.last_scale_up_at
+    signals = inputs.signals
+    # (the time of the data: a scrape taken before the replicas served shows their backlog)
+    at = signals.scraped_at if signals is not None and signals.scraped_at is not None else now
+    lag = inputs.startup_seconds + params.ready_lag_seconds
+    if up is not None and up <= now and min(at, now) - up < lag:
+        starting = max(starting, inputs.desired_replicas - (state.scaled_up_from or 0))
+    return max(0, starting)
+
+
+def _scaled_up_from(
+    inputs: ScalingInputs, state: ScalerState, now: float, replicas: int
+) -> int | None:
+    """The count the scale-ups still starting began from."""
+    current = inputs.desired_replicas
+    up = state.last_scale_up_at
+    starting = up is not None and 0 <= now - up < inputs.startup_seconds
+    if replicas > current and not starting:
+        return current
+    return state.scaled_up_from
 
 
 def _floor(inputs: ScalingInputs, active: bool) -> int:
@@ -1006,8 +1252,8 @@ def _implied_arrivals(
     running: float | None,
     arrival: float | None,
     params: ScalerParams,
-) -> tuple[float | None, float | None, tuple[float, float] | None]:
-    """(arrival rate, backlog growth, probe): arrivals are conserved, what arrives
+) -> _Arrivals:
+    """(arrival rate, backlog growth, probe, ...): arrivals are conserved, what arrives
     either completes or is still in the system. The runtimes export completions over a rate
     window, which lags a step and which a saturated pool caps; during a backlog the arrivals
     are the completions *now* (the ready replicas, all busy, each completing one request per
@@ -1019,24 +1265,34 @@ def _implied_arrivals(
     probe = state.backlog_probe
     growth = state.backlog_growth
     # (the time of the data, when the runtime's scrape time is known: sampling more often than
-    # Prometheus scrapes would otherwise see no growth, then two scrapes' worth at once)
+    # Prometheus scrapes would otherwise see no growth, then two scrapes' worth at once; with
+    # it, every new scrape is a new interval, whatever the scrape interval)
     scraped = inputs.signals.scraped_at if inputs.signals is not None else None
     at = scraped if scraped is not None and scraped <= now else now
+    gap = params.growth_min_seconds if scraped is None else min(params.growth_min_seconds, 0.5)
     if probe is not None and not (0 <= at - probe[0] <= params.staleness_seconds):
         probe = None  # a gap or a clock jump: growth over it means nothing
+    span = None
     if probe is None:
         probe, growth = (at, in_system), None
-    elif at - probe[0] >= params.growth_min_seconds:
-        growth = (in_system - probe[1]) / (at - probe[0])
+    elif at - probe[0] >= gap:
+        span = at - probe[0]
+        growth = (in_system - probe[1]) / span
         probe = (at, in_system)
     work = _mean_work(inputs)
     recent = inputs.signals.recent_completion_rate if inputs.signals is not None else None
+    segment, estimate, rise = state.segment, state.interval_rate, state.interval_rise
     if recent is not None and growth is not None:
         # Completions between the last scrapes (irate) plus the growth of what is in the
-        # system: the arrivals now, exactly (conservation), whether the overload shows as
-        # waiting or, under processor sharing, as running; never below the window's average
-        # (a lull within a burst is not its end).
-        arrival = max(arrival or 0.0, recent + growth)
+        # system: the arrivals of the last interval, exactly (conservation), whether the
+        # overload shows as waiting or, under processor sharing, as running; pooled with the
+        # intervals before it while they agree, extrapolated when it rose (``interval_rate``);
+        # never below the window's average (a lull within a burst is not its end).
+        if span is not None or estimate is None:
+            estimate, segment, rise = interval_rate(
+                segment, at, max(0.0, recent + growth), span or 0.0, params
+            )
+        arrival = max(arrival or 0.0, estimate)
     elif backlogged and work is not None and running:
         # With a queue every ready replica is busy and completes 1 / work requests/s, whatever
         # its concurrency (processor sharing); never below the rate the runtime reports.
@@ -1044,9 +1300,67 @@ def _implied_arrivals(
         ready = min([inputs.ready_replicas, *(r for _, _, r in state.rates[-1:])])
         completing = min(float(ready), running) / work
         arrival = max(arrival or 0.0, completing + (growth or 0.0))
-    elif not backlogged:
-        growth = None  # without the completions now, growth alone is noise
-    return arrival, growth, probe
+        segment, estimate, rise = (), None, 0.0
+    else:
+        segment, estimate, rise = (), None, 0.0
+        if not backlogged:
+            growth = None  # without the completions now, growth alone is noise
+    return _Arrivals(arrival, growth, probe, segment, estimate, rise)
+
+
+def interval_rate(
+    segment: tuple[tuple[float, float, float], ...],
+    at: float,
+    rate: float,
+    span: float,
+    params: ScalerParams = DEFAULT_PARAMS,
+) -> tuple[float, tuple[tuple[float, float, float], ...], float]:
+    """(arrival rate now, the segment to carry, the rise extrapolated): the arrivals of the
+    interval of ``span`` seconds ending at ``at`` (``rate`` per second), read against the
+    *segment* of the intervals before it that agree with each other (``(end, arrivals,
+    span)`` within ``rate_sample_seconds``).
+
+    * It agrees with the segment's pooled rate (Poisson, variance-stabilised: ``2 (sqrt(count)
+      - sqrt(expected))`` within ``change_z`` of the noise of both): the pooled rate, whose
+      noise is that of ``rate_sample_seconds`` rather than one scrape interval's (a max over
+      noisy samples would ratchet the count up).
+    * It is above: the load rose *within* the interval, which thus shows only part of the
+      rise. With the rise at an unknown time within it, its middle is the expected one (and
+      exact for a ramp): the rate now is ``pooled + 2 x (rate - pooled)``. The segment
+      restarts after it (the next interval is the first that shows the new load whole).
+    * It is below: the segment restarts with it.
+    """
+    count = rate * span
+    pool = tuple(s for s in segment if s[0] > at - params.rate_sample_seconds)
+    if span <= 0:
+        return rate, pool, 0.0
+    if pool:
+        total = sum(d for _, _, d in pool)
+        base = sum(c for _, c, _ in pool) / total if total > 0 else rate
+        # (Poisson, variance-stabilised, with the pooled rate's own noise -- a short pool is a
+        # noisy base -- and one arrival more in the pool than seen: at a handful of arrivals
+        # the transform is too eager, and a lull's empty pool is no base of zero)
+        expected = (base * total + 1.0) / total * span
+        z = 2.0 * (math.sqrt(count) - math.sqrt(expected)) / math.sqrt(1.0 + span / total)
+        if z > params.change_z:
+            now_rate = base + 2.0 * (rate - base)
+            return now_rate, (), now_rate - rate
+        if z >= -params.change_z:
+            pool = (*pool, (at, count, span))
+            total = sum(d for _, _, d in pool)
+            return sum(c for _, c, _ in pool) / total, pool, 0.0
+    return rate, ((at, count, span),), 0.0
+
+
+@dataclass(frozen=True)
+class _Arrivals:
+    rate: float | None
+    growth: float | None
+    probe: tuple[float, float] | None
+    segment: tuple[tuple[float, float, float], ...]
+    estimate: float | None
+    rise: float
+    """How much of ``estimate`` is the extrapolated part of a rise within the last interval."""
 
 
 def recommend(
@@ -1070,8 +1384,24 @@ def recommend(
     signals = inputs.signals
     assert signals is not None
 
+    # The request size from per-iteration token counters, less what requests still in flight
+    # added to them (a filling system over-counts, by far at a start).
+    seen = _running_seen(inputs, state, now, params)
+    inputs = request_sizes(inputs, seen, params)
     # The replicas' real speed, learnt online, scales the profile everything below uses.
-    speed = update_speed(inputs, state, now, params)
+    # (replicas serve once started: a scale-up's are counted from ``startupSeconds`` on)
+    serving = max(
+        0,
+        min(inputs.ready_replicas, inputs.desired_replicas - _starting(inputs, state, now, params)),
+    )
+    # (a series younger than the rate window under-reports its rates: Prometheus divides the
+    # increase by the whole window; so the speed waits for a full window of observations)
+    since = state.window_since if state.window_since is not None else now
+    speed = (
+        update_speed(inputs, state, now, params, serving)
+        if now - since >= params.rate_window_seconds or state.speed_at is None
+        else state.speed
+    )
     profile_work = _mean_work(inputs)
     why_not = _implausible(inputs, state, now, profile_work, params)
     if why_not is not None and state.suspect_at is None:
@@ -1085,6 +1415,7 @@ def recommend(
             metrics_available=True,
             state=replace(state, suspect_at=now),
         )
+    inputs, sizes = smoothed_sizes(inputs, state, now, params)
     inputs = replace(
         inputs,
         prefill_tokens_per_second=inputs.prefill_tokens_per_second * speed,
@@ -1097,15 +1428,14 @@ def recommend(
     running = signals.running if signals.running is not None or not at_zero else 0.0
     arrival = signals.arrival_rate if signals.arrival_rate is not None or not at_zero else 0.0
     active = any(v is not None and v > 0 for v in (waiting, running, arrival))
-    arrival, growth, probe = _implied_arrivals(
-        inputs, state, now, waiting, running, arrival, params
-    )
+    implied = _implied_arrivals(inputs, state, now, waiting, running, arrival, params)
+    arrival, growth, probe = implied.rate, implied.growth, implied.probe
     if arrival is not None:
         arrival = min(arrival, _HUGE) if math.isfinite(arrival) else _HUGE
     lookback = max(params.headroom_lookback_seconds, inputs.scale_down_delay_seconds)
     rates = tuple(r for r in state.rates if r[0] > now - lookback)
     if arrival is not None:
-        rates = (*rates, (now, arrival, inputs.ready_replicas))
+        rates = (*rates, (now, arrival, serving))
     crowds = tuple(c for c in state.crowds if c[0] > now - lookback)
     before = state.backlog_probe
     if before is not None and probe is not None and probe[0] > before[0]:
@@ -1115,7 +1445,17 @@ def recommend(
 
     found: list[SignalNeed] = []
     if waiting is not None or running is not None:
-        found.append(queue_need(inputs, waiting or 0.0, running or 0.0, arrival, params))
+        found.append(
+            queue_need(
+                inputs,
+                waiting or 0.0,
+                running or 0.0,
+                arrival,
+                params,
+                _starting(inputs, state, now, params),
+                _serving_in(inputs, state, now, params),
+            )
+        )
     if arrival is not None:
         by_arrival = arrival_need(inputs, arrival, params)
         if by_arrival is not None:
@@ -1135,6 +1475,11 @@ def recommend(
     why = winner.reason if winner is not None else "no usable signal"
     if growth is not None and winner is not None and winner.signal == "arrival":
         why = f"{why} (completions at saturation + the backlog's growth, {growth:+.3g} req/s)"
+    if implied.rise > 0 and winner is not None and winner.signal in ("arrival", "queue"):
+        why = (
+            f"{why} (the arrivals rose within the last scrape interval: +{implied.rise:.3g} "
+            "req/s extrapolated to now)"
+        )
     if abs(speed - 1.0) >= 0.05:
         why = f"{why}; replicas measured at {speed:.2f}x the profile's speed"
 
@@ -1199,6 +1544,7 @@ def recommend(
             last_replicas=replicas,
             last_change_at=now if replicas != current else state.last_change_at,
             last_scale_up_at=now if replicas > current else state.last_scale_up_at,
+            scaled_up_from=_scaled_up_from(inputs, state, now, replicas),
             window=window,
             window_since=window_since,
             idle_since=idle_since,
@@ -1206,6 +1552,11 @@ def recommend(
             backlog_at=backlog_at,
             backlog_probe=probe,
             backlog_growth=growth,
+            segment=implied.segment,
+            running_seen=seen,
+            sizes=sizes,
+            interval_rate=implied.estimate,
+            interval_rise=implied.rise,
             rates=rates,
             crowds=crowds,
             speed=speed,

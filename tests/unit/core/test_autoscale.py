@@ -171,7 +171,14 @@ def test_queue_signal_counts_waiting_and_running_against_the_allowance() -> None
 
 
 def test_arrival_signal_uses_the_queueing_model_not_a_fixed_utilisation() -> None:
-    rec = recommend(inputs(signals=signals(0.0, running=10, arrival=40.0)), ScalerState(), 0.0)
+    # (20 replicas: enough that no backlog builds up, which the queue signal would drain)
+    rec = recommend(
+        inputs(
+            desired_replicas=20, ready_replicas=20, signals=signals(0.0, running=10, arrival=40.0)
+        ),
+        ScalerState(),
+        0.0,
+    )
     assert rec.signal == "arrival"
     assert rec.needs["arrival"] == need_for(40.0)
     assert "arrival: 40 req/s" in rec.reason
@@ -298,7 +305,7 @@ def test_scale_up_is_clamped_to_max_replicas() -> None:
 
 def test_scale_down_waits_for_the_delay_of_sustained_lower_need() -> None:
     high, low = (0, 40, 40.0), (0, 5, 5.0)
-    recs = drive([high] * 4 + [low] * 14)
+    recs = drive([high] * 4 + [low] * 14, start=need_for(40.0))
     peak = recs[3].replicas
     drop = 4  # index of the first low sample, at 60 s
     for i, rec in enumerate(recs[drop:], start=drop):
@@ -328,7 +335,7 @@ def test_deadband_keeps_the_count_for_a_small_rise_in_load() -> None:
         and need_for(r / 10 * 0.9) <= 10
         and need_for(r / 10 / 1.05) == 10
     )
-    recs = drive([(0, 0, rate / 1.05), (0, 0, rate)])
+    recs = drive([(0, 0, rate / 1.05), (0, 0, rate)], start=10)
     assert recs[0].replicas == 10
     assert recs[1].needs["arrival"] == 11
     assert recs[1].replicas == 10
@@ -336,7 +343,9 @@ def test_deadband_keeps_the_count_for_a_small_rise_in_load() -> None:
 
 
 def test_no_flapping_under_noisy_constant_load() -> None:
-    """30 minutes at 15 s steps with +-15 % uniform noise on every load signal: after the first
+    """30 minutes at 15 s steps with +-15 % uniform noise on every load signal, from the count
+    the load needs (from one replica the first decision is a step's, which also drains what
+    piles up while its replicas start, and comes down after the delay): after the first
     change, at most two more (the count settles at the top of the noise band)."""
     for tokens_known in (True, False):
         for rate in (3.0, 10.0, 20.0, 40.0, 80.0):
@@ -347,12 +356,14 @@ def test_no_flapping_under_noisy_constant_load() -> None:
                     return x * rng.uniform(0.85, 1.15)
 
                 loads = [(noisy(rate * 0.5), noisy(rate * 2.0), noisy(rate)) for _ in range(121)]
+                start = need_for(rate)
                 changes = drive(
                     loads,
+                    start=start,
                     max_replicas=100,
                     mean_prompt_tokens=1000.0 if tokens_known else None,
                 )
-                replicas = [1] + [r.replicas for r in changes]
+                replicas = [start] + [r.replicas for r in changes]
                 moves = sum(1 for a, b in itertools.pairwise(replicas) if a != b)
                 assert max(0, moves - 1) <= 2, (tokens_known, rate, seed, replicas)
 
@@ -402,7 +413,10 @@ def test_scale_to_zero_after_the_delay_and_wake_on_the_first_request() -> None:
         quiet.state,
         1015.0,
     )
-    assert by_arrival.replicas == need_for(30.0)
+    # 30 req/s arrive while the first replicas start (60 s): the queue signal asks for what
+    # serves them and drains, within the next 60 s, the 1,800 that will be waiting by then
+    assert by_arrival.replicas == math.ceil((30.0 + 30.0 * 60.0 / 60.0) * 0.375) > need_for(30.0)
+    assert by_arrival.signal == "queue"
 
 
 def test_scale_to_zero_ignores_min_replicas_only_when_enabled() -> None:

@@ -135,9 +135,10 @@ def test_headroom_holds_what_a_burst_within_the_startup_time_needs() -> None:
     now = 1200.0
     need = headroom_need(inputs(), 2.0, burst_history(now))
     assert need is not None and need.signal == "headroom"
-    # 2 now + the 18 req/s rise seen within the 60 s start-up, less one standard deviation of
-    # the difference of two 15 s samples at 20 req/s: the arrival model's count
-    held = 2.0 + 18.0 - math.sqrt(2 * 20.0 / 15.0)
+    # 2 now + the 18 req/s rise seen within the 60 s start-up (a burst: beyond two standard
+    # deviations of the difference of two 15 s samples at 20 req/s), held whole
+    assert 2 * math.sqrt(2 * 20.0 / 15.0) < 18.0
+    held = 2.0 + 18.0
     assert need.replicas == need_for(held) > need_for(2.0)
     assert f"{held:.3g} req/s held = 2 now + {held - 2:.3g}" in need.reason
     assert "60 s start-up" in need.reason and "peak/mean" in need.reason
@@ -316,6 +317,7 @@ FIELDS = (
     prompt=ANY_FLOAT,
     output=ANY_FLOAT,
     observed=ANY_FLOAT,
+    scraped=ANY_FLOAT,
     now=st.floats(allow_nan=True, allow_infinity=True),
 )
 def test_no_metric_value_raises(
@@ -323,10 +325,11 @@ def test_no_metric_value_raises(
     prompt: float | None,
     output: float | None,
     observed: float | None,
+    scraped: float | None,
     now: float,
 ) -> None:
     base, state = settled()
-    signals = Signals(observed_at=observed, **values)
+    signals = Signals(observed_at=observed, scraped_at=scraped, **values)
     for s in (ScalerState(), state):
         rec = recommend(
             replace(base, signals=signals, mean_prompt_tokens=prompt, mean_output_tokens=output),

@@ -1,0 +1,304 @@
+"""The recommender after a load step: the arrivals of a scrape interval read against the
+intervals before it (pooled while they agree, a rise within the interval extrapolated), the
+request size from per-iteration token counters (less the requests in flight, smoothed by the
+completions it stands for), the backlog the start-up builds drained by the first decision,
+replicas that are Ready before they serve, and the speed estimate waiting for a full window."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tierra.core.autoscale import (
+    DEFAULT_PARAMS,
+    ScalerParams,
+    ScalerState,
+    ScalingInputs,
+    Signals,
+    interval_rate,
+    queue_need,
+    recommend,
+    request_sizes,
+    smoothed_sizes,
+)
+
+TRUSTED = ScalerParams(speed_prior=1.0, headroom_min_startup_seconds=math.inf)
+
+
+def inputs(**changes: Any) -> ScalingInputs:
+    """A replica serves a 500-token prompt and a 100-token answer in 0.3125 s alone."""
+    base = ScalingInputs(
+        min_replicas=1,
+        max_replicas=100,
+        latency_p95_ms=2000.0,
+        max_concurrency=8,
+        prefill_tokens_per_second=8000.0,
+        decode_tokens_per_second=400.0,
+        desired_replicas=2,
+        ready_replicas=2,
+        signals=None,
+        scale_down_delay_seconds=60.0,
+        startup_seconds=5.0,
+        max_queue_per_replica=4,
+        mean_prompt_tokens=500.0,
+        mean_output_tokens=100.0,
+    )
+    return replace(base, **changes)
+
+
+WORK = 500 / 8000 + 100 / 400
+
+
+# --------------------------------------------------------------------------------------------
+# The arrivals of a scrape interval
+
+
+def steady_segment(rate: float, until: float, span: float = 2.0) -> tuple[Any, ...]:
+    """Seven intervals of ``span`` seconds at exactly ``rate`` ending at ``until``."""
+    return tuple((until - i * span, rate * span, span) for i in reversed(range(7)))
+
+
+def test_intervals_that_agree_are_pooled() -> None:
+    segment = steady_segment(10.0, 12.0)
+    # 24 arrivals in 2 s at 10/s (1.3 standard deviations): noise, pooled
+    rate, kept, rise = interval_rate(segment, 14.0, 12.0, 2.0)
+    assert rise == 0.0
+    assert len(kept) == 8
+    assert interval_rate(kept, 16.0, 10.0, 2.0)[1][0][0] == 2.0  # (15 s back: out of the pool)
+    assert rate == sum(c for _, c, _ in kept) / sum(d for _, _, d in kept)
+    assert 10.0 < rate < 12.0  # the pool's noise, not one interval's
+
+
+def test_a_rise_within_the_interval_is_extrapolated_to_its_middle() -> None:
+    """1 req/s, then 12 req/s from the middle of a 2 s scrape interval: it shows 6.5 req/s.
+    The rise happened within it, on average at its middle: the rate now is 12."""
+    segment = steady_segment(1.0, 20.0)
+    rate, kept, rise = interval_rate(segment, 22.0, 6.5, 2.0)
+    assert rate == 1.0 + 2 * (6.5 - 1.0) == 12.0
+    assert rise == 12.0 - 6.5
+    assert kept == ()  # the next interval is the first to show the new load whole
+    whole, kept, rise = interval_rate(kept, 24.0, 12.0, 2.0)
+    assert (whole, rise) == (12.0, 0.0)
+    assert kept == ((24.0, 24.0, 2.0),)
+
+
+def test_a_drop_restarts_the_segment() -> None:
+    rate, kept, rise = interval_rate(steady_segment(20.0, 20.0), 22.0, 2.0, 2.0)
+    assert (rate, kept, rise) == (2.0, ((22.0, 4.0, 2.0),), 0.0)
+
+
+def test_noise_at_low_counts_is_no_rise() -> None:
+    """At 1 req/s, 5 arrivals in 2 s (P ~ 5 %) or a short, noisy pool are no step."""
+    assert interval_rate(steady_segment(1.0, 20.0), 22.0, 2.5, 2.0)[2] == 0.0
+    short = ((20.0, 1.0, 2.0),)
+    assert interval_rate(short, 22.0, 3.0, 2.0)[2] == 0.0
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    pooled=st.lists(
+        st.tuples(st.floats(0, 100), st.floats(0, 1e6, allow_subnormal=False), st.floats(0.01, 30)),
+        max_size=8,
+    ),
+    rate=st.floats(0, 1e6),
+    span=st.floats(0, 60),
+)
+def test_the_interval_rate_is_finite_and_never_below_what_was_seen(
+    pooled: list[tuple[float, float, float]], rate: float, span: float
+) -> None:
+    now_rate, kept, rise = interval_rate(tuple(sorted(pooled)), 100.0, rate, span)
+    assert math.isfinite(now_rate) and now_rate >= 0.0
+    assert rise >= 0.0
+    if rise > 0:
+        assert now_rate >= rate  # extrapolated upwards only
+    assert all(t > 100.0 - DEFAULT_PARAMS.rate_sample_seconds for t, _, _ in kept)
+
+
+def test_the_first_decision_after_a_step_asks_for_the_count_the_next_confirms() -> None:
+    """Scrapes every 2 s; a step from 1 to 12 req/s half-way through an interval. The first
+    sample that shows it asks for (nearly) what the sample after, the first to show the new
+    load whole, needs."""
+    state, replicas = ScalerState(), 2
+    in_system = 0.3
+    decisions = []
+    for k in range(12):
+        at = 2.0 * k
+        arrivals = 1.0 if k <= 8 else (6.5 if k == 9 else 12.0)
+        completions = arrivals if k <= 8 else 2 / WORK
+        in_system += (arrivals - completions) * 2.0
+        sample = Signals(
+            queue_depth=max(0.0, in_system - 16),
+            running=min(in_system, 16.0),
+            arrival_rate=1.0,
+            observed_at=at,
+            recent_completion_rate=completions,
+            scraped_at=at,
+        )
+        rec = recommend(
+            inputs(desired_replicas=replicas, ready_replicas=2, signals=sample), state, at, TRUSTED
+        )
+        state = rec.state
+        if k >= 9:
+            decisions.append(rec)
+        replicas = rec.replicas
+    first, settled = decisions[0], max(r.replicas for r in decisions)
+    assert first.replicas > 2
+    assert first.replicas >= 0.9 * settled
+    assert "rose within the last scrape interval: +5.5 req/s extrapolated" in first.reason
+
+
+# --------------------------------------------------------------------------------------------
+# The request size
+
+
+def per_iteration(completions: float, **changes: Any) -> ScalingInputs:
+    return inputs(
+        signals=Signals(
+            queue_depth=0.0,
+            running=0.0,
+            arrival_rate=completions,
+            observed_at=60.0,
+            prompt_tokens_rate=1.0,
+            output_tokens_rate=1.0,
+        ),
+        **changes,
+    )
+
+
+def test_the_requests_in_flight_are_taken_off_the_token_ratio() -> None:
+    """Per-iteration counters count the requests still running, about half of each: over a
+    minute in which what runs grew from 10 to 130 at 4 completions/s, the plain ratio makes
+    a request 1 + 120 / (2 x 60) / 4 = 1.25 times its size."""
+    filling = request_sizes(
+        per_iteration(4.0, mean_prompt_tokens=625.0, mean_output_tokens=125.0),
+        ((0.0, 10.0), (60.0, 130.0)),
+    )
+    assert filling.mean_prompt_tokens == 500.0
+    assert filling.mean_output_tokens == 100.0
+    # draining: what ran shrank, so the ratio under-counts
+    draining = request_sizes(
+        per_iteration(4.0, mean_prompt_tokens=375.0, mean_output_tokens=75.0),
+        ((0.0, 130.0), (60.0, 10.0)),
+    )
+    assert draining.mean_prompt_tokens == 500.0
+    # a series younger than the window began with nothing counted: what runs now is the excess
+    young = request_sizes(
+        per_iteration(4.0, mean_prompt_tokens=625.0, mean_output_tokens=125.0),
+        ((30.0, 100.0), (60.0, 120.0)),
+    )
+    assert young.mean_prompt_tokens == 500.0
+    # a runtime that counts a request's tokens when it completes (TGI): no correction
+    tgi = replace(filling, signals=replace(filling.signals, prompt_tokens_rate=None))
+    tgi = replace(tgi, mean_prompt_tokens=625.0)
+    assert request_sizes(tgi, ((0.0, 10.0), (60.0, 130.0))).mean_prompt_tokens == 625.0
+
+
+def test_the_request_size_is_smoothed_by_the_completions_it_stands_for() -> None:
+    busy = inputs(signals=Signals(arrival_rate=20.0, observed_at=0.0))
+    sized, kept = smoothed_sizes(busy, ScalerState(), 0.0)
+    assert (sized.mean_prompt_tokens, sized.mean_output_tokens) == (500.0, 100.0)
+    assert kept is not None and kept[2] == 20.0 * 60
+    # a lull's minute of 0.2 req/s with a ratio twice the size moves it by 0.2 %
+    lull = inputs(
+        signals=Signals(arrival_rate=0.2, observed_at=15.0),
+        mean_prompt_tokens=1000.0,
+        mean_output_tokens=200.0,
+    )
+    sized, kept = smoothed_sizes(lull, replace(ScalerState(), sizes=kept), 15.0)
+    assert 500.0 < (sized.mean_prompt_tokens or 0) < 502.0
+    # a handful of completions is no size at all (a new service's first scrapes)
+    few = inputs(signals=Signals(arrival_rate=0.05, observed_at=0.0), mean_prompt_tokens=3000.0)
+    sized, kept = smoothed_sizes(few, ScalerState(), 0.0)
+    assert sized.mean_prompt_tokens is None and sized.mean_output_tokens is None
+    assert kept is not None and kept[0] == 3000.0  # (kept, to be outweighed)
+
+
+# --------------------------------------------------------------------------------------------
+# The backlog a start-up builds
+
+
+def test_the_first_decision_drains_the_backlog_its_own_startup_builds() -> None:
+    """2 replicas serve 6.4 req/s; 12 arrive. A replica asked now serves in 5 s, by when 28
+    more wait: the count serves the 12 and drains those within the next 5 s."""
+    need = queue_need(inputs(), 0.0, 16.0, 12.0, TRUSTED, starting=0, serving_in=None)
+    later = (16.0 - 2 * 4.0) + (12.0 - 2 / WORK) * 5.0  # beyond the allowance, then piled up
+    assert need.replicas == math.ceil((12.0 + later / 5.0) * WORK)
+    assert need.replicas > math.ceil(12.0 * WORK)
+    assert "backlog there will be when a replica asked now serves" in need.reason
+
+
+def test_while_replicas_start_no_more_is_asked_for_the_backlog_foreseen() -> None:
+    """The decision after the first, 2 s later: the backlog grew as foreseen (the new
+    replicas serve in 3 s), and what was asked for drains it: no more."""
+    first = queue_need(inputs(), 0.0, 16.0, 12.0, TRUSTED, starting=0, serving_in=None)
+    asked = first.replicas
+    grown = 16.0 + (12.0 - 2 / WORK) * 2.0
+    waiting = max(0.0, grown - 16.0)
+    again = queue_need(
+        inputs(desired_replicas=asked, ready_replicas=asked),
+        waiting,
+        min(grown, 16.0),
+        12.0,
+        TRUSTED,
+        starting=asked - 2,
+        serving_in=3.0,
+    )
+    assert again.replicas <= asked
+    assert again.low <= asked
+
+
+def test_replicas_ready_before_they_serve_count_as_starting() -> None:
+    """Kubernetes may call a pod Ready before its model server serves (the load twin's pods
+    serve ``startupSeconds`` after Ready): the scale-up's replicas count as starting until
+    ``startupSeconds`` (+ the lag to Ready) after it, as seen from the scrape's time."""
+    state = replace(ScalerState(), last_scale_up_at=100.0, scaled_up_from=2, speed_at=0.0)
+    backlog = Signals(
+        queue_depth=40.0,
+        running=16.0,
+        arrival_rate=6.0,
+        observed_at=104.0,
+        recent_completion_rate=6.4,
+        scraped_at=103.0,
+    )
+    held = recommend(
+        inputs(desired_replicas=12, ready_replicas=12, signals=backlog), state, 104.0, TRUSTED
+    )
+    assert held.replicas == 12
+    assert held.needs["queue"] <= 12 + 1  # (what drains the backlog as foreseen)
+    # a scale-up long enough ago: they serve, and the count is what the load needs
+    later = recommend(
+        inputs(desired_replicas=12, ready_replicas=12, signals=replace(backlog, scraped_at=103.0)),
+        replace(state, last_scale_up_at=90.0),
+        104.0,
+        TRUSTED,
+    )
+    assert later.needs["queue"] <= 12
+
+
+def test_the_speed_waits_for_a_full_rate_window() -> None:
+    """A series younger than the rate window under-reports its rates (Prometheus divides by
+    the whole window): the estimate stays at the prior until a window was observed."""
+    params = ScalerParams(headroom_min_startup_seconds=math.inf)
+    state = ScalerState()
+    for k in range(40):
+        at = 2.0 * k
+        young = min(1.0, (at + 2.0) / 60.0)  # the share of the window the series covers
+        sample = Signals(
+            queue_depth=0.0,
+            running=8.0,
+            arrival_rate=8.0 * young,
+            observed_at=at,
+            prompt_tokens_rate=8.0 * young * 500,
+            output_tokens_rate=8.0 * young * 100,
+            mean_running=8.0,
+            recent_completion_rate=8.0,
+            scraped_at=at,
+        )
+        rec = recommend(inputs(signals=sample), state, at, params)
+        state = rec.state
+        if at < 60.0:
+            assert state.speed == params.speed_prior, at
