@@ -63,6 +63,7 @@ class Manager:
             settings.tiers,
             settings.members.sync_timeout,
             services_changed=self.services.enqueue_all,
+            service_exists=lambda key: key in self.cache.bodies,
         )
         self.sweep = OrphanSweep(management, self.fleet, self.cache, settings.sweep)
         self.autoscaling = AutoscalingLoop(

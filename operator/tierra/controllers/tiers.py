@@ -2,10 +2,13 @@
 
 Tiers come from our own informer so that nothing is reconciled before the full list of Tiers
 is known (a partial view would look like "no tier fits" and drop children). A Tier whose
-cluster has been usable carries ``tierra.dev/tier-cleanup``: on deletion, placement rules it
-out (its services move where they may), what Tierra still runs there is deleted, then the Tier
-is released; if its cluster stays out of reach for ``cleanup_timeout_seconds``, it is released
-with a Warning Event naming what was left behind.
+cluster has been usable carries ``tierra.dev/tier-cleanup``: on deletion the Tier acts like a
+NoExecute taint first: placement rules it out and its services move away make-before-break
+(each service removes its old children once the new ones are Ready); children whose service is
+gone are deleted at once; the Tier is released when nothing of Tierra's is left there. After
+``cleanup_timeout_seconds`` what is still there is deleted (services with nowhere else to go
+included: deleting the Tier is a person's explicit decision), or, if the cluster is out of
+reach, the Tier is released with a Warning Event naming what was left behind.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from tierra.api.tier import Tier
-from tierra.core.inventory import pool_capacities, pool_node_counts
+from tierra.core.inventory import owner_key, pool_capacities, pool_node_counts
 from tierra.core.reconcile import strip_times
 from tierra.core.render import LABEL_TIER
 from tierra.core.status import tier_status
@@ -55,6 +58,7 @@ class TierController:
         settings: TierSettings,
         member_sync_timeout: float,
         services_changed: Callable[[], None],
+        service_exists: Callable[[str], bool] = lambda _: False,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.management = management
@@ -64,6 +68,8 @@ class TierController:
         self.member_sync_timeout = member_sync_timeout
         self.services_changed = services_changed
         """Look again at every service (the set of usable tiers changed)."""
+        self.service_exists = service_exists
+        """Whether the service ``namespace/name`` exists (and so moves its own children)."""
         self.clock = clock
         self.informer = Informer(management, "Tier", on_change=self.on_event)
         self.dirty = asyncio.Event()
@@ -181,8 +187,18 @@ class TierController:
             return
         member = self.fleet.member(name)
         left: list[str] = []
+        deleted_at = datetime.datetime.fromisoformat(
+            self.fleet.deleting[name].replace("Z", "+00:00")
+        )
+        waited = (datetime.datetime.now(datetime.UTC) - deleted_at).total_seconds()
+        timed_out = waited >= self.settings.cleanup_timeout_seconds
         if isinstance(member, MemberCluster) and member.synced:
+            moving = 0
             for kind, obj in member.children_labelled(LABEL_TIER, name):
+                service = owner_key(obj)
+                if not timed_out and service is not None and self.service_exists(service):
+                    moving += 1  # its service moves it away make-before-break
+                    continue
                 try:
                     await member.delete(kind, obj)
                 except Exception as error:
@@ -194,15 +210,13 @@ class TierController:
                         error if isinstance(error, KubeError) else type(error).__name__,
                     )
                     left.append(f"{kind} {'/'.join(key_of(obj))}")
+            if moving:
+                return
             if not left:
                 if await remove_finalizer(self.management, "Tier", body, TIER_FINALIZER):
                     log.info("tier %s: nothing of Tierra's left in its cluster; released", name)
                 return
-        deleted_at = datetime.datetime.fromisoformat(
-            self.fleet.deleting[name].replace("Z", "+00:00")
-        )
-        waited = (datetime.datetime.now(datetime.UTC) - deleted_at).total_seconds()
-        if waited < self.settings.cleanup_timeout_seconds:
+        if not timed_out:
             return
         if isinstance(member, MemberCluster):
             left = left or [

@@ -105,9 +105,11 @@ def recheck_after(
     """Seconds until a tier the service runs on, unreachable but not lost yet, would be lost."""
     used = {p.tier for p in active if p.replicas > 0}
     waits = [
-        v.unreachable_since + settings.tier_lost_after_seconds - now
+        settings.tier_lost_after_seconds
+        if v.unreachable_since is None
+        else v.unreachable_since + settings.tier_lost_after_seconds - now
         for v in tiers
-        if v.name in used and not v.reachable and not v.lost and v.unreachable_since is not None
+        if v.name in used and not v.reachable and not v.lost
     ]
     return max(0.5, min(waits)) if waits else None
 

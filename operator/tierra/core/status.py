@@ -382,4 +382,20 @@ def explain_status(key: str, spec: Mapping[str, Any], status: Mapping[str, Any])
             lines.append(f"    ... and {len(considered) - 12} more")
     if unfit:
         lines.append("  no matching accelerator: " + ", ".join(where(r) for r in unfit))
+    migrating = conditions.get("Migrating")
+    if migrating and migrating.get("reason") not in (None, "Settled"):
+        state = "moving" if migrating.get("status") == "True" else "blocked"
+        lines.append(
+            f"  migration {state} ({migrating.get('reason')}): {migrating.get('message', '')}"
+        )
+    moves = status.get("migrations") or []
+    if moves:
+        lines.append("  migrations, oldest first:")
+        lines += [
+            f"    {m.get('started', '?')}  {m.get('trigger', '?')}: "
+            f"{','.join(m.get('from') or []) or '-'} -> {','.join(m.get('to') or []) or '-'}  "
+            f"{m.get('outcome', '?')}"
+            + (f" at {m['finished']}" if m.get("finished") else "")
+            for m in moves
+        ]
     return "\n".join(lines)

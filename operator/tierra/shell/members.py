@@ -359,6 +359,8 @@ class MemberCluster:
         """Re-assess health (probes, informers) and tell the operator when it changed."""
         was = self._health
         self._health = self._assess()
+        if self._health is Health.UNREACHABLE and self.failing_since is None:
+            self.failing_since = time.time()  # (failing watches, before any failed probe)
         if was is not self._health:
             if self._health is Health.UNREACHABLE:
                 assert self.problem is not None

@@ -448,3 +448,9 @@ def test_ready_capacity_never_drops_below_need_during_a_planned_move(
     assert w.ready_capacity() == desired
     if taint_edge:
         assert "edge" not in w.tiers_running()
+
+
+def test_an_unreachable_tier_without_a_failure_time_is_looked_at_again() -> None:
+    w = on_edge_then(("edge", tier_view(EDGE, reachable=False)))
+    done, _ = w.step()
+    assert done.applies == () and done.recheck_after == 10.0

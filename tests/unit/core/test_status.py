@@ -130,6 +130,39 @@ def test_explain_status_is_short_and_puts_non_candidates_last() -> None:
     assert "    central/h100: residency eu required" in lines
 
 
+def test_explain_status_shows_the_migration_history_and_what_blocks_a_move() -> None:
+    status = {
+        "conditions": [
+            {
+                "type": "Migrating",
+                "status": "False",
+                "reason": "NoTarget",
+                "message": "Drain: edge/orin/orin: taint k:NoExecute not tolerated; "
+                "regional/l4: needs 1 nvidia.com/gpu per replica, 0 free of 12",
+            }
+        ],
+        "migrations": [
+            {
+                "trigger": "TierLost",
+                "from": ["edge/orin/orin"],
+                "to": ["regional/l4/l4"],
+                "started": "2026-11-30T12:00:00Z",
+                "finished": "2026-11-30T12:00:14Z",
+                "outcome": "Succeeded",
+            }
+        ],
+    }
+    lines = explain_status("team-b/eu", {}, status).splitlines()
+    assert any(
+        line.startswith("  migration blocked (NoTarget): Drain") and "0 free of 12" in line
+        for line in lines
+    )
+    assert lines[-1] == (
+        "    2026-11-30T12:00:00Z  TierLost: edge/orin/orin -> regional/l4/l4  "
+        "Succeeded at 2026-11-30T12:00:14Z"
+    )
+
+
 # --------------------------------------------------------------------------------------------
 # The autoscaler's part
 
