@@ -394,8 +394,7 @@ def explain_status(key: str, spec: Mapping[str, Any], status: Mapping[str, Any])
         lines += [
             f"    {m.get('started', '?')}  {m.get('trigger', '?')}: "
             f"{','.join(m.get('from') or []) or '-'} -> {','.join(m.get('to') or []) or '-'}  "
-            f"{m.get('outcome', '?')}"
-            + (f" at {m['finished']}" if m.get("finished") else "")
+            f"{m.get('outcome', '?')}" + (f" at {m['finished']}" if m.get("finished") else "")
             for m in moves
         ]
     return "\n".join(lines)
