@@ -1174,8 +1174,9 @@ def smoothed_sizes(
 ) -> tuple[ScalingInputs, tuple[float, float, float, float] | None]:
     """The mean request size smoothed over ``size_time_constant_seconds``, each sample
     weighted by the completions it stands for (the completion rate times the time since the
-    last): in a lull a minute's ratio is that of a handful of requests, and sizing the burst
-    headroom on it would swing with them; a busy minute outweighs it. Sizes standing for
+    last; at least the window's completions not yet counted): in a lull a minute's ratio is
+    that of a handful of requests, and sizing the burst headroom on it would swing with them;
+    a busy minute outweighs it. Sizes standing for
     fewer than ``min_size_requests`` completions are unknown (the needs that take them are
     skipped). The inputs with the smoothed sizes, and the state to keep."""
     prompt, output = inputs.mean_prompt_tokens, inputs.mean_output_tokens
@@ -1191,11 +1192,15 @@ def smoothed_sizes(
     else:
         dt = now - before[3]
         decay = math.exp(-dt / tau) if tau > 0 else 0.0
-        count = (rate or 0.0) * dt
-        total = before[2] * decay + count
+        old = before[2] * decay
+        # (the sample stands for the completions since the last, and for at least those of
+        # the window not counted yet: a series younger than the window under-reports its
+        # rate, and ``rate x dt`` alone would count too few)
+        count = max((rate or 0.0) * dt, (rate or 0.0) * params.rate_window_seconds - old)
+        total = old + count
         if total > _EPS and math.isfinite(total):
-            mean_prompt = (before[0] * before[2] * decay + prompt * count) / total
-            mean_output = (before[1] * before[2] * decay + output * count) / total
+            mean_prompt = (before[0] * old + prompt * count) / total
+            mean_output = (before[1] * old + output * count) / total
         else:
             mean_prompt, mean_output, total = prompt, output, count
     total = min(total, _HUGE)

@@ -210,6 +210,14 @@ def test_the_request_size_is_smoothed_by_the_completions_it_stands_for() -> None
     )
     sized, kept = smoothed_sizes(lull, replace(ScalerState(), sizes=kept), 15.0)
     assert 500.0 < (sized.mean_prompt_tokens or 0) < 502.0
+    # a young series under-reports its rate (Prometheus divides by the whole window): the
+    # sizes stand for at least the window's completions, so they are known after a few
+    young = ScalerState(sizes=(500.0, 100.0, 0.1 * 60, 0.0))
+    sized, kept = smoothed_sizes(
+        inputs(signals=Signals(arrival_rate=0.2, observed_at=2.0)), young, 2.0
+    )
+    assert kept is not None and kept[2] >= 0.2 * 60
+    assert sized.mean_prompt_tokens == 500.0
     # a handful of completions is no size at all (a new service's first scrapes)
     few = inputs(signals=Signals(arrival_rate=0.05, observed_at=0.0), mean_prompt_tokens=3000.0)
     sized, kept = smoothed_sizes(few, ScalerState(), 0.0)
