@@ -1,4 +1,5 @@
-"""Helpers shared by the cluster tests: manifests, reads, waits (real apiservers only)."""
+"""Helpers shared by the cluster tests: reads, waits, the operator process (real apiservers
+only). The objects they create come from ``tierra_testing.builders``."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from tierra.localfleet.runner import free_ports
+from tierra_testing.builders import service_manifest  # noqa: F401 (test_autoscaling's import)
 
 REPO = Path(__file__).resolve().parents[2]
 GROUP, VERSION, PLURAL = "tierra.dev", "v1alpha1", "inferenceservices"
@@ -23,43 +25,6 @@ WaitFor = Callable[..., Any]
 
 
 # ----------------------------------------------------------------------------------- helpers
-def service_manifest(
-    name: str, namespace: str, variants: list[dict[str, Any]], **spec: Any
-) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "model": {"name": name, "uri": f"hf://example/{name}"},
-        "runtime": {"image": "vllm/vllm-openai:v0.10.0"},
-        "variants": variants,
-        "slo": {"latencyP95Ms": 5000},
-    }
-    body.update(spec)
-    return {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "InferenceService",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": body,
-    }
-
-
-def variant(
-    name: str, type_: str, count: int = 1, model: str | None = None, **extra: Any
-) -> dict[str, Any]:
-    accelerator: dict[str, Any] = {"type": type_, "count": count}
-    if model:
-        accelerator["model"] = model
-    return {
-        "name": name,
-        "accelerator": accelerator,
-        "capacity": {
-            "maxConcurrency": 32,
-            "prefillTokensPerSecond": 8000,
-            "decodeTokensPerSecond": 800,
-        },
-        "startupSeconds": 0,
-        **extra,
-    }
-
-
 def get_service(clients: Clients, namespace: str, name: str) -> dict[str, Any] | None:
     try:
         body: dict[str, Any] = client.CustomObjectsApi(

@@ -22,13 +22,12 @@ from cluster_helpers import (
     OperatorProcess,
     WaitFor,
     create,
-    service_manifest,
-    variant,
     wait_placed,
 )
 from kubernetes import client
 
 from tierra.localfleet.runner import free_ports
+from tierra_testing.builders import service_manifest, variant
 
 pytestmark = pytest.mark.cluster
 
@@ -97,7 +96,7 @@ def test_a_standby_takes_over_when_the_leader_is_killed(
     standby = next(r for r in replicas if r is not leader)
     status, body = _healthz(standby[1])
     assert (status, body["controllers"]) == (200, {"leader": False})  # idle, and healthy
-    cpu = [variant("cpu", "cpu")]
+    cpu = [variant("cpu", "cpu", startup=0)]
     create(clients, service_manifest("before", namespace, cpu, placement={"levels": ["central"]}))
     wait_placed(clients, wait_for, namespace, "before")
 

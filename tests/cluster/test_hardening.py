@@ -36,8 +36,6 @@ from cluster_helpers import (
     create,
     get_service,
     running_operator,
-    service_manifest,
-    variant,
     wait_placed,
 )
 from kubernetes import client, watch
@@ -46,6 +44,7 @@ from kubernetes.client.exceptions import ApiException
 from tierra.controllers.finalizer import FINALIZER
 from tierra.controllers.tiers import TIER_FINALIZER
 from tierra.localfleet.runner import context_kubeconfig
+from tierra_testing.builders import pool, service_manifest, tier_manifest, variant
 
 pytestmark = pytest.mark.cluster
 
@@ -86,28 +85,18 @@ def _reachable(clients: Clients, name: str) -> dict[str, Any]:
 
 
 def _tier_manifest(name: str, secret: str | None, residency: str = "zz") -> dict[str, Any]:
-    spec: dict[str, Any] = {
-        "level": "regional",
-        "region": "zz-north",
-        "residency": [residency],
-        "latencyMs": {"zz-north": 5},
-        "pools": [
-            {
-                "name": "cpu",
-                "accelerator": {"type": "cpu", "perNode": 32},
-                "nodeSelector": {"tierra.dev/pool": "cpu"},
-                "pricePerAcceleratorHour": 0.04,
-            }
-        ],
-    }
-    if secret is not None:
-        spec["cluster"] = {"kubeconfigSecretRef": {"name": secret, "key": "kubeconfig"}}
-    return {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "Tier",
-        "metadata": {"name": name},
-        "spec": spec,
-    }
+    """A regional Tier in the made-up region zz-north with one cpu pool, on the cluster the
+    kubeconfig in the Secret ``secret`` reaches (None: the operator's own)."""
+    cpu = pool("cpu", "cpu", None, per_node=32, selector={"tierra.dev/pool": "cpu"}, price=0.04)
+    return tier_manifest(
+        name,
+        "regional",
+        region="zz-north",
+        residency=[residency],
+        latency={"zz-north": 5},
+        pools=[cpu],
+        kubeconfig_secret=secret,
+    )
 
 
 def _put_secret(clients: Clients, name: str, data: bytes) -> None:
@@ -357,7 +346,7 @@ def _cpu_service(name: str, namespace: str, **spec: Any) -> dict[str, Any]:
     return service_manifest(
         name,
         namespace,
-        [variant("cpu", "cpu", count=1)],
+        [variant("cpu", "cpu", startup=0)],
         placement={"levels": ["regional"], "residency": "zz", "userRegions": {"zz-north": 1.0}},
         **spec,
     )

@@ -28,14 +28,13 @@ from cluster_helpers import (
     get_service,
     node_pool,
     running_pods,
-    service_manifest,
-    variant,
     wait_placed,
     wait_pool_free,
 )
 from kubernetes import client
 
 from tierra.controllers.finalizer import FINALIZER
+from tierra_testing.builders import service_manifest, variant
 
 pytestmark = pytest.mark.cluster
 
@@ -133,7 +132,7 @@ def test_gpu_service_runs_on_h100_with_owner_references(
         service_manifest(
             "gpu-chat",
             namespace,
-            [variant("h100", "nvidia-gpu", 2, "H100")],
+            [variant("h100", "nvidia-gpu", "H100", count=2, startup=0)],
             placement={"levels": ["central"]},
             scaling={"minReplicas": 2, "maxReplicas": 4},
         ),
@@ -178,7 +177,7 @@ def test_overflow_spills_to_next_tier(
         service_manifest(
             "spill",
             namespace,
-            [variant("orin", "edge-gpu", 1), variant("l4", "nvidia-gpu", 1, "L4")],
+            [variant("orin", "edge-gpu", startup=0), variant("l4", "nvidia-gpu", "L4", startup=0)],
             placement={
                 "levels": ["edge", "regional"],
                 "objective": "latency",
@@ -209,7 +208,7 @@ def test_unsatisfiable_reports_placed_false_without_hot_loop(
         service_manifest(
             "too-big",
             namespace,
-            [variant("h100", "nvidia-gpu", 8, "H100")],
+            [variant("h100", "nvidia-gpu", "H100", count=8, startup=0)],
             placement={"levels": ["central"]},
             scaling={"minReplicas": 3, "maxReplicas": 3},
         ),
@@ -241,7 +240,7 @@ def test_drift_is_repaired_within_ten_seconds(
         service_manifest(
             "drift",
             namespace,
-            [variant("l4", "nvidia-gpu", 1, "L4")],
+            [variant("l4", "nvidia-gpu", "L4", startup=0)],
             placement={"levels": ["regional"]},
             scaling={"minReplicas": 2, "maxReplicas": 4},
         ),
@@ -296,7 +295,7 @@ def test_scale_subresource_drives_replicas(
         service_manifest(
             "scaled",
             namespace,
-            [variant("cpu", "cpu", 2)],
+            [variant("cpu", "cpu", count=2, startup=0)],
             placement={"levels": ["central"]},
             scaling={"minReplicas": 1, "maxReplicas": 6},
         ),
@@ -332,9 +331,9 @@ def test_delete_removes_children_in_every_cluster(
             "spread",
             namespace,
             [
-                variant("orin", "edge-gpu", 1),
-                variant("l4", "nvidia-gpu", 1, "L4"),
-                variant("cpu", "cpu", 1),
+                variant("orin", "edge-gpu", startup=0),
+                variant("l4", "nvidia-gpu", "L4", startup=0),
+                variant("cpu", "cpu", startup=0),
             ],
             placement={"minTiers": 3},
             scaling={"minReplicas": 3, "maxReplicas": 3},
@@ -363,7 +362,7 @@ def test_restart_changes_nothing_that_was_correct(
         service_manifest(
             "steady",
             namespace,
-            [variant("orin", "edge-gpu", 1), variant("l4", "nvidia-gpu", 1, "L4")],
+            [variant("orin", "edge-gpu", startup=0), variant("l4", "nvidia-gpu", "L4", startup=0)],
             placement={"minTiers": 2, "levels": ["edge", "regional"]},
             scaling={"minReplicas": 2, "maxReplicas": 2},
         ),
@@ -406,7 +405,7 @@ def test_orphans_of_a_service_deleted_while_the_operator_was_down_are_swept(
         service_manifest(
             "orphaned",
             namespace,
-            [variant("l4", "nvidia-gpu", 1, "L4")],
+            [variant("l4", "nvidia-gpu", "L4", startup=0)],
             placement={"levels": ["regional"]},
             scaling={"minReplicas": 1, "maxReplicas": 1},
         ),

@@ -14,12 +14,12 @@ from cluster_helpers import (
     children,
     create,
     running_pods,
-    service_manifest,
-    variant,
     wait_placed,
 )
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
+
+from tierra_testing.builders import service_manifest, variant
 
 pytestmark = pytest.mark.cluster
 
@@ -87,7 +87,7 @@ def test_default_workload_runs_in_a_restricted_namespace(
             service_manifest(
                 name,
                 namespace,
-                [variant("l4", "nvidia-gpu", 1, "L4")],
+                [variant("l4", "nvidia-gpu", "L4", startup=0)],
                 runtime=runtime,
                 placement={"levels": [MEMBER]},
                 scaling={"minReplicas": 1, "maxReplicas": 1},

@@ -9,6 +9,8 @@ from typing import Any
 import pytest
 from kubernetes import client
 
+from tierra_testing.builders import deployment
+
 pytestmark = pytest.mark.cluster
 
 GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
@@ -18,39 +20,6 @@ EDGE_TOLERATION = {
     "operator": "Exists",
     "effect": "NoSchedule",
 }
-
-
-def deployment(
-    name: str,
-    replicas: int,
-    resources: dict[str, str],
-    tolerations: list[dict[str, str]] | None = None,
-    node_selector: dict[str, str] | None = None,
-) -> dict[str, Any]:
-    labels = {"app": name}
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": name},
-        "spec": {
-            "replicas": replicas,
-            "selector": {"matchLabels": labels},
-            "template": {
-                "metadata": {"labels": labels},
-                "spec": {
-                    "containers": [
-                        {
-                            "name": "server",
-                            "image": "vllm/vllm-openai:v0.10.0",
-                            "resources": {"requests": resources, "limits": resources},
-                        }
-                    ],
-                    "tolerations": tolerations or [],
-                    "nodeSelector": node_selector or {},
-                },
-            },
-        },
-    }
 
 
 @pytest.fixture
@@ -91,7 +60,7 @@ def test_gpu_pods_run_on_h100_nodes(
     api = api_clients["central"]
     ns = namespace("central")
     client.AppsV1Api(api).create_namespaced_deployment(
-        ns, deployment("gpu", 3, {"nvidia.com/gpu": "4"}, [GPU_TOLERATION])
+        ns, deployment("gpu", 3, resources={"nvidia.com/gpu": "4"}, tolerations=[GPU_TOLERATION])
     )
     running = wait_for(
         lambda: (
@@ -115,7 +84,7 @@ def test_gpu_request_beyond_pool_stays_pending(
     api = api_clients["central"]
     ns = namespace("central")
     client.AppsV1Api(api).create_namespaced_deployment(
-        ns, deployment("big", 3, {"nvidia.com/gpu": "8"}, [GPU_TOLERATION])
+        ns, deployment("big", 3, resources={"nvidia.com/gpu": "8"}, tolerations=[GPU_TOLERATION])
     )
     wait_for(
         lambda: len(pods_by_phase(api, ns, "big").get("Running", [])) == 2,
@@ -140,7 +109,7 @@ def test_gpu_request_beyond_pool_stays_pending(
     wait_for(unschedulable, what="FailedScheduling: Insufficient nvidia.com/gpu")
     # A request larger than any node is never placed.
     client.AppsV1Api(api).create_namespaced_deployment(
-        ns, deployment("huge", 1, {"nvidia.com/gpu": "9"}, [GPU_TOLERATION])
+        ns, deployment("huge", 1, resources={"nvidia.com/gpu": "9"}, tolerations=[GPU_TOLERATION])
     )
     wait_for(lambda: pods_by_phase(api, ns, "huge").get("Pending"), what="9-GPU pod Pending")
     assert not pods_by_phase(api, ns, "huge").get("Running")
@@ -154,7 +123,7 @@ def test_gpu_pod_without_toleration_is_repelled_by_taint(
     api = api_clients["central"]
     ns = namespace("central")
     client.AppsV1Api(api).create_namespaced_deployment(
-        ns, deployment("notol", 1, {"nvidia.com/gpu": "1"})
+        ns, deployment("notol", 1, resources={"nvidia.com/gpu": "1"})
     )
     pod = wait_for(lambda: pods_by_phase(api, ns, "notol").get("Pending"), what="pod Pending")[0]
 
@@ -176,7 +145,9 @@ def test_plain_pod_lands_on_cpu_pool(
 ) -> None:
     api = api_clients["central"]
     ns = namespace("central")
-    client.AppsV1Api(api).create_namespaced_deployment(ns, deployment("web", 2, {"cpu": "2"}))
+    client.AppsV1Api(api).create_namespaced_deployment(
+        ns, deployment("web", 2, resources={"cpu": "2"})
+    )
     running = wait_for(
         lambda: (
             len(pods_by_phase(api, ns, "web").get("Running", [])) == 2
@@ -199,7 +170,14 @@ def test_tpu_pods_run_on_tpu_slice_nodes(
         "cloud.google.com/gke-tpu-topology": "2x2",
     }
     client.AppsV1Api(api).create_namespaced_deployment(
-        ns, deployment("tpu", 2, {"google.com/tpu": "4"}, [TPU_TOLERATION], selector)
+        ns,
+        deployment(
+            "tpu",
+            2,
+            resources={"google.com/tpu": "4"},
+            tolerations=[TPU_TOLERATION],
+            node_selector=selector,
+        ),
     )
     running = wait_for(
         lambda: (
@@ -225,9 +203,9 @@ def test_edge_gpu_pods_run_on_edge_nodes(
         deployment(
             "orin",
             3,
-            {"nvidia.com/gpu": "1"},
-            [EDGE_TOLERATION],
-            {"node-role.kubernetes.io/edge": ""},
+            resources={"nvidia.com/gpu": "1"},
+            tolerations=[EDGE_TOLERATION],
+            node_selector={"node-role.kubernetes.io/edge": ""},
         ),
     )
     running = wait_for(

@@ -19,6 +19,7 @@ import yaml
 from tierra.core.metrics_presets import Selector, vllm
 from tierra.lab.twin import TwinProcess
 from tierra.localfleet.prometheus import PrometheusServer, ScrapeTarget
+from tierra_testing.builders import child_labels, deployment, service_manifest, variant
 
 pytestmark = pytest.mark.cluster
 
@@ -32,62 +33,30 @@ Kubectl = Callable[..., subprocess.CompletedProcess[str]]
 def inference_service() -> dict[str, Any]:
     """Each replica serves 2 requests at once and ~2 requests/s (100 prompt + 40 output
     tokens: 0.1 s prefill + 0.4 s decode), and starts in 2 s."""
-    return {
-        "apiVersion": "tierra.dev/v1alpha1",
-        "kind": "InferenceService",
-        "metadata": {"name": SERVICE, "namespace": NAMESPACE},
-        "spec": {
-            "model": {"name": "tiny-chat", "uri": "hf://example/tiny-chat"},
-            "runtime": {"image": "vllm/vllm-openai:v0.10.0"},
-            "variants": [
-                {
-                    "name": "cpu",
-                    "accelerator": {"type": "cpu", "count": 1},
-                    "capacity": {
-                        "maxConcurrency": 2,
-                        "prefillTokensPerSecond": 1000,
-                        "decodeTokensPerSecond": 100,
-                    },
-                    "startupSeconds": 2,
-                }
-            ],
-            "slo": {"latencyP95Ms": 5000},
-        },
-    }
+    cpu = variant("cpu", "cpu", concurrency=2, prefill=1000, decode=100, startup=2)
+    return service_manifest(
+        SERVICE,
+        NAMESPACE,
+        [cpu],
+        model={"name": "tiny-chat", "uri": "hf://example/tiny-chat"},
+        slo={"latencyP95Ms": 5000},
+    )
 
 
-def deployment(name: str, replicas: int) -> dict[str, Any]:
-    labels = {
-        "app.kubernetes.io/managed-by": "tierra",
-        "app.kubernetes.io/instance": name,
-        "tierra.dev/inference-service": SERVICE,
-        "tierra.dev/inference-service-namespace": NAMESPACE,
-        "tierra.dev/tier": "central",
-        "tierra.dev/variant": "cpu",
-        "tierra.dev/pool": "cpu",
-    }
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": name, "namespace": NAMESPACE, "labels": labels},
-        "spec": {
-            "replicas": replicas,
-            "selector": {"matchLabels": {"app.kubernetes.io/instance": name}},
-            "template": {
-                "metadata": {"labels": labels},
-                "spec": {
-                    "nodeSelector": {"tierra.dev/pool": "cpu"},
-                    "containers": [
-                        {
-                            "name": "model-server",
-                            "image": "registry.k8s.io/pause:3.10",
-                            "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}},
-                        }
-                    ],
-                },
-            },
-        },
-    }
+def twin_deployment(name: str, replicas: int) -> dict[str, Any]:
+    """A Deployment with the labels of one the operator would write for the service."""
+    labels = child_labels(SERVICE, NAMESPACE, pool="cpu", variant="cpu")
+    return deployment(
+        name,
+        replicas,
+        namespace=NAMESPACE,
+        labels={**labels, "app.kubernetes.io/instance": name},
+        selector={"app.kubernetes.io/instance": name},
+        container="model-server",
+        image="registry.k8s.io/pause:3.10",
+        requests={"cpu": "100m", "memory": "64Mi"},
+        node_selector={"tierra.dev/pool": "cpu"},
+    )
 
 
 def apply(kubectl: Kubectl, manifest: dict[str, Any]) -> None:
@@ -144,7 +113,7 @@ def test_load_queues_on_too_few_replicas_and_drains_when_scaled_up(
     env: Env, kubectl: Kubectl, wait_for: Callable[..., Any]
 ) -> None:
     name = "chat-cpu-central"
-    apply(kubectl, deployment(name, replicas=1))
+    apply(kubectl, twin_deployment(name, replicas=1))
     wait_for(lambda: (env.pool(name) or {}).get("ready") == 1, 60, what="one serving replica")
 
     env.twin.set_load(NAMESPACE, SERVICE, rate=6.0, prompt_tokens=100, output_tokens=40)
@@ -185,7 +154,7 @@ def test_series_of_a_deleted_deployment_disappear(
     env: Env, kubectl: Kubectl, wait_for: Callable[..., Any]
 ) -> None:
     name = "chat-cpu-gone"
-    apply(kubectl, deployment(name, replicas=1))
+    apply(kubectl, twin_deployment(name, replicas=1))
     query = f'vllm:num_requests_running{{pod="{name}"}}'
     wait_for(lambda: env.prometheus.query(query), 60, what="the deployment's series")
     kubectl("delete", "deployment", name, "-n", NAMESPACE)
