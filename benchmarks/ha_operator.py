@@ -44,6 +44,7 @@ from kubernetes.client.exceptions import ApiException
 from tierra.localfleet.binaries import ensure_binaries, find_binary
 from tierra.localfleet.runner import Fleet, free_ports, spawn_operator, stop_process
 from tierra.localfleet.topology import default_fleet
+from tierra_testing.builders import service_manifest, variant
 
 REPO = Path(__file__).resolve().parents[1]
 NAMESPACE = "ha-bench"
@@ -102,28 +103,15 @@ def _wait(predicate: Any, timeout: float, what: str) -> float:
 
 
 def _service(name: str) -> dict[str, Any]:
-    return {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "InferenceService",
-        "metadata": {"name": name, "namespace": NAMESPACE},
-        "spec": {
-            "model": {"name": name, "uri": f"hf://example/{name}"},
-            "runtime": {"image": "vllm/vllm-openai:v0.10.0"},
-            "variants": [
-                {
-                    "name": "cpu",
-                    "accelerator": {"type": "cpu", "count": 1},
-                    "capacity": {
-                        "maxConcurrency": 8,
-                        "prefillTokensPerSecond": 800,
-                        "decodeTokensPerSecond": 80,
-                    },
-                }
-            ],
-            "placement": {"levels": ["central"]},
-            "slo": {"latencyP95Ms": 5000},
-        },
-    }
+    cpu = variant("cpu", "cpu", concurrency=8, prefill=800, decode=80, startup=None)
+    return service_manifest(
+        name,
+        NAMESPACE,
+        [cpu],
+        model={"name": name, "uri": f"hf://example/{name}"},
+        placement={"levels": ["central"]},
+        slo={"latencyP95Ms": 5000},
+    )
 
 
 def main() -> int:

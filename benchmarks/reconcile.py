@@ -49,36 +49,26 @@ from tierra.demo import Demo
 from tierra.localfleet.binaries import ensure_binaries
 from tierra.localfleet.runner import Fleet, die_with_parent, spawn_operator, stop_process
 from tierra.localfleet.topology import default_fleet
+from tierra_testing.builders import deployment, service_manifest, variant
 
 REPO = Path(__file__).resolve().parents[1]
 GROUP, VERSION, PLURAL = "tierra.dev", "v1alpha1", "inferenceservices"
 NAMESPACE_OPERATOR = "tierra-system"
 
 
+BENCH_VARIANT = variant("cpu", "cpu", concurrency=4, prefill=500, decode=50, startup=0)
+
+
 def service(name: str, namespace: str, levels: list[str]) -> dict[str, Any]:
-    return {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "InferenceService",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {
-            "model": {"name": "bench"},
-            "runtime": {"image": "vllm/vllm-openai:v0.10.0"},
-            "variants": [
-                {
-                    "name": "cpu",
-                    "accelerator": {"type": "cpu", "count": 1},
-                    "capacity": {
-                        "maxConcurrency": 4,
-                        "prefillTokensPerSecond": 500,
-                        "decodeTokensPerSecond": 50,
-                    },
-                    "startupSeconds": 0,
-                }
-            ],
-            "placement": {"levels": levels},
-            "slo": {"latencyP95Ms": 5000},
-        },
-    }
+    """The benchmarks' service: one small cpu replica, in the tiers of ``levels``."""
+    return service_manifest(
+        name,
+        namespace,
+        [BENCH_VARIANT],
+        model={"name": "bench"},
+        placement={"levels": levels},
+        slo={"latencyP95Ms": 5000},
+    )
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -513,19 +503,7 @@ def main() -> int:
         baseline, through = [], []
         for index in range(args.latency_samples):
             name = f"direct-{index}"
-            body = {
-                "apiVersion": "apps/v1",
-                "kind": "Deployment",
-                "metadata": {"name": name},
-                "spec": {
-                    "replicas": 0,
-                    "selector": {"matchLabels": {"app": name}},
-                    "template": {
-                        "metadata": {"labels": {"app": name}},
-                        "spec": {"containers": [{"name": "c", "image": "x"}]},
-                    },
-                },
-            }
+            body = deployment(name, 0, container="c", image="x")
             started = time.perf_counter()
             apps.create_namespaced_deployment("bench", body)
             seen = watcher.wait(name)
@@ -668,31 +646,13 @@ def main() -> int:
             api = clients["central" if index % 2 == 0 else "regional"]
             name = f"floor-{index:04d}"
             labels = {"app": name}
+            # (a token request: the operator's services have filled the cpu pools, and the
+            # floor's pods must run, as theirs do, not pend)
             client.AppsV1Api(api).create_namespaced_deployment(
                 "floor",
-                {
-                    "metadata": {"name": name, "labels": labels},
-                    "spec": {
-                        "replicas": 1,
-                        "selector": {"matchLabels": labels},
-                        "template": {
-                            "metadata": {"labels": labels},
-                            "spec": {
-                                "containers": [
-                                    {
-                                        "name": "server",
-                                        "image": "vllm/vllm-openai:v0.10.0",
-                                        # (a token request: the operator's services
-                                        # have filled the cpu pools, and the floor's
-                                        # pods must run, as theirs do, not pend)
-                                        "resources": {"requests": {"cpu": "1m"}},
-                                    }
-                                ],
-                                "nodeSelector": {"tierra.dev/pool": "cpu"},
-                            },
-                        },
-                    },
-                },
+                deployment(
+                    name, 1, requests={"cpu": "1m"}, node_selector={"tierra.dev/pool": "cpu"}
+                ),
             )
             client.CoreV1Api(api).create_namespaced_service(
                 "floor",
