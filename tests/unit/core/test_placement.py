@@ -8,7 +8,6 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
-from core_builders import pool, service, tier, variant, view
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -33,6 +32,8 @@ from tierra.core.placement import (
     tier_view,
     weighted_rtt_ms,
 )
+from tierra_testing.builders import pool, service, tier, variant
+from tierra_testing.builders import tier_view as view
 
 # --------------------------------------------------------------------------------------------
 # helpers

@@ -8,7 +8,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from core_builders import service, tier, view
 
 from tierra.api.inference_service import InferenceService
 from tierra.core.placement import CurrentPlacement
@@ -23,6 +22,8 @@ from tierra.core.reconcile import (
     plan,
     report,
 )
+from tierra_testing.builders import service, tier
+from tierra_testing.builders import tier_view as view
 
 NOW = "2026-11-30T12:00:00Z"
 SVC = service()
