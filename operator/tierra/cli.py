@@ -123,6 +123,9 @@ def settings_from(args: argparse.Namespace) -> Settings:
         migration=MigrationSettings(
             tier_lost_after_seconds=args.tier_lost_after,
             max_moves_per_target_tier=args.max_moves_per_tier,
+            optimise_margin=args.optimise_margin,
+            optimise_after_seconds=args.optimise_after,
+            min_dwell_seconds=args.min_dwell,
         ),
         autoscaling=AutoscalingSettings(
             prometheus_url=args.prometheus_url, interval_seconds=args.metrics_interval
@@ -327,6 +330,26 @@ def build_parser() -> argparse.ArgumentParser:
         default=int(os.environ.get("TIERRA_MAX_MOVES_PER_TIER", "25")),
         help="moves into one tier in progress at once; more wait their turn (default 25, or "
         "$TIERRA_MAX_MOVES_PER_TIER)",
+    )
+    run.add_argument(
+        "--optimise-margin",
+        type=float,
+        default=0.25,
+        help="a placement better by the objective by at least this fraction is worth a move "
+        "(default 0.25)",
+    )
+    run.add_argument(
+        "--optimise-after",
+        type=float,
+        default=300.0,
+        help="seconds a better placement must hold before the service moves to it (default 300)",
+    )
+    run.add_argument(
+        "--min-dwell",
+        type=float,
+        default=900.0,
+        help="seconds after a move during which no optimisation moves the service again "
+        "(default 900)",
     )
     run.add_argument(
         "--tier-cleanup-timeout",

@@ -446,6 +446,20 @@ class MigrationRecord(ApiModel):
     message: str = Field(default="", description="Why, for a person.", max_length=1024)
 
 
+class MigrationOpportunity(ApiModel):
+    """A placement better by the objective than where the service runs, not taken yet: it is
+    taken once it has held for the operator's optimisation delay, and only after the minimum
+    dwell time since the last move."""
+
+    to: list[str] = Field(
+        default_factory=list,
+        description="The better placements (tier/pool/variant).",
+        max_length=16,
+    )
+    gain: float = Field(default=0.0, description="Relative improvement of the objective's score.")
+    since: str = Field(description="RFC 3339 time it was first seen.")
+
+
 class AutoscalingStatus(ApiModel):
     """What the SLO autoscaler currently recommends, and in which mode."""
 
@@ -496,6 +510,9 @@ class InferenceServiceStatus(ApiModel):
     )
     last_scale: Decision | None = Field(default=None, description="Last scale decision.")
     last_migration: Decision | None = Field(default=None, description="Last migration.")
+    opportunity: MigrationOpportunity | None = Field(
+        default=None, description="A better placement waiting to be moved to (optimisation)."
+    )
     migrations: list[MigrationRecord] = Field(
         default_factory=list,
         description=f"The last {MAX_MIGRATIONS_IN_STATUS} moves, oldest first.",

@@ -18,6 +18,7 @@ status and its children, so a restarted operator picks a move up where it was.
 from __future__ import annotations
 
 import datetime
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -59,6 +60,14 @@ class MigrationSettings:
     max_moves_per_target_tier: int = 25
     """Moves into one tier that may be in progress at once; the rest wait their turn (a lost
     edge site with a hundred services must not flood the regional tier's apiservers)."""
+    optimise_margin: float = 0.25
+    """A placement counts as better when its objective's score (cost, RTT or carbon per
+    token, replica-weighted) is lower by at least this fraction."""
+    optimise_after_seconds: float = 300.0
+    """A better placement must hold this long before the service moves to it (a price or
+    capacity blip moves nothing)."""
+    min_dwell_seconds: float = 900.0
+    """No optimisation move within this time of the last move's start (no ping-pong)."""
 
 
 @dataclass(frozen=True)
@@ -74,6 +83,10 @@ class Move:
     message: str = ""
     sources: tuple[CandidateKey, ...] = ()
     """The placements the service leaves."""
+    opportunity: Mapping[str, Any] | None = None
+    """A better placement seen but not taken yet (``status.opportunity``)."""
+    wait: float | None = None
+    """Seconds until a pending opportunity may be taken."""
 
 
 def key_text(key: CandidateKey) -> str:
@@ -148,6 +161,57 @@ def _why_nowhere(decision: PlacementDecision, limit: int = 6) -> str:
     return "; ".join(reasons) + (f"; and {more} more" if more > 0 else "") or "no candidate"
 
 
+def _weighted_score(decision: PlacementDecision) -> float | None:
+    scores = {s.key: s.score for s in decision.ranked}
+    total = sum(p.replicas for p in decision.placements)
+    if total == 0 or any(p.key not in scores for p in decision.placements):
+        return None
+    return sum(scores[p.key] * p.replicas for p in decision.placements) / total
+
+
+def _opportunity(
+    service: InferenceService,
+    kept: PlacementDecision,
+    tiers: Sequence[TierView],
+    active: Sequence[CurrentPlacement],
+    held: Mapping[PoolKey, int],
+    settings: MigrationSettings,
+    now: float,
+) -> Move:
+    """Whether a placement better by the objective than ``kept`` has held long enough to move
+    to it (the optimisation trigger)."""
+    if not kept.satisfied or not kept.ranked or service.spec.migration.policy == "manual":
+        return Move(kept)
+    best = kept.ranked[0].score
+    if all(s.score <= best for s in kept.ranked if s.key in {p.key for p in kept.placements}):
+        return Move(kept)  # already on the best-scoring candidates
+    fresh = place(service, kept.desired, tiers, active, held, keep=False)
+    now_score, fresh_score = _weighted_score(kept), _weighted_score(fresh)
+    if not fresh.satisfied or now_score is None or fresh_score is None or now_score <= 0:
+        return Move(kept)
+    gain = (now_score - fresh_score) / now_score
+    if gain < settings.optimise_margin:
+        return Move(kept)
+    to = sorted(key_text(p.key) for p in fresh.placements)
+    status = service.status
+    previous = status.opportunity
+    since = previous.since if previous is not None and previous.to == to else None
+    seen = _seconds(since) if since else now
+    last_move = max((_seconds(m.started) for m in status.migrations), default=-math.inf)
+    ready_at = max(seen + settings.optimise_after_seconds, last_move + settings.min_dwell_seconds)
+    record = {"to": to, "gain": round(gain, 3), "since": since or _iso(now)}
+    if now < ready_at:
+        return Move(kept, opportunity=record, wait=ready_at - now)
+    before = {p.key for p in kept.placements}
+    leaving = tuple(sorted(k for k in before if k not in {p.key for p in fresh.placements}))
+    message = (
+        f"{', '.join(key_text(k) for k in leaving)}: {kept.objective} score "
+        f"{now_score:.3g} -> {fresh_score:.3g} ({gain:.0%} better) for "
+        f"{now - seen:.0f}s"
+    )
+    return Move(fresh, trigger="Optimisation", message=message, sources=leaving)
+
+
 def decide(
     service: InferenceService,
     desired: int,
@@ -156,6 +220,7 @@ def decide(
     held: Mapping[PoolKey, int],
     settings: MigrationSettings,
     moves_into: Mapping[str, int],
+    now: float = 0.0,
 ) -> Move:
     """Place ``desired`` replicas from the ``active`` placements, moving them only as the
     triggers and guards allow. ``tiers`` have ``lost`` decided (see :func:`with_losses`);
@@ -163,7 +228,13 @@ def decide(
     auto = place(service, desired, tiers, active, held)
     pushed = [r for r in auto.dropped if r.filter in ENVIRONMENT_FILTERS]
     if not pushed:
-        return Move(auto)
+        move = _opportunity(service, auto, tiers, active, held, settings, now)
+        if move.trigger is None:
+            return move
+        targets = sorted({p.tier for p in move.decision.placements} - {k[0] for k in move.sources})
+        if any(moves_into.get(t, 0) >= settings.max_moves_per_target_tier for t in targets):
+            return Move(auto, opportunity=move.opportunity, wait=1.0)
+        return move
     trigger = _trigger(pushed)
     keys = frozenset((r.tier, r.pool, r.variant or "") for r in pushed)
     why = "; ".join(str(r) for r in pushed)
@@ -201,6 +272,10 @@ def decide(
 
 def _seconds(iso: str) -> float:
     return datetime.datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+
+
+def _iso(seconds: float) -> str:
+    return datetime.datetime.fromtimestamp(seconds, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @dataclass(frozen=True)

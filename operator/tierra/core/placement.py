@@ -846,13 +846,16 @@ def place(
     current: Sequence[CurrentPlacement] = (),
     held: Mapping[PoolKey, int] | None = None,
     pinned: Collection[CandidateKey] = frozenset(),
+    keep: bool = True,
 ) -> PlacementDecision:
     """Decide where ``desired_replicas`` replicas of the service run.
 
     ``held`` carries units committed to other services that ``allocated`` does not show yet
     (see the module docstring). ``pinned`` current placements are kept whatever their tier's
     state (see ``ENVIRONMENT_FILTERS``). The result is a pure function of the arguments; the
-    order of ``tiers`` and ``current`` does not matter.
+    order of ``tiers`` and ``current`` does not matter. ``keep=False`` places from scratch
+    (what runs now is only credited as capacity the service holds): the best placement, for
+    comparison.
     """
     if desired_replicas < 0:
         raise ValueError(f"desired_replicas must be >= 0, got {desired_replicas}")
@@ -867,7 +870,7 @@ def place(
     balance = placement.min_tiers > 1
     required_tiers = min(placement.min_tiers, desired_replicas)
     selection = _Selection(ranked)
-    dropped = _keep_current(selection, by_key, current_replicas)
+    dropped = _keep_current(selection, by_key, current_replicas) if keep else {}
     kept = set(selection.replicas)
     growable = [r for r in ranked if not (r.candidate.current and cordoned(r.candidate))]
     _seed_spread(selection, growable, required_tiers)

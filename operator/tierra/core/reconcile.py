@@ -271,7 +271,9 @@ def plan(
         return Plan(requeue=Requeue.SOON, waiting_for=view.syncing)
     tiers = with_losses(view.tiers, view.now, settings)
     active = active_placements(view.current, service.status.placements)
-    move = decide(service, desired, tiers, active, view.held, settings, view.moves_into)
+    move = decide(
+        service, desired, tiers, active, view.held, settings, view.moves_into, now=view.now
+    )
     decision = move.decision
     reachable = {v.name for v in tiers if v.reachable}
     wanted = _rendered(service, decision, view)
@@ -323,7 +325,10 @@ def plan(
         ready=ready,
         unknown=unknown,
         requeue=requeue,
-        recheck_after=recheck_after(tiers, active, view.now, settings),
+        recheck_after=min(
+            (w for w in (recheck_after(tiers, active, view.now, settings), move.wait) if w),
+            default=None,
+        ),
         settled=view.settled,
     )
 
@@ -401,6 +406,7 @@ def report(
             condition("Migrating", ok, reason, message, generation, previous_conditions, now)
         )
         status["migrations"] = moved.migrations
+        status["opportunity"] = done.move.opportunity  # (None removes it)
         if moved.last_migration is not None:
             status["lastMigration"] = moved.last_migration
         events += [Event(reason, message, kind) for reason, message, kind in moved.events]

@@ -4,6 +4,7 @@ make-before-break sequence, driven through a small in-memory world that carries 
 from __future__ import annotations
 
 import copy
+import datetime
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -22,10 +23,10 @@ from tierra.core.migration import (
 )
 from tierra.core.placement import CurrentPlacement, TierView, tolerates
 from tierra.core.reconcile import ChildKey, Obj, Plan, ServiceView, merge_patched, plan, report
-from tierra_testing.builders import service, tier, tier_view
+from tierra_testing.builders import pool, service, tier, tier_view
 
-NOW = 1_000_000.0
 STAMP = "2026-11-30T12:00:00Z"
+NOW = datetime.datetime(2026, 11, 30, 12, tzinfo=datetime.UTC).timestamp()
 LATER = "2026-11-30T12:00:20Z"
 
 
@@ -105,7 +106,10 @@ class World:
             update={"status": type(self.svc.status).model_validate(self.status)}
         )
         done = plan(svc, self.view(), desired, has_finalizer=True)
-        said = report(svc, done, previous_status=self.status, last_summary="", now=STAMP)
+        stamp = datetime.datetime.fromtimestamp(self.now, datetime.UTC).strftime(
+            "%Y-%m-%dT%H:%M:%SZ"
+        )
+        said = report(svc, done, previous_status=self.status, last_summary="", now=stamp)
         for tier_name, manifest in done.applies:
             meta = manifest["metadata"]
             key = (tier_name, manifest["kind"], meta["namespace"], meta["name"])
@@ -454,3 +458,84 @@ def test_an_unreachable_tier_without_a_failure_time_is_looked_at_again() -> None
     w = on_edge_then(("edge", tier_view(EDGE, reachable=False)))
     done, _ = w.step()
     assert done.applies == () and done.recheck_after == 10.0
+
+
+# --------------------------------------------------------------------------------------------
+# Optimisation: a better placement, sustained, after a dwell time
+
+
+def on_the_dear_tier() -> World:
+    """A service placed on the dearer tier while the cheaper one was cordoned; the cordon
+    is then lifted."""
+    cheap = tier("cheap", "edge", pools=[pool(price=1.0)])
+    dear = tier("dear", "regional", pools=[pool(price=3.0)])
+    w = world(tainted(cheap, CORDON), dear, svc=service(placement={"levels": ["edge", "regional"]}))
+    w.ready_tiers = {"cheap", "dear"}
+    w.settle()
+    assert w.tiers_running() == {"dear"}
+    w.views["cheap"] = tier_view(cheap)
+    return w
+
+
+def test_a_better_placement_is_taken_only_once_it_has_held_and_make_before_break() -> None:
+    w = on_the_dear_tier()
+    done, _ = w.step()
+    assert done.applies == () and w.status["opportunity"]["to"] == ["cheap/h100/h100"]
+    assert w.status["opportunity"]["gain"] >= 0.25
+    assert done.recheck_after == 300.0
+    w.now += 299
+    w.step()
+    assert w.tiers_running() == {"dear"}
+    w.now += 1
+    w.ready_tiers = set()
+    done, _ = w.step()
+    assert done.move is not None and done.move.trigger == "Optimisation"
+    assert {t for t, _ in done.applies} == {"cheap"} and done.deletes == ()
+    assert "opportunity" not in w.status
+    w.ready_tiers = {"cheap", "dear"}
+    w.settle()
+    assert w.tiers_running() == {"cheap"}
+    assert [m["trigger"] for m in w.status["migrations"]] == ["Optimisation"]
+
+
+def test_no_optimisation_within_the_dwell_time_after_a_move() -> None:
+    w = on_the_edge_then_drained_and_back()
+    done, _ = w.step()
+    assert done.move is not None and done.move.trigger is None
+    assert w.status["opportunity"]["to"] == ["cheap/h100/h100"]
+    w.now += 300  # held long enough, but the last move was only 300 s ago
+    done, _ = w.step()
+    assert done.applies == () and done.recheck_after == 600.0
+    w.now += 600
+    done, _ = w.step()
+    assert done.move is not None and done.move.trigger == "Optimisation"
+
+
+def on_the_edge_then_drained_and_back() -> World:
+    """On the cheaper tier, drained to the dearer one (a move), then the drain is lifted."""
+    cheap = tier("cheap", "edge", pools=[pool(price=1.0)])
+    dear = tier("dear", "regional", pools=[pool(price=3.0)])
+    w = world(cheap, dear, svc=service(placement={"levels": ["edge", "regional"]}))
+    w.ready_tiers = {"cheap", "dear"}
+    w.settle()
+    w.views["cheap"] = tier_view(tainted(cheap, DRAIN))
+    w.settle()
+    assert w.tiers_running() == {"dear"}
+    w.views["cheap"] = tier_view(cheap)
+    return w
+
+
+def test_a_small_gain_or_manual_policy_moves_nothing() -> None:
+    cheap = tier("cheap", "edge", pools=[pool(price=2.9)])
+    dear = tier("dear", "regional", pools=[pool(price=3.0)])
+    w = world(tainted(cheap, CORDON), dear, svc=service(placement={"levels": ["edge", "regional"]}))
+    w.ready_tiers = {"cheap", "dear"}
+    w.settle()
+    w.views["cheap"] = tier_view(cheap)
+    w.step()
+    assert "opportunity" not in w.status
+    manual = on_the_dear_tier()
+    manual.svc = with_spec(manual.svc, policy="manual")
+    manual.now += 10_000
+    manual.settle()
+    assert manual.tiers_running() == {"dear"} and "opportunity" not in manual.status
