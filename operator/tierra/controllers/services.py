@@ -150,15 +150,20 @@ class ServiceController:
         self.queue.add(key, background=background)
 
     def enqueue_all(self) -> None:
-        """Every service, those with a higher ``migration.priority`` first (when a tier is
-        lost or drained, they get the target's capacity and move slots first)."""
+        """Every service: a higher ``migration.priority`` first, then those missing their
+        SLO (when a tier is lost or drained, they get the target's capacity and move slots
+        first)."""
         for key in sorted(self.cache.bodies, key=self._priority_order):
             self.queue.add(key)
 
-    def _priority_order(self, key: str) -> tuple[int, str]:
-        spec = (self.cache.bodies.get(key) or {}).get("spec") or {}
-        priority = (spec.get("migration") or {}).get("priority", 0)
-        return (-priority if isinstance(priority, int) else 0, key)
+    def _priority_order(self, key: str) -> tuple[int, bool, str]:
+        body = self.cache.bodies.get(key) or {}
+        priority = ((body.get("spec") or {}).get("migration") or {}).get("priority", 0)
+        conditions = (body.get("status") or {}).get("conditions") or []
+        slo_met = not any(
+            c.get("type") == "SLOMet" and c.get("status") == "False" for c in conditions
+        )
+        return (-priority if isinstance(priority, int) else 0, slo_met, key)
 
     def moves_into(self, key: str) -> dict[str, int]:
         """Moves in progress into each tier, other than ``key``'s own."""

@@ -366,3 +366,26 @@ async def test_the_finalizer_removal_keeps_a_finalizer_added_meanwhile() -> None
     fake.obj["metadata"]["finalizers"] = [FINALIZER, "late.io/hold"]
     assert await remove_finalizer(cast(KubeClient, fake), "InferenceService", watched, FINALIZER)
     assert fake.obj["metadata"]["finalizers"] == ["late.io/hold"]
+
+
+async def test_when_every_service_is_looked_at_priority_and_slo_misses_come_first() -> None:
+    watched = body()
+    h = Harness(FakeManagement(watched), watched)
+
+    def with_(name: str, priority: int, slo_met: bool) -> Obj:
+        obj = copy.deepcopy(watched)
+        obj["metadata"]["name"] = name
+        obj["spec"]["migration"] = {"priority": priority}
+        met = {"type": "SLOMet", "status": "True" if slo_met else "False"}
+        obj["status"] = {"conditions": [met]}
+        return obj
+
+    for name, priority, met in [("a", 0, True), ("b", 0, False), ("c", 5, True), ("d", -1, False)]:
+        h.cache.watched(f"team-a/{name}", with_(name, priority, met))
+    h.controller.enqueue_all()
+    order = []
+    while h.controller.queue.ready_count():
+        key = await h.controller.queue.get()
+        order.append(key)
+        h.controller.queue.done(key)
+    assert [k for k in order if k != KEY] == ["team-a/c", "team-a/b", "team-a/a", "team-a/d"]
