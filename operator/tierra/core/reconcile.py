@@ -276,12 +276,15 @@ def plan(
     )
     decision = move.decision
     reachable = {v.name for v in tiers if v.reachable}
+    # A Tier being deleted keeps what still runs there (a service with nowhere else to go)
+    # but gets nothing new: what its clean-up removes is not put back.
+    writable = reachable - {v.name for v in tiers if v.deleting}
     wanted = _rendered(service, decision, view)
     wanted_keys = {_child_key(tier, m) for tier, m in wanted}
     applies = tuple(
         (tier, m)
         for tier, m in wanted
-        if tier in reachable and not _is_live(view.children.get(_child_key(tier, m)), m)
+        if tier in writable and not _is_live(view.children.get(_child_key(tier, m)), m)
     )
     uid = service.metadata.uid
     by_tier = {v.name: v.tier for v in view.tiers}
@@ -304,7 +307,11 @@ def plan(
         if key not in wanted_keys
         and ((live.get("metadata") or {}).get("labels") or {}).get(LABEL_OWNER_UID) == uid
     ]
-    deletes = tuple(c for c in retiring if c[0] in view.settled) if replaced else ()
+    # Children of a Tier that is gone run on no Tier of the fleet: they go at once.
+    known = {v.name for v in tiers}
+    deletes = tuple(
+        c for c in retiring if c[0] in view.settled and (replaced or c[0] not in known)
+    )
     # Children the management cluster's garbage collector cannot remove (in another cluster or
     # namespace, without an ownerReference) need the finalizer; it goes on alongside the first
     # of them (should the operator die in between, the orphan sweep removes them).

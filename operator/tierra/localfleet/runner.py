@@ -596,6 +596,10 @@ class Fleet:
         else:
             assert pid is not None
             _terminate([pid], grace)
+            # A Go process's sockets close when its last thread has gone, which can be a
+            # moment after its leader is a zombie: until then a client is reset, not refused.
+            port = state.ports["kube-apiserver"]
+            _wait_until(lambda: not _listening(port), 5.0, f"{cluster}: port {port} closed")
             log(f"{cluster}: kube-apiserver stopped (was pid {pid})")
         # Forget the pid: should the kernel hand it to another process, `down` must not kill it.
         self._save_state(states)
@@ -763,6 +767,14 @@ def _terminate(pids: Sequence[int], grace: float) -> None:
         _reap_pids(pids)
         time.sleep(0.05)
     _reap_pids(pids)
+
+
+def _listening(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
 
 
 def _wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:

@@ -539,3 +539,29 @@ def test_a_small_gain_or_manual_policy_moves_nothing() -> None:
     manual.now += 10_000
     manual.settle()
     assert manual.tiers_running() == {"dear"} and "opportunity" not in manual.status
+
+
+def test_a_deleted_tier_gets_nothing_new_and_what_is_left_of_a_gone_tier_goes() -> None:
+    w = world(EDGE, svc=service(placement={"levels": ["edge"]}))
+    w.ready_tiers = {"edge"}
+    w.settle()
+    w.views["edge"] = tier_view(EDGE, deleting=True)
+    done, _ = w.step()
+    assert migrating(w.status) == ("False", "NoTarget") and done.deletes == ()
+    w.children.clear()  # the Tier's clean-up removed them (after its timeout)
+    done, _ = w.step()
+    assert done.applies == ()  # not put back
+    # Copies that reappeared after the Tier is gone (a write that raced its release) go.
+    w.settle()
+    w.step()
+    left = copy.deepcopy(w.log[0].desired)
+    del w.views["edge"]
+    for tier_name, manifest in left:
+        meta = manifest["metadata"]
+        live = copy.deepcopy(manifest)
+        live["metadata"]["resourceVersion"] = "1"
+        w.children[(tier_name, manifest["kind"], meta["namespace"], meta["name"])] = live
+    view = replace(w.view(), settled=frozenset({"edge"}))
+    svc = w.svc.model_copy(update={"status": type(w.svc.status).model_validate(w.status)})
+    done = plan(svc, view, 2, has_finalizer=True)
+    assert sorted(k for _, k, _ in done.deletes) == ["Deployment", "Service"]
