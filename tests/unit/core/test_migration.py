@@ -565,3 +565,32 @@ def test_a_deleted_tier_gets_nothing_new_and_what_is_left_of_a_gone_tier_goes() 
     svc = w.svc.model_copy(update={"status": type(w.svc.status).model_validate(w.status)})
     done = plan(svc, view, 2, has_finalizer=True)
     assert sorted(k for _, k, _ in done.deletes) == ["Deployment", "Service"]
+
+
+def test_a_pool_that_can_no_longer_hold_the_service_is_a_capacity_move() -> None:
+    w = on_edge_then()
+    w.views["edge"] = tier_view(EDGE, {"h100": (0, 0)})  # its nodes are gone
+    view = replace(w.view(), current=[CurrentPlacement("edge", "h100", "h100", 2, scheduled=0)])
+    svc = w.svc.model_copy(update={"status": type(w.svc.status).model_validate(w.status)})
+    done = plan(svc, view, 2, has_finalizer=True)
+    assert done.move is not None and done.move.trigger == "Capacity"
+    assert {t for t, _ in done.applies} == {"regional"} and done.deletes == ()
+
+
+def test_an_rtt_beyond_the_latency_budget_is_an_slo_move() -> None:
+    near = tier("edge", "edge", latency={"eu-central": 4})
+    far = tier("regional", "regional", latency={"eu-central": 18})
+    svc = service(
+        placement={"levels": ["edge", "regional"], "objective": "latency",
+                   "userRegions": {"eu-central": 1}},
+    )  # fmt: skip
+    w = world(near, far, svc=svc)
+    w.ready_tiers = {"edge", "regional"}
+    w.settle()
+    assert w.tiers_running() == {"edge"}
+    w.views["edge"] = tier_view(tier("edge", "edge", latency={"eu-central": 1500}))
+    done, _ = w.step()
+    assert done.move is not None and done.move.trigger == "SLO"
+    assert "RTT" in done.move.message
+    w.settle()
+    assert w.tiers_running() == {"regional"}
