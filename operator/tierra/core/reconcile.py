@@ -173,9 +173,14 @@ class Plan:
 
     @property
     def moving_into(self) -> frozenset[str]:
-        """Tiers this service is moving into (its new placements are not all Ready, or old
-        children are still to be removed)."""
-        if self.decision is None or not (self.retiring or self.deletes or self._starting):
+        """Tiers this service is moving into: a move starts, or its new placements are not
+        all Ready, or old children are still to be removed where that can be done (stale
+        copies in an unreachable tier hold no move open)."""
+        if self.decision is None:
+            return frozenset()
+        leaving = self.retiring or self.deletes
+        unready = sum(self.ready.values()) < self.decision.desired
+        if not (self._starting or self.retiring_removable or (leaving and unready)):
             return frozenset()
         return frozenset(p.tier for p in self.decision.placements)
 

@@ -594,3 +594,16 @@ def test_an_rtt_beyond_the_latency_budget_is_an_slo_move() -> None:
     assert "RTT" in done.move.message
     w.settle()
     assert w.tiers_running() == {"regional"}
+
+
+def test_a_move_from_a_lost_tier_holds_no_move_slot_once_its_replacement_is_ready() -> None:
+    w = on_edge_then(("edge", unreachable(EDGE, 11)))
+    w.ready_tiers = set()
+    done, _ = w.step()
+    assert done.moving_into == {"regional"}  # starting
+    done, _ = w.step()
+    assert done.moving_into == {"regional"}  # not Ready yet
+    w.ready_tiers = {"regional"}
+    w.step()
+    done, _ = w.step()
+    assert done.retiring and done.moving_into == frozenset()  # stale copies wait on the edge
