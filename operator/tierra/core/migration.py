@@ -183,11 +183,16 @@ def _opportunity(
     if not kept.satisfied or not kept.ranked or service.spec.migration.policy == "manual":
         return Move(kept)
     best = kept.ranked[0].score
-    if all(s.score <= best for s in kept.ranked if s.key in {p.key for p in kept.placements}):
-        return Move(kept)  # already on the best-scoring candidates
+    now_score = _weighted_score(kept)
+    if (
+        now_score is None
+        or now_score <= 0
+        or (now_score - best) / now_score < settings.optimise_margin
+    ):
+        return Move(kept)  # not even the best candidate alone would be worth a move
     fresh = place(service, kept.desired, tiers, active, held, keep=False)
-    now_score, fresh_score = _weighted_score(kept), _weighted_score(fresh)
-    if not fresh.satisfied or now_score is None or fresh_score is None or now_score <= 0:
+    fresh_score = _weighted_score(fresh)
+    if not fresh.satisfied or fresh_score is None:
         return Move(kept)
     gain = (now_score - fresh_score) / now_score
     if gain < settings.optimise_margin:
