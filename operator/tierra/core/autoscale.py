@@ -1171,21 +1171,23 @@ def smoothed_sizes(
     state: ScalerState,
     now: float,
     params: ScalerParams = DEFAULT_PARAMS,
-) -> tuple[ScalingInputs, tuple[float, float, float, float] | None]:
+) -> tuple[ScalingInputs, tuple[float, float, float, float] | None, bool]:
     """The mean request size smoothed over ``size_time_constant_seconds``, each sample
     weighted by the completions it stands for (the completion rate times the time since the
     last; at least the window's completions not yet counted): in a lull a minute's ratio is
     that of a handful of requests, and sizing the burst headroom on it would swing with them;
-    a busy minute outweighs it. Sizes standing for
-    fewer than ``min_size_requests`` completions are unknown (the needs that take them are
-    skipped). The inputs with the smoothed sizes, and the state to keep."""
+    a busy minute outweighs it. The inputs with the smoothed sizes, the state to keep, and
+    whether the sizes stand for ``min_size_requests`` completions or more: the arrival model
+    and the burst headroom size replicas by them only then (the queue signal takes them as
+    they are: it asks for more only where what is in the system shows it)."""
     prompt, output = inputs.mean_prompt_tokens, inputs.mean_output_tokens
     signals = inputs.signals
     rate = signals.arrival_rate if signals is not None else None
     before = state.sizes
     if prompt is None or output is None:
-        return inputs, before
+        return inputs, before, False
     tau = params.size_time_constant_seconds
+    old = 0.0
     if before is None or not 0 <= now - before[3] <= params.staleness_seconds:
         mean_prompt, mean_output = prompt, output
         total = (rate or 0.0) * params.rate_window_seconds
@@ -1207,12 +1209,8 @@ def smoothed_sizes(
     # (a mean over a handful of requests is no measurement: at a service's start the
     # in-flight requests' tokens can make it several times the size)
     known = total >= params.min_size_requests
-    smoothed = replace(
-        inputs,
-        mean_prompt_tokens=mean_prompt if known else None,
-        mean_output_tokens=mean_output if known else None,
-    )
-    return smoothed, (mean_prompt, mean_output, total, now)
+    smoothed = replace(inputs, mean_prompt_tokens=mean_prompt, mean_output_tokens=mean_output)
+    return smoothed, (mean_prompt, mean_output, total, now), known
 
 
 def _starting(inputs: ScalingInputs, state: ScalerState, now: float, params: ScalerParams) -> int:
@@ -1420,12 +1418,14 @@ def recommend(
             metrics_available=True,
             state=replace(state, suspect_at=now),
         )
-    inputs, sizes = smoothed_sizes(inputs, state, now, params)
+    inputs, sizes, known = smoothed_sizes(inputs, state, now, params)
     inputs = replace(
         inputs,
         prefill_tokens_per_second=inputs.prefill_tokens_per_second * speed,
         decode_tokens_per_second=inputs.decode_tokens_per_second * speed,
     )
+    # (a size standing for a handful of requests sizes no replicas by the arrival model)
+    sized = inputs if known else replace(inputs, mean_prompt_tokens=None, mean_output_tokens=None)
 
     current = inputs.desired_replicas
     at_zero = current == 0
@@ -1462,10 +1462,10 @@ def recommend(
             )
         )
     if arrival is not None:
-        by_arrival = arrival_need(inputs, arrival, params)
+        by_arrival = arrival_need(sized, arrival, params)
         if by_arrival is not None:
             found.append(by_arrival)
-        by_headroom = headroom_need(inputs, arrival, rates, params, crowds[0][1] if crowds else 0.0)
+        by_headroom = headroom_need(sized, arrival, rates, params, crowds[0][1] if crowds else 0.0)
         if by_headroom is not None:
             found.append(by_headroom)
     # (feedback looks at backlogs before this sample only, so more load never means less)

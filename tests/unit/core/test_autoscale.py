@@ -727,5 +727,11 @@ def test_state_round_trips_through_status() -> None:
         speed_at=2.0,
         work=0.4,
         suspect_at=1.0,
+        scaled_up_from=2,
+        segment=((1.0, 4.0, 2.0), (3.0, 5.0, 2.0)),
+        interval_rate=2.25,
+        interval_rise=0.5,
+        sizes=(500.0, 100.0, 60.0, 3.0),
+        running_seen=((1.0, 3.0), (3.0, 4.0)),
     )
     assert ScalerState.from_dict(json.loads(json.dumps(state.to_dict()))) == state

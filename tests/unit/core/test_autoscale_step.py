@@ -199,8 +199,8 @@ def test_the_requests_in_flight_are_taken_off_the_token_ratio() -> None:
 
 def test_the_request_size_is_smoothed_by_the_completions_it_stands_for() -> None:
     busy = inputs(signals=Signals(arrival_rate=20.0, observed_at=0.0))
-    sized, kept = smoothed_sizes(busy, ScalerState(), 0.0)
-    assert (sized.mean_prompt_tokens, sized.mean_output_tokens) == (500.0, 100.0)
+    sized, kept, known = smoothed_sizes(busy, ScalerState(), 0.0)
+    assert (sized.mean_prompt_tokens, sized.mean_output_tokens, known) == (500.0, 100.0, True)
     assert kept is not None and kept[2] == 20.0 * 60
     # a lull's minute of 0.2 req/s with a ratio twice the size moves it by 0.2 %
     lull = inputs(
@@ -208,21 +208,26 @@ def test_the_request_size_is_smoothed_by_the_completions_it_stands_for() -> None
         mean_prompt_tokens=1000.0,
         mean_output_tokens=200.0,
     )
-    sized, kept = smoothed_sizes(lull, replace(ScalerState(), sizes=kept), 15.0)
+    sized, kept, _ = smoothed_sizes(lull, replace(ScalerState(), sizes=kept), 15.0)
     assert 500.0 < (sized.mean_prompt_tokens or 0) < 502.0
     # a young series under-reports its rate (Prometheus divides by the whole window): the
     # sizes stand for at least the window's completions, so they are known after a few
     young = ScalerState(sizes=(500.0, 100.0, 0.1 * 60, 0.0))
-    sized, kept = smoothed_sizes(
+    sized, kept, known = smoothed_sizes(
         inputs(signals=Signals(arrival_rate=0.2, observed_at=2.0)), young, 2.0
     )
     assert kept is not None and kept[2] >= 0.2 * 60
-    assert sized.mean_prompt_tokens == 500.0
-    # a handful of completions is no size at all (a new service's first scrapes)
+    assert sized.mean_prompt_tokens == 500.0 and known
+    # a handful of completions is no size to plan replicas by (a new service's first
+    # scrapes): the arrival model is skipped, the queue signal counts what is in the system
     few = inputs(signals=Signals(arrival_rate=0.05, observed_at=0.0), mean_prompt_tokens=3000.0)
-    sized, kept = smoothed_sizes(few, ScalerState(), 0.0)
-    assert sized.mean_prompt_tokens is None and sized.mean_output_tokens is None
+    sized, kept, known = smoothed_sizes(few, ScalerState(), 0.0)
+    assert not known
     assert kept is not None and kept[0] == 3000.0  # (kept, to be outweighed)
+    rec = recommend(
+        replace(few, signals=Signals(0.0, 1.0, 0.05, observed_at=0.0)), ScalerState(), 0.0, TRUSTED
+    )
+    assert "arrival" not in rec.needs and "queue" in rec.needs
 
 
 # --------------------------------------------------------------------------------------------
