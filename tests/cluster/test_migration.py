@@ -204,9 +204,15 @@ def wait_on(
 
 # ---------------------------------------------------------------------------- drain, cordon
 def test_a_noexecute_taint_empties_the_edge_make_before_break(
-    fleet_tiers: None, clients: Clients, namespace: str, wait_for: WaitFor, untainted: None
+    fleet_tiers: None,
+    operator: OperatorProcess,
+    clients: Clients,
+    namespace: str,
+    wait_for: WaitFor,
+    untainted: None,
 ) -> None:
     wait_pool_free(clients, wait_for, "edge", "orin", 3)
+    moved_before = operator.metric("tierra_migrations_total") or 0.0
     names = ["drain-a", "drain-b"]
     for name in names:
         create(clients, movable(name, namespace))
@@ -233,6 +239,7 @@ def test_a_noexecute_taint_empties_the_edge_make_before_break(
     for name in names:
         assert sampler.minimum(name) >= 1, f"{name} had no Ready replica during its move"
         assert children(clients, "edge", name) == []
+    assert (operator.metric("tierra_migrations_total") or 0.0) - moved_before == len(names)
     # The tolerating service stayed, and was never touched.
     stays = get_service(clients, namespace, "stays")
     assert tiers_of(stays) == {"edge"} and not (stays or {})["status"].get("migrations")
