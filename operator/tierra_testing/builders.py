@@ -21,7 +21,13 @@ from typing import Any
 
 from tierra.api.inference_service import InferenceService
 from tierra.api.tier import Tier
-from tierra.core.placement import PoolCapacity, TierView
+from tierra.core.placement import (
+    PlacementDecision,
+    PlannedPlacement,
+    PoolCapacity,
+    Rejection,
+    TierView,
+)
 from tierra.core.reconcile import ServiceView
 
 API_VERSION = "tierra.dev/v1alpha1"
@@ -329,3 +335,30 @@ def deployment(
             "template": {"metadata": {"labels": all_labels}, "spec": pod},
         },
     }
+
+
+# --------------------------------------------------------------------------------------------
+# Decisions
+
+
+def placement_decision(
+    replicas: int, desired: int, rejected: tuple[Rejection, ...] = ()
+) -> PlacementDecision:
+    """A decision placing ``replicas`` of ``desired`` on edge/orin (for status tests)."""
+    placements = (
+        (PlannedPlacement("edge", "orin", "orin", replicas, "best by latency"),) if replicas else ()
+    )
+    return PlacementDecision(
+        service="team-a/chat",
+        objective="latency",
+        desired=desired,
+        min_tiers=1,
+        placements=placements,
+        rejected=rejected,
+        ranked=(),
+        dropped=(),
+        satisfied=replicas >= desired,
+        unplaced=max(0, desired - replicas),
+        spread_ok=True,
+        summary=f"{replicas}/{desired} replicas",
+    )

@@ -12,7 +12,6 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
-from core_builders import service, variant
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -30,6 +29,7 @@ from tierra.core.autoscale import (
 )
 from tierra.core.autoscale import recommend as _recommend
 from tierra.core.queue_model import ReplicaPool, ReplicaProfile
+from tierra_testing.builders import service, variant
 
 STEP = 15.0
 DELAY = 120.0

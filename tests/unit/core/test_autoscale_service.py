@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from core_builders import service, variant
 
 from tierra.core.autoscale import (
     RunningPlacement,
@@ -14,6 +13,7 @@ from tierra.core.autoscale import (
     primary_variant,
     service_scaling_inputs,
 )
+from tierra_testing.builders import service, variant
 
 
 def sample(

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from test_status import NOW, decision
-
 from tierra.core.placement import PoolCapacity
 from tierra.core.status import service_status, tier_status
+from tierra_testing.builders import placement_decision as decision
+
+NOW = "2026-01-01T00:00:00Z"
 
 
 def kstatus(status: dict[str, Any]) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tierra.core.placement import PlacementDecision, PlannedPlacement, PoolCapacity, Rejection
+from tierra.core.placement import PoolCapacity, Rejection
 from tierra.core.status import (
     ScalingReport,
     condition,
@@ -12,32 +12,9 @@ from tierra.core.status import (
     slo_verdict,
     tier_status,
 )
+from tierra_testing.builders import placement_decision as decision
 
 NOW, LATER = "2026-01-01T00:00:00Z", "2026-01-01T00:05:00Z"
-
-
-def decision(
-    replicas: int, desired: int, rejected: tuple[Rejection, ...] = ()
-) -> PlacementDecision:
-    placements = (
-        (PlannedPlacement("edge", "orin", "orin", replicas, "best by latency"),)
-        if (replicas)
-        else ()
-    )
-    return PlacementDecision(
-        service="team-a/chat",
-        objective="latency",
-        desired=desired,
-        min_tiers=1,
-        placements=placements,
-        rejected=rejected,
-        ranked=(),
-        dropped=(),
-        satisfied=replicas >= desired,
-        unplaced=max(0, desired - replicas),
-        spread_ok=True,
-        summary=f"{replicas}/{desired} replicas",
-    )
 
 
 def test_condition_keeps_transition_time_while_status_holds() -> None:
