@@ -314,9 +314,7 @@ def plan(
     ]
     # Children of a Tier that is gone run on no Tier of the fleet: they go at once.
     known = {v.name for v in tiers}
-    deletes = tuple(
-        c for c in retiring if c[0] in view.settled and (replaced or c[0] not in known)
-    )
+    deletes = tuple(c for c in retiring if c[0] in view.settled and (replaced or c[0] not in known))
     # Children the management cluster's garbage collector cannot remove (in another cluster or
     # namespace, without an ownerReference) need the finalizer; it goes on alongside the first
     # of them (should the operator die in between, the orphan sweep removes them).
