@@ -94,6 +94,30 @@ def wait_placed(
     return body
 
 
+def wait_condition(
+    clients: Clients,
+    wait_for: WaitFor,
+    namespace: str,
+    name: str,
+    type_: str,
+    timeout: float = 30,
+    **expected: str,
+) -> dict[str, Any]:
+    """Wait until the service's condition ``type_`` has the ``expected`` fields (status=...,
+    reason=...); return the service."""
+    wanted = ", ".join(f"{k}={v}" for k, v in expected.items())
+    body: dict[str, Any] = wait_for(
+        lambda: (
+            (b := get_service(clients, namespace, name)) is not None
+            and all(condition(b, type_).get(k) == v for k, v in expected.items())
+            and b
+        ),
+        timeout=timeout,
+        what=f"{namespace}/{name} {type_} {wanted}",
+    )
+    return body
+
+
 def all_children(clients: Clients, name: str) -> dict[str, list[Any]]:
     return {
         cluster: children(clients, cluster, name) + children(clients, cluster, name, "services")

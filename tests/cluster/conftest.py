@@ -34,7 +34,7 @@ from cluster_helpers import (
 )
 
 from tierra.localfleet.binaries import ensure_binaries, find_binary
-from tierra.localfleet.runner import Fleet
+from tierra.localfleet.runner import STATE_FILE, Fleet
 
 REPO = Path(__file__).resolve().parents[2]
 CLUSTERS = ("central", "regional", "edge")
@@ -244,6 +244,19 @@ def fleet_tiers(operator: Any, kubectl: Kubectl, clients: Clients, wait_for: Wai
         )
 
     wait_for(reachable, timeout=60, what="three Tiers Reachable")
+
+
+@pytest.fixture
+def outage_fleet(fleet_kubeconfig: Path) -> Iterator[Fleet]:
+    """The session's fleet, for a test that stops or freezes the edge's apiserver: the edge
+    is always resumed afterwards, also on failure, so that later tests find the fleet whole."""
+    fleet = Fleet(fleet_kubeconfig.parent)
+    if not (fleet.directory / STATE_FILE).exists():
+        pytest.fail(f"{fleet_kubeconfig} is not in a `tierra fleet up` directory")
+    try:
+        yield fleet
+    finally:
+        fleet.resume_apiserver("edge", log=lambda _: None)
 
 
 @pytest.fixture(scope="module")

@@ -12,28 +12,15 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from kubernetes import client
 
-from tierra.localfleet.runner import STATE_FILE, Fleet
+from tierra.localfleet.runner import Fleet
 
 pytestmark = pytest.mark.cluster
 
 CLUSTER = "edge"
-
-
-@pytest.fixture
-def outage_fleet(fleet_kubeconfig: Path) -> Iterator[Fleet]:
-    fleet = Fleet(fleet_kubeconfig.parent)
-    if not (fleet.directory / STATE_FILE).exists():
-        pytest.skip(f"{fleet_kubeconfig} is not in a `tierra fleet up` directory")
-    try:
-        yield fleet
-    finally:
-        fleet.resume_apiserver(CLUSTER, log=lambda _: None)
 
 
 def _probe(url: str, ctx: ssl.SSLContext, timeout: float) -> str:

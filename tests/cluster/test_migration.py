@@ -12,7 +12,6 @@ import contextlib
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -26,12 +25,13 @@ from cluster_helpers import (
     condition,
     create,
     get_service,
+    wait_condition,
     wait_pool_free,
 )
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from tierra.localfleet.runner import STATE_FILE, Fleet
+from tierra.localfleet.runner import Fleet
 from tierra_testing.builders import service_manifest, variant
 
 pytestmark = pytest.mark.cluster
@@ -161,15 +161,12 @@ class ReadySampler:
 
 
 @pytest.fixture
-def edge_fleet(fleet_kubeconfig: Path, clients: Clients) -> Iterator[Fleet]:
-    """The fleet whose edge apiserver a test may stop or freeze: always resumed, untainted."""
-    fleet = Fleet(fleet_kubeconfig.parent)
-    if not (fleet.directory / STATE_FILE).exists():
-        pytest.skip(f"{fleet_kubeconfig} is not in a `tierra fleet up` directory")
+def edge_fleet(outage_fleet: Fleet, clients: Clients) -> Iterator[Fleet]:
+    """The fleet whose edge apiserver a test may stop or freeze: always resumed (by
+    ``outage_fleet``), and the edge Tier untainted."""
     try:
-        yield fleet
+        yield outage_fleet
     finally:
-        fleet.resume_apiserver("edge", log=lambda _: None)
         with contextlib.suppress(ApiException):
             set_taints(clients, "edge", [])
 
@@ -271,16 +268,9 @@ def test_manual_policy_reports_a_drain_and_stays(
     create(clients, movable("pinned", namespace, migration={"policy": "manual", "drainSeconds": 0}))
     wait_on(clients, wait_for, namespace, "pinned", {"edge"}, timeout=60)
     set_taints(clients, "edge", [DRAIN])
-    body = wait_for(
-        lambda: (
-            (b := get_service(clients, namespace, "pinned")) is not None
-            and condition(b, "Migrating").get("reason") == "ManualPolicy"
-            and b
-        ),
-        timeout=30,
-        what="Migrating=False/ManualPolicy",
+    body = wait_condition(
+        clients, wait_for, namespace, "pinned", "Migrating", status="False", reason="ManualPolicy"
     )
-    assert condition(body, "Migrating")["status"] == "False"
     assert "Drain" in condition(body, "Migrating")["message"]
     assert tiers_of(body) == {"edge"} and (ready_in(clients, "edge", "pinned") or 0) == 1
 
@@ -326,14 +316,8 @@ def _lose_the_edge(
     print(f"\nedge {how}: movable services Ready on regional after {recovered:.1f}s")
     assert recovered <= 30
     for name in ("held", "resident"):
-        body = wait_for(
-            lambda name=name: (
-                (b := get_service(clients, namespace, name)) is not None
-                and condition(b, "Ready").get("status") == "Unknown"
-                and b
-            ),
-            timeout=20,
-            what=f"{name} Ready=Unknown",
+        body = wait_condition(
+            clients, wait_for, namespace, name, "Ready", timeout=20, status="Unknown"
         )
         assert tiers_of(body) == {"edge"}
         assert condition(body, "Migrating")["reason"] == (
