@@ -126,6 +126,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
             optimise_margin=args.optimise_margin,
             optimise_after_seconds=args.optimise_after,
             min_dwell_seconds=args.min_dwell,
+            pending_after_seconds=args.pending_after,
         ),
         autoscaling=AutoscalingSettings(
             prometheus_url=args.prometheus_url, interval_seconds=args.metrics_interval
@@ -350,6 +351,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=900.0,
         help="seconds after a move during which no optimisation moves the service again "
         "(default 900)",
+    )
+    run.add_argument(
+        "--pending-after",
+        type=float,
+        default=float(os.environ.get("TIERRA_PENDING_AFTER", "30")),
+        help="seconds a replica's pod may wait for a node in a pool that seems to have room "
+        "before the replica moves to the next allowed pool or tier (default 30, or "
+        "$TIERRA_PENDING_AFTER)",
     )
     run.add_argument(
         "--tier-cleanup-timeout",

@@ -557,7 +557,9 @@ def test_a_prefill_heavy_burst_is_back_within_the_slo_after_one_startup(
     recovered = p95_recovery(prometheus, "burst", 2000.0, started, 45)
     print(f"burst -> p95 (5 s window) back within the SLO for good: {recovered} s")
     twin.clear_load(namespace, "burst")
-    startup, decision, slack = 5.0, METRICS_INTERVAL_SECONDS, SCRAPE_SECONDS + 3.0
+    # (slack: a scrape, and the twin, Prometheus and the operator sharing a loaded CI machine's
+    # cores; measured 16.8-20.5 s here)
+    startup, decision, slack = 5.0, METRICS_INTERVAL_SECONDS, SCRAPE_SECONDS + 5.0
     # The backlog builds until the new replicas serve (decision + start-up) and the queue
     # signal drains it within one start-up; increase()[5s] over 1 s scrapes spans up to 6 s.
     drain = decision + startup

@@ -354,6 +354,71 @@ def test_a_frozen_edge_is_failed_over_and_cleaned_up_on_return(
     _lose_the_edge("freeze", edge_fleet, clients, namespace, wait_for)
 
 
+# ------------------------------------------------------------------------- pending replicas
+REPAIR = {"key": "tierra.test/repair", "effect": "NoExecute"}
+
+
+@contextlib.contextmanager
+def node_taint(clients: Clients, cluster: str, selector: str) -> Iterator[list[str]]:
+    """Kubernetes' own node taint on the selected nodes (not the Tier's): Tierra's count of
+    the pool does not see it. Always removed afterwards."""
+    core = client.CoreV1Api(clients[cluster])
+    nodes = core.list_node(label_selector=selector).items
+
+    def set_repair(node: Any, on: bool) -> None:
+        taints = [
+            {"key": t.key, "value": t.value, "effect": t.effect}
+            for t in node.spec.taints or []
+            if t.key != REPAIR["key"]
+        ]
+        core.patch_node(node.metadata.name, {"spec": {"taints": taints + [REPAIR] * on}})
+
+    try:
+        for node in nodes:
+            set_repair(node, True)
+        yield [n.metadata.name for n in nodes]
+    finally:
+        for node in core.list_node(label_selector=selector).items:
+            with contextlib.suppress(ApiException):
+                set_repair(node, False)
+
+
+def test_replicas_no_node_takes_move_after_the_threshold(
+    fleet_tiers: None, clients: Clients, namespace: str, wait_for: WaitFor
+) -> None:
+    """A NoExecute node taint on every Orin node (a repair the Tier does not know about)
+    evicts the service's pod, and its replacement waits for a node that never comes while
+    the pool still shows room. After --pending-after (30 s by default) the service moves to
+    regional, with a Capacity record, and the edge child goes once regional is Ready."""
+    wait_pool_free(clients, wait_for, "edge", "orin", 3)
+    create(clients, movable("stuck", namespace))
+    wait_on(clients, wait_for, namespace, "stuck", {"edge"}, timeout=60)
+    with node_taint(clients, "edge", "nvidia.com/gpu.product=Jetson-AGX-Orin"):
+        tainted_at = time.monotonic()
+
+        def moving() -> dict[str, Any] | bool:
+            body = get_service(clients, namespace, "stuck")
+            records = ((body or {}).get("status") or {}).get("migrations") or []
+            return bool(records) and body is not None and body
+
+        body = wait_for(moving, timeout=90, what="a move of the stuck service")
+        started = time.monotonic() - tainted_at
+        record = body["status"]["migrations"][-1]
+        assert record["trigger"] == "Capacity", record
+        assert record["from"] == ["edge/orin/orin"] and record["to"] == ["regional/cpu/cpu"]
+        assert "Pending for" in record["message"], record
+        # it waited out the threshold (less the eviction, and the status write's whole seconds)
+        assert started >= 30 - 5, started
+        body = wait_on(clients, wait_for, namespace, "stuck", {"regional"}, timeout=60)
+        assert body["status"]["migrations"][-1]["outcome"] == "Succeeded"
+        wait_for(
+            lambda: children(clients, "edge", "stuck") == [],
+            timeout=30,
+            what="the edge child of stuck removed",
+        )
+        print(f"\npending on the edge: moved after {started:.1f}s (threshold 30 s)")
+
+
 # ---------------------------------------------------------------------------- Tier deletion
 def test_deleting_a_tier_migrates_its_services_then_releases_it(
     fleet_tiers: None, clients: Clients, namespace: str, wait_for: WaitFor

@@ -12,9 +12,10 @@ Placement needs three numbers per pool and per service:
 
 from __future__ import annotations
 
+import datetime
 import math
 import re
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Hashable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -214,6 +215,9 @@ class _PodShare:
     """Effective requests per resource, in millionths."""
     bound: tuple[str, str, str, str] | None
     """(tier label, owning service, pool, variant) of a Tierra pod that holds a replica."""
+    waiting: tuple[str, str, str, str, float] | None = None
+    """(tier label, owning service, pool, variant, creation time) of a Tierra pod no node has
+    taken yet."""
 
 
 class PodLedger:
@@ -229,6 +233,7 @@ class PodLedger:
         self._pods: dict[Hashable, _PodShare] = {}
         self._node_units: dict[str, dict[str, int]] = {}
         self._bound: dict[str, dict[str, dict[tuple[str, str], int]]] = {}
+        self._waiting: dict[tuple[str, str], dict[tuple[str, str], Counter[float]]] = {}
 
     @classmethod
     def of(cls, pods: Iterable[Obj]) -> PodLedger:
@@ -266,7 +271,25 @@ class PodLedger:
             for owner, slots in self._bound.get(label_value(name), {}).items()
         }
 
+    def pending_since(self, tier: Tier, owner: str) -> dict[Slot, float]:
+        """Per slot of the service in this tier: the creation time of its oldest pod that no
+        node has taken yet (slots with none are absent)."""
+        name = tier.metadata.name
+        slots = self._waiting.get((label_value(name), owner)) or {}
+        return {(name, pool, variant): min(times) for (pool, variant), times in slots.items()}
+
     def _count(self, share: _PodShare, sign: int) -> None:
+        if share.waiting is not None:
+            tier_label, owner, pool, variant, created = share.waiting
+            waiting = self._waiting.setdefault((tier_label, owner), {})
+            times = waiting.setdefault((pool, variant), Counter())
+            times[created] += sign
+            if times[created] <= 0:
+                del times[created]
+            if not times:
+                del waiting[(pool, variant)]
+            if not waiting:
+                del self._waiting[(tier_label, owner)]
         if share.node is not None:
             units = self._node_units.setdefault(share.node, {})
             for resource, amount in share.units:
@@ -291,7 +314,7 @@ class PodLedger:
 def _share(pod: Obj) -> _PodShare:
     node_name = pod.get("spec", {}).get("nodeName") or None
     if node_name is None or not pod_active(pod):
-        return _PodShare(node=None, units=(), bound=None)
+        return _PodShare(node=None, units=(), bound=None, waiting=_waiting(pod))
     units = []
     for resource in sorted(_resource_names(pod)):
         try:
@@ -311,6 +334,33 @@ def _share(pod: Obj) -> _PodShare:
             labels.get(LABEL_VARIANT, ""),
         )
     return _PodShare(node=node_name, units=tuple(units), bound=bound)
+
+
+def _waiting(pod: Obj) -> tuple[str, str, str, str, float] | None:
+    """What an unbound Tierra pod contributes to ``PodLedger.pending_since``."""
+    meta = pod.get("metadata") or {}
+    owner = owner_key(pod)
+    if (
+        owner is None
+        or meta.get("deletionTimestamp")
+        or (pod.get("status") or {}).get("phase", "Pending") != "Pending"
+        or (pod.get("spec") or {}).get("nodeName")
+    ):
+        return None
+    try:
+        created = datetime.datetime.fromisoformat(
+            str(meta.get("creationTimestamp")).replace("Z", "+00:00")
+        ).timestamp()
+    except ValueError:
+        return None
+    labels = _labels(pod)
+    return (
+        labels.get(LABEL_TIER, ""),
+        owner,
+        labels.get(LABEL_POOL, ""),
+        labels.get(LABEL_VARIANT, ""),
+        created,
+    )
 
 
 def _resource_names(pod: Obj) -> set[str]:

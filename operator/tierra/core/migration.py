@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import datetime
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -68,6 +68,10 @@ class MigrationSettings:
     capacity blip moves nothing)."""
     min_dwell_seconds: float = 900.0
     """No optimisation move within this time of the last move's start (no ping-pong)."""
+    pending_after_seconds: float = 30.0
+    """Replicas whose pods no node takes for this long, in a pool that seems to have room
+    (node taints, affinity, CPU or memory the pool's accelerator count does not show), move
+    to the next allowed pool or tier. Where the pool visibly has no room they go at once."""
 
 
 @dataclass(frozen=True)
@@ -125,6 +129,65 @@ def recheck_after(
         if v.name in used and not v.reachable and not v.lost
     ]
     return max(0.5, min(waits)) if waits else None
+
+
+def overdue(
+    active: Sequence[CurrentPlacement], now: float, settings: MigrationSettings
+) -> dict[CandidateKey, float]:
+    """Placements whose oldest unbound pod has waited ``pending_after_seconds``, with how
+    long it has waited."""
+    return {
+        (p.tier, p.pool, p.variant): now - p.pending_since
+        for p in active
+        if p.pending_since is not None and now - p.pending_since >= settings.pending_after_seconds
+    }
+
+
+def pending_recheck(
+    active: Sequence[CurrentPlacement], now: float, settings: MigrationSettings
+) -> float | None:
+    """Seconds until a placement's waiting pod has waited ``pending_after_seconds``."""
+    waits = [
+        p.pending_since + settings.pending_after_seconds - now
+        for p in active
+        if p.pending_since is not None and now - p.pending_since < settings.pending_after_seconds
+    ]
+    return max(0.5, min(waits)) if waits else None
+
+
+def _capped(
+    held: Mapping[PoolKey, int],
+    tiers: Sequence[TierView],
+    stuck: Mapping[CandidateKey, float],
+) -> dict[PoolKey, int]:
+    """``held`` raised so that, in the pools of ``stuck`` placements, the service sees no more
+    room than the replicas it has bound there: the room the pool seems to have is not real
+    for it."""
+    capped = dict(held)
+    views = {v.name: v for v in tiers}
+    for tier_name, pool, _ in stuck:
+        view = views.get(tier_name)
+        observed = view.pools.get(pool) if view is not None else None
+        if observed is not None:
+            key = (tier_name, pool)
+            capped[key] = max(capped.get(key, 0), observed.capacity - observed.allocated)
+    return capped
+
+
+def _spilled(
+    active: Sequence[CurrentPlacement], decision: PlacementDecision
+) -> dict[CandidateKey, int]:
+    """Placements with waiting pods that ``decision`` shrinks while it places replicas
+    somewhere new: their waiting replicas move (the Capacity trigger). Value: replicas left."""
+    before = {(p.tier, p.pool, p.variant) for p in active if p.replicas > 0}
+    after = {p.key: p.replicas for p in decision.placements}
+    if not set(after) - before:
+        return {}
+    return {
+        (p.tier, p.pool, p.variant): after.get((p.tier, p.pool, p.variant), 0)
+        for p in active
+        if p.pending_since is not None and after.get((p.tier, p.pool, p.variant), 0) < p.replicas
+    }
 
 
 def active_placements(
@@ -230,8 +293,37 @@ def decide(
     """Place ``desired`` replicas from the ``active`` placements, moving them only as the
     triggers and guards allow. ``tiers`` have ``lost`` decided (see :func:`with_losses`);
     ``moves_into`` counts the moves in progress into each tier (other services')."""
-    auto = place(service, desired, tiers, active, held)
+    stuck = overdue(active, now, settings)
+    auto = place(service, desired, tiers, active, _capped(held, tiers, stuck))
     pushed = [r for r in auto.dropped if r.filter in ENVIRONMENT_FILTERS]
+    spilled = {} if pushed else _spilled(active, auto)
+    if spilled:
+        waiting = {(p.tier, p.pool, p.variant): p for p in active}
+        why = "; ".join(
+            f"{key_text(k)}: {waiting[k].replicas - left} of {waiting[k].replicas} replicas "
+            + (
+                f"Pending for {stuck[k]:.0f}s although the pool shows room"
+                if k in stuck
+                else "Pending, the pool is full"
+            )
+            for k, left in sorted(spilled.items())
+        )
+        # (kept where they wait: their pods may still be bound there)
+        patient = [
+            replace(p, scheduled=p.replicas) if (p.tier, p.pool, p.variant) in spilled else p
+            for p in active
+        ]
+        return _guarded(
+            service,
+            "Capacity",
+            why,
+            frozenset(spilled),
+            auto,
+            lambda: place(service, desired, tiers, patient, held, pinned=frozenset(spilled)),
+            active,
+            settings,
+            moves_into,
+        )
     if not pushed:
         move = _opportunity(service, auto, tiers, active, held, settings, now)
         if move.trigger is None:
@@ -242,16 +334,44 @@ def decide(
         return move
     trigger = _trigger(pushed)
     keys = frozenset((r.tier, r.pool, r.variant or "") for r in pushed)
-    why = "; ".join(str(r) for r in pushed)
+    why = "; ".join(
+        str(r) + (f" (replicas Pending for {stuck[k]:.0f}s)" if k in stuck else "")
+        for r, k in ((r, (r.tier, r.pool, r.variant or "")) for r in pushed)
+    )
+    return _guarded(
+        service,
+        trigger,
+        why,
+        keys,
+        auto,
+        lambda: place(service, desired, tiers, active, held, pinned=keys),
+        active,
+        settings,
+        moves_into,
+        lost_only=all(r.filter == "reachable" for r in pushed),
+    )
 
-    def keep() -> PlacementDecision:
-        return place(service, desired, tiers, active, held, pinned=keys)
 
+def _guarded(
+    service: InferenceService,
+    trigger: str,
+    why: str,
+    keys: frozenset[CandidateKey],
+    auto: PlacementDecision,
+    keep: Callable[[], PlacementDecision],
+    active: Sequence[CurrentPlacement],
+    settings: MigrationSettings,
+    moves_into: Mapping[str, int],
+    *,
+    lost_only: bool = False,
+) -> Move:
+    """The move ``trigger`` asks for (to ``auto``, leaving ``keys``), unless a guard keeps
+    the placements where they are (``keep``). A lost tier's replicas go wherever they fit
+    even when not all of them do; others move only when all of them fit."""
     if service.spec.migration.policy == "manual":
         return Move(
             keep(), blocked="ManualPolicy", message=f"{trigger}: {why}; migration.policy is manual"
         )
-    lost_only = all(r.filter == "reachable" for r in pushed)
     if auto.unplaced > 0 and not (lost_only and auto.placed > 0):
         return Move(
             keep(),

@@ -143,6 +143,9 @@ class CurrentPlacement:
     Only scheduled replicas are credited back to the service as free, so replicas pending
     because the pool is full are not mistaken for capacity the service holds.
     """
+    pending_since: float | None = None
+    """Creation time (epoch seconds) of the oldest of its pods no node has taken yet; None:
+    none is waiting (or not known)."""
 
 
 # --------------------------------------------------------------------------------------------

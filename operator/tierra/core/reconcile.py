@@ -21,6 +21,7 @@ from tierra.core.migration import (
     active_placements,
     decide,
     migration_report,
+    pending_recheck,
     recheck_after,
     with_losses,
 )
@@ -336,7 +337,15 @@ def plan(
         unknown=unknown,
         requeue=requeue,
         recheck_after=min(
-            (w for w in (recheck_after(tiers, active, view.now, settings), move.wait) if w),
+            (
+                w
+                for w in (
+                    recheck_after(tiers, active, view.now, settings),
+                    pending_recheck(active, view.now, settings),
+                    move.wait,
+                )
+                if w
+            ),
             default=None,
         ),
         settled=view.settled,

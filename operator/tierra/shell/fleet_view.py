@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from tierra.api.tier import Tier
 from tierra.core.inventory import (
@@ -21,7 +21,7 @@ from tierra.core.inventory import (
     held_by_others,
     pool_capacities,
 )
-from tierra.core.placement import TierView
+from tierra.core.placement import CurrentPlacement, TierView
 from tierra.core.reconcile import ChildKey, Plan, ServiceView
 from tierra.core.render import LABEL_TIER
 from tierra.shell.informer import StoreListener, key_of
@@ -258,7 +258,7 @@ class FleetView:
         own = usage.get(service_key, ServiceUsage())
         return ServiceView(
             tiers=views,
-            current=own.current(),
+            current=self._with_pending(service_key, own.current()),
             held=held_by_others(usage, service_key),
             children=children,
             settled=frozenset(settled),
@@ -267,6 +267,22 @@ class FleetView:
             now=time.time(),
             moves_into=moves_into or {},
         )
+
+    def _with_pending(
+        self, service_key: str, current: list[CurrentPlacement]
+    ) -> list[CurrentPlacement]:
+        """The placements with the creation time of their oldest pod no node took yet (read
+        from the pod ledgers as they are now: a pod bound since the last pod snapshot is
+        neither bound nor waiting, which only delays the Capacity trigger)."""
+        waiting: dict[tuple[str, str, str], float] = {}
+        for name in {p.tier for p in current if p.scheduled is None or p.scheduled < p.replicas}:
+            member = self.registry.for_tier(name)
+            tier = self.tiers.get(name)
+            if isinstance(member, MemberCluster) and tier is not None:
+                waiting.update(member.pod_ledger.pending_since(tier, service_key))
+        if not waiting:
+            return current
+        return [replace(p, pending_since=waiting.get((p.tier, p.pool, p.variant))) for p in current]
 
     # ------------------------------------------------------------- assume & write
     def assume(self, plan: Plan) -> Assumed:

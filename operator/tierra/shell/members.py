@@ -64,7 +64,14 @@ def slim_pod(pod: Obj) -> Obj:
     return {
         "metadata": {
             k: meta[k]
-            for k in ("name", "namespace", "labels", "resourceVersion", "deletionTimestamp")
+            for k in (
+                "name",
+                "namespace",
+                "labels",
+                "resourceVersion",
+                "creationTimestamp",
+                "deletionTimestamp",
+            )
             if k in meta
         },
         "spec": {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 from typing import Any
 
 import pytest
@@ -135,6 +136,7 @@ _POD_VERSIONS = st.fixed_dictionaries(
         "cpu": st.sampled_from(["100m", "250m", "1", "1500m"]),
         "service": st.sampled_from([None, "chat", "big"]),
         "deleting": st.booleans(),
+        "created": st.integers(0, 5),
     }
 )
 
@@ -150,7 +152,29 @@ def _pod_version(name: str, version: dict[str, Any]) -> dict[str, Any]:
     )
     if version["deleting"]:
         body["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+    body["metadata"]["creationTimestamp"] = f"2026-01-01T00:00:0{version['created']}Z"
     return body
+
+
+def _waiting_since(pods: list[dict[str, Any]], owner: str) -> dict[tuple[str, str, str], float]:
+    """What ``PodLedger.pending_since`` must say, recounted from the pods."""
+    found: dict[tuple[str, str, str], float] = {}
+    for p in pods:
+        labels = p["metadata"]["labels"]
+        meta = p["metadata"]
+        if (
+            labels.get("tierra.dev/inference-service") != owner.split("/")[1]
+            or p["spec"].get("nodeName")
+            or meta.get("deletionTimestamp")
+            or p["status"]["phase"] != "Pending"
+        ):
+            continue
+        slot = ("central", labels["tierra.dev/pool"], labels["tierra.dev/variant"])
+        created = datetime.datetime.fromisoformat(
+            meta["creationTimestamp"].replace("Z", "+00:00")
+        ).timestamp()
+        found[slot] = min(found.get(slot, created), created)
+    return found
 
 
 @settings(max_examples=200, deadline=None)
@@ -184,12 +208,15 @@ def test_ledger_follows_pod_events_like_a_recount(
             )
             assert ledger.allocated([node_name], resource) == pytest.approx(expected, abs=1e-9)
     assert ledger.bound_replicas(TIER) == bound_replicas(TIER, pods)
+    for owner in ("team-a/chat", "team-a/big"):
+        assert ledger.pending_since(TIER, owner) == _waiting_since(pods, owner)
     recount = PodLedger.of(pods)
     assert ledger.allocated(_NODES, "cpu") == recount.allocated(_NODES, "cpu")
     assert len(ledger) == len(live)
     if not live:  # nothing left behind once every pod is gone
         assert ledger.allocated(_NODES, "cpu") == 0
         assert ledger.bound_replicas(TIER) == {}
+        assert ledger.pending_since(TIER, "team-a/chat") == {}
 
 
 def test_bound_replicas_count_active_bound_pods_of_this_tier_only() -> None:

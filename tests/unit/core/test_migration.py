@@ -70,6 +70,9 @@ class World:
     ready_tiers: set[str] = field(default_factory=set)
     """Tiers whose Deployments become Ready when a reconcile looks at them."""
     log: list[Plan] = field(default_factory=list)
+    waiting: dict[tuple[str, str, str], tuple[int, float]] = field(default_factory=dict)
+    """Placements whose pods no node took yet: (replicas bound, creation of the oldest
+    waiting pod). Once a Deployment has no more replicas than are bound, none waits."""
 
     def view(self) -> ServiceView:
         reachable = {n for n, v in self.views.items() if v.reachable}
@@ -77,12 +80,15 @@ class World:
         for (tier_name, kind, _, _), obj in self.children.items():
             if kind == "Deployment":
                 labels = obj["metadata"]["labels"]
+                slot = (tier_name, labels["tierra.dev/pool"], labels["tierra.dev/variant"])
+                replicas = obj["spec"]["replicas"]
+                bound, since = self.waiting.get(slot, (replicas, 0.0))
                 current.append(
                     CurrentPlacement(
-                        tier_name,
-                        labels["tierra.dev/pool"],
-                        labels["tierra.dev/variant"],
-                        obj["spec"]["replicas"],
+                        *slot,
+                        replicas,
+                        scheduled=min(bound, replicas),
+                        pending_since=since if bound < replicas else None,
                     )
                 )
         return ServiceView(
@@ -575,6 +581,103 @@ def test_a_pool_that_can_no_longer_hold_the_service_is_a_capacity_move() -> None
     done = plan(svc, view, 2, has_finalizer=True)
     assert done.move is not None and done.move.trigger == "Capacity"
     assert {t for t, _ in done.applies} == {"regional"} and done.deletes == ()
+
+
+# --------------------------------------------------------------------------------------------
+# Capacity: replicas whose pods no node takes
+
+
+ON_EDGE = ("edge", "h100", "h100")
+
+
+def test_replicas_waiting_in_a_pool_with_room_move_only_after_the_threshold() -> None:
+    w = on_edge_then()
+    w.waiting[ON_EDGE] = (1, NOW - 5)  # one of the two waits (a taint the pool does not show)
+    done, _ = w.step()
+    assert done.move is not None and done.move.trigger is None and done.applies == ()
+    assert done.recheck_after == 25.0  # looked at again when the threshold passes
+    assert migrating(w.status) == ("False", "Settled")
+
+    w.now = NOW + 30
+    w.ready_tiers = set()
+    done, said = w.step()
+    assert done.move is not None and done.move.trigger == "Capacity"
+    assert "edge/h100/h100: 1 of 2 replicas Pending for 35s" in done.move.message
+    replicas = {t: m["spec"]["replicas"] for t, m in done.desired if m["kind"] == "Deployment"}
+    assert replicas == {"edge": 1, "regional": 1}  # the bound replica stays where it serves
+    assert migrating(w.status) == ("True", "Capacity")
+    assert [e.reason for e in said.events if "Migration" in e.reason] == ["MigrationStarted"]
+
+    del w.waiting[ON_EDGE]  # the ReplicaSet removed the waiting pod first
+    w.ready_tiers = {"edge", "regional"}
+    w.settle()
+    assert w.tiers_running() == {"edge", "regional"}
+    assert w.status["migrations"][-1]["outcome"] == "Succeeded"
+    assert migrating(w.status) == ("False", "Settled")
+
+
+def test_replicas_waiting_in_a_visibly_full_pool_move_at_once_with_a_record() -> None:
+    w = on_edge_then()
+    # another workload took the room of one replica while it was being replaced
+    w.views["edge"] = tier_view(EDGE, {"h100": (2, 2)})
+    w.waiting[ON_EDGE] = (1, NOW - 1)
+    done, _ = w.step()
+    assert done.move is not None and done.move.trigger == "Capacity"
+    assert "1 of 2 replicas Pending, the pool is full" in done.move.message
+    assert {t for t, _ in done.applies} == {"edge", "regional"} and done.deletes == ()
+
+
+def test_replicas_with_nowhere_else_to_go_keep_waiting_where_they_are() -> None:
+    w = on_edge_then(("regional", tier_view(REGIONAL, {"h100": 0})))
+    w.waiting[ON_EDGE] = (0, NOW - 60)
+    done, _ = w.step()
+    assert done.applies == () and done.deletes == ()
+    assert done.decision is not None
+    assert [(p.tier, p.replicas) for p in done.decision.placements] == [("edge", 2)]
+    assert migrating(w.status) == ("False", "NoTarget")
+
+
+def test_replicas_waiting_under_manual_policy_stay() -> None:
+    svc = with_spec(service(placement={"levels": ["edge", "regional"]}), policy="manual")
+    w = on_edge_then(svc=svc)
+    w.waiting[ON_EDGE] = (1, NOW - 60)
+    done, _ = w.step()
+    assert done.applies == () and migrating(w.status) == ("False", "ManualPolicy")
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    desired=st.integers(min_value=1, max_value=6),
+    bound=st.integers(min_value=0, max_value=6),
+    waited=st.floats(min_value=0, max_value=120),
+    others=st.integers(min_value=0, max_value=8),
+    edge_units=st.integers(min_value=0, max_value=8),
+    regional_free=st.integers(min_value=0, max_value=8),
+)
+def test_a_capacity_move_never_takes_a_bound_replica_away(
+    desired: int, bound: int, waited: float, others: int, edge_units: int, regional_free: int
+) -> None:
+    """Whatever waits, for however long, and whatever room there is: the replicas a node
+    took stay (their placement never shrinks below them), and nothing is deleted."""
+    w = on_edge_then()
+    bound = min(bound, desired)
+    # the edge pool as observed: what its nodes carry, what its bound pods (ours and
+    # others') request; allocation never exceeds the nodes' capacity
+    allocated = min(edge_units, bound + others)
+    w.views["edge"] = tier_view(EDGE, {"h100": (edge_units, allocated)})
+    w.views["regional"] = tier_view(REGIONAL, {"h100": regional_free})
+    w.settle(desired)  # (re)sized to ``desired``; the edge then keeps ``bound`` of them
+    edge = [m for (t, k, _, _), m in w.children.items() if t == "edge" and k == "Deployment"]
+    if not edge:
+        return
+    held = edge[0]["spec"]["replicas"]
+    bound = min(bound, held)
+    w.waiting[ON_EDGE] = (bound, NOW - waited)
+    done, _ = w.step(desired)
+    assert done.deletes == ()
+    assert done.decision is not None
+    kept = sum(p.replicas for p in done.decision.placements if p.tier == "edge")
+    assert kept >= bound
 
 
 def test_an_rtt_beyond_the_latency_budget_is_an_slo_move() -> None:

@@ -7,9 +7,12 @@ from typing import Any, cast
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tierra.core.inventory import pod_active, pod_request
+from tierra.core.inventory import PodLedger, pod_active, pod_request
 from tierra.shell.kube import KubeClient
 from tierra.shell.members import MemberCluster, slim_pod
+from tierra_testing.builders import child_labels, tier
+
+TIER = tier()
 
 RESOURCES = ["cpu", "nvidia.com/gpu", "google.com/tpu", "memory"]
 quantities = st.sampled_from(["1", "2", "500m", "1500m", "8", "0", "1Gi", 3, 0.25])
@@ -43,6 +46,35 @@ def test_slim_pod_keeps_effective_requests(
     assert pod_active(slim) == pod_active(pod)
     assert slim["spec"]["nodeName"] == "node-1"
     assert slim["metadata"] == {"name": "p", "namespace": "n", "labels": {"a": "b"}}
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    node=st.sampled_from([None, "node-1"]),
+    phase=st.sampled_from(["Pending", "Running", "Failed"]),
+    deleting=st.booleans(),
+    second=st.integers(0, 59),
+)
+def test_the_pod_ledger_reads_the_same_from_a_slim_pod(
+    node: str | None, phase: str, deleting: bool, second: int
+) -> None:
+    """Bound replicas and the wait of unbound ones (Capacity trigger) come out the same."""
+    meta: dict[str, Any] = {
+        "name": "p",
+        "namespace": "n",
+        "labels": child_labels("chat"),
+        "creationTimestamp": f"2026-11-30T12:00:{second:02d}Z",
+        "uid": "u",
+    }
+    if deleting:
+        meta["deletionTimestamp"] = "2026-11-30T12:01:00Z"
+    spec = {"containers": [{"resources": {"requests": {"nvidia.com/gpu": "1"}}}]}
+    pod = {"metadata": meta, "spec": {**spec, "nodeName": node}, "status": {"phase": phase}}
+    full, slim = PodLedger.of([pod]), PodLedger.of([slim_pod(pod)])
+    assert slim.pending_since(TIER, "team-a/chat") == full.pending_since(TIER, "team-a/chat")
+    assert slim.bound_replicas(TIER) == full.bound_replicas(TIER)
+    waits = node is None and phase == "Pending" and not deleting
+    assert bool(full.pending_since(TIER, "team-a/chat")) == waits
 
 
 def test_slim_pod_keeps_unparsable_quantities_as_they_are() -> None:
