@@ -124,7 +124,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
@@ -1667,10 +1667,9 @@ class RunningPlacement:
 def primary_variant(
     service: InferenceService, placements: list[RunningPlacement]
 ) -> tuple[Variant, str | None]:
-    """The variant (and its tier) that sizes the service: the one running the most replicas.
-
-    A service spread over variants of different throughput is sized as if every replica were
-    its primary variant's; with no placement (at zero, or not placed yet) the first allowed
+    """The variant (and its tier) whose start-up time and round trip size the service: the one
+    running the most replicas (its capacity is blended with the others', see
+    ``blended_capacity``); with no placement (at zero, or not placed yet) the first allowed
     variant, with no tier.
     """
     by_name = {v.name: v for v in service.spec.variants}
@@ -1683,6 +1682,34 @@ def primary_variant(
     return (named or service.spec.variants)[0], None
 
 
+def blended_capacity(
+    service: InferenceService, placements: list[RunningPlacement]
+) -> tuple[int, float, float] | None:
+    """(max concurrency, prefill and decode tokens/s) per replica of a service spread over
+    variants of different speeds: the replica-weighted means of its placements' profiles, so
+    the replicas serve together what the whole pool of them does (an edge replica at a
+    tenth of a datacentre GPU's speed no longer makes every replica count as one). The next
+    replica is planned as the mix's average, since placement may put it on either. None when
+    the service runs one variant (or none)."""
+    by_name = {v.name: v for v in service.spec.variants}
+    weights: dict[str, int] = {}
+    for p in placements:
+        if p.variant in by_name and p.replicas > 0:
+            weights[p.variant] = weights.get(p.variant, 0) + p.replicas
+    if len(weights) < 2:
+        return None
+    total = sum(weights.values())
+
+    def mean(figure: Callable[[Variant], float]) -> float:
+        return sum(figure(by_name[name]) * n for name, n in weights.items()) / total
+
+    return (
+        max(1, math.floor(mean(lambda v: v.capacity.max_concurrency) + _EPS)),
+        mean(lambda v: v.capacity.prefill_tokens_per_second),
+        mean(lambda v: v.capacity.decode_tokens_per_second),
+    )
+
+
 def service_scaling_inputs(
     service: InferenceService,
     placements: list[RunningPlacement],
@@ -1692,8 +1719,9 @@ def service_scaling_inputs(
     sample: ServiceSample | None,
 ) -> ScalingInputs:
     """The recommender's inputs for a whole service: the replicas over all its placements,
-    sized by its primary variant, with the round trip of that variant's tier from the
-    service's user regions taken off the latency budget."""
+    at the capacity of their variants' mix (``blended_capacity``), with the start-up time of
+    the primary variant and the round trip of its tier from the service's user regions taken
+    off the latency budget."""
     variant, tier = primary_variant(service, placements)
     rtt = 0.0
     if tier is not None and tier in tier_latency_ms:
@@ -1701,7 +1729,7 @@ def service_scaling_inputs(
             rtt = weighted_rtt_ms(service.spec.placement.user_regions, tier_latency_ms[tier])
         except KeyError:
             rtt = 0.0
-    return scaling_inputs(
+    inputs = scaling_inputs(
         service,
         variant,
         desired_replicas=sum(p.replicas for p in placements),
@@ -1710,4 +1738,14 @@ def service_scaling_inputs(
         mean_prompt_tokens=None if sample is None else sample.mean_prompt_tokens,
         mean_output_tokens=None if sample is None else sample.mean_output_tokens,
         rtt_ms=rtt,
+    )
+    blend = blended_capacity(service, placements)
+    if blend is None:
+        return inputs
+    concurrency, prefill, decode = blend
+    return replace(
+        inputs,
+        max_concurrency=concurrency,
+        prefill_tokens_per_second=prefill,
+        decode_tokens_per_second=decode,
     )

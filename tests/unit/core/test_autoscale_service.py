@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from tierra.core.autoscale import (
@@ -9,6 +11,8 @@ from tierra.core.autoscale import (
     ServiceSample,
     Signals,
     TierSample,
+    arrival_need,
+    blended_capacity,
     combine_samples,
     primary_variant,
     service_scaling_inputs,
@@ -104,3 +108,35 @@ def test_a_tier_without_latency_for_a_region_counts_no_rtt() -> None:
     )
     assert inputs.rtt_ms == 0.0
     assert inputs.signals is None
+
+
+def test_a_service_over_variants_of_different_speeds_is_sized_by_their_mix() -> None:
+    """One slow edge replica beside one fast one: the pool serves what both do together,
+    not twice the slow one's share."""
+    slow = variant("orin", model="Orin", prefill=900.0, decode=90.0, concurrency=4, startup=180)
+    fast = variant("l4", model="L4", prefill=6500.0, decode=750.0, concurrency=32, startup=120)
+    svc = service(variants=[slow, fast])
+    placements = [RunningPlacement("edge", "orin", 1), RunningPlacement("regional", "l4", 1)]
+    inputs = service_scaling_inputs(svc, placements, {}, ready_replicas=2, sample=None)
+    assert inputs.decode_tokens_per_second == pytest.approx((90.0 + 750.0) / 2)
+    assert inputs.max_concurrency == 18
+    assert inputs.startup_seconds == 180.0  # the primary variant's (the first of a tie)
+    assert blended_capacity(svc, placements[:1]) is None  # one variant: its own profile
+    heavy = [RunningPlacement("edge", "orin", 3), RunningPlacement("regional", "l4", 1)]
+    mix = service_scaling_inputs(svc, heavy, {}, ready_replicas=4, sample=None)
+    assert mix.decode_tokens_per_second == pytest.approx((3 * 90.0 + 750.0) / 4)
+    # the arrival signal sizes the mix between the all-slow and all-fast counts
+    at = {"prompt": 800.0, "output": 200.0, "rate": 6.0}
+    counts = [
+        arrival_need(
+            replace(i, mean_prompt_tokens=at["prompt"], mean_output_tokens=at["output"]),
+            at["rate"],
+        )
+        for i in (
+            service_scaling_inputs(svc, [placements[0]], {}, ready_replicas=1, sample=None),
+            inputs,
+            service_scaling_inputs(svc, [placements[1]], {}, ready_replicas=1, sample=None),
+        )
+    ]
+    slow_n, mixed_n, fast_n = (c.replicas for c in counts if c is not None)
+    assert slow_n > mixed_n > fast_n
