@@ -355,7 +355,10 @@ class Autoscaler:
 
 
 def _restored(service: InferenceService, now: float) -> ScalerState:
-    """The recommender's state from the service's status (see ``restore_state``)."""
+    """The recommender's state from the service's status (see ``restore_state``). A service
+    the autoscaler never decided for had its first replicas asked for when it was created:
+    they count as a scale-up's, starting for ``startupSeconds`` (load that arrives meanwhile
+    waits for them, and is not an overload to answer)."""
     status = service.status
     recommended = status.autoscaling.recommended_replicas if status.autoscaling else None
     last = status.last_scale
@@ -363,13 +366,23 @@ def _restored(service: InferenceService, now: float) -> ScalerState:
     scaled_up = False
     signals: dict[str, float] = {}
     if last is not None:
+        at = _epoch(last.time)
         try:
-            at = datetime.datetime.fromisoformat(last.time.replace("Z", "+00:00")).timestamp()
             scaled_up = int(last.to) > int(last.from_)
         except ValueError:
             at = None
         signals = dict(last.signals)
+    elif recommended is None and service.metadata.creation_timestamp is not None:
+        at = _epoch(service.metadata.creation_timestamp)
+        scaled_up = at is not None
     return restore_state(recommended, now, last_scale_at=at, scaled_up=scaled_up, signals=signals)
+
+
+def _epoch(stamp: str) -> float | None:
+    try:
+        return datetime.datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
 
 
 def _tier_sample(

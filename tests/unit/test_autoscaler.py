@@ -367,3 +367,35 @@ async def test_a_restarted_autoscaler_restores_its_state_from_status() -> None:
     assert rec.state.speed == 0.8
     assert "headroom" in rec.needs  # the burst before the restart is still held for
     assert rec.state.last_scale_up_at is not None
+
+
+def created(seconds_ago: float) -> Any:
+    body = SERVICE.model_dump(by_alias=True, exclude_none=True)
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - seconds_ago))
+    body["metadata"]["creationTimestamp"] = stamp
+    return type(SERVICE).model_validate(body)
+
+
+async def test_a_new_services_first_replicas_count_as_starting() -> None:
+    """Load that reaches a service whose first replicas are still in their start-up waits for
+    them: its latency is no overload to answer with feedback, and the queue is theirs to
+    absorb. A service created long ago, never decided for, gets no such allowance."""
+    slow = {
+        "timestamp(vllm": time.time(),
+        "num_requests_waiting": 0.0,
+        "num_requests_running": 2.0,
+        "e2e_request_latency_seconds": 20.0,  # ten times the SLO: requests waited for them
+    }
+    outcomes = {}
+    for age in (10.0, 3600.0):
+        async with prometheus(slow) as (url, _):
+            scaler = Autoscaler(url, clock=time.time)
+            try:
+                outcomes[age] = await scaler.step("team-a/chat", created(age), TWO, 2, TIERS)
+            finally:
+                await scaler.close()
+    young, old = outcomes[10.0].recommendation, outcomes[3600.0].recommendation
+    assert young.state.last_scale_up_at is not None
+    assert abs(young.state.last_scale_up_at - (time.time() - 10.0)) < 2.0
+    assert "latency" not in young.needs and young.replicas == 2
+    assert old.needs.get("latency", 0) > 2 and old.replicas > 2

@@ -60,6 +60,7 @@ class ObjectMeta(BaseModel):
     generation: int | None = None
     labels: dict[str, str] = Field(default_factory=dict)
     annotations: dict[str, str] = Field(default_factory=dict)
+    creation_timestamp: str | None = Field(default=None, alias="creationTimestamp")
     deletion_timestamp: str | None = Field(default=None, alias="deletionTimestamp")
 
 
