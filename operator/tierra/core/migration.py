@@ -37,6 +37,7 @@ from tierra.core.placement import (
     Rejection,
     TierView,
     place,
+    with_waiting,
 )
 
 TRIGGER_OF_FILTER: Mapping[str, str] = {
@@ -174,20 +175,66 @@ def _capped(
     return capped
 
 
-def _spilled(
+def _shrunk(
     active: Sequence[CurrentPlacement], decision: PlacementDecision
 ) -> dict[CandidateKey, int]:
-    """Placements with waiting pods that ``decision`` shrinks while it places replicas
-    somewhere new: their waiting replicas move (the Capacity trigger). Value: replicas left."""
-    before = {(p.tier, p.pool, p.variant) for p in active if p.replicas > 0}
+    """Placements with waiting pods that ``decision`` shrinks (their waiting replicas move, or
+    have nowhere to go), with the replicas it leaves them."""
     after = {p.key: p.replicas for p in decision.placements}
-    if not set(after) - before:
-        return {}
     return {
         (p.tier, p.pool, p.variant): after.get((p.tier, p.pool, p.variant), 0)
         for p in active
         if p.pending_since is not None and after.get((p.tier, p.pool, p.variant), 0) < p.replicas
     }
+
+
+def _waiting_move(
+    service: InferenceService,
+    auto: PlacementDecision,
+    keep: Callable[[], PlacementDecision],
+    active: Sequence[CurrentPlacement],
+    shrunk: Mapping[CandidateKey, int],
+    stuck: Mapping[CandidateKey, float],
+    settings: MigrationSettings,
+    moves_into: Mapping[str, int],
+) -> Move:
+    """The Capacity trigger: replicas no node takes go where placement found room for them
+    (``auto``), and those that fit nowhere keep waiting where they are; manual policy and a
+    busy target tier keep all of them waiting (``keep``)."""
+    had = {(p.tier, p.pool, p.variant): p.replicas for p in active}
+    why = "; ".join(
+        f"{key_text(k)}: {had[k] - left} of {had[k]} replicas "
+        + (
+            f"Pending for {stuck[k]:.0f}s although the pool shows room"
+            if k in stuck
+            else "Pending, the pool is full"
+        )
+        for k, left in sorted(shrunk.items())
+    )
+    moved = auto
+    for key, left in sorted(shrunk.items()):
+        moved = with_waiting(service, moved, key, had[key] - left)
+    before = {k for k, n in had.items() if n > 0}
+    targets = sorted({p.tier for p in moved.placements if p.key not in before})
+    if not targets:
+        return Move(
+            moved,
+            blocked="NoTarget",
+            message=f"Capacity: {why}; no allowed placement can take them: {_why_nowhere(auto)}",
+        )
+    if service.spec.migration.policy == "manual":
+        return Move(
+            keep(), blocked="ManualPolicy", message=f"Capacity: {why}; migration.policy is manual"
+        )
+    full = [t for t in targets if moves_into.get(t, 0) >= settings.max_moves_per_target_tier]
+    if full:
+        return Move(
+            keep(),
+            blocked="Throttled",
+            message=f"Capacity: {why}; waiting: {', '.join(full)} already takes "
+            f"{settings.max_moves_per_target_tier} moves",
+        )
+    return Move(moved, trigger="Capacity", message=why, sources=tuple(sorted(shrunk)))
 
 
 def active_placements(
@@ -296,31 +343,20 @@ def decide(
     stuck = overdue(active, now, settings)
     auto = place(service, desired, tiers, active, _capped(held, tiers, stuck))
     pushed = [r for r in auto.dropped if r.filter in ENVIRONMENT_FILTERS]
-    spilled = {} if pushed else _spilled(active, auto)
-    if spilled:
-        waiting = {(p.tier, p.pool, p.variant): p for p in active}
-        why = "; ".join(
-            f"{key_text(k)}: {waiting[k].replicas - left} of {waiting[k].replicas} replicas "
-            + (
-                f"Pending for {stuck[k]:.0f}s although the pool shows room"
-                if k in stuck
-                else "Pending, the pool is full"
-            )
-            for k, left in sorted(spilled.items())
-        )
-        # (kept where they wait: their pods may still be bound there)
+    shrunk = {} if pushed else _shrunk(active, auto)
+    if shrunk:
+        # (kept: the waiting replicas where they are, whatever room the pool shows)
         patient = [
-            replace(p, scheduled=p.replicas) if (p.tier, p.pool, p.variant) in spilled else p
+            replace(p, scheduled=p.replicas) if (p.tier, p.pool, p.variant) in shrunk else p
             for p in active
         ]
-        return _guarded(
+        return _waiting_move(
             service,
-            "Capacity",
-            why,
-            frozenset(spilled),
             auto,
-            lambda: place(service, desired, tiers, patient, held, pinned=frozenset(spilled)),
+            lambda: place(service, desired, tiers, patient, held, pinned=frozenset(shrunk)),
             active,
+            shrunk,
+            stuck,
             settings,
             moves_into,
         )

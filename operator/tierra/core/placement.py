@@ -939,6 +939,40 @@ def place(
     return _with_summary(decision)
 
 
+def with_waiting(
+    service: InferenceService, decision: PlacementDecision, key: CandidateKey, replicas: int
+) -> PlacementDecision:
+    """``decision`` with ``replicas`` more, of those it left unplaced, at ``key``: replicas
+    whose pods no node there takes and no other candidate can take keep waiting where they
+    are (dropped, they would be placed there again and wait again)."""
+    variant = next((v for v in service.spec.variants if v.name == key[2]), None)
+    replicas = min(replicas, decision.unplaced)
+    if variant is None or replicas <= 0:
+        return decision
+    units = units_per_replica(variant)
+    placements = list(decision.placements)
+    found = next((i for i, p in enumerate(placements) if p.key == key), None)
+    if found is None:
+        placements.append(PlannedPlacement(*key, replicas, "waiting for a node", units))
+    else:
+        placements[found] = replace(
+            placements[found], replicas=placements[found].replicas + replicas
+        )
+    held = dict(decision.held_delta)
+    pool_key = (key[0], key[1])
+    held[pool_key] = held.get(pool_key, 0) + replicas * units
+    unplaced = decision.unplaced - replicas
+    return _with_summary(
+        replace(
+            decision,
+            placements=tuple(placements),
+            unplaced=unplaced,
+            satisfied=unplaced == 0,
+            held_delta={k: v for k, v in held.items() if v},
+        )
+    )
+
+
 def _planned(r: _Ranked, replicas: int, role: str, service: InferenceService) -> PlannedPlacement:
     placement = service.spec.placement
     text = _ROLE_TEXT[role].format(objective=placement.objective, min_tiers=placement.min_tiers)

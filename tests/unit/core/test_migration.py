@@ -637,6 +637,32 @@ def test_replicas_with_nowhere_else_to_go_keep_waiting_where_they_are() -> None:
     assert migrating(w.status) == ("False", "NoTarget")
 
 
+def test_waiting_replicas_that_fit_nowhere_else_keep_waiting_even_with_some_bound() -> None:
+    w = on_edge_then(("regional", tier_view(REGIONAL, {"h100": 0})))
+    w.waiting[ON_EDGE] = (1, NOW - 60)  # one serves, one waits for a node that never comes
+    done, _ = w.step()
+    assert done.applies == () and done.deletes == ()
+    assert done.decision is not None
+    assert [(p.tier, p.replicas) for p in done.decision.placements] == [("edge", 2)]
+    assert migrating(w.status) == ("False", "NoTarget")
+    message = next(c for c in w.status["conditions"] if c["type"] == "Migrating")["message"]
+    assert "1 of 2 replicas Pending for 60s" in message
+
+
+def test_what_fits_elsewhere_moves_and_the_rest_keeps_waiting() -> None:
+    w = on_edge_then(("regional", tier_view(REGIONAL, {"h100": 1})))
+    w.settle(4)
+    assert w.tiers_running() == {"edge"}
+    # a foreign workload took the room of three replicas while they were being replaced
+    w.views["edge"] = tier_view(EDGE, {"h100": (4, 4)})
+    w.waiting[ON_EDGE] = (1, NOW - 1)
+    done, _ = w.step(4)
+    assert done.move is not None and done.move.trigger == "Capacity"
+    replicas = {t: m["spec"]["replicas"] for t, m in done.desired if m["kind"] == "Deployment"}
+    assert replicas == {"edge": 3, "regional": 1}  # 1 bound + 2 still waiting; 1 moved
+    assert done.decision is not None and done.decision.satisfied
+
+
 def test_replicas_waiting_under_manual_policy_stay() -> None:
     svc = with_spec(service(placement={"levels": ["edge", "regional"]}), policy="manual")
     w = on_edge_then(svc=svc)
