@@ -9,6 +9,8 @@ edge apiserver is always resumed and every taint removed afterwards, also on fai
 from __future__ import annotations
 
 import contextlib
+import os
+import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -356,12 +358,13 @@ def test_a_frozen_edge_is_failed_over_and_cleaned_up_on_return(
 
 # ------------------------------------------------------------------------- pending replicas
 REPAIR = {"key": "tierra.test/repair", "effect": "NoExecute"}
+ORIN_NODES = "nvidia.com/gpu.product=Jetson-AGX-Orin"
 
 
 @contextlib.contextmanager
 def node_taint(clients: Clients, cluster: str, selector: str) -> Iterator[list[str]]:
-    """Kubernetes' own node taint on the selected nodes (not the Tier's): Tierra's count of
-    the pool does not see it. Always removed afterwards."""
+    """Kubernetes' own node taint on the selected nodes (not the Tier's), which the pool's
+    pods do not tolerate. Always removed afterwards."""
     core = client.CoreV1Api(clients[cluster])
     nodes = core.list_node(label_selector=selector).items
 
@@ -383,40 +386,101 @@ def node_taint(clients: Clients, cluster: str, selector: str) -> Iterator[list[s
                 set_repair(node, False)
 
 
+@contextlib.contextmanager
+def scheduler_frozen(fleet: Fleet, cluster: str) -> Iterator[None]:
+    """The cluster's kube-scheduler SIGSTOPped: pods wait for a node while every pool shows
+    room (a scheduler outage, or any reason the pool's counts do not show). Always resumed."""
+    pid = fleet.load_state()[cluster].pids["kube-scheduler"]
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(pid, signal.SIGCONT)
+
+
+def moved(clients: Clients, wait_for: WaitFor, namespace: str, name: str, **kw: Any) -> Any:
+    """The service's status once a move is on record."""
+
+    def recorded() -> dict[str, Any] | bool:
+        body = get_service(clients, namespace, name)
+        records = ((body or {}).get("status") or {}).get("migrations") or []
+        return bool(records) and body is not None and body
+
+    return wait_for(recorded, what=f"a move of {name}", **kw)
+
+
 def test_replicas_no_node_takes_move_after_the_threshold(
-    fleet_tiers: None, clients: Clients, namespace: str, wait_for: WaitFor
+    fleet_tiers: None,
+    outage_fleet: Fleet,
+    clients: Clients,
+    namespace: str,
+    wait_for: WaitFor,
 ) -> None:
-    """A NoExecute node taint on every Orin node (a repair the Tier does not know about)
-    evicts the service's pod, and its replacement waits for a node that never comes while
-    the pool still shows room. After --pending-after (30 s by default) the service moves to
-    regional, with a Capacity record, and the edge child goes once regional is Ready."""
+    """With the edge's scheduler frozen, the service's pod is deleted (a node drain would
+    do that): its replacement waits for a node while the pool shows room. After
+    --pending-after (30 s by default) the service moves to regional, with a Capacity record,
+    and the edge child goes once regional is Ready."""
     wait_pool_free(clients, wait_for, "edge", "orin", 3)
     create(clients, movable("stuck", namespace))
     wait_on(clients, wait_for, namespace, "stuck", {"edge"}, timeout=60)
-    with node_taint(clients, "edge", "nvidia.com/gpu.product=Jetson-AGX-Orin"):
-        tainted_at = time.monotonic()
-
-        def moving() -> dict[str, Any] | bool:
-            body = get_service(clients, namespace, "stuck")
-            records = ((body or {}).get("status") or {}).get("migrations") or []
-            return bool(records) and body is not None and body
-
-        body = wait_for(moving, timeout=90, what="a move of the stuck service")
-        started = time.monotonic() - tainted_at
+    core = client.CoreV1Api(clients["edge"])
+    with scheduler_frozen(outage_fleet, "edge"):
+        selector = ",".join(
+            f"tierra.dev/inference-service{suffix}={value}"
+            for suffix, value in (("", "stuck"), ("-namespace", namespace))
+        )
+        pods = core.list_pod_for_all_namespaces(label_selector=selector).items
+        assert pods
+        for pod in pods:
+            core.delete_namespaced_pod(
+                pod.metadata.name, pod.metadata.namespace, grace_period_seconds=0
+            )
+        deleted_at = time.monotonic()
+        body = moved(clients, wait_for, namespace, "stuck", timeout=90)
+        started = time.monotonic() - deleted_at
         record = body["status"]["migrations"][-1]
         assert record["trigger"] == "Capacity", record
         assert record["from"] == ["edge/orin/orin"] and record["to"] == ["regional/cpu/cpu"]
-        assert "Pending for" in record["message"], record
-        # it waited out the threshold (less the eviction, and the status write's whole seconds)
-        assert started >= 30 - 5, started
+        assert "Pending for" in record["message"] and "shows room" in record["message"]
+        # it waited out the threshold (less the status write's whole seconds)
+        assert started >= 30 - 2, started
+        # (regional's scheduler runs: the replacement is Ready there, make-before-break)
         body = wait_on(clients, wait_for, namespace, "stuck", {"regional"}, timeout=60)
         assert body["status"]["migrations"][-1]["outcome"] == "Succeeded"
-        wait_for(
-            lambda: children(clients, "edge", "stuck") == [],
-            timeout=30,
-            what="the edge child of stuck removed",
-        )
-        print(f"\npending on the edge: moved after {started:.1f}s (threshold 30 s)")
+    wait_for(
+        lambda: children(clients, "edge", "stuck") == [],
+        timeout=30,
+        what="the edge child of stuck removed",
+    )
+    print(f"\npending on the edge: moved after {started:.1f}s (threshold 30 s)")
+
+
+def test_a_node_taint_the_pool_does_not_tolerate_moves_it_at_once(
+    fleet_tiers: None, clients: Clients, namespace: str, wait_for: WaitFor
+) -> None:
+    """A NoExecute node taint on every Orin node (a repair the Tier does not know about):
+    the taint-eviction controller evicts the pod, the pool's count no longer includes those
+    nodes, and the service moves to regional at once, with a Capacity record."""
+    wait_pool_free(clients, wait_for, "edge", "orin", 3)
+    create(clients, movable("repaired", namespace))
+    wait_on(clients, wait_for, namespace, "repaired", {"edge"}, timeout=60)
+    with node_taint(clients, "edge", ORIN_NODES):
+        tainted_at = time.monotonic()
+        body = moved(clients, wait_for, namespace, "repaired", timeout=30)
+        started = time.monotonic() - tainted_at
+        record = body["status"]["migrations"][-1]
+        assert record["trigger"] == "Capacity", record
+        assert record["to"] == ["regional/cpu/cpu"]
+        assert started < 15, started  # no Pending threshold: the pool visibly has no room
+        wait_on(clients, wait_for, namespace, "repaired", {"regional"}, timeout=60)
+
+        def orin_status() -> tuple[int, int]:
+            tier = _custom(clients).get_cluster_custom_object(GROUP, VERSION, "tiers", "edge")
+            orin = next(p for p in tier["status"]["pools"] if p["name"] == "orin")
+            return orin["nodes"], orin["capacity"]
+
+        wait_for(lambda: orin_status() == (0, 0), timeout=30, what="edge/orin shown empty")
+    print(f"\nnode taint on the edge: moved after {started:.1f}s")
 
 
 # ---------------------------------------------------------------------------- Tier deletion

@@ -70,9 +70,9 @@ class MigrationSettings:
     min_dwell_seconds: float = 900.0
     """No optimisation move within this time of the last move's start (no ping-pong)."""
     pending_after_seconds: float = 30.0
-    """Replicas whose pods no node takes for this long, in a pool that seems to have room
-    (node taints, affinity, CPU or memory the pool's accelerator count does not show), move
-    to the next allowed pool or tier. Where the pool visibly has no room they go at once."""
+    """Replicas whose pods no node takes for this long, in a pool that seems to have room (a
+    scheduler outage, affinity, CPU or memory the pool's accelerator count does not show),
+    move to the next allowed pool or tier. Where the pool visibly has no room they go at once."""
 
 
 @dataclass(frozen=True)
@@ -188,6 +188,14 @@ def _shrunk(
     }
 
 
+def _waiting_text(waiting: int, replicas: int, seconds: float | None) -> str:
+    if seconds is None:
+        return f"{waiting} of {replicas} replicas Pending, the pool is full"
+    return (
+        f"{waiting} of {replicas} replicas Pending for {seconds:.0f}s although the pool shows room"
+    )
+
+
 def _waiting_move(
     service: InferenceService,
     auto: PlacementDecision,
@@ -203,12 +211,7 @@ def _waiting_move(
     busy target tier keep all of them waiting (``keep``)."""
     had = {(p.tier, p.pool, p.variant): p.replicas for p in active}
     why = "; ".join(
-        f"{key_text(k)}: {had[k] - left} of {had[k]} replicas "
-        + (
-            f"Pending for {stuck[k]:.0f}s although the pool shows room"
-            if k in stuck
-            else "Pending, the pool is full"
-        )
+        f"{key_text(k)}: {_waiting_text(had[k] - left, had[k], stuck.get(k))}"
         for k, left in sorted(shrunk.items())
     )
     moved = auto
@@ -370,10 +373,15 @@ def decide(
         return move
     trigger = _trigger(pushed)
     keys = frozenset((r.tier, r.pool, r.variant or "") for r in pushed)
-    why = "; ".join(
-        str(r) + (f" (replicas Pending for {stuck[k]:.0f}s)" if k in stuck else "")
-        for r, k in ((r, (r.tier, r.pool, r.variant or "")) for r in pushed)
-    )
+    had = {(p.tier, p.pool, p.variant): p.replicas for p in active}
+
+    def reason(r: Rejection) -> str:
+        k = (r.tier, r.pool, r.variant or "")
+        if r.filter == "capacity" and k in stuck:  # (the room it shows is not real for it)
+            return f"{key_text(k)}: {_waiting_text(had[k], had[k], stuck[k])}"
+        return str(r)
+
+    why = "; ".join(reason(r) for r in pushed)
     return _guarded(
         service,
         trigger,

@@ -87,7 +87,13 @@ def slim_node(node: Obj) -> Obj:
     meta, status = node.get("metadata", {}), node.get("status", {})
     return {
         "metadata": {k: meta[k] for k in ("name", "labels", "resourceVersion") if k in meta},
-        "spec": {"unschedulable": node.get("spec", {}).get("unschedulable", False)},
+        "spec": {
+            "unschedulable": node.get("spec", {}).get("unschedulable", False),
+            "taints": [
+                {k: t[k] for k in ("key", "value", "effect") if k in t}
+                for t in node.get("spec", {}).get("taints") or []
+            ],
+        },
         "status": {
             "allocatable": status.get("allocatable") or {},
             "conditions": [
@@ -266,6 +272,10 @@ class MemberCluster:
             tuple(sorted((node.get("metadata", {}).get("labels") or {}).items())),
             tuple(sorted((status.get("allocatable") or {}).items())),
             bool(node.get("spec", {}).get("unschedulable")),
+            tuple(
+                (t.get("key"), t.get("value"), t.get("effect"))
+                for t in node.get("spec", {}).get("taints") or []
+            ),
             tuple(ready),
         )
         self._capacity_moved("Node", node, event, fingerprint)

@@ -616,6 +616,18 @@ def test_replicas_waiting_in_a_pool_with_room_move_only_after_the_threshold() ->
     assert migrating(w.status) == ("False", "Settled")
 
 
+def test_a_placement_none_of_whose_replicas_a_node_took_moves_whole() -> None:
+    w = on_edge_then()
+    w.waiting[ON_EDGE] = (0, NOW - 40)  # e.g. its pods were evicted and the scheduler is down
+    done, _ = w.step()
+    assert done.move is not None and done.move.trigger == "Capacity"
+    assert done.move.message == (
+        "edge/h100/h100: 2 of 2 replicas Pending for 40s although the pool shows room"
+    )
+    assert {t for t, _ in done.applies} == {"regional"} and done.deletes == ()
+    assert done.retiring  # the edge child goes once regional is Ready
+
+
 def test_replicas_waiting_in_a_visibly_full_pool_move_at_once_with_a_record() -> None:
     w = on_edge_then()
     # another workload took the room of one replica while it was being replaced

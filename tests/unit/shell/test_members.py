@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from tierra.core.inventory import PodLedger, pod_active, pod_request
 from tierra.shell.kube import KubeClient
-from tierra.shell.members import MemberCluster, slim_pod
+from tierra.shell.members import MemberCluster, slim_node, slim_pod
 from tierra_testing.builders import child_labels, tier
 
 TIER = tier()
@@ -200,3 +200,27 @@ def test_service_events_pass_on_changes_of_their_metadata_and_spec_only() -> Non
     member._child_changed("ADDED", deployment_event(1, None, "5"))
     assert len(seen) == 4
     assert member.revision == revision + 1  # only Deployments move usage
+
+
+def test_slim_node_keeps_what_capacity_reads() -> None:
+    node = {
+        "metadata": {"name": "n", "labels": {"a": "b"}, "uid": "u", "annotations": {"x": "y"}},
+        "spec": {
+            "unschedulable": True,
+            "taints": [{"key": "k", "value": "v", "effect": "NoExecute", "timeAdded": "t"}],
+            "podCIDR": "10.0.0.0/24",
+        },
+        "status": {
+            "allocatable": {"nvidia.com/gpu": "8"},
+            "conditions": [{"type": "Ready", "status": "True"}, {"type": "MemoryPressure"}],
+            "images": [{"names": ["big"]}],
+        },
+    }
+    slim = slim_node(node)
+    assert slim["spec"] == {
+        "unschedulable": True,
+        "taints": [{"key": "k", "value": "v", "effect": "NoExecute"}],
+    }
+    assert slim["status"]["allocatable"] == {"nvidia.com/gpu": "8"}
+    assert slim["status"]["conditions"] == [{"type": "Ready", "status": "True"}]
+    assert "images" not in slim["status"] and "annotations" not in slim["metadata"]
