@@ -188,6 +188,10 @@ def _shrunk(
     }
 
 
+def _unbound(p: CurrentPlacement) -> int:
+    return p.replicas - (p.replicas if p.scheduled is None else min(p.scheduled, p.replicas))
+
+
 def _waiting_text(waiting: int, replicas: int, seconds: float | None) -> str:
     if seconds is None:
         return f"{waiting} of {replicas} replicas Pending, the pool is full"
@@ -209,16 +213,19 @@ def _waiting_move(
     """The Capacity trigger: replicas no node takes go where placement found room for them
     (``auto``), and those that fit nowhere keep waiting where they are; manual policy and a
     busy target tier keep all of them waiting (``keep``)."""
-    had = {(p.tier, p.pool, p.variant): p.replicas for p in active}
+    had = {(p.tier, p.pool, p.variant): p for p in active}
+    waiting = {k: min(had[k].replicas - left, _unbound(had[k])) for k, left in shrunk.items()}
     why = "; ".join(
-        f"{key_text(k)}: {_waiting_text(had[k] - left, had[k], stuck.get(k))}"
-        for k, left in sorted(shrunk.items())
+        f"{key_text(k)}: {_waiting_text(n, had[k].replicas, stuck.get(k))}"
+        for k, n in sorted(waiting.items())
     )
     moved = auto
-    for key, left in sorted(shrunk.items()):
-        moved = with_waiting(service, moved, key, had[key] - left)
-    before = {k for k, n in had.items() if n > 0}
+    for key, n in sorted(waiting.items()):
+        moved = with_waiting(service, moved, key, n)
+    before = {k for k, p in had.items() if p.replicas > 0}
     targets = sorted({p.tier for p in moved.placements if p.key not in before})
+    if not targets and auto.unplaced == 0:
+        return Move(auto)  # a scale-down: nothing had to go elsewhere
     if not targets:
         return Move(
             moved,

@@ -675,6 +675,17 @@ def test_what_fits_elsewhere_moves_and_the_rest_keeps_waiting() -> None:
     assert done.decision is not None and done.decision.satisfied
 
 
+def test_a_scale_down_while_replicas_wait_is_no_move() -> None:
+    w = on_edge_then()
+    w.settle(4)
+    w.waiting[ON_EDGE] = (3, NOW - 1)  # one of four waits for a node, a moment only
+    done, _ = w.step(2)
+    assert done.move is not None and done.move.trigger is None and done.move.blocked is None
+    replicas = {t: m["spec"]["replicas"] for t, m in done.desired if m["kind"] == "Deployment"}
+    assert replicas == {"edge": 2}
+    assert migrating(w.status) == ("False", "Settled")
+
+
 def test_replicas_waiting_under_manual_policy_stay() -> None:
     svc = with_spec(service(placement={"levels": ["edge", "regional"]}), policy="manual")
     w = on_edge_then(svc=svc)
