@@ -289,6 +289,9 @@ def _lose_the_edge(
     # (up to ~90 s) to remove the pods of deleted Deployments.
     wait_for(lambda: edge_free(clients, "orin") >= 3, timeout=180, what="3 Orin free")
     wait_for(lambda: edge_free(clients, "npu") >= 2, timeout=180, what="2 NPUs free")
+    # (and the operator sees them free: the edge Tier's status, from its own informers)
+    wait_pool_free(clients, wait_for, "edge", "orin", 3)
+    wait_pool_free(clients, wait_for, "edge", "npu", 2)
     names = ["lost-a", "lost-b", "lost-c"]
     for name in names:
         create(clients, movable(name, namespace))
@@ -357,35 +360,6 @@ def test_a_frozen_edge_is_failed_over_and_cleaned_up_on_return(
 
 
 # ------------------------------------------------------------------------- pending replicas
-REPAIR = {"key": "tierra.test/repair", "effect": "NoExecute"}
-ORIN_NODES = "nvidia.com/gpu.product=Jetson-AGX-Orin"
-
-
-@contextlib.contextmanager
-def node_taint(clients: Clients, cluster: str, selector: str) -> Iterator[list[str]]:
-    """Kubernetes' own node taint on the selected nodes (not the Tier's), which the pool's
-    pods do not tolerate. Always removed afterwards."""
-    core = client.CoreV1Api(clients[cluster])
-    nodes = core.list_node(label_selector=selector).items
-
-    def set_repair(node: Any, on: bool) -> None:
-        taints = [
-            {"key": t.key, "value": t.value, "effect": t.effect}
-            for t in node.spec.taints or []
-            if t.key != REPAIR["key"]
-        ]
-        core.patch_node(node.metadata.name, {"spec": {"taints": taints + [REPAIR] * on}})
-
-    try:
-        for node in nodes:
-            set_repair(node, True)
-        yield [n.metadata.name for n in nodes]
-    finally:
-        for node in core.list_node(label_selector=selector).items:
-            with contextlib.suppress(ApiException):
-                set_repair(node, False)
-
-
 @contextlib.contextmanager
 def scheduler_frozen(fleet: Fleet, cluster: str) -> Iterator[None]:
     """The cluster's kube-scheduler SIGSTOPped: pods wait for a node while every pool shows
@@ -453,34 +427,6 @@ def test_replicas_no_node_takes_move_after_the_threshold(
         what="the edge child of stuck removed",
     )
     print(f"\npending on the edge: moved after {started:.1f}s (threshold 30 s)")
-
-
-def test_a_node_taint_the_pool_does_not_tolerate_moves_it_at_once(
-    fleet_tiers: None, clients: Clients, namespace: str, wait_for: WaitFor
-) -> None:
-    """A NoExecute node taint on every Orin node (a repair the Tier does not know about):
-    the taint-eviction controller evicts the pod, the pool's count no longer includes those
-    nodes, and the service moves to regional at once, with a Capacity record."""
-    wait_pool_free(clients, wait_for, "edge", "orin", 3)
-    create(clients, movable("repaired", namespace))
-    wait_on(clients, wait_for, namespace, "repaired", {"edge"}, timeout=60)
-    with node_taint(clients, "edge", ORIN_NODES):
-        tainted_at = time.monotonic()
-        body = moved(clients, wait_for, namespace, "repaired", timeout=30)
-        started = time.monotonic() - tainted_at
-        record = body["status"]["migrations"][-1]
-        assert record["trigger"] == "Capacity", record
-        assert record["to"] == ["regional/cpu/cpu"]
-        assert started < 15, started  # no Pending threshold: the pool visibly has no room
-        wait_on(clients, wait_for, namespace, "repaired", {"regional"}, timeout=60)
-
-        def orin_status() -> tuple[int, int]:
-            tier = _custom(clients).get_cluster_custom_object(GROUP, VERSION, "tiers", "edge")
-            orin = next(p for p in tier["status"]["pools"] if p["name"] == "orin")
-            return orin["nodes"], orin["capacity"]
-
-        wait_for(lambda: orin_status() == (0, 0), timeout=30, what="edge/orin shown empty")
-    print(f"\nnode taint on the edge: moved after {started:.1f}s")
 
 
 # ---------------------------------------------------------------------------- Tier deletion

@@ -172,12 +172,8 @@ class PoolStatus(ApiModel):
     """Observed capacity of one pool, from the cluster's Nodes and Pods."""
 
     name: str = Field(description="Pool name.")
-    nodes: int = Field(
-        default=0,
-        description="Ready, schedulable nodes matching the pool, without those tainted "
-        "(NoSchedule, NoExecute) in a way the pool's pods do not tolerate.",
-    )
-    capacity: int = Field(default=0, description="Allocatable accelerators over those nodes.")
+    nodes: int = Field(default=0, description="Ready nodes matching the pool.")
+    capacity: int = Field(default=0, description="Allocatable accelerators over the ready nodes.")
     allocated: int = Field(default=0, description="Accelerators requested by scheduled pods.")
     free: int = Field(default=0, description="capacity - allocated.")
 

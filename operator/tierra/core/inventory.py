@@ -20,10 +20,9 @@ from collections.abc import Hashable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from tierra.api.common import Taint
 from tierra.api.tier import Pool, Tier
-from tierra.core.accelerators import has_resource_name, resource_name, tolerations
-from tierra.core.placement import CurrentPlacement, PoolCapacity, PoolKey, tolerates
+from tierra.core.accelerators import has_resource_name, resource_name
+from tierra.core.placement import CurrentPlacement, PoolCapacity, PoolKey
 from tierra.core.render import (
     LABEL_OWNER_UID,
     LABEL_POOL,
@@ -89,22 +88,6 @@ def node_ready(node: Obj) -> bool:
     return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
 
 
-def node_admits_pool(node: Obj, pool: Pool) -> bool:
-    """No NoSchedule or NoExecute taint on the node that the pool's pods do not tolerate (the
-    scheduler would not put them there: a node under repair, or dedicated to someone else)."""
-    allowed = tolerations(pool)
-    for raw in (node.get("spec") or {}).get("taints") or []:
-        effect = raw.get("effect")
-        if effect not in ("NoSchedule", "NoExecute"):
-            continue
-        taint = Taint.model_construct(
-            key=raw.get("key") or "", value=raw.get("value"), effect=effect
-        )
-        if not tolerates(allowed, taint):
-            return False
-    return True
-
-
 def node_in_pool(node: Obj, pool: Pool) -> bool:
     """Matches the pool's nodeSelector; an empty selector matches nodes exposing its resource."""
     labels = _labels(node)
@@ -147,7 +130,7 @@ def pool_capacities(
             result[pool.name] = PoolCapacity(tier.metadata.name, pool.name, 0, 0)
             continue
         resource = resource_name(pool)
-        members = [n for n in node_list if node_in_pool(n, pool) and node_admits_pool(n, pool)]
+        members = [n for n in node_list if node_in_pool(n, pool)]
         capacity = sum(
             parse_quantity((n.get("status", {}).get("allocatable") or {}).get(resource, 0))
             for n in members
@@ -163,13 +146,9 @@ def pool_capacities(
 
 
 def pool_node_counts(tier: Tier, nodes: Iterable[Obj]) -> dict[str, int]:
-    """Ready, schedulable nodes per pool, without those whose taints the pool's pods do not
-    tolerate."""
+    """Ready, schedulable nodes per pool."""
     ready = [n for n in nodes if node_ready(n)]
-    return {
-        pool.name: sum(1 for n in ready if node_in_pool(n, pool) and node_admits_pool(n, pool))
-        for pool in tier.spec.pools
-    }
+    return {pool.name: sum(1 for n in ready if node_in_pool(n, pool)) for pool in tier.spec.pools}
 
 
 def owner_key(obj: Obj) -> str | None:

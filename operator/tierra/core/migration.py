@@ -71,8 +71,9 @@ class MigrationSettings:
     """No optimisation move within this time of the last move's start (no ping-pong)."""
     pending_after_seconds: float = 30.0
     """Replicas whose pods no node takes for this long, in a pool that seems to have room (a
-    scheduler outage, affinity, CPU or memory the pool's accelerator count does not show),
-    move to the next allowed pool or tier. Where the pool visibly has no room they go at once."""
+    scheduler outage, node taints, affinity, CPU or memory the pool's accelerator count does
+    not show), move to the next allowed pool or tier. Where the pool visibly has no room they
+    go at once."""
 
 
 @dataclass(frozen=True)

@@ -87,13 +87,7 @@ def slim_node(node: Obj) -> Obj:
     meta, status = node.get("metadata", {}), node.get("status", {})
     return {
         "metadata": {k: meta[k] for k in ("name", "labels", "resourceVersion") if k in meta},
-        "spec": {
-            "unschedulable": node.get("spec", {}).get("unschedulable", False),
-            "taints": [
-                {k: t[k] for k in ("key", "value", "effect") if k in t}
-                for t in node.get("spec", {}).get("taints") or []
-            ],
-        },
+        "spec": {"unschedulable": node.get("spec", {}).get("unschedulable", False)},
         "status": {
             "allocatable": status.get("allocatable") or {},
             "conditions": [
@@ -272,10 +266,6 @@ class MemberCluster:
             tuple(sorted((node.get("metadata", {}).get("labels") or {}).items())),
             tuple(sorted((status.get("allocatable") or {}).items())),
             bool(node.get("spec", {}).get("unschedulable")),
-            tuple(
-                (t.get("key"), t.get("value"), t.get("effect"))
-                for t in node.get("spec", {}).get("taints") or []
-            ),
             tuple(ready),
         )
         self._capacity_moved("Node", node, event, fingerprint)

@@ -18,7 +18,6 @@ from tierra.core.inventory import (
     pod_active,
     pod_request,
     pool_capacities,
-    pool_node_counts,
     service_usage,
 )
 from tierra_testing import builders
@@ -105,36 +104,6 @@ def test_capacity_counts_ready_schedulable_pool_nodes_only() -> None:
     pools = pool_capacities(TIER, nodes, pods)
     assert (pools["h100"].capacity, pools["h100"].allocated, pools["h100"].free) == (16, 6, 10)
     assert (pools["cpu"].capacity, pools["cpu"].allocated) == (32, 2)  # 1.5 cores round up
-
-
-def tainted(n: dict[str, Any], *taints: tuple[str, str]) -> dict[str, Any]:
-    n["spec"]["taints"] = [{"key": key, "effect": effect} for key, effect in taints]
-    return n
-
-
-def test_nodes_whose_taints_the_pools_pods_do_not_tolerate_hold_no_capacity() -> None:
-    dedicated = tier(
-        pools=[
-            builders.pool(
-                per_node=8,
-                selector={"tierra.dev/pool": "h100"},
-                tolerations=[{"key": "dedicated", "operator": "Exists"}],
-            )
-        ]
-    )
-    gpus = {"nvidia.com/gpu": "8"}
-    nodes = [
-        tainted(node("repair", "h100", gpus), ("example.com/repair", "NoExecute")),
-        tainted(node("other", "h100", gpus), ("team-b-only", "NoSchedule")),
-        tainted(node("gpu", "h100", gpus), ("nvidia.com/gpu", "NoSchedule")),  # the default
-        tainted(node("pool", "h100", gpus), ("dedicated", "NoSchedule")),  # the pool's own
-        tainted(node("soft", "h100", gpus), ("example.com/busy", "PreferNoSchedule")),
-    ]
-    pods = [pod("on-repair", "repair", {"nvidia.com/gpu": "8"})]
-    pools = pool_capacities(dedicated, nodes, pods)
-    assert (pools["h100"].capacity, pools["h100"].allocated) == (24, 0)
-    assert pool_node_counts(dedicated, nodes) == {"h100": 3}
-    assert pool_capacities(TIER, nodes, pods)["h100"].capacity == 16  # no "dedicated" toleration
 
 
 def test_service_usage_separates_wanted_from_bound() -> None:

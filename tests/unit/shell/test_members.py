@@ -217,10 +217,7 @@ def test_slim_node_keeps_what_capacity_reads() -> None:
         },
     }
     slim = slim_node(node)
-    assert slim["spec"] == {
-        "unschedulable": True,
-        "taints": [{"key": "k", "value": "v", "effect": "NoExecute"}],
-    }
+    assert slim["spec"] == {"unschedulable": True}
     assert slim["status"]["allocatable"] == {"nvidia.com/gpu": "8"}
     assert slim["status"]["conditions"] == [{"type": "Ready", "status": "True"}]
     assert "images" not in slim["status"] and "annotations" not in slim["metadata"]
