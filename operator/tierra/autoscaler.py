@@ -39,7 +39,7 @@ from tierra.core.autoscale import (
     status_signals,
 )
 from tierra.core.metrics_presets import RateQueries, queries_for, rate_queries_for
-from tierra.core.status import ScalingReport, slo_verdict
+from tierra.core.status import ScalingReport, epoch_seconds, slo_verdict
 from tierra.shell.prometheus import MetricSample, MetricsUnavailable, PrometheusClient
 
 log = logging.getLogger(__name__)
@@ -366,23 +366,16 @@ def _restored(service: InferenceService, now: float) -> ScalerState:
     scaled_up = False
     signals: dict[str, float] = {}
     if last is not None:
-        at = _epoch(last.time)
+        at = epoch_seconds(last.time)
         try:
             scaled_up = int(last.to) > int(last.from_)
         except ValueError:
             at = None
         signals = dict(last.signals)
     elif recommended is None and service.metadata.creation_timestamp is not None:
-        at = _epoch(service.metadata.creation_timestamp)
+        at = epoch_seconds(service.metadata.creation_timestamp)
         scaled_up = at is not None
     return restore_state(recommended, now, last_scale_at=at, scaled_up=scaled_up, signals=signals)
-
-
-def _epoch(stamp: str) -> float | None:
-    try:
-        return datetime.datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
 
 
 def _tier_sample(

@@ -12,7 +12,6 @@ Placement needs three numbers per pool and per service:
 
 from __future__ import annotations
 
-import datetime
 import math
 import re
 from collections import Counter, defaultdict
@@ -32,6 +31,7 @@ from tierra.core.render import (
     LABEL_VARIANT,
     label_value,
 )
+from tierra.core.status import epoch_seconds
 
 __all__ = [
     "LABEL_OWNER_UID",
@@ -347,11 +347,8 @@ def _waiting(pod: Obj) -> tuple[str, str, str, str, float] | None:
         or (pod.get("spec") or {}).get("nodeName")
     ):
         return None
-    try:
-        created = datetime.datetime.fromisoformat(
-            str(meta.get("creationTimestamp")).replace("Z", "+00:00")
-        ).timestamp()
-    except ValueError:
+    created = epoch_seconds(str(meta.get("creationTimestamp")))
+    if created is None:
         return None
     labels = _labels(pod)
     return (

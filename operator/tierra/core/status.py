@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from tierra.core.placement import PlacementDecision, PoolCapacity
+
+
+def epoch_seconds(stamp: str) -> float | None:
+    """An RFC 3339 time as the API writes it (``...Z``) in seconds since the epoch; None when
+    it is not one."""
+    try:
+        return datetime.datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
 
 MAX_REJECTED_IN_STATUS = 50
 
