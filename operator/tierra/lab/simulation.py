@@ -116,6 +116,10 @@ DEFAULT_SWEEP: tuple[float, ...] = (
 """Per-replica concurrency targets the HPA and KEDA baselines are swept over: steps of 0.1
 where attainment changes fastest, so the cheapest setting at an attainment is not an
 artefact of the grid."""
+COLD_START_SECONDS = 300.0
+"""The first minutes of a run, reported apart: a policy that learns from what it observes has
+no history of the traffic yet (``RunResult.cold_start_misses``)."""
+
 POLICY_NAMES = ("tierra", "hpa", "keda", "static", "static-peak", "oracle")
 BASELINES = ("static", "hpa", "keda")
 """The reactive and fixed baselines Tierra's cost is compared with at equal attainment."""
@@ -401,6 +405,9 @@ class RunResult:
     timeline: tuple[TimelinePoint, ...] = field(default=(), repr=False, compare=False)
     window: float | None = None
     """The baseline's scale-down window when it is not its default."""
+    cold_start_misses: int = 0
+    """Requests outside the SLO among those arriving in the first ``COLD_START_SECONDS``,
+    before a policy that learns from what it observes has seen anything."""
 
     @property
     def label(self) -> str:
@@ -428,6 +435,7 @@ class RunResult:
             "peak_replicas": self.peak_replicas,
             "slo_latency_ms": self.slo_latency_ms,
             "slo_ttft_ms": self.slo_ttft_ms,
+            "cold_start_misses": self.cold_start_misses,
         }
 
 
@@ -587,6 +595,9 @@ def _result(
     latencies = sorted([d.latency for d in done] + [math.inf] * missing)
     ttfts = sorted([d.ttft for d in done] + [math.inf] * missing)
     within = sum(1 for d in done if slo.met(d))
+    # (a request never served is a miss too)
+    early_met = sum(1 for d in done if d.arrival < COLD_START_SECONDS and slo.met(d))
+    early = sum(1 for r in context.trace if r.arrival < COLD_START_SECONDS)
     replica_seconds = pool.replica_seconds
     accelerator_hours = replica_seconds * setup.accelerators_per_replica / 3600.0
     duration = max(pool.now, 1e-9)
@@ -610,6 +621,7 @@ def _result(
         slo_latency_ms=slo.latency_seconds * 1000,
         slo_ttft_ms=None if slo.ttft_seconds is None else slo.ttft_seconds * 1000,
         timeline=timeline,
+        cold_start_misses=early - early_met,
     )
 
 

@@ -11,6 +11,7 @@ import pytest
 from tierra.api.inference_service import InferenceService
 from tierra.api.tier import Tier
 from tierra.lab.simulation import (
+    COLD_START_SECONDS,
     POLICY_NAMES,
     PolicySpec,
     SimulationError,
@@ -264,6 +265,24 @@ def test_requests_that_never_complete_count_against_the_slo() -> None:
     assert result.within_slo == 0.0
     assert result.completed == 0
     assert result.to_json()["p95_latency_ms"] is None
+
+
+@pytest.mark.parametrize("overload_from", [0.0, COLD_START_SECONDS])
+def test_misses_in_the_first_minutes_are_counted_apart(overload_from: float) -> None:
+    """A single replica overloaded for half a minute, either at the start or after the cold
+    start: its misses land in ``cold_start_misses`` only in the first case."""
+    rng = random.Random(3)
+    trace, t = [], 0.0
+    while t < 2 * COLD_START_SECONDS:
+        heavy = overload_from <= t < overload_from + 30.0
+        t += rng.expovariate(8.0 if heavy else 0.5)
+        trace.append(TraceRequest(t, 1000, 100))
+    (run,) = simulate(service(), tiers(), trace, parse_policies("static:1"))
+    misses = round((1.0 - run.within_slo) * run.requests)
+    assert misses > 50
+    early = run.cold_start_misses
+    assert early == misses if overload_from == 0.0 else early == 0
+    assert run.to_json()["cold_start_misses"] == early
 
 
 def test_a_profile_that_is_off_runs_the_replicas_at_the_truth() -> None:
