@@ -733,6 +733,22 @@ def burst_rise(rates: tuple[tuple[float, float, int], ...], lead: float) -> tupl
     return rise, peak
 
 
+def burst_noise(peak: float, startup: float, params: ScalerParams = DEFAULT_PARAMS) -> float:
+    """The largest rise within ``startup`` seconds that Poisson noise alone shows somewhere
+    in the headroom's lookback at a steady rate of ``peak`` (requests per second).
+
+    A sample counts the arrivals of ``rate_sample_seconds``, so the difference of two samples
+    of a steady rate has standard deviation ``sqrt(2 peak / rate_sample_seconds)``. The rise
+    is the largest such difference over about ``lookback / sample x startup / sample`` pairs,
+    and the largest of ``n`` Gaussian draws stays below ``sqrt(2 ln n)`` standard deviations
+    (the extreme-value bound): a smaller rise is noise, not burstiness.
+    """
+    sample = params.rate_sample_seconds
+    pairs = max(params.headroom_lookback_seconds / sample, 1.0) * max(startup / sample, 1.0)
+    z = math.sqrt(2.0 * math.log(max(pairs, math.e)))
+    return z * math.sqrt(2.0 * max(peak, 0.0) / sample)
+
+
 def headroom_need(
     inputs: ScalingInputs,
     arrival_rate: float,
@@ -746,10 +762,10 @@ def headroom_need(
     that time is met only by what is already running. The headroom is the largest rise of the
     arrival rate within one start-up time seen over the last ``headroom_lookback_seconds``
     (the burstiness of this service's traffic, not a fixed margin): the arrival model is asked
-    for ``current rate + that rise`` (none for a rise within two standard deviations of the
-    Poisson noise between two samples, which its queueing headroom covers; a larger one is
-    held whole), never more than the lookback's peak (plus
-    the deadband), so a burst that came before is held for, and a smooth load holds little.
+    for ``current rate + that rise`` (none for a rise that Poisson noise alone would show
+    somewhere in the lookback, ``burst_noise``: the queueing headroom covers it; a larger one
+    is held whole), never more than the lookback's peak (plus the deadband), so a burst that
+    came before is held for, and a smooth load holds little.
     None when the start-up is short enough for a reactive scale-up, or nothing rose.
     """
     if inputs.startup_seconds < params.headroom_min_startup_seconds or not rates:
@@ -758,11 +774,8 @@ def headroom_need(
     if plan is None:
         return None
     rise, peak = burst_rise(rates, inputs.startup_seconds)
-    # A rise within the Poisson noise between two samples (two standard deviations of the
-    # difference of two samples of rate ``peak`` counted over ``rate_sample_seconds``) is
-    # covered by the arrival model's queueing headroom already and not held; a larger one is
-    # a burst, held whole (the next burst's peak is no lower than the last's for being noisy).
-    if rise <= 2.0 * math.sqrt(2.0 * peak / params.rate_sample_seconds):
+    # (a burst is held whole: the next one's peak is no lower than the last's for being noisy)
+    if rise <= burst_noise(peak, inputs.startup_seconds, params):
         rise = 0.0
     held = min(arrival_rate + rise, peak * (1 + params.tolerance))
     # A ramp (the latest start-up time rose by a modest share of the load) goes on rising:

@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import json
 import math
+import random
 from dataclasses import replace
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -20,6 +22,7 @@ from tierra.core.autoscale import (
     ScalingInputs,
     Signals,
     arrival_need,
+    burst_noise,
     burst_rise,
     headroom_need,
     queue_allowance,
@@ -135,9 +138,9 @@ def test_headroom_holds_what_a_burst_within_the_startup_time_needs() -> None:
     now = 1200.0
     need = headroom_need(inputs(), 2.0, burst_history(now))
     assert need is not None and need.signal == "headroom"
-    # 2 now + the 18 req/s rise seen within the 60 s start-up (a burst: beyond two standard
-    # deviations of the difference of two 15 s samples at 20 req/s), held whole
-    assert 2 * math.sqrt(2 * 20.0 / 15.0) < 18.0
+    # 2 now + the 18 req/s rise seen within the 60 s start-up (a burst: beyond what noise
+    # shows at 20 req/s), held whole
+    assert burst_noise(20.0, 60.0) < 18.0
     held = 2.0 + 18.0
     assert need.replicas == need_for(held) > need_for(2.0)
     assert f"{held:.3g} req/s held = 2 now + {held - 2:.3g}" in need.reason
@@ -145,6 +148,52 @@ def test_headroom_holds_what_a_burst_within_the_startup_time_needs() -> None:
     # never more than the peak plus the deadband, however the rises add up
     bursting = headroom_need(inputs(), 20.0, burst_history(now))
     assert bursting is None or bursting.replicas <= need_for(22.0)
+
+
+def poisson_rates(
+    seed: int, rate: float, seconds: float, sample: float = STEP
+) -> tuple[tuple[float, float, int], ...]:
+    """Arrival-rate samples of a steady Poisson load: each counts ``sample`` seconds."""
+    rng = random.Random(seed)
+    out = []
+    for i in range(int(seconds / sample)):
+        count, t = 0, rng.expovariate(rate)
+        while t < sample:
+            count, t = count + 1, t + rng.expovariate(rate)
+        out.append((i * sample, count / sample, 4))
+    return tuple(out)
+
+
+@pytest.mark.parametrize("startup", [30.0, 60.0, 120.0, 300.0])
+@pytest.mark.parametrize("rate", [0.5, 3.0, 12.0, 40.0])
+def test_the_noise_of_a_steady_load_holds_no_headroom(rate: float, startup: float) -> None:
+    """Over 40 seeded lookbacks of a steady Poisson load, the largest rise stays within the
+    noise bound in nearly all (the bound is the extreme of the lookback's pairs of samples,
+    not of one pair), so a smooth load keeps no burst headroom."""
+    lookback = DEFAULT_PARAMS.headroom_lookback_seconds
+    false_alarms = 0
+    for seed in range(40):
+        rates = poisson_rates(seed, rate, lookback)
+        rise, peak = burst_rise(rates, startup)
+        false_alarms += rise > burst_noise(peak, startup)
+    assert false_alarms <= 4
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_a_burst_beyond_the_noise_bound_is_held_whole(seed: int) -> None:
+    """A steady load with one step of 1.5 times the noise bound within the lookback: the
+    whole step is held (at the peak's deadband)."""
+    rng = random.Random(seed)
+    base, startup = rng.uniform(1.0, 20.0), rng.choice([30.0, 60.0, 120.0])
+    step = 1.5 * burst_noise(base * 3, startup)
+    rates = tuple(
+        (t, r + (step if 600 <= t < 660 else 0.0), n)
+        for t, r, n in poisson_rates(seed, base, DEFAULT_PARAMS.headroom_lookback_seconds)
+    )
+    rise, peak = burst_rise(rates, startup)
+    assert rise > burst_noise(peak, startup)
+    need = headroom_need(inputs(startup_seconds=startup), base, rates)
+    assert need is not None and need.replicas > need_for(base * 1.1)
 
 
 def test_no_headroom_for_a_smooth_load_or_a_short_startup() -> None:
