@@ -1198,7 +1198,12 @@ def smoothed_sizes(
     rate = signals.arrival_rate if signals is not None else None
     before = state.sizes
     if prompt is None or output is None:
-        return inputs, before, False
+        if before is None:
+            return inputs, None, False
+        # A lull without completions measures nothing: the size measured before it still
+        # stands (the burst headroom that holds replicas through the lull sizes by it).
+        kept = replace(inputs, mean_prompt_tokens=before[0], mean_output_tokens=before[1])
+        return kept, (before[0], before[1], before[2], now), before[2] >= params.min_size_requests
     tau = params.size_time_constant_seconds
     old = 0.0
     if before is None or not 0 <= now - before[3] <= params.staleness_seconds:

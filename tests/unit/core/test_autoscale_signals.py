@@ -239,6 +239,36 @@ def test_headroom_keeps_the_count_through_the_quiet_and_lets_go_after_the_lookba
     )
 
 
+def test_a_lull_without_completions_keeps_the_burst_headroom() -> None:
+    """Bursts, then minutes with no request at all: the runtime's token ratio is 0/0 (no
+    request size), yet the size measured before still sizes the headroom, so the count of
+    the bursts is held through the lull instead of dropping to the floor before the next."""
+    state, current = ScalerState(), 2
+    counts: dict[float, int] = {}
+    for i in range(int(1500 / STEP)):
+        now = i * STEP
+        rate = 20.0 if 300 <= now < 360 or 600 <= now < 660 else (2.0 if now < 900 else 0.0)
+        sizes: dict[str, Any] = {}
+        if now >= 960:  # the rate window holds no completion any more
+            sizes = {"mean_prompt_tokens": None, "mean_output_tokens": None}
+        rec = recommend(
+            inputs(
+                desired_replicas=current,
+                ready_replicas=current,
+                signals=steady(now, rate, rate * 0.375),
+                **sizes,
+            ),
+            state,
+            now,
+            TRUSTED,
+        )
+        state, current = rec.state, rec.replicas
+        counts[now] = current
+    assert counts[900.0] >= need_for(18.0)
+    assert all(n >= need_for(18.0) for t, n in counts.items() if 900 <= t < 1500)
+    assert "headroom" in rec.reason
+
+
 # --------------------------------------------------------------------------------------------
 # The online service-rate estimate
 
@@ -334,15 +364,22 @@ def test_one_absurd_sample_is_set_aside_and_a_confirmed_one_is_believed() -> Non
 
 
 def test_a_token_ratio_of_inf_or_nan_is_no_request_size() -> None:
+    """A non-finite, negative or absurd mean size is no measurement: the size measured before
+    stands (and with none before, the arrival model is skipped)."""
     base, state = settled()
+    now = 12 * STEP
+    good = recommend(replace(base, signals=steady(now, 5.0, 1.9)), state, now)
     for bad in (math.inf, math.nan, -1.0, 1e12):
         rec = recommend(
-            replace(base, signals=steady(12 * STEP, 5.0, 1.9), mean_prompt_tokens=bad),
-            state,
-            12 * STEP,
+            replace(base, signals=steady(now, 5.0, 1.9), mean_prompt_tokens=bad), state, now
         )
-        assert "arrival" not in rec.needs  # no request size: the arrival model is skipped
+        assert rec.needs["arrival"] == good.needs["arrival"]
+        assert state.sizes is not None and rec.state.sizes == (*state.sizes[:3], now)
         assert rec.replicas == base.desired_replicas
+        fresh = recommend(
+            replace(base, signals=steady(0.0, 5.0, 1.9), mean_prompt_tokens=bad), ScalerState(), 0
+        )
+        assert "arrival" not in fresh.needs
 
 
 ANY_FLOAT = st.floats(allow_nan=True, allow_infinity=True) | st.none()
