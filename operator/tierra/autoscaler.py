@@ -349,6 +349,7 @@ class Autoscaler:
             else "sampled from Prometheus (status.metrics)",
             signal=rec.signal,
             needs=dict(rec.needs),
+            keeps=rec.keeps,
             metrics=scaling.metrics,
             last_scale=scaling.last_scale,
         )

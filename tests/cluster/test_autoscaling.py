@@ -132,10 +132,11 @@ def recommended(clients: Clients, namespace: str, name: str) -> int | None:
     return None if value is None else int(value)
 
 
-def highest_need(clients: Clients, namespace: str, name: str) -> int:
-    """The largest count a signal of the autoscaler's last sample needs."""
-    needs = (status(clients, namespace, name).get("autoscaling") or {}).get("needs") or {}
-    return max((int(n) for n in needs.values()), default=0)
+def kept(clients: Clients, namespace: str, name: str) -> int:
+    """What the autoscaler's last sample keeps against a scale-down (its needs at the top of
+    the deadband)."""
+    value = (status(clients, namespace, name).get("autoscaling") or {}).get("keeps")
+    return 0 if value is None else int(value)
 
 
 def observed_at(clients: Clients, namespace: str, name: str) -> float:
@@ -241,15 +242,16 @@ def test_load_step_scales_up_at_once_and_down_after_the_delay(
 
     # A count set at the top of the step's backlog is trimmed once the lower need has lasted
     # the delay; wait until the count is settled at 10 requests/s, and drop the load after a
-    # sample that still needed it. Status carries the needs of the last sample written (at
-    # least every 30 s, so possibly an older one) with its time: the delay runs from the last
-    # sample that needed the count, which is that one or a later one.
+    # sample that still kept it (its needs at the top of the deadband: at 10 requests/s the
+    # plain need can be one below a count the deadband keeps). Status carries the last sample
+    # written (at least every 30 s, so possibly an older one) with its time: the delay runs
+    # from the last sample that kept the count, which is that one or a later one.
     settled = wait_settled(clients, namespace, "step", quiet=25.0)
     wait_for(
-        lambda: highest_need(clients, namespace, "step") >= settled,
-        timeout=60,
+        lambda: kept(clients, namespace, "step") >= settled,
+        timeout=90,
         interval=0.1,
-        what=f"a sample that needs the settled {settled} replicas",
+        what=f"a sample that keeps the settled {settled} replicas",
     )
     needed_at = observed_at(clients, namespace, "step")
 

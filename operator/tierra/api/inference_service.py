@@ -474,12 +474,21 @@ class AutoscalingStatus(ApiModel):
         default=None, description="Replicas the recommender asks for (before placement)."
     )
     signal: str | None = Field(
-        default=None, description="The signal whose need won: queue, arrival or latency."
+        default=None,
+        description="The signal whose need won: queue, arrival, headroom or latency.",
     )
     needs: dict[str, int] = Field(
         default_factory=dict,
         description="Replicas each signal needs.",
         json_schema_extra={"maxProperties": 8},
+    )
+    keeps: int | None = Field(
+        default=None,
+        description=(
+            "Replicas the last sample keeps against a scale-down: the largest of its signals' "
+            "needs at 10 % more load (the deadband). A scale-down goes to the largest of these "
+            "over spec.scaling.scaleDownDelaySeconds."
+        ),
     )
     reason: str = Field(default="", description="Why the recommender asks for this count.")
 

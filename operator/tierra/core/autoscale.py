@@ -523,6 +523,10 @@ class Recommendation:
     """Each signal's need, for the signals that could be computed."""
     signal: str | None = None
     """The signal whose need won (None when none was computed)."""
+    keeps: int | None = None
+    """What this sample keeps against a scale-down: the largest of its signals' needs at the
+    top of the deadband (``1 + tolerance`` times the load). A scale-down goes to the largest
+    of these over ``scaleDownDelaySeconds``. None when no signal was computed."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -1563,6 +1567,7 @@ def recommend(
         metrics_available=True,
         needs=needs,
         signal=winner.signal if winner is not None else None,
+        keeps=keep if found else None,
         state=ScalerState(
             last_replicas=replicas,
             last_change_at=now if replicas != current else state.last_change_at,

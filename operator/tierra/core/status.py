@@ -68,6 +68,8 @@ class ScalingReport:
     metrics_message: str
     signal: str | None = None
     needs: Mapping[str, int] = field(default_factory=dict)
+    keeps: int | None = None
+    """What the last sample keeps against a scale-down (``Recommendation.keeps``)."""
     metrics: Mapping[str, Any] | None = None
     """The last observation, as ``status.metrics`` (camelCase keys)."""
     last_scale: Mapping[str, Any] | None = None
@@ -129,6 +131,7 @@ def scaling_status(
             "recommendedReplicas": report.recommended,
             "signal": report.signal,
             "needs": dict(report.needs),
+            "keeps": report.keeps,
             "reason": report.reason[:1000],
         },
         "metrics": dict(report.metrics) if report.metrics is not None else previous.get("metrics"),

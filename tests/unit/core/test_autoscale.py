@@ -324,6 +324,9 @@ def test_scale_down_keeps_headroom_over_the_window_max() -> None:
     recs = drive([(0, 40, 40.0)] * 2 + [(0, 20, 20.0)] * 12)
     assert recs[-1].replicas == need_for(20.0 * 1.1)
     assert need_for(20.0 * 1.1) >= need_for(20.0)
+    # each sample says what it keeps: its need at the top of the deadband, the window's max
+    assert recs[-1].keeps == need_for(20.0 * 1.1)
+    assert recs[0].keeps is not None and recs[0].keeps >= recs[0].replicas
 
 
 def test_deadband_keeps_the_count_for_a_small_rise_in_load() -> None:

@@ -154,6 +154,7 @@ def _report(**changes: object) -> ScalingReport:
         "metrics_message": "sampled",
         "signal": "queue",
         "needs": {"queue": 4, "arrival": 3},
+        "keeps": 5,
         "metrics": {"p95LatencyMs": 1500.0, "ttftP95Ms": 300.0, "queueDepth": 7.0},
         "last_scale": {"time": "t", "from": "2", "to": "4", "reason": "r", "signals": {}},
     }
@@ -176,6 +177,7 @@ def test_scaling_status_reports_metrics_slo_and_the_recommendation() -> None:
         "recommendedReplicas": 4,
         "signal": "queue",
         "needs": {"queue": 4, "arrival": 3},
+        "keeps": 5,
         "reason": "scale up 2 -> 4: queue",
     }
     assert part["lastScale"]["to"] == "4"  # type: ignore[index]
