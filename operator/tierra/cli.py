@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING
 import yaml
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from tierra.settings import Settings
 
 
@@ -236,6 +238,25 @@ def _tier(args: argparse.Namespace) -> int:
     return 0
 
 
+def _tunable(
+    parser: argparse.ArgumentParser,
+    flag: str,
+    kind: Callable[[str], float],
+    default: float,
+    text: str,
+) -> None:
+    """A numeric flag whose default a deployment can also set as ``$TIERRA_<FLAG>``. The
+    default goes to argparse as a string, so a malformed environment value is a usage error
+    naming the flag, not a traceback."""
+    env = "TIERRA_" + flag.removeprefix("--").replace("-", "_").upper()
+    parser.add_argument(
+        flag,
+        type=kind,
+        default=os.environ.get(env, str(default)),
+        help=f"{text} (default {default:g}, or ${env})",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tierra", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -280,23 +301,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--metrics-port", type=int, default=8080, help="Prometheus metrics; 0: off")
     run.add_argument("--liveness", default=None, help="e.g. http://0.0.0.0:8081/healthz")
-    run.add_argument(
-        "--workers",
-        type=int,
-        default=int(os.environ.get("TIERRA_WORKERS", "16")),
-        help="concurrent reconciles (default 16, or $TIERRA_WORKERS)",
-    )
+    _tunable(run, "--workers", int, 16, "concurrent reconciles")
     run.add_argument(
         "--prometheus-url",
         default=os.environ.get("TIERRA_PROMETHEUS_URL"),
         help="Prometheus for tiers without spec.metrics (default $TIERRA_PROMETHEUS_URL)",
     )
-    run.add_argument(
-        "--metrics-interval",
-        type=float,
-        default=float(os.environ.get("TIERRA_METRICS_INTERVAL", "5")),
-        help="seconds between metric samples of each service (default 5)",
-    )
+    _tunable(run, "--metrics-interval", float, 5, "seconds between metric samples of each service")
     run.add_argument(
         "--insecure-kubeconfig-exec",
         action="store_true",
@@ -310,27 +321,28 @@ def build_parser() -> argparse.ArgumentParser:
         help="allow insecure-skip-tls-verify in Tier kubeconfig Secrets. RISK: a man in the "
         "middle can read the credentials and workloads sent to that cluster",
     )
-    run.add_argument(
+    _tunable(
+        run,
         "--member-sync-timeout",
-        type=float,
-        default=float(os.environ.get("TIERRA_MEMBER_SYNC_TIMEOUT", "10")),
-        help="seconds a reconcile waits for a new member cluster's first listing before it "
-        "moves on; services wait on while it is syncing (default 10, or "
-        "$TIERRA_MEMBER_SYNC_TIMEOUT)",
+        float,
+        10,
+        "seconds a reconcile waits for a new member cluster's first listing before it moves "
+        "on; services wait on while it is syncing",
     )
-    run.add_argument(
+    _tunable(
+        run,
         "--tier-lost-after",
-        type=float,
-        default=float(os.environ.get("TIERRA_TIER_LOST_AFTER", "10")),
-        help="seconds a Tier's cluster must keep failing its probes before what runs there "
-        "is placed elsewhere (default 10, or $TIERRA_TIER_LOST_AFTER)",
+        float,
+        10,
+        "seconds a Tier's cluster must keep failing its probes before what runs there is "
+        "placed elsewhere",
     )
-    run.add_argument(
+    _tunable(
+        run,
         "--max-moves-per-tier",
-        type=int,
-        default=int(os.environ.get("TIERRA_MAX_MOVES_PER_TIER", "25")),
-        help="moves into one tier in progress at once; more wait their turn (default 25, or "
-        "$TIERRA_MAX_MOVES_PER_TIER)",
+        int,
+        25,
+        "moves into one tier in progress at once; more wait their turn",
     )
     run.add_argument(
         "--optimise-margin",
@@ -352,21 +364,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds after a move during which no optimisation moves the service again "
         "(default 900)",
     )
-    run.add_argument(
+    _tunable(
+        run,
         "--pending-after",
-        type=float,
-        default=float(os.environ.get("TIERRA_PENDING_AFTER", "30")),
-        help="seconds a replica's pod may wait for a node in a pool that seems to have room "
-        "before the replica moves to the next allowed pool or tier (default 30, or "
-        "$TIERRA_PENDING_AFTER)",
+        float,
+        30,
+        "seconds a replica's pod may wait for a node in a pool that seems to have room before "
+        "the replica moves to the next allowed pool or tier",
     )
-    run.add_argument(
+    _tunable(
+        run,
         "--tier-cleanup-timeout",
-        type=float,
-        default=float(os.environ.get("TIERRA_TIER_CLEANUP_TIMEOUT", "300")),
-        help="seconds a deleted Tier whose cluster is out of reach is held before it is "
-        "released with a Warning Event naming what is left behind (default 300, or "
-        "$TIERRA_TIER_CLEANUP_TIMEOUT)",
+        float,
+        300,
+        "seconds a deleted Tier whose cluster is out of reach is held before it is released "
+        "with a Warning Event naming what is left behind",
     )
     run.add_argument(
         "--leader-elect",

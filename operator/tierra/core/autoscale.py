@@ -165,13 +165,13 @@ class ScalerParams:
     percentile: float = 0.95
     """Percentile of the queueing wait the arrival signal plans for."""
     growth_min_seconds: float = 2.0
+    """A backlog's growth counts as arrivals once it has been measured over this long."""
     ready_lag_seconds: float = 2.0
     """A scale-up's replicas count as starting for ``startupSeconds`` plus this after it (the
     time to schedule them and for them to turn Ready)."""
     change_z: float = 3.0
     """A scrape interval's arrivals differ from the intervals before when their Poisson
     z-score (``2 (sqrt(count) - sqrt(expected))``) is beyond this."""
-    """A backlog's growth counts as arrivals once it has been measured over this long."""
     headroom_lookback_seconds: float = 1800.0
     """How far back the burst headroom looks for the arrival rate's rises (and its peak)."""
     headroom_min_startup_seconds: float = 20.0
@@ -188,13 +188,13 @@ class ScalerParams:
     rate_sample_seconds: float = 15.0
     """Window of one arrival-rate sample (a scrape interval: completions between scrapes)."""
     rate_window_seconds: float = 60.0
+    """Window of the token and completion rates and of the mean running (the presets' 1m)."""
     size_time_constant_seconds: float = 300.0
     """Time constant of the mean request size's smoothing, weighted by the completions each
     sample stands for: a minute's ratio of a few requests in a lull is noise."""
     min_size_requests: float = 5.0
     """A mean request size stands for at least this many completions before the arrival
     model uses it (before, the queue signal sizes by the configured allowance)."""
-    """Window of the token and completion rates and of the mean running (the presets' 1m)."""
     absurd_factor: float = 10.0
     """A sample that implies more than this many times what ``maxReplicas`` can serve (or a
     request size this many times the last one) is believed only when the next confirms it."""

@@ -1,0 +1,37 @@
+"""``tierra run``'s numeric flags take their defaults from ``$TIERRA_<FLAG>`` when set."""
+
+from __future__ import annotations
+
+import pytest
+
+from tierra.cli import build_parser
+
+
+def test_an_environment_value_is_the_flags_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TIERRA_PENDING_AFTER", "45")
+    monkeypatch.setenv("TIERRA_MAX_MOVES_PER_TIER", "3")
+    args = build_parser().parse_args(["run"])
+    assert args.pending_after == 45.0
+    assert args.max_moves_per_tier == 3
+    assert args.tier_lost_after == 10.0
+
+
+def test_the_flag_wins_over_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TIERRA_METRICS_INTERVAL", "9")
+    args = build_parser().parse_args(["run", "--metrics-interval", "2"])
+    assert args.metrics_interval == 2.0
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [("TIERRA_WORKERS", "many"), ("TIERRA_WORKERS", "2.5"), ("TIERRA_TIER_LOST_AFTER", "")],
+)
+def test_a_malformed_environment_value_is_a_usage_error(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], variable: str, value: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(SystemExit) as exited:
+        build_parser().parse_args(["run"])
+    assert exited.value.code == 2
+    flag = "--" + variable.removeprefix("TIERRA_").lower().replace("_", "-")
+    assert f"argument {flag}: invalid" in capsys.readouterr().err
