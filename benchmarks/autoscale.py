@@ -15,6 +15,11 @@ it serve 1 request/s, then steps the twin's load to ``--step-rate`` and times:
     ``vllm:num_requests_waiting`` above zero after the step, from Prometheus) to the decision:
     the operator's own reaction time.
 
+``--burst`` (or ``--with-burst`` after the steps): a prefill-heavy burst from 1 to 12
+requests/s, timed until the p95 latency of what completes is back within the SLO for good;
+each trial is followed by its floor, the same burst on a service whose count is set by hand,
+at the burst's first instant, to the largest count the autoscaled trial asked for.
+
 Usage: python benchmarks/autoscale.py [--trials 5] [--scrape-interval 2] [--metrics-interval 0.5]
            [--step-rate 20] [--max-replicas 12] [--burst | --with-burst]
 """
@@ -108,32 +113,86 @@ def p95_recovery(
     return (late[-1] if late else started) - started
 
 
+def burst_trial(
+    custom: Any,
+    twin: TwinProcess,
+    prometheus: PrometheusServer,
+    serving: Any,
+    recommended: Any,
+    name: str,
+    at_start: int | None = None,
+) -> tuple[float | None, int]:
+    """One burst from 1 to 12 requests/s: (seconds until the p95 is back within the SLO for
+    good or None for never, the largest count recommended within 45 s). With ``at_start``,
+    the service runs a fixed count (``spec.replicas``) set to this at the burst's first
+    instant instead of autoscaling: an instant decision for the right count, the floor of
+    any reactive scaler here."""
+    body = service(name)
+    if at_start is not None:
+        body["spec"]["replicas"] = 1
+    custom.create_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, body)
+    if wait(lambda: serving(name), 60, 0.2) is None:
+        raise SystemExit(f"{name} never served in the twin")
+    twin.set_load(NAMESPACE, name, 1.0, 4000, 20)
+    time.sleep(30)
+    started = time.time()
+    twin.set_load(NAMESPACE, name, 12.0, 4000, 20)
+    if at_start is not None:
+        patch = {"spec": {"replicas": at_start}}
+        custom.patch_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, name, patch)
+    largest = 0
+    while time.time() < started + 45:
+        largest = max(largest, recommended(name))
+        time.sleep(0.5)
+    recovered = p95_recovery(prometheus, name, 2000.0, started, 45)
+    twin.clear_load(NAMESPACE, name)
+    custom.delete_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, name)
+    return recovered, largest
+
+
 def bursts(
     args: argparse.Namespace,
     custom: Any,
     twin: TwinProcess,
     prometheus: PrometheusServer,
     serving: Any,
+    recommended: Any,
 ) -> int:
-    """The prefill-heavy burst trials (``--burst``)."""
+    """The prefill-heavy burst trials (``--burst``): each autoscaled, then its floor (the
+    largest count the autoscaled trial asked for, set by hand at the burst's start)."""
     figures: list[float | None] = []
+    floors: list[float | None] = []
     for trial in range(args.trials):
-        name = f"burst-{trial}"
-        custom.create_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, service(name))
-        if wait(lambda n=name: serving(n), 60, 0.2) is None:  # type: ignore[misc]
-            raise SystemExit(f"{name} never served in the twin")
-        twin.set_load(NAMESPACE, name, 1.0, 4000, 20)
-        time.sleep(30)
-        started = time.time()
-        twin.set_load(NAMESPACE, name, 12.0, 4000, 20)
-        time.sleep(45)
-        figures.append(p95_recovery(prometheus, name, 2000.0, started, 45))
-        print(json.dumps({"trial": trial, "recovered_s": figures[-1]}))
-        twin.clear_load(NAMESPACE, name)
-        custom.delete_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, name)
+        recovered, settled = burst_trial(
+            custom, twin, prometheus, serving, recommended, f"burst-{trial}"
+        )
+        figures.append(recovered)
+        floors.append(
+            burst_trial(
+                custom,
+                twin,
+                prometheus,
+                serving,
+                recommended,
+                f"floor-{trial}",
+                at_start=max(settled, 1),
+            )[0]
+        )
+        print(
+            json.dumps(
+                {
+                    "trial": trial,
+                    "recovered_s": figures[-1],
+                    "count": settled,
+                    "floor_s": floors[-1],
+                }
+            )
+        )
     known = [f for f in figures if f is not None]
+    known_floor = [f for f in floors if f is not None]
     goal = 5.0 + args.metrics_interval  # startupSeconds + one decision
     median = statistics.median(known) if known else None
+    floor = statistics.median(known_floor) if known_floor else None
     print(
         f"\nprefill-heavy burst 1 -> 12 requests/s (4,000-token prompts, 20-token answers; "
         f"startupSeconds 5, metrics interval {args.metrics_interval:g} s, scrape "
@@ -143,6 +202,12 @@ def bursts(
         "burst -> p95 of what completes (5 s windows) within the 2 s SLO for good: "
         + ("never" if median is None else f"median {median:.1f} s, max {max(known):.1f} s")
         + f" ({len(figures) - len(known)} never)"
+    )
+    print(
+        "floor, the autoscaled trial's largest count set by hand at the burst's start: "
+        + ("never" if floor is None else f"median {floor:.1f} s, max {max(known_floor):.1f} s")
+        + f" ({len(floors) - len(known_floor)} never)"
+        + ("" if median is None or not floor else f"; Tierra / floor = {median / floor:.2f}")
     )
     verdict = "PASS" if median is not None and median <= goal else "MISS"
     print(
@@ -240,7 +305,7 @@ def main() -> int:
             return sum(p["ready"] for p in pools) >= 1
 
         if args.burst:
-            return bursts(args, custom, twin, prometheus, serving)
+            return bursts(args, custom, twin, prometheus, serving, recommended)
         rows = []
         for trial in range(args.trials):
             name = f"step-{trial}"
@@ -364,7 +429,7 @@ def main() -> int:
             f"(median {statistics.median(shares):.0%}, min {min(shares):.0%})"
         )
         if args.with_burst:
-            bursts(args, custom, twin, prometheus, serving)
+            bursts(args, custom, twin, prometheus, serving, recommended)
         return 0
     finally:
         stop_process(operator, grace=20)

@@ -48,6 +48,29 @@ def pods_by_phase(api: client.ApiClient, namespace: str, app: str) -> dict[str, 
     return phases
 
 
+def wait_running(
+    api: client.ApiClient, namespace: str, app: str, n: int, wait_for: Callable[..., Any]
+) -> list[Any]:
+    """The app's pods once exactly ``n`` of them are Running."""
+
+    def running() -> list[Any]:
+        pods = pods_by_phase(api, namespace, app).get("Running", [])
+        return pods if len(pods) == n else []
+
+    result: list[Any] = wait_for(running, what=f"{n} {app} pods Running")
+    return result
+
+
+def failed_scheduling(api: client.ApiClient, namespace: str, pod: Any, fragment: str) -> bool:
+    """Whether the scheduler reported the pod unschedulable with ``fragment`` in the message."""
+    events = (
+        client.CoreV1Api(api)
+        .list_namespaced_event(namespace, field_selector=f"involvedObject.name={pod.metadata.name}")
+        .items
+    )
+    return any(e.reason == "FailedScheduling" and fragment in (e.message or "") for e in events)
+
+
 def node_labels(api: client.ApiClient, node: str) -> dict[str, str]:
     return dict(client.CoreV1Api(api).read_node(node).metadata.labels)
 
@@ -62,13 +85,7 @@ def test_gpu_pods_run_on_h100_nodes(
     client.AppsV1Api(api).create_namespaced_deployment(
         ns, deployment("gpu", 3, resources={"nvidia.com/gpu": "4"}, tolerations=[GPU_TOLERATION])
     )
-    running = wait_for(
-        lambda: (
-            len(pods_by_phase(api, ns, "gpu").get("Running", [])) == 3
-            and pods_by_phase(api, ns, "gpu")["Running"]
-        ),
-        what="3 GPU pods Running",
-    )
+    running = wait_running(api, ns, "gpu", 3, wait_for)
     for pod in running:
         labels = node_labels(api, pod.spec.node_name)
         assert labels["tierra.dev/pool"] == "h100"
@@ -93,20 +110,10 @@ def test_gpu_request_beyond_pool_stays_pending(
     pending = pods_by_phase(api, ns, "big").get("Pending", [])
     assert len(pending) == 1
 
-    def unschedulable() -> bool:
-        events = (
-            client.CoreV1Api(api)
-            .list_namespaced_event(
-                ns, field_selector=f"involvedObject.name={pending[0].metadata.name}"
-            )
-            .items
-        )
-        return any(
-            e.reason == "FailedScheduling" and "Insufficient nvidia.com/gpu" in e.message
-            for e in events
-        )
-
-    wait_for(unschedulable, what="FailedScheduling: Insufficient nvidia.com/gpu")
+    wait_for(
+        lambda: failed_scheduling(api, ns, pending[0], "Insufficient nvidia.com/gpu"),
+        what="FailedScheduling: Insufficient nvidia.com/gpu",
+    )
     # A request larger than any node is never placed.
     client.AppsV1Api(api).create_namespaced_deployment(
         ns, deployment("huge", 1, resources={"nvidia.com/gpu": "9"}, tolerations=[GPU_TOLERATION])
@@ -127,15 +134,10 @@ def test_gpu_pod_without_toleration_is_repelled_by_taint(
     )
     pod = wait_for(lambda: pods_by_phase(api, ns, "notol").get("Pending"), what="pod Pending")[0]
 
-    def tainted() -> bool:
-        events = (
-            client.CoreV1Api(api)
-            .list_namespaced_event(ns, field_selector=f"involvedObject.name={pod.metadata.name}")
-            .items
-        )
-        return any("untolerated taint" in (e.message or "") for e in events)
-
-    wait_for(tainted, what="FailedScheduling naming the untolerated taint")
+    wait_for(
+        lambda: failed_scheduling(api, ns, pod, "untolerated taint"),
+        what="FailedScheduling naming the untolerated taint",
+    )
 
 
 def test_plain_pod_lands_on_cpu_pool(
@@ -148,13 +150,7 @@ def test_plain_pod_lands_on_cpu_pool(
     client.AppsV1Api(api).create_namespaced_deployment(
         ns, deployment("web", 2, resources={"cpu": "2"})
     )
-    running = wait_for(
-        lambda: (
-            len(pods_by_phase(api, ns, "web").get("Running", [])) == 2
-            and pods_by_phase(api, ns, "web")["Running"]
-        ),
-        what="2 cpu pods Running",
-    )
+    running = wait_running(api, ns, "web", 2, wait_for)
     assert {node_labels(api, p.spec.node_name)["tierra.dev/pool"] for p in running} == {"cpu"}
 
 
@@ -179,13 +175,7 @@ def test_tpu_pods_run_on_tpu_slice_nodes(
             node_selector=selector,
         ),
     )
-    running = wait_for(
-        lambda: (
-            len(pods_by_phase(api, ns, "tpu").get("Running", [])) == 2
-            and pods_by_phase(api, ns, "tpu")["Running"]
-        ),
-        what="2 TPU pods Running",
-    )
+    running = wait_running(api, ns, "tpu", 2, wait_for)
     assert len({p.spec.node_name for p in running}) == 2  # 4 chips per node: one pod each
     for pod in running:
         assert node_labels(api, pod.spec.node_name)["tierra.dev/pool"] == "tpu-v5e"
@@ -208,13 +198,7 @@ def test_edge_gpu_pods_run_on_edge_nodes(
             node_selector={"node-role.kubernetes.io/edge": ""},
         ),
     )
-    running = wait_for(
-        lambda: (
-            len(pods_by_phase(api, ns, "orin").get("Running", [])) == 3
-            and pods_by_phase(api, ns, "orin")["Running"]
-        ),
-        what="3 edge pods Running",
-    )
+    running = wait_running(api, ns, "orin", 3, wait_for)
     assert {node_labels(api, p.spec.node_name)["tierra.dev/pool"] for p in running} == {"orin"}
     # Three Orin nodes with one GPU each: a fourth replica cannot fit.
     client.AppsV1Api(api).patch_namespaced_deployment_scale("orin", ns, {"spec": {"replicas": 4}})

@@ -100,7 +100,10 @@ Behaviour
   window), and then only by at least 10 % of the count (at least one replica). So a count is
   kept while the load moves within about +-10 % of what it was sized for, and a count set at
   the top of noisy load is not trimmed and re-grown. Latency feedback, an observed violation,
-  is exempt. With fewer than ten replicas the band is at least one whole replica.
+  is exempt. With fewer than ten replicas the band is at least one whole replica. For the
+  signals sized by the arrival rate the band is at least the rate estimate's own Poisson noise
+  (``deadband``: 26 % at 1 request/s), so a low, steady rate at the edge between two counts
+  does not move the count up on one noisy sample and down after the delay, again and again.
 * **Not-ready capacity**: needs are compared with the *desired* replicas (starting included),
   so load that starting replicas will absorb does not add more: the queue that builds up while
   they start does not raise the count (the arrival signal still answers a higher rate), and
@@ -637,7 +640,8 @@ def queue_need(
             need = max(drain, _ceil(r / inputs.max_concurrency))
         return need
 
-    need, low, high = at(1.0), at(1 - params.tolerance), at(1 + params.tolerance)
+    band = deadband(arrival_rate, params)
+    need, low, high = at(1.0), at(1 - band), at(1 + band)
     reason = (
         f"queue: {waiting:g} waiting + {running:g} running over {inputs.ready_replicas} ready, "
         f"{allowance:.3g} per replica within the SLO"
@@ -711,14 +715,27 @@ def arrival_need(
         )
 
     need = replicas(arrival_rate)
+    band = deadband(arrival_rate, params)
     return SignalNeed(
         "arrival",
         need,
         f"arrival: {arrival_rate:.3g} req/s x {work:.3g} s/request, p{params.percentile * 100:g} "
         f"wait <= {target:.3g} s at {k} per replica -> {need}",
-        replicas(arrival_rate * (1 - params.tolerance)),
-        replicas(arrival_rate * (1 + params.tolerance)),
+        replicas(arrival_rate * (1 - band)),
+        replicas(arrival_rate * (1 + band)),
     )
+
+
+def deadband(arrival_rate: float | None, params: ScalerParams = DEFAULT_PARAMS) -> float:
+    """The deadband's half-width, in load space, of the signals sized by the arrival rate:
+    ``tolerance``, or the estimate's own Poisson noise when that is larger (one standard
+    error, ``1 / sqrt(arrivals)`` over ``rate_sample_seconds``: 26 % at 1 request/s over
+    15 s). At a low rate, a count at the edge between two needs would otherwise go up on one
+    noisy sample and down after the delay, again and again."""
+    if arrival_rate is None or not arrival_rate > 0:
+        return params.tolerance
+    arrivals = min(arrival_rate, _HUGE) * params.rate_sample_seconds
+    return max(params.tolerance, min(0.5, 1.0 / math.sqrt(arrivals)))
 
 
 def burst_rise(rates: tuple[tuple[float, float, int], ...], lead: float) -> tuple[float, float]:

@@ -24,6 +24,7 @@ from tierra.core.autoscale import (
     arrival_need,
     burst_noise,
     burst_rise,
+    deadband,
     headroom_need,
     queue_allowance,
     recommend,
@@ -485,3 +486,33 @@ def test_a_restart_restores_the_count_the_headroom_and_the_speed() -> None:
         assert again.needs.get("headroom") == kept.needs.get("headroom")
         state, restored = kept.state, again.state
     assert ScalerState.from_dict(json.loads(json.dumps(restored.to_dict()))) == restored
+
+
+def test_the_deadband_widens_to_the_arrival_estimates_noise() -> None:
+    tolerance = DEFAULT_PARAMS.tolerance
+    for rate in (None, 0.0, -1.0, math.nan, 1000.0):
+        assert deadband(rate) == tolerance
+    # one standard error of the arrivals of a rate sample (15 s) when larger than 10 %
+    assert deadband(1.0) == pytest.approx(1 / math.sqrt(15.0))
+    assert deadband(4.0) == pytest.approx(1 / math.sqrt(60.0))
+    assert deadband(0.01) == 0.5  # (a rate of a handful of arrivals: at most half)
+    assert deadband(math.inf) == tolerance
+
+
+def test_a_low_rate_within_its_noise_of_the_next_count_does_not_scale_up() -> None:
+    """At 1 request/s a sample's rate is known to about 26 %: a rate just past the edge
+    between two counts asks for the next one, but only a rate beyond its noise makes the
+    count go up (``low``), and a count set there is kept until the load is that far below."""
+    small = inputs(desired_replicas=1, ready_replicas=1, latency_p95_ms=1500.0)
+    rates = [0.05 * i for i in range(1, 200)]
+    edge = next(r for r in rates if (n := arrival_need(small, r)) is not None and n.replicas > 1)
+    assert 0.2 < deadband(edge) < 0.3
+    # 15 % past the edge: beyond a 10 % band, within the noise
+    past = arrival_need(small, edge * 1.15)
+    assert past is not None and past.replicas >= 2
+    assert past.low == 1
+    beyond = arrival_need(small, edge / (1 - deadband(edge)) * 1.1)
+    assert beyond is not None and beyond.low >= 2
+    # 15 % below it: a 2 is kept
+    below = arrival_need(small, edge * 0.85)
+    assert below is not None and below.replicas == 1 and below.high >= 2
