@@ -1472,6 +1472,7 @@ def recommend(
     running = signals.running if signals.running is not None or not at_zero else 0.0
     arrival = signals.arrival_rate if signals.arrival_rate is not None or not at_zero else 0.0
     active = any(v is not None and v > 0 for v in (waiting, running, arrival))
+    reported = arrival
     implied = _implied_arrivals(inputs, state, now, waiting, running, arrival, params)
     arrival, growth, probe = implied.rate, implied.growth, implied.probe
     if arrival is not None:
@@ -1479,7 +1480,10 @@ def recommend(
     lookback = max(params.headroom_lookback_seconds, inputs.scale_down_delay_seconds)
     rates = tuple(r for r in state.rates if r[0] > now - lookback)
     if arrival is not None:
-        rates = (*rates, (now, arrival, serving))
+        # (the burst history keeps what was measured: a rise extrapolated within the last
+        # interval sizes this decision, and the next interval shows the new load whole)
+        measured = max(reported or 0.0, arrival - implied.rise)
+        rates = (*rates, (now, measured, serving))
     crowds = tuple(c for c in state.crowds if c[0] > now - lookback)
     before = state.backlog_probe
     if before is not None and probe is not None and probe[0] > before[0]:

@@ -151,6 +151,42 @@ def test_the_first_decision_after_a_step_asks_for_the_count_the_next_confirms() 
     assert "rose within the last scrape interval: +5.5 req/s extrapolated" in first.reason
 
 
+def test_an_extrapolated_rise_sizes_the_decision_but_not_the_burst_history() -> None:
+    """A step from 1 to 12 req/s a quarter of the way into a 2 s interval shows as 9.25 req/s,
+    extrapolated to 17.5 (the middle is the expected time). That sizes the first decision;
+    the burst history keeps what was measured, so the headroom holds the real peak of 12 for
+    its lookback, not the extrapolation."""
+    state, replicas = ScalerState(), 2
+    in_system = 0.3
+    params = replace(TRUSTED, headroom_min_startup_seconds=0.0)
+    first = None
+    for k in range(14):
+        at = 2.0 * k
+        arrivals = 1.0 if k <= 8 else (9.25 if k == 9 else 12.0)
+        completions = arrivals if k <= 8 else min(arrivals, replicas / WORK)
+        in_system = max(0.3, in_system + (arrivals - completions) * 2.0)
+        sample = Signals(
+            queue_depth=max(0.0, in_system - 8 * replicas),
+            running=min(in_system, 8.0 * replicas),
+            arrival_rate=1.0,
+            observed_at=at,
+            recent_completion_rate=completions,
+            scraped_at=at,
+        )
+        rec = recommend(
+            inputs(desired_replicas=replicas, ready_replicas=replicas, signals=sample),
+            state,
+            at,
+            params,
+        )
+        if k == 9:
+            first = rec
+        state, replicas = rec.state, rec.replicas
+    assert first is not None and "+8.25 req/s extrapolated" in first.reason
+    peak = max(rate for _, rate, _ in state.rates)
+    assert 11.0 <= peak <= 13.0, peak
+
+
 # --------------------------------------------------------------------------------------------
 # The request size
 
