@@ -486,7 +486,8 @@ class AutoscalingStatus(ApiModel):
         default=None,
         description=(
             "Replicas the last sample keeps against a scale-down: the largest of its signals' "
-            "needs at 10 % more load (the deadband). A scale-down goes to the largest of these "
+            "needs at the top of the deadband (10 % more load, more at a low arrival rate, "
+            "whose noise widens it). A scale-down goes to the largest of these "
             "over spec.scaling.scaleDownDelaySeconds."
         ),
     )

@@ -157,7 +157,8 @@ class ScalerParams:
     """Metrics older than this (three scrape intervals) are stale."""
     tolerance: float = 0.1
     """Deadband: scale up when the need at ``1 - tolerance`` of the load exceeds the count,
-    scale down to the need at ``1 + tolerance`` of it, by at least this fraction of the count."""
+    scale down to the need at ``1 + tolerance`` of it, by at least this fraction of the count.
+    The signals sized by the arrival rate widen it to the rate's noise (``deadband``)."""
     latency_window_seconds: float = 60.0
     """Window of the runtime's p95 histograms; feedback waits two of them out after a
     scale-up or a backlog."""
@@ -528,8 +529,8 @@ class Recommendation:
     """The signal whose need won (None when none was computed)."""
     keeps: int | None = None
     """What this sample keeps against a scale-down: the largest of its signals' needs at the
-    top of the deadband (``1 + tolerance`` times the load). A scale-down goes to the largest
-    of these over ``scaleDownDelaySeconds``. None when no signal was computed."""
+    top of the deadband (``SignalNeed.high``). A scale-down goes to the largest of these over
+    ``scaleDownDelaySeconds``. None when no signal was computed."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -545,10 +546,12 @@ class SignalNeed:
     replicas: int
     reason: str
     low: int
-    """The need at ``1 - tolerance`` times the load: scale-up happens when it exceeds the
-    current replicas (the arrival model's headroom absorbs a smaller excess)."""
+    """The need at the bottom of the deadband (``1 - deadband`` times the load): scale-up
+    happens when it exceeds the current replicas (the arrival model's headroom absorbs a
+    smaller excess)."""
     high: int
-    """The need at ``1 + tolerance`` times the load: what scale-down keeps."""
+    """The need at the top of the deadband (``1 + deadband`` times the load): what scale-down
+    keeps."""
 
 
 _HUGE = 1e15
