@@ -199,6 +199,11 @@ class ScalerParams:
     min_size_requests: float = 5.0
     """A mean request size stands for at least this many completions before the arrival
     model uses it (before, the queue signal sizes by the configured allowance)."""
+    size_cv: float = 1.5
+    """Coefficient of variation assumed for one request's work (prompt and output tokens
+    vary widely, with heavy tails): the window's mean work over ``n`` completions is noise
+    within ``change_z x size_cv / sqrt(n)`` (in log terms) above the smoothed one, a heavier
+    mix beyond it (``size_shifted``)."""
     absurd_factor: float = 10.0
     """A sample that implies more than this many times what ``maxReplicas`` can serve (or a
     request size this many times the last one) is believed only when the next confirms it."""
@@ -838,6 +843,22 @@ def headroom_need(
     return SignalNeed("headroom", max(by_rate, by_crowd), why, low, max(by_rate, by_crowd))
 
 
+def over_slo(inputs: ScalingInputs, signals: Signals) -> tuple[float, str] | None:
+    """(ratio, what) of the observed p95 latency or TTFT furthest above its SLO (None: all
+    within it, or not observed)."""
+    worst: tuple[float, str] | None = None
+    for name, observed, goal in (
+        ("p95 latency", signals.p95_latency_ms, inputs.latency_p95_ms),
+        ("p95 TTFT", signals.ttft_p95_ms, inputs.ttft_p95_ms),
+    ):
+        if observed is None or goal is None or not goal > 0:
+            continue
+        ratio = observed / goal
+        if ratio > 1.0 and (worst is None or ratio > worst[0]):
+            worst = (ratio, f"{name} {observed:.0f} ms > SLO {goal:.0f} ms (x{ratio:.2f})")
+    return worst
+
+
 def latency_need(
     inputs: ScalingInputs,
     signals: Signals,
@@ -846,16 +867,7 @@ def latency_need(
     params: ScalerParams = DEFAULT_PARAMS,
 ) -> SignalNeed | None:
     """Feedback from observed p95 latency / TTFT above the SLO (None when within it)."""
-    worst: tuple[float, str] | None = None
-    for name, observed, goal in (
-        ("p95 latency", signals.p95_latency_ms, inputs.latency_p95_ms),
-        ("p95 TTFT", signals.ttft_p95_ms, inputs.ttft_p95_ms),
-    ):
-        if observed is None or goal is None:
-            continue
-        ratio = observed / goal
-        if ratio > 1.0 and (worst is None or ratio > worst[0]):
-            worst = (ratio, f"{name} {observed:.0f} ms > SLO {goal:.0f} ms")
+    worst = over_slo(inputs, signals)
     if worst is None:
         return None
     ratio, what = worst
@@ -871,9 +883,7 @@ def latency_need(
     if ready <= 0 or ready < inputs.desired_replicas or settling or recent_backlog:
         return None
     need = _ceil(ready * min(ratio, params.feedback_max_step))
-    return SignalNeed(
-        "latency", need, f"latency: {what} (x{ratio:.2f}) on {ready} ready -> {need}", need, need
-    )
+    return SignalNeed("latency", need, f"latency: {what} on {ready} ready -> {need}", need, need)
 
 
 # --------------------------------------------------------------------------------------------
@@ -1230,7 +1240,11 @@ def smoothed_sizes(
         return kept, (before[0], before[1], before[2], now), before[2] >= params.min_size_requests
     tau = params.size_time_constant_seconds
     old = 0.0
-    if before is None or not 0 <= now - before[3] <= params.staleness_seconds:
+    if (
+        before is None
+        or not 0 <= now - before[3] <= params.staleness_seconds
+        or size_shifted(inputs, before, (rate or 0.0) * params.rate_window_seconds, params)
+    ):
         mean_prompt, mean_output = prompt, output
         total = (rate or 0.0) * params.rate_window_seconds
     else:
@@ -1253,6 +1267,30 @@ def smoothed_sizes(
     known = total >= params.min_size_requests
     smoothed = replace(inputs, mean_prompt_tokens=mean_prompt, mean_output_tokens=mean_output)
     return smoothed, (mean_prompt, mean_output, total, now), known
+
+
+def size_shifted(
+    inputs: ScalingInputs,
+    before: tuple[float, float, float, float],
+    completions: float,
+    params: ScalerParams = DEFAULT_PARAMS,
+) -> bool:
+    """Whether the window's mean request (``inputs``' sizes, over ``completions``) takes
+    longer to serve than the smoothed one (``before``'s sizes) beyond what sampling noise
+    explains: the mix got heavier (a client with long contexts came), and the smoothing,
+    which otherwise takes minutes to follow, restarts from the window. A lighter mix is
+    followed at the smoothing's pace, as a scale-down waits: a few light requests are no
+    reason to shed the replicas the heavy ones need."""
+    if completions < params.min_size_requests or before[2] < params.min_size_requests:
+        return False
+    now_work = _mean_work(inputs)
+    then_work = _mean_work(
+        replace(inputs, mean_prompt_tokens=before[0], mean_output_tokens=before[1])
+    )
+    if now_work is None or then_work is None:
+        return False
+    noise = params.change_z * params.size_cv / math.sqrt(min(completions, _HUGE))
+    return math.log(now_work / then_work) > noise
 
 
 def _starting(inputs: ScalingInputs, state: ScalerState, now: float, params: ScalerParams) -> int:
@@ -1558,7 +1596,12 @@ def recommend(
     elif target < current:
         lowest = min(max(window[0][1], floor), upper)
         observed = now - window_since
-        if observed < delay:
+        over = over_slo(inputs, signals)
+        if over is not None:
+            # (a count that the other signals find too high while requests miss the SLO is
+            # a model that is wrong for now: a new request mix, a slower replica)
+            why = f"{why} (scale-down waits: {over[1]})"
+        elif observed < delay:
             why = f"{why} (scale-down waits: metrics observed for {observed:.0f} of {delay:g} s)"
         elif lowest >= current:
             why = (
