@@ -69,7 +69,9 @@ vLLM's token counters grow per iteration, so their ratio to the completions also
 requests in flight: ``request_sizes`` takes off what the running requests added over the rate
 window (several times the size at a service's start, a quarter more in a load step), and
 ``smoothed_sizes`` weighs each sample by the completions it stands for (a lull's minute is a
-handful of requests); a size standing for fewer than ``min_size_requests`` is unknown.
+handful of requests), and restarts from the window when its requests are heavier beyond the
+sampling noise (``size_shifted``); a size standing for fewer than ``min_size_requests`` is
+unknown.
 
 The replicas' real speed
 ------------------------
@@ -93,7 +95,8 @@ Behaviour
 * **One-step scale-up** to the need, clamped to ``[minReplicas, maxReplicas]``.
 * **Scale-down** only after ``scaleDownDelaySeconds`` of observed, sustained lower need: the
   target is the max need over that window (and so never below the current SLO-safe count). A
-  gap in the metrics restarts the observation.
+  gap in the metrics restarts the observation. Never while the observed p95 latency or TTFT
+  is above the SLO (``over_slo``): the signals that find the count too high are wrong for now.
 * **Deadband (hysteresis), in load space**, ``tolerance`` = 10 %: the count goes up only when
   the need at 90 % of the observed load exceeds it (a smaller excess is absorbed by the queue
   model's headroom), and comes down to the need at 110 % of the load (its max over the
