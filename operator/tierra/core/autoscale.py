@@ -842,7 +842,7 @@ def headroom_need(
             f"largest of the last {params.headroom_lookback_seconds / 60:g} min, cleared "
             f"within the SLO at {queue_allowance(inputs):.3g} per replica -> {by_crowd}"
         )
-    low = max(replicas(held * (1 - params.tolerance)) if by_rate else 0, by_crowd)
+    low = max(replicas(held * (1 - deadband(arrival_rate, params))) if by_rate else 0, by_crowd)
     return SignalNeed("headroom", max(by_rate, by_crowd), why, low, max(by_rate, by_crowd))
 
 

@@ -151,6 +151,21 @@ def test_headroom_holds_what_a_burst_within_the_startup_time_needs() -> None:
     assert bursting is None or bursting.replicas <= need_for(22.0)
 
 
+def test_the_headroom_s_deadband_is_the_arrival_estimate_s_noise() -> None:
+    """The headroom is sized by the arrival rate, so its lower edge is as wide as the rate's
+    noise, like the arrival signal's: at 1 req/s (26 %) after a burst to 8 req/s it asks
+    for 4 but raises a count of 3 only once the held rate is beyond that noise."""
+    now = 1200.0
+    history = tuple(
+        (t, 8.0 if now - 630 <= t < now - 570 else 1.0, 4)
+        for t in (i * STEP for i in range(int(now / STEP) + 1))
+    )
+    need = headroom_need(inputs(), 1.0, history)
+    assert need is not None and need.replicas == need_for(8.0) == 4
+    assert need.low == need_for(8.0 * (1 - deadband(1.0))) == 3
+    assert need_for(8.0 * (1 - DEFAULT_PARAMS.tolerance)) == 4  # (a 10 % band would raise it)
+
+
 def poisson_rates(
     seed: int, rate: float, seconds: float, sample: float = STEP
 ) -> tuple[tuple[float, float, int], ...]:
