@@ -67,12 +67,14 @@ from tierra.core.placement import (
 )
 from tierra.core.queue_model import CompletedRequest, ReplicaPool, ReplicaProfile
 from tierra.lab.baselines import (
+    HoldPolicy,
     HpaPolicy,
     KedaPolicy,
     Observation,
     OraclePolicy,
     Policy,
     PolicyContext,
+    SharedNeeds,
     SloTarget,
     StaticPeakPolicy,
     StaticPolicy,
@@ -116,11 +118,13 @@ DEFAULT_SWEEP: tuple[float, ...] = (
 """Per-replica concurrency targets the HPA and KEDA baselines are swept over: steps of 0.1
 where attainment changes fastest, so the cheapest setting at an attainment is not an
 artefact of the grid."""
+HOLD_LOOKBACKS: tuple[float, ...] = (60, 120, 300, 600, 900, 1200, 1800, 2700, 3600)
+"""Lookbacks (seconds) the hindsight hold policy is swept over."""
 COLD_START_SECONDS = 300.0
 """The first minutes of a run, reported apart: a policy that learns from what it observes has
 no history of the traffic yet (``RunResult.cold_start_misses``)."""
 
-POLICY_NAMES = ("tierra", "hpa", "keda", "static", "static-peak", "oracle")
+POLICY_NAMES = ("tierra", "hpa", "keda", "static", "static-peak", "oracle", "hold")
 BASELINES = ("static", "hpa", "keda")
 """The reactive and fixed baselines Tierra's cost is compared with at equal attainment."""
 
@@ -633,7 +637,7 @@ def _result(
 class PolicySpec:
     """A policy asked for on the command line: a name, and a setting for the swept baselines
     (None: the whole sweep): a per-replica target for hpa / keda, a replica count for static,
-    an attainment for the oracle."""
+    an attainment for the oracle, a lookback in seconds for hold."""
 
     name: str
     target: float | None = None
@@ -651,7 +655,7 @@ def parse_policies(text: str) -> list[PolicySpec]:
             raise ValueError(f"unknown policy {name!r} (choose from {', '.join(POLICY_NAMES)})")
         target: float | None = None
         if value:
-            if name not in ("hpa", "keda", "static", "oracle"):
+            if name not in ("hpa", "keda", "static", "oracle", "hold"):
                 raise ValueError(f"policy {name!r} takes no target")
             try:
                 target = float(value)
@@ -698,6 +702,10 @@ def build_policies(
             policies.append(StaticPeakPolicy())
         elif spec.name == "oracle":
             policies.append(OraclePolicy(attainment=spec.target or 1.0))
+        elif spec.name == "hold":
+            shared = SharedNeeds()
+            lookbacks = [spec.target] if spec.target is not None else list(HOLD_LOOKBACKS)
+            policies += [HoldPolicy(lookback, shared) for lookback in lookbacks]
         else:  # pragma: no cover - parse_policies rejects it
             raise ValueError(f"unknown policy {spec.name!r}")
     return policies

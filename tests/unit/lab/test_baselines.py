@@ -1,5 +1,6 @@
 """Baseline policies: HPA v2 ratio, tolerance, stabilisation and rate limit; KEDA activation
-and cooldown; static-peak sizing; the oracle as the cost floor at full attainment."""
+and cooldown; static-peak sizing; the oracle as the cost floor at full attainment; the
+hindsight hold, which knows the past's needs and not the future's."""
 
 from __future__ import annotations
 
@@ -8,17 +9,20 @@ from dataclasses import replace
 
 from tierra.core.queue_model import ReplicaProfile
 from tierra.lab.baselines import (
+    HoldPolicy,
     HpaBehaviour,
     HpaPolicy,
     KedaPolicy,
     Observation,
     OraclePolicy,
     PolicyContext,
+    SharedNeeds,
     SloTarget,
     StaticPeakPolicy,
     StaticPolicy,
     TraceRequest,
     hpa_pods_proposal,
+    oracle_needs,
 )
 
 PROFILE = ReplicaProfile(
@@ -237,3 +241,36 @@ def test_the_oracle_at_an_attainment_holds_fewer_replicas() -> None:
     partial.start(ctx)
     assert (full.target, partial.target) == (None, 0.9)
     assert sum(partial.needs) < sum(full.needs)
+
+
+# ---- the hindsight hold
+
+
+def test_hold_asks_for_the_largest_past_need_within_its_lookback_and_never_a_future_one() -> None:
+    trace = step_trace(2.0, 12.0, 600.0)  # the step from 200 s to 400 s
+    ctx = context(trace=trace, warm_replicas=1, max_replicas=10)
+    needs = oracle_needs(ctx, 15.0)
+    hold = HoldPolicy(60.0, lambda _ctx, _bin: needs)
+    assert (hold.name, hold.target, hold.window) == ("hold", 60.0, None)
+    assert hold.start(ctx) == 1
+    # at 195 s the bins that ended by then are before the step: the step's need is not known
+    assert hold.decide(observe(195.0, 1, 1)) == max(needs[9:13]) < max(needs[14:26])
+    # once a bin of the step is over it is held for the lookback, then let go
+    assert hold.decide(observe(225.0, 1, 1)) == max(needs[11:15])
+    assert hold.decide(observe(450.0, 1, 5)) == max(needs[26:30]) < max(needs[14:26])
+    # until it has seen a lookback's worth, the warm start counts as the past
+    assert HoldPolicy(600.0, lambda _c, _b: needs).start(context(trace=trace, warm_replicas=6)) == 6
+    whole = HoldPolicy(3600.0, lambda _c, _b: needs)
+    whole.start(ctx)
+    assert whole.decide(observe(585.0, 1, 5)) == max(needs[:39])
+
+
+def test_a_hold_sweep_computes_the_needs_once() -> None:
+    shared = SharedNeeds()
+    ctx = context(trace=step_trace(2.0, 6.0, 120.0))
+    for lookback in (60.0, 300.0, 900.0):
+        HoldPolicy(lookback, shared).start(ctx)
+    assert shared(ctx, 15.0) is shared(ctx, 15.0)  # (memoised: the same list)
+    assert shared(ctx, 15.0) == oracle_needs(ctx, 15.0)
+    other = context(trace=step_trace(2.0, 12.0, 120.0))
+    assert shared(other, 15.0) == oracle_needs(other, 15.0)

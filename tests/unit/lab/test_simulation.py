@@ -12,6 +12,7 @@ from tierra.api.inference_service import InferenceService
 from tierra.api.tier import Tier
 from tierra.lab.simulation import (
     COLD_START_SECONDS,
+    HOLD_LOOKBACKS,
     POLICY_NAMES,
     PolicySpec,
     SimulationError,
@@ -140,12 +141,13 @@ def test_no_feasible_tier_is_an_error() -> None:
 
 
 def test_parse_policies_expands_names_and_targets() -> None:
-    assert parse_policies("tierra, hpa:2.5,static:3,oracle,oracle:0.99") == [
+    assert parse_policies("tierra, hpa:2.5,static:3,oracle,oracle:0.99,hold:600") == [
         PolicySpec("tierra"),
         PolicySpec("hpa", 2.5),
         PolicySpec("static", 3),
         PolicySpec("oracle"),
         PolicySpec("oracle", 0.99),
+        PolicySpec("hold", 600),
     ]
     for bad in ("nope", "tierra:3", "hpa:x", "hpa:0", "", "static:1.5", "oracle:2"):
         with pytest.raises(ValueError):
@@ -168,6 +170,7 @@ def test_parse_policies_expands_names_and_targets() -> None:
         *[("static", n, None) for n in range(1, top + 1)],
         ("static-peak", None, None),
         ("oracle", None, None),
+        *[("hold", lookback, None) for lookback in HOLD_LOOKBACKS],
     ]
 
 
@@ -180,7 +183,7 @@ def results() -> list[Any]:
 
 def test_every_run_reports_the_required_json_keys(results: list[Any]) -> None:
     top = service().spec.scaling.max_replicas
-    assert len(results) == 1 + 3 + 3 + top + 2
+    assert len(results) == 1 + 3 + 3 + top + 2 + len(HOLD_LOOKBACKS)
     for r in results:
         row = r.to_json()
         assert row.keys() >= JSON_KEYS
