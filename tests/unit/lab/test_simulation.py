@@ -3,7 +3,9 @@ recommender, JSON rows, determinism, and the oracle as the floor at full attainm
 
 from __future__ import annotations
 
+import math
 import random
+import statistics
 from typing import Any
 
 import pytest
@@ -356,3 +358,24 @@ def test_a_steady_low_rate_does_not_flap() -> None:
             assert run.within_slo >= 0.99, (rate, seed, run.within_slo)
             changes += run.scale_events
     assert changes <= 40, changes
+
+
+@pytest.mark.parametrize("factor", [3, 5])
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_heavier_mix_is_followed_within_a_minute(seed: int, factor: int) -> None:
+    """4 req/s of chat requests, then prompts ``factor`` times as long at the same rate (a
+    client with long contexts): 75 s later the size the recommender plans with, from the
+    simulated runtime's per-iteration token counters, is within 20 % of the new mix's (a 300 s
+    smoothing alone is well short of it), and not beyond it by more than a quarter."""
+    setup = setup_service(service(), tiers(), 0.0)
+    rng, t, trace = random.Random(seed), 0.0, []
+    shift, end = 900.0, 975.0
+    while (t := t + rng.expovariate(4.0)) < end:
+        prompt = int(rng.lognormvariate(math.log(500), 0.6)) * (factor if t >= shift else 1)
+        trace.append(TraceRequest(t, max(1, prompt), int(rng.lognormvariate(math.log(100), 0.6))))
+    new_mean = statistics.mean(r.prompt_tokens for r in trace if r.arrival >= shift)
+    policy = TierraPolicy(setup)
+    run_policy(setup, policy_context(setup, trace), policy, keep_timeline=False)
+    assert policy.state.sizes is not None
+    planned = policy.state.sizes[0]
+    assert 0.8 * new_mean <= planned <= 1.25 * new_mean, (planned, new_mean)
