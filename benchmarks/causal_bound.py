@@ -22,9 +22,8 @@ import argparse
 import sys
 import time
 from multiprocessing import Pool
-from pathlib import Path
 
-from simulate import CODE_TRACES, code_service  # (benchmarks/)
+from simulate import ATTAINMENT, CODE_TRACES, REPO, code_service  # (benchmarks/)
 
 from tierra.lab.simulate import read_fleet, read_trace
 from tierra.lab.simulation import (
@@ -38,9 +37,7 @@ from tierra.lab.simulation import (
 )
 from tierra.lab.traces import SUITE, generate
 
-REPO = Path(__file__).resolve().parents[1]
 CONV = REPO.parent / "shared/traces/azure-llm-2023-conv.csv"
-ATTAINMENT = 0.99
 
 
 def runs(name: str, seed: int, error: float) -> list[RunResult]:
