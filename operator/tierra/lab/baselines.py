@@ -483,77 +483,6 @@ class OraclePolicy:
         return max(window, default=self._floor)
 
 
-def oracle_needs_of(context: PolicyContext, bin_seconds: float) -> list[int]:
-    """``oracle_needs`` at full attainment."""
-    return oracle_needs(context, bin_seconds)
-
-
-class SharedNeeds:
-    """``oracle_needs_of`` computed once per context and bin: the policies of a sweep over one
-    trace share it (it simulates the whole trace per bin)."""
-
-    def __init__(self) -> None:
-        self._memo: dict[tuple[int, float], tuple[PolicyContext, list[int]]] = {}
-
-    def __call__(self, context: PolicyContext, bin_seconds: float) -> list[int]:
-        key = (id(context), bin_seconds)
-        found = self._memo.get(key)
-        if found is None or found[0] is not context:
-            found = (context, oracle_needs(context, bin_seconds))
-            self._memo[key] = found
-        return found[1]
-
-
-class HoldPolicy:
-    """Causal hindsight: at time ``t`` it asks for the largest need (``oracle_needs``: the
-    ready replicas each bin needed for every request to meet the SLO) among the bins that
-    ended within the last ``lookback`` seconds, and the warm start's count until it has seen
-    that long. It cannot see a rise before it happens: what a bin needs is known once the bin
-    is over, and a replica asked for then serves ``startupSeconds`` later. It measures need
-    perfectly (the true speed, every request's size), so no reactive policy that holds a peak
-    over the same lookback does better; with the whole trace as lookback it is the static
-    fleet that the trace's busiest moment so far needed."""
-
-    name = "hold"
-    window = None
-
-    def __init__(
-        self,
-        lookback: float,
-        needs: Callable[[PolicyContext, float], Sequence[int]] = oracle_needs_of,
-    ) -> None:
-        """``needs(context, bin_seconds)``: the needs per bin (a sweep shares one memo)."""
-        if not lookback > 0:
-            raise ValueError("lookback must be positive")
-        self._lookback = lookback
-        self._needs_of = needs
-        self._needs: tuple[int, ...] = ()
-        self._step = 15.0
-        self._warm = 1
-        self._floor = 0
-
-    @property
-    def target(self) -> float:
-        """The lookback, in seconds."""
-        return self._lookback
-
-    def start(self, context: PolicyContext) -> int:
-        self._step = context.interval
-        self._floor = 0 if context.scale_to_zero else max(1, context.min_replicas)
-        self._warm = max(context.warm_replicas, self._floor)
-        self._needs = tuple(self._needs_of(context, self._step))
-        return self._warm
-
-    def decide(self, observation: Observation) -> int:
-        now = observation.time
-        done = min(len(self._needs), int(now // self._step + 1e-9))
-        first = max(0, math.ceil((now - self._lookback) / self._step - 1e-9))
-        held = max(self._needs[first:done], default=self._floor)
-        if now < self._lookback:
-            held = max(held, self._warm)
-        return max(held, self._floor)
-
-
 def oracle_needs(context: PolicyContext, bin_seconds: float, attainment: float = 1.0) -> list[int]:
     """Step 1 of ``OraclePolicy``: the ready replicas each bin needs for ``attainment``.
 
@@ -600,6 +529,72 @@ def oracle_needs(context: PolicyContext, bin_seconds: float, attainment: float =
             pool.submit(r.arrival, i, r.prompt_tokens, r.output_tokens)
         pool.advance(end)
     return needs
+
+
+class SharedNeeds:
+    """``oracle_needs`` (full attainment) computed once per context and bin: the policies of
+    a sweep over one trace share it (it simulates the whole trace per bin)."""
+
+    def __init__(self) -> None:
+        self._memo: dict[tuple[int, float], tuple[PolicyContext, list[int]]] = {}
+
+    def __call__(self, context: PolicyContext, bin_seconds: float) -> list[int]:
+        key = (id(context), bin_seconds)
+        found = self._memo.get(key)
+        if found is None or found[0] is not context:
+            found = (context, oracle_needs(context, bin_seconds))
+            self._memo[key] = found
+        return found[1]
+
+
+class HoldPolicy:
+    """Causal hindsight: at time ``t`` it asks for the largest need (``oracle_needs``: the
+    ready replicas each bin needed for every request to meet the SLO) among the bins that
+    ended within the last ``lookback`` seconds, and the warm start's count until it has seen
+    that long. It cannot see a rise before it happens: what a bin needs is known once the bin
+    is over, and a replica asked for then serves ``startupSeconds`` later. It measures need
+    perfectly (the true speed, every request's size): the yardstick for a reactive policy
+    that holds a peak over the same lookback. With the whole trace as lookback it is the
+    fleet the busiest moment so far needed."""
+
+    name = "hold"
+    window = None
+
+    def __init__(
+        self,
+        lookback: float,
+        needs: Callable[[PolicyContext, float], Sequence[int]] = oracle_needs,
+    ) -> None:
+        """``needs(context, bin_seconds)``: the needs per bin (a sweep shares one memo)."""
+        if not lookback > 0:
+            raise ValueError("lookback must be positive")
+        self._lookback = lookback
+        self._needs_of = needs
+        self._needs: tuple[int, ...] = ()
+        self._step = 15.0
+        self._warm = 1
+        self._floor = 0
+
+    @property
+    def target(self) -> float:
+        """The lookback, in seconds."""
+        return self._lookback
+
+    def start(self, context: PolicyContext) -> int:
+        self._step = context.interval
+        self._floor = 0 if context.scale_to_zero else max(1, context.min_replicas)
+        self._warm = max(context.warm_replicas, self._floor)
+        self._needs = tuple(self._needs_of(context, self._step))
+        return self._warm
+
+    def decide(self, observation: Observation) -> int:
+        now = observation.time
+        done = min(len(self._needs), int(now // self._step + 1e-9))
+        first = max(0, math.ceil((now - self._lookback) / self._step - 1e-9))
+        held = max(self._needs[first:done], default=self._floor)
+        if now < self._lookback:
+            held = max(held, self._warm)
+        return max(held, self._floor)
 
 
 def _met(
