@@ -3,9 +3,10 @@ exactly what every past moment needed (the oracle's per-bin needs, at the replic
 speed) but nothing of the future, and holds the largest need of a lookback swept from 1 to
 60 minutes (``tierra.lab.baselines.HoldPolicy``).
 
-A reactive policy measures need less well than ``hold`` does, so the best ``hold`` setting
-is an upper bound for the family of peak-holding reactive policies, and a fair yardstick for
-issue 14's goals where they are out of reach:
+A reactive policy measures need less well than ``hold`` does, so the best ``hold`` setting is
+what holding a peak can reach at best with the need measured exactly (a policy that predicts,
+or holds more than the need, is not of that family), and a fair yardstick for issue 14's
+goals where they are out of reach:
   * the best share of requests within the SLO any lookback reaches (can a causal policy reach
     99 %?);
   * the cheapest lookback reaching Tierra's share, and Tierra's cost over it;
