@@ -1243,13 +1243,14 @@ def smoothed_sizes(
         return kept, (before[0], before[1], before[2], now), before[2] >= params.min_size_requests
     tau = params.size_time_constant_seconds
     old = 0.0
+    window = (rate or 0.0) * params.rate_window_seconds  # (the window's completions)
     if (
         before is None
         or not 0 <= now - before[3] <= params.staleness_seconds
-        or size_shifted(inputs, before, (rate or 0.0) * params.rate_window_seconds, params)
+        or size_shifted(inputs, before, window, params)
     ):
         mean_prompt, mean_output = prompt, output
-        total = (rate or 0.0) * params.rate_window_seconds
+        total = window
     else:
         dt = now - before[3]
         decay = math.exp(-dt / tau) if tau > 0 else 0.0
@@ -1257,7 +1258,7 @@ def smoothed_sizes(
         # (the sample stands for the completions since the last, and for at least those of
         # the window not counted yet: a series younger than the window under-reports its
         # rate, and ``rate x dt`` alone would count too few)
-        count = max((rate or 0.0) * dt, (rate or 0.0) * params.rate_window_seconds - old)
+        count = max((rate or 0.0) * dt, window - old)
         total = old + count
         if total > _EPS and math.isfinite(total):
             mean_prompt = (before[0] * old + prompt * count) / total
