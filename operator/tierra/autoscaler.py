@@ -39,6 +39,7 @@ from tierra.core.autoscale import (
     status_signals,
 )
 from tierra.core.metrics_presets import RateQueries, queries_for, rate_queries_for
+from tierra.core.slo_reach import reach_verdict
 from tierra.core.status import ScalingReport, epoch_seconds, slo_verdict
 from tierra.shell.prometheus import MetricSample, MetricsUnavailable, PrometheusClient
 
@@ -91,6 +92,12 @@ class _ServiceScaling:
     last_scale: dict[str, Any] | None = None
     status_written_at: float = 0.0
     slo_met: bool | None = None
+    reach: tuple[bool | None, str, str] | None = None
+    """The SLOReachable condition last judged (None: not yet)."""
+    unreachable: frozenset[tuple[str, str, str]] | None = None
+    """(metric, variant, tier) out of reach when last judged (None: not judged since start)."""
+    reach_was_false: bool = False
+    """SLOReachable was False when last judged, or in status at start: an Event was posted."""
 
 
 class Autoscaler:
@@ -232,7 +239,13 @@ class Autoscaler:
         """Sample and recommend for one service."""
         scaling = self._services.get(key)
         if scaling is None:  # a new service, or the operator restarted: what status kept
-            scaling = self._services[key] = _ServiceScaling(state=_restored(service, self.clock()))
+            scaling = self._services[key] = _ServiceScaling(
+                state=_restored(service, self.clock()),
+                reach_was_false=any(
+                    c.type == "SLOReachable" and c.status == "False"
+                    for c in service.status.conditions
+                ),
+            )
         meta = service.metadata
         inputs_key = (
             meta.uid,
@@ -300,6 +313,9 @@ class Autoscaler:
                 events.append(ScaleEvent("MetricsAvailable", "metrics are back: " + rec.reason))
         if rec.mode == "manual" and (before is None or before.mode != "manual"):
             events.append(ScaleEvent("ManualScaling", rec.reason))
+        reach_changed, reach_event = self._judge_reach(scaling, rec)
+        if reach_event is not None:
+            events.append(reach_event)
         slo = service.spec.slo
         slo_met = slo_verdict(scaling.metrics, slo.latency_p95_ms, slo.ttft_p95_ms)[0]
         changed = (
@@ -309,6 +325,7 @@ class Autoscaler:
             or rec.metrics_available != before.metrics_available
             or reason_now != reason_before
             or slo_met != scaling.slo_met
+            or reach_changed
         )
         scaling.slo_met = slo_met
         stale_status = (
@@ -328,6 +345,33 @@ class Autoscaler:
             events=tuple(events),
             report_only=reworded and not act,
         )
+
+    @staticmethod
+    def _judge_reach(
+        scaling: _ServiceScaling, rec: Recommendation
+    ) -> tuple[bool, ScaleEvent | None]:
+        """Update the SLOReachable verdict from an automatic decision: whether it changed
+        (status to write), and the Event to post when a goal went out of reach (or another
+        did), or came back within it."""
+        if rec.mode != "auto" or not rec.metrics_available:
+            return False, None
+        found = rec.state.out_of_reach
+        verdict = reach_verdict(found)
+        keys = None if found is None else frozenset(o.key for o in found)
+        before = scaling.unreachable
+        others = keys is not None and before is not None and keys != before
+        changed = scaling.reach is None or verdict[0] != scaling.reach[0] or others
+        scaling.reach = verdict
+        if keys is not None:
+            scaling.unreachable = keys
+        event = None
+        if verdict[0] is False and (not scaling.reach_was_false or others):
+            event = ScaleEvent("SLOOutOfReach", verdict[2], "Warning")
+        elif verdict[0] is True and scaling.reach_was_false:
+            event = ScaleEvent("SLOWithinReach", verdict[2])
+        if verdict[0] is not None:
+            scaling.reach_was_false = verdict[0] is False
+        return changed, event
 
     def report(self, key: str) -> ScalingReport | None:
         """The status the autoscaler has to write for ``key`` (None before its first step);
@@ -352,6 +396,7 @@ class Autoscaler:
             keeps=rec.keeps,
             metrics=scaling.metrics,
             last_scale=scaling.last_scale,
+            reach=scaling.reach,
         )
 
 

@@ -18,7 +18,7 @@ from prometheus_client.registry import Collector
 
 log = logging.getLogger(__name__)
 
-CONDITIONS = ("Ready", "Placed", "SLOMet", "MetricsAvailable", "Migrating")
+CONDITIONS = ("Ready", "Placed", "SLOMet", "SLOReachable", "MetricsAvailable", "Migrating")
 STATUSES = ("true", "false", "unknown")
 SERVICE = ["namespace", "name"]
 PLACEMENT = [*SERVICE, "tier", "pool", "variant", "accelerator"]

@@ -399,3 +399,74 @@ async def test_a_new_services_first_replicas_count_as_starting() -> None:
     assert abs(young.state.last_scale_up_at - (time.time() - 10.0)) < 2.0
     assert "latency" not in young.needs and young.replicas == 2
     assert old.needs.get("latency", 0) > 2 and old.replicas > 2
+
+
+EDGE_AND_CENTRAL = service(
+    variants=[
+        variant("orin", "edge-gpu", concurrency=4, prefill=900.0, decode=90.0),
+        variant("h100", model="H100"),
+    ],
+    slo={"latencyP95Ms": 60000, "ttftP95Ms": 800, "maxQueuePerReplica": 4},
+)
+ON_BOTH = [RunningPlacement("edge", "orin", 1), RunningPlacement("central", "h100", 3)]
+
+
+def long_prompts(prompt_tokens: float) -> dict[str, float]:
+    return {
+        "timestamp(vllm": time.time(),
+        "num_requests_waiting": 0.0,
+        "num_requests_running": 2.0,
+        "time_to_first_token": 2.5,
+        "prompt_tokens_total": prompt_tokens,
+        "generation_tokens_total": 100.0,
+        "success_total": 2.0,
+    }
+
+
+def with_reach(status: str) -> Any:
+    body = EDGE_AND_CENTRAL.model_dump(by_alias=True, exclude_none=True)
+    body["status"] = {
+        "conditions": [{"type": "SLOReachable", "status": status, "reason": "x", "message": "x"}]
+    }
+    return type(EDGE_AND_CENTRAL).model_validate(body)
+
+
+async def test_a_goal_out_of_reach_on_a_variant_is_a_condition_and_one_warning() -> None:
+    """2,000-token prompts take 2.2 s to prefill on an Orin: the 800 ms TTFT goal is out of
+    reach there. One Warning says so, the report carries the condition, and the p95 TTFT of
+    2.5 s is not fed back into more replicas."""
+    async with prometheus(long_prompts(2000.0)) as (url, _):
+        scaler = Autoscaler(url, clock=time.time)
+        try:
+            first = await scaler.step("team-a/chat", EDGE_AND_CENTRAL, ON_BOTH, 4, TIERS)
+            second = await scaler.step("team-a/chat", EDGE_AND_CENTRAL, ON_BOTH, 4, TIERS)
+        finally:
+            await scaler.close()
+    warnings = [e for e in first.events if e.reason == "SLOOutOfReach"]
+    assert len(warnings) == 1 and warnings[0].type == "Warning"
+    # (about 2,000 tokens: the in-flight requests' share is taken off the counters' ratio)
+    assert "p95 TTFT floor 2,2" in warnings[0].message
+    assert "ms on orin in edge > SLO 800 ms" in warnings[0].message
+    assert first.reconcile
+    assert "latency" not in first.recommendation.needs
+    assert "not chased: out of reach on orin" in first.recommendation.reason
+    assert not [e for e in second.events if e.reason == "SLOOutOfReach"]
+    report = scaler.report("team-a/chat")
+    assert report is not None and report.reach is not None
+    assert report.reach[:2] == (False, "OutOfReach")
+
+
+async def test_a_restart_does_not_repeat_the_warning_and_a_goal_back_in_reach_is_said() -> None:
+    for status, prompt, expected in (
+        ("False", 2000.0, []),  # (said before the restart)
+        ("False", 300.0, [("SLOWithinReach", "Normal")]),
+        ("True", 2000.0, [("SLOOutOfReach", "Warning")]),
+    ):
+        async with prometheus(long_prompts(prompt)) as (url, _):
+            scaler = Autoscaler(url, clock=time.time)
+            try:
+                outcome = await scaler.step("team-a/chat", with_reach(status), ON_BOTH, 4, TIERS)
+            finally:
+                await scaler.close()
+        said = [(e.reason, e.type) for e in outcome.events if e.reason.startswith("SLO")]
+        assert said == expected, (status, prompt)

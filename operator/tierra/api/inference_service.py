@@ -500,7 +500,9 @@ class InferenceServiceStatus(ApiModel):
     observed_generation: int | None = Field(default=None, description="Generation last reconciled.")
     conditions: list[Condition] = Field(
         default_factory=list,
-        description="Ready, Placed, SLOMet, MetricsAvailable and Migrating conditions.",
+        description=(
+            "Ready, Placed, SLOMet, SLOReachable, MetricsAvailable and Migrating conditions."
+        ),
     )
     placements: list[PlacementStatus] = Field(default_factory=list, description="Where it runs.")
     rejected: list[RejectedCandidate] = Field(

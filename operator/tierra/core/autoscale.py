@@ -131,12 +131,13 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
 from tierra.api.inference_service import InferenceService, Variant
 from tierra.core.placement import weighted_rtt_ms
 from tierra.core.queue_model import replicas_for_slo, solo_service_seconds
+from tierra.core.slo_reach import OutOfReach, ServingProfile, out_of_reach
 
 Mode = Literal["auto", "manual", "hold"]
 SIGNALS = ("queue", "arrival", "headroom", "latency")
@@ -271,6 +272,9 @@ class ScalingInputs:
     """Network round trip of the tier, taken off the latency budgets."""
     manual_replicas: int | None = None
     """``spec.replicas`` when set (manual mode)."""
+    serving: tuple[ServingProfile, ...] = ()
+    """Each variant running, in each tier, at its own profile: what ``out_of_reach`` checks
+    the SLO against (the capacity above may be their blend)."""
 
 
 def scaling_inputs(
@@ -377,6 +381,9 @@ class ScalerState:
     """The mean request's work (seconds alone on a replica, at the profile) last believed."""
     suspect_at: float | None = None
     """When an implausible sample was set aside (the next one confirms or clears it)."""
+    out_of_reach: tuple[OutOfReach, ...] | None = None
+    """The goals a running variant cannot meet for the mean request (``out_of_reach``); None
+    while the request size is unknown. Rebuilt from the first sample with a known size."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -402,6 +409,9 @@ class ScalerState:
             "speedAt": self.speed_at,
             "work": self.work,
             "suspectAt": self.suspect_at,
+            "outOfReach": None
+            if self.out_of_reach is None
+            else [asdict(o) for o in self.out_of_reach],
         }
 
     @classmethod
@@ -440,6 +450,9 @@ class ScalerState:
             speed_at=number("speedAt"),
             work=number("work"),
             suspect_at=number("suspectAt"),
+            out_of_reach=None
+            if data.get("outOfReach") is None
+            else tuple(OutOfReach(**o) for o in data["outOfReach"]),
         )
 
 
@@ -846,15 +859,18 @@ def headroom_need(
     return SignalNeed("headroom", max(by_rate, by_crowd), why, low, max(by_rate, by_crowd))
 
 
-def over_slo(inputs: ScalingInputs, signals: Signals) -> tuple[float, str] | None:
+def over_slo(
+    inputs: ScalingInputs, signals: Signals, ignored: frozenset[str] = frozenset()
+) -> tuple[float, str] | None:
     """(ratio, what) of the observed p95 latency or TTFT furthest above its SLO (None: all
-    within it, or not observed)."""
+    within it, or not observed), leaving out the ``ignored`` ones ("p95 latency", "p95
+    TTFT")."""
     worst: tuple[float, str] | None = None
     for name, observed, goal in (
         ("p95 latency", signals.p95_latency_ms, inputs.latency_p95_ms),
         ("p95 TTFT", signals.ttft_p95_ms, inputs.ttft_p95_ms),
     ):
-        if observed is None or goal is None or not goal > 0:
+        if observed is None or goal is None or not goal > 0 or name in ignored:
             continue
         ratio = observed / goal
         if ratio > 1.0 and (worst is None or ratio > worst[0]):
@@ -868,9 +884,12 @@ def latency_need(
     state: ScalerState,
     now: float,
     params: ScalerParams = DEFAULT_PARAMS,
+    ignored: frozenset[str] = frozenset(),
 ) -> SignalNeed | None:
-    """Feedback from observed p95 latency / TTFT above the SLO (None when within it)."""
-    worst = over_slo(inputs, signals)
+    """Feedback from observed p95 latency / TTFT above the SLO (None when within it); the
+    ``ignored`` goals are out of reach of some running variant, and more replicas would not
+    meet them (``out_of_reach``)."""
+    worst = over_slo(inputs, signals, ignored)
     if worst is None:
         return None
     ratio, what = worst
@@ -1114,6 +1133,7 @@ def _manual(
             speed=state.speed,
             speed_at=state.speed_at,
             work=state.work,
+            out_of_reach=state.out_of_reach,
         ),
     )
 
@@ -1145,6 +1165,25 @@ def _hold(inputs: ScalingInputs, state: ScalerState, now: float, why: str) -> Re
             interval_rate=None,
             interval_rise=0.0,
         ),
+    )
+
+
+def _out_of_reach(
+    inputs: ScalingInputs, state: ScalerState, known: bool, params: ScalerParams
+) -> tuple[OutOfReach, ...] | None:
+    """The goals out of reach of a running variant for the (smoothed) mean request; the last
+    verdict while the size is unknown."""
+    prompt, output = inputs.mean_prompt_tokens, inputs.mean_output_tokens
+    if not known or prompt is None or output is None:
+        return state.out_of_reach
+    return out_of_reach(
+        inputs.serving,
+        prompt,
+        output,
+        inputs.latency_p95_ms,
+        inputs.ttft_p95_ms,
+        state.out_of_reach or (),
+        params.tolerance,
     )
 
 
@@ -1503,6 +1542,10 @@ def recommend(
             state=replace(state, suspect_at=now),
         )
     inputs, sizes, known = smoothed_sizes(inputs, state, now, params)
+    unreachable = _out_of_reach(inputs, state, known, params)
+    # (a goal a running variant misses at any count is said in status, not chased: feedback
+    # and the scale-down hold look only at the goals the replicas can meet)
+    reachable_only = frozenset(o.metric for o in unreachable or ())
     inputs = replace(
         inputs,
         prefill_tokens_per_second=inputs.prefill_tokens_per_second * speed,
@@ -1557,7 +1600,7 @@ def recommend(
         if by_headroom is not None:
             found.append(by_headroom)
     # (feedback looks at backlogs before this sample only, so more load never means less)
-    by_latency = latency_need(inputs, signals, state, now, params)
+    by_latency = latency_need(inputs, signals, state, now, params, reachable_only)
     if by_latency is not None:
         found.append(by_latency)
     allowed_waiting = inputs.ready_replicas * (inputs.max_queue_per_replica or 0)
@@ -1575,6 +1618,10 @@ def recommend(
         )
     if abs(speed - 1.0) >= 0.05:
         why = f"{why}; replicas measured at {speed:.2f}x the profile's speed"
+    unchased = over_slo(inputs, signals)
+    if unchased is not None and over_slo(inputs, signals, reachable_only) is None:
+        where = ", ".join(dict.fromkeys(o.variant for o in unreachable or ()))
+        why = f"{why}; {unchased[1]} not chased: out of reach on {where} at any count"
 
     delay = inputs.scale_down_delay_seconds
     window_since = state.window_since if state.window_since is not None else now
@@ -1600,7 +1647,7 @@ def recommend(
     elif target < current:
         lowest = min(max(window[0][1], floor), upper)
         observed = now - window_since
-        over = over_slo(inputs, signals)
+        over = over_slo(inputs, signals, reachable_only)
         if over is not None:
             # (a count that the other signals find too high while requests miss the SLO is
             # a model that is wrong for now: a new request mix, a slower replica)
@@ -1662,6 +1709,7 @@ def recommend(
             speed_at=now,
             work=profile_work if profile_work is not None else state.work,
             suspect_at=None,
+            out_of_reach=unreachable,
         ),
     )
 
@@ -1817,12 +1865,29 @@ def service_scaling_inputs(
     the primary variant and the round trip of its tier from the service's user regions taken
     off the latency budget."""
     variant, tier = primary_variant(service, placements)
-    rtt = 0.0
-    if tier is not None and tier in tier_latency_ms:
+    regions = service.spec.placement.user_regions
+
+    def rtt_of(tier: str | None) -> float:
+        if tier is None or tier not in tier_latency_ms:
+            return 0.0
         try:
-            rtt = weighted_rtt_ms(service.spec.placement.user_regions, tier_latency_ms[tier])
+            return weighted_rtt_ms(regions, tier_latency_ms[tier])
         except KeyError:
-            rtt = 0.0
+            return 0.0
+
+    by_name = {v.name: v for v in service.spec.variants}
+    serving = tuple(
+        ServingProfile(
+            name,
+            where,
+            by_name[name].capacity.prefill_tokens_per_second,
+            by_name[name].capacity.decode_tokens_per_second,
+            rtt_of(where),
+        )
+        for name, where in dict.fromkeys(
+            (p.variant, p.tier) for p in placements if p.replicas > 0 and p.variant in by_name
+        )
+    )
     inputs = scaling_inputs(
         service,
         variant,
@@ -1831,8 +1896,9 @@ def service_scaling_inputs(
         signals=None if sample is None else sample.signals,
         mean_prompt_tokens=None if sample is None else sample.mean_prompt_tokens,
         mean_output_tokens=None if sample is None else sample.mean_output_tokens,
-        rtt_ms=rtt,
+        rtt_ms=rtt_of(tier),
     )
+    inputs = replace(inputs, serving=serving)
     blend = blended_capacity(service, placements)
     if blend is None:
         return inputs

@@ -74,6 +74,9 @@ class ScalingReport:
     """The last observation, as ``status.metrics`` (camelCase keys)."""
     last_scale: Mapping[str, Any] | None = None
     """The last scale decision, as ``status.lastScale``."""
+    reach: tuple[bool | None, str, str] | None = None
+    """The SLOReachable condition (``reach_verdict``); None: not judged (manual, no
+    metrics), the condition stays as it is."""
 
 
 def slo_verdict(
@@ -107,8 +110,8 @@ def scaling_status(
     previous: Mapping[str, Any],
     now: str,
 ) -> dict[str, Any]:
-    """The autoscaler's part of the status: MetricsAvailable and SLOMet conditions, the
-    recommendation, the last observed metrics and the last scale decision."""
+    """The autoscaler's part of the status: MetricsAvailable, SLOMet and SLOReachable
+    conditions, the recommendation, the last observed metrics and the last scale decision."""
     old: Sequence[Mapping[str, Any]] = previous.get("conditions") or []
     slo_ok, slo_reason, slo_message = slo_verdict(report.metrics, latency_p95_ms, ttft_p95_ms)
     if not report.metrics_available:
@@ -125,6 +128,11 @@ def scaling_status(
                 now,
             ),
             condition("SLOMet", slo_ok, slo_reason, slo_message, generation, old, now),
+            *(
+                [condition("SLOReachable", *report.reach, generation, old, now)]
+                if report.reach is not None
+                else []
+            ),
         ],
         "autoscaling": {
             "mode": report.mode,

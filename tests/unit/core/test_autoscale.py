@@ -29,6 +29,7 @@ from tierra.core.autoscale import (
 )
 from tierra.core.autoscale import recommend as _recommend
 from tierra.core.queue_model import ReplicaPool, ReplicaProfile
+from tierra.core.slo_reach import ServingProfile
 from tierra_testing.builders import service, variant
 
 STEP = 15.0
@@ -243,6 +244,58 @@ def test_latency_feedback_scales_from_ready_replicas_bounded_per_step() -> None:
     )
     assert ttft.needs["latency"] == 6
     assert "TTFT" in ttft.reason
+
+
+EDGE = ServingProfile("orin", "edge", 900.0, 90.0)
+"""A 1000-token prompt prefills in 1.1 s there (a 400 ms TTFT is out of reach at any count),
+and with its 200-token answer takes 3.3 s (a 5 s latency goal is not)."""
+
+
+def test_a_goal_out_of_reach_of_a_running_variant_is_not_chased() -> None:
+    """Four replicas, one of them on an edge variant that cannot prefill the mean prompt
+    within the TTFT goal: the p95 TTFT over it is the edge's, and more replicas would not
+    bring it down. No feedback for it, the reason says why, and the state says what."""
+    over = inputs(
+        desired_replicas=4,
+        ready_replicas=4,
+        latency_p95_ms=5000.0,
+        ttft_p95_ms=400.0,
+        signals=signals(1000.0, arrival=2.0, ttft=1500),
+        serving=(EDGE, ServingProfile("h100", "central", 24000.0, 2400.0)),
+    )
+    rec = recommend(over, ScalerState(), 1000.0)
+    assert "latency" not in rec.needs
+    assert rec.replicas == 4
+    assert "p95 TTFT 1500 ms > SLO 400 ms (x3.75) not chased: out of reach on orin" in rec.reason
+    assert [o.key for o in rec.state.out_of_reach or ()] == [("p95 TTFT", "orin", "edge")]
+    # without the edge variant, the same observation is feedback
+    fast = replace(over, serving=over.serving[1:])
+    assert recommend(fast, ScalerState(), 1000.0).needs["latency"] == 8
+    # a goal the edge can meet (the latency) is still fed back
+    both = replace(over, signals=signals(1000.0, arrival=2.0, p95=7500.0, ttft=1500))
+    assert recommend(both, ScalerState(), 1000.0).needs["latency"] == 6
+
+
+def test_a_goal_out_of_reach_does_not_hold_the_count_up() -> None:
+    """The scale-down waits while requests miss the SLO, but not for a goal no count meets."""
+    quiet = inputs(
+        desired_replicas=10,
+        ready_replicas=10,
+        latency_p95_ms=5000.0,
+        ttft_p95_ms=400.0,
+        signals=signals(1000.0, arrival=1.0, ttft=1500),
+        serving=(EDGE,),
+    )
+    state = ScalerState(window_since=0.0, last_scale_up_at=900.0)
+    assert recommend(quiet, state, 1000.0).replicas < 10
+    reachable = replace(quiet, serving=(ServingProfile("h100", "central", 24000.0, 2400.0),))
+    assert recommend(reachable, state, 1000.0).replicas == 10
+
+
+def test_the_verdict_waits_for_a_measured_request_size() -> None:
+    """No completions yet: the size stands for nothing, and nothing is judged."""
+    quiet = inputs(ttft_p95_ms=400.0, signals=signals(1000.0, arrival=0.0), serving=(EDGE,))
+    assert recommend(quiet, ScalerState(), 1000.0).state.out_of_reach is None
 
 
 def test_latency_feedback_waits_for_new_replicas_and_their_latency_window() -> None:

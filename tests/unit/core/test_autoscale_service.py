@@ -17,6 +17,7 @@ from tierra.core.autoscale import (
     primary_variant,
     service_scaling_inputs,
 )
+from tierra.core.slo_reach import ServingProfile
 from tierra_testing.builders import service, variant
 
 
@@ -140,3 +141,21 @@ def test_a_service_over_variants_of_different_speeds_is_sized_by_their_mix() -> 
     ]
     slow_n, mixed_n, fast_n = (c.replicas for c in counts if c is not None)
     assert slow_n > mixed_n > fast_n
+
+
+def test_each_running_variant_in_each_tier_is_checked_at_its_own_profile() -> None:
+    slow = variant("orin", model="Orin", prefill=900.0, decode=90.0, concurrency=4)
+    fast = variant("l4", model="L4", prefill=6500.0, decode=750.0)
+    svc = service(variants=[slow, fast], placement={"userRegions": {"eu-central": 1.0}})
+    placements = [
+        RunningPlacement("edge", "orin", 1),
+        RunningPlacement("regional", "l4", 2),
+        RunningPlacement("central", "l4", 0),  # (asked for none: nothing runs there)
+        RunningPlacement("regional", "l4", 1),
+    ]
+    latency = {"edge": {"eu-central": 4.0}, "regional": {"eu-central": 18.0}}
+    inputs = service_scaling_inputs(svc, placements, latency, ready_replicas=3, sample=None)
+    assert inputs.serving == (
+        ServingProfile("orin", "edge", 900.0, 90.0, 4.0),
+        ServingProfile("l4", "regional", 6500.0, 750.0, 18.0),
+    )

@@ -192,6 +192,25 @@ def test_slo_violation_names_what_missed() -> None:
     assert "TTFT 300 ms > 200 ms" in str(slo["message"])
 
 
+def test_a_goal_out_of_reach_is_its_own_condition_and_kept_while_not_judged() -> None:
+    reach = (False, "OutOfReach", "p95 TTFT floor 893 ms on orin in edge > SLO 800 ms")
+    part = scaling_status(_report(reach=reach), 2000, 500, 3, {}, "then")
+    said = _conditions(part)["SLOReachable"]
+    assert (said["status"], said["reason"]) == ("False", "OutOfReach")
+    assert said["message"] == reach[2]
+    # (manual mode, missing metrics: the autoscaler judges nothing, and the condition stays)
+    later = service_status(
+        decision(2, 2),
+        {},
+        "sel",
+        3,
+        part,
+        "now",
+        scaling=scaling_status(_report(), 2000, 500, 3, part, "now"),
+    )
+    assert _conditions(later)["SLOReachable"]["lastTransitionTime"] == "then"
+
+
 def test_missing_metrics_make_slo_unknown_and_keep_the_last_metrics() -> None:
     previous = {"metrics": {"p95LatencyMs": 10.0}, "lastScale": {"to": "3"}}
     part = scaling_status(

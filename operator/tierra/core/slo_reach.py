@@ -1,0 +1,142 @@
+"""Whether a running variant can meet the service's SLO at all, for the observed request mix.
+
+A replica serves a request alone fastest: its prefill at the profiled prefill rate, then its
+decode at the profiled decode rate, plus the tier's round trip. When the *mean* request of the
+observed mix takes longer than the latency or TTFT goal even so, no replica count meets that
+goal on that variant: adding replicas there only spends money. (The mean request is a lower
+bound for the p95's: most requests' p95 is above their mean, and queueing only adds to it.)
+
+The check is made at the profile's speed, not at the speed learnt online, which is one figure
+for a service spread over several variants; so it claims only what the profile itself says.
+A goal flagged once stays flagged until the floor is ``margin`` below it, so a mean request
+size that wanders around the edge does not turn the verdict (and its Events) back and forth.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Literal
+
+from tierra.core.queue_model import solo_service_seconds
+
+Metric = Literal["p95 latency", "p95 TTFT"]
+
+
+@dataclass(frozen=True)
+class ServingProfile:
+    """One variant running in one tier: its profiled rates and the tier's round trip."""
+
+    variant: str
+    tier: str
+    prefill_tokens_per_second: float
+    decode_tokens_per_second: float
+    rtt_ms: float = 0.0
+
+
+@dataclass(frozen=True)
+class OutOfReach:
+    """A goal that ``variant`` in ``tier`` misses on the mean request alone."""
+
+    metric: Metric
+    variant: str
+    tier: str
+    floor_ms: float
+    """What the mean request takes there with nothing else running (round trip included)."""
+    slo_ms: float
+    prompt_tokens: float
+    output_tokens: float
+    rtt_ms: float
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return self.metric, self.variant, self.tier
+
+    def describe(self) -> str:
+        what = (
+            f"the mean {self.prompt_tokens:,.0f}-token prompt"
+            if self.metric == "p95 TTFT"
+            else f"the mean request ({self.prompt_tokens:,.0f} prompt + "
+            f"{self.output_tokens:,.0f} output tokens)"
+        )
+        rtt = f" + {self.rtt_ms:,.0f} ms round trip" if self.rtt_ms > 0 else ""
+        return (
+            f"{self.metric} floor {self.floor_ms:,.0f} ms on {self.variant} in {self.tier} > "
+            f"SLO {self.slo_ms:,.0f} ms ({what} alone, at the profiled rates{rtt})"
+        )
+
+
+def floors_ms(
+    profile: ServingProfile, prompt_tokens: float, output_tokens: float
+) -> tuple[float, float]:
+    """(TTFT, latency) of a request of this size alone on a replica of ``profile``, in ms."""
+    prefill = prompt_tokens / profile.prefill_tokens_per_second
+    whole = solo_service_seconds(
+        prompt_tokens,
+        output_tokens,
+        profile.prefill_tokens_per_second,
+        profile.decode_tokens_per_second,
+    )
+    return profile.rtt_ms + 1000.0 * prefill, profile.rtt_ms + 1000.0 * whole
+
+
+def out_of_reach(
+    profiles: Iterable[ServingProfile],
+    prompt_tokens: float,
+    output_tokens: float,
+    latency_p95_ms: float,
+    ttft_p95_ms: float | None,
+    previous: Iterable[OutOfReach] = (),
+    margin: float = 0.1,
+) -> tuple[OutOfReach, ...]:
+    """The goals that some running variant cannot meet for a request of the mean size: a
+    floor above the goal, or, for a goal flagged in ``previous``, above ``1 - margin`` of it."""
+    flagged = {o.key for o in previous}
+    found: list[OutOfReach] = []
+    if not (math.isfinite(prompt_tokens) and math.isfinite(output_tokens)):
+        return ()
+    for profile in profiles:
+        ttft, latency = floors_ms(profile, prompt_tokens, output_tokens)
+        goals: tuple[tuple[Metric, float, float | None], ...] = (
+            ("p95 latency", latency, latency_p95_ms),
+            ("p95 TTFT", ttft, ttft_p95_ms),
+        )
+        for metric, floor, goal in goals:
+            if goal is None or not goal > 0:
+                continue
+            was_flagged = (metric, profile.variant, profile.tier) in flagged
+            edge = goal * (1.0 - margin) if was_flagged else goal
+            if floor > edge:
+                found.append(
+                    OutOfReach(
+                        metric,
+                        profile.variant,
+                        profile.tier,
+                        floor,
+                        goal,
+                        prompt_tokens,
+                        output_tokens,
+                        profile.rtt_ms,
+                    )
+                )
+    return tuple(found)
+
+
+def reach_verdict(found: tuple[OutOfReach, ...] | None) -> tuple[bool | None, str, str]:
+    """The SLOReachable condition (status, reason, message) from ``out_of_reach``'s answer
+    (None: the request size is not known yet)."""
+    if found is None:
+        return None, "RequestSizeUnknown", "the mean request size is not measured yet"
+    if not found:
+        return (
+            True,
+            "WithinReach",
+            "the mean request alone meets the SLO on every running variant (at the profiled rates)",
+        )
+    return (
+        False,
+        "OutOfReach",
+        "; ".join(o.describe() for o in found)
+        + ": no replica count meets it there, and the autoscaler does not add replicas for it",
+    )
