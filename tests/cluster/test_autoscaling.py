@@ -10,6 +10,7 @@ scrape and a real PromQL query, and its decision reaches the twin only through r
 from __future__ import annotations
 
 import datetime
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -589,3 +590,60 @@ def test_a_prefill_heavy_burst_is_back_within_the_slo_after_one_startup(
     assert recovered <= startup + decision + drain + window + slack, recovered
     # and it stayed: the count asked for was enough (no second wave of scale-ups needed)
     assert (recommended(clients, namespace, "burst") or 0) >= 7
+
+
+def test_a_ttft_goal_the_variant_cannot_meet_is_a_condition_and_a_warning(
+    fleet_tiers: None,
+    clients: Clients,
+    namespace: str,
+    wait_for: WaitFor,
+    twin: TwinProcess,
+) -> None:
+    """A variant profiled at 1,000 prompt tokens/s serving 2,000-token prompts: the mean
+    prompt alone takes 2 s to prefill, so a 1 s TTFT goal is out of reach there at any
+    count. The status says so (SLOReachable False, with the floor), a Warning Event says it
+    once, and the p95 TTFT over the goal is not fed back into more replicas."""
+    wait_pool_free(clients, wait_for, "central", "h100", 6)
+    create(
+        clients,
+        scaled_service(
+            "long-prompts",
+            namespace,
+            variants=[fast_variant("h100", "nvidia-gpu", "H100", prefillTokensPerSecond=1000)],
+            slo={"latencyP95Ms": 20000, "ttftP95Ms": 1000, "maxQueuePerReplica": 4},
+        ),
+    )
+    wait_placed(clients, wait_for, namespace, "long-prompts")
+    wait_serving(twin, wait_for, namespace, "long-prompts", 1)
+    twin.set_load(namespace, "long-prompts", rate=1.0, prompt_tokens=2000, output_tokens=20)
+    said = wait_for(
+        lambda: (
+            (c := condition(get_service(clients, namespace, "long-prompts"), "SLOReachable")).get(
+                "status"
+            )
+            == "False"
+            and c
+        ),
+        timeout=90,
+        what="SLOReachable=False",
+    )
+    assert said["reason"] == "OutOfReach"
+    # (about 2 s: the size is the token counters' ratio less what requests in flight added)
+    floor = re.search(r"p95 TTFT floor ([\d,]+) ms", said["message"])
+    assert floor and 1600 <= int(floor[1].replace(",", "")) <= 2500, said["message"]
+    assert "on h100 in central > SLO 1,000 ms" in said["message"], said["message"]
+    wait_for(
+        lambda: (
+            "not chased: out of reach on h100"
+            in (status(clients, namespace, "long-prompts").get("autoscaling") or {}).get(
+                "reason", ""
+            )
+        ),
+        timeout=60,
+        what="the p95 TTFT over the goal said in the reason, not chased",
+    )
+    warnings = [
+        e for e in events(clients, namespace, "long-prompts") if e.reason == "SLOOutOfReach"
+    ]
+    assert len(warnings) == 1 and warnings[0].type == "Warning", warnings
+    twin.clear_load(namespace, "long-prompts")
