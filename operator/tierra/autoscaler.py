@@ -26,6 +26,7 @@ import aiohttp
 from tierra.api.inference_service import InferenceService
 from tierra.api.tier import Tier
 from tierra.core.autoscale import (
+    DEFAULT_PARAMS,
     Recommendation,
     RunningPlacement,
     ScalerState,
@@ -278,7 +279,7 @@ class Autoscaler:
         events: list[ScaleEvent] = []
         values: dict[str, float] = {}
         if sample is not None:
-            scaling.metrics = _observed(sample)
+            scaling.metrics = _observed(sample, rec.state.sizes)
             values = {
                 k: float(v)
                 for k, v in scaling.metrics.items()
@@ -447,8 +448,13 @@ def _tier_sample(
     )
 
 
-def _observed(sample: ServiceSample) -> dict[str, Any]:
+def _observed(
+    sample: ServiceSample, sizes: tuple[float, float, float, float] | None
+) -> dict[str, Any]:
+    """``status.metrics``: the sample, and the recommender's smoothed request size once it
+    stands for enough requests to size replicas by."""
     s = sample.signals
+    known = sizes is not None and sizes[2] >= DEFAULT_PARAMS.min_size_requests
     return {
         "observedAt": _rfc3339(s.observed_at) if s.observed_at is not None else None,
         "queueDepth": _round(s.queue_depth),
@@ -456,4 +462,6 @@ def _observed(sample: ServiceSample) -> dict[str, Any]:
         "arrivalRate": _round(s.arrival_rate),
         "p95LatencyMs": _round(s.p95_latency_ms),
         "ttftP95Ms": _round(s.ttft_p95_ms),
+        "meanPromptTokens": round(sizes[0], 1) if known and sizes else None,
+        "meanOutputTokens": round(sizes[1], 1) if known and sizes else None,
     }

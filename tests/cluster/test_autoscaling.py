@@ -647,3 +647,64 @@ def test_a_ttft_goal_the_variant_cannot_meet_is_a_condition_and_a_warning(
     ]
     assert len(warnings) == 1 and warnings[0].type == "Warning", warnings
     twin.clear_load(namespace, "long-prompts")
+
+
+def test_a_service_moves_off_a_variant_that_cannot_serve_its_requests_within_the_slo(
+    fleet_tiers: None,
+    clients: Clients,
+    namespace: str,
+    wait_for: WaitFor,
+    twin: TwinProcess,
+) -> None:
+    """Edge first (the latency objective), on an Orin profiled at 900 prompt tokens/s, for an
+    800 ms TTFT goal. Once the autoscaler has measured 800-token prompts (889 ms of prefill
+    there), the Orin is out of reach at any count: status and a Warning say so, placement
+    rules it out, and the service moves to a regional L4 make-before-break; with the Orin
+    gone, the goal is within reach again, and an Event says that too."""
+    wait_pool_free(clients, wait_for, "edge", "orin", 2)
+    wait_pool_free(clients, wait_for, "regional", "l4", 2)
+    create(
+        clients,
+        scaled_service(
+            "orin-first",
+            namespace,
+            variants=[
+                fast_variant("orin", "edge-gpu", prefillTokensPerSecond=900),
+                fast_variant("l4", "nvidia-gpu", "L4"),
+            ],
+            placement={
+                "levels": ["edge", "regional"],
+                "objective": "latency",
+                "userRegions": {"eu-central": 1.0},
+            },
+            slo={"latencyP95Ms": 20000, "ttftP95Ms": 800, "maxQueuePerReplica": 4},
+            scaling={"minReplicas": 1, "maxReplicas": 2, "scaleDownDelaySeconds": 300},
+        ),
+    )
+    body = wait_placed(clients, wait_for, namespace, "orin-first")
+    assert {p["tier"] for p in body["status"]["placements"]} == {"edge"}
+    wait_serving(twin, wait_for, namespace, "orin-first", 1)
+    twin.set_load(namespace, "orin-first", rate=0.5, prompt_tokens=800, output_tokens=20)
+    moved = wait_for(
+        lambda: (
+            (b := get_service(clients, namespace, "orin-first")) is not None
+            and {p["tier"] for p in b["status"].get("placements", [])} == {"regional"}
+            and condition(b, "SLOReachable").get("status") == "True"
+            and b
+        ),
+        timeout=180,
+        what="moved to regional, SLOReachable=True",
+    )
+    said = [(e.reason, e.type) for e in events(clients, namespace, "orin-first")]
+    assert ("SLOOutOfReach", "Warning") in said, said
+    assert ("SLOWithinReach", "Normal") in said, said
+    record = moved["status"]["migrations"][-1]
+    assert record["trigger"] == "SLO", record
+    assert record["from"] == ["edge/orin/orin"], record
+    assert "-token prompt alone takes" in record["message"], record
+    wait_for(
+        lambda: not children(clients, "edge", "orin-first"),
+        timeout=60,
+        what="the Orin Deployment removed once the L4 serves",
+    )
+    twin.clear_load(namespace, "orin-first")

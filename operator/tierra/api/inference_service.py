@@ -400,6 +400,16 @@ class ObservedMetrics(ApiModel):
     arrival_rate: float | None = Field(default=None, description="Requests per second.")
     p95_latency_ms: float | None = Field(default=None, description="p95 latency (ms).")
     ttft_p95_ms: float | None = Field(default=None, description="p95 time to first token (ms).")
+    mean_prompt_tokens: float | None = Field(
+        default=None,
+        description=(
+            "Prompt tokens of the mean request, smoothed over minutes (what the autoscaler "
+            "sizes replicas with, and placement checks each variant's TTFT floor against)."
+        ),
+    )
+    mean_output_tokens: float | None = Field(
+        default=None, description="Output tokens of the mean request, smoothed likewise."
+    )
 
 
 class Decision(ApiModel):

@@ -3,10 +3,11 @@
 A move is decided inside the service's reconcile (:func:`tierra.core.reconcile.plan`): the
 placements of record (``status.placements``) are what the service runs on; placement
 re-checks them against the fleet, and a placement that a filter on the tier's *state* rules
-out (see ``ENVIRONMENT_FILTERS``: a lost or draining tier, full pools, RTT beyond the SLO) is
-a trigger to move. What placement ranks best elsewhere becomes the target; the children of
-the old placements are *retiring* and stay until the new ones are Ready (make-before-break),
-which :func:`tierra.core.reconcile.plan` enforces.
+out (see ``ENVIRONMENT_FILTERS``: a lost or draining tier, full pools, RTT beyond the SLO, an
+observed mean request the variant cannot serve within it) is a trigger to move. What
+placement ranks best elsewhere becomes the target; the children of the old placements are
+*retiring* and stay until the new ones are Ready (make-before-break), which
+:func:`tierra.core.reconcile.plan` enforces.
 
 Guards, in order: ``migration.policy: manual`` keeps the placements (``ManualPolicy``); a
 move whose target cannot take the service keeps them too (``NoTarget``; a lost tier is the
@@ -45,6 +46,7 @@ TRIGGER_OF_FILTER: Mapping[str, str] = {
     "deleting": "TierDeleting",
     "taints": "Drain",
     "latency": "SLO",
+    "reach": "SLO",
     "capacity": "Capacity",
 }
 """The trigger a current placement's failing filter stands for, most urgent first."""

@@ -53,6 +53,7 @@ from tierra.core.accelerators import (
     resource_name,
     units_per_replica,
 )
+from tierra.core.slo_reach import ServingProfile, floors_ms
 
 PoolKey = tuple[str, str]
 """(tier, pool)."""
@@ -354,6 +355,53 @@ def capacity_available(c: Candidate) -> str | None:
     return f"needs {c.units} {_unit_name(c.pool)} per replica, {c.free} free of {observed.capacity}"
 
 
+REACH_MARGIN = 0.1
+"""A variant new to a service must serve its observed mean request within this much less than
+the latency and TTFT goals; where it runs already, within the goals themselves. So a mean
+size at the edge neither moves a service off a variant nor back onto it again and again."""
+
+
+def request_within_reach(c: Candidate) -> str | None:
+    """The observed mean request (``status.metrics``, smoothed by the autoscaler) alone on a
+    replica of the variant, plus the tier's round trip, within the TTFT and latency goals:
+    otherwise no replica count meets them there (see ``tierra.core.slo_reach``). Before the
+    size is measured, every variant passes."""
+    observed = c.service.status.metrics
+    if c.pinned or observed is None:
+        return None
+    prompt, output = observed.mean_prompt_tokens, observed.mean_output_tokens
+    if prompt is None or output is None:
+        return None
+    slo = c.service.spec.slo
+    try:
+        rtt = weighted_rtt_ms(c.service.spec.placement.user_regions, c.tier.spec.latency_ms)
+    except KeyError:
+        return None  # (the latency filter reports the missing region)
+    capacity = c.variant.capacity
+    profile = ServingProfile(
+        c.variant.name,
+        c.tier_name,
+        capacity.prefill_tokens_per_second,
+        capacity.decode_tokens_per_second,
+        rtt,
+    )
+    ttft, latency = floors_ms(profile, prompt, output)
+    share = 1.0 if c.current else 1.0 - REACH_MARGIN
+    bound = "" if c.current else f"{share:.0%} of "
+    if slo.ttft_p95_ms is not None and ttft > slo.ttft_p95_ms * share:
+        return (
+            f"the observed mean {prompt:,.0f}-token prompt alone takes {ttft:,.0f} ms to its "
+            f"first token here (round trip included) > {bound}ttftP95 {slo.ttft_p95_ms} ms"
+        )
+    if latency > slo.latency_p95_ms * share:
+        return (
+            f"the observed mean request ({prompt:,.0f} prompt + {output:,.0f} output tokens) "
+            f"alone takes {latency:,.0f} ms here (round trip included) > {bound}latencyP95 "
+            f"{slo.latency_p95_ms} ms"
+        )
+    return None
+
+
 FILTERS: tuple[CandidateFilter, ...] = (
     CandidateFilter("level", "tier", level_allowed),
     CandidateFilter("residency", "tier", residency_satisfied),
@@ -363,14 +411,15 @@ FILTERS: tuple[CandidateFilter, ...] = (
     CandidateFilter("latency", "tier", latency_within_slo),
     CandidateFilter("pool", "pool", pool_configured),
     CandidateFilter("accelerator", "variant", accelerator_matches),
+    CandidateFilter("reach", "variant", request_within_reach),
     CandidateFilter("capacity", "variant", capacity_available),
 )
 """In order: the first failing filter is the reason reported for a candidate."""
 
-ENVIRONMENT_FILTERS = frozenset({"deleting", "reachable", "taints", "latency", "capacity"})
+ENVIRONMENT_FILTERS = frozenset({"deleting", "reachable", "taints", "latency", "reach", "capacity"})
 """Filters that judge the tier's state rather than the service's spec: what they rule out is
-a trigger to move (a lost or drained tier, full pools, RTT beyond the SLO); a pinned
-placement passes them."""
+a trigger to move (a lost or drained tier, full pools, RTT beyond the SLO, an observed mean
+request the variant cannot serve within it); a pinned placement passes them."""
 
 
 def first_failure(

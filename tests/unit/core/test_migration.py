@@ -759,3 +759,64 @@ def test_a_move_from_a_lost_tier_holds_no_move_slot_once_its_replacement_is_read
     w.step()
     done, _ = w.step()
     assert done.retiring and done.moving_into == frozenset()  # stale copies wait on the edge
+
+
+def on_orin_at_the_edge(*more: Tier) -> World:
+    """A service settled on an Orin at the edge (the nearest, for the latency objective)
+    before its request size was measured."""
+    orin = pool("orin", "edge-gpu", None, resource_name="nvidia.com/gpu")
+    svc = service(
+        variants=[
+            {
+                "name": "orin",
+                "accelerator": {"type": "edge-gpu", "count": 1},
+                "capacity": {
+                    "maxConcurrency": 4,
+                    "prefillTokensPerSecond": 900,
+                    "decodeTokensPerSecond": 90,
+                },
+            },
+            {
+                "name": "h100",
+                "accelerator": {"type": "nvidia-gpu", "model": "H100", "count": 1},
+                "capacity": {
+                    "maxConcurrency": 64,
+                    "prefillTokensPerSecond": 24000,
+                    "decodeTokensPerSecond": 2400,
+                },
+            },
+        ],
+        placement={
+            "levels": ["edge", "regional"],
+            "objective": "latency",
+            "userRegions": {"eu-central": 1},
+        },
+        slo={"latencyP95Ms": 6000, "ttftP95Ms": 800},
+    )
+    edge = tier("edge", "edge", latency={"eu-central": 4}, pools=[orin])
+    w = world(edge, *more, svc=svc)
+    w.ready_tiers = {"edge", *(t.metadata.name for t in more)}
+    w.settle()
+    assert w.tiers_running() == {"edge"}
+    return w
+
+
+def test_a_measured_request_the_variant_cannot_serve_within_the_slo_is_an_slo_move() -> None:
+    """800-token prompts take 889 ms to prefill on an Orin: the 800 ms TTFT goal is out of
+    reach there at any count, and the service moves where it is not (make-before-break)."""
+    w = on_orin_at_the_edge(tier("regional", "regional", latency={"eu-central": 18}))
+    w.status["metrics"] = {"meanPromptTokens": 800.0, "meanOutputTokens": 200.0}
+    done, _ = w.step()
+    assert done.move is not None and done.move.trigger == "SLO"
+    assert "800-token prompt" in done.move.message and "ttftP95 800 ms" in done.move.message
+    assert done.deletes == ()  # (the Orin serves until the H100 is Ready)
+    w.settle()
+    assert w.tiers_running() == {"regional"}
+
+
+def test_a_variant_out_of_reach_with_nowhere_else_to_go_keeps_serving() -> None:
+    w = on_orin_at_the_edge()
+    w.status["metrics"] = {"meanPromptTokens": 800.0, "meanOutputTokens": 200.0}
+    done, _ = w.step()
+    assert done.deletes == () and w.tiers_running() == {"edge"}
+    assert migrating(w.status) == ("False", "NoTarget")

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tierra.api.inference_service import InferenceService
+from tierra.api.inference_service import InferenceService, ObservedMetrics
 from tierra.api.tier import Tier
 from tierra.core.placement import (
     FILTERS,
@@ -81,6 +81,7 @@ def test_filters_are_named_and_ordered_tier_first() -> None:
         "latency",
         "pool",
         "accelerator",
+        "reach",
         "capacity",
     ]
     scopes = [f.scope for f in FILTERS]
@@ -256,6 +257,69 @@ def test_latency_slo_checks_ttft_too() -> None:
     assert [str(r) for r in decision.rejected] == [
         "central/h100: weighted RTT 60 ms exceeds 50% of ttftP95 100 ms"
     ]
+
+
+def observed(svc: InferenceService, prompt: float, output: float) -> InferenceService:
+    """The service with the mean request size the autoscaler measured in its status."""
+    status = svc.status.model_copy(
+        update={"metrics": ObservedMetrics(mean_prompt_tokens=prompt, mean_output_tokens=output)}
+    )
+    return svc.model_copy(update={"status": status})
+
+
+ORIN_POOL = pool("orin", "edge-gpu", None, resource_name="nvidia.com/gpu")
+
+
+def edge_or_central() -> tuple[InferenceService, list[TierView]]:
+    """An Orin at the edge (4 ms away, 900 prompt tokens/s) or an H100 centrally (30 ms)
+    for an 800 ms TTFT goal: the edge is nearer, so the latency objective prefers it."""
+    svc = service(
+        variants=[
+            variant("orin", "edge-gpu", concurrency=4, prefill=900.0, decode=90.0),
+            variant("h100", model="H100"),
+        ],
+        placement={"objective": "latency", "userRegions": {"eu-central": 1.0}},
+        slo={"latencyP95Ms": 6000, "ttftP95Ms": 800},
+    )
+    views = [
+        view(tier("edge", "edge", latency={"eu-central": 4}, pools=[ORIN_POOL])),
+        view(tier("central", latency={"eu-central": 30})),
+    ]
+    return svc, views
+
+
+def test_a_variant_that_cannot_serve_the_observed_mean_request_within_the_slo_is_ruled_out() -> (
+    None
+):
+    svc, views = edge_or_central()
+    assert where(place(svc, 1, views)) == {("edge", "orin", "orin"): 1}  # (size not measured)
+    heavy = observed(svc, 800.0, 200.0)  # 889 ms of prefill on an Orin
+    decision = place(heavy, 1, views)
+    assert where(decision) == {("central", "h100", "h100"): 1}
+    assert [str(r) for r in decision.rejected] == [
+        "edge/orin/orin: the observed mean 800-token prompt alone takes 893 ms to its first "
+        "token here (round trip included) > 90% of ttftP95 800 ms"
+    ]
+    # 200 output tokens decode in 2.2 s there: a 2.5 s latency goal is out of reach too
+    tight = service(
+        variants=[dict(v.model_dump(by_alias=True)) for v in svc.spec.variants],
+        placement={"objective": "latency", "userRegions": {"eu-central": 1.0}},
+        slo={"latencyP95Ms": 2500},
+    )
+    slow = observed(tight, 100.0, 200.0)
+    assert "latencyP95 2500 ms" in str(place(slow, 1, views).rejected[0])
+
+
+def test_where_it_runs_a_variant_is_kept_up_to_the_goal_itself() -> None:
+    """A 660-token mean prompt (737 ms on an Orin): within the 800 ms goal, but not 10 %
+    below it. Where the service runs, it stays; a new placement would not go there."""
+    svc, views = edge_or_central()
+    edge_now = [CurrentPlacement("edge", "orin", "orin", 1)]
+    near_edge = observed(svc, 660.0, 200.0)
+    assert where(place(near_edge, 1, views, edge_now)) == {("edge", "orin", "orin"): 1}
+    assert where(place(near_edge, 1, views)) == {("central", "h100", "h100"): 1}
+    beyond = observed(svc, 720.0, 200.0)  # 804 ms
+    assert where(place(beyond, 1, views, edge_now)) == {("central", "h100", "h100"): 1}
 
 
 def test_unknown_user_region_latency_rejects() -> None:
