@@ -1172,9 +1172,9 @@ def _out_of_reach(
     inputs: ScalingInputs, state: ScalerState, known: bool, params: ScalerParams
 ) -> tuple[OutOfReach, ...] | None:
     """The goals out of reach of a running variant for the (smoothed) mean request; the last
-    verdict while the size is unknown."""
+    verdict while the size is unknown or nothing runs."""
     prompt, output = inputs.mean_prompt_tokens, inputs.mean_output_tokens
-    if not known or prompt is None or output is None:
+    if not known or prompt is None or output is None or not inputs.serving:
         return state.out_of_reach
     return out_of_reach(
         inputs.serving,
@@ -1545,7 +1545,7 @@ def recommend(
     unreachable = _out_of_reach(inputs, state, known, params)
     # (a goal a running variant misses at any count is said in status, not chased: feedback
     # and the scale-down hold look only at the goals the replicas can meet)
-    reachable_only = frozenset(o.metric for o in unreachable or ())
+    unmeetable = frozenset(o.metric for o in unreachable or ())
     inputs = replace(
         inputs,
         prefill_tokens_per_second=inputs.prefill_tokens_per_second * speed,
@@ -1600,7 +1600,7 @@ def recommend(
         if by_headroom is not None:
             found.append(by_headroom)
     # (feedback looks at backlogs before this sample only, so more load never means less)
-    by_latency = latency_need(inputs, signals, state, now, params, reachable_only)
+    by_latency = latency_need(inputs, signals, state, now, params, unmeetable)
     if by_latency is not None:
         found.append(by_latency)
     allowed_waiting = inputs.ready_replicas * (inputs.max_queue_per_replica or 0)
@@ -1619,7 +1619,7 @@ def recommend(
     if abs(speed - 1.0) >= 0.05:
         why = f"{why}; replicas measured at {speed:.2f}x the profile's speed"
     unchased = over_slo(inputs, signals)
-    if unchased is not None and over_slo(inputs, signals, reachable_only) is None:
+    if unchased is not None and over_slo(inputs, signals, unmeetable) is None:
         where = ", ".join(dict.fromkeys(o.variant for o in unreachable or ()))
         why = f"{why}; {unchased[1]} not chased: out of reach on {where} at any count"
 
@@ -1647,7 +1647,7 @@ def recommend(
     elif target < current:
         lowest = min(max(window[0][1], floor), upper)
         observed = now - window_since
-        over = over_slo(inputs, signals, reachable_only)
+        over = over_slo(inputs, signals, unmeetable)
         if over is not None:
             # (a count that the other signals find too high while requests miss the SLO is
             # a model that is wrong for now: a new request mix, a slower replica)

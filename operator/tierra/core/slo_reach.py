@@ -6,6 +6,11 @@ observed mix takes longer than the latency or TTFT goal even so, no replica coun
 goal on that variant: adding replicas there only spends money. (The mean request is a lower
 bound for the p95's: most requests' p95 is above their mean, and queueing only adds to it.)
 
+The autoscaler judges the variants running (``out_of_reach``: the SLOReachable condition, and
+goals it does not chase with replicas); placement rules out a variant whose floor is above a
+goal for the measured mean request (``tierra.core.placement.request_within_reach``), so the
+service moves where the goal can be met.
+
 The check is made at the profile's speed, not at the speed learnt online, which is one figure
 for a service spread over several variants; so it claims only what the profile itself says.
 A goal flagged once stays flagged until the floor is ``margin`` below it, so a mean request

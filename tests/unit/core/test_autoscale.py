@@ -292,10 +292,14 @@ def test_a_goal_out_of_reach_does_not_hold_the_count_up() -> None:
     assert recommend(reachable, state, 1000.0).replicas == 10
 
 
-def test_the_verdict_waits_for_a_measured_request_size() -> None:
+def test_the_verdict_waits_for_a_measured_request_size_and_a_running_variant() -> None:
     """No completions yet: the size stands for nothing, and nothing is judged."""
     quiet = inputs(ttft_p95_ms=400.0, signals=signals(1000.0, arrival=0.0), serving=(EDGE,))
     assert recommend(quiet, ScalerState(), 1000.0).state.out_of_reach is None
+    # nor with nothing running (at zero): the last verdict stands
+    busy = replace(quiet, signals=signals(1000.0, arrival=2.0))
+    assert recommend(replace(busy, serving=()), ScalerState(), 1000.0).state.out_of_reach is None
+    assert recommend(busy, ScalerState(), 1000.0).state.out_of_reach
 
 
 def test_latency_feedback_waits_for_new_replicas_and_their_latency_window() -> None:
