@@ -32,6 +32,7 @@ from tierra.core.autoscale import (
     status_signals,
     update_speed,
 )
+from tierra.core.slo_reach import ServingProfile
 
 STEP = 15.0
 TRUSTED = ScalerParams(speed_prior=1.0)
@@ -431,6 +432,8 @@ def test_no_metric_value_raises(
     now: float,
 ) -> None:
     base, state = settled()
+    # (an edge variant beside the one sized: the reach check sees the same sizes)
+    base = replace(base, serving=(ServingProfile("orin", "edge", 900.0, 90.0, 4.0),))
     signals = Signals(observed_at=observed, scraped_at=scraped, **values)
     for s in (ScalerState(), state):
         rec = recommend(
