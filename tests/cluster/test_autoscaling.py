@@ -181,6 +181,39 @@ def desired_in_members(clients: Clients, name: str) -> int:
     )
 
 
+def serving_on_the_edge(
+    clients: Clients,
+    wait_for: WaitFor,
+    twin: TwinProcess,
+    namespace: str,
+    name: str,
+    orin: dict[str, Any] | None = None,
+    **spec: Any,
+) -> None:
+    """A service that runs on an Orin at the edge or an L4 in regional, edge first (the
+    latency objective from eu-central), placed on the edge and serving there."""
+    create(
+        clients,
+        scaled_service(
+            name,
+            namespace,
+            variants=[
+                fast_variant("orin", "edge-gpu", **(orin or {})),
+                fast_variant("l4", "nvidia-gpu", "L4"),
+            ],
+            placement={
+                "levels": ["edge", "regional"],
+                "objective": "latency",
+                "userRegions": {"eu-central": 1.0},
+            },
+            **spec,
+        ),
+    )
+    body = wait_placed(clients, wait_for, namespace, name)
+    assert {p["tier"] for p in body["status"]["placements"]} == {"edge"}
+    wait_serving(twin, wait_for, namespace, name, 1)
+
+
 # ------------------------------------------------------------------------------------- tests
 def test_load_step_scales_up_at_once_and_down_after_the_delay(
     fleet_tiers: None,
@@ -384,26 +417,14 @@ def test_a_full_pool_spills_into_the_next_allowed_tier(
     """Three Orin nodes at the edge; load that needs five replicas puts two on regional L4."""
     wait_pool_free(clients, wait_for, "edge", "orin", 3)
     wait_pool_free(clients, wait_for, "regional", "l4", 2)
-    create(
+    serving_on_the_edge(
         clients,
-        scaled_service(
-            "spill",
-            namespace,
-            variants=[
-                fast_variant("orin", "edge-gpu"),
-                fast_variant("l4", "nvidia-gpu", "L4"),
-            ],
-            placement={
-                "levels": ["edge", "regional"],
-                "objective": "latency",
-                "userRegions": {"eu-central": 1.0},
-            },
-            scaling={"minReplicas": 1, "maxReplicas": 5, "scaleDownDelaySeconds": 300},
-        ),
+        wait_for,
+        twin,
+        namespace,
+        "spill",
+        scaling={"minReplicas": 1, "maxReplicas": 5, "scaleDownDelaySeconds": 300},
     )
-    body = wait_placed(clients, wait_for, namespace, "spill")
-    assert {p["tier"] for p in body["status"]["placements"]} == {"edge"}
-    wait_serving(twin, wait_for, namespace, "spill", 1)
     twin.set_load(namespace, "spill", rate=20.0, prompt_tokens=500, output_tokens=100)
     body = wait_for(
         lambda: (
@@ -663,27 +684,16 @@ def test_a_service_moves_off_a_variant_that_cannot_serve_its_requests_within_the
     gone, the goal is within reach again, and an Event says that too."""
     wait_pool_free(clients, wait_for, "edge", "orin", 2)
     wait_pool_free(clients, wait_for, "regional", "l4", 2)
-    create(
+    serving_on_the_edge(
         clients,
-        scaled_service(
-            "orin-first",
-            namespace,
-            variants=[
-                fast_variant("orin", "edge-gpu", prefillTokensPerSecond=900),
-                fast_variant("l4", "nvidia-gpu", "L4"),
-            ],
-            placement={
-                "levels": ["edge", "regional"],
-                "objective": "latency",
-                "userRegions": {"eu-central": 1.0},
-            },
-            slo={"latencyP95Ms": 20000, "ttftP95Ms": 800, "maxQueuePerReplica": 4},
-            scaling={"minReplicas": 1, "maxReplicas": 2, "scaleDownDelaySeconds": 300},
-        ),
+        wait_for,
+        twin,
+        namespace,
+        "orin-first",
+        orin={"prefillTokensPerSecond": 900},
+        slo={"latencyP95Ms": 20000, "ttftP95Ms": 800, "maxQueuePerReplica": 4},
+        scaling={"minReplicas": 1, "maxReplicas": 2, "scaleDownDelaySeconds": 300},
     )
-    body = wait_placed(clients, wait_for, namespace, "orin-first")
-    assert {p["tier"] for p in body["status"]["placements"]} == {"edge"}
-    wait_serving(twin, wait_for, namespace, "orin-first", 1)
     twin.set_load(namespace, "orin-first", rate=0.5, prompt_tokens=800, output_tokens=20)
     moved = wait_for(
         lambda: (
