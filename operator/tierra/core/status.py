@@ -381,6 +381,9 @@ def explain_status(key: str, spec: Mapping[str, Any], status: Mapping[str, Any])
         f"{placed.get('message', 'not reconciled yet')}",
         f"  Ready={ready.get('status', 'Unknown')}: {ready.get('message', '-')}",
     ]
+    reach = conditions.get("SLOReachable")
+    if reach and reach.get("status") == "False":
+        lines.append(f"  SLO out of reach: {reach.get('message', '')}")
     rows = status.get("placements") or []
     if rows:
         lines.append("  runs on:")

@@ -107,6 +107,18 @@ def test_explain_status_is_short_and_puts_non_candidates_last() -> None:
     assert "    central/h100: residency eu required" in lines
 
 
+def test_explain_status_says_which_goal_is_out_of_reach_where() -> None:
+    message = "p95 TTFT floor 893 ms on orin in edge > SLO 800 ms (...)"
+    status = {
+        "conditions": [
+            {"type": "SLOReachable", "status": "False", "reason": "OutOfReach", "message": message}
+        ]
+    }
+    assert f"  SLO out of reach: {message}" in explain_status("a/b", {}, status).splitlines()
+    status["conditions"][0]["status"] = "True"
+    assert "out of reach" not in explain_status("a/b", {}, status)
+
+
 def test_explain_status_shows_the_migration_history_and_what_blocks_a_move() -> None:
     status = {
         "conditions": [
