@@ -66,6 +66,7 @@ from tierra.core.placement import (
     weighted_rtt_ms,
 )
 from tierra.core.queue_model import CompletedRequest, ReplicaPool, ReplicaProfile
+from tierra.core.slo_reach import ServingProfile
 from tierra.lab.baselines import (
     HoldPolicy,
     HpaPolicy,
@@ -341,6 +342,20 @@ class TierraPolicy:
             mean_prompt_tokens=observation.mean_prompt_tokens,
             mean_output_tokens=observation.mean_output_tokens,
             rtt_ms=setup.rtt_ms,
+        )
+        # (the one variant it runs, checked for goals out of its reach, as the operator does)
+        capacity = setup.variant.capacity
+        inputs = replace(
+            inputs,
+            serving=(
+                ServingProfile(
+                    setup.variant.name,
+                    setup.tier.metadata.name,
+                    capacity.prefill_tokens_per_second,
+                    capacity.decode_tokens_per_second,
+                    setup.rtt_ms,
+                ),
+            ),
         )
         rec = recommend(inputs, self.state, observation.time, DEFAULT_PARAMS)
         self.state = rec.state
