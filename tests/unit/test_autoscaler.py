@@ -470,3 +470,22 @@ async def test_a_restart_does_not_repeat_the_warning_and_a_goal_back_in_reach_is
                 await scaler.close()
         said = [(e.reason, e.type) for e in outcome.events if e.reason.startswith("SLO")]
         assert said == expected, (status, prompt)
+
+
+async def test_another_variant_going_out_of_reach_is_a_new_warning() -> None:
+    """Already out of reach on the edge's Orin, the service also runs on an Orin in a second
+    edge tier: that one is news, and is said; the same verdict again is not."""
+    second_edge = {**TIERS, "edge-2": tier("edge-2", "edge")}
+    spread = [*ON_BOTH, RunningPlacement("edge-2", "orin", 1)]
+    async with prometheus(long_prompts(2000.0)) as (url, _):
+        scaler = Autoscaler(url, clock=time.time)
+        try:
+            await scaler.step("team-a/chat", EDGE_AND_CENTRAL, ON_BOTH, 4, TIERS)
+            wider = await scaler.step("team-a/chat", EDGE_AND_CENTRAL, spread, 5, second_edge)
+            again = await scaler.step("team-a/chat", EDGE_AND_CENTRAL, spread, 5, second_edge)
+        finally:
+            await scaler.close()
+    (said,) = [e for e in wider.events if e.reason == "SLOOutOfReach"]
+    assert "on orin in edge-2" in said.message and "on orin in edge " in said.message
+    assert wider.reconcile
+    assert not [e for e in again.events if e.reason.startswith("SLO")]
