@@ -711,7 +711,8 @@ def test_a_service_moves_off_a_variant_that_cannot_serve_its_requests_within_the
     record = moved["status"]["migrations"][-1]
     assert record["trigger"] == "SLO", record
     assert record["from"] == ["edge/orin/orin"], record
-    assert "-token prompt alone takes" in record["message"], record
+    assert "p95 TTFT floor" in record["message"], record
+    assert "-token prompt alone" in record["message"], record
     wait_for(
         lambda: not children(clients, "edge", "orin-first"),
         timeout=60,

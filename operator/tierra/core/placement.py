@@ -53,7 +53,7 @@ from tierra.core.accelerators import (
     resource_name,
     units_per_replica,
 )
-from tierra.core.slo_reach import ServingProfile, floors_ms
+from tierra.core.slo_reach import ServingProfile, misses
 
 PoolKey = tuple[str, str]
 """(tier, pool)."""
@@ -385,21 +385,9 @@ def request_within_reach(c: Candidate) -> str | None:
         capacity.decode_tokens_per_second,
         rtt,
     )
-    ttft, latency = floors_ms(profile, prompt, output)
     share = 1.0 if c.current else 1.0 - REACH_MARGIN
-    bound = "" if c.current else f"{share:.0%} of "
-    if slo.ttft_p95_ms is not None and ttft > slo.ttft_p95_ms * share:
-        return (
-            f"the observed mean {prompt:,.0f}-token prompt alone takes {ttft:,.0f} ms to its "
-            f"first token here (round trip included) > {bound}ttftP95 {slo.ttft_p95_ms} ms"
-        )
-    if latency > slo.latency_p95_ms * share:
-        return (
-            f"the observed mean request ({prompt:,.0f} prompt + {output:,.0f} output tokens) "
-            f"alone takes {latency:,.0f} ms here (round trip included) > {bound}latencyP95 "
-            f"{slo.latency_p95_ms} ms"
-        )
-    return None
+    missed = misses(profile, prompt, output, slo.latency_p95_ms, slo.ttft_p95_ms, lambda _: share)
+    return missed[0].describe(where=False) if missed else None
 
 
 FILTERS: tuple[CandidateFilter, ...] = (

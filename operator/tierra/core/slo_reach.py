@@ -20,7 +20,7 @@ size that wanders around the edge does not turn the verdict (and its Events) bac
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -53,22 +53,26 @@ class OutOfReach:
     prompt_tokens: float
     output_tokens: float
     rtt_ms: float
+    share: float = 1.0
+    """The share of the goal the floor was held to (below 1: a margin, see ``misses``)."""
 
     @property
     def key(self) -> tuple[str, str, str]:
         return self.metric, self.variant, self.tier
 
-    def describe(self) -> str:
+    def describe(self, where: bool = True) -> str:
         what = (
             f"the mean {self.prompt_tokens:,.0f}-token prompt"
             if self.metric == "p95 TTFT"
-            else f"the mean request ({self.prompt_tokens:,.0f} prompt + "
-            f"{self.output_tokens:,.0f} output tokens)"
+            else f"the mean request of {self.prompt_tokens:,.0f} prompt + "
+            f"{self.output_tokens:,.0f} output tokens"
         )
         rtt = f" + {self.rtt_ms:,.0f} ms round trip" if self.rtt_ms > 0 else ""
+        on = f" on {self.variant} in {self.tier}" if where else ""
+        bound = "" if self.share >= 1.0 else f"{self.share:.0%} of the "
         return (
-            f"{self.metric} floor {self.floor_ms:,.0f} ms on {self.variant} in {self.tier} > "
-            f"SLO {self.slo_ms:,.0f} ms ({what} alone, at the profiled rates{rtt})"
+            f"{self.metric} floor {self.floor_ms:,.0f} ms{on} > {bound}SLO {self.slo_ms:,.0f} ms "
+            f"({what} alone, at the profiled rates{rtt})"
         )
 
 
@@ -86,6 +90,40 @@ def floors_ms(
     return profile.rtt_ms + 1000.0 * prefill, profile.rtt_ms + 1000.0 * whole
 
 
+def misses(
+    profile: ServingProfile,
+    prompt_tokens: float,
+    output_tokens: float,
+    latency_p95_ms: float,
+    ttft_p95_ms: float | None,
+    share: Callable[[Metric], float] = lambda _: 1.0,
+) -> tuple[OutOfReach, ...]:
+    """The goals whose ``share`` the variant's floor for a request of this size is above
+    (none for a size that is not a number)."""
+    if not (math.isfinite(prompt_tokens) and math.isfinite(output_tokens)):
+        return ()
+    ttft, latency = floors_ms(profile, prompt_tokens, output_tokens)
+    goals: tuple[tuple[Metric, float, float | None], ...] = (
+        ("p95 latency", latency, latency_p95_ms),
+        ("p95 TTFT", ttft, ttft_p95_ms),
+    )
+    return tuple(
+        OutOfReach(
+            metric,
+            profile.variant,
+            profile.tier,
+            floor,
+            goal,
+            prompt_tokens,
+            output_tokens,
+            profile.rtt_ms,
+            share(metric),
+        )
+        for metric, floor, goal in goals
+        if goal is not None and goal > 0 and floor > goal * share(metric)
+    )
+
+
 def out_of_reach(
     profiles: Iterable[ServingProfile],
     prompt_tokens: float,
@@ -98,34 +136,17 @@ def out_of_reach(
     """The goals that some running variant cannot meet for a request of the mean size: a
     floor above the goal, or, for a goal flagged in ``previous``, above ``1 - margin`` of it."""
     flagged = {o.key for o in previous}
-    found: list[OutOfReach] = []
-    if not (math.isfinite(prompt_tokens) and math.isfinite(output_tokens)):
-        return ()
-    for profile in profiles:
-        ttft, latency = floors_ms(profile, prompt_tokens, output_tokens)
-        goals: tuple[tuple[Metric, float, float | None], ...] = (
-            ("p95 latency", latency, latency_p95_ms),
-            ("p95 TTFT", ttft, ttft_p95_ms),
+
+    def held_to(profile: ServingProfile) -> Callable[[Metric], float]:
+        return lambda m: 1.0 - margin if (m, profile.variant, profile.tier) in flagged else 1.0
+
+    return tuple(
+        found
+        for profile in profiles
+        for found in misses(
+            profile, prompt_tokens, output_tokens, latency_p95_ms, ttft_p95_ms, held_to(profile)
         )
-        for metric, floor, goal in goals:
-            if goal is None or not goal > 0:
-                continue
-            was_flagged = (metric, profile.variant, profile.tier) in flagged
-            edge = goal * (1.0 - margin) if was_flagged else goal
-            if floor > edge:
-                found.append(
-                    OutOfReach(
-                        metric,
-                        profile.variant,
-                        profile.tier,
-                        floor,
-                        goal,
-                        prompt_tokens,
-                        output_tokens,
-                        profile.rtt_ms,
-                    )
-                )
-    return tuple(found)
+    )
 
 
 def reach_verdict(found: tuple[OutOfReach, ...] | None) -> tuple[bool | None, str, str]:

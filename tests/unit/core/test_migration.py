@@ -808,7 +808,8 @@ def test_a_measured_request_the_variant_cannot_serve_within_the_slo_is_an_slo_mo
     w.status["metrics"] = {"meanPromptTokens": 800.0, "meanOutputTokens": 200.0}
     done, _ = w.step()
     assert done.move is not None and done.move.trigger == "SLO"
-    assert "800-token prompt" in done.move.message and "ttftP95 800 ms" in done.move.message
+    assert "p95 TTFT floor 893 ms > SLO 800 ms" in done.move.message
+    assert "800-token prompt" in done.move.message
     assert done.deletes == ()  # (the Orin serves until the H100 is Ready)
     w.settle()
     assert w.tiers_running() == {"regional"}

@@ -297,8 +297,8 @@ def test_a_variant_that_cannot_serve_the_observed_mean_request_within_the_slo_is
     decision = place(heavy, 1, views)
     assert where(decision) == {("central", "h100", "h100"): 1}
     assert [str(r) for r in decision.rejected] == [
-        "edge/orin/orin: the observed mean 800-token prompt alone takes 893 ms to its first "
-        "token here (round trip included) > 90% of ttftP95 800 ms"
+        "edge/orin/orin: p95 TTFT floor 893 ms > 90% of the SLO 800 ms (the mean 800-token "
+        "prompt alone, at the profiled rates + 4 ms round trip)"
     ]
     # 200 output tokens decode in 2.2 s there: a 2.5 s latency goal is out of reach too
     tight = service(
@@ -307,7 +307,9 @@ def test_a_variant_that_cannot_serve_the_observed_mean_request_within_the_slo_is
         slo={"latencyP95Ms": 2500},
     )
     slow = observed(tight, 100.0, 200.0)
-    assert "latencyP95 2500 ms" in str(place(slow, 1, views).rejected[0])
+    assert "p95 latency floor 2,337 ms > 90% of the SLO 2,500 ms" in str(
+        place(slow, 1, views).rejected[0]
+    )
 
 
 def test_where_it_runs_a_variant_is_kept_up_to_the_goal_itself() -> None:
