@@ -1618,8 +1618,10 @@ def recommend(
         )
     if abs(speed - 1.0) >= 0.05:
         why = f"{why}; replicas measured at {speed:.2f}x the profile's speed"
+    # (the goals over the SLO that the replicas can meet: what holds a scale-down)
+    over = over_slo(inputs, signals, unmeetable)
     unchased = over_slo(inputs, signals)
-    if unchased is not None and over_slo(inputs, signals, unmeetable) is None:
+    if unchased is not None and over is None:
         where = ", ".join(dict.fromkeys(o.variant for o in unreachable or ()))
         why = f"{why}; {unchased[1]} not chased: out of reach on {where} at any count"
 
@@ -1647,7 +1649,6 @@ def recommend(
     elif target < current:
         lowest = min(max(window[0][1], floor), upper)
         observed = now - window_since
-        over = over_slo(inputs, signals, unmeetable)
         if over is not None:
             # (a count that the other signals find too high while requests miss the SLO is
             # a model that is wrong for now: a new request mix, a slower replica)
@@ -1877,13 +1878,7 @@ def service_scaling_inputs(
 
     by_name = {v.name: v for v in service.spec.variants}
     serving = tuple(
-        ServingProfile(
-            name,
-            where,
-            by_name[name].capacity.prefill_tokens_per_second,
-            by_name[name].capacity.decode_tokens_per_second,
-            rtt_of(where),
-        )
+        ServingProfile.of(by_name[name], where, rtt_of(where))
         for name, where in dict.fromkeys(
             (p.variant, p.tier) for p in placements if p.replicas > 0 and p.variant in by_name
         )

@@ -377,14 +377,7 @@ def request_within_reach(c: Candidate) -> str | None:
         rtt = weighted_rtt_ms(c.service.spec.placement.user_regions, c.tier.spec.latency_ms)
     except KeyError:
         return None  # (the latency filter reports the missing region)
-    capacity = c.variant.capacity
-    profile = ServingProfile(
-        c.variant.name,
-        c.tier_name,
-        capacity.prefill_tokens_per_second,
-        capacity.decode_tokens_per_second,
-        rtt,
-    )
+    profile = ServingProfile.of(c.variant, c.tier_name, rtt)
     share = 1.0 if c.current else 1.0 - REACH_MARGIN
     missed = misses(profile, prompt, output, slo.latency_p95_ms, slo.ttft_p95_ms, lambda _: share)
     return missed[0].describe(where=False) if missed else None

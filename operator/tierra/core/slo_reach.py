@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Literal
 
+from tierra.api.inference_service import Variant
 from tierra.core.queue_model import solo_service_seconds
 
 Metric = Literal["p95 latency", "p95 TTFT"]
@@ -38,6 +39,18 @@ class ServingProfile:
     prefill_tokens_per_second: float
     decode_tokens_per_second: float
     rtt_ms: float = 0.0
+
+    @classmethod
+    def of(cls, variant: Variant, tier: str, rtt_ms: float = 0.0) -> ServingProfile:
+        """The variant's profile, running in ``tier`` at ``rtt_ms`` from its users."""
+        capacity = variant.capacity
+        return cls(
+            variant.name,
+            tier,
+            capacity.prefill_tokens_per_second,
+            capacity.decode_tokens_per_second,
+            rtt_ms,
+        )
 
 
 @dataclass(frozen=True)

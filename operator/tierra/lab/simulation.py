@@ -344,18 +344,9 @@ class TierraPolicy:
             rtt_ms=setup.rtt_ms,
         )
         # (the one variant it runs, checked for goals out of its reach, as the operator does)
-        capacity = setup.variant.capacity
         inputs = replace(
             inputs,
-            serving=(
-                ServingProfile(
-                    setup.variant.name,
-                    setup.tier.metadata.name,
-                    capacity.prefill_tokens_per_second,
-                    capacity.decode_tokens_per_second,
-                    setup.rtt_ms,
-                ),
-            ),
+            serving=(ServingProfile.of(setup.variant, setup.tier.metadata.name, setup.rtt_ms),),
         )
         rec = recommend(inputs, self.state, observation.time, DEFAULT_PARAMS)
         self.state = rec.state
