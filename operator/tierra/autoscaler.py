@@ -26,6 +26,7 @@ import aiohttp
 from tierra.api.inference_service import InferenceService
 from tierra.api.tier import Tier
 from tierra.core.autoscale import (
+    API_MAX_REPLICAS,
     DEFAULT_PARAMS,
     Recommendation,
     RunningPlacement,
@@ -410,19 +411,22 @@ def _restored(service: InferenceService, now: float) -> ScalerState:
     recommended = status.autoscaling.recommended_replicas if status.autoscaling else None
     last = status.last_scale
     at: float | None = None
-    scaled_up = False
+    scaled_up_by = 0
     signals: dict[str, float] = {}
     if last is not None:
         at = epoch_seconds(last.time)
         try:
-            scaled_up = int(last.to) > int(last.from_)
+            scaled_up_by = max(0, int(last.to) - int(last.from_))
         except ValueError:
             at = None
         signals = dict(last.signals)
     elif recommended is None and service.metadata.creation_timestamp is not None:
         at = epoch_seconds(service.metadata.creation_timestamp)
-        scaled_up = at is not None
-    return restore_state(recommended, now, last_scale_at=at, scaled_up=scaled_up, signals=signals)
+        # (all of its first replicas, however many placement gave it)
+        scaled_up_by = API_MAX_REPLICAS if at is not None else 0
+    return restore_state(
+        recommended, now, last_scale_at=at, scaled_up_by=scaled_up_by, signals=signals
+    )
 
 
 def _tier_sample(

@@ -330,9 +330,11 @@ class ScalerState:
     """The last recommendation made with metrics (or the manual count): what a hold keeps."""
     last_change_at: float | None = None
     last_scale_up_at: float | None = None
-    scaled_up_from: int | None = None
-    """The count before the scale-ups of the last ``startupSeconds`` (their replicas may be
-    Ready before they serve)."""
+    starting: tuple[tuple[float, int], ...] = ()
+    """(when asked, replicas) of each scale-up of the last ``startupSeconds`` (+
+    ``ready_lag_seconds``), oldest first, less what scale-downs took back (newest first, as a
+    ReplicaSet removes unready pods first): their replicas may be Ready before they serve, and
+    each batch serves a start-up time after its own scale-up."""
     window: tuple[tuple[float, int], ...] = ()
     """Recent (time, need at 110 % of the load) samples within ``scaleDownDelaySeconds``,
     reduced to those that can still be the window's max (needs strictly decreasing), so its
@@ -365,8 +367,8 @@ class ScalerState:
     """(scrape time, requests running) over the last ``rate_window_seconds``, one per scrape:
     what was in flight at the start of the token counters' window (``request_sizes``)."""
     rates: tuple[tuple[float, float, int], ...] = ()
-    """(time, arrival-rate estimate, ready replicas) of the samples of the last
-    ``headroom_lookback_seconds``: the burst headroom and the mean ready replicas of the
+    """(time, arrival-rate estimate, serving replicas) of the samples of the last
+    ``headroom_lookback_seconds``: the burst headroom and the mean serving replicas of the
     rate window come from them."""
     crowds: tuple[tuple[float, float], ...] = ()
     """(time, requests) of the largest jumps of what is in the system between two samples
@@ -390,7 +392,7 @@ class ScalerState:
             "lastReplicas": self.last_replicas,
             "lastChangeAt": self.last_change_at,
             "lastScaleUpAt": self.last_scale_up_at,
-            "scaledUpFrom": self.scaled_up_from,
+            "starting": [[t, n] for t, n in self.starting],
             "window": [[t, need] for t, need in self.window],
             "windowSince": self.window_since,
             "idleSince": self.idle_since,
@@ -429,7 +431,7 @@ class ScalerState:
             last_replicas=None if last is None else int(last),
             last_change_at=number("lastChangeAt"),
             last_scale_up_at=number("lastScaleUpAt"),
-            scaled_up_from=None if data.get("scaledUpFrom") is None else int(data["scaledUpFrom"]),
+            starting=tuple((float(t), int(n)) for t, n in data.get("starting") or ()),
             window=tuple((float(t), int(need)) for t, need in data.get("window") or ()),
             window_since=number("windowSince"),
             idle_since=number("idleSince"),
@@ -478,7 +480,7 @@ def status_signals(
     if state.speed_at is not None:
         out["state.speed"] = round(state.speed, 4)
     if state.rates:
-        rise, peak = burst_rise(state.rates, startup_seconds)
+        rise, peak = burst_swing(state.rates, startup_seconds)
         out["state.burstRise"] = round(rise, 4)
         out["state.burstPeak"] = round(peak, 4)
     if state.crowds:
@@ -491,7 +493,7 @@ def restore_state(
     now: float,
     *,
     last_scale_at: float | None = None,
-    scaled_up: bool = False,
+    scaled_up_by: int = 0,
     signals: Mapping[str, float] | None = None,
     params: ScalerParams = DEFAULT_PARAMS,
 ) -> ScalerState:
@@ -501,7 +503,8 @@ def restore_state(
     * the recommended count is what a hold keeps, and the scale-down window starts now, seeded
       with it: a restart never scales down before ``scaleDownDelaySeconds`` of fresh
       observations;
-    * a recent scale-up still makes latency feedback wait for its replicas;
+    * a recent scale-up still makes latency feedback wait for its replicas, which count as
+      starting (``scaled_up_by`` of them) until a start-up time after it;
     * the service-rate estimate continues where it was;
     * the burst history is seeded with its rise and peak at the time of the last decision, so
       the headroom is held until that ages out of the lookback, as it would have been.
@@ -525,7 +528,8 @@ def restore_state(
     return ScalerState(
         last_replicas=recommended,
         last_change_at=at,
-        last_scale_up_at=at if scaled_up else None,
+        last_scale_up_at=at if scaled_up_by > 0 else None,
+        starting=((at, scaled_up_by),) if at is not None and scaled_up_by > 0 else (),
         window=((now, recommended),) if recommended else (),
         window_since=now,
         rates=rates,
@@ -615,8 +619,7 @@ def queue_need(
     running: float,
     arrival_rate: float | None = None,
     params: ScalerParams = DEFAULT_PARAMS,
-    starting: int | None = None,
-    serving_in: float | None = None,
+    starting: tuple[tuple[float, int], ...] | None = None,
 ) -> SignalNeed:
     """What is in the system over the per-replica allowance (``queue_allowance``: what keeps
     latency within the SLO for the observed request mix).
@@ -626,12 +629,14 @@ def queue_need(
     the replicas that, from then on, serve the arrivals and drain within ``startupSeconds``
     the backlog there will be by then -- the excess now (beyond the allowed queue and the
     allowance) plus what piles up meanwhile, at the rate the serving replicas fall short of
-    the arrivals (and the ``starting`` ones, once they serve in ``serving_in`` seconds) --
-    and at least what holds what is running at full concurrency. So the first decision after
-    a step already asks for what drains the backlog its own start-up builds, and the decisions
-    while replicas start, which see that backlog grow as foreseen, ask for no more.
+    the arrivals (each batch of ``starting`` replicas, ``(seconds until it serves, replicas)``,
+    counted from when it serves) -- and at least what holds what is running at full
+    concurrency. So the first decision after a step already asks for what drains the backlog
+    its own start-up builds, and the decisions while replicas start, which see that backlog
+    grow as foreseen, ask for no more.
     Without the rate, the plain count over the allowance; while replicas are starting it is
-    held at the replicas already asked for (theirs to absorb).
+    held at the replicas already asked for (theirs to absorb). ``starting`` defaults to the
+    desired replicas that are not ready, serving a start-up time from now.
     """
     allowance = queue_allowance(inputs)
     work = _mean_work(inputs)
@@ -641,12 +646,18 @@ def queue_need(
     allowed = desired * (inputs.max_queue_per_replica or 0)
     held = desired * allowance
     if starting is None:
-        starting = desired - inputs.ready_replicas
-    starting = min(max(starting, 0), desired)
-    serving = desired - starting
-    left = min(startup, startup if serving_in is None else max(0.0, serving_in))
-    if starting == 0:
-        left = 0.0
+        unready = max(0, desired - inputs.ready_replicas)
+        starting = ((startup, unready),) if unready else ()
+    batches = sorted((min(startup, max(0.0, s)), max(0, n)) for s, n in starting)
+    serving_now = max(0, desired - sum(n for _, n in batches))
+    # (the replicas serving over each stretch until a replica asked now serves)
+    stretches: list[tuple[float, int]] = []
+    serving, since = serving_now, 0.0
+    for serve_in, n in batches:
+        stretches.append((serve_in - since, serving))
+        serving, since = serving + n, serve_in
+    stretches.append((startup - since, serving))
+    still_starting = desired - serving_now
 
     def at(factor: float) -> int:
         w, r = waiting * factor, running * factor
@@ -655,11 +666,7 @@ def queue_need(
             rate = arrival_rate * factor
             backlog = max(0.0, w - allowed, w + r - held)
             # the backlog when a replica asked now serves
-            later = (
-                backlog
-                + (rate - serving / work) * left
-                + (rate - desired / work) * (startup - left)
-            )
+            later = backlog + sum((rate - n / work) * span for span, n in stretches)
             drain = _ceil((rate + max(0.0, later) / horizon) * work)
             need = max(drain, _ceil(r / inputs.max_concurrency))
         return need
@@ -677,8 +684,8 @@ def queue_need(
         )
         return SignalNeed("queue", need, reason, low, high)
     reason = f"{reason} -> {need}"
-    if starting > 0 and need > desired:
-        reason = f"{reason}, held at {desired} while {starting} starting absorb the backlog"
+    if still_starting > 0 and need > desired:
+        reason = f"{reason}, held at {desired} while {still_starting} starting absorb the backlog"
         need, low, high = desired, min(low, desired), min(high, desired)
     return SignalNeed("queue", need, reason, low, high)
 
@@ -765,17 +772,38 @@ def deadband(arrival_rate: float | None, params: ScalerParams = DEFAULT_PARAMS) 
 def burst_rise(rates: tuple[tuple[float, float, int], ...], lead: float) -> tuple[float, float]:
     """(largest rise, peak) of the arrival rate in ``rates``: the most it went up within
     ``lead`` seconds, and its highest value. O(len(rates)), a sliding-window minimum."""
-    window: deque[tuple[float, float]] = deque()
-    rise, peak = 0.0, 0.0
+    return _largest_change(rates, lead, falls=False)
+
+
+def burst_swing(rates: tuple[tuple[float, float, int], ...], lead: float) -> tuple[float, float]:
+    """(largest swing, peak) of the arrival rate in ``rates``: the most it went up *or down*
+    within ``lead`` seconds, and its highest value. A burst's end is as much evidence of
+    bursty traffic as its start: load that fell within a start-up time can come back as fast
+    (a service whose first burst was under way before it was observed included)."""
+    return _largest_change(rates, lead, falls=True)
+
+
+def _largest_change(
+    rates: tuple[tuple[float, float, int], ...], lead: float, falls: bool
+) -> tuple[float, float]:
+    lowest: deque[tuple[float, float]] = deque()  # (increasing rates: the window's minimum first)
+    highest: deque[tuple[float, float]] = deque()  # (decreasing: its maximum first)
+    change, peak = 0.0, 0.0
     for t, rate, _ in rates:
-        while window and window[0][0] < t - lead:
-            window.popleft()
-        while window and window[-1][1] >= rate:
-            window.pop()
-        window.append((t, rate))
-        rise = max(rise, rate - window[0][1])
+        for window in (lowest, highest):
+            while window and window[0][0] < t - lead:
+                window.popleft()
+        while lowest and lowest[-1][1] >= rate:
+            lowest.pop()
+        lowest.append((t, rate))
+        while highest and highest[-1][1] <= rate:
+            highest.pop()
+        highest.append((t, rate))
+        change = max(change, rate - lowest[0][1])
+        if falls:
+            change = max(change, highest[0][1] - rate)
         peak = max(peak, rate)
-    return rise, peak
+    return change, peak
 
 
 def burst_noise(peak: float, startup: float, params: ScalerParams = DEFAULT_PARAMS) -> float:
@@ -804,13 +832,13 @@ def headroom_need(
     """Capacity held ahead of bursts a reactive scale-up would be late for.
 
     A replica asked for now serves ``startupSeconds`` later, so a burst that rises within
-    that time is met only by what is already running. The headroom is the largest rise of the
-    arrival rate within one start-up time seen over the last ``headroom_lookback_seconds``
-    (the burstiness of this service's traffic, not a fixed margin): the arrival model is asked
-    for ``current rate + that rise`` (none for a rise that Poisson noise alone would show
-    somewhere in the lookback, ``burst_noise``: the queueing headroom covers it; a larger one
-    is held whole), never more than the lookback's peak (plus the deadband), so a burst that
-    came before is held for, and a smooth load holds little.
+    that time is met only by what is already running. The headroom is the largest rise (or
+    fall, ``burst_swing``) of the arrival rate within one start-up time seen over the last
+    ``headroom_lookback_seconds`` (the burstiness of this service's traffic, not a fixed
+    margin): the arrival model is asked for ``current rate + that rise`` (none for a rise that
+    Poisson noise alone would show somewhere in the lookback, ``burst_noise``: the queueing
+    headroom covers it; a larger one is held whole), never more than the lookback's peak (plus
+    the deadband), so a burst that came before is held for, and a smooth load holds little.
     None when the start-up is short enough for a reactive scale-up, or nothing rose.
     """
     if inputs.startup_seconds < params.headroom_min_startup_seconds or not rates:
@@ -818,7 +846,7 @@ def headroom_need(
     plan = planned_concurrency(inputs, params)
     if plan is None:
         return None
-    rise, peak = burst_rise(rates, inputs.startup_seconds)
+    rise, peak = burst_swing(rates, inputs.startup_seconds)
     # (a burst is held whole: the next one's peak is no lower than the last's for being noisy)
     if rise <= burst_noise(peak, inputs.startup_seconds, params):
         rise = 0.0
@@ -845,7 +873,7 @@ def headroom_need(
     mean = sum(r for _, r, _ in rates) / len(rates)
     why = (
         f"headroom: {held:.3g} req/s held = {arrival_rate:.3g} now + {held - arrival_rate:.3g}, "
-        f"the largest rise within the {inputs.startup_seconds:g} s start-up over the last "
+        f"the largest rise or fall within the {inputs.startup_seconds:g} s start-up over the last "
         f"{params.headroom_lookback_seconds / 60:g} min (peak {peak:.3g}, peak/mean "
         f"{peak / mean if mean > 0 else math.inf:.2g}) -> {by_rate}"
     )
@@ -1112,7 +1140,11 @@ def _slide_max(
 
 
 def _manual(
-    inputs: ScalingInputs, state: ScalerState, now: float, available: bool
+    inputs: ScalingInputs,
+    state: ScalerState,
+    now: float,
+    available: bool,
+    params: ScalerParams = DEFAULT_PARAMS,
 ) -> Recommendation:
     manual = inputs.manual_replicas
     assert manual is not None
@@ -1128,6 +1160,7 @@ def _manual(
             last_replicas=replicas,
             last_change_at=now if changed else state.last_change_at,
             last_scale_up_at=now if replicas > inputs.desired_replicas else state.last_scale_up_at,
+            starting=_starting_after(inputs, state, now, replicas, params),
             metrics_missing_since=None if available else (state.metrics_missing_since or now),
             rates=state.rates,
             speed=state.speed,
@@ -1138,7 +1171,13 @@ def _manual(
     )
 
 
-def _hold(inputs: ScalingInputs, state: ScalerState, now: float, why: str) -> Recommendation:
+def _hold(
+    inputs: ScalingInputs,
+    state: ScalerState,
+    now: float,
+    why: str,
+    params: ScalerParams = DEFAULT_PARAMS,
+) -> Recommendation:
     current = inputs.desired_replicas
     last = state.last_replicas
     held = current if last is None else max(last, current)
@@ -1155,6 +1194,7 @@ def _hold(inputs: ScalingInputs, state: ScalerState, now: float, why: str) -> Re
             state,
             last_change_at=now if replicas != current else state.last_change_at,
             last_scale_up_at=now if replicas > current else state.last_scale_up_at,
+            starting=_starting_after(inputs, state, now, replicas, params),
             window=(),
             window_since=None,
             idle_since=None,
@@ -1245,16 +1285,6 @@ def request_sizes(
     )
 
 
-def _serving_in(
-    inputs: ScalingInputs, state: ScalerState, now: float, params: ScalerParams
-) -> float | None:
-    """Seconds until the replicas of the last scale-up serve (None: not known)."""
-    up = state.last_scale_up_at
-    if up is None or up > now:
-        return None
-    return max(0.0, up + inputs.startup_seconds + params.ready_lag_seconds - now)
-
-
 def smoothed_sizes(
     inputs: ScalingInputs,
     state: ScalerState,
@@ -1336,31 +1366,59 @@ def size_shifted(
     return math.log(now_work / then_work) > noise
 
 
-def _starting(inputs: ScalingInputs, state: ScalerState, now: float, params: ScalerParams) -> int:
-    """Replicas still starting: not ready, or asked for less than ``startupSeconds`` (plus
-    ``ready_lag_seconds``) before the data was scraped: a pod can be Ready before its model
-    server serves, and a scale-up's replicas only absorb a backlog once they serve."""
-    starting = inputs.desired_replicas - inputs.ready_replicas
-    up = state.last_scale_up_at
+def _starting_batches(
+    inputs: ScalingInputs, state: ScalerState, now: float, params: ScalerParams
+) -> tuple[tuple[float, int], ...]:
+    """(seconds until they serve, replicas) of the replicas still starting, soonest first.
+
+    Each scale-up's replicas serve ``startupSeconds`` (+ ``ready_lag_seconds``) after it was
+    asked for, as seen from the scrape's time (a scrape taken before they served shows their
+    backlog): a pod can be Ready before its model server serves. Replicas not Ready beyond
+    those serve a whole start-up from now at the latest. Never more than the desired count.
+    """
     signals = inputs.signals
-    # (the time of the data: a scrape taken before the replicas served shows their backlog)
     at = signals.scraped_at if signals is not None and signals.scraped_at is not None else now
     lag = inputs.startup_seconds + params.ready_lag_seconds
-    if up is not None and up <= now and min(at, now) - up < lag:
-        starting = max(starting, inputs.desired_replicas - (state.scaled_up_from or 0))
-    return max(0, starting)
+    batches = [
+        (max(0.0, asked + lag - now), n)
+        for asked, n in state.starting
+        if asked <= now and min(at, now) - asked < lag and n > 0
+    ]
+    unready = inputs.desired_replicas - inputs.ready_replicas - sum(n for _, n in batches)
+    if unready > 0:
+        batches.append((max(inputs.startup_seconds, 0.0), unready))
+    kept: list[tuple[float, int]] = []
+    room = max(inputs.desired_replicas, 0)
+    for serve_in, n in sorted(batches):
+        if room > 0:
+            kept.append((serve_in, min(n, room)))
+            room -= min(n, room)
+    return tuple(kept)
 
 
-def _scaled_up_from(
-    inputs: ScalingInputs, state: ScalerState, now: float, replicas: int
-) -> int | None:
-    """The count the scale-ups still starting began from."""
+def _starting(inputs: ScalingInputs, state: ScalerState, now: float, params: ScalerParams) -> int:
+    """Replicas still starting (``_starting_batches``)."""
+    return sum(n for _, n in _starting_batches(inputs, state, now, params))
+
+
+def _starting_after(
+    inputs: ScalingInputs, state: ScalerState, now: float, replicas: int, params: ScalerParams
+) -> tuple[tuple[float, int], ...]:
+    """``state.starting`` once the count goes from the desired one to ``replicas``: a scale-up
+    adds a batch; a scale-down takes from the newest batches first (a ReplicaSet removes
+    unready pods first, the newest first); batches that serve by now are forgotten."""
+    lag = inputs.startup_seconds + params.ready_lag_seconds + params.staleness_seconds
+    kept = [(t, n) for t, n in state.starting if 0.0 <= now - t < lag and n > 0]
     current = inputs.desired_replicas
-    up = state.last_scale_up_at
-    starting = up is not None and 0 <= now - up < inputs.startup_seconds
-    if replicas > current and not starting:
-        return current
-    return state.scaled_up_from
+    if replicas > current:
+        kept.append((now, replicas - current))
+    drop = current - replicas
+    while drop > 0 and kept:
+        t, n = kept.pop()
+        if n > drop:
+            kept.append((t, n - drop))
+        drop -= n
+    return tuple(kept)
 
 
 def _floor(inputs: ScalingInputs, active: bool) -> int:
@@ -1388,6 +1446,7 @@ def _implied_arrivals(
     current = inputs.desired_replicas
     in_system = (waiting or 0.0) + (running or 0.0)
     backlogged = (waiting or 0.0) > current * (inputs.max_queue_per_replica or 0)
+    floor = arrival
     probe = state.backlog_probe
     growth = state.backlog_growth
     # (the time of the data, when the runtime's scrape time is known: sampling more often than
@@ -1418,6 +1477,12 @@ def _implied_arrivals(
             estimate, segment, rise = interval_rate(
                 segment, at, max(0.0, recent + growth), span or 0.0, params
             )
+        # (the runtime's window average counts completions, which run above the arrivals
+        # while a backlog drains; the intervals' own arrivals over that window do not)
+        measured = [r for t, r, _ in state.rates if t > at - params.rate_window_seconds]
+        if arrival is not None and measured:
+            arrival = min(arrival, sum(measured) / len(measured))
+        floor = arrival
         arrival = max(arrival or 0.0, estimate)
     elif backlogged and work is not None and running:
         # With a queue every ready replica is busy and completes 1 / work requests/s, whatever
@@ -1431,7 +1496,7 @@ def _implied_arrivals(
         segment, estimate, rise = (), None, 0.0
         if not backlogged:
             growth = None  # without the completions now, growth alone is noise
-    return _Arrivals(arrival, growth, probe, segment, estimate, rise)
+    return _Arrivals(arrival, growth, probe, segment, estimate, rise, floor)
 
 
 def interval_rate(
@@ -1487,6 +1552,9 @@ class _Arrivals:
     estimate: float | None
     rise: float
     """How much of ``estimate`` is the extrapolated part of a rise within the last interval."""
+    floor: float | None
+    """The window's average arrivals the rate is never below (a lull within a burst is not
+    its end)."""
 
 
 def recommend(
@@ -1504,9 +1572,9 @@ def recommend(
         return _hold(inputs, state, state.last_change_at or 0.0, "the clock is not a number")
     missing = _missing_reason(inputs, now, params)
     if inputs.manual_replicas is not None:
-        return _manual(inputs, state, now, available=missing is None)
+        return _manual(inputs, state, now, available=missing is None, params=params)
     if missing is not None:
-        return _hold(inputs, state, now, missing)
+        return _hold(inputs, state, now, missing, params)
     signals = inputs.signals
     assert signals is not None
 
@@ -1560,7 +1628,6 @@ def recommend(
     running = signals.running if signals.running is not None or not at_zero else 0.0
     arrival = signals.arrival_rate if signals.arrival_rate is not None or not at_zero else 0.0
     active = any(v is not None and v > 0 for v in (waiting, running, arrival))
-    reported = arrival
     implied = _implied_arrivals(inputs, state, now, waiting, running, arrival, params)
     arrival, growth, probe = implied.rate, implied.growth, implied.probe
     if arrival is not None:
@@ -1570,7 +1637,7 @@ def recommend(
     if arrival is not None:
         # (the burst history keeps what was measured: a rise extrapolated within the last
         # interval sizes this decision, and the next interval shows the new load whole)
-        measured = max(reported or 0.0, arrival - implied.rise)
+        measured = max(implied.floor or 0.0, arrival - implied.rise)
         rates = (*rates, (now, measured, serving))
     crowds = tuple(c for c in state.crowds if c[0] > now - lookback)
     before = state.backlog_probe
@@ -1588,8 +1655,7 @@ def recommend(
                 running or 0.0,
                 arrival,
                 params,
-                _starting(inputs, state, now, params),
-                _serving_in(inputs, state, now, params),
+                _starting_batches(inputs, state, now, params),
             )
         )
     if arrival is not None:
@@ -1691,7 +1757,7 @@ def recommend(
             last_replicas=replicas,
             last_change_at=now if replicas != current else state.last_change_at,
             last_scale_up_at=now if replicas > current else state.last_scale_up_at,
-            scaled_up_from=_scaled_up_from(inputs, state, now, replicas),
+            starting=_starting_after(inputs, state, now, replicas, params),
             window=window,
             window_since=window_since,
             idle_since=idle_since,

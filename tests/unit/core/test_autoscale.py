@@ -787,7 +787,7 @@ def test_state_round_trips_through_status() -> None:
         speed_at=2.0,
         work=0.4,
         suspect_at=1.0,
-        scaled_up_from=2,
+        starting=((1.0, 2), (2.0, 1)),
         segment=((1.0, 4.0, 2.0), (3.0, 5.0, 2.0)),
         interval_rate=2.25,
         interval_rise=0.5,

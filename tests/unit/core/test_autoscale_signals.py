@@ -24,6 +24,7 @@ from tierra.core.autoscale import (
     arrival_need,
     burst_noise,
     burst_rise,
+    burst_swing,
     deadband,
     headroom_need,
     queue_allowance,
@@ -134,6 +135,18 @@ def test_burst_rise_is_the_largest_rise_within_the_lead() -> None:
     assert burst_rise(rates, 20.0) == (25.0, 30.0)  # 5 -> 30 within 15 s
     assert burst_rise(rates, 60.0) == (28.0, 30.0)  # 2 -> 30 within 60 s
     assert burst_rise((), 60.0) == (0.0, 0.0)
+
+
+def test_burst_swing_counts_falls_as_well_as_rises() -> None:
+    """A burst already under way when first observed shows no rise, but its end is a fall
+    as large: the evidence of bursty traffic either way."""
+    rates = ((0.0, 20.0, 8), (15.0, 21.0, 8), (30.0, 2.0, 8), (45.0, 3.0, 8), (60.0, 2.5, 8))
+    assert burst_rise(rates, 20.0) == (1.0, 21.0)
+    assert burst_swing(rates, 20.0) == (19.0, 21.0)  # 21 -> 2 within 15 s
+    assert burst_swing(rates, 10.0) == (0.0, 21.0)  # (no two samples within 10 s)
+    rising = ((0.0, 2.0, 1), (15.0, 3.0, 1), (30.0, 20.0, 1), (45.0, 5.0, 1), (60.0, 30.0, 1))
+    assert burst_swing(rising, 20.0) == (25.0, 30.0)
+    assert burst_swing((), 60.0) == (0.0, 0.0)
 
 
 def test_headroom_holds_what_a_burst_within_the_startup_time_needs() -> None:
@@ -489,7 +502,7 @@ def test_a_restart_restores_the_count_the_headroom_and_the_speed() -> None:
         state, current = rec.state, rec.replicas
     status = json.loads(json.dumps(status_signals(state, 60.0)))
     restored = restore_state(
-        current, 40 * STEP, last_scale_at=last_up, scaled_up=True, signals=status
+        current, 40 * STEP, last_scale_at=last_up, scaled_up_by=current, signals=status
     )
     assert restored.speed == pytest_approx(state.speed, 1e-4)
     assert burst_rise(restored.rates, 60.0) == burst_rise(state.rates, 60.0)

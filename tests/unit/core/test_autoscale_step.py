@@ -348,7 +348,7 @@ def test_no_scale_down_while_requests_miss_the_slo() -> None:
 def test_the_first_decision_drains_the_backlog_its_own_startup_builds() -> None:
     """2 replicas serve 6.4 req/s; 12 arrive. A replica asked now serves in 5 s, by when 28
     more wait: the count serves the 12 and drains those within the next 5 s."""
-    need = queue_need(inputs(), 0.0, 16.0, 12.0, TRUSTED, starting=0, serving_in=None)
+    need = queue_need(inputs(), 0.0, 16.0, 12.0, TRUSTED, starting=())
     later = (16.0 - 2 * 4.0) + (12.0 - 2 / WORK) * 5.0  # beyond the allowance, then piled up
     assert need.replicas == math.ceil((12.0 + later / 5.0) * WORK)
     assert need.replicas > math.ceil(12.0 * WORK)
@@ -358,7 +358,7 @@ def test_the_first_decision_drains_the_backlog_its_own_startup_builds() -> None:
 def test_while_replicas_start_no_more_is_asked_for_the_backlog_foreseen() -> None:
     """The decision after the first, 2 s later: the backlog grew as foreseen (the new
     replicas serve in 3 s), and what was asked for drains it: no more."""
-    first = queue_need(inputs(), 0.0, 16.0, 12.0, TRUSTED, starting=0, serving_in=None)
+    first = queue_need(inputs(), 0.0, 16.0, 12.0, TRUSTED, starting=())
     asked = first.replicas
     grown = 16.0 + (12.0 - 2 / WORK) * 2.0
     waiting = max(0.0, grown - 16.0)
@@ -368,8 +368,7 @@ def test_while_replicas_start_no_more_is_asked_for_the_backlog_foreseen() -> Non
         min(grown, 16.0),
         12.0,
         TRUSTED,
-        starting=asked - 2,
-        serving_in=3.0,
+        starting=((3.0, asked - 2),),
     )
     assert again.replicas <= asked
     assert again.low <= asked
@@ -379,7 +378,7 @@ def test_replicas_ready_before_they_serve_count_as_starting() -> None:
     """Kubernetes may call a pod Ready before its model server serves (the load twin's pods
     serve ``startupSeconds`` after Ready): the scale-up's replicas count as starting until
     ``startupSeconds`` (+ the lag to Ready) after it, as seen from the scrape's time."""
-    state = replace(ScalerState(), last_scale_up_at=100.0, scaled_up_from=2, speed_at=0.0)
+    state = replace(ScalerState(), last_scale_up_at=100.0, starting=((100.0, 10),), speed_at=0.0)
     backlog = Signals(
         queue_depth=40.0,
         running=16.0,
@@ -396,7 +395,7 @@ def test_replicas_ready_before_they_serve_count_as_starting() -> None:
     # a scale-up long enough ago: they serve, and the count is what the load needs
     later = recommend(
         inputs(desired_replicas=12, ready_replicas=12, signals=replace(backlog, scraped_at=103.0)),
-        replace(state, last_scale_up_at=90.0),
+        replace(state, last_scale_up_at=90.0, starting=((90.0, 10),)),
         104.0,
         TRUSTED,
     )
@@ -426,3 +425,81 @@ def test_the_speed_waits_for_a_full_rate_window() -> None:
         state = rec.state
         if at < 60.0:
             assert state.speed == params.speed_prior, at
+
+
+def test_each_scale_ups_replicas_serve_a_start_up_time_after_it() -> None:
+    """2 replicas, then +3 at 100 s and +5 at 150 s (60 s start-up): at 170 s the first
+    batch serves and the second does not. Counting both as starting until the last one's
+    start-up ends took the work of 5 serving replicas for that of 2 (the speed estimate
+    then read them as twice as fast as they are)."""
+    state = replace(
+        ScalerState(), last_scale_up_at=150.0, starting=((100.0, 3), (150.0, 5)), speed_at=0.0
+    )
+    sample = Signals(
+        queue_depth=0.0, running=20.0, arrival_rate=8.0, observed_at=170.0, scraped_at=170.0
+    )
+    rec = recommend(
+        inputs(desired_replicas=10, ready_replicas=10, startup_seconds=60.0, signals=sample),
+        state,
+        170.0,
+        TRUSTED,
+    )
+    assert rec.state.rates[-1][2] == 5  # (the serving replicas the speed is measured over)
+    assert rec.state.starting == ((100.0, 3), (150.0, 5))
+    # (a scrape from before they served still shows them starting)
+    stale = recommend(
+        inputs(desired_replicas=10, ready_replicas=10, startup_seconds=60.0, signals=sample),
+        state,
+        215.0,
+        TRUSTED,
+    )
+    assert stale.state.rates[-1][2] == 5
+    fresh = replace(sample, observed_at=215.0, scraped_at=215.0)
+    later = recommend(
+        inputs(desired_replicas=10, ready_replicas=10, startup_seconds=60.0, signals=fresh),
+        state,
+        215.0,
+        TRUSTED,
+    )
+    assert later.state.rates[-1][2] == 10
+    gone = recommend(
+        inputs(desired_replicas=10, ready_replicas=10, startup_seconds=60.0, signals=fresh),
+        state,
+        260.0,
+        TRUSTED,
+    )
+    assert gone.state.starting == ()  # (served long since: forgotten)
+
+
+def test_a_scale_down_takes_back_the_newest_starting_replicas_first() -> None:
+    state = replace(ScalerState(), last_scale_up_at=150.0, starting=((100.0, 3), (150.0, 5)))
+    down = recommend(
+        inputs(desired_replicas=10, ready_replicas=6, startup_seconds=60.0, manual_replicas=6),
+        state,
+        160.0,
+        TRUSTED,
+    )
+    assert down.state.starting == ((100.0, 3), (150.0, 1))
+    up = recommend(
+        inputs(desired_replicas=6, ready_replicas=6, startup_seconds=60.0, manual_replicas=9),
+        down.state,
+        165.0,
+        TRUSTED,
+    )
+    assert up.state.starting == ((100.0, 3), (150.0, 1), (165.0, 3))
+
+
+def test_the_backlog_foreseen_counts_each_batch_from_when_it_serves() -> None:
+    """2 replicas serve now, 3 more in 2 s and 5 more in 4 s (5 s start-up): the backlog
+    grows at the rate each stretch's serving replicas fall short of the arrivals."""
+    need = queue_need(
+        inputs(desired_replicas=10, ready_replicas=10),
+        30.0,
+        16.0,
+        20.0,
+        TRUSTED,
+        starting=((4.0, 5), (2.0, 3)),
+    )
+    backlog = max(30.0 - 10 * 4, 30.0 + 16.0 - 10 * (2000.0 / 1000.0 / WORK))
+    later = backlog + (20.0 - 2 / WORK) * 2.0 + (20.0 - 5 / WORK) * 2.0 + (20.0 - 10 / WORK) * 1.0
+    assert need.replicas == max(math.ceil((20.0 + max(0.0, later) / 5.0) * WORK), 2)
