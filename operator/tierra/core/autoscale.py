@@ -184,6 +184,10 @@ class ScalerParams:
     """How far back the burst headroom looks for the arrival rate's rises (and its peak)."""
     headroom_min_startup_seconds: float = 20.0
     """Below this start-up time a reactive scale-up is on time and no headroom is held."""
+    ramp_samples: int = 5
+    """Arrival-rate samples (one per ``rate_sample_seconds``) a ramp is fitted over
+    (``ramp_ahead``): few enough to see a flash crowd's ramp within a minute, enough that a
+    line through Poisson noise is told from a step."""
     speed_time_constant_seconds: float = 120.0
     """Time constant of the online service-rate estimate (a full-weight observation moves it
     ``1 - 1/e`` of the way in this long)."""
@@ -822,6 +826,56 @@ def burst_noise(peak: float, startup: float, params: ScalerParams = DEFAULT_PARA
     return z * math.sqrt(2.0 * max(peak, 0.0) / sample)
 
 
+def ramp_ahead(
+    rates: tuple[tuple[float, float, int], ...],
+    horizon: float,
+    params: ScalerParams = DEFAULT_PARAMS,
+) -> float:
+    """How much more the arrival rate will be in ``horizon`` seconds if the ramp of its last
+    samples goes on (0: no ramp).
+
+    A weighted least-squares line through the last ``ramp_samples`` rates, one per
+    ``rate_sample_seconds`` (each a Poisson count over that long: variance ``rate / sample``).
+    It counts as a ramp when its slope is positive beyond ``change_z`` standard errors and the
+    samples lie on it within their noise (chi-square within its mean + 3 standard deviations):
+    a step, a spike or a fan-out fits no line and is the burst headroom's, and noise has no
+    significant slope. Extrapolating a line ``horizon`` ahead from ``n`` samples stays within
+    ``horizon / span`` times the rise it was fitted on.
+    """
+    sample = params.rate_sample_seconds
+    picked: list[tuple[float, float]] = []
+    for t, rate, _ in reversed(rates):
+        if not picked or picked[-1][0] - t >= sample - _EPS:
+            picked.append((t, min(max(rate, 0.0), _HUGE)))
+        if len(picked) == params.ramp_samples:
+            break
+    n = len(picked)
+    if n < max(params.ramp_samples, 3) or not horizon > 0:
+        return 0.0
+    weights = [sample / max(rate, 1.0 / sample) for _, rate in picked]
+    total = sum(weights)
+    t_mean = sum(w * t for w, (t, _) in zip(weights, picked, strict=True)) / total
+    r_mean = sum(w * r for w, (_, r) in zip(weights, picked, strict=True)) / total
+    spread = sum(w * (t - t_mean) ** 2 for w, (t, _) in zip(weights, picked, strict=True))
+    if not spread > 0:
+        return 0.0
+    slope = (
+        sum(w * (t - t_mean) * (r - r_mean) for w, (t, r) in zip(weights, picked, strict=True))
+        / spread
+    )
+    if slope * math.sqrt(spread) <= params.change_z:  # (slope / its standard error)
+        return 0.0
+    misfit = sum(
+        w * (r - r_mean - slope * (t - t_mean)) ** 2
+        for w, (t, r) in zip(weights, picked, strict=True)
+    )
+    dof = n - 2
+    if misfit > dof + 3.0 * math.sqrt(2.0 * dof):
+        return 0.0
+    now = picked[0][0]
+    return max(0.0, r_mean + slope * (now + horizon - t_mean) - picked[0][1])
+
+
 def headroom_need(
     inputs: ScalingInputs,
     arrival_rate: float,
@@ -858,6 +912,12 @@ def headroom_need(
     trend, _ = burst_rise(latest, inputs.startup_seconds)
     if 0 < trend <= 0.5 * arrival_rate:
         held = max(held, arrival_rate + trend)
+    # A steep ramp under way (a flash crowd: several samples in a row on a rising line) is
+    # held at where the line will be when a replica asked now serves.
+    ahead = ramp_ahead(rates, inputs.startup_seconds, params)
+    ramping = ahead > 0 and arrival_rate + ahead > held
+    if ramping:
+        held = arrival_rate + ahead
     k, work, target = plan
 
     def replicas(rate: float) -> int:
@@ -873,10 +933,17 @@ def headroom_need(
     mean = sum(r for _, r, _ in rates) / len(rates)
     why = (
         f"headroom: {held:.3g} req/s held = {arrival_rate:.3g} now + {held - arrival_rate:.3g}, "
-        f"the largest rise or fall within the {inputs.startup_seconds:g} s start-up over the last "
-        f"{params.headroom_lookback_seconds / 60:g} min (peak {peak:.3g}, peak/mean "
-        f"{peak / mean if mean > 0 else math.inf:.2g}) -> {by_rate}"
+        f"where the arrivals' ramp of the last {params.ramp_samples * params.rate_sample_seconds:g}"
+        f" s will be in the {inputs.startup_seconds:g} s start-up -> {by_rate}"
     )
+    if not ramping:
+        why = (
+            f"headroom: {held:.3g} req/s held = {arrival_rate:.3g} now + "
+            f"{held - arrival_rate:.3g}, the largest rise or fall within the "
+            f"{inputs.startup_seconds:g} s start-up over the last "
+            f"{params.headroom_lookback_seconds / 60:g} min (peak {peak:.3g}, peak/mean "
+            f"{peak / mean if mean > 0 else math.inf:.2g}) -> {by_rate}"
+        )
     if by_crowd > by_rate:
         why = (
             f"headroom: {crowd:.0f} more in the system within one sample (a fan-out), the "

@@ -28,6 +28,7 @@ from tierra.core.autoscale import (
     deadband,
     headroom_need,
     queue_allowance,
+    ramp_ahead,
     recommend,
     restore_state,
     status_signals,
@@ -547,3 +548,45 @@ def test_a_low_rate_within_its_noise_of_the_next_count_does_not_scale_up() -> No
     # 15 % below it: a 2 is kept
     below = arrival_need(small, edge * 0.85)
     assert below is not None and below.replicas == 1 and below.high >= 2
+
+
+def _poisson_rates(rng: random.Random, rate_at: Any, start: float, end: float) -> tuple:
+    """15 s samples of Poisson arrivals at ``rate_at(t)``: (time, rate, serving)."""
+    out = []
+    t = start
+    while t <= end:
+        mean = rate_at(t) * 15.0
+        # (a normal approximation of the Poisson count, never negative)
+        count = max(0.0, round(rng.gauss(mean, math.sqrt(max(mean, 1e-9)))))
+        out.append((t, count / 15.0, 4))
+        t += 15.0
+    return tuple(out)
+
+
+def test_a_ramp_under_way_is_extrapolated_over_the_start_up() -> None:
+    """A flash crowd rising 0.05 req/s every second: after 75 s of it, the line is held where
+    it will be 120 s on (+6 req/s), within the noise of a five-sample fit."""
+    for seed in range(20):
+        rng = random.Random(seed)
+        rates = _poisson_rates(rng, lambda t: 1.0 + 0.05 * max(0.0, t - 600.0), 0.0, 675.0)
+        ahead = ramp_ahead(rates, 120.0)
+        assert 3.0 <= ahead <= 10.0, (seed, ahead)
+
+
+def test_steps_spikes_and_noise_are_no_ramp() -> None:
+    """A step (held whole by the burst headroom, not extrapolated), a 15 s spike, and a
+    steady rate: no line to extend at any decision, in nearly every window."""
+    shapes = {
+        "step": lambda t: 25.0 if t >= 600.0 else 0.5,
+        "spike": lambda t: 40.0 if 600.0 <= t < 615.0 else 2.0,
+        "steady": lambda t: 4.0,
+    }
+    for name, shape in shapes.items():
+        extrapolated = 0
+        for seed in range(20):
+            rng = random.Random(seed)
+            rates = _poisson_rates(rng, shape, 0.0, 900.0)
+            for end in range(40, len(rates) + 1):
+                extrapolated += ramp_ahead(rates[:end], 120.0) > 0
+        # (20 seeds x 21 windows each)
+        assert extrapolated <= 4, (name, extrapolated)
