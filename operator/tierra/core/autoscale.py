@@ -766,9 +766,13 @@ def deadband(arrival_rate: float | None, params: ScalerParams = DEFAULT_PARAMS) 
     ``tolerance``, or the estimate's own Poisson noise when that is larger (one standard
     error, ``1 / sqrt(arrivals)`` over ``rate_sample_seconds``: 26 % at 1 request/s over
     15 s). At a low rate, a count at the edge between two needs would otherwise go up on one
-    noisy sample and down after the delay, again and again."""
-    if arrival_rate is None or not arrival_rate > 0:
+    noisy sample and down after the delay, again and again. No arrivals at all is the
+    noisiest estimate (the widest band, as just above zero: a band that narrowed as the rate
+    fell to zero would scale up on less load than it keeps at a little more)."""
+    if arrival_rate is None or not math.isfinite(arrival_rate) or arrival_rate < 0:
         return params.tolerance
+    if arrival_rate == 0:
+        return max(params.tolerance, 0.5)
     arrivals = min(arrival_rate, _HUGE) * params.rate_sample_seconds
     return max(params.tolerance, min(0.5, 1.0 / math.sqrt(arrivals)))
 
@@ -828,19 +832,17 @@ def burst_noise(peak: float, startup: float, params: ScalerParams = DEFAULT_PARA
 
 def ramp_ahead(
     rates: tuple[tuple[float, float, int], ...],
-    horizon: float,
+    at: float,
     params: ScalerParams = DEFAULT_PARAMS,
 ) -> float:
-    """How much more the arrival rate will be in ``horizon`` seconds if the ramp of its last
-    samples goes on (0: no ramp).
+    """The arrival rate at time ``at`` if the ramp of the samples goes on (0: no ramp).
 
     A weighted least-squares line through the last ``ramp_samples`` rates, one per
     ``rate_sample_seconds`` (each a Poisson count over that long: variance ``rate / sample``).
     It counts as a ramp when its slope is positive beyond ``change_z`` standard errors and the
     samples lie on it within their noise (chi-square within its mean + 3 standard deviations):
     a step, a spike or a fan-out fits no line and is the burst headroom's, and noise has no
-    significant slope. Extrapolating a line ``horizon`` ahead from ``n`` samples stays within
-    ``horizon / span`` times the rise it was fitted on.
+    significant slope.
     """
     sample = params.rate_sample_seconds
     picked: list[tuple[float, float]] = []
@@ -850,7 +852,7 @@ def ramp_ahead(
         if len(picked) == params.ramp_samples:
             break
     n = len(picked)
-    if n < max(params.ramp_samples, 3) or not horizon > 0:
+    if n < max(params.ramp_samples, 3) or not math.isfinite(at):
         return 0.0
     weights = [sample / max(rate, 1.0 / sample) for _, rate in picked]
     total = sum(weights)
@@ -872,8 +874,7 @@ def ramp_ahead(
     dof = n - 2
     if misfit > dof + 3.0 * math.sqrt(2.0 * dof):
         return 0.0
-    now = picked[0][0]
-    return max(0.0, r_mean + slope * (now + horizon - t_mean) - picked[0][1])
+    return max(0.0, r_mean + slope * (at - t_mean))
 
 
 def headroom_need(
@@ -912,12 +913,12 @@ def headroom_need(
     trend, _ = burst_rise(latest, inputs.startup_seconds)
     if 0 < trend <= 0.5 * arrival_rate:
         held = max(held, arrival_rate + trend)
-    # A steep ramp under way (a flash crowd: several samples in a row on a rising line) is
-    # held at where the line will be when a replica asked now serves.
-    ahead = ramp_ahead(rates, inputs.startup_seconds, params)
-    ramping = ahead > 0 and arrival_rate + ahead > held
-    if ramping:
-        held = arrival_rate + ahead
+    # A steep ramp under way (a flash crowd: the samples before this one on a rising line) is
+    # held at where the line will be when a replica asked now serves. (This sample is left
+    # out of the fit: more load now never means less held.)
+    line = ramp_ahead(rates[:-1], rates[-1][0] + inputs.startup_seconds, params)
+    ramping = line > held
+    held = max(held, line)
     k, work, target = plan
 
     def replicas(rate: float) -> int:
@@ -934,7 +935,7 @@ def headroom_need(
     why = (
         f"headroom: {held:.3g} req/s held = {arrival_rate:.3g} now + {held - arrival_rate:.3g}, "
         f"where the arrivals' ramp of the last {params.ramp_samples * params.rate_sample_seconds:g}"
-        f" s will be in the {inputs.startup_seconds:g} s start-up -> {by_rate}"
+        f" s will be at the end of the {inputs.startup_seconds:g} s start-up -> {by_rate}"
     )
     if not ramping:
         why = (
@@ -1778,7 +1779,8 @@ def recommend(
         if current == 0 or any(n.low > current for n in found):
             replicas = target
         else:
-            why = f"{why} (within {params.tolerance:.0%} of {current}: keep)"
+            band = max(params.tolerance, deadband(arrival, params))
+            why = f"{why} (within the {band:.0%} deadband of {current}: keep)"
     elif target < current:
         lowest = min(max(window[0][1], floor), upper)
         observed = now - window_since

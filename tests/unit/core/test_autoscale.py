@@ -399,7 +399,7 @@ def test_deadband_keeps_the_count_for_a_small_rise_in_load() -> None:
     assert recs[0].replicas == 10
     assert recs[1].needs["arrival"] == 11
     assert recs[1].replicas == 10
-    assert "within 10%" in recs[1].reason
+    assert "within the 10% deadband" in recs[1].reason
 
 
 def test_no_flapping_under_noisy_constant_load() -> None:
