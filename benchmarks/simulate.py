@@ -2,9 +2,11 @@
 30 % off either way, one table and one plot per trace.
 
 Traces: the shared Azure conv trace and the seeded generators of ``tierra.lab.traces``
-(prefill-heavy bursts, decode-heavy, diurnal ramp, agentic fan-out). Services: the conv,
-decode-heavy and diurnal traces run examples/simulate's ``chat-conv`` (L4, 8 s p95, 2 s TTFT,
-120 s start-up); the prefill-heavy and agentic traces a code-completion copy of it
+(prefill-heavy bursts, decode-heavy, diurnal ramp, agentic fan-out; and flash crowds, on-off
+phases and a shifting mix, written later to test the recommender on shapes it was not tuned
+on). Services: the conv, decode-heavy, diurnal, flash-crowds, on-off and mix-shift traces run
+examples/simulate's ``chat-conv`` (L4, 8 s p95, 2 s TTFT, 120 s start-up); the prefill-heavy
+and agentic traces a code-completion copy of it
 (``code-assist``: 5 s p95, no TTFT SLO, 60 s start-up, up to 32 replicas), the service of
 issue 14.
 

@@ -15,6 +15,16 @@ clipped to a range, as measured LLM request sizes are (heavy right tail, no zero
 * ``agentic_fanout``: agent sessions; each step of a session fans one request out into dozens
   of model calls within a second (tools, sub-agents, re-reading a long context).
 
+Three more shapes were written to test the recommender on traffic it was not tuned on (each
+showed a weakness the four above did not):
+
+* ``flash_crowds``: a steady rate with a few crowds that ramp up over one to three minutes
+  to 8-15 times it and fade over several minutes.
+* ``on_off``: phases of 5-15 minutes alternating between busy and nearly idle, opening busy
+  (a service already under load when the autoscaler first sees it).
+* ``mix_shift``: a steady rate whose mix alternates every 10 minutes between chat requests
+  and long-context ones (retrieval: prompts seven times as long).
+
 ``SUITE`` names them for the benchmark; ``generate(name, seed)`` builds one.
 """
 
@@ -138,11 +148,85 @@ def agentic_fanout(seed: int, duration: float = DEFAULT_DURATION) -> list[TraceR
     return _finish(requests)
 
 
+def _chat(rng: random.Random, at: float) -> TraceRequest:
+    return TraceRequest(
+        at, _lognormal(rng, 1000, 0.6, 50, 6000), _lognormal(rng, 200, 0.7, 5, 1500)
+    )
+
+
+def _thinned(
+    rng: random.Random, rate: Callable[[float], float], peak: float, duration: float
+) -> list[float]:
+    """Arrivals at the time-varying ``rate`` (never above ``peak``), by thinning."""
+    return [t for t in _poisson_times(rng, peak, 0.0, duration) if rng.random() * peak < rate(t)]
+
+
+def flash_crowds(seed: int, duration: float = DEFAULT_DURATION) -> list[TraceRequest]:
+    """Chat at ~1 req/s; 2-4 crowds an hour, each rising linearly over 60-180 s to 8-15 times
+    the base rate, then fading exponentially with a time constant of 5-10 minutes."""
+    rng = random.Random(f"flash/{seed}")
+    base = 1.0
+    crowds = [
+        (
+            rng.uniform(0.05, 0.85) * duration,
+            rng.uniform(60.0, 180.0),
+            rng.uniform(8.0, 15.0),
+            rng.uniform(300.0, 600.0),
+        )
+        for _ in range(rng.randint(2, 4))
+    ]
+
+    def rate(t: float) -> float:
+        level = base
+        for start, rise, factor, fade in crowds:
+            if start <= t < start + rise:
+                level = max(level, base * (1 + (factor - 1) * (t - start) / rise))
+            elif t >= start + rise:
+                level = max(level, base * (1 + (factor - 1) * math.exp(-(t - start - rise) / fade)))
+        return level
+
+    return _finish([_chat(rng, t) for t in _thinned(rng, rate, 15.0 * base, duration)])
+
+
+def on_off(seed: int, duration: float = DEFAULT_DURATION) -> list[TraceRequest]:
+    """Chat in phases of 5-15 minutes, busy (6-10 req/s) and nearly idle (0.2-0.8 req/s) in
+    turn, opening busy."""
+    rng = random.Random(f"on-off/{seed}")
+    arrivals: list[float] = []
+    t, busy = 0.0, True
+    while t < duration:
+        length = rng.uniform(300.0, 900.0)
+        rate = rng.uniform(6.0, 10.0) if busy else rng.uniform(0.2, 0.8)
+        arrivals += _poisson_times(rng, rate, t, min(duration, t + length))
+        t, busy = t + length, not busy
+    return _finish([_chat(rng, at) for at in arrivals])
+
+
+def mix_shift(seed: int, duration: float = DEFAULT_DURATION) -> list[TraceRequest]:
+    """4 req/s throughout; the mix alternates every 10 minutes between chat (prompts ~600
+    tokens, answers ~250) and long-context requests (prompts ~4,000, answers ~120)."""
+    rng = random.Random(f"mix-shift/{seed}")
+    requests: list[TraceRequest] = []
+    for at in _poisson_times(rng, 4.0, 0.0, duration):
+        if int(at // 600.0) % 2:
+            prompt, output = (
+                _lognormal(rng, 4000, 0.5, 200, 12000),
+                _lognormal(rng, 120, 0.6, 5, 800),
+            )
+        else:
+            prompt, output = _lognormal(rng, 600, 0.5, 50, 4000), _lognormal(rng, 250, 0.6, 5, 1500)
+        requests.append(TraceRequest(at, prompt, output))
+    return _finish(requests)
+
+
 SUITE: dict[str, Callable[[int, float], list[TraceRequest]]] = {
     "prefill-heavy": prefill_heavy_bursts,
     "decode-heavy": decode_heavy,
     "diurnal": diurnal_ramp,
     "agentic": agentic_fanout,
+    "flash-crowds": flash_crowds,
+    "on-off": on_off,
+    "mix-shift": mix_shift,
 }
 """The generated traces, by name."""
 

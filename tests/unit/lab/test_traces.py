@@ -52,3 +52,31 @@ def test_agentic_fanout_brings_dozens_within_a_second() -> None:
     trace = generate("agentic", 1, DURATION)
     assert max(per_window(trace, 1.0)) >= 10
     assert statistics.mean(r.prompt_tokens for r in trace) > 2000
+
+
+def test_flash_crowds_ramp_up_over_minutes_and_fade() -> None:
+    trace = generate("flash-crowds", 1, 3600.0)
+    counts = Counter(int(r.arrival // 60.0) for r in trace)
+    minutes = [counts.get(i, 0) for i in range(60)]
+    assert min(minutes) <= 1.5 * 60  # (about 1 req/s between crowds)
+    peak = max(range(60), key=lambda i: minutes[i])
+    assert minutes[peak] >= 6 * 60
+    # the crowd built up over minutes (a ramp, not a step), and fades over minutes
+    assert minutes[peak - 2] < minutes[peak - 1] < minutes[peak]
+    assert minutes[peak + 3] > 0.5 * minutes[peak]
+
+
+def test_on_off_opens_busy_and_goes_nearly_idle() -> None:
+    trace = generate("on-off", 1, 3600.0)
+    counts = Counter(int(r.arrival // 60.0) for r in trace)
+    minutes = [counts.get(i, 0) for i in range(60)]
+    assert minutes[0] >= 6 * 60 * 0.8  # (busy from the first minute)
+    assert min(minutes) <= 0.8 * 60 * 1.5  # (and nearly idle at times)
+
+
+def test_the_mix_shifts_every_ten_minutes_at_a_steady_rate() -> None:
+    trace = generate("mix-shift", 1, DURATION)
+    chat = [r.prompt_tokens for r in trace if r.arrival < 600.0]
+    long_context = [r.prompt_tokens for r in trace if 600.0 <= r.arrival < 1200.0]
+    assert statistics.median(long_context) > 4 * statistics.median(chat)
+    assert 0.8 < len(long_context) / len(chat) < 1.25
