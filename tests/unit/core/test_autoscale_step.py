@@ -435,40 +435,26 @@ def test_each_scale_ups_replicas_serve_a_start_up_time_after_it() -> None:
     state = replace(
         ScalerState(), last_scale_up_at=150.0, starting=((100.0, 3), (150.0, 5)), speed_at=0.0
     )
-    sample = Signals(
-        queue_depth=0.0, running=20.0, arrival_rate=8.0, observed_at=170.0, scraped_at=170.0
-    )
-    rec = recommend(
-        inputs(desired_replicas=10, ready_replicas=10, startup_seconds=60.0, signals=sample),
-        state,
-        170.0,
-        TRUSTED,
-    )
-    assert rec.state.rates[-1][2] == 5  # (the serving replicas the speed is measured over)
-    assert rec.state.starting == ((100.0, 3), (150.0, 5))
-    # (a scrape from before they served still shows them starting)
-    stale = recommend(
-        inputs(desired_replicas=10, ready_replicas=10, startup_seconds=60.0, signals=sample),
-        state,
-        215.0,
-        TRUSTED,
-    )
-    assert stale.state.rates[-1][2] == 5
-    fresh = replace(sample, observed_at=215.0, scraped_at=215.0)
-    later = recommend(
-        inputs(desired_replicas=10, ready_replicas=10, startup_seconds=60.0, signals=fresh),
-        state,
-        215.0,
-        TRUSTED,
-    )
-    assert later.state.rates[-1][2] == 10
-    gone = recommend(
-        inputs(desired_replicas=10, ready_replicas=10, startup_seconds=60.0, signals=fresh),
-        state,
-        260.0,
-        TRUSTED,
-    )
-    assert gone.state.starting == ()  # (served long since: forgotten)
+
+    def decided(scraped_at: float, now: float) -> ScalerState:
+        sample = Signals(
+            queue_depth=0.0,
+            running=20.0,
+            arrival_rate=8.0,
+            observed_at=scraped_at,
+            scraped_at=scraped_at,
+        )
+        observed = inputs(
+            desired_replicas=10, ready_replicas=10, startup_seconds=60.0, signals=sample
+        )
+        return recommend(observed, state, now, TRUSTED).state
+
+    # (the serving replicas the speed is measured over)
+    assert decided(170.0, 170.0).rates[-1][2] == 5
+    assert decided(170.0, 170.0).starting == ((100.0, 3), (150.0, 5))
+    assert decided(170.0, 215.0).rates[-1][2] == 5  # (a scrape from before they served)
+    assert decided(215.0, 215.0).rates[-1][2] == 10
+    assert decided(215.0, 260.0).starting == ()  # (served long since: forgotten)
 
 
 def test_a_scale_down_takes_back_the_newest_starting_replicas_first() -> None:
