@@ -932,19 +932,22 @@ def headroom_need(
     if max(by_rate, by_crowd) <= replicas(arrival_rate):
         return None
     mean = sum(r for _, r, _ in rates) / len(rates)
-    why = (
-        f"headroom: {held:.3g} req/s held = {arrival_rate:.3g} now + {held - arrival_rate:.3g}, "
-        f"where the arrivals' ramp of the last {params.ramp_samples * params.rate_sample_seconds:g}"
-        f" s will be at the end of the {inputs.startup_seconds:g} s start-up -> {by_rate}"
-    )
-    if not ramping:
-        why = (
-            f"headroom: {held:.3g} req/s held = {arrival_rate:.3g} now + "
-            f"{held - arrival_rate:.3g}, the largest rise or fall within the "
-            f"{inputs.startup_seconds:g} s start-up over the last "
-            f"{params.headroom_lookback_seconds / 60:g} min (peak {peak:.3g}, peak/mean "
-            f"{peak / mean if mean > 0 else math.inf:.2g}) -> {by_rate}"
+    if ramping:
+        source = (
+            f"where the arrivals' ramp of the last "
+            f"{params.ramp_samples * params.rate_sample_seconds:g} s will be at the end of the "
+            f"{inputs.startup_seconds:g} s start-up"
         )
+    else:
+        source = (
+            f"the largest rise or fall within the {inputs.startup_seconds:g} s start-up over the "
+            f"last {params.headroom_lookback_seconds / 60:g} min (peak {peak:.3g}, peak/mean "
+            f"{peak / mean if mean > 0 else math.inf:.2g})"
+        )
+    why = (
+        f"headroom: {held:.3g} req/s held = {arrival_rate:.3g} now + "
+        f"{held - arrival_rate:.3g}, {source} -> {by_rate}"
+    )
     if by_crowd > by_rate:
         why = (
             f"headroom: {crowd:.0f} more in the system within one sample (a fan-out), the "
@@ -1458,9 +1461,10 @@ def _starting_batches(
     kept: list[tuple[float, int]] = []
     room = max(inputs.desired_replicas, 0)
     for serve_in, n in sorted(batches):
-        if room > 0:
-            kept.append((serve_in, min(n, room)))
-            room -= min(n, room)
+        take = min(n, room)
+        if take > 0:
+            kept.append((serve_in, take))
+            room -= take
     return tuple(kept)
 
 
@@ -1475,6 +1479,7 @@ def _starting_after(
     """``state.starting`` once the count goes from the desired one to ``replicas``: a scale-up
     adds a batch; a scale-down takes from the newest batches first (a ReplicaSet removes
     unready pods first, the newest first); batches that serve by now are forgotten."""
+    # (kept a staleness longer: a scrape from before they served still shows them starting)
     lag = inputs.startup_seconds + params.ready_lag_seconds + params.staleness_seconds
     kept = [(t, n) for t, n in state.starting if 0.0 <= now - t < lag and n > 0]
     current = inputs.desired_replicas
