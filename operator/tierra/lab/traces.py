@@ -100,6 +100,14 @@ def decode_heavy(seed: int, duration: float = DEFAULT_DURATION) -> list[TraceReq
     return _finish(requests)
 
 
+def _chat(rng: random.Random, at: float) -> TraceRequest:
+    """A chat request arriving at ``at``: prompt ~1,000 tokens (50-6,000), answer ~200
+    (5-1,500)."""
+    return TraceRequest(
+        at, _lognormal(rng, 1000, 0.6, 50, 6000), _lognormal(rng, 200, 0.7, 5, 1500)
+    )
+
+
 def diurnal_ramp(seed: int, duration: float = DEFAULT_DURATION) -> list[TraceRequest]:
     """A day in ``duration``: chat requests (prompt ~1,000, output ~200) at a rate that follows
     a cosine from 0.5 req/s at night to 12 req/s at midday, with +-15 % minute-to-minute
@@ -112,12 +120,9 @@ def diurnal_ramp(seed: int, duration: float = DEFAULT_DURATION) -> list[TraceReq
         phase = (start + 30.0) / duration
         rate = low + (high - low) * (1 - math.cos(2 * math.pi * phase)) / 2
         rate *= max(0.5, rng.gauss(1.0, 0.15))
-        for at in _poisson_times(rng, rate, start, min(duration, start + 60.0)):
-            requests.append(
-                TraceRequest(
-                    at, _lognormal(rng, 1000, 0.6, 50, 6000), _lognormal(rng, 200, 0.7, 5, 1500)
-                )
-            )
+        requests += [
+            _chat(rng, at) for at in _poisson_times(rng, rate, start, min(duration, start + 60.0))
+        ]
     return _finish(requests)
 
 
@@ -146,12 +151,6 @@ def agentic_fanout(seed: int, duration: float = DEFAULT_DURATION) -> list[TraceR
             context = min(16000, context + _lognormal(rng, 500, 0.5, 50, 3000))
             t += rng.uniform(5.0, 30.0)
     return _finish(requests)
-
-
-def _chat(rng: random.Random, at: float) -> TraceRequest:
-    return TraceRequest(
-        at, _lognormal(rng, 1000, 0.6, 50, 6000), _lognormal(rng, 200, 0.7, 5, 1500)
-    )
 
 
 def _thinned(
