@@ -376,8 +376,9 @@ class ScalerState:
     rate window come from them."""
     crowds: tuple[tuple[float, float], ...] = ()
     """(time, requests) of the largest jumps of what is in the system between two samples
-    within ``headroom_lookback_seconds``, reduced to those that can still be its max
-    (decreasing): the largest crowd a fan-out brought at once."""
+    that the running slots took in (no backlog) within ``headroom_lookback_seconds``, reduced
+    to those that can still be its max (decreasing): the largest crowd a fan-out brought at
+    once."""
     speed: float = 1.0
     """Online estimate of the replicas' real service rate as a multiple of the profile
     (``speed_prior`` until ``speed_at`` is set)."""
@@ -1714,8 +1715,13 @@ def recommend(
         rates = (*rates, (now, measured, serving))
     crowds = tuple(c for c in state.crowds if c[0] > now - lookback)
     before = state.backlog_probe
-    if before is not None and probe is not None and probe[0] > before[0]:
-        jump = probe[1] - before[1]  # (the probe was re-anchored at this sample)
+    allowed_waiting = inputs.ready_replicas * (inputs.max_queue_per_replica or 0)
+    backlogged = (waiting or 0.0) > allowed_waiting
+    if before is not None and probe is not None and probe[0] > before[0] and not backlogged:
+        # (the probe was re-anchored at this sample. What the running slots took in is a
+        # crowd; with requests waiting, the growth is the deficit of too few replicas for the
+        # rate, which the conserved arrivals measure: the rate headroom's)
+        jump = probe[1] - before[1]
         if jump > 0:
             crowds = _slide_max(crowds, now, min(jump, _HUGE))
 
@@ -1742,8 +1748,7 @@ def recommend(
     by_latency = latency_need(inputs, signals, state, now, params, unmeetable)
     if by_latency is not None:
         found.append(by_latency)
-    allowed_waiting = inputs.ready_replicas * (inputs.max_queue_per_replica or 0)
-    backlog_at = now if (waiting or 0.0) > allowed_waiting else state.backlog_at
+    backlog_at = now if backlogged else state.backlog_at
     needs = {n.signal: n.replicas for n in found}
     winner = max(found, key=lambda n: n.replicas) if found else None
     raw = winner.replicas if winner is not None else current

@@ -300,6 +300,51 @@ def test_a_lull_without_completions_keeps_the_burst_headroom() -> None:
     assert "headroom" in rec.reason
 
 
+def run_jump(waiting: float, running: float) -> list[tuple[float, int, str]]:
+    """1 req/s on 4 replicas (128 running slots) for 15 minutes, and one sample at 300 s
+    where ``waiting`` and ``running`` requests are in the system: (time, count, reason)."""
+    state, current, out = ScalerState(), 4, []
+    for i in range(int(900 / STEP)):
+        now = i * STEP
+        observed = steady(now, 1.0, 0.375)
+        if now == 300.0:
+            observed = replace(observed, queue_depth=waiting, running=running)
+        rec = recommend(
+            inputs(min_replicas=4, desired_replicas=current, ready_replicas=current,
+                   signals=observed),
+            state,
+            now,
+            TRUSTED,
+        )  # fmt: skip
+        state, current = rec.state, rec.replicas
+        out.append((now, current, rec.reason))
+    return out
+
+
+def test_a_fan_out_the_running_slots_took_in_is_held_for_the_next() -> None:
+    """120 requests within one sample, all running (a fan-out): the next one may come at
+    any moment, faster than replicas start, so the count that clears it within the SLO is
+    held through the quiet minutes after it."""
+    after = [(n, why) for t, n, why in run_jump(0.0, 120.375) if t >= 300.0]
+    crowd_need = math.ceil(120 / queue_allowance(inputs()))
+    assert all(n >= crowd_need for n, _ in after), after
+    assert "120 more in the system within one sample (a fan-out)" in after[-1][1]
+
+
+def test_a_backlog_s_growth_is_the_rate_s_headroom_not_a_fan_out() -> None:
+    """The same jump with requests waiting (every slot busy) is the deficit of too few
+    replicas for the rate, whatever the arrivals were: they are measured by conservation and
+    the rate headroom holds them. Held as a crowd, it kept replicas for the whole lookback
+    that the rate does not need (a first burst on too few replicas held 2x the count the
+    later bursts needed, for 30 minutes)."""
+    run = run_jump(200.0, 128.375)
+    assert all("fan-out" not in why for _, _, why in run)
+    held = [n for t, n, _ in run if t >= 600.0]
+    assert "headroom" in run[-1][2]
+    assert max(held) < math.ceil(328 / queue_allowance(inputs())), held
+    assert min(held) >= need_for(20.0), held  # (the interval's 22.9 req/s, held)
+
+
 # --------------------------------------------------------------------------------------------
 # The online service-rate estimate
 
