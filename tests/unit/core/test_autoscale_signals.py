@@ -345,6 +345,49 @@ def test_a_backlog_s_growth_is_the_rate_s_headroom_not_a_fan_out() -> None:
     assert min(held) >= need_for(20.0), held  # (the interval's 22.9 req/s, held)
 
 
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.floats(0.0, 500.0),  # running
+            st.floats(0.0, 2000.0),  # waiting
+            st.floats(0.0, 50.0),  # completions now
+        ),
+        min_size=2,
+        max_size=30,
+    )
+)
+def test_only_what_the_running_slots_took_in_becomes_a_crowd(
+    samples: list[tuple[float, float, float]],
+) -> None:
+    """Every crowd the headroom remembers is the jump of a sample at which nothing waited
+    beyond the ready replicas' allowed queue; a jump into a backlog never is one."""
+    state, current = ScalerState(), 4
+    taken_in: list[float] = []  # (the jumps of samples with no backlog)
+    for i, (running, waiting, completing) in enumerate(samples):
+        now = i * STEP
+        observed = Signals(
+            queue_depth=waiting,
+            running=running,
+            arrival_rate=completing,
+            recent_completion_rate=completing,
+            observed_at=now,
+        )
+        rec = recommend(
+            inputs(desired_replicas=current, ready_replicas=current, signals=observed),
+            state,
+            now,
+            TRUSTED,
+        )
+        allowed = current * (inputs().max_queue_per_replica or 0)
+        before = state.backlog_probe  # (what the jump is measured from)
+        if before is not None and waiting <= allowed and running + waiting > before[1]:
+            taken_in.append(running + waiting - before[1])
+        state, current = rec.state, rec.replicas
+        for _, crowd in state.crowds:
+            assert any(math.isclose(crowd, jump) for jump in taken_in), (crowd, taken_in)
+
+
 # --------------------------------------------------------------------------------------------
 # The online service-rate estimate
 
