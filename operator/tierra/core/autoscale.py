@@ -1631,27 +1631,30 @@ class _Arrivals:
     its end)."""
 
 
-def recommend(
-    inputs: ScalingInputs,
-    state: ScalerState,
-    now: float,
-    params: ScalerParams = DEFAULT_PARAMS,
-) -> Recommendation:
-    """The replicas to run now, the reason, and the state to pass to the next call.
+@dataclass(frozen=True)
+class _Observed:
+    """What one sample says of the replicas and the requests (``_observe``)."""
 
-    Never raises on what the metrics say: NaN, infinite, negative and absurdly large values
-    are missing or set aside for one sample (see ``_implausible``)."""
-    inputs = _sanitised_inputs(inputs)
-    if not math.isfinite(now):
-        return _hold(inputs, state, state.last_change_at or 0.0, "the clock is not a number")
-    missing = _missing_reason(inputs, now, params)
-    if inputs.manual_replicas is not None:
-        return _manual(inputs, state, now, available=missing is None, params=params)
-    if missing is not None:
-        return _hold(inputs, state, now, missing, params)
-    signals = inputs.signals
-    assert signals is not None
+    inputs: ScalingInputs
+    """The inputs with the measured request size and the profile scaled by ``speed``."""
+    sized: ScalingInputs
+    """``inputs`` without a request size while it stands for a handful of requests."""
+    running_seen: tuple[tuple[float, float], ...]
+    serving: int
+    """Ready replicas past their start-up."""
+    speed: float
+    profile_work: float | None
+    sizes: tuple[float, float, float, float] | None
+    unreachable: tuple[OutOfReach, ...] | None
+    unmeetable: frozenset[str]
+    """The goals a running variant misses at any count: feedback does not chase them."""
 
+
+def _observe(
+    inputs: ScalingInputs, state: ScalerState, now: float, params: ScalerParams
+) -> _Observed | Recommendation:
+    """The request size, the replicas' speed and the goals in reach, from one sample (a
+    Recommendation instead when the sample is implausible and set aside)."""
     # The request size from per-iteration token counters, less what requests still in flight
     # added to them (a filling system over-counts, by far at a start).
     seen = _running_seen(inputs, state, now, params)
@@ -1673,8 +1676,7 @@ def recommend(
     profile_work = _mean_work(inputs)
     why_not = _implausible(inputs, state, now, profile_work, params)
     if why_not is not None and state.suspect_at is None:
-        current = inputs.desired_replicas
-        held = min(max(current, _floor(inputs, active=True)), inputs.max_replicas)
+        held = min(max(inputs.desired_replicas, _floor(inputs, active=True)), inputs.max_replicas)
         return Recommendation(
             replicas=held,
             reason=f"keep {held}: an implausible sample is set aside until the next "
@@ -1685,9 +1687,6 @@ def recommend(
         )
     inputs, sizes, known = smoothed_sizes(inputs, state, now, params)
     unreachable = _out_of_reach(inputs, state, known, params)
-    # (a goal a running variant misses at any count is said in status, not chased: feedback
-    # and the scale-down hold look only at the goals the replicas can meet)
-    unmeetable = frozenset(o.metric for o in unreachable or ())
     inputs = replace(
         inputs,
         prefill_tokens_per_second=inputs.prefill_tokens_per_second * speed,
@@ -1695,15 +1694,49 @@ def recommend(
     )
     # (a size standing for a handful of requests sizes no replicas by the arrival model)
     sized = inputs if known else replace(inputs, mean_prompt_tokens=None, mean_output_tokens=None)
+    return _Observed(
+        inputs=inputs,
+        sized=sized,
+        running_seen=seen,
+        serving=serving,
+        speed=speed,
+        profile_work=profile_work,
+        sizes=sizes,
+        unreachable=unreachable,
+        unmeetable=frozenset(o.metric for o in unreachable or ()),
+    )
 
-    current = inputs.desired_replicas
-    at_zero = current == 0
+
+@dataclass(frozen=True)
+class _Load:
+    """The requests now and the burst history (``_load``)."""
+
+    waiting: float | None
+    running: float | None
+    arrival: float | None
+    """Arrivals now (requests/s): the runtime's rate, or what conservation implies."""
+    active: bool
+    """Anything waiting, running or arriving."""
+    backlogged: bool
+    """More waiting than the ready replicas' allowed queue."""
+    implied: _Arrivals
+    rates: tuple[tuple[float, float, int], ...]
+    crowds: tuple[tuple[float, float], ...]
+
+
+def _load(seen: _Observed, state: ScalerState, now: float, params: ScalerParams) -> _Load:
+    """The arrivals now, and the burst history with this sample in it."""
+    inputs = seen.inputs
+    signals = inputs.signals
+    assert signals is not None
+    at_zero = inputs.desired_replicas == 0
+    # (at zero replicas nothing is exported: nothing waits, runs or arrives)
     waiting = signals.queue_depth if signals.queue_depth is not None or not at_zero else 0.0
     running = signals.running if signals.running is not None or not at_zero else 0.0
     arrival = signals.arrival_rate if signals.arrival_rate is not None or not at_zero else 0.0
     active = any(v is not None and v > 0 for v in (waiting, running, arrival))
     implied = _implied_arrivals(inputs, state, now, waiting, running, arrival, params)
-    arrival, growth, probe = implied.rate, implied.growth, implied.probe
+    arrival, probe = implied.rate, implied.probe
     if arrival is not None:
         arrival = min(arrival, _HUGE) if math.isfinite(arrival) else _HUGE
     lookback = max(params.headroom_lookback_seconds, inputs.scale_down_delay_seconds)
@@ -1712,11 +1745,10 @@ def recommend(
         # (the burst history keeps what was measured: a rise extrapolated within the last
         # interval sizes this decision, and the next interval shows the new load whole)
         measured = max(implied.floor or 0.0, arrival - implied.rise)
-        rates = (*rates, (now, measured, serving))
+        rates = (*rates, (now, measured, seen.serving))
     crowds = tuple(c for c in state.crowds if c[0] > now - lookback)
     before = state.backlog_probe
-    allowed_waiting = inputs.ready_replicas * (inputs.max_queue_per_replica or 0)
-    backlogged = (waiting or 0.0) > allowed_waiting
+    backlogged = (waiting or 0.0) > inputs.ready_replicas * (inputs.max_queue_per_replica or 0)
     if before is not None and probe is not None and probe[0] > before[0] and not backlogged:
         # (the probe was re-anchored at this sample. What the running slots took in is a
         # crowd; with requests waiting, the growth is the deficit of too few replicas for the
@@ -1724,72 +1756,109 @@ def recommend(
         jump = probe[1] - before[1]
         if jump > 0:
             crowds = _slide_max(crowds, now, min(jump, _HUGE))
+    return _Load(waiting, running, arrival, active, backlogged, implied, rates, crowds)
 
+
+def _signal_needs(
+    seen: _Observed, load: _Load, state: ScalerState, now: float, params: ScalerParams
+) -> list[SignalNeed]:
+    """What each signal finds the load needs: the queue, the arrivals, the burst headroom and
+    the latency feedback."""
+    inputs = seen.inputs
+    signals = inputs.signals
+    assert signals is not None
     found: list[SignalNeed] = []
-    if waiting is not None or running is not None:
+    if load.waiting is not None or load.running is not None:
         found.append(
             queue_need(
                 inputs,
-                waiting or 0.0,
-                running or 0.0,
-                arrival,
+                load.waiting or 0.0,
+                load.running or 0.0,
+                load.arrival,
                 params,
                 _starting_batches(inputs, state, now, params),
             )
         )
-    if arrival is not None:
-        by_arrival = arrival_need(sized, arrival, params)
+    if load.arrival is not None:
+        by_arrival = arrival_need(seen.sized, load.arrival, params)
         if by_arrival is not None:
             found.append(by_arrival)
-        by_headroom = headroom_need(sized, arrival, rates, params, crowds[0][1] if crowds else 0.0)
+        crowd = load.crowds[0][1] if load.crowds else 0.0
+        by_headroom = headroom_need(seen.sized, load.arrival, load.rates, params, crowd)
         if by_headroom is not None:
             found.append(by_headroom)
     # (feedback looks at backlogs before this sample only, so more load never means less)
-    by_latency = latency_need(inputs, signals, state, now, params, unmeetable)
+    by_latency = latency_need(inputs, signals, state, now, params, seen.unmeetable)
     if by_latency is not None:
         found.append(by_latency)
-    backlog_at = now if backlogged else state.backlog_at
-    needs = {n.signal: n.replicas for n in found}
-    winner = max(found, key=lambda n: n.replicas) if found else None
-    raw = winner.replicas if winner is not None else current
-    why = winner.reason if winner is not None else "no usable signal"
-    if growth is not None and winner is not None and winner.signal == "arrival":
+    return found
+
+
+def _why(winner: SignalNeed | None, seen: _Observed, load: _Load) -> str:
+    """The winning signal's reason, with what the arrivals and the speed it used came from."""
+    if winner is None:
+        return "no usable signal"
+    why = winner.reason
+    growth, rise = load.implied.growth, load.implied.rise
+    if growth is not None and winner.signal == "arrival":
         why = f"{why} (completions at saturation + the backlog's growth, {growth:+.3g} req/s)"
-    if implied.rise > 0 and winner is not None and winner.signal in ("arrival", "queue"):
+    if rise > 0 and winner.signal in ("arrival", "queue"):
         why = (
-            f"{why} (the arrivals rose within the last scrape interval: +{implied.rise:.3g} "
+            f"{why} (the arrivals rose within the last scrape interval: +{rise:.3g} "
             "req/s extrapolated to now)"
         )
-    if abs(speed - 1.0) >= 0.05:
-        why = f"{why}; replicas measured at {speed:.2f}x the profile's speed"
-    # (the goals over the SLO that the replicas can meet: what holds a scale-down)
-    over = over_slo(inputs, signals, unmeetable)
-    unchased = over_slo(inputs, signals)
-    if unchased is not None and over is None:
-        where = ", ".join(dict.fromkeys(o.variant for o in unreachable or ()))
+    if abs(seen.speed - 1.0) >= 0.05:
+        why = f"{why}; replicas measured at {seen.speed:.2f}x the profile's speed"
+    signals = seen.inputs.signals
+    assert signals is not None
+    unchased = over_slo(seen.inputs, signals)
+    if unchased is not None and over_slo(seen.inputs, signals, seen.unmeetable) is None:
+        where = ", ".join(dict.fromkeys(o.variant for o in seen.unreachable or ()))
         why = f"{why}; {unchased[1]} not chased: out of reach on {where} at any count"
+    return why
 
-    delay = inputs.scale_down_delay_seconds
-    window_since = state.window_since if state.window_since is not None else now
-    keep = max((n.high for n in found), default=current)
-    window = _slide(state.window, now, min(keep, inputs.max_replicas + 1), delay)
-    idle_since = None if active else (state.idle_since if state.idle_since is not None else now)
 
-    floor = _floor(inputs, active)
+def _count(
+    inputs: ScalingInputs,
+    state: ScalerState,
+    now: float,
+    params: ScalerParams,
+    found: list[SignalNeed],
+    load: _Load,
+    why: str,
+    over: tuple[float, str] | None,
+    window: tuple[tuple[float, int], ...],
+    idle_since: float | None,
+) -> tuple[int, str]:
+    """(replicas, why): the count the needs ask for, within the bounds. A scale-up beyond the
+    deadband is at once; a scale-down waits for ``scaleDownDelaySeconds`` of observations, goes
+    to the highest need of that window, and never while a goal the replicas can meet is
+    missed (``over``)."""
+    current = inputs.desired_replicas
+    raw = max((n.replicas for n in found), default=current)
+    floor = _floor(inputs, load.active)
     upper = inputs.max_replicas
     target = min(max(raw, floor), upper)
+    delay = inputs.scale_down_delay_seconds
+    window_since = state.window_since if state.window_since is not None else now
     replicas = current
-    if inputs.scale_to_zero and idle_since is not None and (at_zero or now - idle_since >= delay):
+    if (
+        inputs.scale_to_zero
+        and idle_since is not None
+        and (current == 0 or now - idle_since >= delay)
+    ):
         replicas = 0
-        why = "idle at zero" if at_zero else f"idle for {now - idle_since:.0f} s: scale to zero"
-    elif at_zero and active:
+        why = (
+            "idle at zero" if current == 0 else f"idle for {now - idle_since:.0f} s: scale to zero"
+        )
+    elif current == 0 and load.active:
         replicas = max(target, 1)
         why = f"activation: {why}"
     elif target > current:
         if current == 0 or any(n.low > current for n in found):
             replicas = target
         else:
-            band = max(params.tolerance, deadband(arrival, params))
+            band = max(params.tolerance, deadband(load.arrival, params))
             why = f"{why} (within the {band:.0%} deadband of {current}: keep)"
     elif target < current:
         lowest = min(max(window[0][1], floor), upper)
@@ -1817,19 +1886,61 @@ def recommend(
     if bounded != replicas:
         why = f"{why} (bounds [{floor}, {upper}])"
         replicas = bounded
+    return replicas, why
 
+
+def recommend(
+    inputs: ScalingInputs,
+    state: ScalerState,
+    now: float,
+    params: ScalerParams = DEFAULT_PARAMS,
+) -> Recommendation:
+    """The replicas to run now, the reason, and the state to pass to the next call.
+
+    Never raises on what the metrics say: NaN, infinite, negative and absurdly large values
+    are missing or set aside for one sample (see ``_implausible``)."""
+    inputs = _sanitised_inputs(inputs)
+    if not math.isfinite(now):
+        return _hold(inputs, state, state.last_change_at or 0.0, "the clock is not a number")
+    missing = _missing_reason(inputs, now, params)
+    if inputs.manual_replicas is not None:
+        return _manual(inputs, state, now, available=missing is None, params=params)
+    if missing is not None:
+        return _hold(inputs, state, now, missing, params)
+    seen = _observe(inputs, state, now, params)
+    if isinstance(seen, Recommendation):
+        return seen
+    inputs, signals = seen.inputs, seen.inputs.signals
+    assert signals is not None
+    load = _load(seen, state, now, params)
+    found = _signal_needs(seen, load, state, now, params)
+    winner = max(found, key=lambda n: n.replicas) if found else None
+    # (the goals over the SLO that the replicas can meet: what holds a scale-down)
+    over = over_slo(inputs, signals, seen.unmeetable)
+    current = inputs.desired_replicas
+    keep = max((n.high for n in found), default=current)
+    window = _slide(
+        state.window, now, min(keep, inputs.max_replicas + 1), inputs.scale_down_delay_seconds
+    )
+    idle_since = (
+        None if load.active else (state.idle_since if state.idle_since is not None else now)
+    )
+    replicas, why = _count(
+        inputs, state, now, params, found, load, _why(winner, seen, load), over, window, idle_since
+    )
     if replicas > current:
         reason = f"scale up {current} -> {replicas}: {why}"
     elif replicas < current:
         reason = f"scale down {current} -> {replicas}: {why}"
     else:
         reason = f"keep {current}: {why}"
+    implied = load.implied
     return Recommendation(
         replicas=replicas,
         reason=reason,
         mode="auto",
         metrics_available=True,
-        needs=needs,
+        needs={n.signal: n.replicas for n in found},
         signal=winner.signal if winner is not None else None,
         keeps=keep if found else None,
         state=ScalerState(
@@ -1838,24 +1949,24 @@ def recommend(
             last_scale_up_at=now if replicas > current else state.last_scale_up_at,
             starting=_starting_after(inputs, state, now, replicas, params),
             window=window,
-            window_since=window_since,
+            window_since=state.window_since if state.window_since is not None else now,
             idle_since=idle_since,
             metrics_missing_since=None,
-            backlog_at=backlog_at,
-            backlog_probe=probe,
-            backlog_growth=growth,
+            backlog_at=now if load.backlogged else state.backlog_at,
+            backlog_probe=implied.probe,
+            backlog_growth=implied.growth,
             segment=implied.segment,
-            running_seen=seen,
-            sizes=sizes,
+            running_seen=seen.running_seen,
+            sizes=seen.sizes,
             interval_rate=implied.estimate,
             interval_rise=implied.rise,
-            rates=rates,
-            crowds=crowds,
-            speed=speed,
+            rates=load.rates,
+            crowds=load.crowds,
+            speed=seen.speed,
             speed_at=now,
-            work=profile_work if profile_work is not None else state.work,
+            work=seen.profile_work if seen.profile_work is not None else state.work,
             suspect_at=None,
-            out_of_reach=unreachable,
+            out_of_reach=seen.unreachable,
         ),
     )
 
