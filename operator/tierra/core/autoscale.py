@@ -835,6 +835,7 @@ def ramp_ahead(
     rates: tuple[tuple[float, float, int], ...],
     at: float,
     params: ScalerParams = DEFAULT_PARAMS,
+    samples: int | None = None,
 ) -> float:
     """The arrival rate at time ``at`` if the ramp of the samples goes on (0: no ramp).
 
@@ -846,26 +847,33 @@ def ramp_ahead(
     significant slope.
     """
     sample = params.rate_sample_seconds
+    wanted = max(samples if samples is not None else params.ramp_samples, 3)
     picked: list[tuple[float, float]] = []
     for t, rate, _ in reversed(rates):
         if not picked or picked[-1][0] - t >= sample - _EPS:
             picked.append((t, min(max(rate, 0.0), _HUGE)))
-        if len(picked) == params.ramp_samples:
+        if len(picked) == wanted:
             break
     n = len(picked)
-    if n < max(params.ramp_samples, 3) or not math.isfinite(at):
+    if n < wanted or not math.isfinite(at):
         return 0.0
-    weights = [sample / max(rate, 1.0 / sample) for _, rate in picked]
-    total = sum(weights)
-    t_mean = sum(w * t for w, (t, _) in zip(weights, picked, strict=True)) / total
-    r_mean = sum(w * r for w, (_, r) in zip(weights, picked, strict=True)) / total
-    spread = sum(w * (t - t_mean) ** 2 for w, (t, _) in zip(weights, picked, strict=True))
-    if not spread > 0:
-        return 0.0
-    slope = (
-        sum(w * (t - t_mean) * (r - r_mean) for w, (t, r) in zip(weights, picked, strict=True))
-        / spread
-    )
+    # (each sample weighted by the inverse of its variance: first at its own rate, then at
+    # the first fit's -- a sample's own count understates its variance when it came out low,
+    # and over many samples that alone takes a ramp for a misfit)
+    expected = [rate for _, rate in picked]
+    for _ in range(2):
+        weights = [sample / max(rate, 1.0 / sample) for rate in expected]
+        total = sum(weights)
+        t_mean = sum(w * t for w, (t, _) in zip(weights, picked, strict=True)) / total
+        r_mean = sum(w * r for w, (_, r) in zip(weights, picked, strict=True)) / total
+        spread = sum(w * (t - t_mean) ** 2 for w, (t, _) in zip(weights, picked, strict=True))
+        if not spread > 0:
+            return 0.0
+        slope = (
+            sum(w * (t - t_mean) * (r - r_mean) for w, (t, r) in zip(weights, picked, strict=True))
+            / spread
+        )
+        expected = [max(0.0, r_mean + slope * (t - t_mean)) for t, _ in picked]
     if slope * math.sqrt(spread) <= params.change_z:  # (slope / its standard error)
         return 0.0
     misfit = sum(
@@ -917,7 +925,12 @@ def headroom_need(
     # A steep ramp under way (a flash crowd: the samples before this one on a rising line) is
     # held at where the line will be when a replica asked now serves. (This sample is left
     # out of the fit: more load now never means less held.)
-    line = ramp_ahead(rates[:-1], rates[-1][0] + inputs.startup_seconds, params)
+    # A slow ramp shows its slope over a start-up time before it does over a minute (fitted
+    # over as many samples as a start-up time holds, when that is more).
+    ahead = rates[-1][0] + inputs.startup_seconds
+    span = round(inputs.startup_seconds / params.rate_sample_seconds)
+    fits = {params.ramp_samples, max(params.ramp_samples, span)}
+    line, fitted = max((ramp_ahead(rates[:-1], ahead, params, n), n) for n in fits)
     ramping = line > held
     held = max(held, line)
     k, work, target = plan
@@ -936,7 +949,7 @@ def headroom_need(
     if ramping:
         source = (
             f"where the arrivals' ramp of the last "
-            f"{params.ramp_samples * params.rate_sample_seconds:g} s will be at the end of the "
+            f"{fitted * params.rate_sample_seconds:g} s will be at the end of the "
             f"{inputs.startup_seconds:g} s start-up"
         )
     else:

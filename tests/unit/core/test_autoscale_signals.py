@@ -680,3 +680,46 @@ def test_steps_spikes_and_noise_are_no_ramp() -> None:
                 extrapolated += ramp_ahead(rates[:end], rates[end - 1][0] + 120.0) > 0
         # (20 seeds x 21 windows each)
         assert extrapolated <= 4, (name, extrapolated)
+
+
+def test_a_slow_ramp_is_seen_over_a_long_start_up() -> None:
+    """A morning ramp of 0.01 req/s every second from 1.5 req/s, and a 300 s start-up: five
+    samples of it hold too few arrivals to tell its slope from noise, the 20 samples of one
+    start-up time do, and the headroom holds where the line will be when a replica asked
+    now serves (within the noise of the fit)."""
+
+    def ramp(t: float) -> float:
+        return 1.5 + 0.01 * max(0.0, t - 300.0)
+
+    short_found = 0
+    for seed in range(20):
+        rng = random.Random(seed)
+        rates = _poisson_rates(rng, ramp, 0.0, 600.0)
+        short_found += ramp_ahead(rates, 600.0 + 300.0) > 0
+        line = ramp_ahead(rates, 600.0 + 300.0, samples=20)
+        assert ramp(900.0) - 2.0 <= line <= ramp(900.0) + 2.0, (seed, line)
+    assert short_found <= 10, short_found  # (the five-sample fit misses it more often than not)
+    rng = random.Random(1)
+    rates = _poisson_rates(rng, ramp, 0.0, 615.0)
+    need = headroom_need(inputs(startup_seconds=300.0), rates[-1][1], rates, TRUSTED)
+    assert need is not None and "ramp of the last 300 s" in need.reason, need
+    assert need.replicas >= need_for(ramp(915.0) - 2.0)
+
+
+def test_steps_spikes_and_noise_are_no_ramp_over_a_start_up_either() -> None:
+    """The same shapes over 20-sample fits (a 300 s start-up): a step inside the window
+    fits no line, and noise has no slope, in nearly every window."""
+    shapes = {
+        "step": lambda t: 25.0 if t >= 600.0 else 0.5,
+        "spike": lambda t: 40.0 if 600.0 <= t < 615.0 else 2.0,
+        "steady": lambda t: 4.0,
+        "steady-low": lambda t: 0.3,
+    }
+    for name, shape in shapes.items():
+        extrapolated = 0
+        for seed in range(20):
+            rng = random.Random(seed)
+            rates = _poisson_rates(rng, shape, 0.0, 900.0)
+            for end in range(40, len(rates) + 1):
+                extrapolated += ramp_ahead(rates[:end], rates[end - 1][0] + 300.0, samples=20) > 0
+        assert extrapolated <= 4, (name, extrapolated)
