@@ -486,3 +486,35 @@ def test_a_first_burst_on_too_few_replicas_holds_no_more_than_the_later_ones(see
     assert early <= late + 1, (early, late)
     later_misses = (1.0 - run.within_slo) * run.requests - run.cold_start_misses
     assert later_misses <= 0.01 * run.requests, later_misses
+
+
+def morning_trace(seed: int) -> list[TraceRequest]:
+    """A morning ramp: 0.5 req/s for 5 minutes, then rising by 0.01 req/s every second for
+    20 minutes (to 12.5 req/s), steady for 15 minutes."""
+    rng, t, trace = random.Random(seed), 0.0, []
+
+    def rate(at: float) -> float:
+        return 0.5 + 0.01 * min(max(0.0, at - 300.0), 1200.0)
+
+    while (t := t + rng.expovariate(12.5)) < 2700.0:
+        if rng.random() < rate(t) / 12.5:
+            trace.append(TraceRequest(t, rng.randint(500, 1500), rng.randint(50, 150)))
+    return trace
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_slow_ramp_is_met_despite_a_long_start_up(seed: int) -> None:
+    """Replicas that take 5 minutes to start must be asked for 5 minutes ahead of the load: the
+    ramp's slope, fitted over a start-up time of samples, holds them there. Fitted over one
+    minute only, it was lost in the Poisson noise at a few requests a second: 73-86 % within
+    the SLO, 91-96 % now. (What is left: the fit across the ramp's knee underestimates its
+    slope for a start-up time, and a noisy early extrapolation's replicas are let go after
+    the 60 s scale-down delay, before they even serve; a static fleet for the peak reaches
+    100 % at 1.5x the cost.)"""
+    body = service().model_dump(by_alias=True, exclude_none=True)
+    body["spec"]["scaling"]["maxReplicas"] = 40
+    for variant in body["spec"]["variants"]:
+        variant["startupSeconds"] = 300
+    setup = setup_service(InferenceService.model_validate(body), tiers(), 0.0)
+    run = run_policy(setup, policy_context(setup, morning_trace(seed)), TierraPolicy(setup))
+    assert run.within_slo >= 0.9, run.within_slo
