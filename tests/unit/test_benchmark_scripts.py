@@ -35,3 +35,10 @@ def test_shapes_runs_a_case() -> None:
     out = run("shapes.py", "--shapes", "heavytail", "--seeds", "11", "--errors", "0")
     rows = [line for line in out.splitlines() if line.startswith("heavytail")]
     assert rows and "tierra" in rows[0] and "cheapest baseline" in rows[0], out
+
+
+def test_held_out_runs_a_case() -> None:
+    out = run("held_out.py", "--cases", "1", "--start", "17", "--jobs", "1")
+    rows = [line for line in out.splitlines() if line.startswith("  17 ")]
+    assert rows and "static:" in rows[0], out
+    assert "1 cases (start 17)" in out, out

@@ -1,0 +1,184 @@
+"""Tierra on services and traces it was not tuned on: random draws of the service's start-up
+time, SLO, scale-down delay and profile error, on the suite's generators at seeds the suite
+does not use, against every static fleet size.
+
+The trace suite (``benchmarks/simulate.py``) fixes two services and seeds 1-3: a recommender
+tuned on it can hold there and fail a platform team whose replicas take five minutes to start
+or whose SLO is tighter. Each case here draws, from its own seed (so case ``k`` is the same
+case in every run):
+
+  * a trace of the suite (``tierra.lab.traces``) at a seed in 4..99;
+  * its service (examples/simulate's chat-conv, or the code-assist copy of
+    ``benchmarks/simulate.py`` for the prefill-heavy and agentic traces) with
+    ``startupSeconds`` in {30, 60, 120, 300}, its latency and TTFT goals times {0.6, 1, 1.5},
+    ``scaleDownDelaySeconds`` in {60, 120, 300};
+  * a profile error uniform in [-30 %, +30 %] (the replicas run at the truth).
+
+Per case it prints Tierra's share of requests within the SLO and cost, the share of its misses
+among the requests of the first five minutes (before it has seen the traffic), the cheapest
+static fleet reaching Tierra's share (and Tierra's cost over it), and the best share a static
+fleet reaches at no more than Tierra's cost. A case is *dominated* when that static fleet is
+more than 2 points above Tierra: replicas spent at the wrong moments. The summary gives the
+share's quantiles, the cases at 99 % or more, the dominated ones and the five worst.
+
+Usage: python benchmarks/held_out.py [--cases 40] [--start 0] [--jobs 2] [--json FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from simulate import CODE_TRACES, REPO, code_service
+
+from tierra.api.inference_service import InferenceService
+from tierra.lab.simulate import read_fleet
+from tierra.lab.simulation import (
+    COLD_START_SECONDS,
+    build_policies,
+    cheapest_reaching,
+    parse_policies,
+    policy_context,
+    run_policy,
+    setup_service,
+)
+from tierra.lab.traces import SUITE, generate
+
+STARTUPS = (30, 60, 120, 300)
+SLO_FACTORS = (0.6, 1.0, 1.5)
+DELAYS = (60, 120, 300)
+DOMINATED_POINTS = 0.02
+
+
+def draw(case: int, chat: InferenceService) -> tuple[str, int, InferenceService, dict[str, Any]]:
+    """(trace name, trace seed, service, what was drawn) of case ``case``."""
+    rng = random.Random(f"held-out/{case}")
+    name = rng.choice(sorted(SUITE))
+    seed = rng.randint(4, 99)
+    startup, factor, delay = rng.choice(STARTUPS), rng.choice(SLO_FACTORS), rng.choice(DELAYS)
+    error = round(rng.uniform(-0.3, 0.3), 2)
+    body = (code_service(chat) if name in CODE_TRACES else chat).model_dump(
+        by_alias=True, exclude_none=True
+    )
+    for variant in body["spec"]["variants"]:
+        variant["startupSeconds"] = startup
+    slo = body["spec"]["slo"]
+    for goal in ("latencyP95Ms", "ttftP95Ms"):
+        if goal in slo:
+            slo[goal] = round(slo[goal] * factor)
+    body["spec"]["scaling"]["scaleDownDelaySeconds"] = delay
+    drawn = {"startup": startup, "slo": factor, "delay": delay, "error": error}
+    return name, seed, InferenceService.model_validate(body), drawn
+
+
+def run_case(case: int) -> dict[str, Any]:
+    tiers, services = read_fleet(REPO / "examples/simulate")
+    chat = next(s for s in services if s.metadata.name == "chat-conv")
+    name, seed, service, drawn = draw(case, chat)
+    setup = setup_service(service, tiers, drawn["error"])
+    context = policy_context(setup, generate(name, seed))
+    tierra = run_policy(setup, context, build_policies(parse_policies("tierra"), setup)[0])
+    statics = [
+        run_policy(setup, context, policy, keep_timeline=False)
+        for policy in build_policies(parse_policies("static"), setup)
+    ]
+    reaching = cheapest_reaching(statics, "static", tierra.within_slo)
+    affordable = [r for r in statics if r.cost <= tierra.cost + 1e-9]
+    best = max(affordable, key=lambda r: r.within_slo, default=None)
+    misses = (1.0 - tierra.within_slo) * tierra.requests
+    return {
+        "case": case,
+        "trace": name,
+        "seed": seed,
+        **drawn,
+        "within_slo": tierra.within_slo,
+        "cost": tierra.cost,
+        "cold_share": tierra.cold_start_misses / misses if misses > 0.5 else 0.0,
+        "static_reaching": reaching.label if reaching else None,
+        "cost_ratio": tierra.cost / reaching.cost if reaching else None,
+        "static_at_cost": best.label if best else None,
+        "static_at_cost_share": best.within_slo if best else None,
+    }
+
+
+def line(row: dict[str, Any]) -> str:
+    ratio = f"{row['cost_ratio']:.2f}x {row['static_reaching']}" if row["cost_ratio"] else "-"
+    at_cost = (
+        f"{row['static_at_cost']} {row['static_at_cost_share']:.2%}"
+        if row["static_at_cost"]
+        else "-"
+    )
+    dominated = " DOMINATED" if is_dominated(row) else ""
+    return (
+        f"{row['case']:4d} {row['trace']:14} {row['seed']:3d} {row['startup']:5d}s "
+        f"x{row['slo']:<4g} {row['delay']:4d}s {row['error']:+5.0%}  "
+        f"{row['within_slo']:7.2%} {row['cost']:7.2f} {row['cold_share']:6.0%}  "
+        f"{ratio:18} {at_cost}{dominated}"
+    )
+
+
+def is_dominated(row: dict[str, Any]) -> bool:
+    share = row["static_at_cost_share"]
+    return share is not None and share > row["within_slo"] + DOMINATED_POINTS
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cases", type=int, default=40)
+    parser.add_argument("--start", type=int, default=0)
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--json", type=Path, help="also write every case's row here")
+    args = parser.parse_args()
+    started = time.perf_counter()
+    print(
+        f"{'CASE':>4} {'TRACE':14} {'SEED':>3} {'START':>6} {'SLO':5} {'DELAY':>5} {'ERROR':>5}  "
+        f"{'IN SLO':>7} {'COST':>7} {'COLD':>6}  {'/CHEAPEST STATIC':18} BEST STATIC AT ITS COST"
+    )
+    cases = range(args.start, args.start + args.cases)
+    rows: list[dict[str, Any]] = []
+    with ProcessPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+        for row in pool.map(run_case, cases):
+            rows.append(row)
+            print(line(row), flush=True)
+    shares = sorted(r["within_slo"] for r in rows)
+    ratios = [r["cost_ratio"] for r in rows if r["cost_ratio"] is not None]
+    dominated = [r for r in rows if is_dominated(r)]
+    print()
+    print(
+        f"{len(rows)} cases (start {args.start}), COLD: share of the misses in the first "
+        f"{COLD_START_SECONDS / 60:g} min"
+    )
+    if len(shares) >= 2:
+        q = statistics.quantiles(shares, n=10, method="inclusive")
+        print(
+            f"within the SLO: min {shares[0]:.2%}, p10 {q[0]:.2%}, median "
+            f"{statistics.median(shares):.2%}, max {shares[-1]:.2%}"
+        )
+    print(f"at >= 99 %: {sum(s >= 0.99 for s in shares)} of {len(rows)}")
+    if ratios:
+        print(
+            f"cost / the cheapest static fleet reaching the same share: median "
+            f"{statistics.median(ratios):.2f}, range {min(ratios):.2f}-{max(ratios):.2f}"
+        )
+    print(
+        f"dominated (a static fleet at no more than Tierra's cost is > "
+        f"{DOMINATED_POINTS:.0%} points above it): {len(dominated)} of {len(rows)}"
+    )
+    print("worst five:")
+    for row in sorted(rows, key=lambda r: r["within_slo"])[:5]:
+        print(line(row))
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=1) + "\n")
+    print(f"wall time {time.perf_counter() - started:.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
