@@ -663,23 +663,30 @@ def test_a_ramp_under_way_is_extrapolated_over_the_start_up() -> None:
         assert 1.0 + 0.05 * 195.0 - 3.5 <= line <= 1.0 + 0.05 * 195.0 + 4.0, (seed, line)
 
 
+NO_RAMPS = {
+    "step": lambda t: 25.0 if t >= 600.0 else 0.5,
+    "spike": lambda t: 40.0 if 600.0 <= t < 615.0 else 2.0,
+    "steady": lambda t: 4.0,
+    "steady-low": lambda t: 0.3,
+}
+"""Shapes with no line to extend: a step (held whole by the burst headroom, not
+extrapolated), a 15 s spike and steady rates."""
+
+
+def false_ramps(shape: Any, ahead: float, samples: int | None = None) -> int:
+    """The windows of 20 seeds x 21 decisions in which ``ramp_ahead`` finds a ramp."""
+    extrapolated = 0
+    for seed in range(20):
+        rates = _poisson_rates(random.Random(seed), shape, 0.0, 900.0)
+        for end in range(40, len(rates) + 1):
+            extrapolated += ramp_ahead(rates[:end], rates[end - 1][0] + ahead, samples=samples) > 0
+    return extrapolated
+
+
 def test_steps_spikes_and_noise_are_no_ramp() -> None:
-    """A step (held whole by the burst headroom, not extrapolated), a 15 s spike, and a
-    steady rate: no line to extend at any decision, in nearly every window."""
-    shapes = {
-        "step": lambda t: 25.0 if t >= 600.0 else 0.5,
-        "spike": lambda t: 40.0 if 600.0 <= t < 615.0 else 2.0,
-        "steady": lambda t: 4.0,
-    }
-    for name, shape in shapes.items():
-        extrapolated = 0
-        for seed in range(20):
-            rng = random.Random(seed)
-            rates = _poisson_rates(rng, shape, 0.0, 900.0)
-            for end in range(40, len(rates) + 1):
-                extrapolated += ramp_ahead(rates[:end], rates[end - 1][0] + 120.0) > 0
-        # (20 seeds x 21 windows each)
-        assert extrapolated <= 4, (name, extrapolated)
+    """No line to extend at any decision, in nearly every window (five-sample fits)."""
+    for name in ("step", "spike", "steady"):
+        assert false_ramps(NO_RAMPS[name], 120.0) <= 4, name
 
 
 def test_a_slow_ramp_is_seen_over_a_long_start_up() -> None:
@@ -709,17 +716,5 @@ def test_a_slow_ramp_is_seen_over_a_long_start_up() -> None:
 def test_steps_spikes_and_noise_are_no_ramp_over_a_start_up_either() -> None:
     """The same shapes over 20-sample fits (a 300 s start-up): a step inside the window
     fits no line, and noise has no slope, in nearly every window."""
-    shapes = {
-        "step": lambda t: 25.0 if t >= 600.0 else 0.5,
-        "spike": lambda t: 40.0 if 600.0 <= t < 615.0 else 2.0,
-        "steady": lambda t: 4.0,
-        "steady-low": lambda t: 0.3,
-    }
-    for name, shape in shapes.items():
-        extrapolated = 0
-        for seed in range(20):
-            rng = random.Random(seed)
-            rates = _poisson_rates(rng, shape, 0.0, 900.0)
-            for end in range(40, len(rates) + 1):
-                extrapolated += ramp_ahead(rates[:end], rates[end - 1][0] + 300.0, samples=20) > 0
-        assert extrapolated <= 4, (name, extrapolated)
+    for name, shape in NO_RAMPS.items():
+        assert false_ramps(shape, 300.0, samples=20) <= 4, name

@@ -469,17 +469,22 @@ def burst_trace(seed: int) -> list[TraceRequest]:
     return trace
 
 
+def _roomy_setup(startup_seconds: float) -> Any:
+    """The test service with room for 40 replicas that start in ``startup_seconds``."""
+    body = service().model_dump(by_alias=True, exclude_none=True)
+    body["spec"]["scaling"]["maxReplicas"] = 40
+    for variant in body["spec"]["variants"]:
+        variant["startupSeconds"] = startup_seconds
+    return setup_service(InferenceService.model_validate(body), tiers(), 0.0)
+
+
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_a_first_burst_on_too_few_replicas_holds_no_more_than_the_later_ones(seed: int) -> None:
     """The first burst finds 1-2 replicas and a backlog builds. That growth is the deficit of
     too few replicas, not a fan-out: the count held after it is what the bursts' rate needs,
     the same as once the first burst has left the lookback (it was held as a crowd, about
     twice that count for 30 minutes), and the later bursts are served within the SLO."""
-    body = service().model_dump(by_alias=True, exclude_none=True)
-    body["spec"]["scaling"]["maxReplicas"] = 40
-    for variant in body["spec"]["variants"]:
-        variant["startupSeconds"] = 60
-    setup = setup_service(InferenceService.model_validate(body), tiers(), 0.0)
+    setup = _roomy_setup(60.0)
     run = run_policy(setup, policy_context(setup, burst_trace(seed)), TierraPolicy(setup))
     early = max(p.desired_replicas for p in run.timeline if 600.0 <= p.time < 1800.0)
     late = max(p.desired_replicas for p in run.timeline if p.time >= 2400.0)
@@ -511,10 +516,6 @@ def test_a_slow_ramp_is_met_despite_a_long_start_up(seed: int) -> None:
     slope for a start-up time, and a noisy early extrapolation's replicas are let go after
     the 60 s scale-down delay, before they even serve; a static fleet for the peak reaches
     100 % at 1.5x the cost.)"""
-    body = service().model_dump(by_alias=True, exclude_none=True)
-    body["spec"]["scaling"]["maxReplicas"] = 40
-    for variant in body["spec"]["variants"]:
-        variant["startupSeconds"] = 300
-    setup = setup_service(InferenceService.model_validate(body), tiers(), 0.0)
+    setup = _roomy_setup(300.0)
     run = run_policy(setup, policy_context(setup, morning_trace(seed)), TierraPolicy(setup))
     assert run.within_slo >= 0.9, run.within_slo
