@@ -27,6 +27,7 @@ Usage: python benchmarks/held_out.py [--cases 40] [--start 0] [--jobs 2] [--json
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import random
 import statistics
@@ -39,6 +40,7 @@ from typing import Any
 from simulate import CODE_TRACES, REPO, code_service
 
 from tierra.api.inference_service import InferenceService
+from tierra.api.tier import Tier
 from tierra.lab.simulate import read_fleet
 from tierra.lab.simulation import (
     COLD_START_SECONDS,
@@ -78,9 +80,15 @@ def draw(case: int, chat: InferenceService) -> tuple[str, int, InferenceService,
     return name, seed, InferenceService.model_validate(body), drawn
 
 
-def run_case(case: int) -> dict[str, Any]:
+@functools.cache
+def fleet() -> tuple[list[Tier], InferenceService]:
+    """examples/simulate's tiers and its chat-conv service (read once per worker process)."""
     tiers, services = read_fleet(REPO / "examples/simulate")
-    chat = next(s for s in services if s.metadata.name == "chat-conv")
+    return list(tiers), next(s for s in services if s.metadata.name == "chat-conv")
+
+
+def run_case(case: int) -> dict[str, Any]:
+    tiers, chat = fleet()
     name, seed, service, drawn = draw(case, chat)
     setup = setup_service(service, tiers, drawn["error"])
     context = policy_context(setup, generate(name, seed))
