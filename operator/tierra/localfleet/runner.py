@@ -121,6 +121,28 @@ def free_ports(count: int) -> list[int]:
             sock.close()
 
 
+COMPONENT_PORTS = (
+    "etcd",
+    "etcd-peer",
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kube-scheduler",
+    "kwok",
+)
+
+
+def cluster_ports(clusters: list[str]) -> dict[str, dict[str, int]]:
+    """A port for every component of every cluster, all distinct. (Drawn in one go: drawn
+    cluster by cluster, a later draw could hand out a port given to an earlier cluster, whose
+    components do not listen yet -- "address already in use" when both start.)"""
+    drawn = free_ports(len(COMPONENT_PORTS) * len(clusters))
+    n = len(COMPONENT_PORTS)
+    return {
+        name: dict(zip(COMPONENT_PORTS, drawn[n * i : n * (i + 1)], strict=True))
+        for i, name in enumerate(clusters)
+    }
+
+
 _PRCTL = ctypes.CDLL(None, use_errno=True).prctl  # bound before any fork
 _PR_SET_PDEATHSIG = 1
 SPAWN_LOCK = threading.Lock()
@@ -276,26 +298,9 @@ class Fleet:
             shutil.rmtree(self.directory / spec.name, ignore_errors=True)
         started = time.monotonic()
         states: dict[str, ClusterState] = {}
-        for spec in self.clusters:
-            ports = free_ports(6)
-            states[spec.name] = ClusterState(
-                name=spec.name,
-                tie_to_parent=tie_to_parent,
-                owner_pid=os.getpid(),
-                ports=dict(
-                    zip(
-                        (
-                            "etcd",
-                            "etcd-peer",
-                            "kube-apiserver",
-                            "kube-controller-manager",
-                            "kube-scheduler",
-                            "kwok",
-                        ),
-                        ports,
-                        strict=True,
-                    )
-                ),
+        for name, ports in cluster_ports([spec.name for spec in self.clusters]).items():
+            states[name] = ClusterState(
+                name=name, tie_to_parent=tie_to_parent, owner_pid=os.getpid(), ports=ports
             )
         self._save_state(states)
         try:
