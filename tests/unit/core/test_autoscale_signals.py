@@ -300,15 +300,20 @@ def test_a_lull_without_completions_keeps_the_burst_headroom() -> None:
     assert "headroom" in rec.reason
 
 
-def run_jump(waiting: float, running: float) -> list[tuple[float, int, str]]:
+def run_jump(
+    waiting: float, running: float, before: tuple[float, float] | None = None
+) -> list[tuple[float, int, str]]:
     """1 req/s on 4 replicas (128 running slots) for 15 minutes, and one sample at 300 s
-    where ``waiting`` and ``running`` requests are in the system: (time, count, reason)."""
+    where ``waiting`` and ``running`` requests are in the system (and ``before``, (waiting,
+    running), in the sample before it): (time, count, reason)."""
     state, current, out = ScalerState(), 4, []
     for i in range(int(900 / STEP)):
         now = i * STEP
         observed = steady(now, 1.0, 0.375)
         if now == 300.0:
             observed = replace(observed, queue_depth=waiting, running=running)
+        if now == 300.0 - STEP and before is not None:
+            observed = replace(observed, queue_depth=before[0], running=before[1])
         rec = recommend(
             inputs(min_replicas=4, desired_replicas=current, ready_replicas=current,
                    signals=observed),
@@ -343,6 +348,17 @@ def test_a_backlog_s_growth_is_the_rate_s_headroom_not_a_fan_out() -> None:
     assert "headroom" in run[-1][2]
     assert max(held) < math.ceil(328 / queue_allowance(inputs())), held
     assert min(held) >= need_for(20.0), held  # (the interval's 22.9 req/s, held)
+
+
+def test_a_backlog_moved_into_running_slots_is_no_fan_out() -> None:
+    """A jump of 120 with nothing waiting, after a sample that already held more than its
+    replicas hold within the SLO: the backlog of too few replicas moved into the running
+    slots of replicas that turned Ready, not a crowd that arrived at once. Held as
+    one, it kept 32 replicas for 30 minutes after a first prefill-heavy burst whose later
+    bursts needed 13 or fewer."""
+    run = run_jump(0.0, 348.0, before=(100.0, 128.0))  # (4 replicas' slots full, then more)
+    assert all("fan-out" not in why for _, _, why in run), run
+    assert run[-1][1] < math.ceil(120 / queue_allowance(inputs())), run[-1]
 
 
 @settings(max_examples=200, deadline=None)
