@@ -816,17 +816,17 @@ def _largest_change(
 
 
 def burst_noise(peak: float, startup: float, params: ScalerParams = DEFAULT_PARAMS) -> float:
-    """The largest rise within ``startup`` seconds that Poisson noise alone shows somewhere
-    in the headroom's lookback at a steady rate of ``peak`` (requests per second).
+    """The largest rise or fall within ``startup`` seconds that Poisson noise alone shows
+    somewhere in the headroom's lookback at a steady rate of ``peak`` (requests per second).
 
     A sample counts the arrivals of ``rate_sample_seconds``, so the difference of two samples
-    of a steady rate has standard deviation ``sqrt(2 peak / rate_sample_seconds)``. The rise
-    is the largest such difference over about ``lookback / sample x startup / sample`` pairs,
-    and the largest of ``n`` Gaussian draws stays below ``sqrt(2 ln n)`` standard deviations
-    (the extreme-value bound): a smaller rise is noise, not burstiness.
+    of a steady rate has standard deviation ``sqrt(2 peak / rate_sample_seconds)``. The swing
+    is the largest such difference, either way, over about ``2 x lookback / sample x startup
+    / sample`` pairs, and the largest of ``n`` Gaussian draws stays below ``sqrt(2 ln n)``
+    standard deviations (the extreme-value bound): a smaller swing is noise, not burstiness.
     """
     sample = params.rate_sample_seconds
-    pairs = max(params.headroom_lookback_seconds / sample, 1.0) * max(startup / sample, 1.0)
+    pairs = 2.0 * max(params.headroom_lookback_seconds / sample, 1.0) * max(startup / sample, 1.0)
     z = math.sqrt(2.0 * math.log(max(pairs, math.e)))
     return z * math.sqrt(2.0 * max(peak, 0.0) / sample)
 
@@ -1533,7 +1533,6 @@ def _implied_arrivals(
     current = inputs.desired_replicas
     in_system = (waiting or 0.0) + (running or 0.0)
     backlogged = (waiting or 0.0) > current * (inputs.max_queue_per_replica or 0)
-    floor = arrival
     probe = state.backlog_probe
     growth = state.backlog_growth
     # (the time of the data, when the runtime's scrape time is known: sampling more often than
@@ -1569,7 +1568,6 @@ def _implied_arrivals(
         measured = [r for t, r, _ in state.rates if t > at - params.rate_window_seconds]
         if arrival is not None and measured:
             arrival = min(arrival, sum(measured) / len(measured))
-        floor = arrival
         arrival = max(arrival or 0.0, estimate)
     elif backlogged and work is not None and running:
         # With a queue every ready replica is busy and completes 1 / work requests/s, whatever
@@ -1583,7 +1581,7 @@ def _implied_arrivals(
         segment, estimate, rise = (), None, 0.0
         if not backlogged:
             growth = None  # without the completions now, growth alone is noise
-    return _Arrivals(arrival, growth, probe, segment, estimate, rise, floor)
+    return _Arrivals(arrival, growth, probe, segment, estimate, rise)
 
 
 def interval_rate(
@@ -1639,9 +1637,6 @@ class _Arrivals:
     estimate: float | None
     rise: float
     """How much of ``estimate`` is the extrapolated part of a rise within the last interval."""
-    floor: float | None
-    """The window's average arrivals the rate is never below (a lull within a burst is not
-    its end)."""
 
 
 @dataclass(frozen=True)
@@ -1755,9 +1750,11 @@ def _load(seen: _Observed, state: ScalerState, now: float, params: ScalerParams)
     lookback = max(params.headroom_lookback_seconds, inputs.scale_down_delay_seconds)
     rates = tuple(r for r in state.rates if r[0] > now - lookback)
     if arrival is not None:
-        # (the burst history keeps what was measured: a rise extrapolated within the last
-        # interval sizes this decision, and the next interval shows the new load whole)
-        measured = max(implied.floor or 0.0, arrival - implied.rise)
+        # (the burst history keeps what each interval measured: not the rise extrapolated
+        # within the last one -- it sizes this decision, and the next interval shows the new
+        # load whole -- nor the minute's average the rate now is never below, which smears a
+        # burst's end over a minute, taken for a fall too slow to hold for on a short start-up)
+        measured = arrival if implied.estimate is None else implied.estimate - implied.rise
         rates = (*rates, (now, measured, seen.serving))
     crowds = tuple(c for c in state.crowds if c[0] > now - lookback)
     before = state.backlog_probe

@@ -198,16 +198,17 @@ def poisson_rates(
 @pytest.mark.parametrize("startup", [30.0, 60.0, 120.0, 300.0])
 @pytest.mark.parametrize("rate", [0.5, 3.0, 12.0, 40.0])
 def test_the_noise_of_a_steady_load_holds_no_headroom(rate: float, startup: float) -> None:
-    """Over 40 seeded lookbacks of a steady Poisson load, the largest rise stays within the
-    noise bound in nearly all (the bound is the extreme of the lookback's pairs of samples,
-    not of one pair), so a smooth load keeps no burst headroom."""
+    """Over 40 seeded lookbacks of a steady Poisson load, the largest swing (rise or fall,
+    what the headroom holds) stays within the noise bound in nearly all (the bound is the
+    extreme of the lookback's pairs of samples either way, not of one pair), so a smooth load
+    keeps no burst headroom."""
     lookback = DEFAULT_PARAMS.headroom_lookback_seconds
     false_alarms = 0
     for seed in range(40):
         rates = poisson_rates(seed, rate, lookback)
-        rise, peak = burst_rise(rates, startup)
-        false_alarms += rise > burst_noise(peak, startup)
-    assert false_alarms <= 4
+        swing, peak = burst_swing(rates, startup)
+        false_alarms += swing > burst_noise(peak, startup)
+    assert false_alarms <= 2
 
 
 @pytest.mark.parametrize("seed", range(10))
@@ -268,6 +269,48 @@ def test_headroom_keeps_the_count_through_the_quiet_and_lets_go_after_the_lookba
             params,
         ).reason
     )
+
+
+def test_a_busy_phase_s_abrupt_end_is_remembered_whole_on_a_short_start_up() -> None:
+    """10 req/s, then 0.5 req/s from one scrape to the next, on a 30 s start-up. The rate now
+    is never below the minute's average (a lull within a burst is not its end), but the
+    burst history keeps what each interval measured: the fall within the start-up is the
+    whole 9.5 req/s, and the next busy phase, as sudden, finds the replicas for it. (With
+    the history floored like the rate now, the fall was smeared over a minute and measured
+    as a third of it: the next phase found half the replicas it needed.)"""
+    startup, fall = 30.0, 600.0
+
+    def rate_at(t: float) -> float:
+        return 10.0 if t < fall else 0.5
+
+    state, current = ScalerState(), 4
+    counts: dict[float, int] = {}
+    for i in range(int(1500 / STEP)):
+        now = i * STEP
+        minute = [rate_at(now - k * STEP) for k in range(4)]  # (what the runtime's 1m rate saw)
+        observed = Signals(
+            queue_depth=0.0,
+            running=rate_at(now) * 0.375,
+            arrival_rate=sum(minute) / len(minute),
+            recent_completion_rate=rate_at(now),
+            observed_at=now,
+        )
+        rec = recommend(
+            inputs(
+                startup_seconds=startup,
+                desired_replicas=current,
+                ready_replicas=current,
+                signals=observed,
+            ),
+            state,
+            now,
+            TRUSTED,
+        )
+        state, current = rec.state, rec.replicas
+        counts[now] = current
+    quiet = [n for t, n in counts.items() if fall + 300 <= t < 1500]
+    assert min(quiet) >= need_for(0.5 + 9.5, startup_seconds=startup), counts
+    assert "headroom" in rec.reason and "30 s start-up" in rec.reason
 
 
 def test_a_lull_without_completions_keeps_the_burst_headroom() -> None:
@@ -610,7 +653,7 @@ def test_a_restart_restores_the_count_the_headroom_and_the_speed() -> None:
         current, 40 * STEP, last_scale_at=last_up, scaled_up_by=current, signals=status
     )
     assert restored.speed == pytest_approx(state.speed, 1e-4)
-    assert burst_rise(restored.rates, 60.0) == burst_rise(state.rates, 60.0)
+    assert burst_swing(restored.rates, 60.0) == burst_swing(state.rates, 60.0)
     for i in range(40, 48):
         now = i * STEP
         observed = inputs(
