@@ -1759,18 +1759,17 @@ def _load(seen: _Observed, state: ScalerState, now: float, params: ScalerParams)
     crowds = tuple(c for c in state.crowds if c[0] > now - lookback)
     before = state.backlog_probe
     backlogged = (waiting or 0.0) > inputs.ready_replicas * (inputs.max_queue_per_replica or 0)
-    serving_before = state.rates[-1][2] if state.rates else inputs.ready_replicas
     # (the probe was re-anchored at this sample. What the running slots took in is a crowd;
-    # with requests waiting, or after a sample already holding more than its replicas hold
-    # within the SLO (a backlog moved into the slots of replicas turned Ready), the growth is
-    # the deficit of too few replicas for the rate, which the conserved arrivals measure: the
-    # rate headroom's)
+    # with requests waiting, now or at the sample the jump is measured from (a backlog that
+    # moved into the slots of replicas turned Ready), the growth is the deficit of too few
+    # replicas for the rate, which the conserved arrivals measure: the rate headroom's)
+    waited = state.backlog_at is not None and before is not None and state.backlog_at >= before[0]
     if (
         before is not None
         and probe is not None
         and probe[0] > before[0]
         and not backlogged
-        and before[1] <= serving_before * queue_allowance(inputs)
+        and not waited
     ):
         jump = probe[1] - before[1]
         if jump > 0:

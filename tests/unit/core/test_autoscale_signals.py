@@ -394,14 +394,23 @@ def test_a_backlog_s_growth_is_the_rate_s_headroom_not_a_fan_out() -> None:
 
 
 def test_a_backlog_moved_into_running_slots_is_no_fan_out() -> None:
-    """A jump of 120 with nothing waiting, after a sample that already held more than its
-    replicas hold within the SLO: the backlog of too few replicas moved into the running
-    slots of replicas that turned Ready, not a crowd that arrived at once. Held as
-    one, it kept 32 replicas for 30 minutes after a first prefill-heavy burst whose later
-    bursts needed 13 or fewer."""
+    """A jump of 120 with nothing waiting, after a sample with requests waiting: the backlog
+    of too few replicas moved into the running slots of replicas that turned Ready, not a
+    crowd that arrived at once. Held as one, it kept 32 replicas for 30 minutes after a first
+    prefill-heavy burst whose later bursts needed 13 or fewer."""
     run = run_jump(0.0, 348.0, before=(100.0, 128.0))  # (4 replicas' slots full, then more)
     assert all("fan-out" not in why for _, _, why in run), run
     assert run[-1][1] < math.ceil(120 / queue_allowance(inputs())), run[-1]
+
+
+def test_a_fan_out_onto_busy_replicas_is_still_a_crowd() -> None:
+    """A fan-out of 120 onto replicas already holding more than the SLO allows, but with
+    nothing waiting: agentic sessions overlap, and their fan-outs land on busy replicas. It
+    is remembered (judged by what the sample before held, it was not, and agentic traffic
+    with an optimistic profile lost 4 points within the SLO)."""
+    busy = 4 * queue_allowance(inputs()) + 20.0  # (within the 4 x 32 running slots)
+    after = [why for t, _, why in run_jump(0.0, busy + 120.0, before=(0.0, busy)) if t >= 300]
+    assert "120 more in the system within one sample (a fan-out)" in after[0], after[0]
 
 
 @settings(max_examples=200, deadline=None)
