@@ -1763,13 +1763,12 @@ def _load(seen: _Observed, state: ScalerState, now: float, params: ScalerParams)
     # with requests waiting, now or at the sample the jump is measured from (a backlog that
     # moved into the slots of replicas turned Ready), the growth is the deficit of too few
     # replicas for the rate, which the conserved arrivals measure: the rate headroom's)
-    waited = state.backlog_at is not None and before is not None and state.backlog_at >= before[0]
     if (
         before is not None
         and probe is not None
         and probe[0] > before[0]
         and not backlogged
-        and not waited
+        and (state.backlog_at is None or state.backlog_at < before[0])
     ):
         jump = probe[1] - before[1]
         if jump > 0:
