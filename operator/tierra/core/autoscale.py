@@ -34,9 +34,10 @@ Signals (the recommendation is the max over them; the reason names the winner)
 * **headroom** (``headroom_need``): with a start-up of ``headroom_min_startup_seconds`` or
   more, a reactive scale-up is late for a burst that rises faster than replicas start. The
   recommender remembers its arrival-rate estimates of the last ``headroom_lookback_seconds``
-  and holds the arrival model's count for ``now + the largest rise seen within one start-up
-  time`` (at most the lookback's peak plus the deadband): the burstiness this service has
-  shown, an upper envelope rather than a mean. The reason says how much was held and why.
+  (or ``headroom_lookback_startups`` start-up times, when longer: ``burst_lookback``) and
+  holds the arrival model's count for ``now + the largest rise seen within one start-up time``
+  (at most the lookback's peak plus the deadband): the burstiness this service has shown, an
+  upper envelope rather than a mean. The reason says how much was held and why.
 * **latency** (feedback): when the observed p95 latency or TTFT exceeds its SLO by a ratio
   ``r``, at least ``ceil(ready x min(r, feedback_max_step))``. Below the SLO it asks for
   nothing. It corrects what the model misses (a profile that is optimistic, requests larger
@@ -181,7 +182,12 @@ class ScalerParams:
     """A scrape interval's arrivals differ from the intervals before when their Poisson
     z-score (``2 (sqrt(count) - sqrt(expected))``) is beyond this."""
     headroom_lookback_seconds: float = 1800.0
-    """How far back the burst headroom looks for the arrival rate's rises (and its peak)."""
+    """The shortest lookback of the burst headroom for the arrival rate's rises and its peak
+    (``burst_lookback``)."""
+    headroom_lookback_startups: float = 12.0
+    """The burst headroom looks back at least this many start-up times: a burst no replica
+    can start for in time misses for a start-up time, so the slower the start-up, the longer
+    a burst seen is worth holding for."""
     headroom_min_startup_seconds: float = 20.0
     """Below this start-up time a reactive scale-up is on time and no headroom is held."""
     ramp_samples: int = 5
@@ -372,11 +378,11 @@ class ScalerState:
     what was in flight at the start of the token counters' window (``request_sizes``)."""
     rates: tuple[tuple[float, float, int], ...] = ()
     """(time, arrival-rate estimate, serving replicas) of the samples of the last
-    ``headroom_lookback_seconds``: the burst headroom and the mean serving replicas of the
+    ``burst_lookback``: the burst headroom and the mean serving replicas of the
     rate window come from them."""
     crowds: tuple[tuple[float, float], ...] = ()
     """(time, requests) of the largest jumps of what is in the system between two samples
-    that the running slots took in (no backlog) within ``headroom_lookback_seconds``, reduced
+    that the running slots took in (no backlog) within ``burst_lookback``, reduced
     to those that can still be its max (decreasing): the largest crowd a fan-out brought at
     once."""
     speed: float = 1.0
@@ -815,6 +821,13 @@ def _largest_change(
     return change, peak
 
 
+def burst_lookback(startup: float, params: ScalerParams = DEFAULT_PARAMS) -> float:
+    """How far back (seconds) the burst headroom looks for rises and the peak on a start-up of
+    ``startup`` seconds: ``headroom_lookback_seconds``, or ``headroom_lookback_startups``
+    start-up times when that is longer."""
+    return max(params.headroom_lookback_seconds, params.headroom_lookback_startups * startup)
+
+
 def burst_noise(peak: float, startup: float, params: ScalerParams = DEFAULT_PARAMS) -> float:
     """The largest rise or fall within ``startup`` seconds that Poisson noise alone shows
     somewhere in the headroom's lookback at a steady rate of ``peak`` (requests per second).
@@ -826,7 +839,7 @@ def burst_noise(peak: float, startup: float, params: ScalerParams = DEFAULT_PARA
     standard deviations (the extreme-value bound): a smaller swing is noise, not burstiness.
     """
     sample = params.rate_sample_seconds
-    pairs = 2.0 * max(params.headroom_lookback_seconds / sample, 1.0) * max(startup / sample, 1.0)
+    pairs = 2.0 * max(burst_lookback(startup, params) / sample, 1.0) * max(startup / sample, 1.0)
     z = math.sqrt(2.0 * math.log(max(pairs, math.e)))
     return z * math.sqrt(2.0 * max(peak, 0.0) / sample)
 
@@ -898,7 +911,7 @@ def headroom_need(
     A replica asked for now serves ``startupSeconds`` later, so a burst that rises within
     that time is met only by what is already running. The headroom is the largest rise (or
     fall, ``burst_swing``) of the arrival rate within one start-up time seen over the last
-    ``headroom_lookback_seconds`` (the burstiness of this service's traffic, not a fixed
+    ``burst_lookback`` (the burstiness of this service's traffic, not a fixed
     margin): the arrival model is asked for ``current rate + that rise`` (none for a rise that
     Poisson noise alone would show somewhere in the lookback, ``burst_noise``: the queueing
     headroom covers it; a larger one is held whole), never more than the lookback's peak (plus
@@ -907,6 +920,7 @@ def headroom_need(
     """
     if inputs.startup_seconds < params.headroom_min_startup_seconds or not rates:
         return None
+    lookback_minutes = burst_lookback(inputs.startup_seconds, params) / 60
     plan = planned_concurrency(inputs, params)
     if plan is None:
         return None
@@ -955,7 +969,7 @@ def headroom_need(
     else:
         source = (
             f"the largest rise or fall within the {inputs.startup_seconds:g} s start-up over the "
-            f"last {params.headroom_lookback_seconds / 60:g} min (peak {peak:.3g}, peak/mean "
+            f"last {lookback_minutes:g} min (peak {peak:.3g}, peak/mean "
             f"{peak / mean if mean > 0 else math.inf:.2g})"
         )
     why = (
@@ -965,7 +979,7 @@ def headroom_need(
     if by_crowd > by_rate:
         why = (
             f"headroom: {crowd:.0f} more in the system within one sample (a fan-out), the "
-            f"largest of the last {params.headroom_lookback_seconds / 60:g} min, cleared "
+            f"largest of the last {lookback_minutes:g} min, cleared "
             f"within the SLO at {queue_allowance(inputs):.3g} per replica -> {by_crowd}"
         )
     low = max(replicas(held * (1 - deadband(arrival_rate, params))) if by_rate else 0, by_crowd)
@@ -1747,7 +1761,7 @@ def _load(seen: _Observed, state: ScalerState, now: float, params: ScalerParams)
     arrival, probe = implied.rate, implied.probe
     if arrival is not None:
         arrival = min(arrival, _HUGE) if math.isfinite(arrival) else _HUGE
-    lookback = max(params.headroom_lookback_seconds, inputs.scale_down_delay_seconds)
+    lookback = max(burst_lookback(inputs.startup_seconds, params), inputs.scale_down_delay_seconds)
     rates = tuple(r for r in state.rates if r[0] > now - lookback)
     if arrival is not None:
         # (the burst history keeps what each interval measured: not the rise extrapolated

@@ -22,6 +22,7 @@ from tierra.core.autoscale import (
     ScalingInputs,
     Signals,
     arrival_need,
+    burst_lookback,
     burst_noise,
     burst_rise,
     burst_swing,
@@ -202,7 +203,7 @@ def test_the_noise_of_a_steady_load_holds_no_headroom(rate: float, startup: floa
     what the headroom holds) stays within the noise bound in nearly all (the bound is the
     extreme of the lookback's pairs of samples either way, not of one pair), so a smooth load
     keeps no burst headroom."""
-    lookback = DEFAULT_PARAMS.headroom_lookback_seconds
+    lookback = burst_lookback(startup)
     false_alarms = 0
     for seed in range(40):
         rates = poisson_rates(seed, rate, lookback)
@@ -269,6 +270,38 @@ def test_headroom_keeps_the_count_through_the_quiet_and_lets_go_after_the_lookba
             params,
         ).reason
     )
+
+
+@pytest.mark.parametrize("startup", [60.0, 300.0])
+def test_a_slow_start_up_holds_a_burst_for_twelve_start_up_times(startup: float) -> None:
+    """One burst of 20 req/s over 2 req/s. On a 60 s start-up it is held for the 30-minute
+    lookback; on a 300 s start-up, where a burst missed misses for five minutes, for twelve
+    start-up times (an hour): a crowd that comes back 40 minutes later is still held for."""
+    state, current = ScalerState(), 2
+    counts: dict[float, int] = {}
+    for i in range(int(4500 / STEP)):
+        now = i * STEP
+        rate = 20.0 if 300 <= now < 360 else 2.0
+        rec = recommend(
+            inputs(
+                desired_replicas=current,
+                ready_replicas=current,
+                startup_seconds=startup,
+                signals=steady(now, rate, rate * 0.375),
+            ),
+            state,
+            now,
+            TRUSTED,
+        )
+        state, current = rec.state, rec.replicas
+        counts[now] = current
+    held, quiet = need_for(18.0), need_for(2.0 * 1.1) + 1
+    assert all(counts[t] >= held for t in counts if 1200 <= t <= 2100)
+    if startup == 60.0:
+        assert counts[2400.0] <= quiet
+    else:
+        assert all(counts[t] >= held for t in counts if 2100 <= t <= 3600)
+        assert counts[4200.0] <= quiet
 
 
 def test_a_busy_phase_s_abrupt_end_is_remembered_whole_on_a_short_start_up() -> None:
