@@ -954,8 +954,10 @@ def headroom_need(
 
     # A fan-out brings dozens of requests within a second, which no rate sample shows; the
     # largest jump of what is in the system between two samples must clear within the SLO
-    # on the replicas' allowance (``queue_allowance``).
-    by_crowd = _ceil(crowd / queue_allowance(inputs))
+    # on the replicas' allowance (``queue_allowance``), beside what the steady arrivals keep
+    # in them (at least the rate times the mean request's time alone on a replica).
+    steady = arrival_rate * work
+    by_crowd = _ceil((crowd + steady) / queue_allowance(inputs)) if crowd > 0 else 0
     by_rate = replicas(held) if held > arrival_rate * (1 + params.tolerance) + _EPS else 0
     if max(by_rate, by_crowd) <= replicas(arrival_rate):
         return None
@@ -979,8 +981,9 @@ def headroom_need(
     if by_crowd > by_rate:
         why = (
             f"headroom: {crowd:.0f} more in the system within one sample (a fan-out), the "
-            f"largest of the last {lookback_minutes:g} min, cleared "
-            f"within the SLO at {queue_allowance(inputs):.3g} per replica -> {by_crowd}"
+            f"largest of the last {lookback_minutes:g} min, beside the {steady:.2g} the "
+            f"arrivals keep there, cleared within the SLO at {queue_allowance(inputs):.3g} per "
+            f"replica -> {by_crowd}"
         )
     low = max(replicas(held * (1 - deadband(arrival_rate, params))) if by_rate else 0, by_crowd)
     return SignalNeed("headroom", max(by_rate, by_crowd), why, low, max(by_rate, by_crowd))

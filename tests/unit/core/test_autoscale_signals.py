@@ -412,6 +412,22 @@ def test_a_fan_out_the_running_slots_took_in_is_held_for_the_next() -> None:
     assert "120 more in the system within one sample (a fan-out)" in after[-1][1]
 
 
+@pytest.mark.parametrize("rate", [0.0, 4.0, 12.0])
+def test_a_fan_out_is_cleared_beside_what_the_steady_arrivals_keep_in_the_replicas(
+    rate: float,
+) -> None:
+    """A fan-out lands on replicas that already serve the steady arrivals: its 100 requests
+    and the rate times the mean request's time alone (0.375 s) must clear within the SLO on
+    the replicas' allowance together (counted alone, it fell short whenever sessions
+    overlapped)."""
+    history = tuple((t, rate, 4) for t in range(0, 600, 15))
+    need = headroom_need(inputs(), rate, history, TRUSTED, crowd=100.0)
+    assert need is not None
+    allowance = queue_allowance(inputs())
+    assert need.replicas == math.ceil((100.0 + rate * 0.375) / allowance - 1e-9)
+    assert "beside the" in need.reason
+
+
 def test_a_backlog_s_growth_is_the_rate_s_headroom_not_a_fan_out() -> None:
     """The same jump with requests waiting (every slot busy) is the deficit of too few
     replicas for the rate, whatever the arrivals were: they are measured by conservation and
