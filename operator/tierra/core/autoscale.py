@@ -188,6 +188,11 @@ class ScalerParams:
     """The burst headroom looks back at least this many start-up times: a burst no replica
     can start for in time misses for a start-up time, so the slower the start-up, the longer
     a burst seen is worth holding for."""
+    heavier_mix_ratio: float = 1.5
+    """A burst-history sample whose mean request took this many times the work of the
+    latest's (or more) counts at its mix's weight (``mix_weighted``): a heavy phase comes back
+    as a burst of work at the same request rate, and smaller ratios are the size estimate's
+    noise."""
     headroom_min_startup_seconds: float = 20.0
     """Below this start-up time a reactive scale-up is on time and no headroom is held."""
     ramp_samples: int = 5
@@ -380,6 +385,9 @@ class ScalerState:
     """(time, arrival-rate estimate, serving replicas) of the samples of the last
     ``burst_lookback``: the burst headroom and the mean serving replicas of the
     rate window come from them."""
+    works: tuple[tuple[float, float], ...] = ()
+    """(time, the mean request's work alone on a replica at the profile's speed, seconds) of
+    the burst history's samples whose request size was known (``mix_weighted``)."""
     crowds: tuple[tuple[float, float], ...] = ()
     """(time, requests) of the largest jumps of what is in the system between two samples
     that the running slots took in (no backlog) within ``burst_lookback``, reduced
@@ -417,6 +425,7 @@ class ScalerState:
             "intervalRate": self.interval_rate,
             "intervalRise": self.interval_rise,
             "rates": [[t, rate, ready] for t, rate, ready in self.rates],
+            "works": [[t, w] for t, w in self.works],
             "crowds": [[t, n] for t, n in self.crowds],
             "speed": self.speed,
             "speedAt": self.speed_at,
@@ -458,6 +467,7 @@ class ScalerState:
             rates=tuple(
                 (float(t), float(rate), int(ready)) for t, rate, ready in data.get("rates") or ()
             ),
+            works=tuple((float(t), float(w)) for t, w in data.get("works") or ()),
             crowds=tuple((float(t), float(n)) for t, n in data.get("crowds") or ()),
             speed=float(data.get("speed") or 1.0),
             speed_at=number("speedAt"),
@@ -491,7 +501,7 @@ def status_signals(
     if state.speed_at is not None:
         out["state.speed"] = round(state.speed, 4)
     if state.rates:
-        rise, peak = burst_swing(state.rates, startup_seconds)
+        rise, peak = burst_swing(mix_weighted(state.rates, state.works, params), startup_seconds)
         out["state.burstRise"] = round(rise, 4)
         out["state.burstPeak"] = round(peak, 4)
     if state.crowds:
@@ -819,6 +829,31 @@ def _largest_change(
             change = max(change, highest[0][1] - rate)
         peak = max(peak, rate)
     return change, peak
+
+
+def mix_weighted(
+    rates: tuple[tuple[float, float, int], ...],
+    works: tuple[tuple[float, float], ...],
+    params: ScalerParams = DEFAULT_PARAMS,
+) -> tuple[tuple[float, float, int], ...]:
+    """The burst history in requests of the latest mix: a sample whose mean request took at
+    least ``heavier_mix_ratio`` times the latest's work counts at ``rate x its work / the
+    latest``, the others as they are. A heavier phase of a shifting mix needs as many more
+    replicas as a burst of requests does, and the next one rises as fast; a request-rate
+    history alone saw none of it (``works`` are (time, work) pairs; a sample without one, or
+    a history without any, counts as it is)."""
+    if not works or not rates:
+        return rates
+    latest = works[-1][1]
+    if not latest > 0:
+        return rates
+    at = dict(works)
+
+    def weight(t: float) -> float:
+        ratio = at.get(t, latest) / latest
+        return ratio if ratio >= params.heavier_mix_ratio else 1.0
+
+    return tuple((t, min(rate * weight(t), _HUGE), serving) for t, rate, serving in rates)
 
 
 def burst_lookback(startup: float, params: ScalerParams = DEFAULT_PARAMS) -> float:
@@ -1747,6 +1782,7 @@ class _Load:
     implied: _Arrivals
     rates: tuple[tuple[float, float, int], ...]
     crowds: tuple[tuple[float, float], ...]
+    works: tuple[tuple[float, float], ...]
 
 
 def _load(seen: _Observed, state: ScalerState, now: float, params: ScalerParams) -> _Load:
@@ -1774,6 +1810,11 @@ def _load(seen: _Observed, state: ScalerState, now: float, params: ScalerParams)
         measured = arrival if implied.estimate is None else implied.estimate - implied.rise
         rates = (*rates, (now, measured, seen.serving))
     crowds = tuple(c for c in state.crowds if c[0] > now - lookback)
+    works = tuple(w for w in state.works if w[0] > now - lookback)
+    work = _mean_work(seen.sized)
+    if arrival is not None and work is not None:
+        # (at the profile's speed: the mix's weight, not what the speed estimate learns)
+        works = (*works, (now, work * seen.speed))
     before = state.backlog_probe
     backlogged = (waiting or 0.0) > inputs.ready_replicas * (inputs.max_queue_per_replica or 0)
     # (the probe was re-anchored at this sample. What the running slots took in is a crowd;
@@ -1790,7 +1831,7 @@ def _load(seen: _Observed, state: ScalerState, now: float, params: ScalerParams)
         jump = probe[1] - before[1]
         if jump > 0:
             crowds = _slide_max(crowds, now, min(jump, _HUGE))
-    return _Load(waiting, running, arrival, active, backlogged, implied, rates, crowds)
+    return _Load(waiting, running, arrival, active, backlogged, implied, rates, crowds, works)
 
 
 def _signal_needs(
@@ -1818,7 +1859,18 @@ def _signal_needs(
         if by_arrival is not None:
             found.append(by_arrival)
         crowd = load.crowds[0][1] if load.crowds else 0.0
-        by_headroom = headroom_need(seen.sized, load.arrival, load.rates, params, crowd)
+        history = mix_weighted(load.rates, load.works, params)
+        by_headroom = headroom_need(seen.sized, load.arrival, history, params, crowd)
+        if by_headroom is not None and history != load.rates:
+            heaviest = max(
+                (w / r for (_, w, _), (_, r, _) in zip(history, load.rates, strict=True) if r > 0),
+                default=1.0,
+            )
+            by_headroom = replace(
+                by_headroom,
+                reason=f"{by_headroom.reason} (past samples of a mix up to {heaviest:.2g}x "
+                f"heavier than now's counted at its weight)",
+            )
         if by_headroom is not None:
             found.append(by_headroom)
     # (feedback looks at backlogs before this sample only, so more load never means less)
@@ -1996,6 +2048,7 @@ def recommend(
             interval_rise=implied.rise,
             rates=load.rates,
             crowds=load.crowds,
+            works=load.works,
             speed=seen.speed,
             speed_at=now,
             work=seen.profile_work if seen.profile_work is not None else state.work,

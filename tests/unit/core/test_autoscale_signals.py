@@ -28,6 +28,7 @@ from tierra.core.autoscale import (
     burst_swing,
     deadband,
     headroom_need,
+    mix_weighted,
     queue_allowance,
     ramp_ahead,
     recommend,
@@ -302,6 +303,68 @@ def test_a_slow_start_up_holds_a_burst_for_twelve_start_up_times(startup: float)
     else:
         assert all(counts[t] >= held for t in counts if 2100 <= t <= 3600)
         assert counts[4200.0] <= quiet
+
+
+def test_mix_weighted_counts_only_a_much_heavier_mix_at_its_weight() -> None:
+    rates = ((0.0, 4.0, 2), (15.0, 4.0, 2), (30.0, 4.0, 2), (45.0, 4.0, 2))
+    works = ((0.0, 1.2), (15.0, 0.9), (30.0, 0.5), (45.0, 0.4))
+    weighted = mix_weighted(rates, works)
+    # (3x and 2.25x the latest's work count at it; 1.25x is the size estimate's noise)
+    assert [r for _, r, _ in weighted] == pytest.approx([12.0, 9.0, 4.0, 4.0])
+    assert mix_weighted(rates, ()) == rates
+    assert mix_weighted(rates, ((45.0, 0.0),)) == rates
+    assert mix_weighted(rates, works[1:]) == ((0.0, 4.0, 2), *weighted[1:])
+
+
+def test_the_status_keeps_the_mix_weighted_burst_history() -> None:
+    rates = tuple((t, 4.0, 2) for t in (0.0, 15.0, 30.0, 45.0))
+    works = ((0.0, 1.2), (15.0, 0.4), (30.0, 0.4), (45.0, 0.4))
+    kept = status_signals(ScalerState(rates=rates, works=works), 60.0)
+    assert (kept["state.burstPeak"], kept["state.burstRise"]) == (12.0, 8.0)
+    huge = mix_weighted(rates, ((0.0, 1e300), (45.0, 1e-300)))
+    assert all(math.isfinite(r) for _, r, _ in huge)
+
+
+def run_mix(params: ScalerParams) -> dict[float, tuple[int, int | None, str]]:
+    """4 req/s throughout on a 120 s start-up; 1000-token prompts, 6000-token ones (2.7 times
+    the work per request) from 600 to 900 s, then 1000 again: (time, (count, the headroom's
+    need, reason))."""
+    state, current, out = ScalerState(), 4, {}
+    for i in range(int(1800 / STEP)):
+        now = i * STEP
+        prompt = 6000.0 if 600 <= now < 900 else 1000.0
+        observed = steady(
+            now,
+            4.0,
+            4.0 * 0.375 * prompt / 1000,
+            prompt_tokens_rate=4.0 * prompt,
+            output_tokens_rate=4.0 * 200,
+        )
+        rec = recommend(
+            inputs(desired_replicas=current, ready_replicas=current, startup_seconds=120.0,
+                   signals=observed, mean_prompt_tokens=prompt),
+            state,
+            now,
+            params,
+        )  # fmt: skip
+        state, current = rec.state, rec.replicas
+        out[now] = (current, rec.needs.get("headroom"), rec.reason)
+    return out
+
+
+def test_a_heavier_phase_of_the_mix_is_held_for_like_a_burst() -> None:
+    """The request rate never changes, but a phase of requests 2.7 times as heavy needs twice
+    the replicas, and the next comes back as fast as a burst: the light phase after it holds
+    for it as the headroom does for a burst of requests, and says so (once the smoothed size
+    has come down). Without the mix's weight the light phase drops to the light mix's count."""
+    heavy, light = need_for(4.0, mean_prompt_tokens=6000.0), need_for(4.0)
+    assert heavy >= 2 * light
+    run = run_mix(TRUSTED)
+    after = [(n, need, why) for t, (n, need, why) in run.items() if 1300 <= t <= 1700]
+    assert all(n >= heavy - 1 and need is not None and need >= heavy for n, need, _ in after)
+    assert "heavier than now's counted at its weight" in after[-1][2]
+    unweighted = run_mix(replace(TRUSTED, heavier_mix_ratio=math.inf))
+    assert unweighted[1695.0][0] == light
 
 
 def test_a_busy_phase_s_abrupt_end_is_remembered_whole_on_a_short_start_up() -> None:
