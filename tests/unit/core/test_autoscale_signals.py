@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import math
 import random
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -17,6 +18,7 @@ from hypothesis import strategies as st
 
 from tierra.core.autoscale import (
     DEFAULT_PARAMS,
+    Recommendation,
     ScalerParams,
     ScalerState,
     ScalingInputs,
@@ -73,6 +75,41 @@ def steady(now: float, rate: float, running: float, **extra: Any) -> Signals:
     """What a runtime shows at a steady ``rate`` (completions now as over the minute)."""
     values: dict[str, Any] = {"recent_completion_rate": rate, **extra}
     return Signals(queue_depth=0.0, running=running, arrival_rate=rate, observed_at=now, **values)
+
+
+def closed_loop(
+    sample: Callable[[float], tuple[Signals, dict[str, Any]]],
+    seconds: float,
+    params: ScalerParams = TRUSTED,
+    current: int = 2,
+    **changes: Any,
+) -> dict[float, Recommendation]:
+    """A recommendation every ``STEP`` for ``seconds``, each count Ready at once:
+    ``sample(now)`` gives that moment's signals and input changes (beside ``changes``)."""
+    state, out = ScalerState(), {}
+    for i in range(int(seconds / STEP)):
+        now = i * STEP
+        signals, extra = sample(now)
+        rec = recommend(
+            inputs(
+                desired_replicas=current,
+                ready_replicas=current,
+                signals=signals,
+                **{**changes, **extra},
+            ),
+            state,
+            now,
+            params,
+        )
+        state, current = rec.state, rec.replicas
+        out[now] = rec
+    return out
+
+
+def one_burst(now: float) -> tuple[Signals, dict[str, Any]]:
+    """20 req/s from 300 to 360 s, 2 req/s otherwise."""
+    rate = 20.0 if 300 <= now < 360 else 2.0
+    return steady(now, rate, rate * 0.375), {}
 
 
 # --------------------------------------------------------------------------------------------
@@ -241,23 +278,11 @@ def test_headroom_keeps_the_count_through_the_quiet_and_lets_go_after_the_lookba
     one would come faster than replicas start) and lets it go once it is older than the
     lookback."""
     params = replace(TRUSTED, headroom_lookback_seconds=900.0)
-    state, current = ScalerState(), 2
-    counts: list[tuple[float, int]] = []
-    for i in range(int(2400 / STEP)):
-        now = i * STEP
-        rate = 20.0 if 300 <= now < 360 else 2.0
-        observed = steady(now, rate, rate * 0.375)
-        rec = recommend(
-            inputs(desired_replicas=current, ready_replicas=current, signals=observed),
-            state,
-            now,
-            params,
-        )
-        state, current = rec.state, rec.replicas
-        counts.append((now, current))
-    during = dict(counts)
+    run = closed_loop(one_burst, 2400, params)
+    during = {t: rec.replicas for t, rec in run.items()}
+    state = run[2385.0].state
     assert during[360.0] >= need_for(20.0)
-    assert all(n >= need_for(18.0) for t, n in counts if 360 <= t <= 1100)
+    assert all(n >= need_for(18.0) for t, n in during.items() if 360 <= t <= 1100)
     assert during[2385.0] <= need_for(2.0 * 1.1) + 1  # released after the lookback
     assert "headroom" in str(
         recommend(
@@ -278,24 +303,9 @@ def test_a_slow_start_up_holds_a_burst_for_twelve_start_up_times(startup: float)
     """One burst of 20 req/s over 2 req/s. On a 60 s start-up it is held for the 30-minute
     lookback; on a 300 s start-up, where a burst missed misses for five minutes, for twelve
     start-up times (an hour): a crowd that comes back 40 minutes later is still held for."""
-    state, current = ScalerState(), 2
-    counts: dict[float, int] = {}
-    for i in range(int(4500 / STEP)):
-        now = i * STEP
-        rate = 20.0 if 300 <= now < 360 else 2.0
-        rec = recommend(
-            inputs(
-                desired_replicas=current,
-                ready_replicas=current,
-                startup_seconds=startup,
-                signals=steady(now, rate, rate * 0.375),
-            ),
-            state,
-            now,
-            TRUSTED,
-        )
-        state, current = rec.state, rec.replicas
-        counts[now] = current
+    counts = {
+        t: rec.replicas for t, rec in closed_loop(one_burst, 4500, startup_seconds=startup).items()
+    }
     held, quiet = need_for(18.0), need_for(2.0 * 1.1) + 1
     assert all(counts[t] >= held for t in counts if 1200 <= t <= 2100)
     if startup == 60.0:
@@ -329,9 +339,8 @@ def run_mix(params: ScalerParams) -> dict[float, tuple[int, int | None, str]]:
     """4 req/s throughout on a 120 s start-up; 1000-token prompts, 6000-token ones (2.7 times
     the work per request) from 600 to 900 s, then 1000 again: (time, (count, the headroom's
     need, reason))."""
-    state, current, out = ScalerState(), 4, {}
-    for i in range(int(1800 / STEP)):
-        now = i * STEP
+
+    def sample(now: float) -> tuple[Signals, dict[str, Any]]:
         prompt = 6000.0 if 600 <= now < 900 else 1000.0
         observed = steady(
             now,
@@ -340,16 +349,10 @@ def run_mix(params: ScalerParams) -> dict[float, tuple[int, int | None, str]]:
             prompt_tokens_rate=4.0 * prompt,
             output_tokens_rate=4.0 * 200,
         )
-        rec = recommend(
-            inputs(desired_replicas=current, ready_replicas=current, startup_seconds=120.0,
-                   signals=observed, mean_prompt_tokens=prompt),
-            state,
-            now,
-            params,
-        )  # fmt: skip
-        state, current = rec.state, rec.replicas
-        out[now] = (current, rec.needs.get("headroom"), rec.reason)
-    return out
+        return observed, {"mean_prompt_tokens": prompt}
+
+    run = closed_loop(sample, 1800, params, current=4, startup_seconds=120.0)
+    return {t: (rec.replicas, rec.needs.get("headroom"), rec.reason) for t, rec in run.items()}
 
 
 def test_a_heavier_phase_of_the_mix_is_held_for_like_a_burst() -> None:
@@ -379,10 +382,7 @@ def test_a_busy_phase_s_abrupt_end_is_remembered_whole_on_a_short_start_up() -> 
     def rate_at(t: float) -> float:
         return 10.0 if t < fall else 0.5
 
-    state, current = ScalerState(), 4
-    counts: dict[float, int] = {}
-    for i in range(int(1500 / STEP)):
-        now = i * STEP
+    def sample(now: float) -> tuple[Signals, dict[str, Any]]:
         minute = [rate_at(now - k * STEP) for k in range(4)]  # (what the runtime's 1m rate saw)
         observed = Signals(
             queue_depth=0.0,
@@ -391,52 +391,31 @@ def test_a_busy_phase_s_abrupt_end_is_remembered_whole_on_a_short_start_up() -> 
             recent_completion_rate=rate_at(now),
             observed_at=now,
         )
-        rec = recommend(
-            inputs(
-                startup_seconds=startup,
-                desired_replicas=current,
-                ready_replicas=current,
-                signals=observed,
-            ),
-            state,
-            now,
-            TRUSTED,
-        )
-        state, current = rec.state, rec.replicas
-        counts[now] = current
-    quiet = [n for t, n in counts.items() if fall + 300 <= t < 1500]
-    assert min(quiet) >= need_for(0.5 + 9.5, startup_seconds=startup), counts
-    assert "headroom" in rec.reason and "30 s start-up" in rec.reason
+        return observed, {}
+
+    run = closed_loop(sample, 1500, current=4, startup_seconds=startup)
+    quiet = [rec.replicas for t, rec in run.items() if fall + 300 <= t < 1500]
+    assert min(quiet) >= need_for(0.5 + 9.5, startup_seconds=startup), quiet
+    last = run[1485.0].reason
+    assert "headroom" in last and "30 s start-up" in last
 
 
 def test_a_lull_without_completions_keeps_the_burst_headroom() -> None:
     """Bursts, then minutes with no request at all: the runtime's token ratio is 0/0 (no
     request size), yet the size measured before still sizes the headroom, so the count of
     the bursts is held through the lull instead of dropping to the floor before the next."""
-    state, current = ScalerState(), 2
-    counts: dict[float, int] = {}
-    for i in range(int(1500 / STEP)):
-        now = i * STEP
+
+    def sample(now: float) -> tuple[Signals, dict[str, Any]]:
         rate = 20.0 if 300 <= now < 360 or 600 <= now < 660 else (2.0 if now < 900 else 0.0)
         sizes: dict[str, Any] = {}
         if now >= 960:  # the rate window holds no completion any more
             sizes = {"mean_prompt_tokens": None, "mean_output_tokens": None}
-        rec = recommend(
-            inputs(
-                desired_replicas=current,
-                ready_replicas=current,
-                signals=steady(now, rate, rate * 0.375),
-                **sizes,
-            ),
-            state,
-            now,
-            TRUSTED,
-        )
-        state, current = rec.state, rec.replicas
-        counts[now] = current
-    assert counts[900.0] >= need_for(18.0)
-    assert all(n >= need_for(18.0) for t, n in counts.items() if 900 <= t < 1500)
-    assert "headroom" in rec.reason
+        return steady(now, rate, rate * 0.375), sizes
+
+    run = closed_loop(sample, 1500)
+    assert run[900.0].replicas >= need_for(18.0)
+    assert all(rec.replicas >= need_for(18.0) for t, rec in run.items() if 900 <= t < 1500)
+    assert "headroom" in run[1485.0].reason
 
 
 def run_jump(
