@@ -561,10 +561,13 @@ def test_a_member_namespace_deleted_and_recreated_is_recovered(
             lambda: children(clients, "regional", "homeless"), timeout=30, what="child applied"
         )
         core = client.CoreV1Api(clients["regional"])
+        uid = core.read_namespace(namespace).metadata.uid
         core.delete_namespace(namespace)
         deleted = time.monotonic()
+        # (by its uid: the operator may recreate the namespace between two polls, and a poll
+        # by name alone then never sees it gone)
         wait_for(
-            lambda: not any(n.metadata.name == namespace for n in core.list_namespace().items),
+            lambda: not any(n.metadata.uid == uid for n in core.list_namespace().items),
             timeout=120,
             what="member namespace gone",
         )
