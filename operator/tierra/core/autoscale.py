@@ -1862,10 +1862,7 @@ def _signal_needs(
         history = mix_weighted(load.rates, load.works, params)
         by_headroom = headroom_need(seen.sized, load.arrival, history, params, crowd)
         if by_headroom is not None and history != load.rates:
-            heaviest = max(
-                (w / r for (_, w, _), (_, r, _) in zip(history, load.rates, strict=True) if r > 0),
-                default=1.0,
-            )
+            heaviest = max(w for _, w in load.works) / load.works[-1][1]
             by_headroom = replace(
                 by_headroom,
                 reason=f"{by_headroom.reason} (past samples of a mix up to {heaviest:.2g}x "
