@@ -288,7 +288,8 @@ class Autoscaler:
             }
         values.update({f"need.{name}": float(n) for name, n in rec.needs.items()})
         # (what a restart needs of the state goes with the decision into status.lastScale)
-        values.update(status_signals(rec.state, inputs.startup_seconds))
+        token_rates = (inputs.prefill_tokens_per_second, inputs.decode_tokens_per_second)
+        values.update(status_signals(rec.state, inputs.startup_seconds, token_rates=token_rates))
         # A decision is news when it changes a count in effect: not a service's first count
         # before it was ever placed, nor a hold or a manual count.
         in_effect = before is not None or inputs.desired_replicas > 0

@@ -189,10 +189,10 @@ class ScalerParams:
     can start for in time misses for a start-up time, so the slower the start-up, the longer
     a burst seen is worth holding for."""
     heavier_mix_ratio: float = 1.5
-    """A burst-history sample whose mean request took this many times the work of the
-    latest's (or more) counts at its mix's weight (``mix_weighted``): a heavy phase comes back
-    as a burst of work at the same request rate, and smaller ratios are the size estimate's
-    noise."""
+    """A burst-history sample whose mean request takes this many times the work of the
+    latest's (or more, both on the same replicas) counts at its mix's weight
+    (``mix_weighted``): a heavy phase comes back as a burst of work at the same request rate,
+    and smaller ratios are the size estimate's noise."""
     headroom_min_startup_seconds: float = 20.0
     """Below this start-up time a reactive scale-up is on time and no headroom is held."""
     ramp_samples: int = 5
@@ -385,9 +385,9 @@ class ScalerState:
     """(time, arrival-rate estimate, serving replicas) of the samples of the last
     ``burst_lookback``: the burst headroom and the mean serving replicas of the
     rate window come from them."""
-    works: tuple[tuple[float, float], ...] = ()
-    """(time, the mean request's work alone on a replica at the profile's speed, seconds) of
-    the burst history's samples whose request size was known (``mix_weighted``)."""
+    mixes: tuple[tuple[float, float, float], ...] = ()
+    """(time, mean prompt tokens, mean output tokens) of the burst history's samples whose
+    request size was known (``mix_weighted``)."""
     crowds: tuple[tuple[float, float], ...] = ()
     """(time, requests) of the largest jumps of what is in the system between two samples
     that the running slots took in (no backlog) within ``burst_lookback``, reduced
@@ -425,7 +425,7 @@ class ScalerState:
             "intervalRate": self.interval_rate,
             "intervalRise": self.interval_rise,
             "rates": [[t, rate, ready] for t, rate, ready in self.rates],
-            "works": [[t, w] for t, w in self.works],
+            "mixes": [list(m) for m in self.mixes],
             "crowds": [[t, n] for t, n in self.crowds],
             "speed": self.speed,
             "speedAt": self.speed_at,
@@ -467,7 +467,7 @@ class ScalerState:
             rates=tuple(
                 (float(t), float(rate), int(ready)) for t, rate, ready in data.get("rates") or ()
             ),
-            works=tuple((float(t), float(w)) for t, w in data.get("works") or ()),
+            mixes=tuple((float(t), float(p), float(o)) for t, p, o in data.get("mixes") or ()),
             crowds=tuple((float(t), float(n)) for t, n in data.get("crowds") or ()),
             speed=float(data.get("speed") or 1.0),
             speed_at=number("speedAt"),
@@ -492,16 +492,21 @@ decision's ``signals`` (``status.lastScale``)."""
 
 
 def status_signals(
-    state: ScalerState, startup_seconds: float, params: ScalerParams = DEFAULT_PARAMS
+    state: ScalerState,
+    startup_seconds: float,
+    params: ScalerParams = DEFAULT_PARAMS,
+    token_rates: tuple[float, float] | None = None,
 ) -> dict[str, float]:
     """What of the state the status keeps with each scale decision, for ``restore_state``:
     the service-rate estimate and the burst history (its largest rise within a start-up time
-    and its peak). The rest is rebuilt from observations."""
+    and its peak; with the replicas' ``token_rates``, (prefill, decode) tokens per second, a
+    heavier mix at its weight). The rest is rebuilt from observations."""
     out: dict[str, float] = {}
     if state.speed_at is not None:
         out["state.speed"] = round(state.speed, 4)
     if state.rates:
-        rise, peak = burst_swing(mix_weighted(state.rates, state.works, params), startup_seconds)
+        weights = mix_weights(state.mixes, *token_rates, params) if token_rates else {}
+        rise, peak = burst_swing(mix_weighted(state.rates, weights), startup_seconds)
         out["state.burstRise"] = round(rise, 4)
         out["state.burstPeak"] = round(peak, 4)
     if state.crowds:
@@ -831,29 +836,43 @@ def _largest_change(
     return change, peak
 
 
-def mix_weighted(
-    rates: tuple[tuple[float, float, int], ...],
-    works: tuple[tuple[float, float], ...],
+def mix_weights(
+    mixes: tuple[tuple[float, float, float], ...],
+    prefill_tokens_per_second: float,
+    decode_tokens_per_second: float,
     params: ScalerParams = DEFAULT_PARAMS,
+) -> dict[float, float]:
+    """(time -> weight) of the samples whose mean request (``mixes``: (time, prompt, output
+    tokens)) takes at least ``heavier_mix_ratio`` times the latest's work on the same
+    replicas: the ratio. The work of both is at the same token rates, so a change of replicas
+    (a migration to faster hardware) or of the speed estimate is no change of mix."""
+    if not mixes:
+        return {}
+
+    def work(prompt: float, output: float) -> float:
+        return solo_service_seconds(
+            prompt, output, prefill_tokens_per_second, decode_tokens_per_second
+        )
+
+    latest = work(*mixes[-1][1:])
+    if not (math.isfinite(latest) and latest > 0):
+        return {}
+    ratios = ((t, work(p, o) / latest) for t, p, o in mixes)
+    return {
+        t: min(r, _HUGE) for t, r in ratios if math.isfinite(r) and r >= params.heavier_mix_ratio
+    }
+
+
+def mix_weighted(
+    rates: tuple[tuple[float, float, int], ...], weights: Mapping[float, float]
 ) -> tuple[tuple[float, float, int], ...]:
-    """The burst history in requests of the latest mix: a sample whose mean request took at
-    least ``heavier_mix_ratio`` times the latest's work counts at ``rate x its work / the
-    latest``, the others as they are. A heavier phase of a shifting mix needs as many more
-    replicas as a burst of requests does, and the next one rises as fast; a request-rate
-    history alone saw none of it (``works`` are (time, work) pairs; a sample without one, or
-    a history without any, counts as it is)."""
-    if not works or not rates:
+    """The burst history in requests of the latest mix: a sample of a much heavier mix
+    (``mix_weights``) counts at ``rate x its weight``, the others as they are. A heavier phase
+    of a shifting mix needs as many more replicas as a burst of requests does, and the next
+    one rises as fast; a request-rate history alone saw none of it."""
+    if not weights:
         return rates
-    latest = works[-1][1]
-    if not latest > 0:
-        return rates
-    at = dict(works)
-
-    def weight(t: float) -> float:
-        ratio = at.get(t, latest) / latest
-        return ratio if ratio >= params.heavier_mix_ratio else 1.0
-
-    return tuple((t, min(rate * weight(t), _HUGE), serving) for t, rate, serving in rates)
+    return tuple((t, min(rate * weights.get(t, 1.0), _HUGE), serving) for t, rate, serving in rates)
 
 
 def burst_lookback(startup: float, params: ScalerParams = DEFAULT_PARAMS) -> float:
@@ -1782,7 +1801,7 @@ class _Load:
     implied: _Arrivals
     rates: tuple[tuple[float, float, int], ...]
     crowds: tuple[tuple[float, float], ...]
-    works: tuple[tuple[float, float], ...]
+    mixes: tuple[tuple[float, float, float], ...]
 
 
 def _load(seen: _Observed, state: ScalerState, now: float, params: ScalerParams) -> _Load:
@@ -1810,11 +1829,10 @@ def _load(seen: _Observed, state: ScalerState, now: float, params: ScalerParams)
         measured = arrival if implied.estimate is None else implied.estimate - implied.rise
         rates = (*rates, (now, measured, seen.serving))
     crowds = tuple(c for c in state.crowds if c[0] > now - lookback)
-    works = tuple(w for w in state.works if w[0] > now - lookback)
-    work = _mean_work(seen.sized)
-    if arrival is not None and work is not None:
-        # (at the profile's speed: the mix's weight, not what the speed estimate learns)
-        works = (*works, (now, work * seen.speed))
+    mixes = tuple(m for m in state.mixes if m[0] > now - lookback)
+    prompt, output = seen.sized.mean_prompt_tokens, seen.sized.mean_output_tokens
+    if arrival is not None and prompt is not None and output is not None:
+        mixes = (*mixes, (now, prompt, output))
     before = state.backlog_probe
     backlogged = (waiting or 0.0) > inputs.ready_replicas * (inputs.max_queue_per_replica or 0)
     # (the probe was re-anchored at this sample. What the running slots took in is a crowd;
@@ -1831,7 +1849,7 @@ def _load(seen: _Observed, state: ScalerState, now: float, params: ScalerParams)
         jump = probe[1] - before[1]
         if jump > 0:
             crowds = _slide_max(crowds, now, min(jump, _HUGE))
-    return _Load(waiting, running, arrival, active, backlogged, implied, rates, crowds, works)
+    return _Load(waiting, running, arrival, active, backlogged, implied, rates, crowds, mixes)
 
 
 def _signal_needs(
@@ -1859,10 +1877,14 @@ def _signal_needs(
         if by_arrival is not None:
             found.append(by_arrival)
         crowd = load.crowds[0][1] if load.crowds else 0.0
-        history = mix_weighted(load.rates, load.works, params)
-        by_headroom = headroom_need(seen.sized, load.arrival, history, params, crowd)
-        if by_headroom is not None and history != load.rates:
-            heaviest = max(w for _, w in load.works) / load.works[-1][1]
+        sized = seen.sized
+        weights = mix_weights(
+            load.mixes, sized.prefill_tokens_per_second, sized.decode_tokens_per_second, params
+        )
+        history = mix_weighted(load.rates, weights)
+        by_headroom = headroom_need(sized, load.arrival, history, params, crowd)
+        if by_headroom is not None and weights:
+            heaviest = max(weights.values())
             by_headroom = replace(
                 by_headroom,
                 reason=f"{by_headroom.reason} (past samples of a mix up to {heaviest:.2g}x "
@@ -2045,7 +2067,7 @@ def recommend(
             interval_rise=implied.rise,
             rates=load.rates,
             crowds=load.crowds,
-            works=load.works,
+            mixes=load.mixes,
             speed=seen.speed,
             speed_at=now,
             work=seen.profile_work if seen.profile_work is not None else state.work,

@@ -31,6 +31,7 @@ from tierra.core.autoscale import (
     deadband,
     headroom_need,
     mix_weighted,
+    mix_weights,
     queue_allowance,
     ramp_ahead,
     recommend,
@@ -315,23 +316,34 @@ def test_a_slow_start_up_holds_a_burst_for_twelve_start_up_times(startup: float)
         assert counts[4200.0] <= quiet
 
 
-def test_mix_weighted_counts_only_a_much_heavier_mix_at_its_weight() -> None:
+def test_mix_weights_count_only_a_much_heavier_mix_on_the_same_replicas() -> None:
     rates = ((0.0, 4.0, 2), (15.0, 4.0, 2), (30.0, 4.0, 2), (45.0, 4.0, 2))
-    works = ((0.0, 1.2), (15.0, 0.9), (30.0, 0.5), (45.0, 0.4))
-    weighted = mix_weighted(rates, works)
-    # (3x and 2.25x the latest's work count at it; 1.25x is the size estimate's noise)
+    # (at 1000 prefill and 100 decode tokens/s: 3, 2.25, 1.25 and 1 times the latest's work)
+    mixes = (
+        (0.0, 4400.0, 100.0),
+        (15.0, 3050.0, 100.0),
+        (30.0, 1250.0, 100.0),
+        (45.0, 800.0, 100.0),
+    )
+    weights = mix_weights(mixes, 1000.0, 100.0)
+    assert weights == pytest.approx({0.0: 3.0, 15.0: 2.25})
+    weighted = mix_weighted(rates, weights)
     assert [r for _, r, _ in weighted] == pytest.approx([12.0, 9.0, 4.0, 4.0])
-    assert mix_weighted(rates, ()) == rates
-    assert mix_weighted(rates, ((45.0, 0.0),)) == rates
-    assert mix_weighted(rates, works[1:]) == ((0.0, 4.0, 2), *weighted[1:])
+    # the same mixes on replicas three times as fast: the same weights (no mix changed)
+    assert mix_weights(mixes, 3000.0, 300.0) == pytest.approx(weights)
+    assert mix_weighted(rates, {}) == rates
+    assert mix_weights((), 1000.0, 100.0) == {}
+    assert mix_weights(((45.0, 0.0, 0.0),), 1000.0, 100.0) == {}
 
 
 def test_the_status_keeps_the_mix_weighted_burst_history() -> None:
     rates = tuple((t, 4.0, 2) for t in (0.0, 15.0, 30.0, 45.0))
-    works = ((0.0, 1.2), (15.0, 0.4), (30.0, 0.4), (45.0, 0.4))
-    kept = status_signals(ScalerState(rates=rates, works=works), 60.0)
-    assert (kept["state.burstPeak"], kept["state.burstRise"]) == (12.0, 8.0)
-    huge = mix_weighted(rates, ((0.0, 1e300), (45.0, 1e-300)))
+    mixes = ((0.0, 3000.0, 100.0), *((t, 1000.0, 0.0) for t in (15.0, 30.0, 45.0)))
+    state = ScalerState(rates=rates, mixes=mixes)
+    kept = status_signals(state, 60.0, token_rates=(1000.0, 100.0))
+    assert (kept["state.burstPeak"], kept["state.burstRise"]) == (16.0, 12.0)
+    assert status_signals(state, 60.0)["state.burstPeak"] == 4.0  # (no replicas: no weight)
+    huge = mix_weighted(rates, mix_weights(((0.0, 1e300, 0.0), (45.0, 1e-300, 0.0)), 1.0, 1.0))
     assert all(math.isfinite(r) for _, r, _ in huge)
 
 
