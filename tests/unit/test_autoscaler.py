@@ -1,7 +1,7 @@
 """The autoscaler's shell against a local HTTP server that answers like Prometheus's query API.
 
 Checks what is sampled (queries per tier and Prometheus), the decisions, the Events and the
-status report; the recommender itself is tested in tests/unit/core/test_autoscale.py, and the
+status report; the recommender itself is tested in tests/unit/core/autoscale/, and the
 whole loop against a real Prometheus in tests/cluster/test_autoscaling.py.
 """
 

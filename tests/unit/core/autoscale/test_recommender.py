@@ -36,7 +36,7 @@ STEP = 15.0
 DELAY = 120.0
 TRUSTED = ScalerParams(speed_prior=1.0, headroom_min_startup_seconds=math.inf)
 """The mechanics of the signals, the deadband and the windows, with a profile taken at its
-word and no burst headroom (test_autoscale_signals.py covers those)."""
+word and no burst headroom (test_signals.py covers those)."""
 
 
 def recommend(

@@ -1,0 +1,198 @@
+"""The arrivals now and the burst history with this sample in it (``observe_load``).
+
+Arrivals now
+------------
+The runtimes' completion rate over a minute lags a step and is capped by a saturated pool.
+Arrivals are conserved: with the completions between the last two scrapes (``irate``) the
+arrivals of that scrape interval are those plus the growth of what is in the system over it,
+whether the overload shows as waiting or (processor sharing) as running. One interval's
+count is noisy (a max over noisy samples ratchets a count up), and the interval in which a
+step happens shows only part of it: ``interval_rate`` pools the intervals of the last
+``rate_sample_seconds`` while they agree (Poisson), and when the last one rose beyond the
+noise, the rise happened within it -- at its middle on average (exactly, for a ramp) -- so
+the rate now is ``pooled + 2 x (interval - pooled)``, said in the reason. So the first
+sample after a step asks for the count the next one confirms. Without that rate, during a
+backlog the completions are the ready replicas at saturation (one mean request per ``work``
+each).
+"""
+
+from __future__ import annotations
+
+import math
+
+from .model import DEFAULT_PARAMS, HUGE, ScalerParams, ScalingInputs, mean_work
+from .sample import Arrivals, Load, Observed
+from .signals.headroom import burst_lookback
+from .state import ScalerState
+
+
+def _slide_max(
+    window: tuple[tuple[float, float], ...], now: float, value: float
+) -> tuple[tuple[float, float], ...]:
+    """Add (now, value) to a window kept decreasing (only what can still be its max)."""
+    kept = list(window)
+    while kept and kept[-1][1] <= value:
+        kept.pop()
+    kept.append((now, value))
+    return tuple(kept)
+
+
+def _implied_arrivals(
+    inputs: ScalingInputs,
+    state: ScalerState,
+    now: float,
+    waiting: float | None,
+    running: float | None,
+    arrival: float | None,
+    params: ScalerParams,
+) -> Arrivals:
+    """(arrival rate, backlog growth, probe, ...): arrivals are conserved, what arrives
+    either completes or is still in the system. The runtimes export completions over a rate
+    window, which lags a step and which a saturated pool caps; during a backlog the arrivals
+    are the completions *now* (the ready replicas, all busy, each completing one request per
+    ``work``) plus the growth of what is in the system since the last sample, so the first
+    backlogged sample already asks for the count the load needs."""
+    current = inputs.desired_replicas
+    in_system = (waiting or 0.0) + (running or 0.0)
+    backlogged = (waiting or 0.0) > current * (inputs.max_queue_per_replica or 0)
+    probe = state.backlog_probe
+    growth = state.backlog_growth
+    # (the time of the data, when the runtime's scrape time is known: sampling more often than
+    # Prometheus scrapes would otherwise see no growth, then two scrapes' worth at once; with
+    # it, every new scrape is a new interval, whatever the scrape interval)
+    scraped = inputs.signals.scraped_at if inputs.signals is not None else None
+    at = scraped if scraped is not None and scraped <= now else now
+    gap = params.growth_min_seconds if scraped is None else min(params.growth_min_seconds, 0.5)
+    if probe is not None and not (0 <= at - probe[0] <= params.staleness_seconds):
+        probe = None  # a gap or a clock jump: growth over it means nothing
+    span = None
+    if probe is None:
+        probe, growth = (at, in_system), None
+    elif at - probe[0] >= gap:
+        span = at - probe[0]
+        growth = (in_system - probe[1]) / span
+        probe = (at, in_system)
+    work = mean_work(inputs)
+    recent = inputs.signals.recent_completion_rate if inputs.signals is not None else None
+    segment, estimate, rise = state.segment, state.interval_rate, state.interval_rise
+    if recent is not None and growth is not None:
+        # Completions between the last scrapes (irate) plus the growth of what is in the
+        # system: the arrivals of the last interval, exactly (conservation), whether the
+        # overload shows as waiting or, under processor sharing, as running; pooled with the
+        # intervals before it while they agree, extrapolated when it rose (``interval_rate``);
+        # never below the window's average (a lull within a burst is not its end).
+        if span is not None or estimate is None:
+            estimate, segment, rise = interval_rate(
+                segment, at, max(0.0, recent + growth), span or 0.0, params
+            )
+        # (the runtime's window average counts completions, which run above the arrivals
+        # while a backlog drains; the intervals' own arrivals over that window do not)
+        measured = [r for t, r, _ in state.rates if t > at - params.rate_window_seconds]
+        if arrival is not None and measured:
+            arrival = min(arrival, sum(measured) / len(measured))
+        arrival = max(arrival or 0.0, estimate)
+    elif backlogged and work is not None and running:
+        # With a queue every ready replica is busy and completes 1 / work requests/s, whatever
+        # its concurrency (processor sharing); never below the rate the runtime reports.
+        # (only the replicas ready through the interval the growth was measured over)
+        ready = min([inputs.ready_replicas, *(r for _, _, r in state.rates[-1:])])
+        completing = min(float(ready), running) / work
+        arrival = max(arrival or 0.0, completing + (growth or 0.0))
+        segment, estimate, rise = (), None, 0.0
+    else:
+        segment, estimate, rise = (), None, 0.0
+        if not backlogged:
+            growth = None  # without the completions now, growth alone is noise
+    return Arrivals(arrival, growth, probe, segment, estimate, rise)
+
+
+def interval_rate(
+    segment: tuple[tuple[float, float, float], ...],
+    at: float,
+    rate: float,
+    span: float,
+    params: ScalerParams = DEFAULT_PARAMS,
+) -> tuple[float, tuple[tuple[float, float, float], ...], float]:
+    """(arrival rate now, the segment to carry, the rise extrapolated): the arrivals of the
+    interval of ``span`` seconds ending at ``at`` (``rate`` per second), read against the
+    *segment* of the intervals before it that agree with each other (``(end, arrivals,
+    span)`` within ``rate_sample_seconds``).
+
+    * It agrees with the segment's pooled rate (Poisson, variance-stabilised: ``2 (sqrt(count)
+      - sqrt(expected))`` within ``change_z`` of the noise of both): the pooled rate, whose
+      noise is that of ``rate_sample_seconds`` rather than one scrape interval's (a max over
+      noisy samples would ratchet the count up).
+    * It is above: the load rose *within* the interval, which thus shows only part of the
+      rise. With the rise at an unknown time within it, its middle is the expected one (and
+      exact for a ramp): the rate now is ``pooled + 2 x (rate - pooled)``. The segment
+      restarts after it (the next interval is the first that shows the new load whole).
+    * It is below: the segment restarts with it.
+    """
+    count = rate * span
+    pool = tuple(s for s in segment if s[0] > at - params.rate_sample_seconds)
+    if span <= 0:
+        return rate, pool, 0.0
+    if pool:
+        total = sum(d for _, _, d in pool)
+        base = sum(c for _, c, _ in pool) / total if total > 0 else rate
+        # (Poisson, variance-stabilised, with the pooled rate's own noise -- a short pool is a
+        # noisy base -- and one arrival more in the pool than seen: at a handful of arrivals
+        # the transform is too eager, and a lull's empty pool is no base of zero)
+        expected = (base * total + 1.0) / total * span
+        z = 2.0 * (math.sqrt(count) - math.sqrt(expected)) / math.sqrt(1.0 + span / total)
+        if z > params.change_z:
+            now_rate = base + 2.0 * (rate - base)
+            return now_rate, (), now_rate - rate
+        if z >= -params.change_z:
+            pool = (*pool, (at, count, span))
+            total = sum(d for _, _, d in pool)
+            return sum(c for _, c, _ in pool) / total, pool, 0.0
+    return rate, ((at, count, span),), 0.0
+
+
+def observe_load(seen: Observed, state: ScalerState, now: float, params: ScalerParams) -> Load:
+    """The arrivals now, and the burst history with this sample in it."""
+    inputs = seen.inputs
+    signals = inputs.signals
+    assert signals is not None
+    at_zero = inputs.desired_replicas == 0
+    # (at zero replicas nothing is exported: nothing waits, runs or arrives)
+    waiting = signals.queue_depth if signals.queue_depth is not None or not at_zero else 0.0
+    running = signals.running if signals.running is not None or not at_zero else 0.0
+    arrival = signals.arrival_rate if signals.arrival_rate is not None or not at_zero else 0.0
+    active = any(v is not None and v > 0 for v in (waiting, running, arrival))
+    implied = _implied_arrivals(inputs, state, now, waiting, running, arrival, params)
+    arrival, probe = implied.rate, implied.probe
+    if arrival is not None:
+        arrival = min(arrival, HUGE) if math.isfinite(arrival) else HUGE
+    lookback = max(burst_lookback(inputs.startup_seconds, params), inputs.scale_down_delay_seconds)
+    rates = tuple(r for r in state.rates if r[0] > now - lookback)
+    if arrival is not None:
+        # (the burst history keeps what each interval measured: not the rise extrapolated
+        # within the last one -- it sizes this decision, and the next interval shows the new
+        # load whole -- nor the minute's average the rate now is never below, which smears a
+        # burst's end over a minute, taken for a fall too slow to hold for on a short start-up)
+        measured = arrival if implied.estimate is None else implied.estimate - implied.rise
+        rates = (*rates, (now, measured, seen.serving))
+    crowds = tuple(c for c in state.crowds if c[0] > now - lookback)
+    mixes = tuple(m for m in state.mixes if m[0] > now - lookback)
+    prompt, output = seen.sized.mean_prompt_tokens, seen.sized.mean_output_tokens
+    if arrival is not None and prompt is not None and output is not None:
+        mixes = (*mixes, (now, prompt, output))
+    before = state.backlog_probe
+    backlogged = (waiting or 0.0) > inputs.ready_replicas * (inputs.max_queue_per_replica or 0)
+    # (the probe was re-anchored at this sample. What the running slots took in is a crowd;
+    # with requests waiting, now or at the sample the jump is measured from (a backlog that
+    # moved into the slots of replicas turned Ready), the growth is the deficit of too few
+    # replicas for the rate, which the conserved arrivals measure: the rate headroom's)
+    if (
+        before is not None
+        and probe is not None
+        and probe[0] > before[0]
+        and not backlogged
+        and (state.backlog_at is None or state.backlog_at < before[0])
+    ):
+        jump = probe[1] - before[1]
+        if jump > 0:
+            crowds = _slide_max(crowds, now, min(jump, HUGE))
+    return Load(waiting, running, arrival, active, backlogged, implied, rates, crowds, mixes)

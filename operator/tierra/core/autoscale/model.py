@@ -1,0 +1,244 @@
+"""The recommender's inputs and tuning, and one signal's answer."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from tierra.api.inference_service import InferenceService, Variant
+from tierra.core.queue_model import solo_service_seconds
+from tierra.core.slo_reach import ServingProfile
+
+API_MAX_REPLICAS = 10000
+"""``spec.replicas`` bound of the API schema."""
+
+EPS = 1e-9
+"""Float noise forgiven in comparisons and ceilings."""
+
+
+@dataclass(frozen=True)
+class ScalerParams:
+    """Tuning of the recommender (defaults suit a 15 s scrape interval)."""
+
+    staleness_seconds: float = 45.0
+    """Metrics older than this (three scrape intervals) are stale."""
+    tolerance: float = 0.1
+    """Deadband: scale up when the need at ``1 - tolerance`` of the load exceeds the count,
+    scale down to the need at ``1 + tolerance`` of it, by at least this fraction of the count.
+    The signals sized by the arrival rate widen it to the rate's noise (``deadband``)."""
+    latency_window_seconds: float = 60.0
+    """Window of the runtime's p95 histograms; feedback waits two of them out after a
+    scale-up or a backlog."""
+    feedback_max_step: float = 2.0
+    """Feedback multiplies the ready replicas by at most this much per decision."""
+    service_budget_fraction: float = 0.5
+    """Share of the latency budget the planned service time may take; the rest is queueing."""
+    percentile: float = 0.95
+    """Percentile of the queueing wait the arrival signal plans for."""
+    growth_min_seconds: float = 2.0
+    """A backlog's growth counts as arrivals once it has been measured over this long."""
+    ready_lag_seconds: float = 2.0
+    """A scale-up's replicas count as starting for ``startupSeconds`` plus this after it (the
+    time to schedule them and for them to turn Ready)."""
+    change_z: float = 3.0
+    """A scrape interval's arrivals differ from the intervals before when their Poisson
+    z-score (``2 (sqrt(count) - sqrt(expected))``) is beyond this."""
+    headroom_lookback_seconds: float = 1800.0
+    """The shortest lookback of the burst headroom for the arrival rate's rises and its peak
+    (``burst_lookback``)."""
+    headroom_lookback_startups: float = 12.0
+    """The burst headroom looks back at least this many start-up times: a burst no replica
+    can start for in time misses for a start-up time, so the slower the start-up, the longer
+    a burst seen is worth holding for."""
+    heavier_mix_ratio: float = 1.5
+    """A burst-history sample whose mean request takes this many times the work of the
+    latest's (or more, both on the same replicas) counts at its mix's weight
+    (``mix_weighted``): a heavy phase comes back as a burst of work at the same request rate,
+    and smaller ratios are the size estimate's noise."""
+    headroom_min_startup_seconds: float = 20.0
+    """Below this start-up time a reactive scale-up is on time and no headroom is held."""
+    ramp_samples: int = 5
+    """Arrival-rate samples (one per ``rate_sample_seconds``) a ramp is fitted over
+    (``ramp_ahead``): few enough to see a flash crowd's ramp within a minute, enough that a
+    line through Poisson noise is told from a step."""
+    speed_time_constant_seconds: float = 120.0
+    """Time constant of the online service-rate estimate (a full-weight observation moves it
+    ``1 - 1/e`` of the way in this long)."""
+    speed_prior: float = 1 / 1.3
+    """Where the service-rate estimate starts (and restarts): a profile is a guess, so plan as
+    if it were 30 % optimistic until the replicas show their speed (upwards, at low load, within
+    minutes)."""
+    speed_bounds: tuple[float, float] = (0.25, 4.0)
+    """The service-rate estimate stays within these multiples of the profile."""
+    rate_sample_seconds: float = 15.0
+    """Window of one arrival-rate sample (a scrape interval: completions between scrapes)."""
+    rate_window_seconds: float = 60.0
+    """Window of the token and completion rates and of the mean running (the presets' 1m)."""
+    size_time_constant_seconds: float = 300.0
+    """Time constant of the mean request size's smoothing, weighted by the completions each
+    sample stands for: a minute's ratio of a few requests in a lull is noise."""
+    min_size_requests: float = 5.0
+    """A mean request size stands for at least this many completions before the arrival
+    model uses it (before, the queue signal sizes by the configured allowance)."""
+    size_cv: float = 1.5
+    """Coefficient of variation assumed for one request's work (prompt and output tokens
+    vary widely, with heavy tails): the window's mean work over ``n`` completions is noise
+    within ``change_z x size_cv / sqrt(n)`` (in log terms) above the smoothed one, a heavier
+    mix beyond it (``size_shifted``)."""
+    absurd_factor: float = 10.0
+    """A sample that implies more than this many times what ``maxReplicas`` can serve (or a
+    request size this many times the last one) is believed only when the next confirms it."""
+
+
+DEFAULT_PARAMS = ScalerParams()
+
+
+@dataclass(frozen=True)
+class Signals:
+    """One observation of the service's metrics; any value may be missing (None). NaN,
+    infinite or negative values count as missing."""
+
+    queue_depth: float | None = None
+    """Requests waiting."""
+    running: float | None = None
+    """Requests being served."""
+    arrival_rate: float | None = None
+    """Requests per second."""
+    p95_latency_ms: float | None = None
+    ttft_p95_ms: float | None = None
+    observed_at: float | None = None
+    """Time of the sample, on the same clock as ``now``."""
+    prompt_tokens_rate: float | None = None
+    """Prompt tokens processed per second over the rate window, counted per iteration as vLLM
+    does (so a window can hold tokens but no completion)."""
+    output_tokens_rate: float | None = None
+    """Generated tokens per second over the rate window, counted per iteration."""
+    mean_running: float | None = None
+    """Requests running, averaged over the rate window (the token rates' window)."""
+    recent_completion_rate: float | None = None
+    """Completions per second between the last two scrapes (``irate``): with the growth of
+    what is in the system over about the same time, the arrival rate *now*, not a minute's
+    average that lags a burst."""
+    scraped_at: float | None = None
+    """When the runtime's gauges were last scraped (same clock as ``now``): the growth of
+    what is in the system is measured between scrapes, not between queries."""
+
+
+@dataclass(frozen=True)
+class ScalingInputs:
+    """What the recommender needs of the spec, the chosen variant and the observed state."""
+
+    min_replicas: int
+    max_replicas: int
+    latency_p95_ms: float
+    max_concurrency: int
+    prefill_tokens_per_second: float
+    decode_tokens_per_second: float
+    desired_replicas: int
+    """Replicas asked for now (ready and starting)."""
+    ready_replicas: int
+    signals: Signals | None
+    scale_to_zero: bool = False
+    scale_down_delay_seconds: float = 120.0
+    ttft_p95_ms: float | None = None
+    max_queue_per_replica: int | None = None
+    startup_seconds: float = 60.0
+    mean_prompt_tokens: float | None = None
+    mean_output_tokens: float | None = None
+    rtt_ms: float = 0.0
+    """Network round trip of the tier, taken off the latency budgets."""
+    manual_replicas: int | None = None
+    """``spec.replicas`` when set (manual mode)."""
+    serving: tuple[ServingProfile, ...] = ()
+    """Each variant running, in each tier, at its own profile: what ``out_of_reach`` checks
+    the SLO against (the capacity above may be their blend)."""
+
+
+def scaling_inputs(
+    service: InferenceService,
+    variant: Variant | str,
+    *,
+    desired_replicas: int,
+    ready_replicas: int,
+    signals: Signals | None,
+    mean_prompt_tokens: float | None = None,
+    mean_output_tokens: float | None = None,
+    rtt_ms: float = 0.0,
+) -> ScalingInputs:
+    """Inputs from the typed spec; ``variant`` is a Variant or the name of one of the spec's."""
+    spec = service.spec
+    if isinstance(variant, str):
+        named = [v for v in spec.variants if v.name == variant]
+        if not named:
+            raise KeyError(f"variant {variant!r} is not in spec.variants")
+        variant = named[0]
+    capacity = variant.capacity
+    return ScalingInputs(
+        min_replicas=spec.scaling.min_replicas,
+        max_replicas=spec.scaling.max_replicas,
+        scale_to_zero=spec.scaling.scale_to_zero,
+        scale_down_delay_seconds=float(spec.scaling.scale_down_delay_seconds),
+        latency_p95_ms=float(spec.slo.latency_p95_ms),
+        ttft_p95_ms=None if spec.slo.ttft_p95_ms is None else float(spec.slo.ttft_p95_ms),
+        max_queue_per_replica=spec.slo.max_queue_per_replica,
+        max_concurrency=capacity.max_concurrency,
+        prefill_tokens_per_second=capacity.prefill_tokens_per_second,
+        decode_tokens_per_second=capacity.decode_tokens_per_second,
+        startup_seconds=float(variant.startup_seconds),
+        mean_prompt_tokens=mean_prompt_tokens,
+        mean_output_tokens=mean_output_tokens,
+        rtt_ms=rtt_ms,
+        desired_replicas=desired_replicas,
+        ready_replicas=ready_replicas,
+        manual_replicas=spec.replicas,
+        signals=signals,
+    )
+
+
+@dataclass(frozen=True)
+class SignalNeed:
+    """One signal's answer: the replicas it needs, why, and its needs at the edges of the
+    deadband."""
+
+    signal: str
+    replicas: int
+    reason: str
+    low: int
+    """The need at the bottom of the deadband (``1 - deadband`` times the load): scale-up
+    happens when it exceeds the current replicas (the arrival model's headroom absorbs a
+    smaller excess)."""
+    high: int
+    """The need at the top of the deadband (``1 + deadband`` times the load): what scale-down
+    keeps."""
+
+
+HUGE = 1e15
+"""Values are clamped below this before arithmetic, so that no sum or product overflows."""
+
+
+def ceil_count(x: float) -> int:
+    """Ceiling that forgives float noise (40.000000001 requests is 40); NaN is 0, and
+    anything huge is capped (a count is compared with maxReplicas anyway)."""
+    if not x > 0:
+        return 0
+    return math.ceil(min(x, HUGE) - EPS)
+
+
+def mean_work(inputs: ScalingInputs) -> float | None:
+    """Seconds the mean request takes alone on a replica (None when its size is unknown)."""
+    if inputs.mean_prompt_tokens is None or inputs.mean_output_tokens is None:
+        return None
+    work = solo_service_seconds(
+        inputs.mean_prompt_tokens,
+        inputs.mean_output_tokens,
+        inputs.prefill_tokens_per_second,
+        inputs.decode_tokens_per_second,
+    )
+    return work if math.isfinite(work) and work > 0 else None
+
+
+def replica_floor(inputs: ScalingInputs, active: bool) -> int:
+    """The lower bound: ``minReplicas``, and at least 1 while requests are about or when the
+    service cannot scale to zero (scale to zero itself is decided separately)."""
+    floor = max(1, inputs.min_replicas) if active or not inputs.scale_to_zero else 0
+    return min(max(floor, inputs.min_replicas), inputs.max_replicas)

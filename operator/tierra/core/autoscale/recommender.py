@@ -1,0 +1,340 @@
+"""``recommend``: the replicas to run now, from the signals' needs, within the bounds.
+
+Behaviour
+---------
+* **One-step scale-up** to the need, clamped to ``[minReplicas, maxReplicas]``.
+* **Scale-down** only after ``scaleDownDelaySeconds`` of observed, sustained lower need: the
+  target is the max need over that window (and so never below the current SLO-safe count). A
+  gap in the metrics restarts the observation. Never while the observed p95 latency or TTFT
+  is above the SLO (``over_slo``): the signals that find the count too high are wrong for now.
+* **Deadband (hysteresis), in load space**, ``tolerance`` = 10 %: the count goes up only when
+  the need at 90 % of the observed load exceeds it (a smaller excess is absorbed by the queue
+  model's headroom), and comes down to the need at 110 % of the load (its max over the
+  window), and then only by at least 10 % of the count (at least one replica). So a count is
+  kept while the load moves within about +-10 % of what it was sized for, and a count set at
+  the top of noisy load is not trimmed and re-grown. Latency feedback, an observed violation,
+  is exempt. With fewer than ten replicas the band is at least one whole replica. For the
+  signals sized by the arrival rate the band is at least the rate estimate's own Poisson noise
+  (``deadband``: 26 % at 1 request/s), so a low, steady rate at the edge between two counts
+  does not move the count up on one noisy sample and down after the delay, again and again.
+* **Not-ready capacity**: needs are compared with the *desired* replicas (starting included),
+  so load that starting replicas will absorb does not add more: the queue that builds up while
+  they start does not raise the count (the arrival signal still answers a higher rate), and
+  feedback scales from the *ready* replicas, the ones whose latency was observed, and only once
+  none is starting.
+* **Scale to zero** (``scaleToZero``): to 0 after ``scaleDownDelaySeconds`` with nothing
+  waiting, running or arriving; at 0 and idle it stays at 0 (``minReplicas`` applies while
+  active). Activation: any waiting, running or arriving request wakes it to at least
+  ``max(1, minReplicas)`` at once. With no replicas there are no runtime series: at 0 desired
+  replicas a missing value counts as 0, so the shell must fill at least one load signal (e.g.
+  the gateway's arrival rate) for activation.
+* **Missing or stale metrics** (no ``Signals``, no or stale ``observed_at``, or, with replicas
+  asked for, none of waiting/running/arrival): hold the last good recommendation (or the
+  current replicas if higher: never scale down on missing data), ``metrics_available`` False,
+  mode ``hold``. Automatic decisions resume with the first fresh observation.
+* **Manual**: ``spec.replicas`` (the scale subresource) wins, clamped only by the API's bounds;
+  mode ``manual``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+from .load import observe_load
+from .model import (
+    API_MAX_REPLICAS,
+    DEFAULT_PARAMS,
+    EPS,
+    ScalerParams,
+    ScalingInputs,
+    SignalNeed,
+    replica_floor,
+)
+from .observe import observe
+from .sample import Load, Observed, Sample
+from .sanitise import sanitised_inputs
+from .signals import SCALERS
+from .signals.arrival import deadband
+from .signals.latency import over_slo
+from .starting import starting_after
+from .state import Recommendation, ScalerState
+
+
+def _missing_reason(inputs: ScalingInputs, now: float, params: ScalerParams) -> str | None:
+    s = inputs.signals
+    if s is None:
+        return "no metrics"
+    if s.observed_at is None:
+        return "metrics carry no observation time"
+    age = now - s.observed_at
+    if age > params.staleness_seconds:
+        return f"metrics stale: observed {age:.0f} s ago (> {params.staleness_seconds:g} s)"
+    if inputs.desired_replicas > 0 and (
+        s.queue_depth is None and s.running is None and s.arrival_rate is None
+    ):
+        return "metrics have no waiting, running or arrival data"
+    return None
+
+
+def _slide(
+    window: tuple[tuple[float, int], ...], now: float, need: int, span: float
+) -> tuple[tuple[float, int], ...]:
+    """Add (now, need) to the monotone window and drop samples older than ``span``."""
+    kept = [(t, n) for t, n in window if t >= now - span]
+    while kept and kept[-1][1] <= need:
+        kept.pop()
+    kept.append((now, need))
+    return tuple(kept)
+
+
+def _manual(
+    inputs: ScalingInputs,
+    state: ScalerState,
+    now: float,
+    available: bool,
+    params: ScalerParams = DEFAULT_PARAMS,
+) -> Recommendation:
+    manual = inputs.manual_replicas
+    assert manual is not None
+    replicas = min(max(manual, 0), API_MAX_REPLICAS)
+    changed = replicas != inputs.desired_replicas
+    return Recommendation(
+        replicas=replicas,
+        reason=f"manual: spec.replicas={manual} (set through the scale subresource) overrides "
+        "the autoscaler",
+        mode="manual",
+        metrics_available=available,
+        state=ScalerState(
+            last_replicas=replicas,
+            last_change_at=now if changed else state.last_change_at,
+            last_scale_up_at=now if replicas > inputs.desired_replicas else state.last_scale_up_at,
+            starting=starting_after(inputs, state, now, replicas, params),
+            metrics_missing_since=None if available else (state.metrics_missing_since or now),
+            rates=state.rates,
+            speed=state.speed,
+            speed_at=state.speed_at,
+            work=state.work,
+            out_of_reach=state.out_of_reach,
+        ),
+    )
+
+
+def _hold(
+    inputs: ScalingInputs,
+    state: ScalerState,
+    now: float,
+    why: str,
+    params: ScalerParams = DEFAULT_PARAMS,
+) -> Recommendation:
+    current = inputs.desired_replicas
+    last = state.last_replicas
+    held = current if last is None else max(last, current)
+    lower = 0 if inputs.scale_to_zero and held == 0 else replica_floor(inputs, active=True)
+    replicas = min(max(held, lower), inputs.max_replicas)
+    since = state.metrics_missing_since if state.metrics_missing_since is not None else now
+    return Recommendation(
+        replicas=replicas,
+        # (no duration in the reason: it goes to status, which should not change by itself)
+        reason=f"hold {replicas}: {why}; never scaling down on missing data",
+        mode="hold",
+        metrics_available=False,
+        state=replace(
+            state,
+            last_change_at=now if replicas != current else state.last_change_at,
+            last_scale_up_at=now if replicas > current else state.last_scale_up_at,
+            starting=starting_after(inputs, state, now, replicas, params),
+            window=(),
+            window_since=None,
+            idle_since=None,
+            metrics_missing_since=since,
+            backlog_probe=None,
+            backlog_growth=None,
+            segment=(),
+            interval_rate=None,
+            interval_rise=0.0,
+        ),
+    )
+
+
+def _signal_needs(sample: Sample, params: ScalerParams) -> list[SignalNeed]:
+    """What each signal finds the load needs (``signals.SCALERS``, in their order)."""
+    return [need for scaler in SCALERS if (need := scaler(sample, params)) is not None]
+
+
+def _why(winner: SignalNeed | None, seen: Observed, load: Load) -> str:
+    """The winning signal's reason, with what the arrivals and the speed it used came from."""
+    if winner is None:
+        return "no usable signal"
+    why = winner.reason
+    growth, rise = load.implied.growth, load.implied.rise
+    if growth is not None and winner.signal == "arrival":
+        why = f"{why} (completions at saturation + the backlog's growth, {growth:+.3g} req/s)"
+    if rise > 0 and winner.signal in ("arrival", "queue"):
+        why = (
+            f"{why} (the arrivals rose within the last scrape interval: +{rise:.3g} "
+            "req/s extrapolated to now)"
+        )
+    if abs(seen.speed - 1.0) >= 0.05:
+        why = f"{why}; replicas measured at {seen.speed:.2f}x the profile's speed"
+    signals = seen.inputs.signals
+    assert signals is not None
+    unchased = over_slo(seen.inputs, signals)
+    if unchased is not None and over_slo(seen.inputs, signals, seen.unmeetable) is None:
+        where = ", ".join(dict.fromkeys(o.variant for o in seen.unreachable or ()))
+        why = f"{why}; {unchased[1]} not chased: out of reach on {where} at any count"
+    return why
+
+
+def _count(
+    inputs: ScalingInputs,
+    state: ScalerState,
+    now: float,
+    params: ScalerParams,
+    found: list[SignalNeed],
+    load: Load,
+    why: str,
+    over: tuple[float, str] | None,
+    window: tuple[tuple[float, int], ...],
+    idle_since: float | None,
+) -> tuple[int, str]:
+    """(replicas, why): the count the needs ask for, within the bounds. A scale-up beyond the
+    deadband is at once; a scale-down waits for ``scaleDownDelaySeconds`` of observations, goes
+    to the highest need of that window, and never while a goal the replicas can meet is
+    missed (``over``)."""
+    current = inputs.desired_replicas
+    raw = max((n.replicas for n in found), default=current)
+    floor = replica_floor(inputs, load.active)
+    upper = inputs.max_replicas
+    target = min(max(raw, floor), upper)
+    delay = inputs.scale_down_delay_seconds
+    window_since = state.window_since if state.window_since is not None else now
+    replicas = current
+    if (
+        inputs.scale_to_zero
+        and idle_since is not None
+        and (current == 0 or now - idle_since >= delay)
+    ):
+        replicas = 0
+        why = (
+            "idle at zero" if current == 0 else f"idle for {now - idle_since:.0f} s: scale to zero"
+        )
+    elif current == 0 and load.active:
+        replicas = max(target, 1)
+        why = f"activation: {why}"
+    elif target > current:
+        if current == 0 or any(n.low > current for n in found):
+            replicas = target
+        else:
+            band = max(params.tolerance, deadband(load.arrival, params))
+            why = f"{why} (within the {band:.0%} deadband of {current}: keep)"
+    elif target < current:
+        lowest = min(max(window[0][1], floor), upper)
+        observed = now - window_since
+        if over is not None:
+            # (a count that the other signals find too high while requests miss the SLO is
+            # a model that is wrong for now: a new request mix, a slower replica)
+            why = f"{why} (scale-down waits: {over[1]})"
+        elif observed < delay:
+            why = f"{why} (scale-down waits: metrics observed for {observed:.0f} of {delay:g} s)"
+        elif lowest >= current:
+            why = (
+                f"{why} (scale-down waits: {window[0][1]} needed with {params.tolerance:.0%} "
+                f"headroom within the last {delay:g} s)"
+            )
+        elif current - lowest < params.tolerance * current - EPS:
+            why = f"{why} (scale-down to {lowest} is within {params.tolerance:.0%}: keep)"
+        else:
+            replicas = lowest
+            why = (
+                f"{why}; {window[0][1]} needed with {params.tolerance:.0%} headroom over the "
+                f"last {delay:g} s"
+            )
+    bounded = min(max(replicas, 0 if replicas == 0 and inputs.scale_to_zero else floor), upper)
+    if bounded != replicas:
+        why = f"{why} (bounds [{floor}, {upper}])"
+        replicas = bounded
+    return replicas, why
+
+
+def recommend(
+    inputs: ScalingInputs,
+    state: ScalerState,
+    now: float,
+    params: ScalerParams = DEFAULT_PARAMS,
+) -> Recommendation:
+    """The replicas to run now, the reason, and the state to pass to the next call.
+
+    Never raises on what the metrics say: NaN, infinite, negative and absurdly large values
+    are missing or set aside for one sample (``observe``)."""
+    inputs = sanitised_inputs(inputs)
+    if not math.isfinite(now):
+        return _hold(inputs, state, state.last_change_at or 0.0, "the clock is not a number")
+    missing = _missing_reason(inputs, now, params)
+    if inputs.manual_replicas is not None:
+        return _manual(inputs, state, now, available=missing is None, params=params)
+    if missing is not None:
+        return _hold(inputs, state, now, missing, params)
+    seen = observe(inputs, state, now, params)
+    if isinstance(seen, Recommendation):
+        return seen
+    inputs, signals = seen.inputs, seen.inputs.signals
+    assert signals is not None
+    load = observe_load(seen, state, now, params)
+    found = _signal_needs(Sample(seen, load, state, now), params)
+    winner = max(found, key=lambda n: n.replicas) if found else None
+    # (the goals over the SLO that the replicas can meet: what holds a scale-down)
+    over = over_slo(inputs, signals, seen.unmeetable)
+    current = inputs.desired_replicas
+    keep = max((n.high for n in found), default=current)
+    window = _slide(
+        state.window, now, min(keep, inputs.max_replicas + 1), inputs.scale_down_delay_seconds
+    )
+    idle_since = (
+        None if load.active else (state.idle_since if state.idle_since is not None else now)
+    )
+    replicas, why = _count(
+        inputs, state, now, params, found, load, _why(winner, seen, load), over, window, idle_since
+    )
+    if replicas > current:
+        reason = f"scale up {current} -> {replicas}: {why}"
+    elif replicas < current:
+        reason = f"scale down {current} -> {replicas}: {why}"
+    else:
+        reason = f"keep {current}: {why}"
+    implied = load.implied
+    return Recommendation(
+        replicas=replicas,
+        reason=reason,
+        mode="auto",
+        metrics_available=True,
+        needs={n.signal: n.replicas for n in found},
+        signal=winner.signal if winner is not None else None,
+        keeps=keep if found else None,
+        state=ScalerState(
+            last_replicas=replicas,
+            last_change_at=now if replicas != current else state.last_change_at,
+            last_scale_up_at=now if replicas > current else state.last_scale_up_at,
+            starting=starting_after(inputs, state, now, replicas, params),
+            window=window,
+            window_since=state.window_since if state.window_since is not None else now,
+            idle_since=idle_since,
+            metrics_missing_since=None,
+            backlog_at=now if load.backlogged else state.backlog_at,
+            backlog_probe=implied.probe,
+            backlog_growth=implied.growth,
+            segment=implied.segment,
+            running_seen=seen.running_seen,
+            sizes=seen.sizes,
+            interval_rate=implied.estimate,
+            interval_rise=implied.rise,
+            rates=load.rates,
+            crowds=load.crowds,
+            mixes=load.mixes,
+            speed=seen.speed,
+            speed_at=now,
+            work=seen.profile_work if seen.profile_work is not None else state.work,
+            suspect_at=None,
+            out_of_reach=seen.unreachable,
+        ),
+    )

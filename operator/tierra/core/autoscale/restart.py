@@ -1,0 +1,89 @@
+"""The recommender's state across a restart: what status keeps of it with each scale decision
+(``status_signals``) and the state rebuilt from that (``restore_state``)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+from .model import DEFAULT_PARAMS, EPS, ScalerParams
+from .signals.headroom import burst_swing, mix_weighted, mix_weights
+from .state import ScalerState
+
+STATE_SIGNALS = ("state.speed", "state.burstRise", "state.burstPeak", "state.crowd")
+"""Keys under which ``status_signals`` writes what a restart needs into the last scale
+decision's ``signals`` (``status.lastScale``)."""
+
+
+def status_signals(
+    state: ScalerState,
+    startup_seconds: float,
+    params: ScalerParams = DEFAULT_PARAMS,
+    token_rates: tuple[float, float] | None = None,
+) -> dict[str, float]:
+    """What of the state the status keeps with each scale decision, for ``restore_state``:
+    the service-rate estimate and the burst history (its largest rise within a start-up time
+    and its peak; with the replicas' ``token_rates``, (prefill, decode) tokens per second, a
+    heavier mix at its weight). The rest is rebuilt from observations."""
+    out: dict[str, float] = {}
+    if state.speed_at is not None:
+        out["state.speed"] = round(state.speed, 4)
+    if state.rates:
+        weights = mix_weights(state.mixes, *token_rates, params) if token_rates else {}
+        rise, peak = burst_swing(mix_weighted(state.rates, weights), startup_seconds)
+        out["state.burstRise"] = round(rise, 4)
+        out["state.burstPeak"] = round(peak, 4)
+    if state.crowds:
+        out["state.crowd"] = round(state.crowds[0][1], 4)
+    return out
+
+
+def restore_state(
+    recommended: int | None,
+    now: float,
+    *,
+    last_scale_at: float | None = None,
+    scaled_up_by: int = 0,
+    signals: Mapping[str, float] | None = None,
+    params: ScalerParams = DEFAULT_PARAMS,
+) -> ScalerState:
+    """The state after a restart, from what status says (the recommendation, the last scale
+    decision and its ``status_signals``).
+
+    * the recommended count is what a hold keeps, and the scale-down window starts now, seeded
+      with it: a restart never scales down before ``scaleDownDelaySeconds`` of fresh
+      observations;
+    * a recent scale-up still makes latency feedback wait for its replicas, which count as
+      starting (``scaled_up_by`` of them) until a start-up time after it;
+    * the service-rate estimate continues where it was;
+    * the burst history is seeded with its rise and peak at the time of the last decision, so
+      the headroom is held until that ages out of the lookback, as it would have been.
+    Rebuilt from observations: the growth probe, idleness, the rate window's mean ready.
+    """
+    signals = signals or {}
+    low, high = params.speed_bounds
+
+    def value(key: str) -> float | None:
+        got = signals.get(key)
+        return float(got) if isinstance(got, (int, float)) and math.isfinite(got) else None
+
+    speed = value("state.speed")
+    rise, peak, crowd = value("state.burstRise"), value("state.burstPeak"), value("state.crowd")
+    rates: tuple[tuple[float, float, int], ...] = ()
+    at = last_scale_at if last_scale_at is not None and last_scale_at <= now else None
+    if at is not None and rise is not None and peak is not None and peak >= rise >= 0:
+        ready = recommended or 0
+        rates = ((at - EPS, peak - rise, ready), (at, peak, ready))
+    crowds = ((at, crowd),) if at is not None and crowd is not None and crowd > 0 else ()
+    return ScalerState(
+        last_replicas=recommended,
+        last_change_at=at,
+        last_scale_up_at=at if scaled_up_by > 0 else None,
+        starting=((at, scaled_up_by),) if at is not None and scaled_up_by > 0 else (),
+        window=((now, recommended),) if recommended else (),
+        window_since=now,
+        rates=rates,
+        crowds=crowds,
+        speed=min(high, max(low, speed)) if speed is not None else 1.0,
+        speed_at=now if speed is not None else None,
+    )

@@ -1,0 +1,290 @@
+"""The burst headroom: capacity held ahead of bursts a reactive scale-up would be late for
+(``headroom_need``), from the burstiness this service has shown (``burst_swing``,
+``burst_noise``), a ramp under way (``ramp_ahead``), the largest fan-out seen, and a heavier
+mix counted at its weight (``mix_weights``)."""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import replace
+
+from tierra.core.queue_model import replicas_for_slo, solo_service_seconds
+
+from ..model import (
+    DEFAULT_PARAMS,
+    EPS,
+    HUGE,
+    ScalerParams,
+    ScalingInputs,
+    SignalNeed,
+    ceil_count,
+)
+from ..sample import Sample
+from .arrival import deadband, planned_concurrency
+from .queue import queue_allowance
+
+
+def burst_rise(rates: tuple[tuple[float, float, int], ...], lead: float) -> tuple[float, float]:
+    """(largest rise, peak) of the arrival rate in ``rates``: the most it went up within
+    ``lead`` seconds, and its highest value. O(len(rates)), a sliding-window minimum."""
+    return _largest_change(rates, lead, falls=False)
+
+
+def burst_swing(rates: tuple[tuple[float, float, int], ...], lead: float) -> tuple[float, float]:
+    """(largest swing, peak) of the arrival rate in ``rates``: the most it went up *or down*
+    within ``lead`` seconds, and its highest value. A burst's end is as much evidence of
+    bursty traffic as its start: load that fell within a start-up time can come back as fast
+    (a service whose first burst was under way before it was observed included)."""
+    return _largest_change(rates, lead, falls=True)
+
+
+def _largest_change(
+    rates: tuple[tuple[float, float, int], ...], lead: float, falls: bool
+) -> tuple[float, float]:
+    lowest: deque[tuple[float, float]] = deque()  # (increasing rates: the window's minimum first)
+    highest: deque[tuple[float, float]] = deque()  # (decreasing: its maximum first)
+    change, peak = 0.0, 0.0
+    for t, rate, _ in rates:
+        for window in (lowest, highest):
+            while window and window[0][0] < t - lead:
+                window.popleft()
+        while lowest and lowest[-1][1] >= rate:
+            lowest.pop()
+        lowest.append((t, rate))
+        while highest and highest[-1][1] <= rate:
+            highest.pop()
+        highest.append((t, rate))
+        change = max(change, rate - lowest[0][1])
+        if falls:
+            change = max(change, highest[0][1] - rate)
+        peak = max(peak, rate)
+    return change, peak
+
+
+def mix_weights(
+    mixes: tuple[tuple[float, float, float], ...],
+    prefill_tokens_per_second: float,
+    decode_tokens_per_second: float,
+    params: ScalerParams = DEFAULT_PARAMS,
+) -> dict[float, float]:
+    """(time -> weight) of the samples whose mean request (``mixes``: (time, prompt, output
+    tokens)) takes at least ``heavier_mix_ratio`` times the latest's work on the same
+    replicas: the ratio. The work of both is at the same token rates, so a change of replicas
+    (a migration to faster hardware) or of the speed estimate is no change of mix."""
+    if not mixes:
+        return {}
+
+    def work(prompt: float, output: float) -> float:
+        return solo_service_seconds(
+            prompt, output, prefill_tokens_per_second, decode_tokens_per_second
+        )
+
+    latest = work(*mixes[-1][1:])
+    if not (math.isfinite(latest) and latest > 0):
+        return {}
+    ratios = ((t, work(p, o) / latest) for t, p, o in mixes)
+    return {
+        t: min(r, HUGE) for t, r in ratios if math.isfinite(r) and r >= params.heavier_mix_ratio
+    }
+
+
+def mix_weighted(
+    rates: tuple[tuple[float, float, int], ...], weights: Mapping[float, float]
+) -> tuple[tuple[float, float, int], ...]:
+    """The burst history in requests of the latest mix: a sample of a much heavier mix
+    (``mix_weights``) counts at ``rate x its weight``, the others as they are. A heavier phase
+    of a shifting mix needs as many more replicas as a burst of requests does, and the next
+    one rises as fast; a request-rate history alone saw none of it."""
+    if not weights:
+        return rates
+    return tuple((t, min(rate * weights.get(t, 1.0), HUGE), serving) for t, rate, serving in rates)
+
+
+def burst_lookback(startup: float, params: ScalerParams = DEFAULT_PARAMS) -> float:
+    """How far back (seconds) the burst headroom looks for rises and the peak on a start-up of
+    ``startup`` seconds: ``headroom_lookback_seconds``, or ``headroom_lookback_startups``
+    start-up times when that is longer."""
+    return max(params.headroom_lookback_seconds, params.headroom_lookback_startups * startup)
+
+
+def burst_noise(peak: float, startup: float, params: ScalerParams = DEFAULT_PARAMS) -> float:
+    """The largest rise or fall within ``startup`` seconds that Poisson noise alone shows
+    somewhere in the headroom's lookback at a steady rate of ``peak`` (requests per second).
+
+    A sample counts the arrivals of ``rate_sample_seconds``, so the difference of two samples
+    of a steady rate has standard deviation ``sqrt(2 peak / rate_sample_seconds)``. The swing
+    is the largest such difference, either way, over about ``2 x lookback / sample x startup
+    / sample`` pairs, and the largest of ``n`` Gaussian draws stays below ``sqrt(2 ln n)``
+    standard deviations (the extreme-value bound): a smaller swing is noise, not burstiness.
+    """
+    sample = params.rate_sample_seconds
+    pairs = 2.0 * max(burst_lookback(startup, params) / sample, 1.0) * max(startup / sample, 1.0)
+    z = math.sqrt(2.0 * math.log(max(pairs, math.e)))
+    return z * math.sqrt(2.0 * max(peak, 0.0) / sample)
+
+
+def ramp_ahead(
+    rates: tuple[tuple[float, float, int], ...],
+    at: float,
+    params: ScalerParams = DEFAULT_PARAMS,
+    samples: int | None = None,
+) -> float:
+    """The arrival rate at time ``at`` if the ramp of the samples goes on (0: no ramp).
+
+    A weighted least-squares line through the last ``ramp_samples`` rates, one per
+    ``rate_sample_seconds`` (each a Poisson count over that long: variance ``rate / sample``).
+    It counts as a ramp when its slope is positive beyond ``change_z`` standard errors and the
+    samples lie on it within their noise (chi-square within its mean + 3 standard deviations):
+    a step, a spike or a fan-out fits no line and is the burst headroom's, and noise has no
+    significant slope.
+    """
+    sample = params.rate_sample_seconds
+    wanted = max(samples if samples is not None else params.ramp_samples, 3)
+    picked: list[tuple[float, float]] = []
+    for t, rate, _ in reversed(rates):
+        if not picked or picked[-1][0] - t >= sample - EPS:
+            picked.append((t, min(max(rate, 0.0), HUGE)))
+        if len(picked) == wanted:
+            break
+    n = len(picked)
+    if n < wanted or not math.isfinite(at):
+        return 0.0
+    # (each sample weighted by the inverse of its variance: first at its own rate, then at
+    # the first fit's -- a sample's own count understates its variance when it came out low,
+    # and over many samples that alone takes a ramp for a misfit)
+    expected = [rate for _, rate in picked]
+    for _ in range(2):
+        weights = [sample / max(rate, 1.0 / sample) for rate in expected]
+        total = sum(weights)
+        t_mean = sum(w * t for w, (t, _) in zip(weights, picked, strict=True)) / total
+        r_mean = sum(w * r for w, (_, r) in zip(weights, picked, strict=True)) / total
+        spread = sum(w * (t - t_mean) ** 2 for w, (t, _) in zip(weights, picked, strict=True))
+        if not spread > 0:
+            return 0.0
+        slope = (
+            sum(w * (t - t_mean) * (r - r_mean) for w, (t, r) in zip(weights, picked, strict=True))
+            / spread
+        )
+        expected = [max(0.0, r_mean + slope * (t - t_mean)) for t, _ in picked]
+    if slope * math.sqrt(spread) <= params.change_z:  # (slope / its standard error)
+        return 0.0
+    misfit = sum(
+        w * (r - r_mean - slope * (t - t_mean)) ** 2
+        for w, (t, r) in zip(weights, picked, strict=True)
+    )
+    dof = n - 2
+    if misfit > dof + 3.0 * math.sqrt(2.0 * dof):
+        return 0.0
+    return max(0.0, r_mean + slope * (at - t_mean))
+
+
+def headroom_need(
+    inputs: ScalingInputs,
+    arrival_rate: float,
+    rates: tuple[tuple[float, float, int], ...],
+    params: ScalerParams = DEFAULT_PARAMS,
+    crowd: float = 0.0,
+) -> SignalNeed | None:
+    """Capacity held ahead of bursts a reactive scale-up would be late for.
+
+    A replica asked for now serves ``startupSeconds`` later, so a burst that rises within
+    that time is met only by what is already running. The headroom is the largest rise (or
+    fall, ``burst_swing``) of the arrival rate within one start-up time seen over the last
+    ``burst_lookback`` (the burstiness of this service's traffic, not a fixed
+    margin): the arrival model is asked for ``current rate + that rise`` (none for a rise that
+    Poisson noise alone would show somewhere in the lookback, ``burst_noise``: the queueing
+    headroom covers it; a larger one is held whole), never more than the lookback's peak (plus
+    the deadband), so a burst that came before is held for, and a smooth load holds little.
+    None when the start-up is short enough for a reactive scale-up, or nothing rose.
+    """
+    if inputs.startup_seconds < params.headroom_min_startup_seconds or not rates:
+        return None
+    lookback_minutes = burst_lookback(inputs.startup_seconds, params) / 60
+    plan = planned_concurrency(inputs, params)
+    if plan is None:
+        return None
+    rise, peak = burst_swing(rates, inputs.startup_seconds)
+    # (a burst is held whole: the next one's peak is no lower than the last's for being noisy)
+    if rise <= burst_noise(peak, inputs.startup_seconds, params):
+        rise = 0.0
+    held = min(arrival_rate + rise, peak * (1 + params.tolerance))
+    # A ramp (the latest start-up time rose by a modest share of the load) goes on rising:
+    # its rise is held above the current rate even at the peak. A jump is a burst, held at
+    # its peak.
+    latest = tuple(r for r in rates if r[0] >= rates[-1][0] - inputs.startup_seconds)
+    trend, _ = burst_rise(latest, inputs.startup_seconds)
+    if 0 < trend <= 0.5 * arrival_rate:
+        held = max(held, arrival_rate + trend)
+    # A steep ramp under way (a flash crowd: the samples before this one on a rising line) is
+    # held at where the line will be when a replica asked now serves. (This sample is left
+    # out of the fit: more load now never means less held.)
+    # A slow ramp shows its slope over a start-up time before it does over a minute (fitted
+    # over as many samples as a start-up time holds, when that is more).
+    ahead = rates[-1][0] + inputs.startup_seconds
+    span = round(inputs.startup_seconds / params.rate_sample_seconds)
+    fits = {params.ramp_samples, max(params.ramp_samples, span)}
+    line, fitted = max((ramp_ahead(rates[:-1], ahead, params, n), n) for n in fits)
+    ramping = line > held
+    held = max(held, line)
+    k, work, target = plan
+
+    def replicas(rate: float) -> int:
+        return replicas_for_slo(rate, k * work, k, target, params.percentile, inputs.max_replicas)
+
+    # A fan-out brings dozens of requests within a second, which no rate sample shows; the
+    # largest jump of what is in the system between two samples must clear within the SLO
+    # on the replicas' allowance (``queue_allowance``), beside what the steady arrivals keep
+    # in them (at least the rate times the mean request's time alone on a replica).
+    steady = arrival_rate * work
+    by_crowd = ceil_count((crowd + steady) / queue_allowance(inputs)) if crowd > 0 else 0
+    by_rate = replicas(held) if held > arrival_rate * (1 + params.tolerance) + EPS else 0
+    if max(by_rate, by_crowd) <= replicas(arrival_rate):
+        return None
+    mean = sum(r for _, r, _ in rates) / len(rates)
+    if ramping:
+        source = (
+            f"where the arrivals' ramp of the last "
+            f"{fitted * params.rate_sample_seconds:g} s will be at the end of the "
+            f"{inputs.startup_seconds:g} s start-up"
+        )
+    else:
+        source = (
+            f"the largest rise or fall within the {inputs.startup_seconds:g} s start-up over the "
+            f"last {lookback_minutes:g} min (peak {peak:.3g}, peak/mean "
+            f"{peak / mean if mean > 0 else math.inf:.2g})"
+        )
+    why = (
+        f"headroom: {held:.3g} req/s held = {arrival_rate:.3g} now + "
+        f"{held - arrival_rate:.3g}, {source} -> {by_rate}"
+    )
+    if by_crowd > by_rate:
+        why = (
+            f"headroom: {crowd:.0f} more in the system within one sample (a fan-out), the "
+            f"largest of the last {lookback_minutes:g} min, beside the {steady:.2g} the "
+            f"arrivals keep there, cleared within the SLO at {queue_allowance(inputs):.3g} per "
+            f"replica -> {by_crowd}"
+        )
+    low = max(replicas(held * (1 - deadband(arrival_rate, params))) if by_rate else 0, by_crowd)
+    return SignalNeed("headroom", max(by_rate, by_crowd), why, low, max(by_rate, by_crowd))
+
+
+def from_sample(sample: Sample, params: ScalerParams = DEFAULT_PARAMS) -> SignalNeed | None:
+    """``headroom_need`` on the burst history, in requests of the latest mix (``mix_weighted``),
+    and the largest fan-out of the lookback; None without the arrivals now."""
+    load, sized = sample.load, sample.seen.sized
+    if load.arrival is None:
+        return None
+    crowd = load.crowds[0][1] if load.crowds else 0.0
+    weights = mix_weights(
+        load.mixes, sized.prefill_tokens_per_second, sized.decode_tokens_per_second, params
+    )
+    need = headroom_need(sized, load.arrival, mix_weighted(load.rates, weights), params, crowd)
+    if need is None or not weights:
+        return need
+    return replace(
+        need,
+        reason=f"{need.reason} (past samples of a mix up to {max(weights.values()):.2g}x "
+        f"heavier than now's counted at its weight)",
+    )

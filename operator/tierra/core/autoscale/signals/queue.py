@@ -1,0 +1,132 @@
+"""The queue signal: what is in the system over what one replica holds within the SLO for the
+observed request mix (``queue_allowance``); with the arrivals known, the replicas that drain
+the backlog there will be when a replica asked now serves (``queue_need``)."""
+
+from __future__ import annotations
+
+from ..model import (
+    DEFAULT_PARAMS,
+    ScalerParams,
+    ScalingInputs,
+    SignalNeed,
+    ceil_count,
+    mean_work,
+)
+from ..sample import Sample
+from ..starting import starting_batches
+from .arrival import deadband
+
+
+def queue_allowance(inputs: ScalingInputs) -> float:
+    """Requests (running + waiting) one replica can hold within the SLO for the observed mix.
+
+    A replica completes a mean request every ``work`` seconds whatever its concurrency
+    (processor sharing), so the last of ``n`` requests in it is out after about ``n x work``:
+    the latency budget allows ``budget / work``; the TTFT budget allows ``maxConcurrency``
+    running plus ``ttft budget / work`` waiting. Long prompts make ``work`` long and the
+    allowance small. Never more than ``maxConcurrency + maxQueuePerReplica`` (the configured
+    bound), never less than one request.
+    """
+    configured = float(inputs.max_concurrency + (inputs.max_queue_per_replica or 0))
+    work = mean_work(inputs)
+    if work is None:
+        return configured
+    rtt = inputs.rtt_ms / 1000.0
+    allowance = min(configured, max(0.0, inputs.latency_p95_ms / 1000.0 - rtt) / work)
+    if inputs.ttft_p95_ms is not None:
+        ttft_budget = max(0.0, inputs.ttft_p95_ms / 1000.0 - rtt)
+        allowance = min(allowance, inputs.max_concurrency + ttft_budget / work)
+    return max(1.0, allowance)
+
+
+def queue_need(
+    inputs: ScalingInputs,
+    waiting: float,
+    running: float,
+    arrival_rate: float | None = None,
+    params: ScalerParams = DEFAULT_PARAMS,
+    starting: tuple[tuple[float, int], ...] | None = None,
+) -> SignalNeed:
+    """What is in the system over the per-replica allowance (``queue_allowance``: what keeps
+    latency within the SLO for the observed request mix).
+
+    With the arrival rate and request size known, a backlog is work to drain rather than a
+    steady load, and a replica asked for now serves only ``startupSeconds`` later: the need is
+    the replicas that, from then on, serve the arrivals and drain within ``startupSeconds``
+    the backlog there will be by then -- the excess now (beyond the allowed queue and the
+    allowance) plus what piles up meanwhile, at the rate the serving replicas fall short of
+    the arrivals (each batch of ``starting`` replicas, ``(seconds until it serves, replicas)``,
+    counted from when it serves) -- and at least what holds what is running at full
+    concurrency. So the first decision after a step already asks for what drains the backlog
+    its own start-up builds, and the decisions while replicas start, which see that backlog
+    grow as foreseen, ask for no more.
+    Without the rate, the plain count over the allowance; while replicas are starting it is
+    held at the replicas already asked for (theirs to absorb). ``starting`` defaults to the
+    desired replicas that are not ready, serving a start-up time from now.
+    """
+    allowance = queue_allowance(inputs)
+    work = mean_work(inputs)
+    startup = max(inputs.startup_seconds, 0.0)
+    horizon = max(startup, inputs.latency_p95_ms / 1000.0, 1.0)
+    desired = inputs.desired_replicas
+    allowed = desired * (inputs.max_queue_per_replica or 0)
+    held = desired * allowance
+    if starting is None:
+        unready = max(0, desired - inputs.ready_replicas)
+        starting = ((startup, unready),) if unready else ()
+    batches = sorted((min(startup, max(0.0, s)), max(0, n)) for s, n in starting)
+    serving_now = max(0, desired - sum(n for _, n in batches))
+    # (the replicas serving over each stretch until a replica asked now serves)
+    stretches: list[tuple[float, int]] = []
+    serving, since = serving_now, 0.0
+    for serve_in, n in batches:
+        stretches.append((serve_in - since, serving))
+        serving, since = serving + n, serve_in
+    stretches.append((startup - since, serving))
+    still_starting = desired - serving_now
+
+    def at(factor: float) -> int:
+        w, r = waiting * factor, running * factor
+        need = ceil_count((w + r) / allowance)
+        if arrival_rate is not None and work is not None:
+            rate = arrival_rate * factor
+            backlog = max(0.0, w - allowed, w + r - held)
+            # the backlog when a replica asked now serves
+            later = backlog + sum((rate - n / work) * span for span, n in stretches)
+            drain = ceil_count((rate + max(0.0, later) / horizon) * work)
+            need = max(drain, ceil_count(r / inputs.max_concurrency))
+        return need
+
+    band = deadband(arrival_rate, params)
+    need, low, high = at(1.0), at(1 - band), at(1 + band)
+    reason = (
+        f"queue: {waiting:g} waiting + {running:g} running over {inputs.ready_replicas} ready, "
+        f"{allowance:.3g} per replica within the SLO"
+    )
+    if arrival_rate is not None and work is not None:
+        reason = (
+            f"{reason}; with {arrival_rate:.3g} req/s arriving, what drains within "
+            f"{horizon:g} s the backlog there will be when a replica asked now serves -> {need}"
+        )
+        return SignalNeed("queue", need, reason, low, high)
+    reason = f"{reason} -> {need}"
+    if still_starting > 0 and need > desired:
+        reason = f"{reason}, held at {desired} while {still_starting} starting absorb the backlog"
+        need, low, high = desired, min(low, desired), min(high, desired)
+    return SignalNeed("queue", need, reason, low, high)
+
+
+def from_sample(sample: Sample, params: ScalerParams = DEFAULT_PARAMS) -> SignalNeed | None:
+    """``queue_need`` on what is waiting and running, with the arrivals now and the replicas
+    still starting; None when neither is observed."""
+    load, inputs = sample.load, sample.seen.inputs
+    if load.waiting is None and load.running is None:
+        return None
+    return queue_need(
+        inputs,
+        load.waiting or 0.0,
+        load.running or 0.0,
+        load.arrival,
+        params,
+        starting_batches(inputs, sample.state, sample.now, params),
+    )

@@ -1,0 +1,66 @@
+"""The replicas still starting: each scale-up's batch serves a start-up time after it was asked
+for, Ready or not (a pod can be Ready before its model server serves)."""
+
+from __future__ import annotations
+
+from .model import ScalerParams, ScalingInputs
+from .state import ScalerState
+
+
+def starting_batches(
+    inputs: ScalingInputs, state: ScalerState, now: float, params: ScalerParams
+) -> tuple[tuple[float, int], ...]:
+    """(seconds until they serve, replicas) of the replicas still starting, soonest first.
+
+    Each scale-up's replicas serve ``startupSeconds`` (+ ``ready_lag_seconds``) after it was
+    asked for, as seen from the scrape's time (a scrape taken before they served shows their
+    backlog): a pod can be Ready before its model server serves. Replicas not Ready beyond
+    those serve a whole start-up from now at the latest. Never more than the desired count.
+    """
+    signals = inputs.signals
+    at = signals.scraped_at if signals is not None and signals.scraped_at is not None else now
+    lag = inputs.startup_seconds + params.ready_lag_seconds
+    batches = [
+        (max(0.0, asked + lag - now), n)
+        for asked, n in state.starting
+        if asked <= now and min(at, now) - asked < lag and n > 0
+    ]
+    unready = inputs.desired_replicas - inputs.ready_replicas - sum(n for _, n in batches)
+    if unready > 0:
+        batches.append((max(inputs.startup_seconds, 0.0), unready))
+    kept: list[tuple[float, int]] = []
+    room = max(inputs.desired_replicas, 0)
+    for serve_in, n in sorted(batches):
+        take = min(n, room)
+        if take > 0:
+            kept.append((serve_in, take))
+            room -= take
+    return tuple(kept)
+
+
+def starting_count(
+    inputs: ScalingInputs, state: ScalerState, now: float, params: ScalerParams
+) -> int:
+    """Replicas still starting (``starting_batches``)."""
+    return sum(n for _, n in starting_batches(inputs, state, now, params))
+
+
+def starting_after(
+    inputs: ScalingInputs, state: ScalerState, now: float, replicas: int, params: ScalerParams
+) -> tuple[tuple[float, int], ...]:
+    """``state.starting`` once the count goes from the desired one to ``replicas``: a scale-up
+    adds a batch; a scale-down takes from the newest batches first (a ReplicaSet removes
+    unready pods first, the newest first); batches that serve by now are forgotten."""
+    # (kept a staleness longer: a scrape from before they served still shows them starting)
+    lag = inputs.startup_seconds + params.ready_lag_seconds + params.staleness_seconds
+    kept = [(t, n) for t, n in state.starting if 0.0 <= now - t < lag and n > 0]
+    current = inputs.desired_replicas
+    if replicas > current:
+        kept.append((now, replicas - current))
+    drop = current - replicas
+    while drop > 0 and kept:
+        t, n = kept.pop()
+        if n > drop:
+            kept.append((t, n - drop))
+        drop -= n
+    return tuple(kept)

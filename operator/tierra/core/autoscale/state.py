@@ -1,0 +1,180 @@
+"""What the recommender carries from one call to the next, and what it returns."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from tierra.core.slo_reach import OutOfReach
+
+Mode = Literal["auto", "manual", "hold"]
+
+
+@dataclass(frozen=True)
+class ScalerState:
+    """What the recommender carries from one call to the next: the shell keeps it in memory,
+    and after a restart ``restore_state`` rebuilds it from status."""
+
+    last_replicas: int | None = None
+    """The last recommendation made with metrics (or the manual count): what a hold keeps."""
+    last_change_at: float | None = None
+    last_scale_up_at: float | None = None
+    starting: tuple[tuple[float, int], ...] = ()
+    """(when asked, replicas) of each scale-up of the last ``startupSeconds`` (+
+    ``ready_lag_seconds``), oldest first, less what scale-downs took back (newest first, as a
+    ReplicaSet removes unready pods first): their replicas may be Ready before they serve, and
+    each batch serves a start-up time after its own scale-up."""
+    window: tuple[tuple[float, int], ...] = ()
+    """Recent (time, need at 110 % of the load) samples within ``scaleDownDelaySeconds``,
+    reduced to those that can still be the window's max (needs strictly decreasing), so its
+    size is bounded by the number of distinct needs; ``window[0]`` is the window's max."""
+    window_since: float | None = None
+    """Start of the current unbroken run of observations (None after a gap or manual mode)."""
+    idle_since: float | None = None
+    """Since when nothing has been waiting, running or arriving."""
+    metrics_missing_since: float | None = None
+    backlog_at: float | None = None
+    """Last time more was waiting than the ready replicas' allowed queue."""
+    backlog_probe: tuple[float, float] | None = None
+    """(time, waiting + running) of the last sample the growth is measured from (re-anchored
+    every ``growth_min_seconds`` or more): how fast the system fills tells, during a backlog,
+    the arrivals the completions rate does not yet show, from the very first backlogged
+    sample."""
+    backlog_growth: float | None = None
+    """The backlog's last measured growth (requests/s, negative while it drains)."""
+    segment: tuple[tuple[float, float, float], ...] = ()
+    """(end, arrivals, span) of the last scrape intervals that agree with each other
+    (``interval_rate``): their pooled rate is the arrivals now."""
+    interval_rate: float | None = None
+    """The arrivals now, as of the last scrape interval (kept until the next scrape)."""
+    interval_rise: float = 0.0
+    """The part of ``interval_rate`` extrapolated from a rise within the last interval."""
+    sizes: tuple[float, float, float, float] | None = None
+    """(mean prompt tokens, mean output tokens, completions they stand for, when): the
+    smoothed request size (``smoothed_sizes``)."""
+    running_seen: tuple[tuple[float, float], ...] = ()
+    """(scrape time, requests running) over the last ``rate_window_seconds``, one per scrape:
+    what was in flight at the start of the token counters' window (``request_sizes``)."""
+    rates: tuple[tuple[float, float, int], ...] = ()
+    """(time, arrival-rate estimate, serving replicas) of the samples of the last
+    ``burst_lookback``: the burst headroom and the mean serving replicas of the
+    rate window come from them."""
+    mixes: tuple[tuple[float, float, float], ...] = ()
+    """(time, mean prompt tokens, mean output tokens) of the burst history's samples whose
+    request size was known (``mix_weighted``)."""
+    crowds: tuple[tuple[float, float], ...] = ()
+    """(time, requests) of the largest jumps of what is in the system between two samples
+    that the running slots took in (no backlog) within ``burst_lookback``, reduced
+    to those that can still be its max (decreasing): the largest crowd a fan-out brought at
+    once."""
+    speed: float = 1.0
+    """Online estimate of the replicas' real service rate as a multiple of the profile
+    (``speed_prior`` until ``speed_at`` is set)."""
+    speed_at: float | None = None
+    """When ``speed`` was last updated."""
+    work: float | None = None
+    """The mean request's work (seconds alone on a replica, at the profile) last believed."""
+    suspect_at: float | None = None
+    """When an implausible sample was set aside (the next one confirms or clears it)."""
+    out_of_reach: tuple[OutOfReach, ...] | None = None
+    """The goals a running variant cannot meet for the mean request (``out_of_reach``); None
+    while the request size is unknown. Rebuilt from the first sample with a known size."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "lastReplicas": self.last_replicas,
+            "lastChangeAt": self.last_change_at,
+            "lastScaleUpAt": self.last_scale_up_at,
+            "starting": [[t, n] for t, n in self.starting],
+            "window": [[t, need] for t, need in self.window],
+            "windowSince": self.window_since,
+            "idleSince": self.idle_since,
+            "metricsMissingSince": self.metrics_missing_since,
+            "backlogAt": self.backlog_at,
+            "backlogProbe": list(self.backlog_probe) if self.backlog_probe else None,
+            "backlogGrowth": self.backlog_growth,
+            "segment": [list(x) for x in self.segment],
+            "runningSeen": [list(x) for x in self.running_seen],
+            "sizes": list(self.sizes) if self.sizes else None,
+            "intervalRate": self.interval_rate,
+            "intervalRise": self.interval_rise,
+            "rates": [[t, rate, ready] for t, rate, ready in self.rates],
+            "mixes": [list(m) for m in self.mixes],
+            "crowds": [[t, n] for t, n in self.crowds],
+            "speed": self.speed,
+            "speedAt": self.speed_at,
+            "work": self.work,
+            "suspectAt": self.suspect_at,
+            "outOfReach": None
+            if self.out_of_reach is None
+            else [asdict(o) for o in self.out_of_reach],
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> ScalerState:
+        """The state from ``to_dict``'s output; missing keys take their defaults."""
+        data = data or {}
+
+        def number(key: str) -> float | None:
+            value = data.get(key)
+            return None if value is None else float(value)
+
+        last = data.get("lastReplicas")
+        probe = data.get("backlogProbe")
+        return cls(
+            last_replicas=None if last is None else int(last),
+            last_change_at=number("lastChangeAt"),
+            last_scale_up_at=number("lastScaleUpAt"),
+            starting=tuple((float(t), int(n)) for t, n in data.get("starting") or ()),
+            window=tuple((float(t), int(need)) for t, need in data.get("window") or ()),
+            window_since=number("windowSince"),
+            idle_since=number("idleSince"),
+            metrics_missing_since=number("metricsMissingSince"),
+            backlog_at=number("backlogAt"),
+            backlog_probe=(float(probe[0]), float(probe[1])) if probe else None,
+            backlog_growth=number("backlogGrowth"),
+            segment=tuple((float(t), float(n), float(d)) for t, n, d in data.get("segment") or ()),
+            running_seen=tuple((float(t), float(n)) for t, n in data.get("runningSeen") or ()),
+            sizes=_four(data.get("sizes")),
+            interval_rate=number("intervalRate"),
+            interval_rise=float(data.get("intervalRise") or 0.0),
+            rates=tuple(
+                (float(t), float(rate), int(ready)) for t, rate, ready in data.get("rates") or ()
+            ),
+            mixes=tuple((float(t), float(p), float(o)) for t, p, o in data.get("mixes") or ()),
+            crowds=tuple((float(t), float(n)) for t, n in data.get("crowds") or ()),
+            speed=float(data.get("speed") or 1.0),
+            speed_at=number("speedAt"),
+            work=number("work"),
+            suspect_at=number("suspectAt"),
+            out_of_reach=None
+            if data.get("outOfReach") is None
+            else tuple(OutOfReach(**o) for o in data["outOfReach"]),
+        )
+
+
+def _four(value: Any) -> tuple[float, float, float, float] | None:
+    if not value or len(value) != 4:
+        return None
+    a, b, c, d = (float(x) for x in value)
+    return a, b, c, d
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    """The replicas to run, why, and the state for the next call."""
+
+    replicas: int
+    reason: str
+    mode: Mode
+    metrics_available: bool
+    state: ScalerState
+    needs: Mapping[str, int] = field(default_factory=dict)
+    """Each signal's need, for the signals that could be computed."""
+    signal: str | None = None
+    """The signal whose need won (None when none was computed)."""
+    keeps: int | None = None
+    """What this sample keeps against a scale-down: the largest of its signals' needs at the
+    top of the deadband (``SignalNeed.high``). A scale-down goes to the largest of these over
+    ``scaleDownDelaySeconds``. None when no signal was computed."""
