@@ -217,15 +217,18 @@ def headroom_need(
     trend, _ = burst_rise(latest, inputs.startup_seconds)
     if 0 < trend <= 0.5 * arrival_rate:
         held = max(held, arrival_rate + trend)
-    # A steep ramp under way (a flash crowd: the samples before this one on a rising line) is
-    # held at where the line will be when a replica asked now serves. (This sample is left
-    # out of the fit: more load now never means less held.)
+    # A steep ramp under way (a flash crowd: the latest samples on a rising line) is held at
+    # where the line will be when a replica asked now serves. The line is fitted with this
+    # sample, which completes a flash crowd's line a sample sooner, and without it (the
+    # higher of the two: more load now never means less held, though it may fit no line).
     # A slow ramp shows its slope over a start-up time before it does over a minute (fitted
     # over as many samples as a start-up time holds, when that is more).
     ahead = rates[-1][0] + inputs.startup_seconds
     span = round(inputs.startup_seconds / params.rate_sample_seconds)
     fits = {params.ramp_samples, max(params.ramp_samples, span)}
-    line, fitted = max((ramp_ahead(rates[:-1], ahead, params, n), n) for n in fits)
+    line, fitted = max(
+        (ramp_ahead(history, ahead, params, n), n) for n in fits for history in (rates, rates[:-1])
+    )
     ramping = line > held
     held = max(held, line)
     k, work, target = plan
