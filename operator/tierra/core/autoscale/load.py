@@ -177,7 +177,13 @@ def observe_load(seen: Observed, state: ScalerState, now: float, params: ScalerP
     crowds = tuple(c for c in state.crowds if c[0] > now - lookback)
     mixes = tuple(m for m in state.mixes if m[0] > now - lookback)
     prompt, output = seen.sized.mean_prompt_tokens, seen.sized.mean_output_tokens
-    if arrival is not None and prompt is not None and output is not None:
+    # (a size measured within the first rate window of observations is a start-up transient:
+    # a young series' token counters hold the requests in flight; kept, it would count as a
+    # heavier mix for the whole lookback)
+    watched = (
+        state.window_since is not None and now - state.window_since >= params.rate_window_seconds
+    )
+    if arrival is not None and prompt is not None and output is not None and watched:
         mixes = (*mixes, (now, prompt, output))
     before = state.backlog_probe
     backlogged = (waiting or 0.0) > inputs.ready_replicas * (inputs.max_queue_per_replica or 0)

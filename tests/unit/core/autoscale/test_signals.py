@@ -383,6 +383,30 @@ def test_a_heavier_phase_of_the_mix_is_held_for_like_a_burst() -> None:
     assert unweighted[1695.0][0] == light
 
 
+def test_a_start_up_transient_s_request_size_is_no_heavier_mix() -> None:
+    """A new service's first minutes: its series are young (the minute's rates count a
+    fraction of a minute) and the token counters hold the requests in flight, so the mean
+    request looks 1.7 times its size at first, and comes down to it over minutes (as the
+    simulator's vLLM counters show it). The sizes of that first rate window never enter the
+    burst history as a heavier mix: the steady 4 req/s keeps the light mix's count, not a
+    headroom for a heavy phase that never was."""
+
+    def sample(now: float) -> tuple[Signals, dict[str, Any]]:
+        rate = 4.0 * min(1.0, (now + 15.0) / 60.0)
+        prompt = 1000.0 * (1.0 + 0.7 * math.exp(-now / 60.0))
+        observed = steady(now, rate, 1.5, recent_completion_rate=4.0)
+        return observed, {"mean_prompt_tokens": prompt}
+
+    run = closed_loop(sample, 1200, current=4, startup_seconds=120.0)
+    state = run[1185.0].state
+    assert state.mixes and min(t for t, _, _ in state.mixes) >= 60.0
+    assert all(
+        "heavier" not in rec.reason and rec.replicas == need_for(4.0)
+        for t, rec in run.items()
+        if t >= 600.0
+    ), {t: rec.reason for t, rec in run.items() if t >= 600.0 and "heavier" in rec.reason}
+
+
 def test_a_busy_phase_s_abrupt_end_is_remembered_whole_on_a_short_start_up() -> None:
     """10 req/s, then 0.5 req/s from one scrape to the next, on a 30 s start-up. The rate now
     is never below the minute's average (a lull within a burst is not its end), but the
