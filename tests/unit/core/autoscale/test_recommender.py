@@ -30,7 +30,7 @@ from tierra.core.autoscale import (
 from tierra.core.autoscale import recommend as _recommend
 from tierra.core.queue_model import ReplicaPool, ReplicaProfile
 from tierra.core.slo_reach import ServingProfile
-from tierra_testing.builders import service, variant
+from tierra_testing.builders import recommender_inputs, service, variant
 
 STEP = 15.0
 DELAY = 120.0
@@ -47,23 +47,7 @@ def recommend(
 
 def inputs(**changes: Any) -> ScalingInputs:
     """A variant serving 1000-token prompts and 200-token answers in 0.375 s alone."""
-    base = ScalingInputs(
-        min_replicas=1,
-        max_replicas=50,
-        latency_p95_ms=2000.0,
-        max_concurrency=32,
-        prefill_tokens_per_second=8000.0,
-        decode_tokens_per_second=800.0,
-        desired_replicas=1,
-        ready_replicas=1,
-        signals=None,
-        scale_down_delay_seconds=DELAY,
-        startup_seconds=60.0,
-        max_queue_per_replica=8,
-        mean_prompt_tokens=1000.0,
-        mean_output_tokens=200.0,
-    )
-    return replace(base, **changes)
+    return recommender_inputs(**{"scale_down_delay_seconds": DELAY, **changes})
 
 
 def signals(

@@ -4,37 +4,20 @@ first listed on a tie."""
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from tierra.core.autoscale import SCALERS, ScalerParams, ScalerState, ScalingInputs, Signals
 from tierra.core.autoscale.load import observe_load
 from tierra.core.autoscale.observe import observe
 from tierra.core.autoscale.recommender import recommend
 from tierra.core.autoscale.sample import Observed, Sample
+from tierra_testing.builders import recommender_inputs
 
 PARAMS = ScalerParams(speed_prior=1.0)
 NOW = 1000.0
 
 
-def inputs(signals: Signals, **changes: object) -> ScalingInputs:
-    """Two replicas serving 1000-token prompts and 200-token answers in 0.375 s alone, on a 60 s
-    start-up (long enough for the burst headroom)."""
-    base = ScalingInputs(
-        min_replicas=1,
-        max_replicas=50,
-        latency_p95_ms=2000.0,
-        max_concurrency=32,
-        prefill_tokens_per_second=8000.0,
-        decode_tokens_per_second=800.0,
-        desired_replicas=2,
-        ready_replicas=2,
-        signals=signals,
-        startup_seconds=60.0,
-        max_queue_per_replica=8,
-        mean_prompt_tokens=1000.0,
-        mean_output_tokens=200.0,
-    )
-    return replace(base, **changes)  # type: ignore[arg-type]
+def inputs(signals: Signals) -> ScalingInputs:
+    """Two replicas of the builders' chat replica, ready, with these metrics."""
+    return recommender_inputs(desired_replicas=2, ready_replicas=2, signals=signals)
 
 
 def sample(signals: Signals, state: ScalerState | None = None) -> Sample:

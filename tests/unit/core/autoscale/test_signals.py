@@ -41,30 +41,15 @@ from tierra.core.autoscale import (
     update_speed,
 )
 from tierra.core.slo_reach import ServingProfile
+from tierra_testing.builders import recommender_inputs
 
 STEP = 15.0
 TRUSTED = ScalerParams(speed_prior=1.0)
 
 
 def inputs(**changes: Any) -> ScalingInputs:
-    """A replica serves a 1000-token prompt and a 200-token answer in 0.375 s alone."""
-    base = ScalingInputs(
-        min_replicas=1,
-        max_replicas=50,
-        latency_p95_ms=2000.0,
-        max_concurrency=32,
-        prefill_tokens_per_second=8000.0,
-        decode_tokens_per_second=800.0,
-        desired_replicas=4,
-        ready_replicas=4,
-        signals=None,
-        scale_down_delay_seconds=120.0,
-        startup_seconds=60.0,
-        max_queue_per_replica=8,
-        mean_prompt_tokens=1000.0,
-        mean_output_tokens=200.0,
-    )
-    return replace(base, **changes)
+    """Four of the builders' chat replicas (1000-token prompts, 200-token answers: 0.375 s)."""
+    return recommender_inputs(**{"desired_replicas": 4, "ready_replicas": 4, **changes})
 
 
 def need_for(rate: float, **changes: Any) -> int:

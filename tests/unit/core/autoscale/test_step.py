@@ -27,29 +27,28 @@ from tierra.core.autoscale import (
     size_shifted,
     smoothed_sizes,
 )
+from tierra_testing.builders import recommender_inputs
 
 TRUSTED = ScalerParams(speed_prior=1.0, headroom_min_startup_seconds=math.inf)
 
 
 def inputs(**changes: Any) -> ScalingInputs:
     """A replica serves a 500-token prompt and a 100-token answer in 0.3125 s alone."""
-    base = ScalingInputs(
-        min_replicas=1,
-        max_replicas=100,
-        latency_p95_ms=2000.0,
-        max_concurrency=8,
-        prefill_tokens_per_second=8000.0,
-        decode_tokens_per_second=400.0,
-        desired_replicas=2,
-        ready_replicas=2,
-        signals=None,
-        scale_down_delay_seconds=60.0,
-        startup_seconds=5.0,
-        max_queue_per_replica=4,
-        mean_prompt_tokens=500.0,
-        mean_output_tokens=100.0,
+    return recommender_inputs(
+        **{
+            "max_replicas": 100,
+            "max_concurrency": 8,
+            "decode_tokens_per_second": 400.0,
+            "desired_replicas": 2,
+            "ready_replicas": 2,
+            "scale_down_delay_seconds": 60.0,
+            "startup_seconds": 5.0,
+            "max_queue_per_replica": 4,
+            "mean_prompt_tokens": 500.0,
+            "mean_output_tokens": 100.0,
+            **changes,
+        }
     )
-    return replace(base, **changes)
 
 
 WORK = 500 / 8000 + 100 / 400
