@@ -19,18 +19,22 @@ each).
 from __future__ import annotations
 
 import math
+from typing import TypeVar
 
 from .model import DEFAULT_PARAMS, HUGE, ScalerParams, ScalingInputs, mean_work
 from .sample import Arrivals, Load, Observed
 from .signals.headroom import burst_lookback
 from .state import ScalerState
 
+Value = TypeVar("Value", int, float)
 
-def _slide_max(
-    window: tuple[tuple[float, float], ...], now: float, value: float
-) -> tuple[tuple[float, float], ...]:
-    """Add (now, value) to a window kept decreasing (only what can still be its max)."""
-    kept = list(window)
+
+def slide_max(
+    window: tuple[tuple[float, Value], ...], now: float, value: Value, since: float = -math.inf
+) -> tuple[tuple[float, Value], ...]:
+    """Add (now, value) to a window kept decreasing (only what can still be its max, so
+    ``window[0]`` is its max), dropping the samples from before ``since``."""
+    kept = [(t, v) for t, v in window if t >= since]
     while kept and kept[-1][1] <= value:
         kept.pop()
     kept.append((now, value))
@@ -200,5 +204,5 @@ def observe_load(seen: Observed, state: ScalerState, now: float, params: ScalerP
     ):
         jump = probe[1] - before[1]
         if jump > 0:
-            crowds = _slide_max(crowds, now, min(jump, HUGE))
+            crowds = slide_max(crowds, now, min(jump, HUGE))
     return Load(waiting, running, arrival, active, backlogged, implied, rates, crowds, mixes)

@@ -41,7 +41,7 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 
-from .load import observe_load
+from .load import observe_load, slide_max
 from .model import (
     API_MAX_REPLICAS,
     DEFAULT_PARAMS,
@@ -75,17 +75,6 @@ def _missing_reason(inputs: ScalingInputs, now: float, params: ScalerParams) -> 
     ):
         return "metrics have no waiting, running or arrival data"
     return None
-
-
-def _slide(
-    window: tuple[tuple[float, int], ...], now: float, need: int, span: float
-) -> tuple[tuple[float, int], ...]:
-    """Add (now, need) to the monotone window and drop samples older than ``span``."""
-    kept = [(t, n) for t, n in window if t >= now - span]
-    while kept and kept[-1][1] <= need:
-        kept.pop()
-    kept.append((now, need))
-    return tuple(kept)
 
 
 def _manual(
@@ -287,8 +276,11 @@ def recommend(
     over = over_slo(inputs, signals, seen.unmeetable)
     current = inputs.desired_replicas
     keep = max((n.high for n in found), default=current)
-    window = _slide(
-        state.window, now, min(keep, inputs.max_replicas + 1), inputs.scale_down_delay_seconds
+    window = slide_max(
+        state.window,
+        now,
+        min(keep, inputs.max_replicas + 1),
+        since=now - inputs.scale_down_delay_seconds,
     )
     idle_since = (
         None if load.active else (state.idle_since if state.idle_since is not None else now)
