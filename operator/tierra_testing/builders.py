@@ -392,3 +392,24 @@ def recommender_inputs(**changes: Any) -> ScalingInputs:
         mean_output_tokens=200.0,
     )
     return replace(base, **changes)
+
+
+def step_benchmark_inputs(**changes: Any) -> ScalingInputs:
+    """``benchmarks/autoscale.py``'s service as the recommender sees it: 500-token prompts and
+    100-token answers, 0.3125 s alone on a replica (8,000 prefill and 400 decode tokens/s, 8
+    at once, 4 waiting each), a 2 s p95 SLO, a 5 s start-up and a 60 s scale-down delay; one
+    replica, ready; room for 100 (the benchmark's maxReplicas 12 would clamp the count a step
+    asks for)."""
+    return recommender_inputs(
+        **{
+            "max_replicas": 100,
+            "max_concurrency": 8,
+            "decode_tokens_per_second": 400.0,
+            "scale_down_delay_seconds": 60.0,
+            "startup_seconds": 5.0,
+            "max_queue_per_replica": 4,
+            "mean_prompt_tokens": 500.0,
+            "mean_output_tokens": 100.0,
+            **changes,
+        }
+    )

@@ -6,23 +6,10 @@ from __future__ import annotations
 
 import statistics
 
-from tierra.core.autoscale import ScalingInputs
 from tierra.lab.simulation import step_response
+from tierra_testing.builders import step_benchmark_inputs
 
-BENCHMARK = ScalingInputs(
-    min_replicas=1,
-    max_replicas=40,
-    latency_p95_ms=2000.0,
-    max_concurrency=8,
-    prefill_tokens_per_second=8000.0,
-    decode_tokens_per_second=400.0,
-    desired_replicas=1,
-    ready_replicas=1,
-    signals=None,
-    scale_down_delay_seconds=60.0,
-    max_queue_per_replica=4,
-    startup_seconds=5.0,
-)
+BENCHMARK = step_benchmark_inputs(max_replicas=40)
 """benchmarks/autoscale.py's service (500-token prompts, 100-token answers: 0.31 s alone),
 with room to show the count it wants (its maxReplicas 12 would clamp it)."""
 

@@ -27,28 +27,14 @@ from tierra.core.autoscale import (
     size_shifted,
     smoothed_sizes,
 )
-from tierra_testing.builders import recommender_inputs
+from tierra_testing.builders import step_benchmark_inputs
 
 TRUSTED = ScalerParams(speed_prior=1.0, headroom_min_startup_seconds=math.inf)
 
 
 def inputs(**changes: Any) -> ScalingInputs:
     """A replica serves a 500-token prompt and a 100-token answer in 0.3125 s alone."""
-    return recommender_inputs(
-        **{
-            "max_replicas": 100,
-            "max_concurrency": 8,
-            "decode_tokens_per_second": 400.0,
-            "desired_replicas": 2,
-            "ready_replicas": 2,
-            "scale_down_delay_seconds": 60.0,
-            "startup_seconds": 5.0,
-            "max_queue_per_replica": 4,
-            "mean_prompt_tokens": 500.0,
-            "mean_output_tokens": 100.0,
-            **changes,
-        }
-    )
+    return step_benchmark_inputs(**{"desired_replicas": 2, "ready_replicas": 2, **changes})
 
 
 WORK = 500 / 8000 + 100 / 400
