@@ -31,8 +31,10 @@ Signals (the recommendation is the max over them; the reason names the winner)
   prefill); the rest of the budget is the p95 queueing wait allowed. This count is the
   *SLO-safe* count: scale-down never goes below it. It needs the mean prompt and output tokens;
   without them the signal is skipped.
-* **headroom** (``headroom_need``): with a start-up of ``headroom_min_startup_seconds`` or
-  more, a reactive scale-up is late for a burst that rises faster than replicas start. The
+* **headroom** (``headroom_need``): when the replicas a scale-up asks for serve
+  ``headroom_min_reaction_seconds`` or more after a burst begins (a decision interval,
+  ``decision_interval``, the start-up and the ready lag), a reactive scale-up is late for a burst
+  that rises faster than that. The
   recommender remembers its arrival-rate estimates of the last ``headroom_lookback_seconds``
   (or ``headroom_lookback_startups`` start-up times, when longer: ``burst_lookback``) and
   holds the arrival model's count for ``now + the largest rise seen within one start-up time``
@@ -89,10 +91,12 @@ from .service import (
 from .signals import SCALERS, Scaler
 from .signals.arrival import arrival_need, deadband, planned_concurrency
 from .signals.headroom import (
+    burst_lead,
     burst_lookback,
     burst_noise,
     burst_rise,
     burst_swing,
+    decision_interval,
     headroom_need,
     mix_weighted,
     mix_weights,
@@ -122,12 +126,14 @@ __all__ = [
     "TierSample",
     "arrival_need",
     "blended_capacity",
+    "burst_lead",
     "burst_lookback",
     "burst_noise",
     "burst_rise",
     "burst_swing",
     "combine_samples",
     "deadband",
+    "decision_interval",
     "headroom_need",
     "interval_rate",
     "latency_need",

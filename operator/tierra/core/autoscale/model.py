@@ -55,8 +55,10 @@ class ScalerParams:
     latest's (or more, both on the same replicas) counts at its mix's weight
     (``mix_weighted``): a heavy phase comes back as a burst of work at the same request rate,
     and smaller ratios are the size estimate's noise."""
-    headroom_min_startup_seconds: float = 20.0
-    """Below this start-up time a reactive scale-up is on time and no headroom is held."""
+    headroom_min_reaction_seconds: float = 20.0
+    """When the replicas a scale-up asks for serve sooner than this after a burst begins (a
+    decision interval, the start-up and the ready lag), the scale-up is on time and no
+    headroom is held."""
     ramp_samples: int = 5
     """Arrival-rate samples (one per ``rate_sample_seconds``) a ramp is fitted over
     (``ramp_ahead``): few enough to see a flash crowd's ramp within a minute, enough that a

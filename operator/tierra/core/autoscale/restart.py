@@ -7,7 +7,7 @@ import math
 from collections.abc import Mapping
 
 from .model import DEFAULT_PARAMS, EPS, ScalerParams
-from .signals.headroom import burst_swing, mix_weighted, mix_weights
+from .signals.headroom import burst_lead, burst_swing, mix_weighted, mix_weights
 from .state import ScalerState
 
 STATE_SIGNALS = ("state.speed", "state.burstRise", "state.burstPeak", "state.crowd")
@@ -22,15 +22,17 @@ def status_signals(
     token_rates: tuple[float, float] | None = None,
 ) -> dict[str, float]:
     """What of the state the status keeps with each scale decision, for ``restore_state``:
-    the service-rate estimate and the burst history (its largest rise within a start-up time
-    and its peak; with the replicas' ``token_rates``, (prefill, decode) tokens per second, a
-    heavier mix at its weight). The rest is rebuilt from observations."""
+    the service-rate estimate and the burst history (its largest rise within a start-up time,
+    or a decision interval when longer, and its peak; with the replicas' ``token_rates``,
+    (prefill, decode) tokens per second, a heavier mix at its weight). The rest is rebuilt
+    from observations."""
     out: dict[str, float] = {}
     if state.speed_at is not None:
         out["state.speed"] = round(state.speed, 4)
     if state.rates:
         weights = mix_weights(state.mixes, *token_rates, params) if token_rates else {}
-        rise, peak = burst_swing(mix_weighted(state.rates, weights), startup_seconds)
+        lead = burst_lead(startup_seconds, state.rates, params)
+        rise, peak = burst_swing(mix_weighted(state.rates, weights), lead)
         out["state.burstRise"] = round(rise, 4)
         out["state.burstPeak"] = round(peak, 4)
     if state.crowds:

@@ -34,7 +34,7 @@ from tierra_testing.builders import recommender_inputs, service, variant
 
 STEP = 15.0
 DELAY = 120.0
-TRUSTED = ScalerParams(speed_prior=1.0, headroom_min_startup_seconds=math.inf)
+TRUSTED = ScalerParams(speed_prior=1.0, headroom_min_reaction_seconds=math.inf)
 """The mechanics of the signals, the deadband and the windows, with a profile taken at its
 word and no burst headroom (test_signals.py covers those)."""
 

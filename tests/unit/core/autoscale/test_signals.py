@@ -25,11 +25,13 @@ from tierra.core.autoscale import (
     ScalingInputs,
     Signals,
     arrival_need,
+    burst_lead,
     burst_lookback,
     burst_noise,
     burst_rise,
     burst_swing,
     deadband,
+    decision_interval,
     headroom_need,
     mix_weighted,
     mix_weights,
@@ -254,10 +256,25 @@ def test_a_burst_beyond_the_noise_bound_is_held_whole(seed: int) -> None:
     assert need is not None and need.replicas > need_for(base * 1.1)
 
 
-def test_no_headroom_for_a_smooth_load_or_a_short_startup() -> None:
+def test_no_headroom_for_a_smooth_load_or_a_scale_up_on_time() -> None:
     smooth = tuple((i * STEP, 5.0 + 0.01 * i, 4) for i in range(80))
     assert headroom_need(inputs(), 5.8, smooth) is None
-    assert headroom_need(inputs(startup_seconds=5.0), 2.0, burst_history(1200.0)) is None
+    # a 5 s start-up decided every second: its replicas serve 8 s after a burst begins
+    every_second = tuple((float(t), 20.0 if 570 <= t < 630 else 2.0, 4) for t in range(1201))
+    assert decision_interval(every_second) == 1.0
+    assert headroom_need(inputs(startup_seconds=5.0), 2.0, every_second) is None
+
+
+@pytest.mark.parametrize("startup", [5.0, 15.0])
+def test_a_short_start_up_decided_every_scrape_holds_a_burst(startup: float) -> None:
+    """Decided every 15 s, a 5-15 s start-up serves 22-32 s after a burst begins: as late as
+    a 20-30 s one decided at once. The burst seen (2 -> 20 req/s between two decisions, which
+    no pair of samples within the start-up shows) is held."""
+    history = burst_history(1200.0)
+    assert decision_interval(history) == STEP and burst_lead(startup, history) == STEP
+    need = headroom_need(inputs(startup_seconds=startup), 2.0, history)
+    assert need is not None and need.replicas == need_for(20.0)
+    assert "20 req/s held = 2 now + 18" in need.reason and "within the 15 s" in need.reason
 
 
 def test_headroom_keeps_the_count_through_the_quiet_and_lets_go_after_the_lookback() -> None:

@@ -29,7 +29,7 @@ from tierra.core.autoscale import (
 )
 from tierra_testing.builders import step_benchmark_inputs
 
-TRUSTED = ScalerParams(speed_prior=1.0, headroom_min_startup_seconds=math.inf)
+TRUSTED = ScalerParams(speed_prior=1.0, headroom_min_reaction_seconds=math.inf)
 
 
 def inputs(**changes: Any) -> ScalingInputs:
@@ -145,7 +145,7 @@ def test_an_extrapolated_rise_sizes_the_decision_but_not_the_burst_history() -> 
     its lookback, not the extrapolation."""
     state, replicas = ScalerState(), 2
     in_system = 0.3
-    params = replace(TRUSTED, headroom_min_startup_seconds=0.0)
+    params = replace(TRUSTED, headroom_min_reaction_seconds=0.0)
     first = None
     for k in range(14):
         at = 2.0 * k
@@ -390,7 +390,7 @@ def test_replicas_ready_before_they_serve_count_as_starting() -> None:
 def test_the_speed_waits_for_a_full_rate_window() -> None:
     """A series younger than the rate window under-reports its rates (Prometheus divides by
     the whole window): the estimate stays at the prior until a window was observed."""
-    params = ScalerParams(headroom_min_startup_seconds=math.inf)
+    params = ScalerParams(headroom_min_reaction_seconds=math.inf)
     state = ScalerState()
     for k in range(40):
         at = 2.0 * k

@@ -109,6 +109,25 @@ def burst_lookback(startup: float, params: ScalerParams = DEFAULT_PARAMS) -> flo
     return max(params.headroom_lookback_seconds, params.headroom_lookback_startups * startup)
 
 
+def decision_interval(
+    rates: tuple[tuple[float, float, int], ...], params: ScalerParams = DEFAULT_PARAMS
+) -> float:
+    """How often the recommender decides: the spacing of the latest two samples of the burst
+    history (one rate sample before there are two)."""
+    return rates[-1][0] - rates[-2][0] if len(rates) > 1 else params.rate_sample_seconds
+
+
+def burst_lead(
+    startup: float,
+    rates: tuple[tuple[float, float, int], ...],
+    params: ScalerParams = DEFAULT_PARAMS,
+) -> float:
+    """The time a rise of the arrivals must take for a scale-up to be on time for it: the
+    start-up, or one decision interval when that is longer (a rise between two decisions is
+    seen only at the second)."""
+    return max(startup, decision_interval(rates, params))
+
+
 def burst_noise(peak: float, startup: float, params: ScalerParams = DEFAULT_PARAMS) -> float:
     """The largest rise or fall within ``startup`` seconds that Poisson noise alone shows
     somewhere in the headroom's lookback at a steady rate of ``peak`` (requests per second).
@@ -199,15 +218,23 @@ def headroom_need(
     the deadband), so a burst that came before is held for, and a smooth load holds little.
     None when the start-up is short enough for a reactive scale-up, or nothing rose.
     """
-    if inputs.startup_seconds < params.headroom_min_startup_seconds or not rates:
+    if not rates:
+        return None
+    interval = decision_interval(rates, params)
+    # (a burst is answered a decision, a start-up and the ready lag after it begins; a short
+    # start-up decided seldom is as late for it as a long one)
+    if interval + inputs.startup_seconds + params.ready_lag_seconds < (
+        params.headroom_min_reaction_seconds
+    ):
         return None
     lookback_minutes = burst_lookback(inputs.startup_seconds, params) / 60
     plan = planned_concurrency(inputs, params)
     if plan is None:
         return None
-    rise, peak = burst_swing(rates, inputs.startup_seconds)
+    lead = burst_lead(inputs.startup_seconds, rates, params)
+    rise, peak = burst_swing(rates, lead)
     # (a burst is held whole: the next one's peak is no lower than the last's for being noisy)
-    if rise <= burst_noise(peak, inputs.startup_seconds, params):
+    if rise <= burst_noise(peak, lead, params):
         rise = 0.0
     held = min(arrival_rate + rise, peak * (1 + params.tolerance))
     # A ramp (the latest start-up time rose by a modest share of the load) goes on rising:
@@ -254,7 +281,8 @@ def headroom_need(
         )
     else:
         source = (
-            f"the largest rise or fall within the {inputs.startup_seconds:g} s start-up over the "
+            f"the largest rise or fall within the {lead:g} s "
+            f"{'start-up' if lead == inputs.startup_seconds else 'between decisions'} over the "
             f"last {lookback_minutes:g} min (peak {peak:.3g}, peak/mean "
             f"{peak / mean if mean > 0 else math.inf:.2g})"
         )
