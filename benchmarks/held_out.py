@@ -21,7 +21,13 @@ fleet reaches at no more than Tierra's cost. A case is *dominated* when that sta
 more than 2 points above Tierra: replicas spent at the wrong moments. The summary gives the
 share's quantiles, the cases at 99 % or more, the dominated ones and the five worst.
 
-Usage: python benchmarks/held_out.py [--cases 40] [--start 0] [--jobs 2] [--json FILE]
+``--wide`` draws from wider ranges (its own cases, from their own seeds), beyond what the
+suite's services look like: ``startupSeconds`` in {15, 30, 120, 600}, goals times {0.4, 0.7,
+1, 3}, ``scaleDownDelaySeconds`` in {0, 30, 120, 600}, a profile error in [-50 %, +50 %],
+``maxConcurrency`` in {4, 8, 32, 128}, ``maxQueuePerReplica`` in {0, 1, 4, 16},
+``minReplicas`` in {0 (with scale to zero), 1, 3} and ``maxReplicas`` in {12, 24, 64}.
+
+Usage: python benchmarks/held_out.py [--cases 40] [--start 0] [--jobs 2] [--json FILE] [--wide]
 """
 
 from __future__ import annotations
@@ -59,13 +65,26 @@ DELAYS = (60, 120, 300)
 DOMINATED_POINTS = 0.02
 
 
-def draw(case: int, chat: InferenceService) -> tuple[str, int, InferenceService, dict[str, Any]]:
+WIDE_STARTUPS = (15, 30, 120, 600)
+WIDE_SLO_FACTORS = (0.4, 0.7, 1.0, 3.0)
+WIDE_DELAYS = (0, 30, 120, 600)
+WIDE_CONCURRENCY = (4, 8, 32, 128)
+WIDE_QUEUE = (0, 1, 4, 16)
+WIDE_MIN_REPLICAS = (0, 1, 1, 3)
+WIDE_MAX_REPLICAS = (12, 24, 64)
+
+
+def draw(
+    case: int, chat: InferenceService, wide: bool = False
+) -> tuple[str, int, InferenceService, dict[str, Any]]:
     """(trace name, trace seed, service, what was drawn) of case ``case``."""
-    rng = random.Random(f"held-out/{case}")
+    rng = random.Random(f"held-out-wide/{case}" if wide else f"held-out/{case}")
     name = rng.choice(sorted(SUITE))
-    seed = rng.randint(4, 99)
-    startup, factor, delay = rng.choice(STARTUPS), rng.choice(SLO_FACTORS), rng.choice(DELAYS)
-    error = round(rng.uniform(-0.3, 0.3), 2)
+    seed = rng.randint(100, 999) if wide else rng.randint(4, 99)
+    startup = rng.choice(WIDE_STARTUPS if wide else STARTUPS)
+    factor = rng.choice(WIDE_SLO_FACTORS if wide else SLO_FACTORS)
+    delay = rng.choice(WIDE_DELAYS if wide else DELAYS)
+    error = round(rng.uniform(-0.5, 0.5) if wide else rng.uniform(-0.3, 0.3), 2)
     body = (code_service(chat) if name in CODE_TRACES else chat).model_dump(
         by_alias=True, exclude_none=True
     )
@@ -75,8 +94,17 @@ def draw(case: int, chat: InferenceService) -> tuple[str, int, InferenceService,
     for goal in ("latencyP95Ms", "ttftP95Ms"):
         if goal in slo:
             slo[goal] = round(slo[goal] * factor)
-    body["spec"]["scaling"]["scaleDownDelaySeconds"] = delay
-    drawn = {"startup": startup, "slo": factor, "delay": delay, "error": error}
+    scaling = body["spec"]["scaling"]
+    scaling["scaleDownDelaySeconds"] = delay
+    drawn: dict[str, Any] = {"startup": startup, "slo": factor, "delay": delay, "error": error}
+    if wide:
+        concurrency, queue = rng.choice(WIDE_CONCURRENCY), rng.choice(WIDE_QUEUE)
+        low, high = rng.choice(WIDE_MIN_REPLICAS), rng.choice(WIDE_MAX_REPLICAS)
+        for variant in body["spec"]["variants"]:
+            variant["capacity"]["maxConcurrency"] = concurrency
+        slo["maxQueuePerReplica"] = queue
+        scaling.update(minReplicas=low, maxReplicas=high, scaleToZero=low == 0)
+        drawn.update(concurrency=concurrency, queue=queue, min=low, max=high)
     return name, seed, InferenceService.model_validate(body), drawn
 
 
@@ -87,9 +115,9 @@ def fleet() -> tuple[list[Tier], InferenceService]:
     return list(tiers), next(s for s in services if s.metadata.name == "chat-conv")
 
 
-def run_case(case: int) -> dict[str, Any]:
+def run_case(case: int, wide: bool = False) -> dict[str, Any]:
     tiers, chat = fleet()
-    name, seed, service, drawn = draw(case, chat)
+    name, seed, service, drawn = draw(case, chat, wide)
     setup = setup_service(service, tiers, drawn["error"])
     context = policy_context(setup, generate(name, seed))
     tierra = run_policy(setup, context, build_policies(parse_policies("tierra"), setup)[0])
@@ -124,9 +152,14 @@ def line(row: dict[str, Any]) -> str:
         else "-"
     )
     dominated = " DOMINATED" if is_dominated(row) else ""
+    wide = (
+        f" c{row['concurrency']:<3d} q{row['queue']:<2d} {row['min']}-{row['max']:<2d}"
+        if "concurrency" in row
+        else ""
+    )
     return (
         f"{row['case']:4d} {row['trace']:14} {row['seed']:3d} {row['startup']:5d}s "
-        f"x{row['slo']:<4g} {row['delay']:4d}s {row['error']:+5.0%}  "
+        f"x{row['slo']:<4g} {row['delay']:4d}s {row['error']:+5.0%}{wide}  "
         f"{row['within_slo']:7.2%} {row['cost']:7.2f} {row['cold_share']:6.0%}  "
         f"{ratio:18} {at_cost}{dominated}"
     )
@@ -143,16 +176,24 @@ def main() -> int:
     parser.add_argument("--start", type=int, default=0)
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--json", type=Path, help="also write every case's row here")
+    parser.add_argument(
+        "--wide",
+        action="store_true",
+        help="services drawn from wider ranges (start-up, goals, delay, profile error, "
+        "concurrency, queue, bounds)",
+    )
     args = parser.parse_args()
     started = time.perf_counter()
     print(
-        f"{'CASE':>4} {'TRACE':14} {'SEED':>3} {'START':>6} {'SLO':5} {'DELAY':>5} {'ERROR':>5}  "
-        f"{'IN SLO':>7} {'COST':>7} {'COLD':>6}  {'/CHEAPEST STATIC':18} BEST STATIC AT ITS COST"
+        f"{'CASE':>4} {'TRACE':14} {'SEED':>3} {'START':>6} {'SLO':5} {'DELAY':>5} {'ERROR':>5}"
+        + (f" {'CONC QUEUE MIN-MAX':18}" if args.wide else "")
+        + f"  {'IN SLO':>7} {'COST':>7} {'COLD':>6}  {'/CHEAPEST STATIC':18} "
+        "BEST STATIC AT ITS COST"
     )
     cases = range(args.start, args.start + args.cases)
     rows: list[dict[str, Any]] = []
     with ProcessPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-        for row in pool.map(run_case, cases):
+        for row in pool.map(functools.partial(run_case, wide=args.wide), cases):
             rows.append(row)
             print(line(row), flush=True)
     shares = sorted(r["within_slo"] for r in rows)

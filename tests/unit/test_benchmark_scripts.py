@@ -42,3 +42,10 @@ def test_held_out_runs_a_case() -> None:
     rows = [line for line in out.splitlines() if line.startswith("  17 ")]
     assert rows and "static:" in rows[0], out
     assert "1 cases (start 17)" in out, out
+
+
+def test_held_out_wide_runs_a_case_with_its_wider_draws() -> None:
+    out = run("held_out.py", "--cases", "1", "--start", "3", "--jobs", "1", "--wide")
+    rows = [line for line in out.splitlines() if line.startswith("   3 ")]
+    assert rows and " c" in rows[0] and " q" in rows[0], out
+    assert "CONC QUEUE MIN-MAX" in out and "1 cases (start 3)" in out, out
