@@ -350,6 +350,17 @@ def test_the_status_keeps_the_mix_weighted_burst_history() -> None:
     assert all(math.isfinite(r) for _, r, _ in huge)
 
 
+def test_the_status_keeps_a_burst_between_two_decisions_on_a_short_start_up() -> None:
+    """A 5 s start-up decided every 15 s: the 2 -> 20 req/s burst between two decisions is
+    what a restart must hold again (no two samples lie within the start-up itself)."""
+    kept = status_signals(ScalerState(rates=burst_history(1200.0)), 5.0)
+    assert (kept["state.burstRise"], kept["state.burstPeak"]) == (18.0, 20.0)
+    restored = restore_state(4, 1300.0, last_scale_at=1200.0, signals=kept, params=DEFAULT_PARAMS)
+    history = (*restored.rates, (1300.0, 2.0, 4))
+    need = headroom_need(inputs(startup_seconds=5.0), 2.0, history)
+    assert need is not None and need.replicas == need_for(20.0)
+
+
 def run_mix(params: ScalerParams) -> dict[float, tuple[int, int | None, str]]:
     """4 req/s throughout on a 120 s start-up; 1000-token prompts, 6000-token ones (2.7 times
     the work per request) from 600 to 900 s, then 1000 again: (time, (count, the headroom's
