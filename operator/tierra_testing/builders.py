@@ -17,6 +17,7 @@ the same builder serves a request to a real apiserver and a model for the functi
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
@@ -25,6 +26,7 @@ from tierra.api.inference_service import InferenceService
 from tierra.api.tier import Tier
 from tierra.core.autoscale import ScalingInputs
 from tierra.core.placement import (
+    Candidate,
     PlacementDecision,
     PlannedPlacement,
     PoolCapacity,
@@ -252,6 +254,41 @@ def tier_view(
     return TierView(tier=t, reachable=reachable, pools=pools, lost=lost, deleting=deleting)
 
 
+def candidate(
+    svc: InferenceService,
+    tv: TierView,
+    pool_name: str = "h100",
+    variant_name: str = "h100",
+    free: int = 8,
+) -> Candidate:
+    """The candidate of ``svc``'s variant on a pool of a viewed tier, with ``free`` units."""
+    p = next(p for p in tv.tier.spec.pools if p.name == pool_name)
+    v = next(v for v in svc.spec.variants if v.name == variant_name)
+    return Candidate(svc, tv, p, v, free)
+
+
+def cheap_and_dear() -> list[TierView]:
+    """central is cheaper than regional for the default h100 variant."""
+    return [
+        tier_view(tier("central", "central", pools=[pool(price=1.0)])),
+        tier_view(tier("regional", "regional", pools=[pool(price=3.0)])),
+    ]
+
+
+def three_tiers() -> list[TierView]:
+    """Three tiers of one h100 pool each, t1 the cheapest and t3 the dearest."""
+    return [
+        tier_view(tier("t1", pools=[pool(price=1.0)])),
+        tier_view(tier("t2", pools=[pool(price=2.0)])),
+        tier_view(tier("t3", pools=[pool(price=3.0)])),
+    ]
+
+
+def placed_replicas(decision: PlacementDecision) -> dict[tuple[str, str, str], int]:
+    """Replicas per (tier, pool, variant) of a placement decision."""
+    return {p.key: p.replicas for p in decision.placements}
+
+
 def service_view(
     *tiers: Tier | TierView,
     settled: Iterable[str] = (),
@@ -413,3 +450,28 @@ def step_benchmark_inputs(**changes: Any) -> ScalingInputs:
             **changes,
         }
     )
+
+
+def units_by_pool(decisions: Sequence[PlacementDecision]) -> Counter[tuple[str, str]]:
+    """Units the decisions place, per (tier, pool)."""
+    used: Counter[tuple[str, str]] = Counter()
+    for d in decisions:
+        for p in d.placements:
+            used[p.pool_key] += p.accelerators
+    return used
+
+
+def applied(tiers: Sequence[TierView], decisions: Sequence[PlacementDecision]) -> list[TierView]:
+    """The tiers as observed once the decisions' pods are scheduled."""
+    used = units_by_pool(decisions)
+    return [
+        TierView(
+            tier=tv.tier,
+            reachable=tv.reachable,
+            pools={
+                name: PoolCapacity(tv.name, name, p.capacity, p.allocated + used[(tv.name, name)])
+                for name, p in tv.pools.items()
+            },
+        )
+        for tv in tiers
+    ]
