@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import statistics
 
-from tierra.lab.simulation import step_response
+from tierra.lab.step_response import step_response
 from tierra_testing.builders import step_benchmark_inputs
 
 BENCHMARK = step_benchmark_inputs(max_replicas=40)
