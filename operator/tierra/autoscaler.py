@@ -302,7 +302,12 @@ class Autoscaler:
                 "reason": rec.reason[:1000],
                 "signals": values,
             }
-            events.append(ScaleEvent("ScaledUp" if up else "ScaledDown", rec.reason))
+            if rec.cancels:
+                # (replicas paid for through part of a start-up and removed before they
+                # served: a scale-down delay shorter than the start-up, most often)
+                events.append(ScaleEvent("ScaledDownBeforeServing", rec.reason, "Warning"))
+            else:
+                events.append(ScaleEvent("ScaledUp" if up else "ScaledDown", rec.reason))
         reason_now = problem[0] if problem else None
         reason_before = scaling.problem[0] if scaling.problem else None
         if reason_now != reason_before:

@@ -489,3 +489,31 @@ async def test_another_variant_going_out_of_reach_is_a_new_warning() -> None:
     assert "on orin in edge-2" in said.message and "on orin in edge " in said.message
     assert wider.reconcile
     assert not [e for e in again.events if e.reason.startswith("SLO")]
+
+
+async def test_a_scale_down_that_removes_replicas_still_starting_is_a_warning() -> None:
+    """A 600 s start-up with no scale-down delay: the replicas a queue asked for are removed
+    when it drains, before they serve, and the Event says so as a Warning."""
+    hasty = service(
+        variants=[variant("h100", model="H100", startup=600)],
+        slo={"latencyP95Ms": 2000, "maxQueuePerReplica": 4},
+        scaling={"scaleDownDelaySeconds": 0},
+    )
+    load = dict(BUSY)
+    async with prometheus(load) as (url, _):
+        scaler = Autoscaler(url, clock=time.time)
+        try:
+            up = await scaler.step("team-a/chat", hasty, TWO, 2, TIERS)
+            asked = up.recommendation.replicas
+            load.update(num_requests_waiting=0.0, num_requests_running=0.0)
+            grown = [RunningPlacement("central", "h100", asked)]
+            down = await scaler.step("team-a/chat", hasty, grown, 2, TIERS)
+        finally:
+            await scaler.close()
+    assert asked > 2
+    rec = down.recommendation
+    assert rec.replicas < asked
+    assert rec.cancels == min(asked - rec.replicas, asked - 2)
+    assert [(e.reason, e.type) for e in down.events] == [("ScaledDownBeforeServing", "Warning")]
+    assert "still starting" in rec.reason
+    assert "scaleDownDelaySeconds 0 < startupSeconds 600" in rec.reason

@@ -57,7 +57,7 @@ from .sanitise import sanitised_inputs
 from .signals import SCALERS
 from .signals.arrival import deadband
 from .signals.latency import over_slo
-from .starting import starting_after
+from .starting import cancelled_by, starting_after
 from .state import Recommendation, ScalerState
 
 
@@ -288,10 +288,20 @@ def recommend(
     replicas, why = _count(
         inputs, state, now, params, found, load, _why(winner, seen, load), over, window, idle_since
     )
+    cancels = 0
     if replicas > current:
         reason = f"scale up {current} -> {replicas}: {why}"
     elif replicas < current:
         reason = f"scale down {current} -> {replicas}: {why}"
+        cancels = cancelled_by(inputs, state, now, replicas, params)
+        if cancels:
+            reason = f"{reason}; {cancels} of the replicas removed are still starting"
+            if inputs.scale_down_delay_seconds < inputs.startup_seconds:
+                reason = (
+                    f"{reason} (scaleDownDelaySeconds {inputs.scale_down_delay_seconds:g} < "
+                    f"startupSeconds {inputs.startup_seconds:g}: a need that returns waits a "
+                    "whole start-up again)"
+                )
     else:
         reason = f"keep {current}: {why}"
     implied = load.implied
@@ -303,6 +313,7 @@ def recommend(
         needs={n.signal: n.replicas for n in found},
         signal=winner.signal if winner is not None else None,
         keeps=keep if found else None,
+        cancels=cancels,
         state=ScalerState(
             last_replicas=replicas,
             last_change_at=now if replicas != current else state.last_change_at,

@@ -64,3 +64,16 @@ def starting_after(
             kept.append((t, n - drop))
         drop -= n
     return tuple(kept)
+
+
+def cancelled_by(
+    inputs: ScalingInputs, state: ScalerState, now: float, replicas: int, params: ScalerParams
+) -> int:
+    """Replicas still starting that going from the desired count to ``replicas`` removes
+    before they serve (a ReplicaSet removes unready pods first): those of the scale-ups asked
+    for within the last start-up time (+ the ready lag). Unready replicas beyond those (pods
+    no node takes) are not counted."""
+    lag = inputs.startup_seconds + params.ready_lag_seconds
+    asked = sum(n for t, n in state.starting if 0.0 <= now - t < lag and n > 0)
+    unready = max(inputs.desired_replicas - inputs.ready_replicas, 0)
+    return max(min(inputs.desired_replicas - replicas, asked, unready), 0)

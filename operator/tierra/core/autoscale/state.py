@@ -178,3 +178,6 @@ class Recommendation:
     """What this sample keeps against a scale-down: the largest of its signals' needs at the
     top of the deadband (``SignalNeed.high``). A scale-down goes to the largest of these over
     ``scaleDownDelaySeconds``. None when no signal was computed."""
+    cancels: int = 0
+    """Replicas still starting that this scale-down removes before they serve (asked for
+    within the last start-up time)."""

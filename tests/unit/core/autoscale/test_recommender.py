@@ -361,6 +361,50 @@ def test_scale_down_waits_for_the_delay_of_sustained_lower_need() -> None:
     assert down.reason.startswith(f"scale down {peak} -> ")
 
 
+def starting_for(
+    loads: Sequence[tuple[float, float, float]], startup: float, delay: float
+) -> list[Recommendation]:
+    """``drive`` from 2 ready replicas whose scale-ups stay unready: each new replica starts
+    for ``startup`` seconds (or is never taken by a node)."""
+    current, state = 2, ScalerState()
+    out = []
+    for i, load in enumerate(loads):
+        now = i * STEP
+        changes = {"startup_seconds": startup, "scale_down_delay_seconds": delay}
+        rec = recommend(
+            inputs(
+                desired_replicas=current, ready_replicas=2, signals=signals(now, *load), **changes
+            ),
+            state,
+            now,
+        )
+        out.append(rec)
+        current, state = rec.replicas, rec.state
+    return out
+
+
+def test_a_scale_down_before_the_new_replicas_serve_says_it_removes_them() -> None:
+    busy, quiet = (0, 40, 40.0), (0, 2, 2.0)
+    recs = starting_for([busy] + [quiet] * 4, startup=300.0, delay=30.0)
+    asked = recs[0].replicas
+    assert asked > 2 and recs[0].cancels == 0
+    down = next(r for r in recs if r.replicas < asked)
+    assert down.cancels == min(asked - down.replicas, asked - 2) > 0
+    assert f"{down.cancels} of the replicas removed are still starting" in down.reason
+    assert "(scaleDownDelaySeconds 30 < startupSeconds 300:" in down.reason
+
+
+def test_replicas_that_should_serve_by_now_are_not_counted_as_cancelled() -> None:
+    """Unready a start-up (+ the ready lag) after they were asked for, they are pods no node
+    takes, not replicas about to serve; and a delay as long as the start-up is no advice."""
+    busy, quiet = (0, 40, 40.0), (0, 2, 2.0)
+    recs = starting_for([busy] * 2 + [quiet] * 12, startup=60.0, delay=120.0)
+    asked = recs[0].replicas
+    down = next(r for r in recs if r.replicas < asked)
+    assert down.cancels == 0
+    assert "still starting" not in down.reason
+
+
 def test_scale_down_keeps_headroom_over_the_window_max() -> None:
     recs = drive([(0, 40, 40.0)] * 2 + [(0, 20, 20.0)] * 12)
     assert recs[-1].replicas == need_for(20.0 * 1.1)
