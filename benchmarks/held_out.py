@@ -120,7 +120,8 @@ def run_case(case: int, wide: bool = False) -> dict[str, Any]:
     name, seed, service, drawn = draw(case, chat, wide)
     setup = setup_service(service, tiers, drawn["error"])
     context = policy_context(setup, generate(name, seed))
-    tierra = run_policy(setup, context, build_policies(parse_policies("tierra"), setup)[0])
+    policy = build_policies(parse_policies("tierra"), setup)[0]
+    tierra = run_policy(setup, context, policy)
     statics = [
         run_policy(setup, context, policy, keep_timeline=False)
         for policy in build_policies(parse_policies("static"), setup)
@@ -141,6 +142,7 @@ def run_case(case: int, wide: bool = False) -> dict[str, Any]:
         "cost_ratio": tierra.cost / reaching.cost if reaching else None,
         "static_at_cost": best.label if best else None,
         "static_at_cost_share": best.within_slo if best else None,
+        "cancelled": getattr(policy, "cancelled", 0),
     }
 
 
@@ -219,6 +221,13 @@ def main() -> int:
     print(
         f"dominated (a static fleet at no more than Tierra's cost is > "
         f"{DOMINATED_POINTS:.0%} points above it): {len(dominated)} of {len(rows)}"
+    )
+    cancelling = [r for r in rows if r["cancelled"]]
+    print(
+        f"scale-downs removed replicas still starting in {len(cancelling)} of {len(rows)} "
+        f"cases ({sum(r['cancelled'] for r in rows)} replicas; "
+        f"{sum(r['delay'] < r['startup'] for r in cancelling)} of those cases have a "
+        "scale-down delay shorter than the start-up)"
     )
     print("worst five:")
     for row in sorted(rows, key=lambda r: r["within_slo"])[:5]:

@@ -49,3 +49,11 @@ def test_held_out_wide_runs_a_case_with_its_wider_draws() -> None:
     rows = [line for line in out.splitlines() if line.startswith("   3 ")]
     assert rows and " c" in rows[0] and " q" in rows[0], out
     assert "CONC QUEUE MIN-MAX" in out and "1 cases (start 3)" in out, out
+
+
+def test_held_out_counts_the_replicas_scale_downs_removed_while_starting() -> None:
+    """Wide case 5: a 600 s start-up with no scale-down delay, on a diurnal ramp."""
+    out = run("held_out.py", "--cases", "1", "--start", "5", "--jobs", "1", "--wide")
+    assert " 600s " in out and "    0s " in out, out
+    assert "removed replicas still starting in 1 of 1 cases" in out, out
+    assert "1 of those cases have a scale-down delay shorter than the start-up" in out, out

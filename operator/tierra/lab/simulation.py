@@ -309,10 +309,13 @@ class TierraPolicy:
         self.state = ScalerState()
         self.reasons: list[tuple[float, str]] = []
         """(time, reason) of every change, for explanations."""
+        self.cancelled = 0
+        """Replicas the scale-downs removed while still starting (``Recommendation.cancels``)."""
 
     def start(self, context: PolicyContext) -> int:
         self.state = ScalerState()
         self.reasons = []
+        self.cancelled = 0
         return context.warm_replicas
 
     def decide(self, observation: Observation) -> int:
@@ -346,6 +349,7 @@ class TierraPolicy:
         )
         rec = recommend(inputs, self.state, observation.time, DEFAULT_PARAMS)
         self.state = rec.state
+        self.cancelled += rec.cancels
         replicas = rec.replicas
         if replicas != observation.desired_replicas:
             self.reasons.append((observation.time, rec.reason))
