@@ -79,17 +79,20 @@ def drive(
     start: int = 1,
     state: ScalerState | None = None,
     t0: float = 0.0,
+    ready: int | None = None,
     **changes: Any,
 ) -> list[Recommendation]:
     """Call the recommender every STEP seconds with (waiting, running, arrival) loads (None:
-    metrics missing), applying each recommendation at once (all replicas ready)."""
+    metrics missing), applying each recommendation at once (all replicas ready, or ``ready``
+    of them whatever is asked: the new ones start, or no node takes them)."""
     current, state = start, state or ScalerState()
     out: list[Recommendation] = []
     for i, load in enumerate(loads):
         now = t0 + i * STEP
         observed = None if load is None else signals(now, *load)
+        serving = current if ready is None else ready
         rec = recommend(
-            inputs(desired_replicas=current, ready_replicas=current, signals=observed, **changes),
+            inputs(desired_replicas=current, ready_replicas=serving, signals=observed, **changes),
             state,
             now,
         )
@@ -361,31 +364,11 @@ def test_scale_down_waits_for_the_delay_of_sustained_lower_need() -> None:
     assert down.reason.startswith(f"scale down {peak} -> ")
 
 
-def starting_for(
-    loads: Sequence[tuple[float, float, float]], startup: float, delay: float
-) -> list[Recommendation]:
-    """``drive`` from 2 ready replicas whose scale-ups stay unready: each new replica starts
-    for ``startup`` seconds (or is never taken by a node)."""
-    current, state = 2, ScalerState()
-    out = []
-    for i, load in enumerate(loads):
-        now = i * STEP
-        changes = {"startup_seconds": startup, "scale_down_delay_seconds": delay}
-        rec = recommend(
-            inputs(
-                desired_replicas=current, ready_replicas=2, signals=signals(now, *load), **changes
-            ),
-            state,
-            now,
-        )
-        out.append(rec)
-        current, state = rec.replicas, rec.state
-    return out
-
-
 def test_a_scale_down_before_the_new_replicas_serve_says_it_removes_them() -> None:
     busy, quiet = (0, 40, 40.0), (0, 2, 2.0)
-    recs = starting_for([busy] + [quiet] * 4, startup=300.0, delay=30.0)
+    recs = drive(
+        [busy] + [quiet] * 4, start=2, ready=2, startup_seconds=300.0, scale_down_delay_seconds=30.0
+    )
     asked = recs[0].replicas
     assert asked > 2 and recs[0].cancels == 0
     down = next(r for r in recs if r.replicas < asked)
@@ -398,7 +381,13 @@ def test_replicas_that_should_serve_by_now_are_not_counted_as_cancelled() -> Non
     """Unready a start-up (+ the ready lag) after they were asked for, they are pods no node
     takes, not replicas about to serve; and a delay as long as the start-up is no advice."""
     busy, quiet = (0, 40, 40.0), (0, 2, 2.0)
-    recs = starting_for([busy] * 2 + [quiet] * 12, startup=60.0, delay=120.0)
+    recs = drive(
+        [busy] * 2 + [quiet] * 12,
+        start=2,
+        ready=2,
+        startup_seconds=60.0,
+        scale_down_delay_seconds=120.0,
+    )
     asked = recs[0].replicas
     down = next(r for r in recs if r.replicas < asked)
     assert down.cancels == 0
