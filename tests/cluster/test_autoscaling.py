@@ -637,21 +637,29 @@ def test_a_ttft_goal_the_variant_cannot_meet_is_a_condition_and_a_warning(
     wait_placed(clients, wait_for, namespace, "long-prompts")
     wait_serving(twin, wait_for, namespace, "long-prompts", 1)
     twin.set_load(namespace, "long-prompts", rate=1.0, prompt_tokens=2000, output_tokens=20)
+
+    def floor_ms(c: dict[str, Any]) -> int | None:
+        found = re.search(r"p95 TTFT floor ([\d,]+) ms", c.get("message") or "")
+        return int(found[1].replace(",", "")) if found else None
+
+    # About 2 s once the size is measured (the token counters' ratio less what requests in
+    # flight added). It is measured over a minute of completions: the first verdict can come
+    # from a size still on its way up, already over the goal but short of 2,000 tokens, and
+    # the message follows the size at the next status refresh.
     said = wait_for(
         lambda: (
             (c := condition(get_service(clients, namespace, "long-prompts"), "SLOReachable")).get(
                 "status"
             )
             == "False"
+            and (floor_ms(c) or 0) >= 1600
             and c
         ),
-        timeout=90,
-        what="SLOReachable=False",
+        timeout=150,
+        what="SLOReachable=False with a floor of about 2 s",
     )
     assert said["reason"] == "OutOfReach"
-    # (about 2 s: the size is the token counters' ratio less what requests in flight added)
-    floor = re.search(r"p95 TTFT floor ([\d,]+) ms", said["message"])
-    assert floor and 1600 <= int(floor[1].replace(",", "")) <= 2500, said["message"]
+    assert (floor_ms(said) or 0) <= 2500, said["message"]
     assert "on h100 in central > SLO 1,000 ms" in said["message"], said["message"]
     wait_for(
         lambda: (
