@@ -8,6 +8,8 @@ apiserver gave them: on one etcd it is the store's revision, so "after the takeo
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import signal
 import time
 import uuid
@@ -150,3 +152,51 @@ def test_a_leader_shutting_down_releases_the_lease_at_once(
     spec = lease(api_clients, lease_namespace).spec
     assert spec.holder_identity == standby.identity
     assert spec.lease_duration_seconds == 15
+
+
+@pytest.mark.parametrize("meanwhile", ["our renewal landed unseen", "another holder took it"])
+async def test_a_release_after_a_write_it_did_not_see_reads_the_lease_again(
+    fleet_kubeconfig: Path, api_clients: Clients, lease_namespace: str, meanwhile: str
+) -> None:
+    """A shutdown that cancels a renewal in flight may leave the leader one write behind:
+    the release then meets 409 Conflict, reads the Lease again and releases it only if it
+    still holds it. Here the apiserver gets a write the leader did not see, on purpose."""
+    from tierra.localfleet.runner import context_kubeconfig
+    from tierra.shell.kube import client_from_kubeconfig
+    from tierra.shell.leader import LeaderElector
+
+    kube = await client_from_kubeconfig(context_kubeconfig(fleet_kubeconfig, "tierra-central"))
+    elector = LeaderElector(kube, lease_namespace, identity="leader-under-test", watch=False)
+    leading = asyncio.Event()
+
+    async def started() -> None:
+        leading.set()
+        await asyncio.Event().wait()
+
+    campaign = asyncio.create_task(elector.run(started))
+    try:
+        await asyncio.wait_for(leading.wait(), 30)
+        holder = "leader-under-test" if meanwhile.startswith("our") else "someone-else"
+        leases = client.CoordinationV1Api(api_clients["central"])
+        leases.patch_namespaced_lease(
+            "tierra",
+            lease_namespace,
+            {"metadata": {"labels": {"touched": "yes"}}, "spec": {"holderIdentity": holder}},
+        )
+        seen = elector.observation
+        assert seen is not None
+        assert (
+            lease(api_clients, lease_namespace).metadata.resource_version != seen.resource_version
+        )
+        campaign.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await campaign
+    finally:
+        campaign.cancel()
+        await kube.close()
+    spec = lease(api_clients, lease_namespace).spec
+    if holder == "leader-under-test":
+        assert spec.holder_identity in (None, ""), "released despite the conflict"
+        assert spec.lease_duration_seconds == 1
+    else:
+        assert spec.holder_identity == "someone-else", "a release never takes from another"

@@ -458,27 +458,53 @@ class LeaderElector:
     async def release(self) -> bool:
         """Give the Lease up if this process still holds it (by its last observation). The gate
         is closed first. True when released; False when someone else holds it now or the
-        update failed (a standby then takes over after the lease duration)."""
+        update failed (a standby then takes over after the lease duration).
+
+        A renewal cancelled in flight (shutdown during its PUT) may still have been applied,
+        leaving the ``resourceVersion`` we hold one write behind: on 409 Conflict the Lease is
+        read again and, if we still hold it, released with the version just read."""
         self._gate.close()
         observation = self._observation
-        if observation is None or observation.record.holder != self.identity:
-            return False
-        record = released_record(observation.record, micro_time())
+        for attempt in ("first", "after a conflict"):
+            if observation is None or observation.record.holder != self.identity:
+                return False
+            record = released_record(observation.record, micro_time())
+            try:
+                updated = await self.client.request(
+                    "PUT",
+                    lease_path(self.namespace, self.name),
+                    body=self._lease_body(observation.resource_version, record),
+                    timeout=self.settings.request_timeout,
+                )
+            except KubeError as failure:
+                if failure.status == 409 and attempt == "first":
+                    observation = await self._read_for_release()
+                    continue
+                log.warning("leader election: releasing the lease failed: %s", failure)
+                return False
+            except (aiohttp.ClientError, TimeoutError, OSError) as failure:
+                log.warning("leader election: releasing the lease failed: %r", failure)
+                return False
+            self._observation = Observation(
+                LeaseRecord.from_lease(updated), _resource_version(updated), self.clock()
+            )
+            log.info("leader election: %s released lease %s/%s", self.identity, *self._key)
+            return True
+        return False
+
+    async def _read_for_release(self) -> Observation | None:
+        """The Lease as it is now, or None when it cannot be read (release then gives up)."""
         try:
-            updated = await self.client.request(
-                "PUT",
-                lease_path(self.namespace, self.name),
-                body=self._lease_body(observation.resource_version, record),
-                timeout=self.settings.request_timeout,
+            lease = await self.client.request(
+                "GET", lease_path(self.namespace, self.name), timeout=self.settings.request_timeout
             )
         except (KubeError, aiohttp.ClientError, TimeoutError, OSError) as failure:
-            log.warning("leader election: releasing the lease failed: %s", failure)
-            return False
-        self._observation = Observation(
-            LeaseRecord.from_lease(updated), _resource_version(updated), self.clock()
+            log.warning("leader election: reading the lease to release it failed: %s", failure)
+            return None
+        self._observation = observe(
+            self._observation, LeaseRecord.from_lease(lease), _resource_version(lease), self.clock()
         )
-        log.info("leader election: %s released lease %s/%s", self.identity, *self._key)
-        return True
+        return self._observation
 
     # ------------------------------------------------------------- one attempt
     @property
