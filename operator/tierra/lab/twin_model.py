@@ -52,6 +52,7 @@ from tierra.core.render import (
     LABEL_VARIANT,
     MANAGED_BY,
 )
+from tierra.lab.simulation import nearest_rank
 
 ServiceKey = tuple[str, str]
 """(namespace, name) of an InferenceService."""
@@ -360,10 +361,7 @@ class Histogram:
 def percentile(values: Iterable[float], q: float) -> float | None:
     """The nearest-rank ``q`` percentile (0 < q <= 1), or None for no values."""
     ordered = sorted(values)
-    if not ordered:
-        return None
-    rank = max(1, math.ceil(q * len(ordered)))
-    return ordered[rank - 1]
+    return nearest_rank(ordered, q) if ordered else None
 
 
 @dataclass
