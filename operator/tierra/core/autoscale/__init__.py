@@ -36,8 +36,9 @@ Signals (the recommendation is the max over them; the reason names the winner)
   ``decision_interval``, the start-up and the ready lag), a reactive scale-up is late for a burst
   that rises faster than that. The
   recommender remembers its arrival-rate estimates of the last ``headroom_lookback_seconds``
-  (or ``headroom_lookback_startups`` start-up times, when longer: ``burst_lookback``) and
-  holds the arrival model's count for ``now + the largest rise seen within one start-up time``
+  (or ``headroom_lookback_startups`` start-up times, when longer: ``burst_lookback``; older
+  ones fade out over ``headroom_fade_lookbacks`` more, ``burst_fade``) and holds the arrival
+  model's count for ``now + the largest rise seen within one start-up time``
   (at most the lookback's peak plus the deadband): the burstiness this service has shown, an
   upper envelope rather than a mean. The reason says how much was held and why.
 * **latency** (feedback): when the observed p95 latency or TTFT exceeds its SLO by a ratio
@@ -91,8 +92,10 @@ from .service import (
 from .signals import SCALERS, Scaler
 from .signals.arrival import arrival_need, deadband, planned_concurrency
 from .signals.headroom import (
+    burst_fade,
     burst_lead,
     burst_lookback,
+    burst_memory,
     burst_noise,
     burst_rise,
     burst_swing,
@@ -126,8 +129,10 @@ __all__ = [
     "TierSample",
     "arrival_need",
     "blended_capacity",
+    "burst_fade",
     "burst_lead",
     "burst_lookback",
+    "burst_memory",
     "burst_noise",
     "burst_rise",
     "burst_swing",

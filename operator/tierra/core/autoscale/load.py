@@ -23,7 +23,7 @@ from typing import TypeVar
 
 from .model import DEFAULT_PARAMS, HUGE, ScalerParams, ScalingInputs, mean_work
 from .sample import Arrivals, Load, Observed
-from .signals.headroom import burst_lookback
+from .signals.headroom import burst_lookback, burst_memory
 from .state import ScalerState
 
 Value = TypeVar("Value", int, float)
@@ -170,7 +170,8 @@ def observe_load(seen: Observed, state: ScalerState, now: float, params: ScalerP
     if arrival is not None:
         arrival = min(arrival, HUGE) if math.isfinite(arrival) else HUGE
     lookback = max(burst_lookback(inputs.startup_seconds, params), inputs.scale_down_delay_seconds)
-    rates = tuple(r for r in state.rates if r[0] > now - lookback)
+    memory = max(burst_memory(inputs.startup_seconds, params), lookback)
+    rates = tuple(r for r in state.rates if r[0] > now - memory)
     if arrival is not None:
         # (the burst history keeps what each interval measured: not the rise extrapolated
         # within the last one -- it sizes this decision, and the next interval shows the new

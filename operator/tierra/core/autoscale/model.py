@@ -50,6 +50,11 @@ class ScalerParams:
     """The burst headroom looks back at least this many start-up times: a burst no replica
     can start for in time misses for a start-up time, so the slower the start-up, the longer
     a burst seen is worth holding for."""
+    headroom_fade_lookbacks: float = 0.5
+    """Past the lookback the burst history fades instead of ending: a sample older than
+    ``burst_lookback`` counts at a weight falling linearly to zero over this many lookbacks
+    more (``burst_fade``), so the headroom shrinks as a burst ages rather than dropping whole
+    the moment the burst leaves the window (when the next one may be minutes away)."""
     heavier_mix_ratio: float = 1.5
     """A burst-history sample whose mean request takes this many times the work of the
     latest's (or more, both on the same replicas) counts at its mix's weight

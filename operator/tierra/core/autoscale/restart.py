@@ -7,7 +7,7 @@ import math
 from collections.abc import Mapping
 
 from .model import DEFAULT_PARAMS, EPS, ScalerParams
-from .signals.headroom import burst_lead, burst_swing, mix_weighted, mix_weights
+from .signals.headroom import burst_fade, burst_lead, burst_swing, mix_weighted, mix_weights
 from .state import ScalerState
 
 STATE_SIGNALS = ("state.speed", "state.burstRise", "state.burstPeak", "state.crowd")
@@ -32,7 +32,8 @@ def status_signals(
     if state.rates:
         weights = mix_weights(state.mixes, *token_rates, params) if token_rates else {}
         lead = burst_lead(startup_seconds, state.rates, params)
-        rise, peak = burst_swing(mix_weighted(state.rates, weights), lead)
+        fade = burst_fade(state.rates[-1][0], startup_seconds, params)
+        rise, peak = burst_swing(mix_weighted(state.rates, weights), lead, fade)
         out["state.burstRise"] = round(rise, 4)
         out["state.burstPeak"] = round(peak, 4)
     if state.crowds:

@@ -25,8 +25,10 @@ from tierra.core.autoscale import (
     ScalingInputs,
     Signals,
     arrival_need,
+    burst_fade,
     burst_lead,
     burst_lookback,
+    burst_memory,
     burst_noise,
     burst_rise,
     burst_swing,
@@ -304,19 +306,75 @@ def test_headroom_keeps_the_count_through_the_quiet_and_lets_go_after_the_lookba
 
 @pytest.mark.parametrize("startup", [60.0, 300.0])
 def test_a_slow_start_up_holds_a_burst_for_twelve_start_up_times(startup: float) -> None:
-    """One burst of 20 req/s over 2 req/s. On a 60 s start-up it is held for the 30-minute
-    lookback; on a 300 s start-up, where a burst missed misses for five minutes, for twelve
-    start-up times (an hour): a crowd that comes back 40 minutes later is still held for."""
+    """One burst of 20 req/s over 2 req/s. On a 60 s start-up it is held whole for the
+    30-minute lookback; on a 300 s start-up, where a burst missed misses for five minutes, for
+    twelve start-up times (an hour): a crowd that comes back 40 minutes later is still held
+    for. Then it fades out over half a lookback more."""
+    lookback = burst_lookback(startup)
+    end = 360.0 + lookback * (1 + DEFAULT_PARAMS.headroom_fade_lookbacks)
     counts = {
-        t: rec.replicas for t, rec in closed_loop(one_burst, 4500, startup_seconds=startup).items()
+        t: rec.replicas
+        for t, rec in closed_loop(one_burst, end + 300, startup_seconds=startup).items()
     }
     held, quiet = need_for(18.0), need_for(2.0 * 1.1) + 1
-    assert all(counts[t] >= held for t in counts if 1200 <= t <= 2100)
-    if startup == 60.0:
-        assert counts[2400.0] <= quiet
-    else:
+    assert all(counts[t] >= held for t in counts if 1200 <= t <= 300 + lookback)
+    if startup == 300.0:
         assert all(counts[t] >= held for t in counts if 2100 <= t <= 3600)
-        assert counts[4200.0] <= quiet
+    fading = [counts[t] for t in sorted(counts) if 360 + lookback <= t <= end]
+    assert fading == sorted(fading, reverse=True), "a fading burst never holds more later"
+    assert quiet < fading[len(fading) // 2] < held
+    assert all(counts[t] <= quiet for t in counts if t >= end + 60)
+
+
+def test_a_burst_older_than_the_lookback_fades_out_instead_of_ending() -> None:
+    """The weight of a burst-history sample: whole within the lookback, then falling linearly
+    to nothing over half a lookback more; the headroom held for a burst shrinks with it and
+    the reason says the history is fading."""
+    lookback = burst_lookback(60.0)  # 30 minutes
+    weight = burst_fade(10_000.0, 60.0)
+    assert weight(10_000.0) == weight(10_000.0 - lookback) == 1.0
+    assert weight(10_000.0 - 1.25 * lookback) == pytest.approx(0.5)
+    assert weight(10_000.0 - 1.5 * lookback) == weight(0.0) == 0.0
+    assert burst_memory(60.0) == 1.5 * lookback
+
+    def held(age: float) -> int:
+        """The headroom at 2 req/s for a 2 -> 20 req/s burst that ended ``age`` s ago."""
+        now = 3600.0
+        history = tuple(
+            (t, 20.0 if now - age - 60 <= t < now - age else 2.0, 4)
+            for t in (i * STEP for i in range(int(now / STEP) + 1))
+            if t > now - burst_memory(60.0)
+        )
+        need = headroom_need(inputs(startup_seconds=60.0), 2.0, history)
+        return 0 if need is None else need.replicas
+
+    ages = [600.0, lookback - 120, lookback + 300, lookback + 600, 1.5 * lookback + 60]
+    counts = [held(age) for age in ages]
+    assert counts[0] == counts[1] == need_for(20.0)
+    assert need_for(20.0) > counts[2] > counts[3] > 0
+    assert counts[4] == 0
+    now = 3600.0
+    history = tuple(
+        (t, 20.0 if 3600.0 - lookback - 360 <= t < 3600.0 - lookback - 300 else 2.0, 4)
+        for t in (i * STEP for i in range(int(now / STEP) + 1))
+        if t > now - burst_memory(60.0)
+    )
+    need = headroom_need(inputs(startup_seconds=60.0), 2.0, history)
+    assert need is not None and "over the last 30 min, fading over the 15 before" in need.reason
+
+
+def test_the_status_keeps_a_fading_burst_at_its_weight() -> None:
+    """A restart holds a burst from beyond the lookback as it was being held: faded."""
+    lookback = burst_lookback(60.0)
+    now = 3600.0
+    history = tuple(
+        (t, 20.0 if now - 1.25 * lookback - 60 <= t < now - 1.25 * lookback else 2.0, 4)
+        for t in (i * STEP for i in range(int(now / STEP) + 1))
+    )
+    kept = status_signals(ScalerState(rates=history), 60.0)
+    assert 0.45 * 20.0 < kept["state.burstPeak"] < 0.55 * 20.0
+    # (the burst's fall, a minute younger than its rise, weighs a little more)
+    assert 0.45 * 18.0 < kept["state.burstRise"] < 0.6 * 18.0
 
 
 def test_mix_weights_count_only_a_much_heavier_mix_on_the_same_replicas() -> None:

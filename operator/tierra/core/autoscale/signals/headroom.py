@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 
 from tierra.core.queue_model import replicas_for_slo, solo_service_seconds
@@ -32,16 +32,48 @@ def burst_rise(rates: tuple[tuple[float, float, int], ...], lead: float) -> tupl
     return _largest_change(rates, lead, falls=False)
 
 
-def burst_swing(rates: tuple[tuple[float, float, int], ...], lead: float) -> tuple[float, float]:
+def burst_swing(
+    rates: tuple[tuple[float, float, int], ...],
+    lead: float,
+    weight: Callable[[float], float] | None = None,
+) -> tuple[float, float]:
     """(largest swing, peak) of the arrival rate in ``rates``: the most it went up *or down*
     within ``lead`` seconds, and its highest value. A burst's end is as much evidence of
     bursty traffic as its start: load that fell within a start-up time can come back as fast
-    (a service whose first burst was under way before it was observed included)."""
-    return _largest_change(rates, lead, falls=True)
+    (a service whose first burst was under way before it was observed included). With
+    ``weight`` (time -> 0..1, ``burst_fade``), a swing or a peak ending at a sample counts
+    at that sample's weight."""
+    return _largest_change(rates, lead, falls=True, weight=weight)
+
+
+def burst_fade(
+    latest: float, startup: float, params: ScalerParams = DEFAULT_PARAMS
+) -> Callable[[float], float]:
+    """The weight of a burst-history sample taken at ``t`` when the latest is at ``latest``:
+    1 within ``burst_lookback``, then falling linearly to 0 over ``headroom_fade_lookbacks``
+    lookbacks more."""
+    lookback = burst_lookback(startup, params)
+    span = params.headroom_fade_lookbacks * lookback
+
+    def weight(t: float) -> float:
+        age = latest - t
+        if age <= lookback:
+            return 1.0
+        return max(0.0, 1.0 - (age - lookback) / span) if span > 0 else 0.0
+
+    return weight
+
+
+def burst_memory(startup: float, params: ScalerParams = DEFAULT_PARAMS) -> float:
+    """How long a burst-history sample is kept: the lookback and its fade."""
+    return burst_lookback(startup, params) * (1.0 + max(0.0, params.headroom_fade_lookbacks))
 
 
 def _largest_change(
-    rates: tuple[tuple[float, float, int], ...], lead: float, falls: bool
+    rates: tuple[tuple[float, float, int], ...],
+    lead: float,
+    falls: bool,
+    weight: Callable[[float], float] | None = None,
 ) -> tuple[float, float]:
     lowest: deque[tuple[float, float]] = deque()  # (increasing rates: the window's minimum first)
     highest: deque[tuple[float, float]] = deque()  # (decreasing: its maximum first)
@@ -56,10 +88,11 @@ def _largest_change(
         while highest and highest[-1][1] <= rate:
             highest.pop()
         highest.append((t, rate))
-        change = max(change, rate - lowest[0][1])
+        share = 1.0 if weight is None else weight(t)
+        change = max(change, share * (rate - lowest[0][1]))
         if falls:
-            change = max(change, highest[0][1] - rate)
-        peak = max(peak, rate)
+            change = max(change, share * (highest[0][1] - rate))
+        peak = max(peak, share * rate)
     return change, peak
 
 
@@ -211,11 +244,12 @@ def headroom_need(
     A replica asked for now serves ``startupSeconds`` later, so a burst that rises within
     that time is met only by what is already running. The headroom is the largest rise (or
     fall, ``burst_swing``) of the arrival rate within one start-up time seen over the last
-    ``burst_lookback`` (the burstiness of this service's traffic, not a fixed
-    margin): the arrival model is asked for ``current rate + that rise`` (none for a rise that
-    Poisson noise alone would show somewhere in the lookback, ``burst_noise``: the queueing
-    headroom covers it; a larger one is held whole), never more than the lookback's peak (plus
-    the deadband), so a burst that came before is held for, and a smooth load holds little.
+    ``burst_lookback`` (the burstiness of this service's traffic, not a fixed margin; older
+    samples fade out over ``headroom_fade_lookbacks`` more, ``burst_fade``): the arrival
+    model is asked for ``current rate + that rise`` (none for a rise that Poisson noise alone
+    would show somewhere in the lookback, ``burst_noise``: the queueing headroom covers it; a
+    larger one is held whole), never more than the lookback's peak (plus the deadband), so a
+    burst that came before is held for, and a smooth load holds little.
     None when the start-up is short enough for a reactive scale-up, or nothing rose.
     """
     if not rates:
@@ -232,7 +266,7 @@ def headroom_need(
     if plan is None:
         return None
     lead = burst_lead(inputs.startup_seconds, rates, params)
-    rise, peak = burst_swing(rates, lead)
+    rise, peak = burst_swing(rates, lead, burst_fade(rates[-1][0], inputs.startup_seconds, params))
     # (a burst is held whole: the next one's peak is no lower than the last's for being noisy)
     if rise <= burst_noise(peak, lead, params):
         rise = 0.0
@@ -273,6 +307,9 @@ def headroom_need(
     if max(by_rate, by_crowd) <= replicas(arrival_rate):
         return None
     mean = sum(r for _, r, _ in rates) / len(rates)
+    fade_minutes = lookback_minutes * params.headroom_fade_lookbacks
+    faded = rates[0][0] < rates[-1][0] - lookback_minutes * 60
+    fading = f", fading over the {fade_minutes:g} before" if faded and fade_minutes > 0 else ""
     if ramping:
         source = (
             f"where the arrivals' ramp of the last "
@@ -283,7 +320,7 @@ def headroom_need(
         source = (
             f"the largest rise or fall within the {lead:g} s "
             f"{'start-up' if lead == inputs.startup_seconds else 'between decisions'} over the "
-            f"last {lookback_minutes:g} min (peak {peak:.3g}, peak/mean "
+            f"last {lookback_minutes:g} min{fading} (peak {peak:.3g}, peak/mean "
             f"{peak / mean if mean > 0 else math.inf:.2g})"
         )
     why = (
