@@ -1025,3 +1025,39 @@ def test_steps_spikes_and_noise_are_no_ramp_over_a_start_up_either() -> None:
     fits no line, and noise has no slope, in nearly every window."""
     for name, shape in NO_RAMPS.items():
         assert false_ramps(shape, 300.0, samples=20) <= 4, name
+
+
+def test_a_slow_ramp_is_seen_in_a_service_s_first_start_up_time() -> None:
+    """A ramp of 0.01 req/s every second from the first sample, and a 600 s start-up: five
+    minutes in, the history is younger than a start-up time, and the line is fitted over
+    what there is (the five-sample fit rarely tells this slope from noise), held where it
+    will be when a replica asked now serves."""
+
+    def ramp(t: float) -> float:
+        return 1.0 + 0.01 * t
+
+    held = []
+    for seed in range(20):
+        rates = _poisson_rates(random.Random(seed), ramp, 0.0, 300.0)
+        need = headroom_need(inputs(startup_seconds=600.0), rates[-1][1], rates, TRUSTED)
+        if need is not None and "ramp of the last 315 s" in need.reason:
+            held.append(seed)
+            assert need.replicas >= need_for(ramp(900.0) - 3.0), (seed, need)
+    assert len(held) >= 15, held
+
+
+def test_noise_rarely_holds_a_ramp_in_a_young_history() -> None:
+    """Steady arrivals, a step and a spike in a history younger than a 600 s start-up (the
+    line fitted over every sample there is): a ramp in at most 3 % of the decisions."""
+    for name, shape in NO_RAMPS.items():
+        held = decisions = 0
+        for seed in range(20):
+            rates = _poisson_rates(
+                random.Random(seed), lambda t, shape=shape: shape(t + 300.0), 0.0, 585.0
+            )
+            for end in range(6, len(rates) + 1):
+                seen = rates[:end]
+                need = headroom_need(inputs(startup_seconds=600.0), seen[-1][1], seen, TRUSTED)
+                held += need is not None and "ramp" in need.reason
+                decisions += 1
+        assert held <= 0.03 * decisions, (name, held, decisions)

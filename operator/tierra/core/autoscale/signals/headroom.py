@@ -177,6 +177,20 @@ def burst_noise(peak: float, startup: float, params: ScalerParams = DEFAULT_PARA
     return z * math.sqrt(2.0 * max(peak, 0.0) / sample)
 
 
+def spaced_samples(
+    rates: tuple[tuple[float, float, int], ...], wanted: int, params: ScalerParams = DEFAULT_PARAMS
+) -> list[tuple[float, float]]:
+    """(time, rate) of up to ``wanted`` of the latest samples at least ``rate_sample_seconds``
+    apart, newest first (the recommender may decide more often than that)."""
+    picked: list[tuple[float, float]] = []
+    for t, rate, _ in reversed(rates):
+        if not picked or picked[-1][0] - t >= params.rate_sample_seconds - EPS:
+            picked.append((t, min(max(rate, 0.0), HUGE)))
+        if len(picked) == wanted:
+            break
+    return picked
+
+
 def ramp_ahead(
     rates: tuple[tuple[float, float, int], ...],
     at: float,
@@ -194,12 +208,7 @@ def ramp_ahead(
     """
     sample = params.rate_sample_seconds
     wanted = max(samples if samples is not None else params.ramp_samples, 3)
-    picked: list[tuple[float, float]] = []
-    for t, rate, _ in reversed(rates):
-        if not picked or picked[-1][0] - t >= sample - EPS:
-            picked.append((t, min(max(rate, 0.0), HUGE)))
-        if len(picked) == wanted:
-            break
+    picked = spaced_samples(rates, wanted, params)
     n = len(picked)
     if n < wanted or not math.isfinite(at):
         return 0.0
@@ -283,10 +292,13 @@ def headroom_need(
     # sample, which completes a flash crowd's line a sample sooner, and without it (the
     # higher of the two: more load now never means less held, though it may fit no line).
     # A slow ramp shows its slope over a start-up time before it does over a minute (fitted
-    # over as many samples as a start-up time holds, when that is more).
+    # over as many samples as a start-up time holds, when that is more; over those there are
+    # while the history is younger than a start-up, or a slow ramp in a service's first
+    # start-up time would be seen only over a minute).
     ahead = rates[-1][0] + inputs.startup_seconds
     span = round(inputs.startup_seconds / params.rate_sample_seconds)
-    fits = {params.ramp_samples, max(params.ramp_samples, span)}
+    held_samples = len(spaced_samples(rates, span, params))
+    fits = {params.ramp_samples, max(params.ramp_samples, held_samples)}
     line, fitted = max(
         (ramp_ahead(history, ahead, params, n), n) for n in fits for history in (rates, rates[:-1])
     )
