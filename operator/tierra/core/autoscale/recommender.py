@@ -57,7 +57,7 @@ from .sanitise import sanitised_inputs
 from .signals import SCALERS
 from .signals.arrival import deadband
 from .signals.latency import over_slo
-from .starting import cancelled_by, starting_after
+from .starting import cancelled_by, starting_after, still_asked_for
 from .state import Recommendation, ScalerState
 
 
@@ -175,6 +175,13 @@ def _why(winner: SignalNeed | None, seen: Observed, load: Load) -> str:
     return why
 
 
+def _starting_kept(replicas: int) -> str:
+    return (
+        f"{replicas} still starting were asked for at arrivals no higher than now's "
+        "(removed, they would be asked for again a start-up later)"
+    )
+
+
 def _count(
     inputs: ScalingInputs,
     state: ScalerState,
@@ -220,6 +227,10 @@ def _count(
     elif target < current:
         lowest = min(max(window[0][1], floor), upper)
         observed = now - window_since
+        # (a ReplicaSet removes unready pods first: keeping some of them keeps the ready ones)
+        asked = still_asked_for(inputs, state, now, load.rates, params)
+        unready = max(current - inputs.ready_replicas, 0)
+        kept_starting = min(current, current - unready + asked) if asked else 0
         if over is not None:
             # (a count that the other signals find too high while requests miss the SLO is
             # a model that is wrong for now: a new request mix, a slower replica)
@@ -233,12 +244,16 @@ def _count(
             )
         elif current - lowest < params.tolerance * current - EPS:
             why = f"{why} (scale-down to {lowest} is within {params.tolerance:.0%}: keep)"
+        elif kept_starting >= current:
+            why = f"{why} (scale-down waits: {_starting_kept(asked)})"
         else:
-            replicas = lowest
+            replicas = max(lowest, kept_starting)
             why = (
                 f"{why}; {window[0][1]} needed with {params.tolerance:.0%} headroom over the "
                 f"last {delay:g} s"
             )
+            if kept_starting > lowest:
+                why = f"{why}; not below {kept_starting}: {_starting_kept(asked)}"
     bounded = min(max(replicas, 0 if replicas == 0 and inputs.scale_to_zero else floor), upper)
     if bounded != replicas:
         why = f"{why} (bounds [{floor}, {upper}])"

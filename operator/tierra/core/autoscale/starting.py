@@ -3,6 +3,8 @@ for, Ready or not (a pod can be Ready before its model server serves)."""
 
 from __future__ import annotations
 
+import math
+
 from .model import ScalerParams, ScalingInputs
 from .state import ScalerState
 
@@ -77,3 +79,28 @@ def cancelled_by(
     asked = sum(n for t, n in state.starting if 0.0 <= now - t < lag and n > 0)
     unready = max(inputs.desired_replicas - inputs.ready_replicas, 0)
     return max(min(inputs.desired_replicas - replicas, asked, unready), 0)
+
+
+def still_asked_for(
+    inputs: ScalingInputs,
+    state: ScalerState,
+    now: float,
+    rates: tuple[tuple[float, float, int], ...],
+    params: ScalerParams,
+) -> int:
+    """Replicas still starting whose load is still here: asked for within the last start-up
+    time (+ the ready lag) at arrivals (the burst history's sample of that scale-up) no higher
+    than the latest sample's. Removing them would ask for them again a whole start-up later,
+    whatever ``scaleDownDelaySeconds`` says: a ramp's forecast that one sample no longer fits
+    is not refuted until the arrivals fall back. Never more than the unready replicas."""
+    if not rates or rates[-1][0] != now:
+        return 0
+    latest = rates[-1][1]
+    at_ask = {t: rate for t, rate, _ in rates}
+    lag = inputs.startup_seconds + params.ready_lag_seconds
+    kept = sum(
+        n
+        for asked, n in state.starting
+        if 0.0 <= now - asked < lag and n > 0 and at_ask.get(asked, math.inf) <= latest
+    )
+    return min(kept, max(inputs.desired_replicas - inputs.ready_replicas, 0))

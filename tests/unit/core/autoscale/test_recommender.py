@@ -377,6 +377,66 @@ def test_a_scale_down_before_the_new_replicas_serve_says_it_removes_them() -> No
     assert "(scaleDownDelaySeconds 30 < startupSeconds 300:" in down.reason
 
 
+def starting_at(*batches: tuple[float, int, float]) -> ScalerState:
+    """The state after scale-ups from 2 replicas: (when asked, replicas, arrivals then) each."""
+    return ScalerState(
+        last_replicas=2 + sum(n for _, n, _ in batches),
+        starting=tuple((t, n) for t, n, _ in batches),
+        rates=tuple((t, rate, 2) for t, _, rate in batches),
+        window_since=0.0,
+    )
+
+
+@pytest.mark.parametrize("arrivals", [5.0, 6.0])
+def test_a_scale_down_keeps_replicas_still_starting_while_their_load_is_here(
+    arrivals: float,
+) -> None:
+    """A 600 s start-up and no scale-down delay: 8 replicas asked for at 5 req/s (by a
+    forecast the next sample no longer makes) stay while the arrivals are no lower; removed,
+    they would be asked for again 600 s later."""
+    now = 15.0
+    rec = recommend(
+        inputs(
+            desired_replicas=10,
+            ready_replicas=2,
+            startup_seconds=600.0,
+            scale_down_delay_seconds=0.0,
+            signals=signals(now, 0.0, arrivals * 0.375, arrivals),
+        ),
+        starting_at((0.0, 8, 5.0)),
+        now,
+    )
+    assert need_for(arrivals) < 10
+    assert rec.replicas == 10 and rec.cancels == 0
+    assert "(scale-down waits: 8 still starting were asked for at arrivals no higher" in (
+        rec.reason
+    )
+
+
+def test_replicas_still_starting_go_once_their_load_falls_back() -> None:
+    """Of two batches asked for at 3 and 8 req/s, at 5 req/s the first stays and the second
+    goes (a ReplicaSet removes unready pods first: 2 ready + 4 kept); at 2 req/s both go."""
+    state = starting_at((0.0, 4, 3.0), (15.0, 4, 8.0))
+    for arrivals, kept in ((5.0, 6), (2.0, None)):
+        rec = recommend(
+            inputs(
+                desired_replicas=10,
+                ready_replicas=2,
+                startup_seconds=600.0,
+                scale_down_delay_seconds=0.0,
+                signals=signals(30.0, 0.0, arrivals * 0.375, arrivals),
+            ),
+            state,
+            30.0,
+        )
+        if kept is None:
+            assert rec.replicas == max(need_for(arrivals * 1.1), 1) and rec.cancels == 8, rec
+            assert "still starting were asked for" not in rec.reason
+        else:
+            assert rec.replicas == kept and rec.cancels == 4, rec
+            assert f"not below {kept}: 4 still starting were asked for" in rec.reason
+
+
 def test_replicas_that_should_serve_by_now_are_not_counted_as_cancelled() -> None:
     """Unready a start-up (+ the ready lag) after they were asked for, they are pods no node
     takes, not replicas about to serve; and a delay as long as the start-up is no advice."""
