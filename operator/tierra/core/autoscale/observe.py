@@ -17,6 +17,7 @@ from tierra.core.slo_reach import OutOfReach, out_of_reach
 
 from .model import ScalerParams, ScalingInputs, mean_work, replica_floor
 from .sample import Observed
+from .signals.latency import tested_feedback
 from .sizes import request_sizes, running_seen_now, smoothed_sizes
 from .speed import update_speed
 from .starting import starting_count
@@ -135,6 +136,8 @@ def observe(
     )
     # (a size standing for a handful of requests sizes no replicas by the arrival model)
     sized = inputs if known else replace(inputs, mean_prompt_tokens=None, mean_output_tokens=None)
+    assert inputs.signals is not None
+    probe, unhelped = tested_feedback(inputs, inputs.signals, state, now, params)
     return Observed(
         inputs=inputs,
         sized=sized,
@@ -144,5 +147,7 @@ def observe(
         profile_work=profile_work,
         sizes=sizes,
         unreachable=unreachable,
-        unmeetable=frozenset(o.metric for o in unreachable or ()),
+        unmeetable=frozenset(o.metric for o in unreachable or ()) | {g for g, _ in unhelped},
+        latency_probe=probe,
+        unhelped=unhelped,
     )

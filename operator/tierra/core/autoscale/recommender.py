@@ -56,7 +56,7 @@ from .sample import Load, Observed, Sample
 from .sanitise import sanitised_inputs
 from .signals import SCALERS
 from .signals.arrival import deadband
-from .signals.latency import over_slo
+from .signals.latency import over_slo, worst_goal
 from .starting import cancelled_by, starting_after, still_asked_for
 from .state import Recommendation, ScalerState
 
@@ -168,10 +168,20 @@ def _why(winner: SignalNeed | None, seen: Observed, load: Load) -> str:
         why = f"{why}; replicas measured at {seen.speed:.2f}x the profile's speed"
     signals = seen.inputs.signals
     assert signals is not None
-    unchased = over_slo(seen.inputs, signals)
+    unchased = worst_goal(seen.inputs, signals)
     if unchased is not None and over_slo(seen.inputs, signals, seen.unmeetable) is None:
-        where = ", ".join(dict.fromkeys(o.variant for o in seen.unreachable or ()))
-        why = f"{why}; {unchased[1]} not chased: out of reach on {where} at any count"
+        _, goal, what = unchased
+        where = ", ".join(
+            dict.fromkeys(o.variant for o in seen.unreachable or () if o.metric == goal)
+        )
+        tested = dict(seen.unhelped).get(goal)
+        if where or tested is None:
+            why = f"{why}; {what} not chased: out of reach on {where} at any count"
+        else:
+            why = (
+                f"{why}; {what} not chased: more replicas did not bring it closer ({tested}): "
+                "the slowest requests alone take that long"
+            )
     return why
 
 
@@ -354,5 +364,24 @@ def recommend(
             work=seen.profile_work if seen.profile_work is not None else state.work,
             suspect_at=None,
             out_of_reach=seen.unreachable,
+            latency_probe=_latency_probe(winner, seen, now)
+            if replicas > current
+            else seen.latency_probe,
+            unhelped=seen.unhelped,
         ),
     )
+
+
+def _latency_probe(
+    winner: SignalNeed | None, seen: Observed, now: float
+) -> tuple[float, int, float, str] | None:
+    """The probe of a scale-up the latency signal asked for (``tested_feedback``): when, the
+    replicas ready and the goal's ratio then. None for a scale-up another signal asked for."""
+    signals = seen.inputs.signals
+    if winner is None or winner.signal != "latency" or signals is None:
+        return None
+    worst = worst_goal(seen.inputs, signals, seen.unmeetable)
+    if worst is None:
+        return None
+    ratio, goal, _ = worst
+    return (now, seen.inputs.ready_replicas, ratio, goal)

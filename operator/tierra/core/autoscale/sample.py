@@ -38,7 +38,12 @@ class Observed:
     sizes: tuple[float, float, float, float] | None
     unreachable: tuple[OutOfReach, ...] | None
     unmeetable: frozenset[str]
-    """The goals a running variant misses at any count: feedback does not chase them."""
+    """The goals a running variant misses at any count, or that more replicas did not bring
+    closer (``unhelped``): feedback does not chase them."""
+    latency_probe: tuple[float, int, float, str] | None = None
+    """The latency scale-up still to be judged (``tested_feedback``)."""
+    unhelped: tuple[tuple[str, str], ...] = ()
+    """(goal, what was seen) of the goals a tested latency scale-up did not bring closer."""
 
 
 @dataclass(frozen=True)

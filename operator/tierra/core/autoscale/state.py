@@ -80,6 +80,13 @@ class ScalerState:
     out_of_reach: tuple[OutOfReach, ...] | None = None
     """The goals a running variant cannot meet for the mean request (``out_of_reach``); None
     while the request size is unknown. Rebuilt from the first sample with a known size."""
+    latency_probe: tuple[float, int, float, str] | None = None
+    """(when, ready replicas, ratio of the p95 to its goal, the goal) of the last scale-up the
+    latency signal asked for: once its replicas serve, whether they brought the goal closer
+    (``tested_feedback``)."""
+    unhelped: tuple[tuple[str, str], ...] = ()
+    """(goal, what was seen) of the goals over the SLO that a tested latency scale-up left as
+    far above it: not chased with replicas until met again."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -109,6 +116,8 @@ class ScalerState:
             "outOfReach": None
             if self.out_of_reach is None
             else [asdict(o) for o in self.out_of_reach],
+            "latencyProbe": list(self.latency_probe) if self.latency_probe else None,
+            "unhelped": [list(u) for u in self.unhelped],
         }
 
     @classmethod
@@ -122,6 +131,7 @@ class ScalerState:
 
         last = data.get("lastReplicas")
         probe = data.get("backlogProbe")
+        tested = data.get("latencyProbe")
         return cls(
             last_replicas=None if last is None else int(last),
             last_change_at=number("lastChangeAt"),
@@ -151,6 +161,10 @@ class ScalerState:
             out_of_reach=None
             if data.get("outOfReach") is None
             else tuple(OutOfReach(**o) for o in data["outOfReach"]),
+            latency_probe=(float(tested[0]), int(tested[1]), float(tested[2]), str(tested[3]))
+            if tested
+            else None,
+            unhelped=tuple((str(m), str(w)) for m, w in data.get("unhelped") or ()),
         )
 
 

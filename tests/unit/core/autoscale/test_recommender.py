@@ -872,3 +872,54 @@ def test_state_round_trips_through_status() -> None:
         running_seen=((1.0, 3.0), (3.0, 4.0)),
     )
     assert ScalerState.from_dict(json.loads(json.dumps(state.to_dict()))) == state
+
+
+def ttft_sample(now: float, ttft: float, desired: int, ready: int | None = None) -> ScalingInputs:
+    """A light load whose p95 TTFT is ``ttft`` against a 400 ms goal."""
+    return inputs(
+        desired_replicas=desired,
+        ready_replicas=desired if ready is None else ready,
+        ttft_p95_ms=400.0,
+        signals=signals(now, 0.0, 1.0, 1.0, ttft=ttft),
+    )
+
+
+def test_a_goal_more_replicas_did_not_bring_closer_is_not_chased_until_met() -> None:
+    """A p95 TTFT at twice its goal on 4 replicas: feedback doubles them. Once the 8 serve
+    (a start-up and two latency windows later) it is still at x1.95, not the steep fall
+    queueing would show: the slowest requests alone take that long (a mix's long prompts).
+    It is not chased (no 16), and holds no scale-down; once met it is chased again."""
+    first = recommend(ttft_sample(1000.0, 800.0, 4), ScalerState(), 1000.0)
+    assert first.replicas == 8 and first.signal == "latency"
+    assert first.state.latency_probe == (1000.0, 4, 2.0, "p95 TTFT")
+    settled = 1000.0 + 60.0 + 2 * 60.0 + 15.0
+    still = recommend(ttft_sample(settled, 780.0, 8), first.state, settled)
+    assert "latency" not in still.needs and still.replicas <= 8
+    assert (
+        "p95 TTFT 780 ms > SLO 400 ms (x1.95) not chased: more replicas did not bring it "
+        "closer (x1.95 on 8 ready, x2.00 on 4)" in still.reason
+    )
+    assert "scale-down waits: p95 TTFT" not in still.reason
+    assert still.state.unhelped and still.state.latency_probe is None
+    met = recommend(ttft_sample(settled + 15.0, 350.0, 8), still.state, settled + 15.0)
+    assert met.state.unhelped == ()
+    again = recommend(ttft_sample(settled + 30.0, 800.0, 8), met.state, settled + 30.0)
+    assert again.needs["latency"] == 16
+
+
+@pytest.mark.parametrize(
+    ("ttft", "ready", "chased"),
+    [(500.0, 8, 10), (700.0, 8, 14), (780.0, 5, 10)],
+)
+def test_feedback_that_helped_or_was_not_tested_goes_on(
+    ttft: float, ready: int, chased: int
+) -> None:
+    """The same doubling, after which the TTFT fell by more than a tenth of its ratio
+    (queueing: more replicas help), or whose replicas did not all come (5 of 8: no test of
+    1.5x the replicas): feedback goes on from the replicas ready."""
+    assert ready == 8 or ready < 1.5 * 4
+    first = recommend(ttft_sample(1000.0, 800.0, 4), ScalerState(), 1000.0)
+    settled = 1000.0 + 60.0 + 2 * 60.0 + 15.0
+    after = recommend(ttft_sample(settled, ttft, ready), first.state, settled)
+    assert after.needs["latency"] == chased, after.reason
+    assert after.state.unhelped == ()

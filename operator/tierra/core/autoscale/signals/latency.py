@@ -14,23 +14,92 @@ from ..sample import Sample
 from ..state import ScalerState
 
 
+def goal_ratios(inputs: ScalingInputs, signals: Signals) -> dict[str, tuple[float, str]]:
+    """(ratio, what) of each observed p95 ("p95 latency", "p95 TTFT") to its SLO."""
+    out: dict[str, tuple[float, str]] = {}
+    for name, observed, goal in (
+        ("p95 latency", signals.p95_latency_ms, inputs.latency_p95_ms),
+        ("p95 TTFT", signals.ttft_p95_ms, inputs.ttft_p95_ms),
+    ):
+        if observed is not None and goal is not None and goal > 0:
+            ratio = observed / goal
+            out[name] = (ratio, f"{name} {observed:.0f} ms > SLO {goal:.0f} ms (x{ratio:.2f})")
+    return out
+
+
+def worst_goal(
+    inputs: ScalingInputs, signals: Signals, ignored: frozenset[str] = frozenset()
+) -> tuple[float, str, str] | None:
+    """(ratio, goal, what) of the observed p95 latency or TTFT furthest above its SLO (None:
+    all within it, or not observed), leaving out the ``ignored`` goals."""
+    over = [
+        (ratio, name, what)
+        for name, (ratio, what) in goal_ratios(inputs, signals).items()
+        if ratio > 1.0 and name not in ignored
+    ]
+    return max(over, default=None)
+
+
 def over_slo(
     inputs: ScalingInputs, signals: Signals, ignored: frozenset[str] = frozenset()
 ) -> tuple[float, str] | None:
     """(ratio, what) of the observed p95 latency or TTFT furthest above its SLO (None: all
     within it, or not observed), leaving out the ``ignored`` ones ("p95 latency", "p95
     TTFT")."""
-    worst: tuple[float, str] | None = None
-    for name, observed, goal in (
-        ("p95 latency", signals.p95_latency_ms, inputs.latency_p95_ms),
-        ("p95 TTFT", signals.ttft_p95_ms, inputs.ttft_p95_ms),
+    worst = worst_goal(inputs, signals, ignored)
+    return None if worst is None else (worst[0], worst[2])
+
+
+def _feedback_waits(
+    inputs: ScalingInputs, state: ScalerState, now: float, params: ScalerParams
+) -> bool:
+    """Whether the p95 still shows what a scale-up or a backlog left: requests in flight when
+    new replicas become ready stay where they are and finish up to a window later, and their
+    latency stays in the runtime's histogram window for another; so does a backlog's tail."""
+    settle = inputs.startup_seconds + 2 * params.latency_window_seconds
+    settling = state.last_scale_up_at is not None and now - state.last_scale_up_at < settle
+    recent_backlog = state.backlog_at is not None and (
+        now - state.backlog_at < 2 * params.latency_window_seconds
+    )
+    return (
+        inputs.ready_replicas <= 0
+        or inputs.ready_replicas < inputs.desired_replicas
+        or settling
+        or recent_backlog
+    )
+
+
+def tested_feedback(
+    inputs: ScalingInputs, signals: Signals, state: ScalerState, now: float, params: ScalerParams
+) -> tuple[tuple[float, int, float, str] | None, tuple[tuple[str, str], ...]]:
+    """(latency probe, goals not helped by replicas) after this sample.
+
+    Queueing falls steeply with capacity: a latency scale-up to ``feedback_tested_step``
+    times the ready replicas or more that leaves the goal above ``feedback_helped_share`` of
+    its ratio before, once its replicas serve, shows that the excess is not queueing (the
+    slowest requests alone take that long: a mix's long prompts, a slow network), which
+    more replicas do not meet. Such a goal is not chased until it is met again. The probe is
+    judged at the first sample the feedback would act on again (``_feedback_waits``)."""
+    ratios = goal_ratios(inputs, signals)
+    unhelped = tuple(
+        (goal, seen) for goal, seen in state.unhelped if goal not in ratios or ratios[goal][0] > 1
+    )
+    probe = state.latency_probe
+    if probe is None or _feedback_waits(inputs, state, now, params):
+        return probe, unhelped
+    _, ready_before, ratio_before, goal = probe
+    ready = inputs.ready_replicas
+    ratio = ratios.get(goal, (None, ""))[0]
+    if (
+        ratio is not None
+        and ratio > 1
+        and ready >= params.feedback_tested_step * ready_before
+        and ratio >= params.feedback_helped_share * ratio_before
+        and goal not in dict(unhelped)
     ):
-        if observed is None or goal is None or not goal > 0 or name in ignored:
-            continue
-        ratio = observed / goal
-        if ratio > 1.0 and (worst is None or ratio > worst[0]):
-            worst = (ratio, f"{name} {observed:.0f} ms > SLO {goal:.0f} ms (x{ratio:.2f})")
-    return worst
+        seen = f"x{ratio:.2f} on {ready} ready, x{ratio_before:.2f} on {ready_before}"
+        unhelped = (*unhelped, (goal, seen))
+    return None, unhelped
 
 
 def latency_need(
@@ -42,22 +111,14 @@ def latency_need(
     ignored: frozenset[str] = frozenset(),
 ) -> SignalNeed | None:
     """Feedback from observed p95 latency / TTFT above the SLO (None when within it); the
-    ``ignored`` goals are out of reach of some running variant, and more replicas would not
-    meet them (``out_of_reach``)."""
+    ``ignored`` goals are out of reach of some running variant (``out_of_reach``) or were not
+    helped by more replicas (``tested_feedback``), and more replicas would not meet them."""
     worst = over_slo(inputs, signals, ignored)
     if worst is None:
         return None
     ratio, what = worst
     ready = inputs.ready_replicas
-    # Requests in flight when new replicas become ready stay where they are and finish up to a
-    # window later; their latency then stays in the runtime's histogram window for another.
-    # The same holds for a backlog's tail.
-    settle = inputs.startup_seconds + 2 * params.latency_window_seconds
-    settling = state.last_scale_up_at is not None and now - state.last_scale_up_at < settle
-    recent_backlog = state.backlog_at is not None and (
-        now - state.backlog_at < 2 * params.latency_window_seconds
-    )
-    if ready <= 0 or ready < inputs.desired_replicas or settling or recent_backlog:
+    if _feedback_waits(inputs, state, now, params):
         return None
     need = ceil_count(ready * min(ratio, params.feedback_max_step))
     return SignalNeed("latency", need, f"latency: {what} on {ready} ready -> {need}", need, need)
