@@ -298,7 +298,12 @@ class Scaling(ApiModel):
     max_replicas: int = Field(default=10, ge=1, le=10000, description="Upper bound on replicas.")
     scale_to_zero: bool = Field(default=False, description="Allow zero replicas when idle.")
     scale_down_delay_seconds: int = Field(
-        default=120, ge=0, le=86400, description="Sustained lower need before scaling down."
+        default=120,
+        ge=0,
+        le=86400,
+        description="Sustained lower need before scaling down. Replicas still starting are "
+        "kept, whatever this delay, while the arrivals are no lower than when they were asked "
+        "for.",
     )
 
 
