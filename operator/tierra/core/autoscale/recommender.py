@@ -58,7 +58,7 @@ from .signals import SCALERS
 from .signals.arrival import deadband
 from .signals.latency import over_slo, worst_goal
 from .starting import cancelled_by, starting_after, still_asked_for
-from .state import Recommendation, ScalerState
+from .state import LatencyProbe, Recommendation, ScalerState
 
 
 def _missing_reason(inputs: ScalingInputs, now: float, params: ScalerParams) -> str | None:
@@ -365,18 +365,17 @@ def recommend(
             suspect_at=None,
             out_of_reach=seen.unreachable,
             latency_probe=_latency_probe(winner, seen, now)
-            if replicas > current
+            if replicas > current and seen.latency_probe is None
             else seen.latency_probe,
             unhelped=seen.unhelped,
         ),
     )
 
 
-def _latency_probe(
-    winner: SignalNeed | None, seen: Observed, now: float
-) -> tuple[float, int, float, str] | None:
-    """The probe of a scale-up the latency signal asked for (``tested_feedback``): when, the
-    replicas ready and the goal's ratio then. None for a scale-up another signal asked for."""
+def _latency_probe(winner: SignalNeed | None, seen: Observed, now: float) -> LatencyProbe | None:
+    """The probe a scale-up the latency signal asked for starts (``tested_feedback``): when,
+    the replicas ready, the goal's ratio and the runtime's arrival rate then. None for another
+    signal's."""
     signals = seen.inputs.signals
     if winner is None or winner.signal != "latency" or signals is None:
         return None
@@ -384,4 +383,4 @@ def _latency_probe(
     if worst is None:
         return None
     ratio, goal, _ = worst
-    return (now, seen.inputs.ready_replicas, ratio, goal)
+    return LatencyProbe(now, seen.inputs.ready_replicas, ratio, goal, signals.arrival_rate)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from tierra.core.slo_reach import OutOfReach
 
 from .model import ScalingInputs
-from .state import ScalerState
+from .state import LatencyProbe, ScalerState
 
 
 @dataclass(frozen=True)
@@ -40,8 +40,8 @@ class Observed:
     unmeetable: frozenset[str]
     """The goals a running variant misses at any count, or that more replicas did not bring
     closer (``unhelped``): feedback does not chase them."""
-    latency_probe: tuple[float, int, float, str] | None = None
-    """The latency scale-up still to be judged (``tested_feedback``)."""
+    latency_probe: LatencyProbe | None = None
+    """The latency scale-ups still to be judged (``tested_feedback``)."""
     unhelped: tuple[tuple[str, str], ...] = ()
     """(goal, what was seen) of the goals a tested latency scale-up did not bring closer."""
 

@@ -4,11 +4,25 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from tierra.core.slo_reach import OutOfReach
 
 Mode = Literal["auto", "manual", "hold"]
+
+
+class LatencyProbe(NamedTuple):
+    """The first of a run of latency scale-ups for one goal, against which the replicas added
+    since are judged (``tested_feedback``)."""
+
+    at: float
+    ready: int
+    """Replicas ready then."""
+    ratio: float
+    """The goal's p95 over its SLO then."""
+    goal: str
+    arrival: float | None
+    """Arrivals then (req/s): the replicas added are judged per request arriving."""
 
 
 @dataclass(frozen=True)
@@ -80,10 +94,9 @@ class ScalerState:
     out_of_reach: tuple[OutOfReach, ...] | None = None
     """The goals a running variant cannot meet for the mean request (``out_of_reach``); None
     while the request size is unknown. Rebuilt from the first sample with a known size."""
-    latency_probe: tuple[float, int, float, str] | None = None
-    """(when, ready replicas, ratio of the p95 to its goal, the goal) of the last scale-up the
-    latency signal asked for: once its replicas serve, whether they brought the goal closer
-    (``tested_feedback``)."""
+    latency_probe: LatencyProbe | None = None
+    """The first of the latency signal's scale-ups since its goal was last met: whether the
+    replicas added since brought the goal closer (``tested_feedback``)."""
     unhelped: tuple[tuple[str, str], ...] = ()
     """(goal, what was seen) of the goals over the SLO that a tested latency scale-up left as
     far above it: not chased with replicas until met again."""
@@ -161,7 +174,13 @@ class ScalerState:
             out_of_reach=None
             if data.get("outOfReach") is None
             else tuple(OutOfReach(**o) for o in data["outOfReach"]),
-            latency_probe=(float(tested[0]), int(tested[1]), float(tested[2]), str(tested[3]))
+            latency_probe=LatencyProbe(
+                float(tested[0]),
+                int(tested[1]),
+                float(tested[2]),
+                str(tested[3]),
+                None if tested[4] is None else float(tested[4]),
+            )
             if tested
             else None,
             unhelped=tuple((str(m), str(w)) for m, w in data.get("unhelped") or ()),

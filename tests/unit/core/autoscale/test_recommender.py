@@ -891,7 +891,7 @@ def test_a_goal_more_replicas_did_not_bring_closer_is_not_chased_until_met() -> 
     It is not chased (no 16), and holds no scale-down; once met it is chased again."""
     first = recommend(ttft_sample(1000.0, 800.0, 4), ScalerState(), 1000.0)
     assert first.replicas == 8 and first.signal == "latency"
-    assert first.state.latency_probe == (1000.0, 4, 2.0, "p95 TTFT")
+    assert first.state.latency_probe == (1000.0, 4, 2.0, "p95 TTFT", 1.0)
     settled = 1000.0 + 60.0 + 2 * 60.0 + 15.0
     still = recommend(ttft_sample(settled, 780.0, 8), first.state, settled)
     assert "latency" not in still.needs and still.replicas <= 8
@@ -923,3 +923,22 @@ def test_feedback_that_helped_or_was_not_tested_goes_on(
     after = recommend(ttft_sample(settled, ttft, ready), first.state, settled)
     assert after.needs["latency"] == chased, after.reason
     assert after.state.unhelped == ()
+
+
+def test_small_feedback_steps_are_judged_together_per_request_arriving() -> None:
+    """A TTFT at x1.2 is fed back 5 -> 6 -> 8: each step is too small a test, but the 8 are
+    1.6x the 5 the run of steps began with, and the goal still at x1.2 is not chased. Had the
+    arrivals doubled meanwhile, 8 replicas would be fewer per request than 5 were: no test."""
+    settle = 60.0 + 2 * 60.0 + 15.0
+    first = recommend(ttft_sample(1000.0, 480.0, 5), ScalerState(), 1000.0)
+    assert first.replicas == 6
+    second = recommend(ttft_sample(1000.0 + settle, 480.0, 6), first.state, 1000.0 + settle)
+    assert second.replicas == 8 and second.state.latency_probe == first.state.latency_probe
+    for arrivals, judged in ((1.0, True), (2.0, False)):
+        now = 1000.0 + 2 * settle
+        sample = ttft_sample(now, 480.0, 8)
+        assert sample.signals is not None
+        sample = replace(sample, signals=replace(sample.signals, arrival_rate=arrivals))
+        third = recommend(sample, second.state, now)
+        assert ("not chased: more replicas did not bring it closer" in third.reason) is judged
+        assert ("latency" in third.needs) is not judged

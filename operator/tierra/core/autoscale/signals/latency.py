@@ -11,7 +11,7 @@ from ..model import (
     ceil_count,
 )
 from ..sample import Sample
-from ..state import ScalerState
+from ..state import LatencyProbe, ScalerState
 
 
 def goal_ratios(inputs: ScalingInputs, signals: Signals) -> dict[str, tuple[float, str]]:
@@ -70,16 +70,22 @@ def _feedback_waits(
 
 
 def tested_feedback(
-    inputs: ScalingInputs, signals: Signals, state: ScalerState, now: float, params: ScalerParams
-) -> tuple[tuple[float, int, float, str] | None, tuple[tuple[str, str], ...]]:
+    inputs: ScalingInputs,
+    signals: Signals,
+    state: ScalerState,
+    now: float,
+    params: ScalerParams,
+) -> tuple[LatencyProbe | None, tuple[tuple[str, str], ...]]:
     """(latency probe, goals not helped by replicas) after this sample.
 
-    Queueing falls steeply with capacity: a latency scale-up to ``feedback_tested_step``
-    times the ready replicas or more that leaves the goal above ``feedback_helped_share`` of
-    its ratio before, once its replicas serve, shows that the excess is not queueing (the
-    slowest requests alone take that long: a mix's long prompts, a slow network), which
-    more replicas do not meet. Such a goal is not chased until it is met again. The probe is
-    judged at the first sample the feedback would act on again (``_feedback_waits``)."""
+    Queueing falls steeply with capacity: once the replicas ready per request arriving (the
+    runtime's rate) are ``feedback_tested_step`` times what they were at the first latency
+    scale-up for a goal (the probe: one step, or several smaller ones), a goal still above
+    ``feedback_helped_share`` of its ratio then was not helped by them. The excess is not
+    queueing (the slowest requests alone take that long: a mix's long prompts, a slow
+    network) and more replicas do not meet it: it is not chased until met again. Judged at
+    the samples the feedback would act on (``_feedback_waits``); a goal met ends its probe.
+    """
     ratios = goal_ratios(inputs, signals)
     unhelped = tuple(
         (goal, seen) for goal, seen in state.unhelped if goal not in ratios or ratios[goal][0] > 1
@@ -87,18 +93,21 @@ def tested_feedback(
     probe = state.latency_probe
     if probe is None or _feedback_waits(inputs, state, now, params):
         return probe, unhelped
-    _, ready_before, ratio_before, goal = probe
+    if probe.goal not in ratios:
+        return probe, unhelped
+    ratio = ratios[probe.goal][0]
+    if ratio <= 1:
+        return None, unhelped
     ready = inputs.ready_replicas
-    ratio = ratios.get(goal, (None, ""))[0]
-    if (
-        ratio is not None
-        and ratio > 1
-        and ready >= params.feedback_tested_step * ready_before
-        and ratio >= params.feedback_helped_share * ratio_before
-        and goal not in dict(unhelped)
-    ):
-        seen = f"x{ratio:.2f} on {ready} ready, x{ratio_before:.2f} on {ready_before}"
-        unhelped = (*unhelped, (goal, seen))
+    grown = ready / probe.ready
+    arrival = signals.arrival_rate
+    if arrival and probe.arrival:
+        grown *= probe.arrival / arrival
+    if grown < params.feedback_tested_step:
+        return probe, unhelped
+    if ratio >= params.feedback_helped_share * probe.ratio and probe.goal not in dict(unhelped):
+        seen = f"x{ratio:.2f} on {ready} ready, x{probe.ratio:.2f} on {probe.ready}"
+        unhelped = (*unhelped, (probe.goal, seen))
     return None, unhelped
 
 
