@@ -387,6 +387,17 @@ def starting_at(*batches: tuple[float, int, float]) -> ScalerState:
     )
 
 
+def long_start_up(now: float, arrivals: float) -> ScalingInputs:
+    """10 replicas asked for, 2 of them ready, a 600 s start-up and no scale-down delay."""
+    return inputs(
+        desired_replicas=10,
+        ready_replicas=2,
+        startup_seconds=600.0,
+        scale_down_delay_seconds=0.0,
+        signals=signals(now, 0.0, arrivals * 0.375, arrivals),
+    )
+
+
 @pytest.mark.parametrize("arrivals", [5.0, 6.0])
 def test_a_scale_down_keeps_replicas_still_starting_while_their_load_is_here(
     arrivals: float,
@@ -394,18 +405,7 @@ def test_a_scale_down_keeps_replicas_still_starting_while_their_load_is_here(
     """A 600 s start-up and no scale-down delay: 8 replicas asked for at 5 req/s (by a
     forecast the next sample no longer makes) stay while the arrivals are no lower; removed,
     they would be asked for again 600 s later."""
-    now = 15.0
-    rec = recommend(
-        inputs(
-            desired_replicas=10,
-            ready_replicas=2,
-            startup_seconds=600.0,
-            scale_down_delay_seconds=0.0,
-            signals=signals(now, 0.0, arrivals * 0.375, arrivals),
-        ),
-        starting_at((0.0, 8, 5.0)),
-        now,
-    )
+    rec = recommend(long_start_up(15.0, arrivals), starting_at((0.0, 8, 5.0)), 15.0)
     assert need_for(arrivals) < 10
     assert rec.replicas == 10 and rec.cancels == 0
     assert "(scale-down waits: 8 still starting were asked for at arrivals no higher" in (
@@ -418,17 +418,7 @@ def test_replicas_still_starting_go_once_their_load_falls_back() -> None:
     goes (a ReplicaSet removes unready pods first: 2 ready + 4 kept); at 2 req/s both go."""
     state = starting_at((0.0, 4, 3.0), (15.0, 4, 8.0))
     for arrivals, kept in ((5.0, 6), (2.0, None)):
-        rec = recommend(
-            inputs(
-                desired_replicas=10,
-                ready_replicas=2,
-                startup_seconds=600.0,
-                scale_down_delay_seconds=0.0,
-                signals=signals(30.0, 0.0, arrivals * 0.375, arrivals),
-            ),
-            state,
-            30.0,
-        )
+        rec = recommend(long_start_up(30.0, arrivals), state, 30.0)
         if kept is None:
             assert rec.replicas == max(need_for(arrivals * 1.1), 1) and rec.cancels == 8, rec
             assert "still starting were asked for" not in rec.reason
