@@ -6,7 +6,10 @@ Behaviour
 * **Scale-down** only after ``scaleDownDelaySeconds`` of observed, sustained lower need: the
   target is the max need over that window (and so never below the current SLO-safe count). A
   gap in the metrics restarts the observation. Never while the observed p95 latency or TTFT
-  is above the SLO (``over_slo``): the signals that find the count too high are wrong for now.
+  is above the SLO (``over_slo``): the signals that find the count too high are wrong for now
+  (unless more replicas were seen not to bring it closer: ``tested_feedback``). Never below
+  the replicas still starting whose load is still here (``still_asked_for``), whatever the
+  delay: removed, they would be asked for again a whole start-up later.
 * **Deadband (hysteresis), in load space**, ``tolerance`` = 10 %: the count goes up only when
   the need at 90 % of the observed load exceeds it (a smaller excess is absorbed by the queue
   model's headroom), and comes down to the need at 110 % of the load (its max over the
@@ -186,6 +189,7 @@ def _why(winner: SignalNeed | None, seen: Observed, load: Load) -> str:
 
 
 def _starting_kept(replicas: int) -> str:
+    """Why a scale-down keeps ``replicas`` still starting (``still_asked_for``)."""
     return (
         f"{replicas} still starting were asked for at arrivals no higher than now's "
         "(removed, they would be asked for again a start-up later)"
@@ -206,8 +210,8 @@ def _count(
 ) -> tuple[int, str]:
     """(replicas, why): the count the needs ask for, within the bounds. A scale-up beyond the
     deadband is at once; a scale-down waits for ``scaleDownDelaySeconds`` of observations, goes
-    to the highest need of that window, and never while a goal the replicas can meet is
-    missed (``over``)."""
+    to the highest need of that window, never while a goal the replicas can meet is missed
+    (``over``), and never below the replicas still starting whose load is still here."""
     current = inputs.desired_replicas
     raw = max((n.replicas for n in found), default=current)
     floor = replica_floor(inputs, load.active)
