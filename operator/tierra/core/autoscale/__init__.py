@@ -109,13 +109,14 @@ from .signals.latency import latency_need, over_slo
 from .signals.queue import queue_allowance, queue_need
 from .sizes import request_sizes, size_shifted, smoothed_sizes
 from .speed import update_speed
-from .state import Mode, Recommendation, ScalerState
+from .state import LatencyProbe, Mode, Recommendation, ScalerState
 
 __all__ = [
     "API_MAX_REPLICAS",
     "DEFAULT_PARAMS",
     "SCALERS",
     "STATE_SIGNALS",
+    "LatencyProbe",
     "Mode",
     "Recommendation",
     "RunningPlacement",

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from tierra.core.autoscale import (
     DEFAULT_PARAMS,
+    LatencyProbe,
     Recommendation,
     ScalerParams,
     ScalerState,
@@ -804,7 +805,13 @@ def test_no_metric_value_raises(
     # (an edge variant beside the one sized: the reach check sees the same sizes)
     base = replace(base, serving=(ServingProfile("orin", "edge", 900.0, 90.0, 4.0),))
     signals = Signals(observed_at=observed, scraped_at=scraped, **values)
-    for s in (ScalerState(), state):
+    # (and a latency scale-up being judged, beside a goal already found not helped)
+    judged = replace(
+        state,
+        latency_probe=LatencyProbe(0.0, 2, 1.5, "p95 TTFT", 5.0),
+        unhelped=(("p95 latency", "x1.20 on 4 ready, x1.25 on 2"),),
+    )
+    for s in (ScalerState(), state, judged):
         rec = recommend(
             replace(base, signals=signals, mean_prompt_tokens=prompt, mean_output_tokens=output),
             s,

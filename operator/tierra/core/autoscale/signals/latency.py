@@ -99,7 +99,7 @@ def tested_feedback(
     if ratio <= 1:
         return None, unhelped
     ready = inputs.ready_replicas
-    grown = ready / probe.ready
+    grown = ready / max(probe.ready, 1)
     arrival = signals.arrival_rate
     if arrival and probe.arrival:
         grown *= probe.arrival / arrival
