@@ -693,6 +693,7 @@ def tail_prompt_trace(path: Path, seconds: float = 1200.0) -> Path:
     return path
 
 
+@pytest.mark.timeout(900)  # (up to three feedback rounds of about 2 min on a loaded machine)
 def test_a_ttft_the_longest_prompts_alone_miss_is_not_chased_with_replicas(
     fleet_tiers: None,
     clients: Clients,
@@ -713,7 +714,7 @@ def test_a_ttft_the_longest_prompts_alone_miss_is_not_chased_with_replicas(
             "tail-prompts",
             namespace,
             variants=[fast_variant("h100", "nvidia-gpu", "H100", prefillTokensPerSecond=4000)],
-            slo={"latencyP95Ms": 20000, "ttftP95Ms": 600, "maxQueuePerReplica": 4},
+            slo={"latencyP95Ms": 20000, "ttftP95Ms": 600, "maxQueuePerReplica": 16},
         ),
     )
     wait_placed(clients, wait_for, namespace, "tail-prompts")
@@ -722,21 +723,29 @@ def test_a_ttft_the_longest_prompts_alone_miss_is_not_chased_with_replicas(
         namespace, "tail-prompts", loop=True, path=tail_prompt_trace(tmp_path / "t.csv")
     )
 
+    decisions: list[str] = []
+
     def reason() -> str:
         autoscaling = status(clients, namespace, "tail-prompts").get("autoscaling") or {}
-        return str(autoscaling.get("reason", ""))
+        why = str(autoscaling.get("reason", ""))
+        if why.startswith("scale") and (not decisions or decisions[-1] != why):
+            decisions.append(why)
+        return why
 
     # (the size is measured over a minute; feedback waits for the new replicas and two latency
-    # windows, 5 s + 120 s, after each scale-up, and the p95 TTFT is judged then: about 5 min
-    # here, one scale-up from the first backlog and one from the feedback)
-    said = wait_for(
-        lambda: "more replicas did not bring it closer" in (why := reason()) and why,
-        timeout=600,
-        what="the p95 TTFT not chased: more replicas did not bring it closer",
-    )
+    # windows, 5 s + 120 s, after each scale-up and 120 s after a backlog, and the p95 TTFT is
+    # judged then: 4-5 min on a quiet machine)
+    try:
+        said = wait_for(
+            lambda: "more replicas did not bring it closer" in (why := reason()) and why,
+            what="the p95 TTFT not chased: more replicas did not bring it closer",
+            timeout=720,
+        )
+    except pytest.fail.Exception as failed:
+        raise AssertionError(f"{failed}; the scale decisions: {decisions}") from None
     assert "p95 TTFT" in said and "not chased" in said, said
     counts = []
-    for _ in range(20):
+    for _ in range(10):
         counts.append(recommended(clients, namespace, "tail-prompts") or 0)
         time.sleep(3.0)
     print(f"tail prompts: {said!r}; counts after {counts}")
