@@ -137,7 +137,8 @@ def observe(
     # (a size standing for a handful of requests sizes no replicas by the arrival model)
     sized = inputs if known else replace(inputs, mean_prompt_tokens=None, mean_output_tokens=None)
     assert inputs.signals is not None
-    probe, unhelped = tested_feedback(inputs, inputs.signals, state, now, params)
+    unreachable_goals = frozenset(o.metric for o in unreachable or ())
+    probe, unhelped = tested_feedback(inputs, inputs.signals, state, now, params, unreachable_goals)
     return Observed(
         inputs=inputs,
         sized=sized,
@@ -147,7 +148,7 @@ def observe(
         profile_work=profile_work,
         sizes=sizes,
         unreachable=unreachable,
-        unmeetable=frozenset(o.metric for o in unreachable or ()) | {g for g, _ in unhelped},
+        unmeetable=unreachable_goals | {g for g, _ in unhelped},
         latency_probe=probe,
         unhelped=unhelped,
     )

@@ -61,7 +61,7 @@ from .signals import SCALERS
 from .signals.arrival import deadband
 from .signals.latency import over_slo, worst_goal
 from .starting import cancelled_by, starting_after, still_asked_for
-from .state import LatencyProbe, Recommendation, ScalerState
+from .state import Recommendation, ScalerState
 
 
 def _missing_reason(inputs: ScalingInputs, now: float, params: ScalerParams) -> str | None:
@@ -368,23 +368,7 @@ def recommend(
             work=seen.profile_work if seen.profile_work is not None else state.work,
             suspect_at=None,
             out_of_reach=seen.unreachable,
-            latency_probe=_latency_probe(winner, seen, now)
-            if replicas > current and seen.latency_probe is None
-            else seen.latency_probe,
+            latency_probe=seen.latency_probe,
             unhelped=seen.unhelped,
         ),
     )
-
-
-def _latency_probe(winner: SignalNeed | None, seen: Observed, now: float) -> LatencyProbe | None:
-    """The probe a scale-up the latency signal asked for starts (``tested_feedback``): when,
-    the replicas ready, the goal's ratio and the runtime's arrival rate then. None for another
-    signal's."""
-    signals = seen.inputs.signals
-    if winner is None or winner.signal != "latency" or signals is None:
-        return None
-    worst = worst_goal(seen.inputs, signals, seen.unmeetable)
-    if worst is None:
-        return None
-    ratio, goal, _ = worst
-    return LatencyProbe(now, seen.inputs.ready_replicas, ratio, goal, signals.arrival_rate)

@@ -932,3 +932,32 @@ def test_small_feedback_steps_are_judged_together_per_request_arriving() -> None
         third = recommend(sample, second.state, now)
         assert ("not chased: more replicas did not bring it closer" in third.reason) is judged
         assert ("latency" in third.needs) is not judged
+
+
+@pytest.mark.parametrize(("max_replicas", "judged"), [(20, True), (8, True), (4, False)])
+def test_replicas_another_signal_adds_test_the_latency_feedback_too(
+    max_replicas: int, judged: bool
+) -> None:
+    """A p95 TTFT at x1.5 on 4 ready while the arrivals need 8: the arrival signal, not the
+    feedback, takes the count to 8 (to maxReplicas when that is 8). Once they serve, the TTFT
+    still at x1.48 was not helped by twice the replicas, and is not chased with 12. At
+    maxReplicas 4 nothing is tested, and the goal stays chased (the safe side)."""
+
+    def sample(now: float, ready: int, ttft: float) -> ScalingInputs:
+        return inputs(
+            desired_replicas=ready,
+            ready_replicas=ready,
+            max_replicas=max_replicas,
+            ttft_p95_ms=400.0,
+            signals=signals(now, 0.0, 4.0, 14.0, ttft=ttft),
+        )
+
+    first = recommend(sample(1000.0, 4, 600.0), ScalerState(), 1000.0)
+    assert first.replicas == min(8, max_replicas)
+    assert first.signal == ("arrival" if max_replicas > 4 else "queue")
+    assert first.state.latency_probe == (1000.0, 4, 1.5, "p95 TTFT", 14.0)
+    settled = 1000.0 + 60.0 + 2 * 60.0 + 15.0
+    after = recommend(sample(settled, first.replicas, 590.0), first.state, settled)
+    assert ("not chased: more replicas did not bring it closer" in after.reason) is judged
+    assert ("latency" in after.needs) is not judged, after.reason
+    assert after.replicas == min(8, max_replicas)

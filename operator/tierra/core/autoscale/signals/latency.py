@@ -14,17 +14,25 @@ from ..sample import Sample
 from ..state import LatencyProbe, ScalerState
 
 
-def goal_ratios(inputs: ScalingInputs, signals: Signals) -> dict[str, tuple[float, str]]:
-    """(ratio, what) of each observed p95 ("p95 latency", "p95 TTFT") to its SLO."""
-    out: dict[str, tuple[float, str]] = {}
-    for name, observed, goal in (
-        ("p95 latency", signals.p95_latency_ms, inputs.latency_p95_ms),
-        ("p95 TTFT", signals.ttft_p95_ms, inputs.ttft_p95_ms),
-    ):
-        if observed is not None and goal is not None and goal > 0:
-            ratio = observed / goal
-            out[name] = (ratio, f"{name} {observed:.0f} ms > SLO {goal:.0f} ms (x{ratio:.2f})")
-    return out
+def goal_ratios(inputs: ScalingInputs, signals: Signals) -> dict[str, float]:
+    """The ratio of each observed p95 ("p95 latency", "p95 TTFT") to its SLO."""
+    return {
+        name: observed / goal
+        for name, observed, goal in (
+            ("p95 latency", signals.p95_latency_ms, inputs.latency_p95_ms),
+            ("p95 TTFT", signals.ttft_p95_ms, inputs.ttft_p95_ms),
+        )
+        if observed is not None and goal is not None and goal > 0
+    }
+
+
+def _over_goal_text(inputs: ScalingInputs, signals: Signals, name: str, ratio: float) -> str:
+    observed, goal = (
+        (signals.p95_latency_ms, inputs.latency_p95_ms)
+        if name == "p95 latency"
+        else (signals.ttft_p95_ms, inputs.ttft_p95_ms)
+    )
+    return f"{name} {observed:.0f} ms > SLO {goal:.0f} ms (x{ratio:.2f})"
 
 
 def worst_goal(
@@ -32,12 +40,11 @@ def worst_goal(
 ) -> tuple[float, str, str] | None:
     """(ratio, goal, what) of the observed p95 latency or TTFT furthest above its SLO (None:
     all within it, or not observed), leaving out the ``ignored`` goals."""
-    over = [
-        (ratio, name, what)
-        for name, (ratio, what) in goal_ratios(inputs, signals).items()
-        if ratio > 1.0 and name not in ignored
-    ]
-    return max(over, default=None)
+    ratio, name = max(
+        ((r, n) for n, r in goal_ratios(inputs, signals).items() if n not in ignored),
+        default=(0.0, ""),
+    )
+    return (ratio, name, _over_goal_text(inputs, signals, name, ratio)) if ratio > 1 else None
 
 
 def over_slo(
@@ -75,40 +82,44 @@ def tested_feedback(
     state: ScalerState,
     now: float,
     params: ScalerParams,
+    ignored: frozenset[str] = frozenset(),
 ) -> tuple[LatencyProbe | None, tuple[tuple[str, str], ...]]:
     """(latency probe, goals not helped by replicas) after this sample.
 
-    Queueing falls steeply with capacity: once the replicas ready per request arriving (the
-    runtime's rate) are ``feedback_tested_step`` times what they were at the first latency
-    scale-up for a goal (the probe: one step, or several smaller ones), a goal still above
-    ``feedback_helped_share`` of its ratio then was not helped by them. The excess is not
-    queueing (the slowest requests alone take that long: a mix's long prompts, a slow
-    network) and more replicas do not meet it: it is not chased until met again. Judged at
-    the samples the feedback would act on (``_feedback_waits``); a goal met ends its probe.
+    Queueing falls steeply with capacity. The probe is the first settled sample (one the
+    feedback would act on, ``_feedback_waits``) with a goal over its SLO: the replicas ready,
+    the ratio and the runtime's arrival rate then. Whichever signal then adds replicas, once
+    the replicas ready per request arriving are ``feedback_tested_step`` times the probe's
+    (one step, or several smaller ones), a goal still above ``feedback_helped_share`` of its
+    ratio then was not helped by them. The excess is not queueing (the slowest requests alone
+    take that long: a mix's long prompts, a slow network) and more replicas do not meet it:
+    it is not chased until met again. A goal met ends its probe; at ``maxReplicas`` with the
+    load unchanged no test comes and the goal stays chased. The ``ignored`` goals (out of a
+    variant's reach) start no probe.
     """
     ratios = goal_ratios(inputs, signals)
-    unhelped = tuple(
-        (goal, seen) for goal, seen in state.unhelped if goal not in ratios or ratios[goal][0] > 1
-    )
-    probe = state.latency_probe
-    if probe is None or _feedback_waits(inputs, state, now, params):
+    unhelped = tuple((goal, seen) for goal, seen in state.unhelped if ratios.get(goal, 2.0) > 1)
+    probe, ready = state.latency_probe, inputs.ready_replicas
+    if _feedback_waits(inputs, state, now, params):
         return probe, unhelped
-    if probe.goal not in ratios:
-        return probe, unhelped
-    ratio = ratios[probe.goal][0]
-    if ratio <= 1:
+    if probe is not None:
+        ratio = ratios.get(probe.goal)
+        if ratio is None:
+            return probe, unhelped
+        grown = ready / max(probe.ready, 1)
+        if signals.arrival_rate and probe.arrival:
+            grown *= probe.arrival / signals.arrival_rate
+        if ratio > 1 and grown < params.feedback_tested_step:
+            return probe, unhelped
+        if ratio > 1 and ratio >= params.feedback_helped_share * probe.ratio:
+            seen = f"x{ratio:.2f} on {ready} ready, x{probe.ratio:.2f} on {probe.ready}"
+            unhelped = (*unhelped, (probe.goal, seen))
+    # (no probe, or it ended here: its goal met, helped or not; a goal still over starts one)
+    worst = worst_goal(inputs, signals, ignored | {goal for goal, _ in unhelped})
+    if worst is None:
         return None, unhelped
-    ready = inputs.ready_replicas
-    grown = ready / max(probe.ready, 1)
-    arrival = signals.arrival_rate
-    if arrival and probe.arrival:
-        grown *= probe.arrival / arrival
-    if grown < params.feedback_tested_step:
-        return probe, unhelped
-    if ratio >= params.feedback_helped_share * probe.ratio and probe.goal not in dict(unhelped):
-        seen = f"x{ratio:.2f} on {ready} ready, x{probe.ratio:.2f} on {probe.ready}"
-        unhelped = (*unhelped, (probe.goal, seen))
-    return None, unhelped
+    first, goal, _ = worst
+    return LatencyProbe(now, ready, first, goal, signals.arrival_rate), unhelped
 
 
 def latency_need(
