@@ -229,6 +229,11 @@ def _count(
         why = (
             "idle at zero" if current == 0 else f"idle for {now - idle_since:.0f} s: scale to zero"
         )
+        if current > 0 and delay < inputs.startup_seconds:
+            why = (
+                f"{why} (the next request waits startupSeconds {inputs.startup_seconds:g}: "
+                f"longer than the {delay:g} s idle that scaled to zero)"
+            )
     elif current == 0 and load.active:
         replicas = max(target, 1)
         why = f"activation: {why}"

@@ -3,6 +3,7 @@ for, Ready or not (a pod can be Ready before its model server serves)."""
 
 from __future__ import annotations
 
+import itertools
 import math
 
 from .model import ScalerParams, ScalingInputs
@@ -96,8 +97,10 @@ def still_asked_for(
     if not rates or rates[-1][0] != now:
         return 0
     latest = rates[-1][1]
-    at_ask = {t: rate for t, rate, _ in rates}
     lag = inputs.startup_seconds + params.ready_lag_seconds
+    # (the history's samples within the last start-up time, not all of it)
+    recent = itertools.takewhile(lambda sample: now - sample[0] < lag, reversed(rates))
+    at_ask = {t: rate for t, rate, _ in recent}
     kept = sum(
         n
         for asked, n in state.starting

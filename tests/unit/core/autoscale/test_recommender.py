@@ -495,6 +495,25 @@ def test_no_flapping_under_noisy_constant_load() -> None:
                 assert max(0, moves - 1) <= 2, (tokens_known, rate, seed, replicas)
 
 
+@pytest.mark.parametrize(("startup", "warned"), [(600.0, True), (15.0, False)])
+def test_a_scale_to_zero_says_when_the_next_request_waits_longer_than_the_idle(
+    startup: float, warned: bool
+) -> None:
+    """Idle for the delay, the service goes to zero; with a start-up longer than that, the
+    reason says the next request waits a whole start-up (a platform team's 10-minute miss)."""
+    idle = (0.0, 0.0, 0.0)
+    recs = drive(
+        [(0, 5, 2.0)] + [idle] * 10,
+        start=2,
+        scale_to_zero=True,
+        min_replicas=0,
+        startup_seconds=startup,
+    )
+    to_zero = next(r for r in recs if r.replicas == 0)
+    said = f"the next request waits startupSeconds {startup:g}: longer than the {DELAY:g} s idle"
+    assert (said in to_zero.reason) is warned, to_zero.reason
+
+
 def test_scale_to_zero_after_the_delay_and_wake_on_the_first_request() -> None:
     idle = (0.0, 0.0, 0.0)
     recs = drive([(0, 5, 2.0)] + [idle] * 10, start=2, scale_to_zero=True, min_replicas=0)
