@@ -109,7 +109,7 @@ from .signals.latency import latency_need, over_slo
 from .signals.queue import queue_allowance, queue_need
 from .sizes import request_sizes, size_shifted, smoothed_sizes
 from .speed import update_speed
-from .state import LatencyProbe, Mode, Recommendation, ScalerState
+from .state import LatencyProbe, Mode, Recommendation, ScalerState, Unhelped
 
 __all__ = [
     "API_MAX_REPLICAS",
@@ -128,6 +128,7 @@ __all__ = [
     "SignalNeed",
     "Signals",
     "TierSample",
+    "Unhelped",
     "arrival_need",
     "blended_capacity",
     "burst_fade",

@@ -148,7 +148,7 @@ def observe(
         profile_work=profile_work,
         sizes=sizes,
         unreachable=unreachable,
-        unmeetable=unreachable_goals | {g for g, _ in unhelped},
+        unmeetable=unreachable_goals | {u.goal for u in unhelped},
         latency_probe=probe,
         unhelped=unhelped,
     )

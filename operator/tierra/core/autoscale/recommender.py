@@ -177,7 +177,7 @@ def _why(winner: SignalNeed | None, seen: Observed, load: Load) -> str:
         where = ", ".join(
             dict.fromkeys(o.variant for o in seen.unreachable or () if o.metric == goal)
         )
-        tested = dict(seen.unhelped).get(goal)
+        tested = next((u.seen for u in seen.unhelped if u.goal == goal), None)
         if where or tested is None:
             why = f"{why}; {what} not chased: out of reach on {where} at any count"
         else:

@@ -4,13 +4,25 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
-from .model import DEFAULT_PARAMS, EPS, ScalerParams
+from .model import API_MAX_REPLICAS, DEFAULT_PARAMS, EPS, ScalerParams
 from .signals.headroom import burst_fade, burst_lead, burst_swing, mix_weighted, mix_weights
-from .state import ScalerState
+from .state import ScalerState, Unhelped
 
-STATE_SIGNALS = ("state.speed", "state.burstRise", "state.burstPeak", "state.crowd")
+GOAL_KEYS = {"p95 latency": "latency", "p95 TTFT": "ttft"}
+"""The goals' names in ``status_signals``' keys."""
+
+UNHELPED_FIELDS = ("ratio", "ready", "probeRatio", "probeReady")
+"""``state.unhelped.<goal>.<field>``: a latency feedback's verdict (``Unhelped``)."""
+
+STATE_SIGNALS = (
+    "state.speed",
+    "state.burstRise",
+    "state.burstPeak",
+    "state.crowd",
+    *(f"state.unhelped.{goal}.{f}" for goal in GOAL_KEYS.values() for f in UNHELPED_FIELDS),
+)
 """Keys under which ``status_signals`` writes what a restart needs into the last scale
 decision's ``signals`` (``status.lastScale``)."""
 
@@ -24,8 +36,9 @@ def status_signals(
     """What of the state the status keeps with each scale decision, for ``restore_state``:
     the service-rate estimate and the burst history (its largest rise within a start-up time,
     or a decision interval when longer, and its peak; with the replicas' ``token_rates``,
-    (prefill, decode) tokens per second, a heavier mix at its weight). The rest is rebuilt
-    from observations."""
+    (prefill, decode) tokens per second, a heavier mix at its weight), and the goals the
+    latency feedback found replicas do not help (a restart would test them again with as many
+    replicas more). The rest is rebuilt from observations."""
     out: dict[str, float] = {}
     if state.speed_at is not None:
         out["state.speed"] = round(state.speed, 4)
@@ -38,6 +51,12 @@ def status_signals(
         out["state.burstPeak"] = round(peak, 4)
     if state.crowds:
         out["state.crowd"] = round(state.crowds[0][1], 4)
+    for verdict in state.unhelped:
+        key = f"state.unhelped.{GOAL_KEYS.get(verdict.goal, 'latency')}"
+        values = (verdict.ratio, verdict.ready, verdict.probe_ratio, verdict.probe_ready)
+        out.update(
+            {f"{key}.{f}": round(float(v), 4) for f, v in zip(UNHELPED_FIELDS, values, strict=True)}
+        )
     return out
 
 
@@ -60,7 +79,8 @@ def restore_state(
       starting (``scaled_up_by`` of them) until a start-up time after it;
     * the service-rate estimate continues where it was;
     * the burst history is seeded with its rise and peak at the time of the last decision, so
-      the headroom is held until that ages out of the lookback, as it would have been.
+      the headroom is held until that ages out of the lookback, as it would have been;
+    * a goal the latency feedback found replicas do not help stays unchased until met.
     Rebuilt from observations: the growth probe, idleness, the rate window's mean ready.
     """
     signals = signals or {}
@@ -89,4 +109,21 @@ def restore_state(
         crowds=crowds,
         speed=min(high, max(low, speed)) if speed is not None else 1.0,
         speed_at=now if speed is not None else None,
+        unhelped=_verdicts(value),
     )
+
+
+def _verdicts(value: Callable[[str], float | None]) -> tuple[Unhelped, ...]:
+    """The latency feedback's verdicts ``status_signals`` kept (``value``: a key's finite
+    value), leaving out any a status edit made absurd."""
+    out = []
+    for goal, key in GOAL_KEYS.items():
+        ratio, ready, probe_ratio, probe_ready = (
+            value(f"state.unhelped.{key}.{f}") for f in UNHELPED_FIELDS
+        )
+        if ratio is None or ready is None or probe_ratio is None or probe_ready is None:
+            continue
+        counts = (ready, probe_ready)
+        if ratio > 1 and probe_ratio > 1 and all(1 <= n <= API_MAX_REPLICAS for n in counts):
+            out.append(Unhelped(goal, ratio, int(ready), probe_ratio, int(probe_ready)))
+    return tuple(out)

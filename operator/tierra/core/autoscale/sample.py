@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from tierra.core.slo_reach import OutOfReach
 
 from .model import ScalingInputs
-from .state import LatencyProbe, ScalerState
+from .state import LatencyProbe, ScalerState, Unhelped
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,7 @@ class Observed:
     closer (``unhelped``): feedback does not chase them."""
     latency_probe: LatencyProbe | None = None
     """The latency scale-ups still to be judged (``tested_feedback``)."""
-    unhelped: tuple[tuple[str, str], ...] = ()
+    unhelped: tuple[Unhelped, ...] = ()
     """(goal, what was seen) of the goals a tested latency scale-up did not bring closer."""
 
 

@@ -25,6 +25,28 @@ class LatencyProbe(NamedTuple):
     """Arrivals then (req/s): the replicas added are judged per request arriving."""
 
 
+class Unhelped(NamedTuple):
+    """A goal over its SLO that the replicas added since its probe did not bring closer
+    (``tested_feedback``): not chased with replicas until met again."""
+
+    goal: str
+    ratio: float
+    """Its p95 over its SLO when judged."""
+    ready: int
+    """Replicas ready then."""
+    probe_ratio: float
+    """Its ratio at the probe."""
+    probe_ready: int
+    """Replicas ready at the probe."""
+
+    @property
+    def seen(self) -> str:
+        return (
+            f"x{self.ratio:.2f} on {self.ready} ready, "
+            f"x{self.probe_ratio:.2f} on {self.probe_ready}"
+        )
+
+
 @dataclass(frozen=True)
 class ScalerState:
     """What the recommender carries from one call to the next: the shell keeps it in memory,
@@ -97,9 +119,9 @@ class ScalerState:
     latency_probe: LatencyProbe | None = None
     """The first of the latency signal's scale-ups since its goal was last met: whether the
     replicas added since brought the goal closer (``tested_feedback``)."""
-    unhelped: tuple[tuple[str, str], ...] = ()
-    """(goal, what was seen) of the goals over the SLO that a tested latency scale-up left as
-    far above it: not chased with replicas until met again."""
+    unhelped: tuple[Unhelped, ...] = ()
+    """The goals over the SLO that a tested latency scale-up left as far above it: not chased
+    with replicas until met again."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -183,7 +205,10 @@ class ScalerState:
             )
             if tested
             else None,
-            unhelped=tuple((str(m), str(w)) for m, w in data.get("unhelped") or ()),
+            unhelped=tuple(
+                Unhelped(str(g), float(r), int(n), float(pr), int(pn))
+                for g, r, n, pr, pn in data.get("unhelped") or ()
+            ),
         )
 
 

@@ -25,7 +25,9 @@ from tierra.core.autoscale import (
     Signals,
     arrival_need,
     planned_concurrency,
+    restore_state,
     scaling_inputs,
+    status_signals,
 )
 from tierra.core.autoscale import recommend as _recommend
 from tierra.core.queue_model import ReplicaPool, ReplicaProfile
@@ -914,6 +916,38 @@ def test_a_goal_more_replicas_did_not_bring_closer_is_not_chased_until_met() -> 
     assert met.state.unhelped == ()
     again = recommend(ttft_sample(settled + 30.0, 800.0, 8), met.state, settled + 30.0)
     assert again.needs["latency"] == 16
+
+
+@pytest.mark.parametrize(
+    ("edit", "chased"),
+    [
+        (None, False),
+        ({"state.unhelped.ttft.ratio": math.nan}, True),
+        ({"state.unhelped.ttft.probeReady": 0.0}, True),
+        ({"state.unhelped.ttft.ratio": 0.5}, True),
+    ],
+)
+def test_a_goal_replicas_did_not_help_stays_unchased_after_a_restart(
+    edit: dict[str, float] | None, chased: bool
+) -> None:
+    """The verdict goes into the last scale decision's signals, and the restarted recommender
+    does not test it again with another doubling of 8 replicas; one a status edit made absurd
+    (not finite, no replicas, a goal met) is dropped and the goal tested again."""
+    first = recommend(ttft_sample(1000.0, 800.0, 4), ScalerState(), 1000.0)
+    settled = 1000.0 + 60.0 + 2 * 60.0 + 15.0
+    judged = recommend(ttft_sample(settled, 780.0, 8), first.state, settled)
+    kept = status_signals(judged.state, 60.0)
+    assert kept["state.unhelped.ttft.ready"] == 8 and kept["state.unhelped.ttft.probeReady"] == 4
+    kept.update(edit or {})
+    restored = restore_state(8, settled + 600.0, last_scale_at=settled, signals=kept)
+    now = settled + 615.0
+    after = recommend(ttft_sample(now, 780.0, 8), restored, now)
+    assert ("latency" in after.needs) is chased, after.reason
+    if not chased:
+        assert (
+            "not chased: more replicas did not bring it closer (x1.95 on 8 ready, x2.00 on 4)"
+            in (after.reason)
+        )
 
 
 @pytest.mark.parametrize(

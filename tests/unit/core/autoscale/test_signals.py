@@ -25,6 +25,7 @@ from tierra.core.autoscale import (
     ScalerState,
     ScalingInputs,
     Signals,
+    Unhelped,
     arrival_need,
     burst_fade,
     burst_lead,
@@ -809,7 +810,7 @@ def test_no_metric_value_raises(
     judged = replace(
         state,
         latency_probe=LatencyProbe(0.0, 2, 1.5, "p95 TTFT", 5.0),
-        unhelped=(("p95 latency", "x1.20 on 4 ready, x1.25 on 2"),),
+        unhelped=(Unhelped("p95 latency", 1.2, 4, 1.25, 2),),
     )
     for s in (ScalerState(), state, judged):
         rec = recommend(

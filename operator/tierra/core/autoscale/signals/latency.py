@@ -11,7 +11,7 @@ from ..model import (
     ceil_count,
 )
 from ..sample import Sample
-from ..state import LatencyProbe, ScalerState
+from ..state import LatencyProbe, ScalerState, Unhelped
 
 
 def goal_ratios(inputs: ScalingInputs, signals: Signals) -> dict[str, float]:
@@ -83,7 +83,7 @@ def tested_feedback(
     now: float,
     params: ScalerParams,
     ignored: frozenset[str] = frozenset(),
-) -> tuple[LatencyProbe | None, tuple[tuple[str, str], ...]]:
+) -> tuple[LatencyProbe | None, tuple[Unhelped, ...]]:
     """(latency probe, goals not helped by replicas) after this sample.
 
     Queueing falls steeply with capacity. The probe is the first settled sample (one the
@@ -98,7 +98,7 @@ def tested_feedback(
     variant's reach) start no probe.
     """
     ratios = goal_ratios(inputs, signals)
-    unhelped = tuple((goal, seen) for goal, seen in state.unhelped if ratios.get(goal, 2.0) > 1)
+    unhelped = tuple(u for u in state.unhelped if ratios.get(u.goal, 2.0) > 1)
     probe, ready = state.latency_probe, inputs.ready_replicas
     if _feedback_waits(inputs, state, now, params):
         return probe, unhelped
@@ -112,10 +112,9 @@ def tested_feedback(
         if ratio > 1 and grown < params.feedback_tested_step:
             return probe, unhelped
         if ratio > 1 and ratio >= params.feedback_helped_share * probe.ratio:
-            seen = f"x{ratio:.2f} on {ready} ready, x{probe.ratio:.2f} on {probe.ready}"
-            unhelped = (*unhelped, (probe.goal, seen))
+            unhelped = (*unhelped, Unhelped(probe.goal, ratio, ready, probe.ratio, probe.ready))
     # (no probe, or it ended here: its goal met, helped or not; a goal still over starts one)
-    worst = worst_goal(inputs, signals, ignored | {goal for goal, _ in unhelped})
+    worst = worst_goal(inputs, signals, ignored | {u.goal for u in unhelped})
     if worst is None:
         return None, unhelped
     first, goal, _ = worst
