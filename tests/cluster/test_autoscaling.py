@@ -701,13 +701,16 @@ def test_a_ttft_the_longest_prompts_alone_miss_is_not_chased_with_replicas(
     wait_for: WaitFor,
     twin: TwinProcess,
     tmp_path: Path,
+    operator: Any,
 ) -> None:
     """One prompt in ten has 4,000 tokens: 1 s of prefill alone at the profiled 4,000 tokens/s,
     over a 600 ms TTFT goal at any count, while the mean prompt's floor (670 tokens, 170 ms)
     is within reach. Replicas are added (by the feedback, or by the arrival signal at the
     trace's start); once half as many again per request serve and the p95 TTFT is where it
     was, the reason says the goal is not chased, and the count falls back from the feedback's
-    to what the arrivals need (it went on doubling to maxReplicas)."""
+    to what the arrivals need (it went on doubling to maxReplicas). A restarted operator
+    keeps the verdict (from the scale decision's status signals) instead of testing it again
+    with more replicas."""
     wait_pool_free(clients, wait_for, "central", "h100", 16)
     create(
         clients,
@@ -756,6 +759,18 @@ def test_a_ttft_the_longest_prompts_alone_miss_is_not_chased_with_replicas(
     # (2 req/s of 0.7 s requests: the arrivals alone need a few replicas, not 16)
     assert max(counts) < 16 and counts[-1] <= 8, (counts, decisions)
     assert "latency:" not in decisions[-1] or counts[-1] < tested, decisions
+    kept = (status(clients, namespace, "tail-prompts").get("lastScale") or {}).get("signals")
+    assert "state.unhelped.ttft.ratio" in (kept or {}), kept
+
+    operator.restart()
+    before = len(decisions)
+    for _ in range(20):
+        said = reason()
+        time.sleep(3.0)
+    # (without the verdict the first samples after the restart ask for replicas again)
+    again = [d for d in decisions[before:] if "latency:" in d]
+    assert not again, decisions[before:]
+    assert "not chased: more replicas did not bring it closer" in said, said
     twin.clear_load(namespace, "tail-prompts")
 
 

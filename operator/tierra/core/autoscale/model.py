@@ -34,9 +34,6 @@ class ScalerParams:
     feedback_tested_step: float = 1.5
     """A latency scale-up to at least this many times the ready replicas tests whether
     replicas bring the goal closer (``tested_feedback``)."""
-    feedback_helped_share: float = 0.9
-    """Once that scale-up's replicas serve, a goal still above this share of its excess ratio
-    before (p95 over the SLO) was not helped by them: queueing would have fallen by far more."""
     service_budget_fraction: float = 0.5
     """Share of the latency budget the planned service time may take; the rest is queueing."""
     percentile: float = 0.95

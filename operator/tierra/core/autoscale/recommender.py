@@ -181,10 +181,7 @@ def _why(winner: SignalNeed | None, seen: Observed, load: Load) -> str:
         if where or tested is None:
             why = f"{why}; {what} not chased: out of reach on {where} at any count"
         else:
-            why = (
-                f"{why}; {what} not chased: more replicas did not bring it closer ({tested}): "
-                "the slowest requests alone take that long"
-            )
+            why = f"{why}; {what} not chased: more replicas did not bring it closer ({tested})"
     return why
 
 

@@ -13,7 +13,7 @@ from .state import ScalerState, Unhelped
 GOAL_KEYS = {"p95 latency": "latency", "p95 TTFT": "ttft"}
 """The goals' names in ``status_signals``' keys."""
 
-UNHELPED_FIELDS = ("ratio", "ready", "probeRatio", "probeReady")
+UNHELPED_FIELDS = ("ratio", "ready", "probeRatio", "probeReady", "floor")
 """``state.unhelped.<goal>.<field>``: a latency feedback's verdict (``Unhelped``)."""
 
 STATE_SIGNALS = (
@@ -53,7 +53,13 @@ def status_signals(
         out["state.crowd"] = round(state.crowds[0][1], 4)
     for verdict in state.unhelped:
         key = f"state.unhelped.{GOAL_KEYS.get(verdict.goal, 'latency')}"
-        values = (verdict.ratio, verdict.ready, verdict.probe_ratio, verdict.probe_ready)
+        values = (
+            verdict.ratio,
+            verdict.ready,
+            verdict.probe_ratio,
+            verdict.probe_ready,
+            verdict.floor,
+        )
         out.update(
             {f"{key}.{f}": round(float(v), 4) for f, v in zip(UNHELPED_FIELDS, values, strict=True)}
         )
@@ -118,12 +124,14 @@ def _verdicts(value: Callable[[str], float | None]) -> tuple[Unhelped, ...]:
     value), leaving out any a status edit made absurd."""
     out = []
     for goal, key in GOAL_KEYS.items():
-        ratio, ready, probe_ratio, probe_ready = (
+        ratio, ready, probe_ratio, probe_ready, floor = (
             value(f"state.unhelped.{key}.{f}") for f in UNHELPED_FIELDS
         )
         if ratio is None or ready is None or probe_ratio is None or probe_ready is None:
             continue
         counts = (ready, probe_ready)
-        if ratio > 1 and probe_ratio > 1 and all(1 <= n <= API_MAX_REPLICAS for n in counts):
-            out.append(Unhelped(goal, ratio, int(ready), probe_ratio, int(probe_ready)))
+        if floor is None or not (ratio > 1 and probe_ratio > 1 and floor > 1):
+            continue
+        if all(1 <= n <= API_MAX_REPLICAS for n in counts):
+            out.append(Unhelped(goal, ratio, int(ready), probe_ratio, int(probe_ready), floor))
     return tuple(out)

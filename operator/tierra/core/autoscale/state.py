@@ -38,12 +38,14 @@ class Unhelped(NamedTuple):
     """Its ratio at the probe."""
     probe_ready: int
     """Replicas ready at the probe."""
+    floor: float
+    """The least ratio no count removes, from the two."""
 
     @property
     def seen(self) -> str:
         return (
-            f"x{self.ratio:.2f} on {self.ready} ready, "
-            f"x{self.probe_ratio:.2f} on {self.probe_ready}"
+            f"x{self.ratio:.2f} on {self.ready} ready, x{self.probe_ratio:.2f} on "
+            f"{self.probe_ready}: at least x{self.floor:.2f} is the requests' own time"
         )
 
 
@@ -206,8 +208,8 @@ class ScalerState:
             if tested
             else None,
             unhelped=tuple(
-                Unhelped(str(g), float(r), int(n), float(pr), int(pn))
-                for g, r, n, pr, pn in data.get("unhelped") or ()
+                Unhelped(str(g), float(r), int(n), float(pr), int(pn), float(f))
+                for g, r, n, pr, pn, f in data.get("unhelped") or ()
             ),
         )
 

@@ -810,7 +810,7 @@ def test_no_metric_value_raises(
     judged = replace(
         state,
         latency_probe=LatencyProbe(0.0, 2, 1.5, "p95 TTFT", 5.0),
-        unhelped=(Unhelped("p95 latency", 1.2, 4, 1.25, 2),),
+        unhelped=(Unhelped("p95 latency", 1.2, 4, 1.25, 2, 1.1),),
     )
     for s in (ScalerState(), state, judged):
         rec = recommend(

@@ -86,15 +86,18 @@ def tested_feedback(
 ) -> tuple[LatencyProbe | None, tuple[Unhelped, ...]]:
     """(latency probe, goals not helped by replicas) after this sample.
 
-    Queueing falls steeply with capacity. The probe is the first settled sample (one the
-    feedback would act on, ``_feedback_waits``) with a goal over its SLO: the replicas ready,
-    the ratio and the runtime's arrival rate then. Whichever signal then adds replicas, once
-    the replicas ready per request arriving are ``feedback_tested_step`` times the probe's
-    (one step, or several smaller ones), a goal still above ``feedback_helped_share`` of its
-    ratio then was not helped by them. The excess is not queueing (the slowest requests alone
-    take that long: a mix's long prompts, a slow network) and more replicas do not meet it:
-    it is not chased until met again. A goal met ends its probe; at ``maxReplicas`` with the
-    load unchanged no test comes and the goal stays chased. The ``ignored`` goals (out of a
+    The probe is the first settled sample (one the feedback would act on,
+    ``_feedback_waits``) with a goal over its SLO: the replicas ready, the ratio and the
+    runtime's arrival rate then. Whichever signal then adds replicas, once the replicas ready
+    per request arriving are ``g >= feedback_tested_step`` times the probe's (one step, or
+    several smaller ones), the p95 is judged as a floor no count removes (the requests' own
+    time: a mix's long prompts, a slow network) plus queueing, which falls at least as fast
+    as the replicas per request grow (far faster, in fact). So the queueing left now is at
+    most what the replicas removed over ``g - 1``, and the floor at least ``ratio now -
+    (ratio then - ratio now) / (g - 1)``. A floor over the SLO: no count meets the goal, and
+    it is not chased until met again (``Unhelped``). Below it, the replicas helped and the
+    next probe starts here. A goal met ends its probe; at ``maxReplicas`` with the load
+    unchanged no test comes and the goal stays chased. The ``ignored`` goals (out of a
     variant's reach) start no probe.
     """
     ratios = goal_ratios(inputs, signals)
@@ -111,8 +114,10 @@ def tested_feedback(
             grown *= probe.arrival / signals.arrival_rate
         if ratio > 1 and grown < params.feedback_tested_step:
             return probe, unhelped
-        if ratio > 1 and ratio >= params.feedback_helped_share * probe.ratio:
-            unhelped = (*unhelped, Unhelped(probe.goal, ratio, ready, probe.ratio, probe.ready))
+        floor = ratio - (probe.ratio - ratio) / (grown - 1.0) if ratio > 1 else 0.0
+        if floor > 1:
+            verdict = Unhelped(probe.goal, ratio, ready, probe.ratio, probe.ready, floor)
+            unhelped = (*unhelped, verdict)
     # (no probe, or it ended here: its goal met, helped or not; a goal still over starts one)
     worst = worst_goal(inputs, signals, ignored | {u.goal for u in unhelped})
     if worst is None:
