@@ -40,6 +40,9 @@ class Unhelped(NamedTuple):
     """Replicas ready at the probe."""
     floor: float
     """The least ratio no count removes, from the two."""
+    met_since: float | None = None
+    """Since when the goal has been met: a verdict ends once it is met for a latency window
+    (a p95 at the edge of a mix's slowest requests dips under the goal now and then)."""
 
     @property
     def seen(self) -> str:
@@ -208,10 +211,14 @@ class ScalerState:
             if tested
             else None,
             unhelped=tuple(
-                Unhelped(str(g), float(r), int(n), float(pr), int(pn), float(f))
-                for g, r, n, pr, pn, f in data.get("unhelped") or ()
+                Unhelped(str(g), float(r), int(n), float(pr), int(pn), float(f), _number_or_none(m))
+                for g, r, n, pr, pn, f, m in data.get("unhelped") or ()
             ),
         )
+
+
+def _number_or_none(value: Any) -> float | None:
+    return None if value is None else float(value)
 
 
 def _four(value: Any) -> tuple[float, float, float, float] | None:

@@ -101,7 +101,7 @@ def tested_feedback(
     variant's reach) start no probe.
     """
     ratios = goal_ratios(inputs, signals)
-    unhelped = tuple(u for u in state.unhelped if ratios.get(u.goal, 2.0) > 1)
+    unhelped = _still_unhelped(state.unhelped, ratios, now, params)
     probe, ready = state.latency_probe, inputs.ready_replicas
     if _feedback_waits(inputs, state, now, params):
         return probe, unhelped
@@ -124,6 +124,22 @@ def tested_feedback(
         return None, unhelped
     first, goal, _ = worst
     return LatencyProbe(now, ready, first, goal, signals.arrival_rate), unhelped
+
+
+def _still_unhelped(
+    verdicts: tuple[Unhelped, ...], ratios: dict[str, float], now: float, params: ScalerParams
+) -> tuple[Unhelped, ...]:
+    """The verdicts whose goal has not been met for a whole latency window (a goal not
+    observed counts as not met)."""
+    kept = []
+    for verdict in verdicts:
+        if ratios.get(verdict.goal, 2.0) > 1:
+            kept.append(verdict._replace(met_since=None))
+            continue
+        since = verdict.met_since if verdict.met_since is not None else now
+        if now - since < params.latency_window_seconds:
+            kept.append(verdict._replace(met_since=since))
+    return tuple(kept)
 
 
 def latency_need(
