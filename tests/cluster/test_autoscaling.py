@@ -764,13 +764,15 @@ def test_a_ttft_the_longest_prompts_alone_miss_is_not_chased_with_replicas(
 
     operator.restart()
     before = len(decisions)
-    for _ in range(20):
-        said = reason()
+    said_after = []
+    for _ in range(30):
+        said_after.append(reason())
         time.sleep(3.0)
-    # (without the verdict the first samples after the restart ask for replicas again)
+    # (without the verdict the first samples over the goal after the restart ask for replicas
+    # again; the p95 TTFT dips under the goal now and then, when fewer long prompts came)
     again = [d for d in decisions[before:] if "latency:" in d]
     assert not again, decisions[before:]
-    assert "not chased: more replicas did not bring it closer" in said, said
+    assert any("more replicas did not bring it closer" in why for why in said_after), said_after
     twin.clear_load(namespace, "tail-prompts")
 
 
