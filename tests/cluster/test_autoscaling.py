@@ -693,7 +693,7 @@ def tail_prompt_trace(path: Path, seconds: float = 1200.0) -> Path:
     return path
 
 
-@pytest.mark.timeout(900)  # (up to three feedback rounds of about 2 min on a loaded machine)
+@pytest.mark.timeout(1080)  # (up to three feedback rounds of about 2 min on a loaded machine)
 def test_a_ttft_the_longest_prompts_alone_miss_is_not_chased_with_replicas(
     fleet_tiers: None,
     clients: Clients,
