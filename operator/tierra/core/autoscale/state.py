@@ -23,6 +23,8 @@ class LatencyProbe(NamedTuple):
     goal: str
     arrival: float | None
     """Arrivals then (req/s): the replicas added are judged per request arriving."""
+    met_since: float | None = None
+    """Since when the goal has been met (the probe ends once that is a latency window)."""
 
 
 class Unhelped(NamedTuple):
@@ -207,6 +209,7 @@ class ScalerState:
                 float(tested[2]),
                 str(tested[3]),
                 None if tested[4] is None else float(tested[4]),
+                _number_or_none(tested[5]) if len(tested) > 5 else None,
             )
             if tested
             else None,

@@ -903,7 +903,7 @@ def test_a_goal_more_replicas_did_not_bring_closer_is_not_chased_until_met() -> 
     one dip) it is chased again."""
     first = recommend(ttft_sample(1000.0, 800.0, 4), ScalerState(), 1000.0)
     assert first.replicas == 8 and first.signal == "latency"
-    assert first.state.latency_probe == (1000.0, 4, 2.0, "p95 TTFT", 1.0)
+    assert first.state.latency_probe[:5] == (1000.0, 4, 2.0, "p95 TTFT", 1.0)
     settled = 1000.0 + 60.0 + 2 * 60.0 + 15.0
     still = recommend(ttft_sample(settled, 780.0, 8), first.state, settled)
     assert "latency" not in still.needs and still.replicas <= 8
@@ -1018,6 +1018,26 @@ def test_small_feedback_steps_are_judged_together_per_request_arriving() -> None
         assert ("latency" in third.needs) is not judged
 
 
+@pytest.mark.parametrize(("met_for", "judged"), [(15.0, True), (75.0, False)])
+def test_a_dip_under_the_goal_does_not_end_a_test(met_for: float, judged: bool) -> None:
+    """The same 5 -> 6 -> 8 run, with the TTFT under its goal at 6 for ``met_for`` seconds: a
+    dip of 15 s (the p95 at the edge of the slowest requests) leaves the test where it was,
+    and the 8 are judged against the 5; met for a latency window, the test ends, the next
+    starts at 6, and 8 are too few more to judge."""
+    settle = 60.0 + 2 * 60.0 + 15.0
+    first = recommend(ttft_sample(1000.0, 480.0, 5), ScalerState(), 1000.0)
+    state, now = first.state, 1000.0 + settle
+    for t in range(0, int(met_for), 15):
+        state = recommend(ttft_sample(now + t, 380.0, 6), state, now + t).state
+    now += met_for
+    second = recommend(ttft_sample(now, 480.0, 6), state, now)
+    assert second.replicas == 8
+    now += settle
+    third = recommend(ttft_sample(now, 480.0, 8), second.state, now)
+    assert ("not chased: more replicas did not bring it closer" in third.reason) is judged
+    assert ("latency" in third.needs) is not judged
+
+
 @pytest.mark.parametrize(("max_replicas", "judged"), [(20, True), (8, True), (4, False)])
 def test_replicas_another_signal_adds_test_the_latency_feedback_too(
     max_replicas: int, judged: bool
@@ -1039,7 +1059,7 @@ def test_replicas_another_signal_adds_test_the_latency_feedback_too(
     first = recommend(sample(1000.0, 4, 600.0), ScalerState(), 1000.0)
     assert first.replicas == min(8, max_replicas)
     assert first.signal == ("arrival" if max_replicas > 4 else "queue")
-    assert first.state.latency_probe == (1000.0, 4, 1.5, "p95 TTFT", 14.0)
+    assert first.state.latency_probe[:5] == (1000.0, 4, 1.5, "p95 TTFT", 14.0)
     settled = 1000.0 + 60.0 + 2 * 60.0 + 15.0
     after = recommend(sample(settled, first.replicas, 590.0), first.state, settled)
     assert ("not chased: more replicas did not bring it closer" in after.reason) is judged

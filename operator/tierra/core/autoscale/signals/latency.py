@@ -95,10 +95,11 @@ def tested_feedback(
     as the replicas per request grow (far faster, in fact). So the queueing left now is at
     most what the replicas removed over ``g - 1``, and the floor at least ``ratio now -
     (ratio then - ratio now) / (g - 1)``. A floor over the SLO: no count meets the goal, and
-    it is not chased until met again (``Unhelped``). Below it, the replicas helped and the
-    next probe starts here. A goal met ends its probe; at ``maxReplicas`` with the load
-    unchanged no test comes and the goal stays chased. The ``ignored`` goals (out of a
-    variant's reach) start no probe.
+    it is not chased until met for a latency window (``Unhelped``). Below it, the replicas
+    helped and the next probe starts here. A goal met for a latency window ends its probe
+    (one sample under it is a dip of the p95); at ``maxReplicas`` with the load unchanged no
+    test comes and the goal stays chased. The ``ignored`` goals (out of a variant's reach)
+    start no probe.
     """
     ratios = goal_ratios(inputs, signals)
     unhelped = _still_unhelped(state.unhelped, ratios, now, params)
@@ -109,16 +110,24 @@ def tested_feedback(
         ratio = ratios.get(probe.goal)
         if ratio is None:
             return probe, unhelped
-        grown = ready / max(probe.ready, 1)
-        if signals.arrival_rate and probe.arrival:
-            grown *= probe.arrival / signals.arrival_rate
-        if ratio > 1 and grown < params.feedback_tested_step:
-            return probe, unhelped
-        floor = ratio - (probe.ratio - ratio) / (grown - 1.0) if ratio > 1 else 0.0
-        if floor > 1:
-            verdict = Unhelped(probe.goal, ratio, ready, probe.ratio, probe.ready, floor)
-            unhelped = (*unhelped, verdict)
-    # (no probe, or it ended here: its goal met, helped or not; a goal still over starts one)
+        if ratio <= 1:
+            # (a test goes on through a dip of the p95 under the goal: met for a window, it ends)
+            since = probe.met_since if probe.met_since is not None else now
+            if now - since < params.latency_window_seconds:
+                return probe._replace(met_since=since), unhelped
+        else:
+            probe = probe._replace(met_since=None)
+            grown = ready / max(probe.ready, 1)
+            if signals.arrival_rate and probe.arrival:
+                grown *= probe.arrival / signals.arrival_rate
+            if grown < params.feedback_tested_step:
+                return probe, unhelped
+            floor = ratio - (probe.ratio - ratio) / (grown - 1.0)
+            if floor > 1:
+                verdict = Unhelped(probe.goal, ratio, ready, probe.ratio, probe.ready, floor)
+                unhelped = (*unhelped, verdict)
+    # (no probe, or it ended here: its goal met for a window, or tested, helped or not; a goal
+    # still over starts one)
     worst = worst_goal(inputs, signals, ignored | {u.goal for u in unhelped})
     if worst is None:
         return None, unhelped
