@@ -41,9 +41,9 @@ class Observed:
     """The goals a running variant misses at any count, or that more replicas did not bring
     closer (``unhelped``): feedback does not chase them."""
     latency_probe: LatencyProbe | None = None
-    """The latency scale-ups still to be judged (``tested_feedback``)."""
+    """The sample the replicas added since are judged against (``tested_feedback``)."""
     unhelped: tuple[Unhelped, ...] = ()
-    """(goal, what was seen) of the goals a tested latency scale-up did not bring closer."""
+    """The goals the replicas added since a probe did not bring closer."""
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,8 @@ Mode = Literal["auto", "manual", "hold"]
 
 
 class LatencyProbe(NamedTuple):
-    """The first of a run of latency scale-ups for one goal, against which the replicas added
-    since are judged (``tested_feedback``)."""
+    """The first settled sample over one goal, against which the replicas added since, by
+    any signal, are judged (``tested_feedback``)."""
 
     at: float
     ready: int
@@ -124,8 +124,8 @@ class ScalerState:
     """The goals a running variant cannot meet for the mean request (``out_of_reach``); None
     while the request size is unknown. Rebuilt from the first sample with a known size."""
     latency_probe: LatencyProbe | None = None
-    """The first of the latency signal's scale-ups since its goal was last met: whether the
-    replicas added since brought the goal closer (``tested_feedback``)."""
+    """The first settled sample over a goal since it was last met for a latency window:
+    whether the replicas added since brought the goal closer (``tested_feedback``)."""
     unhelped: tuple[Unhelped, ...] = ()
     """The goals over the SLO that a tested latency scale-up left as far above it: not chased
     with replicas until met again."""
