@@ -14,25 +14,23 @@ from ..sample import Sample
 from ..state import LatencyProbe, ScalerState, Unhelped
 
 
+def _observed_goals(
+    inputs: ScalingInputs, signals: Signals
+) -> tuple[tuple[str, float | None, float | None], ...]:
+    """(name, observed ms, SLO ms) of the p95 latency and the p95 TTFT."""
+    return (
+        ("p95 latency", signals.p95_latency_ms, inputs.latency_p95_ms),
+        ("p95 TTFT", signals.ttft_p95_ms, inputs.ttft_p95_ms),
+    )
+
+
 def goal_ratios(inputs: ScalingInputs, signals: Signals) -> dict[str, float]:
     """The ratio of each observed p95 ("p95 latency", "p95 TTFT") to its SLO."""
     return {
         name: observed / goal
-        for name, observed, goal in (
-            ("p95 latency", signals.p95_latency_ms, inputs.latency_p95_ms),
-            ("p95 TTFT", signals.ttft_p95_ms, inputs.ttft_p95_ms),
-        )
+        for name, observed, goal in _observed_goals(inputs, signals)
         if observed is not None and goal is not None and goal > 0
     }
-
-
-def _over_goal_text(inputs: ScalingInputs, signals: Signals, name: str, ratio: float) -> str:
-    observed, goal = (
-        (signals.p95_latency_ms, inputs.latency_p95_ms)
-        if name == "p95 latency"
-        else (signals.ttft_p95_ms, inputs.ttft_p95_ms)
-    )
-    return f"{name} {observed:.0f} ms > SLO {goal:.0f} ms (x{ratio:.2f})"
 
 
 def worst_goal(
@@ -44,7 +42,10 @@ def worst_goal(
         ((r, n) for n, r in goal_ratios(inputs, signals).items() if n not in ignored),
         default=(0.0, ""),
     )
-    return (ratio, name, _over_goal_text(inputs, signals, name, ratio)) if ratio > 1 else None
+    if ratio <= 1:
+        return None
+    _, observed, goal = next(g for g in _observed_goals(inputs, signals) if g[0] == name)
+    return ratio, name, f"{name} {observed:.0f} ms > SLO {goal:.0f} ms (x{ratio:.2f})"
 
 
 def over_slo(
