@@ -67,7 +67,8 @@ class OutOfReach:
     output_tokens: float
     rtt_ms: float
     share: float = 1.0
-    """The share of the goal the floor was held to (below 1: a margin, see ``misses``)."""
+    """The share of the goal the floor was held to (below 1: a margin, see ``misses``); the
+    message names it only while the floor is within that margin, not above the goal itself."""
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -82,7 +83,8 @@ class OutOfReach:
         )
         rtt = f" + {self.rtt_ms:,.0f} ms round trip" if self.rtt_ms > 0 else ""
         on = f" on {self.variant} in {self.tier}" if where else ""
-        bound = "" if self.share >= 1.0 else f"{self.share:.0%} of the "
+        held_by_margin = self.share < 1.0 and self.floor_ms <= self.slo_ms
+        bound = f"{self.share:.0%} of the " if held_by_margin else ""
         return (
             f"{self.metric} floor {self.floor_ms:,.0f} ms{on} > {bound}SLO {self.slo_ms:,.0f} ms "
             f"({what} alone, at the profiled rates{rtt})"

@@ -141,3 +141,13 @@ def test_within_the_margin_the_message_says_what_the_floor_was_held_to() -> None
     (held,) = out_of_reach([ORIN], 700.0, 200.0, 6000.0, 800.0, flagged, 0.1)
     assert "p95 TTFT floor 782 ms on orin in edge-berlin > 90% of the SLO 800 ms" in held.describe()
     assert "> SLO 800 ms" in flagged[0].describe()
+
+
+def test_a_floor_still_above_the_goal_says_so_when_flagged_again() -> None:
+    """Flagged at 889 ms, then a larger mean prompt: the floor is above the goal itself, and
+    the message says that, not the margin it is also above."""
+    flagged = out_of_reach([ORIN], 800.0, 200.0, 6000.0, 800.0)
+    (again,) = out_of_reach([ORIN], 1600.0, 200.0, 6000.0, 800.0, flagged, 0.1)
+    assert again.share == 0.9
+    assert "on orin in edge-berlin > SLO 800 ms" in again.describe()
+    assert "90%" not in again.describe()
