@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-HELD = '''
+HELD = """
 import pathlib, time, pytest
 
 @pytest.fixture
@@ -22,7 +22,7 @@ def held():
 def test_runs_until_stopped(held):
     pathlib.Path("started").write_text("yes")
     time.sleep(60)
-'''
+"""
 
 
 def terminated_run(tmp_path: Path, *plugin: str) -> subprocess.CompletedProcess[str]:
