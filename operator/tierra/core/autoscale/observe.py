@@ -129,7 +129,6 @@ def observe(
         )
     inputs, sizes, known = smoothed_sizes(inputs, state, now, params)
     unreachable = _out_of_reach(inputs, state, known, params)
-    mix_work = mean_work(inputs) if known else None
     inputs = replace(
         inputs,
         prefill_tokens_per_second=inputs.prefill_tokens_per_second * speed,
@@ -139,9 +138,7 @@ def observe(
     sized = inputs if known else replace(inputs, mean_prompt_tokens=None, mean_output_tokens=None)
     assert inputs.signals is not None
     unreachable_goals = frozenset(o.metric for o in unreachable or ())
-    probe, unhelped = tested_feedback(
-        inputs, inputs.signals, state, now, params, unreachable_goals, mix_work
-    )
+    probe, unhelped = tested_feedback(inputs, inputs.signals, state, now, params, unreachable_goals)
     return Observed(
         inputs=inputs,
         sized=sized,

@@ -25,9 +25,6 @@ class LatencyProbe(NamedTuple):
     """Arrivals then (req/s): the replicas added are judged per request arriving."""
     met_since: float | None = None
     """Since when the goal has been met (the probe ends once that is a latency window)."""
-    work: float | None = None
-    """Seconds the mean request then takes alone at the profile's speed: the replicas added
-    are judged per second of work arriving, so a heavier mix is not taken for more replicas."""
 
 
 class Unhelped(NamedTuple):

@@ -84,27 +84,25 @@ def tested_feedback(
     now: float,
     params: ScalerParams,
     ignored: frozenset[str] = frozenset(),
-    work: float | None = None,
 ) -> tuple[LatencyProbe | None, tuple[Unhelped, ...]]:
     """(latency probe, goals not helped by replicas) after this sample.
 
     The probe is the first settled sample (one the feedback would act on,
-    ``_feedback_waits``) with a goal over its SLO: the replicas ready, the ratio, the
-    runtime's arrival rate and the mean request's ``work`` (seconds alone, at the profile's
-    speed) then. Whichever signal then adds replicas, once the replicas ready per second of
-    work arriving are ``g >= feedback_tested_step`` times the probe's (one step, or several
-    smaller ones; a mix turned heavier meanwhile counts against them), the p95 is judged as
-    a floor no count removes (the requests' own time: a mix's long prompts, a slow network)
-    plus queueing, which falls at least as fast as the replicas per request grow (far faster,
-    in fact). So the queueing left now is at most what the replicas removed over ``g - 1``,
-    and the floor at least ``ratio now - (ratio then - ratio now) / (g - 1)``, and at most
-    the ratio now (a p95 that rose: none of it was queueing the replicas could remove). A
-    floor over the SLO: no count meets the goal, and
-    it is not chased until met for a latency window (``Unhelped``). Below it, the replicas
-    helped and the next probe starts here. A goal met for a latency window ends its probe
-    (one sample under it is a dip of the p95); at ``maxReplicas`` with the load unchanged no
-    test comes and the goal stays chased. The ``ignored`` goals (out of a variant's reach)
-    start no probe.
+    ``_feedback_waits``) with a goal over its SLO: the replicas ready, the ratio and the
+    runtime's arrival rate then. Whichever signal then adds replicas, once the replicas ready
+    per request arriving are ``g >= feedback_tested_step`` times the probe's (one step, or
+    several smaller ones), the p95 is judged as a floor no count removes (the requests' own
+    time: a mix's long prompts, a slow network) plus queueing, which falls at least as fast
+    as the replicas per request grow (far faster, in fact). So the queueing left now is at
+    most what the replicas removed over ``g - 1``, and the floor at least ``ratio now -
+    (ratio then - ratio now) / (g - 1)``, and at most the ratio now (a p95 that rose: none of
+    it was queueing the replicas could remove; a mix turned heavier meanwhile raises its own
+    time, as a long-context phase raises the TTFT). A floor over the SLO: no count meets the
+    goal, and it is not chased until met for a latency window (``Unhelped``). Below it, the
+    replicas helped and the next probe starts here. A goal met for a latency window ends its
+    probe (one sample under it is a dip of the p95); at ``maxReplicas`` with the load
+    unchanged no test comes and the goal stays chased. The ``ignored`` goals (out of a
+    variant's reach) start no probe.
     """
     ratios = goal_ratios(inputs, signals)
     unhelped = _still_unhelped(state.unhelped, ratios, now, params)
@@ -125,8 +123,6 @@ def tested_feedback(
             grown = ready / max(probe.ready, 1)
             if signals.arrival_rate and probe.arrival:
                 grown *= probe.arrival / signals.arrival_rate
-            if work and probe.work:
-                grown *= probe.work / work
             if grown < params.feedback_tested_step:
                 return probe, unhelped
             floor = min(ratio, ratio - (probe.ratio - ratio) / (grown - 1.0))
@@ -139,7 +135,7 @@ def tested_feedback(
     if worst is None:
         return None, unhelped
     first, goal, _ = worst
-    return LatencyProbe(now, ready, first, goal, signals.arrival_rate, work=work), unhelped
+    return LatencyProbe(now, ready, first, goal, signals.arrival_rate), unhelped
 
 
 def _still_unhelped(
