@@ -57,3 +57,12 @@ def test_held_out_counts_the_replicas_scale_downs_removed_while_starting() -> No
     assert " 600s " in out and "    0s " in out, out
     assert "removed replicas still starting in 1 of 1 cases" in out, out
     assert "1 of those cases have a scale-down delay shorter than the start-up" in out, out
+
+
+def test_latency_verdicts_runs_a_case_with_a_verdict() -> None:
+    """Held-out case 23 (mix-shift): its TTFT goal is given up in a long-context phase."""
+    out = run("latency_verdicts.py", "--start", "23", "--cases", "1", "--wide-cases", "0")
+    rows = [line for line in out.splitlines() if line.startswith(" held  23 ")]
+    assert rows and "p95 TTFT" in rows[0] and "at least x" in rows[0], out
+    assert "1 cases, 1 with a goal given up" in out, out
+    assert "verdicts a static fleet contradicts over the whole run:" in out, out

@@ -47,6 +47,7 @@ from tierra.api.tier import Pool, Tier
 from tierra.core.accelerators import units_per_replica
 from tierra.core.autoscale import (
     DEFAULT_PARAMS,
+    ScalerParams,
     ScalerState,
     Signals,
     arrival_need,
@@ -304,8 +305,10 @@ class TierraPolicy:
     name = "tierra"
     target = None
 
-    def __init__(self, setup: ServiceSetup) -> None:
+    def __init__(self, setup: ServiceSetup, params: ScalerParams = DEFAULT_PARAMS) -> None:
         self.setup = setup
+        self.params = params
+        """The recommender's tunables (an ablation changes one)."""
         self.state = ScalerState()
         self.reasons: list[tuple[float, str]] = []
         """(time, reason) of every change, for explanations."""
@@ -347,7 +350,7 @@ class TierraPolicy:
             inputs,
             serving=(ServingProfile.of(setup.variant, setup.tier.metadata.name, setup.rtt_ms),),
         )
-        rec = recommend(inputs, self.state, observation.time, DEFAULT_PARAMS)
+        rec = recommend(inputs, self.state, observation.time, self.params)
         self.state = rec.state
         self.cancelled += rec.cancels
         replicas = rec.replicas
