@@ -1043,6 +1043,28 @@ def test_a_p95_that_rose_with_more_replicas_is_all_floor_at_most() -> None:
     assert verdict.floor == pytest.approx(1.23)
 
 
+def test_arrivals_that_fell_at_the_same_count_test_nothing() -> None:
+    """A p95 TTFT at x1.5 on 8 ready, then half the arrivals on the same 8 and the TTFT where
+    it was (a burst's end: the p95 window still full of what it queued). Twice the replicas
+    per request, but none were added: nothing is judged, and the goal is still chased."""
+
+    def sample(now: float, arrivals: float) -> ScalingInputs:
+        return inputs(
+            desired_replicas=8,
+            ready_replicas=8,
+            max_replicas=20,
+            ttft_p95_ms=400.0,
+            signals=signals(now, 0.0, 4.0, arrivals, ttft=600.0),
+        )
+
+    first = recommend(sample(1000.0, 14.0), ScalerState(), 1000.0)
+    assert first.state.latency_probe is not None and first.state.latency_probe.ready == 8
+    settled = 1000.0 + 60.0 + 2 * 60.0 + 15.0
+    after = recommend(sample(settled, 7.0), first.state, settled)
+    assert after.state.unhelped == () and "not chased" not in after.reason, after.reason
+    assert after.needs["latency"] == 12, after.reason
+
+
 @pytest.mark.parametrize(("met_for", "judged"), [(15.0, True), (75.0, False)])
 def test_a_dip_under_the_goal_does_not_end_a_test(met_for: float, judged: bool) -> None:
     """The same 5 -> 6 -> 8 run, with the TTFT under its goal at 6 for ``met_for`` seconds: a

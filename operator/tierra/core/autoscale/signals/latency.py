@@ -99,7 +99,8 @@ def tested_feedback(
     it was queueing the replicas could remove; a mix turned heavier meanwhile raises its own
     time, as a long-context phase raises the TTFT). A floor over the SLO: no count meets the
     goal, and it is not chased until met for a latency window (``Unhelped``). Below it, the
-    replicas helped and the next probe starts here. A goal met for a latency window ends its
+    replicas helped and the next probe starts here. Arrivals that fell at the probe's count
+    test nothing: no replicas were added. A goal met for a latency window ends its
     probe (one sample under it is a dip of the p95); at ``maxReplicas`` with the load
     unchanged no test comes and the goal stays chased. The ``ignored`` goals (out of a
     variant's reach) start no probe.
@@ -123,7 +124,9 @@ def tested_feedback(
             grown = ready / max(probe.ready, 1)
             if signals.arrival_rate and probe.arrival:
                 grown *= probe.arrival / signals.arrival_rate
-            if grown < params.feedback_tested_step:
+            # (replicas must have come: arrivals that fell at the same count are a burst's
+            # end more often than a test, the p95 window still full of what it queued)
+            if ready <= probe.ready or grown < params.feedback_tested_step:
                 return probe, unhelped
             floor = min(ratio, ratio - (probe.ratio - ratio) / (grown - 1.0))
             if floor > 1:
