@@ -1065,6 +1065,26 @@ def test_arrivals_that_fell_at_the_same_count_test_nothing() -> None:
     assert after.needs["latency"] == 12, after.reason
 
 
+def test_a_scale_down_below_the_probe_starts_the_next_test() -> None:
+    """The fleet run that failed: a TTFT at x1.5 probed on 8, a dip under the goal let the
+    arrivals scale 16 down to 2, and the goal was over again on 2. What the feedback adds
+    from 2 is judged against 2 (x1.56 -> x1.35 on 2 -> 4: at least x1.14 is the requests'
+    own time), not against the 8 of a probe no count since has reached."""
+    settle = 60.0 + 2 * 60.0 + 15.0
+    first = recommend(ttft_sample(1000.0, 600.0, 8), ScalerState(), 1000.0)
+    assert first.state.latency_probe is not None and first.state.latency_probe.ready == 8
+    now = 1000.0 + 2 * settle
+    low = recommend(ttft_sample(now, 624.0, 2), first.state, now)
+    assert low.replicas == 4 and low.signal == "latency", low.reason
+    assert low.state.latency_probe is not None and low.state.latency_probe.ready == 2
+    now += settle
+    after = recommend(ttft_sample(now, 540.0, 4), low.state, now)
+    assert "(x1.35 on 4 ready, x1.56 on 2: at least x1.14 is the requests' own time)" in (
+        after.reason
+    ), after.reason
+    assert "latency" not in after.needs
+
+
 @pytest.mark.parametrize(("met_for", "judged"), [(15.0, True), (75.0, False)])
 def test_a_dip_under_the_goal_does_not_end_a_test(met_for: float, judged: bool) -> None:
     """The same 5 -> 6 -> 8 run, with the TTFT under its goal at 6 for ``met_for`` seconds: a

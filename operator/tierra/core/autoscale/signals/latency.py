@@ -100,7 +100,8 @@ def tested_feedback(
     time, as a long-context phase raises the TTFT). A floor over the SLO: no count meets the
     goal, and it is not chased until met for a latency window (``Unhelped``). Below it, the
     replicas helped and the next probe starts here. Arrivals that fell at the probe's count
-    test nothing: no replicas were added. A goal met for a latency window ends its
+    test nothing: no replicas were added; a count scaled down below the probe's starts the
+    next probe. A goal met for a latency window ends its
     probe (one sample under it is a dip of the p95); at ``maxReplicas`` with the load
     unchanged no test comes and the goal stays chased. The ``ignored`` goals (out of a
     variant's reach) start no probe.
@@ -110,6 +111,10 @@ def tested_feedback(
     probe, ready = state.latency_probe, inputs.ready_replicas
     if _feedback_waits(inputs, state, now, params):
         return probe, unhelped
+    if probe is not None and ready < probe.ready:
+        # (scaled down below the probe, on a dip of the p95 or by other signals: what is
+        # added from here is judged against this count, the next probe)
+        probe = None
     if probe is not None:
         ratio = ratios.get(probe.goal)
         if ratio is None:
