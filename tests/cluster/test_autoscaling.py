@@ -693,7 +693,9 @@ def tail_prompt_trace(path: Path, seconds: float = 1200.0) -> Path:
     return path
 
 
-@pytest.mark.timeout(1080)  # (up to three feedback rounds of about 2 min on a loaded machine)
+# (up to five rounds of about 2 min on a loaded machine: the start's over-ask, feedback that
+# a dip of the p95 lets the arrivals scale down, and the test from the lower count)
+@pytest.mark.timeout(1260)
 def test_a_ttft_the_longest_prompts_alone_miss_is_not_chased_with_replicas(
     fleet_tiers: None,
     clients: Clients,
@@ -739,12 +741,12 @@ def test_a_ttft_the_longest_prompts_alone_miss_is_not_chased_with_replicas(
 
     # (the size is measured over a minute; feedback waits for the new replicas and two latency
     # windows, 5 s + 120 s, after each scale-up and 120 s after a backlog, and the p95 TTFT is
-    # judged then: 4-5 min on a quiet machine)
+    # judged then: 4-7 min on a quiet machine)
     try:
         said = wait_for(
             lambda: "more replicas did not bring it closer" in (why := reason()) and why,
             what="the p95 TTFT not chased: more replicas did not bring it closer",
-            timeout=720,
+            timeout=900,
         )
     except pytest.fail.Exception as failed:
         raise AssertionError(f"{failed}; the scale decisions: {decisions}") from None
