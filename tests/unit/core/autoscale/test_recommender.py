@@ -885,6 +885,24 @@ def test_state_round_trips_through_status() -> None:
     assert ScalerState.from_dict(json.loads(json.dumps(state.to_dict()))) == state
 
 
+def ttft_at(
+    now: float,
+    ready: int,
+    ttft: float,
+    running: float = 1.0,
+    arrivals: float = 1.0,
+    max_replicas: int = 20,
+) -> ScalingInputs:
+    """``ready`` replicas, all asked for, whose p95 TTFT is ``ttft`` against a 400 ms goal."""
+    return inputs(
+        desired_replicas=ready,
+        ready_replicas=ready,
+        max_replicas=max_replicas,
+        ttft_p95_ms=400.0,
+        signals=signals(now, 0.0, running, arrivals, ttft=ttft),
+    )
+
+
 def ttft_sample(now: float, ttft: float, desired: int, ready: int | None = None) -> ScalingInputs:
     """A light load whose p95 TTFT is ``ttft`` against a 400 ms goal."""
     return inputs(
@@ -1023,19 +1041,10 @@ def test_a_p95_that_rose_with_more_replicas_is_all_floor_at_most() -> None:
     and the floor said is the p95 now (the bound from the two would claim x1.52, more than
     the p95 itself)."""
 
-    def sample(now: float, ttft: float, ready: int) -> ScalingInputs:
-        return inputs(
-            desired_replicas=ready,
-            ready_replicas=ready,
-            max_replicas=20,
-            ttft_p95_ms=400.0,
-            signals=signals(now, 0.0, 1.0, 1.0, ttft=ttft),
-        )
-
-    first = recommend(sample(1000.0, 416.0, 6), ScalerState(), 1000.0)
+    first = recommend(ttft_at(1000.0, 6, 416.0), ScalerState(), 1000.0)
     assert first.state.latency_probe is not None and first.state.latency_probe.ready == 6
     settled = 1000.0 + 60.0 + 2 * 60.0 + 15.0
-    after = recommend(sample(settled, 492.0, 10), first.state, settled)
+    after = recommend(ttft_at(settled, 10, 492.0), first.state, settled)
     assert "(x1.23 on 10 ready, x1.04 on 6: at least x1.23 is the requests' own time)" in (
         after.reason
     ), after.reason
@@ -1048,19 +1057,10 @@ def test_arrivals_that_fell_at_the_same_count_test_nothing() -> None:
     it was (a burst's end: the p95 window still full of what it queued). Twice the replicas
     per request, but none were added: nothing is judged, and the goal is still chased."""
 
-    def sample(now: float, arrivals: float) -> ScalingInputs:
-        return inputs(
-            desired_replicas=8,
-            ready_replicas=8,
-            max_replicas=20,
-            ttft_p95_ms=400.0,
-            signals=signals(now, 0.0, 4.0, arrivals, ttft=600.0),
-        )
-
-    first = recommend(sample(1000.0, 14.0), ScalerState(), 1000.0)
+    first = recommend(ttft_at(1000.0, 8, 600.0, 4.0, 14.0), ScalerState(), 1000.0)
     assert first.state.latency_probe is not None and first.state.latency_probe.ready == 8
     settled = 1000.0 + 60.0 + 2 * 60.0 + 15.0
-    after = recommend(sample(settled, 7.0), first.state, settled)
+    after = recommend(ttft_at(settled, 8, 600.0, 4.0, 7.0), first.state, settled)
     assert after.state.unhelped == () and "not chased" not in after.reason, after.reason
     assert after.needs["latency"] == 12, after.reason
 
@@ -1115,13 +1115,7 @@ def test_replicas_another_signal_adds_test_the_latency_feedback_too(
     maxReplicas 4 nothing is tested, and the goal stays chased (the safe side)."""
 
     def sample(now: float, ready: int, ttft: float) -> ScalingInputs:
-        return inputs(
-            desired_replicas=ready,
-            ready_replicas=ready,
-            max_replicas=max_replicas,
-            ttft_p95_ms=400.0,
-            signals=signals(now, 0.0, 4.0, 14.0, ttft=ttft),
-        )
+        return ttft_at(now, ready, ttft, 4.0, 14.0, max_replicas)
 
     first = recommend(sample(1000.0, 4, 600.0), ScalerState(), 1000.0)
     assert first.replicas == min(8, max_replicas)
