@@ -42,13 +42,16 @@ from tierra.core.autoscale import (
 )
 from tierra.core.metrics_presets import RateQueries, queries_for, rate_queries_for
 from tierra.core.slo_reach import reach_verdict
-from tierra.core.status import ScalingReport, epoch_seconds, slo_verdict
+from tierra.core.status import ScalingReport, epoch_seconds, limit_verdict, slo_verdict
 from tierra.shell.prometheus import MetricSample, MetricsUnavailable, PrometheusClient
 
 log = logging.getLogger(__name__)
 
 DEFAULT_INTERVAL_SECONDS = 5.0
 """How often each service's metrics are sampled (``--metrics-interval``)."""
+LIMITED_EVENT_GAP_SECONDS = 600.0
+"""A ScalingLimited Warning is posted when the need goes above maxReplicas, at most once in
+this long: a need that hovers about maxReplicas turns the condition on and off each sample."""
 STATUS_METRICS_REFRESH_SECONDS = 30.0
 """Observed metrics are written to status at least this often while they change, and not on
 every sample (a status write per service per interval would load the apiserver)."""
@@ -100,6 +103,10 @@ class _ServiceScaling:
     """(metric, variant, tier) out of reach when last judged (None: not judged since start)."""
     reach_was_false: bool = False
     """SLOReachable was False when last judged, or in status at start: an Event was posted."""
+    limit: tuple[bool | None, str, str] | None = None
+    """The ScalingLimited condition last judged (None: not yet)."""
+    limited_event_at: float | None = None
+    """When the last ScalingLimited Warning was posted (at start: when status said True)."""
 
 
 class Autoscaler:
@@ -247,6 +254,12 @@ class Autoscaler:
                     c.type == "SLOReachable" and c.status == "False"
                     for c in service.status.conditions
                 ),
+                limited_event_at=self.clock()
+                if any(
+                    c.type == "ScalingLimited" and c.status == "True"
+                    for c in service.status.conditions
+                )
+                else None,
             )
         meta = service.metadata
         inputs_key = (
@@ -324,6 +337,9 @@ class Autoscaler:
         reach_changed, reach_event = self._judge_reach(scaling, rec)
         if reach_event is not None:
             events.append(reach_event)
+        limit_changed, limit_event = self._judge_limit(scaling, rec, inputs.max_replicas, now)
+        if limit_event is not None:
+            events.append(limit_event)
         slo = service.spec.slo
         slo_met = slo_verdict(scaling.metrics, slo.latency_p95_ms, slo.ttft_p95_ms)[0]
         changed = (
@@ -334,6 +350,7 @@ class Autoscaler:
             or reason_now != reason_before
             or slo_met != scaling.slo_met
             or reach_changed
+            or limit_changed
         )
         scaling.slo_met = slo_met
         stale_status = (
@@ -381,6 +398,27 @@ class Autoscaler:
             scaling.reach_was_false = verdict[0] is False
         return changed, event
 
+    @staticmethod
+    def _judge_limit(
+        scaling: _ServiceScaling, rec: Recommendation, max_replicas: int, now: float
+    ) -> tuple[bool, ScaleEvent | None]:
+        """Update the ScalingLimited verdict: whether it turned (status to write), and the
+        Warning to post when the need went above maxReplicas (``LIMITED_EVENT_GAP_SECONDS``
+        apart at most)."""
+        verdict = limit_verdict(rec.mode, rec.beyond_max, rec.signal, max_replicas)
+        if verdict is None:
+            return False, None
+        before = scaling.limit
+        scaling.limit = verdict
+        turned = before is None or before[0] != verdict[0]
+        last = scaling.limited_event_at
+        if verdict[0] is not True or (last is not None and now - last < LIMITED_EVENT_GAP_SECONDS):
+            return turned, None
+        if before is not None and before[0] is True:
+            return turned, None
+        scaling.limited_event_at = now
+        return turned, ScaleEvent("ScalingLimited", f"{verdict[2]}; {rec.reason}", "Warning")
+
     def report(self, key: str) -> ScalingReport | None:
         """The status the autoscaler has to write for ``key`` (None before its first step);
         marks the metrics as written."""
@@ -405,6 +443,7 @@ class Autoscaler:
             metrics=scaling.metrics,
             last_scale=scaling.last_scale,
             reach=scaling.reach,
+            limit=scaling.limit,
         )
 
 

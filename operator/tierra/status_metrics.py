@@ -18,7 +18,15 @@ from prometheus_client.registry import Collector
 
 log = logging.getLogger(__name__)
 
-CONDITIONS = ("Ready", "Placed", "SLOMet", "SLOReachable", "MetricsAvailable", "Migrating")
+CONDITIONS = (
+    "Ready",
+    "Placed",
+    "SLOMet",
+    "SLOReachable",
+    "ScalingLimited",
+    "MetricsAvailable",
+    "Migrating",
+)
 STATUSES = ("true", "false", "unknown")
 SERVICE = ["namespace", "name"]
 PLACEMENT = [*SERVICE, "tier", "pool", "variant", "accelerator"]

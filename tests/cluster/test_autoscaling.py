@@ -415,7 +415,9 @@ def test_a_full_pool_spills_into_the_next_allowed_tier(
     wait_for: WaitFor,
     twin: TwinProcess,
 ) -> None:
-    """Three Orin nodes at the edge; load that needs five replicas puts two on regional L4."""
+    """Three Orin nodes at the edge; load that needs more than the five replicas it may have
+    puts two on regional L4, and the ScalingLimited condition and a Warning say the count is
+    held at maxReplicas."""
     wait_pool_free(clients, wait_for, "edge", "orin", 3)
     wait_pool_free(clients, wait_for, "regional", "l4", 2)
     serving_on_the_edge(
@@ -426,7 +428,7 @@ def test_a_full_pool_spills_into_the_next_allowed_tier(
         "spill",
         scaling={"minReplicas": 1, "maxReplicas": 5, "scaleDownDelaySeconds": 300},
     )
-    twin.set_load(namespace, "spill", rate=20.0, prompt_tokens=500, output_tokens=100)
+    twin.set_load(namespace, "spill", rate=30.0, prompt_tokens=500, output_tokens=100)
     body = wait_for(
         lambda: (
             (b := get_service(clients, namespace, "spill")) is not None
@@ -440,6 +442,24 @@ def test_a_full_pool_spills_into_the_next_allowed_tier(
     placed = {(p["tier"], p["pool"]): p["replicas"] for p in body["status"]["placements"]}
     assert placed == {("edge", "orin"): 3, ("regional", "l4"): 2}
     assert condition(body, "Placed")["status"] == "True"
+    limited = wait_for(
+        lambda: (
+            (c := condition(get_service(clients, namespace, "spill"), "ScalingLimited"))
+            and c["status"] == "True"
+            and c
+        ),
+        timeout=30,
+        what="ScalingLimited=True",
+    )
+    assert limited["reason"] == "MaxReplicas"
+    assert "held at maxReplicas 5" in limited["message"]
+    warnings = wait_for(
+        lambda: [e for e in events(clients, namespace, "spill") if e.reason == "ScalingLimited"],
+        timeout=30,
+        what="a ScalingLimited Event",
+    )
+    assert len(warnings) == 1 and warnings[0].type == "Warning"
+    assert "held at maxReplicas 5" in warnings[0].message
     wait_for(
         lambda: (
             len(running_pods(clients, "edge", "spill")) == 3

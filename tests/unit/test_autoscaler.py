@@ -13,8 +13,10 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
+import pytest
 from aiohttp import web
 
+from tierra import autoscaler
 from tierra.autoscaler import Autoscaler
 from tierra.core.autoscale import RunningPlacement
 from tierra_testing.builders import service, tier, variant
@@ -517,3 +519,97 @@ async def test_a_scale_down_that_removes_replicas_still_starting_is_a_warning() 
     assert [(e.reason, e.type) for e in down.events] == [("ScaledDownBeforeServing", "Warning")]
     assert "still starting" in rec.reason
     assert "scaleDownDelaySeconds 0 < startupSeconds 600" in rec.reason
+
+
+CAPPED = service(
+    variants=[variant("h100", model="H100")],
+    slo={"latencyP95Ms": 2000, "maxQueuePerReplica": 4},
+    scaling={"minReplicas": 1, "maxReplicas": 3},
+)
+ON_THREE = [RunningPlacement("central", "h100", 3)]
+LIGHT = {"num_requests_waiting": 0.0, "num_requests_running": 2.0}
+
+
+def with_limit(status: str) -> Any:
+    body = CAPPED.model_dump(by_alias=True, exclude_none=True)
+    body["status"] = {
+        "conditions": [{"type": "ScalingLimited", "status": status, "reason": "x", "message": "x"}]
+    }
+    return type(CAPPED).model_validate(body)
+
+
+async def test_a_need_above_max_replicas_is_a_condition_and_one_warning_in_ten_minutes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """124 requests on 3 replicas of at most 3: the queue signal asks for more. The condition
+    says how many and that the count is held at maxReplicas; one Warning says so, not one per
+    sample, nor again when the need dips under the bound and comes back within the gap (10
+    minutes; 10 s from the fifth sample on, to see the next Warning after it)."""
+    metrics = dict(BUSY)
+    start = time.time()
+    clock = [start]
+    outcomes = []
+    async with prometheus(metrics) as (url, _):
+        scaler = Autoscaler(url, clock=lambda: clock[0])
+        try:
+            for at, load in (
+                (0, BUSY),
+                (5, BUSY),
+                (10, LIGHT),
+                (15, BUSY),
+                (20, LIGHT),
+                (25, BUSY),
+            ):
+                if at == 20:
+                    monkeypatch.setattr(autoscaler, "LIMITED_EVENT_GAP_SECONDS", 10.0)
+                clock[0] = start + at
+                metrics.clear()
+                metrics.update({"timestamp(vllm": clock[0], **load})
+                outcomes.append(await scaler.step("team-a/chat", CAPPED, ON_THREE, 3, TIERS))
+                if at == 5:
+                    capped = scaler.report("team-a/chat")
+        finally:
+            await scaler.close()
+    first = outcomes[0]
+    assert first.recommendation.replicas == 3
+    beyond = first.recommendation.beyond_max
+    assert beyond is not None and beyond > 3
+    assert f"held at maxReplicas 3: {beyond} asked for" in first.recommendation.reason
+    warned = [[e for e in o.events if e.reason == "ScalingLimited"] for o in outcomes]
+    assert [len(w) for w in warned] == [1, 0, 0, 0, 0, 1]
+    assert warned[0][0].type == "Warning"
+    assert f"the queue signal asks for {beyond} replicas" in warned[0][0].message
+    assert capped is not None and capped.limit is not None
+    assert capped.limit[:2] == (True, "MaxReplicas")
+    assert "held at maxReplicas 3" in capped.limit[2]
+    # (the condition turning is a status write; the same verdict again is not)
+    assert outcomes[2].reconcile and outcomes[2].recommendation.beyond_max is None
+    after = scaler.report("team-a/chat")
+    assert after is not None and after.limit is not None
+    assert after.limit[:2] == (True, "MaxReplicas")
+
+
+async def test_a_restart_while_held_at_max_replicas_does_not_repeat_the_warning() -> None:
+    for status, expected in (("True", 0), ("False", 1)):
+        async with prometheus(BUSY) as (url, _):
+            scaler = Autoscaler(url, clock=time.time)
+            try:
+                outcome = await scaler.step("team-a/chat", with_limit(status), ON_THREE, 3, TIERS)
+            finally:
+                await scaler.close()
+        said = [e for e in outcome.events if e.reason == "ScalingLimited"]
+        assert len(said) == expected, status
+
+
+async def test_a_need_within_max_replicas_is_not_limited() -> None:
+    async with prometheus(LIGHT) as (url, _):
+        scaler = Autoscaler(url, clock=time.time)
+        try:
+            outcome = await scaler.step("team-a/chat", CAPPED, ON_THREE, 3, TIERS)
+        finally:
+            await scaler.close()
+    assert outcome.recommendation.beyond_max is None
+    assert "maxReplicas" not in outcome.recommendation.reason
+    report = scaler.report("team-a/chat")
+    assert report is not None and report.limit is not None
+    assert report.limit[:2] == (False, "WithinBounds")

@@ -516,7 +516,8 @@ class InferenceServiceStatus(ApiModel):
     conditions: list[Condition] = Field(
         default_factory=list,
         description=(
-            "Ready, Placed, SLOMet, SLOReachable, MetricsAvailable and Migrating conditions."
+            "Ready, Placed, SLOMet, SLOReachable, ScalingLimited, MetricsAvailable and "
+            "Migrating conditions."
         ),
     )
     placements: list[PlacementStatus] = Field(default_factory=list, description="Where it runs.")

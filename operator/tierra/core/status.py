@@ -77,6 +77,29 @@ class ScalingReport:
     reach: tuple[bool | None, str, str] | None = None
     """The SLOReachable condition (``reach_verdict``); None: not judged (manual, no
     metrics), the condition stays as it is."""
+    limit: tuple[bool | None, str, str] | None = None
+    """The ScalingLimited condition (``limit_verdict``); None: not judged, it stays as it is."""
+
+
+def limit_verdict(
+    mode: str, beyond_max: int | None, signal: str | None, max_replicas: int
+) -> tuple[bool | None, str, str] | None:
+    """ScalingLimited from a decision: True while the signals ask for more than
+    ``maxReplicas`` (the requests beyond what that many serve wait, whatever the autoscaler
+    does); None when no automatic decision judged it (a hold on missing metrics)."""
+    if mode == "manual":
+        return False, "ManualScaling", "spec.replicas sets the count: the autoscaler is off"
+    if mode != "auto":
+        return None
+    if beyond_max is None:
+        return False, "WithinBounds", f"the signals' need is within maxReplicas {max_replicas}"
+    by = f"the {signal} signal" if signal else "the signals"
+    return (
+        True,
+        "MaxReplicas",
+        f"{by} asks for {beyond_max} replicas, held at maxReplicas {max_replicas}: the "
+        "requests beyond what those serve wait; raise maxReplicas or expect the SLO to be missed",
+    )
 
 
 def slo_verdict(
@@ -110,8 +133,9 @@ def scaling_status(
     previous: Mapping[str, Any],
     now: str,
 ) -> dict[str, Any]:
-    """The autoscaler's part of the status: MetricsAvailable, SLOMet and SLOReachable
-    conditions, the recommendation, the last observed metrics and the last scale decision."""
+    """The autoscaler's part of the status: MetricsAvailable, SLOMet, SLOReachable and
+    ScalingLimited conditions, the recommendation, the last observed metrics and the last scale
+    decision."""
     old: Sequence[Mapping[str, Any]] = previous.get("conditions") or []
     slo_ok, slo_reason, slo_message = slo_verdict(report.metrics, latency_p95_ms, ttft_p95_ms)
     if not report.metrics_available:
@@ -131,6 +155,11 @@ def scaling_status(
             *(
                 [condition("SLOReachable", *report.reach, generation, old, now)]
                 if report.reach is not None
+                else []
+            ),
+            *(
+                [condition("ScalingLimited", *report.limit, generation, old, now)]
+                if report.limit is not None
                 else []
             ),
         ],
@@ -384,6 +413,9 @@ def explain_status(key: str, spec: Mapping[str, Any], status: Mapping[str, Any])
     reach = conditions.get("SLOReachable")
     if reach and reach.get("status") == "False":
         lines.append(f"  SLO out of reach: {reach.get('message', '')}")
+    limited = conditions.get("ScalingLimited")
+    if limited and limited.get("status") == "True":
+        lines.append(f"  scaling limited: {limited.get('message', '')}")
     rows = status.get("placements") or []
     if rows:
         lines.append("  runs on:")

@@ -7,6 +7,7 @@ from tierra.core.status import (
     ScalingReport,
     condition,
     explain_status,
+    limit_verdict,
     scaling_status,
     service_status,
     slo_verdict,
@@ -119,6 +120,23 @@ def test_explain_status_says_which_goal_is_out_of_reach_where() -> None:
     assert "out of reach" not in explain_status("a/b", {}, status)
 
 
+def test_explain_status_says_when_the_count_is_held_at_max_replicas() -> None:
+    message = "the queue signal asks for 14 replicas, held at maxReplicas 8: ..."
+    status = {
+        "conditions": [
+            {
+                "type": "ScalingLimited",
+                "status": "True",
+                "reason": "MaxReplicas",
+                "message": message,
+            }
+        ]
+    }
+    assert f"  scaling limited: {message}" in explain_status("a/b", {}, status).splitlines()
+    status["conditions"][0]["status"] = "False"
+    assert "scaling limited" not in explain_status("a/b", {}, status)
+
+
 def test_explain_status_shows_the_migration_history_and_what_blocks_a_move() -> None:
     status = {
         "conditions": [
@@ -221,6 +239,35 @@ def test_a_goal_out_of_reach_is_its_own_condition_and_kept_while_not_judged() ->
         scaling=scaling_status(_report(), 2000, 500, 3, part, "now"),
     )
     assert _conditions(later)["SLOReachable"]["lastTransitionTime"] == "then"
+
+
+def test_a_need_above_max_replicas_is_the_scaling_limited_condition() -> None:
+    limited = limit_verdict("auto", 14, "queue", 8)
+    assert limited is not None and limited[:2] == (True, "MaxReplicas")
+    assert "the queue signal asks for 14 replicas, held at maxReplicas 8" in limited[2]
+    assert limit_verdict("auto", None, "queue", 8) == (
+        False,
+        "WithinBounds",
+        "the signals' need is within maxReplicas 8",
+    )
+    manual = limit_verdict("manual", None, None, 8)
+    assert manual is not None and manual[:2] == (False, "ManualScaling")
+    assert limit_verdict("hold", None, None, 8) is None
+    part = scaling_status(_report(limit=limited), 2000, 500, 3, {}, "then")
+    said = _conditions(part)["ScalingLimited"]
+    assert (said["status"], said["reason"], said["message"]) == ("True", *limited[1:])
+    # (a hold on missing metrics judges nothing: the condition stays as it was)
+    later = service_status(
+        decision(2, 2),
+        {},
+        "sel",
+        3,
+        part,
+        "now",
+        scaling=scaling_status(_report(), 2000, 500, 3, part, "now"),
+    )
+    assert _conditions(later)["ScalingLimited"]["status"] == "True"
+    assert _conditions(later)["ScalingLimited"]["lastTransitionTime"] == "then"
 
 
 def test_missing_metrics_make_slo_unknown_and_keep_the_last_metrics() -> None:

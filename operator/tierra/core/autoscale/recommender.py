@@ -271,10 +271,11 @@ def _count(
             if kept_starting > lowest:
                 why = f"{why}; not below {kept_starting}: {_starting_kept(asked)}"
     bounded = min(max(replicas, 0 if replicas == 0 and inputs.scale_to_zero else floor), upper)
-    if bounded != replicas:
+    if raw > upper and bounded == upper:
+        why = f"{why} (held at maxReplicas {upper}: {raw} asked for)"
+    elif bounded != replicas:
         why = f"{why} (bounds [{floor}, {upper}])"
-        replicas = bounded
-    return replicas, why
+    return bounded, why
 
 
 def recommend(
@@ -319,6 +320,7 @@ def recommend(
     replicas, why = _count(
         inputs, state, now, params, found, load, _why(winner, seen, load), over, window, idle_since
     )
+    wanted = max((n.replicas for n in found), default=current)
     cancels = 0
     if replicas > current:
         reason = f"scale up {current} -> {replicas}: {why}"
@@ -345,6 +347,7 @@ def recommend(
         signal=winner.signal if winner is not None else None,
         keeps=keep if found else None,
         cancels=cancels,
+        beyond_max=wanted if wanted > inputs.max_replicas else None,
         state=ScalerState(
             last_replicas=replicas,
             last_change_at=now if replicas != current else state.last_change_at,

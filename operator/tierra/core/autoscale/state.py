@@ -251,3 +251,7 @@ class Recommendation:
     cancels: int = 0
     """Replicas still starting that this scale-down removes before they serve (asked for
     within the last start-up time)."""
+    beyond_max: int | None = None
+    """The count the signals ask for when it is above ``maxReplicas``, which holds the count
+    below it: the requests beyond what ``maxReplicas`` serve wait (the ScalingLimited
+    condition). None when the need is within the bounds, or no automatic decision was made."""

@@ -344,9 +344,20 @@ def test_one_step_scale_up_from_one_to_the_need() -> None:
     assert rec.reason.startswith(f"scale up 1 -> {rec.replicas}: ")
 
 
-def test_scale_up_is_clamped_to_max_replicas() -> None:
-    rec = drive([(1000, 320, 200.0)], max_replicas=12)[0]
-    assert rec.replicas == 12
+def test_scale_up_is_clamped_to_max_replicas_and_says_what_was_asked_for() -> None:
+    up, again = drive([(1000, 320, 200.0)] * 2, max_replicas=12)
+    assert up.replicas == again.replicas == 12
+    assert up.beyond_max == max(up.needs.values()) > 12
+    assert up.reason.startswith("scale up 1 -> 12: ")
+    assert up.reason.endswith(f"(held at maxReplicas 12: {up.beyond_max} asked for)")
+    assert again.reason.startswith("keep 12: ")
+    assert again.beyond_max is not None
+    assert f"(held at maxReplicas 12: {again.beyond_max} asked for)" in again.reason
+
+
+def test_a_need_within_max_replicas_is_not_beyond_it() -> None:
+    (rec,) = drive([(4, 8, 2.0)], max_replicas=12)
+    assert rec.beyond_max is None and "maxReplicas" not in rec.reason
 
 
 def test_scale_down_waits_for_the_delay_of_sustained_lower_need() -> None:
