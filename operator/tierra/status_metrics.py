@@ -67,6 +67,16 @@ def service_metrics(bodies: Iterable[Mapping[str, Any]]) -> list[Metric]:
     placement_ready = GaugeMetricFamily(
         "tierra_placement_ready_replicas", "Ready replicas of one placement", labels=PLACEMENT
     )
+    max_replicas = GaugeMetricFamily(
+        "tierra_inferenceservice_max_replicas",
+        "The service's maxReplicas (spec.scaling)",
+        labels=SERVICE,
+    )
+    need = GaugeMetricFamily(
+        "tierra_inferenceservice_signal_need_replicas",
+        "The replicas each autoscaling signal last found the load needs (status.autoscaling)",
+        labels=[*SERVICE, "signal"],
+    )
     slo_target = GaugeMetricFamily(
         "tierra_inferenceservice_slo_latency_p95_seconds",
         "The service's p95 latency objective",
@@ -116,6 +126,12 @@ def service_metrics(bodies: Iterable[Mapping[str, Any]]) -> list[Metric]:
             ]
             placement_replicas.add_metric(labels, float(placement.get("replicas") or 0))
             placement_ready.add_metric(labels, float(placement.get("readyReplicas") or 0))
+        bound = (spec.get("scaling") or {}).get("maxReplicas")
+        if isinstance(bound, (int, float)) and not isinstance(bound, bool):
+            max_replicas.add_metric(key, float(bound))
+        for signal, count in ((status.get("autoscaling") or {}).get("needs") or {}).items():
+            if isinstance(count, (int, float)) and not isinstance(count, bool):
+                need.add_metric([*key, str(signal)], float(count))
         target_ms = (spec.get("slo") or {}).get("latencyP95Ms")
         if target_ms:
             slo_target.add_metric(key, float(target_ms) / 1000)
@@ -133,6 +149,8 @@ def service_metrics(bodies: Iterable[Mapping[str, Any]]) -> list[Metric]:
         ready,
         placement_replicas,
         placement_ready,
+        max_replicas,
+        need,
         slo_target,
         observed,
         last_scale,

@@ -12,6 +12,7 @@ BODY: dict[str, Any] = {
     "metadata": {"name": "chat", "namespace": "team-a"},
     "spec": {
         "slo": {"latencyP95Ms": 1500},
+        "scaling": {"minReplicas": 1, "maxReplicas": 3},
         "variants": [
             {"name": "h100", "accelerator": {"type": "nvidia-gpu"}},
             {"name": "orin", "accelerator": {"type": "edge-gpu"}},
@@ -36,6 +37,7 @@ BODY: dict[str, Any] = {
             {"tier": "edge", "pool": "orin", "variant": "orin", "replicas": 1, "readyReplicas": 0},
         ],
         "metrics": {"p95LatencyMs": 1800.0},
+        "autoscaling": {"needs": {"queue": 5, "arrival": 4, "bad": "x"}},
         "lastScale": {"time": "2026-01-01T00:02:00Z", "from": "2", "to": "3", "reason": "q"},
     },
 }
@@ -80,6 +82,14 @@ def test_replicas_placements_slo_and_decisions() -> None:
     assert value(found, "tierra_inferenceservice_observed_latency_p95_seconds") == 1.8
     assert value(found, "tierra_inferenceservice_last_scale_timestamp_seconds") == 1767225720.0
     assert value(found, "tierra_inferenceservice_last_migration_timestamp_seconds") is None
+
+
+def test_the_signals_needs_beside_max_replicas_show_a_count_held_at_it() -> None:
+    found = samples([BODY])
+    assert value(found, "tierra_inferenceservice_max_replicas") == 3
+    assert value(found, "tierra_inferenceservice_signal_need_replicas", signal="queue") == 5
+    assert value(found, "tierra_inferenceservice_signal_need_replicas", signal="arrival") == 4
+    assert value(found, "tierra_inferenceservice_signal_need_replicas", signal="bad") is None
 
 
 def test_a_new_service_without_status_still_reports() -> None:

@@ -170,10 +170,18 @@ def build() -> dict[str, Any]:
         .with_panel(
             _series(
                 "Desired vs ready replicas",
-                "Replicas the operator asks for over all placements, and those that are ready.",
+                "Replicas the operator asks for over all placements, those that are ready, "
+                "what the autoscaler's largest signal finds the load needs, and maxReplicas: "
+                "a need above maxReplicas is a count held at it (the ScalingLimited condition).",
                 [
                     (f"sum(tierra_inferenceservice_replicas{{{SERVICES}}})", "desired"),
                     (f"sum(tierra_inferenceservice_ready_replicas{{{SERVICES}}})", "ready"),
+                    (
+                        "sum(max by (namespace, name) "
+                        f"(tierra_inferenceservice_signal_need_replicas{{{SERVICES}}}))",
+                        "needed",
+                    ),
+                    (f"sum(tierra_inferenceservice_max_replicas{{{SERVICES}}})", "maxReplicas"),
                 ],
             )
         )
