@@ -40,7 +40,13 @@ from tierra.core.autoscale import (
     service_scaling_inputs,
     status_signals,
 )
-from tierra.core.metrics_presets import RateQueries, queries_for, rate_queries_for
+from tierra.core.metrics_presets import (
+    DEFAULT_SCRAPE_INTERVAL_SECONDS,
+    RateQueries,
+    queries_for,
+    rate_queries_for,
+    rate_window_seconds,
+)
 from tierra.core.slo_reach import reach_verdict
 from tierra.core.status import ScalingReport, epoch_seconds, limit_verdict, slo_verdict
 from tierra.shell.prometheus import MetricSample, MetricsUnavailable, PrometheusClient
@@ -118,8 +124,10 @@ class Autoscaler:
         *,
         timeout_seconds: float = 2.0,
         clock: Callable[[], float] = time.time,
+        default_scrape_interval: float = DEFAULT_SCRAPE_INTERVAL_SECONDS,
     ) -> None:
         self.default_url = default_url
+        self.default_scrape_interval = default_scrape_interval
         self.timeout_seconds = timeout_seconds
         self.clock = clock
         self._services: dict[str, _ServiceScaling] = {}
@@ -155,6 +163,21 @@ class Autoscaler:
         if tier is not None and tier.spec.metrics is not None:
             return tier.spec.metrics.prometheus_url
         return self.default_url
+
+    def _scrape_interval(
+        self, placements: list[RunningPlacement], tiers: Mapping[str, Tier]
+    ) -> float:
+        """The longest scrape interval of the Prometheus instances the service's tiers use
+        (the windows of every query, and the recommender's, are sized for it)."""
+        return max(
+            (
+                float(tier.spec.metrics.scrape_interval_seconds)
+                if (tier := tiers.get(p.tier)) is not None and tier.spec.metrics is not None
+                else self.default_scrape_interval
+                for p in placements
+            ),
+            default=self.default_scrape_interval,
+        )
 
     def _sources(
         self, placements: list[RunningPlacement], tiers: Mapping[str, Tier]
@@ -211,9 +234,10 @@ class Autoscaler:
             if len(by_url) == 1
             else [(url, tier) for url, names_ in by_url.items() for tier in names_]
         )
+        scrape = self._scrape_interval(placements, tiers)
         try:
             samples = await asyncio.gather(
-                *(self._sample(self._client(url), service, tier) for url, tier in jobs)
+                *(self._sample(self._client(url), service, tier, scrape) for url, tier in jobs)
             )
         except MetricsUnavailable as error:
             return None, ("PrometheusUnavailable", error.reason)
@@ -224,14 +248,14 @@ class Autoscaler:
 
     @staticmethod
     async def _sample(
-        client: PrometheusClient, service: InferenceService, tier: str | None
+        client: PrometheusClient, service: InferenceService, tier: str | None, scrape: float
     ) -> TierSample:
         """The preset's queries and the rate signals' (token rates, mean running, completions
-        now), at once."""
-        rates = rate_queries_for(service, tier)
+        now), at once, with rate windows for pods scraped every ``scrape`` seconds."""
+        rates = rate_queries_for(service, tier, scrape)
         names = [f.name for f in fields(RateQueries) if getattr(rates, f.name) is not None]
         sample, values = await asyncio.gather(
-            client.sample_metrics(queries_for(service, tier)),
+            client.sample_metrics(queries_for(service, tier, scrape)),
             asyncio.gather(*(client.query(getattr(rates, name)) for name in names)),
         )
         extra = dict(zip(names, values, strict=True))
@@ -281,7 +305,9 @@ class Autoscaler:
         inputs = service_scaling_inputs(
             service, placements, latency, ready_replicas=ready_replicas, sample=sample
         )
-        rec = recommend(inputs, scaling.state, now)
+        scrape = self._scrape_interval(placements, tiers)
+        params = DEFAULT_PARAMS.for_scrapes(scrape, rate_window_seconds(scrape))
+        rec = recommend(inputs, scaling.state, now, params)
         if problem is None and not rec.metrics_available:
             problem = (
                 "NoData",

@@ -131,7 +131,9 @@ def settings_from(args: argparse.Namespace) -> Settings:
             pending_after_seconds=args.pending_after,
         ),
         autoscaling=AutoscalingSettings(
-            prometheus_url=args.prometheus_url, interval_seconds=args.metrics_interval
+            prometheus_url=args.prometheus_url,
+            scrape_interval_seconds=args.prometheus_scrape_interval,
+            interval_seconds=args.metrics_interval,
         ),
         leader_election=ElectionSettings(
             enabled=args.leader_elect,
@@ -306,6 +308,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--prometheus-url",
         default=os.environ.get("TIERRA_PROMETHEUS_URL"),
         help="Prometheus for tiers without spec.metrics (default $TIERRA_PROMETHEUS_URL)",
+    )
+    _tunable(
+        run,
+        "--prometheus-scrape-interval",
+        float,
+        15,
+        "seconds between that Prometheus' scrapes of the model servers (rate windows hold four)",
     )
     _tunable(run, "--metrics-interval", float, 5, "seconds between metric samples of each service")
     run.add_argument(

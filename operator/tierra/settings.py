@@ -76,6 +76,9 @@ class AutoscalingSettings:
 
     prometheus_url: str | None = None
     """Operator-wide Prometheus for Tiers without ``spec.metrics``."""
+    scrape_interval_seconds: float = 15.0
+    """How often that Prometheus scrapes the model servers (a Tier's ``spec.metrics`` says
+    it for its own)."""
     interval_seconds: float = 5.0
     """Seconds between metric samples of each service."""
 

@@ -264,10 +264,36 @@ async def test_tiers_with_their_own_prometheus_are_sampled_per_tier_and_added() 
     assert all('tierra_dev_tier="edge"' in q for q in seen_b)
 
 
-def _metrics(url: str) -> Any:
+def _metrics(url: str, scrape: int | None = None) -> Any:
     from tierra.api.tier import TierMetrics
 
-    return TierMetrics.model_validate({"prometheusURL": url})
+    every = {} if scrape is None else {"scrapeIntervalSeconds": scrape}
+    return TierMetrics.model_validate({"prometheusURL": url, **every})
+
+
+async def test_a_tier_scraped_every_minute_gets_four_minute_windows() -> None:
+    """The central tier's Prometheus scrapes every 60 s: a 1 m window would hold one sample,
+    and rate() over it nothing; every windowed query spans four scrapes. The operator-wide
+    Prometheus is taken to scrape every 15 s (1 m windows)."""
+    async with prometheus(BUSY) as (url, seen):
+        central = tier("central")
+        tiers = {
+            "central": central.model_copy(
+                update={"spec": central.spec.model_copy(update={"metrics": _metrics(url, 60)})}
+            )
+        }
+        scaler = Autoscaler(url, clock=time.time)
+        try:
+            outcome = await scaler.step("team-a/chat", SERVICE, TWO, 2, tiers)
+            minute = len(seen)
+            await scaler.step("team-a/chat", SERVICE, TWO, 2, TIERS | {"central": central})
+        finally:
+            await scaler.close()
+    assert outcome.recommendation.mode == "auto"
+    slow = [q for q in seen[:minute] if "rate(" in q or "avg_over_time" in q]
+    assert len(slow) >= 6 and all("[4m" in q and "[1m" not in q for q in slow), slow
+    usual = [q for q in seen[minute:] if "rate(" in q or "avg_over_time" in q]
+    assert usual and all("[1m" in q for q in usual)
 
 
 async def test_manual_mode_wins_and_says_so() -> None:

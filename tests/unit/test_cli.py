@@ -10,8 +10,10 @@ from tierra.cli import build_parser
 def test_an_environment_value_is_the_flags_default(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TIERRA_PENDING_AFTER", "45")
     monkeypatch.setenv("TIERRA_MAX_MOVES_PER_TIER", "3")
+    monkeypatch.setenv("TIERRA_PROMETHEUS_SCRAPE_INTERVAL", "60")
     args = build_parser().parse_args(["run"])
     assert args.pending_after == 45.0
+    assert args.prometheus_scrape_interval == 60.0
     assert args.max_moves_per_tier == 3
     assert args.tier_lost_after == 10.0
 

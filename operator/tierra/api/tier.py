@@ -59,6 +59,16 @@ class TierMetrics(ApiModel):
         pattern=r"^https?://[^\s]+$",
         max_length=2048,
     )
+    scrape_interval_seconds: int = Field(
+        default=15,
+        alias="scrapeIntervalSeconds",
+        ge=1,
+        le=300,
+        description="How often that Prometheus scrapes the model servers' pods. The autoscaler's "
+        "rate and latency windows hold four scrapes (at least 1 m) and its arrival samples "
+        "are one scrape apart: with a longer interval than this, a window can hold fewer "
+        "than two scrapes, and the arrival rate, request sizes and p95 latencies go missing.",
+    )
 
 
 class PoolAccelerator(ApiModel):

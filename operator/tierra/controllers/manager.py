@@ -45,7 +45,10 @@ class Manager:
         )
         self.events = EventRecorder(management)
         self.cache = ServiceCache()
-        self.autoscaler = Autoscaler(settings.autoscaling.prometheus_url)
+        self.autoscaler = Autoscaler(
+            settings.autoscaling.prometheus_url,
+            default_scrape_interval=settings.autoscaling.scrape_interval_seconds,
+        )
         self.services = ServiceController(
             management,
             self.fleet,

@@ -23,6 +23,7 @@ append PromQL of its own.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,8 +32,27 @@ from typing import Literal
 from tierra.api.inference_service import CustomQueries, InferenceService, MetricsPreset
 from tierra.core.render import LABEL_SERVICE, LABEL_SERVICE_NAMESPACE, LABEL_TIER
 
-#: Window of the ``rate()`` in every preset; long enough for 15 s scrapes, short enough to react.
+#: Window of the ``rate()`` in every preset at the usual 15 s scrapes: short enough to react.
 RATE_WINDOW = "1m"
+#: The scrape interval assumed where a Tier does not say (Prometheus' own default is 1 m; the
+#: kube-prometheus ServiceMonitors' 30 s; vLLM's examples 15 s).
+DEFAULT_SCRAPE_INTERVAL_SECONDS = 15.0
+#: A ``rate()`` window holds at least this many scrape intervals, so that a missed or late
+#: scrape still leaves two samples in it (Prometheus' own advice).
+SCRAPES_PER_WINDOW = 4
+
+
+def rate_window_seconds(scrape_interval_seconds: float) -> float:
+    """The presets' rate window for pods scraped this often: 1 m, or four scrapes if longer."""
+    return max(60.0, SCRAPES_PER_WINDOW * scrape_interval_seconds)
+
+
+def rate_window(scrape_interval_seconds: float) -> str:
+    """``rate_window_seconds`` as a PromQL duration (``1m``, ``2m``, ``100s``)."""
+    seconds = math.ceil(rate_window_seconds(scrape_interval_seconds))
+    return f"{seconds // 60}m" if seconds % 60 == 0 else f"{seconds}s"
+
+
 #: The placeholder a custom query writes where the pods' label matchers go.
 SELECTOR_PLACEHOLDER = "{selector}"
 
@@ -63,6 +83,8 @@ class Selector:
     namespace: str
     name: str
     tier: str | None = None
+    window: str = RATE_WINDOW
+    """The ``rate()`` window (``rate_window``)."""
 
     def matcher(self) -> str:
         """The label matchers, without braces: ``a="x",b="y"``, every value escaped."""
@@ -97,7 +119,7 @@ def _gauge(metric: str, sel: Selector) -> str:
 
 
 def _rate(metric: str, sel: Selector) -> str:
-    return f"sum(rate({metric}{{{sel.matcher()}}}[{RATE_WINDOW}]))"
+    return f"sum(rate({metric}{{{sel.matcher()}}}[{sel.window}]))"
 
 
 def _ratio(numerator: str, denominator: str, sel: Selector) -> str:
@@ -106,18 +128,18 @@ def _ratio(numerator: str, denominator: str, sel: Selector) -> str:
 
 
 def _irate(metric: str, sel: Selector) -> str:
-    return f"sum(irate({metric}{{{sel.matcher()}}}[{RATE_WINDOW}]))"
+    return f"sum(irate({metric}{{{sel.matcher()}}}[{sel.window}]))"
 
 
 def _mean_gauge(metric: str, sel: Selector) -> str:
     """The gauge's sum over the pods, averaged over the rate window (a subquery at 5 s)."""
-    return f"avg_over_time(sum({metric}{{{sel.matcher()}}})[{RATE_WINDOW}:5s])"
+    return f"avg_over_time(sum({metric}{{{sel.matcher()}}})[{sel.window}:5s])"
 
 
 def _p95(bucket_metric: str, sel: Selector) -> str:
     return (
         f"histogram_quantile(0.95, sum by (le) "
-        f"(rate({bucket_metric}{{{sel.matcher()}}}[{RATE_WINDOW}])))"
+        f"(rate({bucket_metric}{{{sel.matcher()}}}[{sel.window}])))"
     )
 
 
@@ -180,8 +202,8 @@ def triton(sel: Selector) -> PresetQueries:
     """
     m = sel.matcher()
     mean_latency = (
-        f"sum(rate(nv_inference_request_duration_us{{{m}}}[{RATE_WINDOW}])) / "
-        f"sum(rate(nv_inference_request_success{{{m}}}[{RATE_WINDOW}])) / 1e6"
+        f"sum(rate(nv_inference_request_duration_us{{{m}}}[{sel.window}])) / "
+        f"sum(rate(nv_inference_request_success{{{m}}}[{sel.window}])) / 1e6"
     )
     return PresetQueries(
         queue_depth=_gauge("nv_inference_pending_request_count", sel),
@@ -247,11 +269,24 @@ def vllm_rates(sel: Selector) -> RateQueries:
     )
 
 
-def rate_queries_for(service: InferenceService, tier: str | None = None) -> RateQueries:
+def _selector(service: InferenceService, tier: str | None, scrape_interval: float) -> Selector:
+    meta = service.metadata
+    return Selector(
+        namespace=meta.namespace or "default",
+        name=meta.name,
+        tier=tier,
+        window=rate_window(scrape_interval),
+    )
+
+
+def rate_queries_for(
+    service: InferenceService,
+    tier: str | None = None,
+    scrape_interval: float = DEFAULT_SCRAPE_INTERVAL_SECONDS,
+) -> RateQueries:
     """The rate queries for a service's pods; only the vLLM preset has them (the others'
     token counters grow at completion, not per iteration)."""
-    meta = service.metadata
-    sel = Selector(namespace=meta.namespace or "default", name=meta.name, tier=tier)
+    sel = _selector(service, tier, scrape_interval)
     if service.spec.runtime.metrics_preset == "vllm":
         return vllm_rates(sel)
     return RateQueries()
@@ -264,10 +299,14 @@ PRESETS: dict[MetricsPreset, Callable[[Selector], PresetQueries]] = {
 }
 
 
-def queries_for(service: InferenceService, tier: str | None = None) -> PresetQueries:
-    """The queries for a service's pods (in one tier, if given), by its runtime's metrics preset."""
-    meta = service.metadata
-    sel = Selector(namespace=meta.namespace or "default", name=meta.name, tier=tier)
+def queries_for(
+    service: InferenceService,
+    tier: str | None = None,
+    scrape_interval: float = DEFAULT_SCRAPE_INTERVAL_SECONDS,
+) -> PresetQueries:
+    """The queries for a service's pods (in one tier, if given), by its runtime's metrics
+    preset, with rate windows for pods scraped every ``scrape_interval`` seconds."""
+    sel = _selector(service, tier, scrape_interval)
     runtime = service.spec.runtime
     if runtime.metrics_preset == "custom":
         if runtime.custom_queries is None:  # the CRD's CEL rule forbids this; be explicit anyway

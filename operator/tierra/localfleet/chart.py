@@ -92,6 +92,12 @@ def _values_properties() -> dict[str, Any]:
             "description": "Prometheus for tiers without spec.metrics; empty: none.",
         },
         "metricsInterval": {"type": "number", "exclusiveMinimum": 0},
+        "defaultPrometheusScrapeInterval": {
+            "type": "number",
+            "minimum": 1,
+            "maximum": 300,
+            "description": "Seconds between the default Prometheus' scrapes of the model servers.",
+        },
         "extraArgs": {"type": "array", "items": {"type": "string"}},
         "extraEnv": {"type": "array", "items": _ref(f"{_K8S}EnvVar")},
         "metrics": _closed(

@@ -16,6 +16,8 @@ from tierra.core.metrics_presets import (
     custom,
     escape,
     queries_for,
+    rate_queries_for,
+    rate_window,
     tgi,
     triton,
     vllm,
@@ -157,6 +159,32 @@ def test_queries_for_dispatches_on_preset_and_tier() -> None:
     assert queries_for(tgi_svc, "edge-1") == tgi(Selector("team-a", "chat", "edge-1"))
     triton_svc = service(runtime={"image": "triton", "metricsPreset": "triton"})
     assert queries_for(triton_svc) == triton(Selector("team-a", "chat"))
+
+
+@pytest.mark.parametrize(
+    ("scrape", "window"), [(1, "1m"), (15, "1m"), (20, "80s"), (30, "2m"), (60, "4m"), (300, "20m")]
+)
+def test_rate_windows_hold_four_scrapes_and_at_least_a_minute(scrape: float, window: str) -> None:
+    assert rate_window(scrape) == window
+
+
+def test_every_windowed_query_is_sized_for_the_tier_s_scrape_interval() -> None:
+    """At 60 s scrapes a 1 m window holds one sample, and rate() over it is empty: every
+    windowed query, the rate signals' too, takes four scrapes."""
+    presets = [
+        queries_for(service(runtime={"image": "x", "metricsPreset": p}), "edge", 60)
+        for p in ("vllm", "tgi", "triton")
+    ]
+    rates = rate_queries_for(service(), "edge", 60)
+    queries = [
+        q
+        for group in (*presets, rates)
+        for q in dataclasses.astuple(group)
+        if isinstance(q, str) and ("rate(" in q or "avg_over_time" in q)
+    ]
+    assert len(queries) >= 12
+    assert all("[4m" in q and "[1m" not in q for q in queries), queries
+    assert queries_for(service(), "edge", 15) == vllm(Selector("team-a", "chat", "edge"))
 
 
 def test_custom_preset_substitutes_escaped_selector() -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from tierra.api.inference_service import InferenceService, Variant
 from tierra.core.queue_model import solo_service_seconds
@@ -98,6 +98,19 @@ class ScalerParams:
     absurd_factor: float = 10.0
     """A sample that implies more than this many times what ``maxReplicas`` can serve (or a
     request size this many times the last one) is believed only when the next confirms it."""
+
+    def for_scrapes(self, interval_seconds: float, window_seconds: float) -> ScalerParams:
+        """These params for pods scraped every ``interval_seconds``, whose rate and latency
+        windows are ``window_seconds`` (``metrics_presets.rate_window_seconds``): an
+        arrival-rate sample is one scrape interval's, the rates and request sizes span the
+        longer windows, and the feedback waits out the longer p95 windows. A 15 s scrape with
+        1 m windows, the defaults, changes nothing."""
+        return replace(
+            self,
+            rate_sample_seconds=interval_seconds,
+            rate_window_seconds=window_seconds,
+            latency_window_seconds=window_seconds,
+        )
 
 
 DEFAULT_PARAMS = ScalerParams()

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from tierra.api.inference_service import InferenceService
 from tierra.core.autoscale import (
     API_MAX_REPLICAS,
+    DEFAULT_PARAMS,
     Recommendation,
     ScalerParams,
     ScalerState,
@@ -618,6 +619,14 @@ def test_stale_or_empty_metrics_are_missing() -> None:
     )
     assert (empty.replicas, empty.mode) == (6, "hold")
     assert "no waiting, running or arrival data" in empty.reason
+
+
+def test_slower_scrapes_sample_the_arrivals_per_scrape_over_longer_windows() -> None:
+    slow = DEFAULT_PARAMS.for_scrapes(60.0, 240.0)
+    assert DEFAULT_PARAMS.for_scrapes(15.0, 60.0) == DEFAULT_PARAMS
+    assert slow.rate_sample_seconds == 60.0
+    assert (slow.rate_window_seconds, slow.latency_window_seconds) == (240.0, 240.0)
+    assert slow.staleness_seconds == DEFAULT_PARAMS.staleness_seconds  # (the query's age)
 
 
 def test_values_that_are_not_numbers_count_as_missing() -> None:
