@@ -45,6 +45,7 @@ from tierra.core.metrics_presets import (
     RateQueries,
     queries_for,
     rate_queries_for,
+    rate_window,
     rate_window_seconds,
 )
 from tierra.core.slo_reach import reach_verdict
@@ -113,6 +114,10 @@ class _ServiceScaling:
     """The ScalingLimited condition last judged (None: not yet)."""
     limited_event_at: float | None = None
     """When the last ScalingLimited Warning was posted (at start: when status said True)."""
+    rates_missing_since: float | None = None
+    """Since when the samples have had requests running but no windowed value at all."""
+    incomplete: str | None = None
+    """Why the metrics are incomplete (the MetricsAvailable message), None when they are not."""
 
 
 class Autoscaler:
@@ -155,7 +160,13 @@ class Autoscaler:
         if client is None:
             if self._session is None:
                 self._session = aiohttp.ClientSession()
-            client = PrometheusClient(url, self.timeout_seconds, session=self._session)
+            client = PrometheusClient(
+                url,
+                self.timeout_seconds,
+                session=self._session,
+                # (a sample's time on the autoscaler's own clock, which staleness is judged by)
+                clock=lambda: datetime.datetime.fromtimestamp(self.clock(), datetime.UTC),
+            )
             self._clients[url] = client
         return client
 
@@ -317,6 +328,11 @@ class Autoscaler:
         before = scaling.recommendation
         previous = before.replicas if before is not None else inputs.desired_replicas
         events: list[ScaleEvent] = []
+        incomplete = self._incomplete(scaling, service, sample, scrape, now)
+        incomplete_turned = (incomplete is None) != (scaling.incomplete is None)
+        if incomplete is not None and scaling.incomplete is None:
+            events.append(ScaleEvent("MetricsIncomplete", incomplete, "Warning"))
+        scaling.incomplete = incomplete
         values: dict[str, float] = {}
         if sample is not None:
             scaling.metrics = _observed(sample, rec.state.sizes)
@@ -377,6 +393,7 @@ class Autoscaler:
             or slo_met != scaling.slo_met
             or reach_changed
             or limit_changed
+            or incomplete_turned
         )
         scaling.slo_met = slo_met
         stale_status = (
@@ -425,6 +442,45 @@ class Autoscaler:
         return changed, event
 
     @staticmethod
+    def _incomplete(
+        scaling: _ServiceScaling,
+        service: InferenceService,
+        sample: ServiceSample | None,
+        scrape: float,
+        now: float,
+    ) -> str | None:
+        """Why the metrics are incomplete: a preset's windowed queries (arrivals, request
+        sizes, p95 latency) have answered nothing for two windows while requests ran, though
+        the gauges answer. A window that holds fewer than two scrapes does that (a scrape
+        interval longer than the one configured), and so do histograms Prometheus does not
+        scrape. None when they are complete, or it is too early to say."""
+        signals = sample.signals if sample is not None else None
+        busy = signals is not None and (signals.running or 0) + (signals.queue_depth or 0) > 0
+        if (
+            signals is None
+            or not busy
+            or service.spec.runtime.metrics_preset == "custom"
+            or signals.arrival_rate is not None
+            or signals.p95_latency_ms is not None
+        ):
+            scaling.rates_missing_since = None
+            return None
+        since = scaling.rates_missing_since
+        if since is None:
+            scaling.rates_missing_since = since = now
+        window = rate_window(scrape)
+        if now - since < 2 * rate_window_seconds(scrape):
+            return scaling.incomplete
+        return (
+            f"the waiting and running gauges answer, but no rate over [{window}] (arrivals, "
+            f"request sizes, p95 latency) for {now - since:.0f} s while requests run: scaling "
+            f"on the queue alone. A [{window}] window holds fewer than two scrapes when "
+            f"Prometheus scrapes less often than every {rate_window_seconds(scrape) / 2:g} s: "
+            "set the Tier's spec.metrics.scrapeIntervalSeconds (or the operator's "
+            "--prometheus-scrape-interval) to its scrape interval"
+        )
+
+    @staticmethod
     def _judge_limit(
         scaling: _ServiceScaling, rec: Recommendation, max_replicas: int, now: float
     ) -> tuple[bool, ScaleEvent | None]:
@@ -459,10 +515,14 @@ class Autoscaler:
             recommended=rec.replicas,
             reason=rec.reason,
             metrics_available=problem is None,
-            metrics_reason=problem[0] if problem is not None else "MetricsObserved",
+            metrics_reason=problem[0]
+            if problem is not None
+            else "RatesMissing"
+            if scaling.incomplete is not None
+            else "MetricsObserved",
             metrics_message=problem[1]
             if problem is not None
-            else "sampled from Prometheus (status.metrics)",
+            else scaling.incomplete or "sampled from Prometheus (status.metrics)",
             signal=rec.signal,
             needs=dict(rec.needs),
             keeps=rec.keeps,

@@ -66,3 +66,10 @@ def test_latency_verdicts_runs_a_case_with_a_verdict() -> None:
     assert rows and "p95 TTFT" in rows[0] and "at least x" in rows[0], out
     assert "1 cases, 1 with a goal given up" in out, out
     assert "verdicts a static fleet contradicts over the whole run:" in out, out
+
+
+def test_scrape_intervals_runs_a_case_at_every_setting() -> None:
+    out = run("scrape_intervals.py", "--cases", "1", "--start", "22", "--jobs", "1")
+    rows = [line for line in out.splitlines() if line.startswith("  22 ")]
+    assert rows and rows[0].count("%") == 5, out
+    assert "60s 1m" in out and "1 cases in" in out, out

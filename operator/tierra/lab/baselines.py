@@ -153,6 +153,10 @@ class PolicyContext:
     """Replicas running when the trace starts, for the adaptive policies."""
     peak_replicas: int
     """The replicas a planner would provision for the trace's busiest minute."""
+    rate_window: float = 60.0
+    """Window of the rates, request sizes and p95 latencies the policies observe (the
+    presets' ``rate()`` window). One shorter than two scrapes (``interval``) holds fewer than
+    two samples, and Prometheus answers nothing for it."""
 
 
 class Policy(Protocol):

@@ -103,9 +103,8 @@ __all__ = [
 INTERVAL_SECONDS = 15.0
 """Scrape and decision period of every policy (Prometheus scrape, HPA sync)."""
 RATE_WINDOW_SECONDS = 60.0
-"""Window of the arrival rate and of the latency histograms."""
-TOKEN_WINDOW_SECONDS = 60.0
-"""Window of the mean prompt / output tokens (the presets' ``1m``, as the operator asks)."""
+"""Window of the arrival rate, the latency histograms and the mean prompt / output tokens
+(the presets' ``1m`` at 15 s scrapes; ``PolicyContext.rate_window`` sets another)."""
 WARM_MINUTES = 5
 """The adaptive policies start sized for the busiest of the trace's first minutes: the trace
 is a cut from a service that was running, whose first minute can be partial."""
@@ -473,7 +472,11 @@ class _Windows:
     prompt and generated tokens counted per iteration, running-seconds) sampled at every
     scrape, whose increases over a window are what ``rate()`` and ``avg_over_time`` give."""
 
-    def __init__(self) -> None:
+    def __init__(self, window: float = RATE_WINDOW_SECONDS, sparse: bool = False) -> None:
+        self.window = window
+        """The rate and latency window (and the request sizes')."""
+        self.sparse = sparse
+        """The window holds fewer than two scrapes: every windowed value is missing."""
         self.recent: deque[CompletedRequest] = deque()
         self.samples: deque[tuple[float, int, float, float, float]] = deque()
         """(time, completions, prompt tokens, output tokens, running-seconds) per scrape."""
@@ -495,15 +498,15 @@ class _Windows:
         prompt, output = pool.tokens_processed()
         last = self.samples[-1] if self.samples else None
         self.samples.append((now, self.completions, prompt, output, pool.running_seconds))
-        while self.samples and self.samples[0][0] < now - TOKEN_WINDOW_SECONDS - 1e-9:
+        while self.samples and self.samples[0][0] < now - self.window - 1e-9:
             self.samples.popleft()
-        while self.recent and self.recent[0].finish_time <= now - RATE_WINDOW_SECONDS:
+        while self.recent and self.recent[0].finish_time <= now - self.window:
             self.recent.popleft()
-        minute = self._at(now - RATE_WINDOW_SECONDS)
+        minute = self._at(now - self.window)
         span = now - minute[0]
         if span <= 0:  # the first scrape: the counters' increase since the trace began
             minute, span = (0.0, 0, 0.0, 0.0, 0.0), now
-        long = self._at(now - TOKEN_WINDOW_SECONDS)
+        long = self._at(now - self.window)
         if long[0] >= now:
             long = (0.0, 0, 0.0, 0.0, 0.0)
         completed = self.completions - long[1]
@@ -531,6 +534,19 @@ class _Windows:
             else None,
         )
         client_p95 = (nearest_rank(latency, 0.95) + rtt) * 1000 if latency else None
+        if self.sparse:
+            observation = replace(
+                observation,
+                arrival_rate=None,
+                p95_latency_ms=None,
+                ttft_p95_ms=None,
+                mean_prompt_tokens=None,
+                mean_output_tokens=None,
+                prompt_tokens_rate=None,
+                output_tokens_rate=None,
+                mean_running=None,
+                recent_completion_rate=None,
+            )
         return observation, client_p95
 
 
@@ -549,7 +565,7 @@ def run_policy(
     trace = context.trace
     initial = policy.start(context)
     pool = ReplicaPool(setup.served_profile, replicas=initial, now=0.0)
-    windows = _Windows()
+    windows = _Windows(context.rate_window, sparse=context.rate_window < 2 * context.interval)
     done: list[CompletedRequest] = []
     timeline: list[TimelinePoint] = []
     events = 0
