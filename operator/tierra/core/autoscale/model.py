@@ -103,10 +103,13 @@ class ScalerParams:
         """These params for pods scraped every ``interval_seconds``, whose rate and latency
         windows are ``window_seconds`` (``metrics_presets.rate_window_seconds``): an
         arrival-rate sample is one scrape interval's, the rates and request sizes span the
-        longer windows, and the feedback waits out the longer p95 windows. A 15 s scrape with
-        1 m windows, the defaults, changes nothing."""
+        longer windows, the feedback waits out the longer p95 windows, and three scrape
+        intervals pass before a sample, or the gap between two scrapes the backlog's growth is
+        measured over, is stale. A 15 s scrape with 1 m windows, the defaults, changes
+        nothing."""
         return replace(
             self,
+            staleness_seconds=max(self.staleness_seconds, 3 * interval_seconds),
             rate_sample_seconds=interval_seconds,
             rate_window_seconds=window_seconds,
             latency_window_seconds=window_seconds,

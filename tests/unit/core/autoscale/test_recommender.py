@@ -626,7 +626,7 @@ def test_slower_scrapes_sample_the_arrivals_per_scrape_over_longer_windows() -> 
     assert DEFAULT_PARAMS.for_scrapes(15.0, 60.0) == DEFAULT_PARAMS
     assert slow.rate_sample_seconds == 60.0
     assert (slow.rate_window_seconds, slow.latency_window_seconds) == (240.0, 240.0)
-    assert slow.staleness_seconds == DEFAULT_PARAMS.staleness_seconds  # (the query's age)
+    assert slow.staleness_seconds == 180.0
 
 
 def test_values_that_are_not_numbers_count_as_missing() -> None:
@@ -883,6 +883,24 @@ def test_a_growing_backlog_counts_as_arrivals_the_completions_do_not_show() -> N
     calm = recommend(replace(base, signals=signals(6.0, 0, 3, 2.6)), later.state, 6.0)
     assert calm.state.backlog_growth is None
     assert calm.needs["arrival"] == need_for(2.6)
+
+
+def test_a_backlog_s_growth_is_measured_between_scrapes_a_minute_apart() -> None:
+    """Scraped every 60 s, two scrapes' gap is no clock jump: the growth between them is the
+    arrivals the completions do not show. (With the 15 s params the gap was taken for one,
+    and the growth was never measured.)"""
+    base = inputs(desired_replicas=1, ready_replicas=1, startup_seconds=5.0)
+    slow = DEFAULT_PARAMS.for_scrapes(60.0, 240.0)
+    first = recommend(replace(base, signals=signals(0.0, 20, 32, 2.6)), ScalerState(), 0.0, slow)
+    later = recommend(replace(base, signals=signals(60.0, 440, 32, 2.6)), first.state, 60.0, slow)
+    assert later.state.backlog_growth == pytest.approx(7.0)
+    assert later.needs["arrival"] >= need_for(1 / 0.375 + 7.0) > need_for(2.6)
+    blind = recommend(
+        replace(base, signals=signals(60.0, 440, 32, 2.6)),
+        recommend(replace(base, signals=signals(0.0, 20, 32, 2.6)), ScalerState(), 0.0).state,
+        60.0,
+    )
+    assert blind.state.backlog_growth is None
 
 
 def test_state_round_trips_through_status() -> None:
