@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import socket
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -57,6 +57,48 @@ def closed_port_url() -> str:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return f"http://127.0.0.1:{s.getsockname()[1]}"
+
+
+async def step_once(
+    values: Mapping[str, float],
+    svc: Any,
+    placements: list[RunningPlacement],
+    ready: int,
+    tiers: Mapping[str, Any],
+) -> tuple[Any, Autoscaler]:
+    """One step of a new autoscaler against a Prometheus answering ``values``."""
+    async with prometheus(values) as (url, _):
+        scaler = Autoscaler(url, clock=time.time)
+        try:
+            return await scaler.step("team-a/chat", svc, placements, ready, tiers), scaler
+        finally:
+            await scaler.close()
+
+
+async def timed_steps(
+    svc: Any,
+    placements: list[RunningPlacement],
+    ready: int,
+    answers: Sequence[tuple[float, Mapping[str, float]]],
+) -> list[tuple[Any, Any]]:
+    """(outcome, report) of one autoscaler's step at each (seconds from now, what Prometheus
+    answers then), on a clock that jumps to each time."""
+    metrics: dict[str, float] = {}
+    start = time.time()
+    clock = [start]
+    steps = []
+    async with prometheus(metrics) as (url, _):
+        scaler = Autoscaler(url, clock=lambda: clock[0])
+        try:
+            for at, values in answers:
+                clock[0] = start + at
+                metrics.clear()
+                metrics.update({"timestamp(vllm": clock[0], **values})
+                outcome = await scaler.step("team-a/chat", svc, placements, ready, TIERS)
+                steps.append((outcome, scaler.report("team-a/chat")))
+        finally:
+            await scaler.close()
+    return steps
 
 
 SERVICE = service(
@@ -449,12 +491,13 @@ def long_prompts(prompt_tokens: float) -> dict[str, float]:
     }
 
 
-def with_reach(status: str) -> Any:
-    body = EDGE_AND_CENTRAL.model_dump(by_alias=True, exclude_none=True)
+def with_condition(base: Any, type_: str, status: str) -> Any:
+    """``base`` with only this condition in its status (what a restart reads)."""
+    body = base.model_dump(by_alias=True, exclude_none=True)
     body["status"] = {
-        "conditions": [{"type": "SLOReachable", "status": status, "reason": "x", "message": "x"}]
+        "conditions": [{"type": type_, "status": status, "reason": "x", "message": "x"}]
     }
-    return type(EDGE_AND_CENTRAL).model_validate(body)
+    return type(base).model_validate(body)
 
 
 async def test_a_goal_out_of_reach_on_a_variant_is_a_condition_and_one_warning() -> None:
@@ -488,12 +531,8 @@ async def test_a_restart_does_not_repeat_the_warning_and_a_goal_back_in_reach_is
         ("False", 300.0, [("SLOWithinReach", "Normal")]),
         ("True", 2000.0, [("SLOOutOfReach", "Warning")]),
     ):
-        async with prometheus(long_prompts(prompt)) as (url, _):
-            scaler = Autoscaler(url, clock=time.time)
-            try:
-                outcome = await scaler.step("team-a/chat", with_reach(status), ON_BOTH, 4, TIERS)
-            finally:
-                await scaler.close()
+        restarted = with_condition(EDGE_AND_CENTRAL, "SLOReachable", status)
+        outcome, _ = await step_once(long_prompts(prompt), restarted, ON_BOTH, 4, TIERS)
         said = [(e.reason, e.type) for e in outcome.events if e.reason.startswith("SLO")]
         assert said == expected, (status, prompt)
 
@@ -554,42 +593,20 @@ ON_THREE = [RunningPlacement("central", "h100", 3)]
 LIGHT = {"num_requests_waiting": 0.0, "num_requests_running": 2.0}
 
 
-def with_limit(status: str) -> Any:
-    body = CAPPED.model_dump(by_alias=True, exclude_none=True)
-    body["status"] = {
-        "conditions": [{"type": "ScalingLimited", "status": status, "reason": "x", "message": "x"}]
-    }
-    return type(CAPPED).model_validate(body)
-
-
 async def test_a_need_above_max_replicas_is_a_condition_and_one_warning_in_ten_minutes() -> None:
     """124 requests on 3 replicas of at most 3: the queue signal asks for more. The condition
     says how many and that the count is held at maxReplicas; one Warning says so, not one per
     sample, nor again when the need dips under the bound and comes back within 10 minutes;
     after them, it does."""
-    metrics = dict(BUSY)
-    start = time.time()
-    clock = [start]
-    outcomes = []
-    async with prometheus(metrics) as (url, _):
-        scaler = Autoscaler(url, clock=lambda: clock[0])
-        try:
-            for at, load in (
-                (0, BUSY),
-                (5, BUSY),
-                (10, LIGHT),
-                (15, BUSY),
-                (605, LIGHT),
-                (610, BUSY),
-            ):
-                clock[0] = start + at
-                metrics.clear()
-                metrics.update({"timestamp(vllm": clock[0], **load})
-                outcomes.append(await scaler.step("team-a/chat", CAPPED, ON_THREE, 3, TIERS))
-                if at == 5:
-                    capped = scaler.report("team-a/chat")
-        finally:
-            await scaler.close()
+    steps = await timed_steps(
+        CAPPED,
+        ON_THREE,
+        3,
+        [(0, BUSY), (5, BUSY), (10, LIGHT), (15, BUSY), (605, LIGHT), (610, BUSY)],
+    )
+    outcomes = [o for o, _ in steps]
+    capped = steps[1][1]
+    after = steps[-1][1]
     first = outcomes[0]
     assert first.recommendation.replicas == 3
     beyond = first.recommendation.beyond_max
@@ -604,30 +621,20 @@ async def test_a_need_above_max_replicas_is_a_condition_and_one_warning_in_ten_m
     assert "held at maxReplicas 3" in capped.limit[2]
     # (the condition turning is a status write; the same verdict again is not)
     assert outcomes[2].reconcile and outcomes[2].recommendation.beyond_max is None
-    after = scaler.report("team-a/chat")
     assert after is not None and after.limit is not None
     assert after.limit[:2] == (True, "MaxReplicas")
 
 
 async def test_a_restart_while_held_at_max_replicas_does_not_repeat_the_warning() -> None:
     for status, expected in (("True", 0), ("False", 1)):
-        async with prometheus(BUSY) as (url, _):
-            scaler = Autoscaler(url, clock=time.time)
-            try:
-                outcome = await scaler.step("team-a/chat", with_limit(status), ON_THREE, 3, TIERS)
-            finally:
-                await scaler.close()
+        restarted = with_condition(CAPPED, "ScalingLimited", status)
+        outcome, _ = await step_once(BUSY, restarted, ON_THREE, 3, TIERS)
         said = [e for e in outcome.events if e.reason == "ScalingLimited"]
         assert len(said) == expected, status
 
 
 async def test_a_need_within_max_replicas_is_not_limited() -> None:
-    async with prometheus(LIGHT) as (url, _):
-        scaler = Autoscaler(url, clock=time.time)
-        try:
-            outcome = await scaler.step("team-a/chat", CAPPED, ON_THREE, 3, TIERS)
-        finally:
-            await scaler.close()
+    outcome, scaler = await step_once(LIGHT, CAPPED, ON_THREE, 3, TIERS)
     assert outcome.recommendation.beyond_max is None
     assert "maxReplicas" not in outcome.recommendation.reason
     report = scaler.report("team-a/chat")
@@ -639,23 +646,9 @@ async def test_gauges_without_rates_for_two_windows_say_the_scrape_interval_may_
     """Prometheus answers the queue gauges but no rate() while requests run (a 1 m window over
     60 s scrapes holds one sample): after two windows the MetricsAvailable message says what to
     set, once with a Warning; rates that come back clear it."""
-    metrics: dict[str, float] = {}
-    start = time.time()
-    clock = [start]
-    outcomes = []
-    async with prometheus(metrics) as (url, _):
-        scaler = Autoscaler(url, clock=lambda: clock[0])
-        try:
-            for at, values in ((0, BUSY), (60, BUSY), (125, BUSY), (130, BUSY), (135, RATES)):
-                clock[0] = start + at
-                metrics.clear()
-                metrics.update({"timestamp(vllm": clock[0], **values})
-                outcome = await scaler.step("team-a/chat", SERVICE, TWO, 2, TIERS)
-                report = scaler.report("team-a/chat")
-                assert report is not None
-                outcomes.append((outcome, report))
-        finally:
-            await scaler.close()
+    outcomes = await timed_steps(
+        SERVICE, TWO, 2, [(0, BUSY), (60, BUSY), (125, BUSY), (130, BUSY), (135, RATES)]
+    )
     said = [[e for e in o.events if e.reason == "MetricsIncomplete"] for o, _ in outcomes]
     assert [len(s) for s in said] == [0, 0, 1, 0, 0]
     assert said[2][0].type == "Warning"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from tierra.core.placement import PoolCapacity, Rejection
 from tierra.core.status import (
     ScalingReport,
@@ -222,6 +224,12 @@ def test_slo_violation_names_what_missed() -> None:
     assert "TTFT 300 ms > 200 ms" in str(slo["message"])
 
 
+def _unjudged_after(part: dict[str, Any]) -> dict[str, Any]:
+    """The status after ``part``, from a report that judges neither reach nor the limit."""
+    scaling = scaling_status(_report(), 2000, 500, 3, part, "now")
+    return service_status(decision(2, 2), {}, "sel", 3, part, "now", scaling=scaling)
+
+
 def test_a_goal_out_of_reach_is_its_own_condition_and_kept_while_not_judged() -> None:
     reach = (False, "OutOfReach", "p95 TTFT floor 893 ms on orin in edge > SLO 800 ms")
     part = scaling_status(_report(reach=reach), 2000, 500, 3, {}, "then")
@@ -229,15 +237,7 @@ def test_a_goal_out_of_reach_is_its_own_condition_and_kept_while_not_judged() ->
     assert (said["status"], said["reason"]) == ("False", "OutOfReach")
     assert said["message"] == reach[2]
     # (manual mode, missing metrics: the autoscaler judges nothing, and the condition stays)
-    later = service_status(
-        decision(2, 2),
-        {},
-        "sel",
-        3,
-        part,
-        "now",
-        scaling=scaling_status(_report(), 2000, 500, 3, part, "now"),
-    )
+    later = _unjudged_after(part)
     assert _conditions(later)["SLOReachable"]["lastTransitionTime"] == "then"
 
 
@@ -257,15 +257,7 @@ def test_a_need_above_max_replicas_is_the_scaling_limited_condition() -> None:
     said = _conditions(part)["ScalingLimited"]
     assert (said["status"], said["reason"], said["message"]) == ("True", *limited[1:])
     # (a hold on missing metrics judges nothing: the condition stays as it was)
-    later = service_status(
-        decision(2, 2),
-        {},
-        "sel",
-        3,
-        part,
-        "now",
-        scaling=scaling_status(_report(), 2000, 500, 3, part, "now"),
-    )
+    later = _unjudged_after(part)
     assert _conditions(later)["ScalingLimited"]["status"] == "True"
     assert _conditions(later)["ScalingLimited"]["lastTransitionTime"] == "then"
 
