@@ -408,6 +408,70 @@ def test_stopping_prometheus_holds_replicas_and_reports_metrics_unavailable(
     assert any(e.reason == "MetricsAvailable" for e in events(clients, namespace, "held"))
 
 
+def test_a_prometheus_scraping_less_often_than_configured_is_said_and_its_interval_fixes_it(
+    fleet_tiers: None,
+    clients: Clients,
+    namespace: str,
+    wait_for: WaitFor,
+    twin: TwinProcess,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """The central Tier's own Prometheus scrapes every 70 s while the Tier says nothing (15 s
+    assumed): a 1 m window holds one sample, and no rate() answers. The status says so and
+    names the field; set to 70 s, the windows hold four scrapes and the arrivals come back."""
+    custom = client.CustomObjectsApi(clients["central"])
+
+    def tier_metrics(metrics: dict[str, Any] | None) -> None:
+        custom.patch_cluster_custom_object(
+            "tierra.dev", "v1alpha1", "tiers", "central", {"spec": {"metrics": metrics}}
+        )
+
+    slow = PrometheusServer(
+        tmp_path_factory.mktemp("slow-prometheus"), [ScrapeTarget(twin.address)], 70.0
+    )
+    slow.start()
+    try:
+        tier_metrics({"prometheusURL": slow.url})
+        wait_pool_free(clients, wait_for, "central", "h100", 6)
+        create(clients, scaled_service("slow", namespace))
+        wait_placed(clients, wait_for, namespace, "slow")
+        wait_serving(twin, wait_for, namespace, "slow", 1)
+        twin.set_load(namespace, "slow", rate=2.0, prompt_tokens=500, output_tokens=100)
+        body = wait_for(
+            lambda: (
+                (b := get_service(clients, namespace, "slow")) is not None
+                and condition(b, "MetricsAvailable").get("reason") == "RatesMissing"
+                and b
+            ),
+            timeout=330,
+            what="MetricsAvailable reason RatesMissing",
+        )
+        said = condition(body, "MetricsAvailable")
+        assert said["status"] == "True"
+        assert "no rate over [1m]" in said["message"]
+        assert "spec.metrics.scrapeIntervalSeconds" in said["message"]
+        assert (body["status"].get("metrics") or {}).get("arrivalRate") is None
+        assert [
+            e.type for e in events(clients, namespace, "slow") if e.reason == "MetricsIncomplete"
+        ] == ["Warning"]
+        tier_metrics({"prometheusURL": slow.url, "scrapeIntervalSeconds": 70})
+        body = wait_for(
+            lambda: (
+                (b := get_service(clients, namespace, "slow")) is not None
+                and condition(b, "MetricsAvailable").get("reason") == "MetricsObserved"
+                and (b["status"].get("metrics") or {}).get("arrivalRate") is not None
+                and b
+            ),
+            timeout=90,
+            what="the rates back over windows of four 70 s scrapes",
+        )
+        assert 1.0 <= body["status"]["metrics"]["arrivalRate"] <= 3.0
+    finally:
+        twin.clear_load(namespace, "slow")
+        tier_metrics(None)
+        slow.stop()
+
+
 def test_a_full_pool_spills_into_the_next_allowed_tier(
     fleet_tiers: None,
     clients: Clients,
