@@ -18,12 +18,16 @@ Decisions come once per scrape (nothing new is seen in between). It prints each 
 of requests within the SLO and cost per setting, then per setting the mean and median share,
 the cases at 99 % or more and the total cost over the baseline's.
 
-Usage: python benchmarks/scrape_intervals.py [--cases 24] [--start 0] [--jobs 2]
+``--wide`` draws ``held_out.py --wide``'s services instead (start-ups to 600 s, tight goals,
+no scale-down delay, scale to zero, ...).
+
+Usage: python benchmarks/scrape_intervals.py [--cases 40] [--start 0] [--jobs 2] [--wide]
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import statistics
 import sys
 import time
@@ -47,9 +51,9 @@ SETTINGS: tuple[tuple[str, float, bool], ...] = (
 """(label, scrape interval, windows sized for it); the first is the baseline."""
 
 
-def run_case(case: int) -> dict[str, object]:
+def run_case(case: int, wide: bool = False) -> dict[str, object]:
     tiers, chat = fleet()
-    name, seed, service, drawn = draw(case, chat)
+    name, seed, service, drawn = draw(case, chat, wide)
     setup = setup_service(service, tiers, drawn["error"])
     trace = generate(name, seed)
     results: dict[str, tuple[float, float]] = {}
@@ -64,9 +68,10 @@ def run_case(case: int) -> dict[str, object]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cases", type=int, default=24)
+    parser.add_argument("--cases", type=int, default=40)
     parser.add_argument("--start", type=int, default=0)
     parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--wide", action="store_true", help="held_out.py's --wide services")
     args = parser.parse_args()
     started = time.perf_counter()
     labels = [label for label, _, _ in SETTINGS]
@@ -74,7 +79,7 @@ def main() -> int:
     rows = []
     cases = range(args.start, args.start + args.cases)
     with ProcessPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-        for row in pool.map(run_case, cases):
+        for row in pool.map(functools.partial(run_case, wide=args.wide), cases):
             rows.append(row)
             results = row["results"]
             assert isinstance(results, dict)

@@ -105,14 +105,15 @@ class ScalerParams:
         arrival-rate sample is one scrape interval's, the rates and request sizes span the
         longer windows, the feedback waits out the longer p95 windows, and three scrape
         intervals pass before a sample, or the gap between two scrapes the backlog's growth is
-        measured over, is stale. A 15 s scrape with 1 m windows, the defaults, changes
-        nothing."""
+        measured over, is stale. Never below these params' own: a 15 s scrape with 1 m
+        windows, the defaults, changes nothing, and faster scrapes are pooled into samples of
+        ``rate_sample_seconds`` as before."""
         return replace(
             self,
             staleness_seconds=max(self.staleness_seconds, 3 * interval_seconds),
-            rate_sample_seconds=interval_seconds,
-            rate_window_seconds=window_seconds,
-            latency_window_seconds=window_seconds,
+            rate_sample_seconds=max(self.rate_sample_seconds, interval_seconds),
+            rate_window_seconds=max(self.rate_window_seconds, window_seconds),
+            latency_window_seconds=max(self.latency_window_seconds, window_seconds),
         )
 
 

@@ -624,6 +624,8 @@ def test_stale_or_empty_metrics_are_missing() -> None:
 def test_slower_scrapes_sample_the_arrivals_per_scrape_over_longer_windows() -> None:
     slow = DEFAULT_PARAMS.for_scrapes(60.0, 240.0)
     assert DEFAULT_PARAMS.for_scrapes(15.0, 60.0) == DEFAULT_PARAMS
+    # (faster scrapes are pooled into 15 s samples, as the defaults were tuned)
+    assert DEFAULT_PARAMS.for_scrapes(5.0, 60.0) == DEFAULT_PARAMS
     assert slow.rate_sample_seconds == 60.0
     assert (slow.rate_window_seconds, slow.latency_window_seconds) == (240.0, 240.0)
     assert slow.staleness_seconds == 180.0
