@@ -453,12 +453,14 @@ class Autoscaler:
         sizes, p95 latency) have answered nothing for two windows while requests ran, though
         the gauges answer. A window that holds fewer than two scrapes does that (a scrape
         interval longer than the one configured), and so do histograms Prometheus does not
-        scrape. None when they are complete, or it is too early to say."""
+        scrape. None when they are complete, or it is too early to say.
+
+        The two windows count from the first sample with requests in the gauges: counters a
+        runtime creates with its first request are not missing before it. Idle samples after
+        it do not restart them, as light load is idle at many scrape instants."""
         signals = sample.signals if sample is not None else None
-        busy = signals is not None and (signals.running or 0) + (signals.queue_depth or 0) > 0
         if (
             signals is None
-            or not busy
             or service.spec.runtime.metrics_preset == "custom"
             or signals.arrival_rate is not None
             or signals.p95_latency_ms is not None
@@ -467,6 +469,8 @@ class Autoscaler:
             return None
         since = scaling.rates_missing_since
         if since is None:
+            if (signals.running or 0) + (signals.queue_depth or 0) <= 0:
+                return None
             scaling.rates_missing_since = since = now
         window = rate_window(scrape)
         if now - since < 2 * rate_window_seconds(scrape):

@@ -436,7 +436,8 @@ def test_a_prometheus_scraping_less_often_than_configured_is_said_and_its_interv
         create(clients, scaled_service("slow", namespace))
         wait_placed(clients, wait_for, namespace, "slow")
         wait_serving(twin, wait_for, namespace, "slow", 1)
-        twin.set_load(namespace, "slow", rate=2.0, prompt_tokens=500, output_tokens=100)
+        # (requests of about a second: running at most 70 s scrape instants, not at half)
+        twin.set_load(namespace, "slow", rate=2.0, prompt_tokens=500, output_tokens=400)
         body = wait_for(
             lambda: (
                 (b := get_service(clients, namespace, "slow")) is not None
