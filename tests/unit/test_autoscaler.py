@@ -671,9 +671,7 @@ RATES = {**BUSY, "request_success_total": 8.0}
 IDLE = {"num_requests_waiting": 0.0, "num_requests_running": 0.0}
 
 
-async def test_missing_rates_count_from_the_first_requests_and_idle_scrapes_do_not_restart_them() -> (
-    None
-):
+async def test_missing_rates_count_from_the_first_requests_not_restarted_by_idle_scrapes() -> None:
     """Light load is idle at many scrape instants: the two windows run from the first sample
     with requests in the gauges (not from idle ones before it, whose counters may not exist
     yet), and idle samples after it do not start them again."""
@@ -687,4 +685,3 @@ async def test_missing_rates_count_from_the_first_requests_and_idle_scrapes_do_n
     assert [len(s) for s in said] == [0, 0, 0, 0, 0, 1]
     assert [r.metrics_reason for _, r in outcomes][-2:] == ["MetricsObserved", "RatesMissing"]
     assert "for 125 s while requests run" in outcomes[-1][1].metrics_message
-
