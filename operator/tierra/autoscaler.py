@@ -58,7 +58,10 @@ DEFAULT_INTERVAL_SECONDS = 5.0
 """How often each service's metrics are sampled (``--metrics-interval``)."""
 LIMITED_EVENT_GAP_SECONDS = 600.0
 """A ScalingLimited Warning is posted when the need goes above maxReplicas, at most once in
-this long: a need that hovers about maxReplicas turns the condition on and off each sample."""
+this long."""
+LIMITED_CLEAR_SECONDS = 60.0
+"""ScalingLimited turns False once the need has stayed within maxReplicas this long: a need
+that hovers about the bound would otherwise turn it (a status write) at every sample."""
 STATUS_METRICS_REFRESH_SECONDS = 30.0
 """Observed metrics are written to status at least this often while they change, and not on
 every sample (a status write per service per interval would load the apiserver)."""
@@ -114,6 +117,8 @@ class _ServiceScaling:
     """The ScalingLimited condition last judged (None: not yet)."""
     limited_event_at: float | None = None
     """When the last ScalingLimited Warning was posted (at start: when status said True)."""
+    within_max_since: float | None = None
+    """Since when the need has been within maxReplicas while ScalingLimited is True."""
     rates_missing_since: float | None = None
     """Since when the samples have had requests running but no windowed value at all."""
     incomplete: str | None = None
@@ -490,11 +495,21 @@ class Autoscaler:
     ) -> tuple[bool, ScaleEvent | None]:
         """Update the ScalingLimited verdict: whether it turned (status to write), and the
         Warning to post when the need went above maxReplicas (``LIMITED_EVENT_GAP_SECONDS``
-        apart at most)."""
+        apart at most). A True verdict stands until the need has been within the bound for
+        ``LIMITED_CLEAR_SECONDS``."""
         verdict = limit_verdict(rec.mode, rec.beyond_max, rec.signal, max_replicas)
         if verdict is None:
             return False, None
         before = scaling.limit
+        if verdict[0] is True or rec.mode != "auto":
+            scaling.within_max_since = None
+        elif before is not None and before[0] is True:
+            since = scaling.within_max_since
+            if since is None:
+                scaling.within_max_since = since = now
+            if now - since < LIMITED_CLEAR_SECONDS:
+                return False, None
+            scaling.within_max_since = None
         scaling.limit = verdict
         turned = before is None or before[0] != verdict[0]
         last = scaling.limited_event_at

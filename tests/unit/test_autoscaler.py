@@ -596,13 +596,26 @@ LIGHT = {"num_requests_waiting": 0.0, "num_requests_running": 2.0}
 async def test_a_need_above_max_replicas_is_a_condition_and_one_warning_in_ten_minutes() -> None:
     """124 requests on 3 replicas of at most 3: the queue signal asks for more. The condition
     says how many and that the count is held at maxReplicas; one Warning says so, not one per
-    sample, nor again when the need dips under the bound and comes back within 10 minutes;
-    after them, it does."""
+    sample. A need that dips under the bound for less than a minute leaves the condition True;
+    one that stays under it a minute turns it False, and the need coming back above the bound
+    within 10 minutes of the Warning posts none; after them, it does."""
     steps = await timed_steps(
         CAPPED,
         ON_THREE,
         3,
-        [(0, BUSY), (5, BUSY), (10, LIGHT), (15, BUSY), (605, LIGHT), (610, BUSY)],
+        [
+            (0, BUSY),
+            (5, BUSY),
+            (10, LIGHT),
+            (15, BUSY),
+            (20, LIGHT),
+            (50, LIGHT),
+            (80, LIGHT),
+            (85, BUSY),
+            (605, LIGHT),
+            (665, LIGHT),
+            (670, BUSY),
+        ],
     )
     outcomes = [o for o, _ in steps]
     capped = steps[1][1]
@@ -613,14 +626,17 @@ async def test_a_need_above_max_replicas_is_a_condition_and_one_warning_in_ten_m
     assert beyond is not None and beyond > 3
     assert f"held at maxReplicas 3: {beyond} asked for" in first.recommendation.reason
     warned = [[e for e in o.events if e.reason == "ScalingLimited"] for o in outcomes]
-    assert [len(w) for w in warned] == [1, 0, 0, 0, 0, 1]
+    assert [len(w) for w in warned] == [1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]
     assert warned[0][0].type == "Warning"
     assert f"the queue signal asks for {beyond} replicas" in warned[0][0].message
     assert capped is not None and capped.limit is not None
     assert capped.limit[:2] == (True, "MaxReplicas")
     assert "held at maxReplicas 3" in capped.limit[2]
-    # (the condition turning is a status write; the same verdict again is not)
-    assert outcomes[2].reconcile and outcomes[2].recommendation.beyond_max is None
+    said = [r.limit[0] if r is not None and r.limit is not None else None for _, r in steps]
+    assert said == [True, True, True, True, True, True, False, True, True, False, True]
+    # (the condition turning is a status write)
+    assert outcomes[2].recommendation.beyond_max is None
+    assert outcomes[6].reconcile and outcomes[7].reconcile
     assert after is not None and after.limit is not None
     assert after.limit[:2] == (True, "MaxReplicas")
 
