@@ -238,8 +238,10 @@ class Autoscaler:
         service: InferenceService,
         placements: list[RunningPlacement],
         tiers: Mapping[str, Tier],
+        scrape: float,
     ) -> tuple[ServiceSample | None, tuple[str, str] | None]:
-        """The service's metrics over its tiers, or why there are none (reason, message)."""
+        """The service's metrics over its tiers, or why there are none (reason, message), by
+        windowed queries that hold four ``scrape`` intervals."""
         by_url, problem = self._sources(placements, tiers)
         if problem is not None:
             return None, problem
@@ -250,7 +252,6 @@ class Autoscaler:
             if len(by_url) == 1
             else [(url, tier) for url, names_ in by_url.items() for tier in names_]
         )
-        scrape = self._scrape_interval(placements, tiers)
         try:
             samples = await asyncio.gather(
                 *(self._sample(self._client(url), service, tier, scrape) for url, tier in jobs)
@@ -315,13 +316,13 @@ class Autoscaler:
         )
         if scaling.recommendation is not None and scaling.unmetered == inputs_key:
             return StepOutcome(scaling.recommendation, reconcile=False)
-        sample, problem = await self.observe(service, placements, tiers)
+        scrape = self._scrape_interval(placements, tiers)
+        sample, problem = await self.observe(service, placements, tiers, scrape)
         now = self.clock()
         latency = {name: tier.spec.latency_ms for name, tier in tiers.items()}
         inputs = service_scaling_inputs(
             service, placements, latency, ready_replicas=ready_replicas, sample=sample
         )
-        scrape = self._scrape_interval(placements, tiers)
         params = DEFAULT_PARAMS.for_scrapes(scrape, rate_window_seconds(scrape))
         rec = recommend(inputs, scaling.state, now, params)
         if problem is None and not rec.metrics_available:

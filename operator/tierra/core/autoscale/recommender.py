@@ -320,7 +320,6 @@ def recommend(
     replicas, why = _count(
         inputs, state, now, params, found, load, _why(winner, seen, load), over, window, idle_since
     )
-    wanted = max((n.replicas for n in found), default=current)
     cancels = 0
     if replicas > current:
         reason = f"scale up {current} -> {replicas}: {why}"
@@ -347,7 +346,11 @@ def recommend(
         signal=winner.signal if winner is not None else None,
         keeps=keep if found else None,
         cancels=cancels,
-        beyond_max=wanted if wanted > inputs.max_replicas else None,
+        beyond_max=(
+            winner.replicas
+            if winner is not None and winner.replicas > inputs.max_replicas
+            else None
+        ),
         state=ScalerState(
             last_replicas=replicas,
             last_change_at=now if replicas != current else state.last_change_at,
