@@ -48,6 +48,7 @@ from tierra.core.metrics_presets import (
     rate_window,
     rate_window_seconds,
 )
+from tierra.core.scrape_timing import interval_in_effect, measured_interval, timing_query
 from tierra.core.slo_reach import reach_verdict
 from tierra.core.status import ScalingReport, epoch_seconds, limit_verdict, slo_verdict
 from tierra.shell.prometheus import MetricSample, MetricsUnavailable, PrometheusClient
@@ -62,6 +63,10 @@ this long."""
 LIMITED_CLEAR_SECONDS = 60.0
 """ScalingLimited turns False once the need has stayed within maxReplicas this long: a need
 that hovers about the bound would otherwise turn it (a status write) at every sample."""
+SCRAPE_MEASURE_SECONDS = 600.0
+"""How often the pods' scrape interval is measured again (``tierra.core.scrape_timing``)."""
+SCRAPE_MEASURE_RETRY_SECONDS = 15.0
+"""How soon a measurement that found too few samples (pods just scraped once) is tried again."""
 STATUS_METRICS_REFRESH_SECONDS = 30.0
 """Observed metrics are written to status at least this often while they change, and not on
 every sample (a status write per service per interval would load the apiserver)."""
@@ -119,6 +124,12 @@ class _ServiceScaling:
     """When the last ScalingLimited Warning was posted (at start: when status said True)."""
     within_max_since: float | None = None
     """Since when the need has been within maxReplicas while ScalingLimited is True."""
+    measured_scrape: float | None = None
+    """The pods' scrape interval as last measured from their samples' timestamps."""
+    scrape_measure_at: float = 0.0
+    """When the scrape interval is to be measured next."""
+    scrape_note: str | None = None
+    """Why the windows are sized for a measured interval rather than the configured one."""
     rates_missing_since: float | None = None
     """Since when the samples have had requests running but no windowed value at all."""
     incomplete: str | None = None
@@ -242,16 +253,9 @@ class Autoscaler:
     ) -> tuple[ServiceSample | None, tuple[str, str] | None]:
         """The service's metrics over its tiers, or why there are none (reason, message), by
         windowed queries that hold four ``scrape`` intervals."""
-        by_url, problem = self._sources(placements, tiers)
+        jobs, problem = self._jobs(placements, tiers)
         if problem is not None:
             return None, problem
-        # One Prometheus sees every tier: one query over all the service's pods. Several: each
-        # tier's pods from its own, combined.
-        jobs = (
-            [(next(iter(by_url)), None)]
-            if len(by_url) == 1
-            else [(url, tier) for url, names_ in by_url.items() for tier in names_]
-        )
         try:
             samples = await asyncio.gather(
                 *(self._sample(self._client(url), service, tier, scrape) for url, tier in jobs)
@@ -262,6 +266,50 @@ class Autoscaler:
         if combined is None:
             return None, ("NoData", "Prometheus returned nothing")
         return combined, None
+
+    def _jobs(
+        self, placements: list[RunningPlacement], tiers: Mapping[str, Tier]
+    ) -> tuple[list[tuple[str, str | None]], tuple[str, str] | None]:
+        """The (Prometheus URL, tier or None for all the service's pods) pairs to query, or why
+        there are none. One Prometheus sees every tier: one query over all the service's pods.
+        Several: each tier's pods from its own, combined."""
+        by_url, problem = self._sources(placements, tiers)
+        if problem is not None:
+            return [], problem
+        if len(by_url) == 1:
+            return [(next(iter(by_url)), None)], None
+        return [(url, tier) for url, names_ in by_url.items() for tier in names_], None
+
+    async def _measure_scrape(
+        self,
+        scaling: _ServiceScaling,
+        service: InferenceService,
+        placements: list[RunningPlacement],
+        tiers: Mapping[str, Tier],
+    ) -> None:
+        """Measure how often the pods are scraped when it is due; a failed query leaves the
+        last measurement (the sample's own queries say what is wrong)."""
+        now = self.clock()
+        if now < scaling.scrape_measure_at:
+            return
+        jobs, problem = self._jobs(placements, tiers)
+        queries = [(url, q) for url, tier in jobs if (q := timing_query(service, tier))]
+        if problem is not None or not queries:
+            scaling.scrape_measure_at = now + SCRAPE_MEASURE_SECONDS
+            return
+        results = await asyncio.gather(
+            *(self._client(url).sample_times(q) for url, q in queries), return_exceptions=True
+        )
+        series = [s for r in results if isinstance(r, list) for s in r]
+        for error in results:
+            if isinstance(error, BaseException) and not isinstance(error, MetricsUnavailable):
+                raise error
+        measured = measured_interval(series)
+        if measured is None:
+            scaling.scrape_measure_at = now + SCRAPE_MEASURE_RETRY_SECONDS
+            return
+        scaling.measured_scrape = measured
+        scaling.scrape_measure_at = now + SCRAPE_MEASURE_SECONDS
 
     @staticmethod
     async def _sample(
@@ -316,7 +364,9 @@ class Autoscaler:
         )
         if scaling.recommendation is not None and scaling.unmetered == inputs_key:
             return StepOutcome(scaling.recommendation, reconcile=False)
-        scrape = self._scrape_interval(placements, tiers)
+        configured = self._scrape_interval(placements, tiers)
+        await self._measure_scrape(scaling, service, placements, tiers)
+        scrape = interval_in_effect(configured, scaling.measured_scrape)
         sample, problem = await self.observe(service, placements, tiers, scrape)
         now = self.clock()
         latency = {name: tier.spec.latency_ms for name, tier in tiers.items()}
@@ -339,6 +389,11 @@ class Autoscaler:
         if incomplete is not None and scaling.incomplete is None:
             events.append(ScaleEvent("MetricsIncomplete", incomplete, "Warning"))
         scaling.incomplete = incomplete
+        note = _scrape_note(configured, scrape)
+        note_turned = (note is None) != (scaling.scrape_note is None)
+        if note is not None and scaling.scrape_note is None:
+            events.append(ScaleEvent("ScrapeIntervalMeasured", note))
+        scaling.scrape_note = note
         values: dict[str, float] = {}
         if sample is not None:
             scaling.metrics = _observed(sample, rec.state.sizes)
@@ -400,6 +455,7 @@ class Autoscaler:
             or reach_changed
             or limit_changed
             or incomplete_turned
+            or note_turned
         )
         scaling.slo_met = slo_met
         stale_status = (
@@ -481,6 +537,15 @@ class Autoscaler:
         window = rate_window(scrape)
         if now - since < 2 * rate_window_seconds(scrape):
             return scaling.incomplete
+        measured = scaling.measured_scrape
+        if measured is not None and rate_window_seconds(scrape) >= 2 * measured:
+            return (
+                f"the waiting and running gauges answer, but no rate over [{window}] (arrivals, "
+                f"request sizes, p95 latency) for {now - since:.0f} s while requests run, "
+                f"though the pods' samples come every {measured:.0f} s: scaling on the queue "
+                "alone. Does Prometheus keep the counters and histograms the metrics preset "
+                "reads (a metric_relabel_configs that drops them)?"
+            )
         return (
             f"the waiting and running gauges answer, but no rate over [{window}] (arrivals, "
             f"request sizes, p95 latency) for {now - since:.0f} s while requests run: scaling "
@@ -539,10 +604,14 @@ class Autoscaler:
             if problem is not None
             else "RatesMissing"
             if scaling.incomplete is not None
+            else "ScrapeIntervalMeasured"
+            if scaling.scrape_note is not None
             else "MetricsObserved",
             metrics_message=problem[1]
             if problem is not None
-            else scaling.incomplete or "sampled from Prometheus (status.metrics)",
+            else scaling.incomplete
+            or scaling.scrape_note
+            or "sampled from Prometheus (status.metrics)",
             signal=rec.signal,
             needs=dict(rec.needs),
             keeps=rec.keeps,
@@ -551,6 +620,20 @@ class Autoscaler:
             reach=scaling.reach,
             limit=scaling.limit,
         )
+
+
+def _scrape_note(configured: float, in_effect: float) -> str | None:
+    """What the MetricsAvailable message says when the windows are sized for a measured
+    scrape interval longer than the configured one (None when they are not)."""
+    if in_effect <= configured:
+        return None
+    return (
+        f"sampled from Prometheus (status.metrics), which scrapes the pods every "
+        f"{in_effect:g} s (the gaps between their samples of the last 10 minutes), not every "
+        f"{configured:g} s as configured: the windows are sized for {in_effect:g} s "
+        f"([{rate_window(in_effect)}]). Set the Tier's spec.metrics.scrapeIntervalSeconds "
+        f"(or the operator's --prometheus-scrape-interval) to {in_effect:g} to say so"
+    )
 
 
 def _restored(service: InferenceService, now: float) -> ScalerState:

@@ -408,7 +408,7 @@ def test_stopping_prometheus_holds_replicas_and_reports_metrics_unavailable(
     assert any(e.reason == "MetricsAvailable" for e in events(clients, namespace, "held"))
 
 
-def test_a_prometheus_scraping_less_often_than_configured_is_said_and_its_interval_fixes_it(
+def test_a_prometheus_scraping_less_often_than_configured_is_measured_and_windowed_for(
     fleet_tiers: None,
     clients: Clients,
     namespace: str,
@@ -417,8 +417,9 @@ def test_a_prometheus_scraping_less_often_than_configured_is_said_and_its_interv
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
     """The central Tier's own Prometheus scrapes every 70 s while the Tier says nothing (15 s
-    assumed): a 1 m window holds one sample, and no rate() answers. The status says so and
-    names the field; set to 70 s, the windows hold four scrapes and the arrivals come back."""
+    assumed): a 1 m window would hold one sample, and no rate() answer. The operator measures
+    the interval from the pods' samples, sizes the windows for it, and the status names the
+    field that says so; set to 70 s, the remark goes."""
     custom = client.CustomObjectsApi(clients["central"])
 
     def tier_metrics(metrics: dict[str, Any] | None) -> None:
@@ -436,37 +437,38 @@ def test_a_prometheus_scraping_less_often_than_configured_is_said_and_its_interv
         create(clients, scaled_service("slow", namespace))
         wait_placed(clients, wait_for, namespace, "slow")
         wait_serving(twin, wait_for, namespace, "slow", 1)
-        # (requests of about a second: running at most 70 s scrape instants, not at half)
-        twin.set_load(namespace, "slow", rate=2.0, prompt_tokens=500, output_tokens=400)
+        twin.set_load(namespace, "slow", rate=2.0, prompt_tokens=500, output_tokens=100)
         body = wait_for(
             lambda: (
                 (b := get_service(clients, namespace, "slow")) is not None
-                and condition(b, "MetricsAvailable").get("reason") == "RatesMissing"
+                and condition(b, "MetricsAvailable").get("reason") == "ScrapeIntervalMeasured"
+                and ((b["status"].get("metrics") or {}).get("arrivalRate") or 0.0) >= 1.0
                 and b
             ),
             timeout=330,
-            what="MetricsAvailable reason RatesMissing",
+            what="MetricsAvailable reason ScrapeIntervalMeasured with the arrivals",
         )
         said = condition(body, "MetricsAvailable")
         assert said["status"] == "True"
-        assert "no rate over [1m]" in said["message"]
+        assert "every 70 s" in said["message"] and "not every 15 s" in said["message"]
+        assert "[280s]" in said["message"]
         assert "spec.metrics.scrapeIntervalSeconds" in said["message"]
-        assert (body["status"].get("metrics") or {}).get("arrivalRate") is None
-        assert [
-            e.type for e in events(clients, namespace, "slow") if e.reason == "MetricsIncomplete"
-        ] == ["Warning"]
+        assert body["status"]["metrics"]["arrivalRate"] <= 3.0
+        said_by_events = [
+            (e.reason, e.type)
+            for e in events(clients, namespace, "slow")
+            if e.reason in ("ScrapeIntervalMeasured", "MetricsIncomplete")
+        ]
+        assert said_by_events == [("ScrapeIntervalMeasured", "Normal")]
         tier_metrics({"prometheusURL": slow.url, "scrapeIntervalSeconds": 70})
-        body = wait_for(
+        wait_for(
             lambda: (
-                (b := get_service(clients, namespace, "slow")) is not None
-                and condition(b, "MetricsAvailable").get("reason") == "MetricsObserved"
-                and (b["status"].get("metrics") or {}).get("arrivalRate") is not None
-                and b
+                condition(get_service(clients, namespace, "slow"), "MetricsAvailable").get("reason")
+                == "MetricsObserved"
             ),
             timeout=90,
-            what="the rates back over windows of four 70 s scrapes",
+            what="the remark gone once the Tier says 70 s",
         )
-        assert 1.0 <= body["status"]["metrics"]["arrivalRate"] <= 3.0
     finally:
         twin.clear_load(namespace, "slow")
         tier_metrics(None)

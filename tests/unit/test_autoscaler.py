@@ -23,13 +23,21 @@ NOW = 1_800_000_000.0
 
 
 @asynccontextmanager
-async def prometheus(values: Mapping[str, float]) -> AsyncIterator[tuple[str, list[str]]]:
-    """Answers a query with the value of the first metric name it mentions (else empty)."""
+async def prometheus(
+    values: Mapping[str, float], scraped: Sequence[float] = ()
+) -> AsyncIterator[tuple[str, list[str]]]:
+    """Answers a query with the value of the first metric name it mentions (else empty), and a
+    range selector with one series sampled at the ``scraped`` times (none when empty)."""
     seen: list[str] = []
 
     async def handle(request: web.Request) -> web.StreamResponse:
         query = request.query.get("query", "")
         seen.append(query)
+        if query.endswith("[10m]"):
+            series = [{"metric": {}, "values": [[t, "0"] for t in scraped]}] if scraped else []
+            return web.json_response(
+                {"status": "success", "data": {"resultType": "matrix", "result": series}}
+            )
         for name, value in values.items():
             if name in query:
                 result = [{"metric": {}, "value": [NOW, str(value)]}]
@@ -80,24 +88,39 @@ async def timed_steps(
     placements: list[RunningPlacement],
     ready: int,
     answers: Sequence[tuple[float, Mapping[str, float]]],
+    tiers: Mapping[str, Any] | None = None,
+    scrape_every: float | None = None,
+    seen: list[str] | None = None,
+    configured_scrape: float = 15.0,
 ) -> list[tuple[Any, Any]]:
     """(outcome, report) of one autoscaler's step at each (seconds from now, what Prometheus
-    answers then), on a clock that jumps to each time."""
+    answers then), on a clock that jumps to each time; the pods' gauges scraped every
+    ``scrape_every`` seconds over the last 10 minutes (no samples when None), while the
+    operator's Prometheus is said to scrape every ``configured_scrape``."""
     metrics: dict[str, float] = {}
+    scraped: list[float] = []
     start = time.time()
     clock = [start]
     steps = []
-    async with prometheus(metrics) as (url, _):
-        scaler = Autoscaler(url, clock=lambda: clock[0])
+    async with prometheus(metrics, scraped) as (url, queries):
+        scaler = Autoscaler(url, clock=lambda: clock[0], default_scrape_interval=configured_scrape)
         try:
             for at, values in answers:
                 clock[0] = start + at
                 metrics.clear()
                 metrics.update({"timestamp(vllm": clock[0], **values})
-                outcome = await scaler.step("team-a/chat", svc, placements, ready, TIERS)
+                scraped.clear()
+                if scrape_every is not None:
+                    count = int(600 // scrape_every)
+                    scraped.extend(clock[0] - k * scrape_every for k in range(count, -1, -1))
+                outcome = await scaler.step(
+                    "team-a/chat", svc, placements, ready, TIERS if tiers is None else tiers
+                )
                 steps.append((outcome, scaler.report("team-a/chat")))
         finally:
             await scaler.close()
+            if seen is not None:
+                seen.extend(queries)
     return steps
 
 
@@ -701,3 +724,46 @@ async def test_missing_rates_count_from_the_first_requests_not_restarted_by_idle
     assert [len(s) for s in said] == [0, 0, 0, 0, 0, 1]
     assert [r.metrics_reason for _, r in outcomes][-2:] == ["MetricsObserved", "RatesMissing"]
     assert "for 125 s while requests run" in outcomes[-1][1].metrics_message
+
+
+async def test_a_prometheus_scraping_less_often_than_configured_is_measured_and_windowed_for() -> (
+    None
+):
+    """The pods' gauge samples come every 70 s while the Tier says nothing (15 s): the windows
+    hold four 70 s scrapes from the first step, the message says what was measured and what to
+    set, once with an Event; rates still missing over those windows blame the scrape config."""
+    seen: list[str] = []
+    outcomes = await timed_steps(
+        SERVICE,
+        TWO,
+        2,
+        [(0, RATES), (5, RATES), (10, BUSY), (600, BUSY)],
+        scrape_every=70.0,
+        seen=seen,
+    )
+    reasons = [r.metrics_reason for _, r in outcomes]
+    assert reasons == [
+        "ScrapeIntervalMeasured",
+        "ScrapeIntervalMeasured",
+        "ScrapeIntervalMeasured",
+        "RatesMissing",
+    ]
+    said = [[e for e in o.events if e.reason == "ScrapeIntervalMeasured"] for o, _ in outcomes]
+    assert [len(s) for s in said] == [1, 0, 0, 0]
+    assert said[0][0].type == "Normal"
+    message = outcomes[0][1].metrics_message
+    assert "every 70 s" in message and "not every 15 s as configured" in message
+    assert "[280s]" in message and "scrapeIntervalSeconds" in message and "to 70 " in message
+    windowed = [q for q in seen if "rate(" in q]
+    assert windowed and all("[280s]" in q for q in windowed), windowed
+    assert "though the pods' samples come every 70 s" in outcomes[-1][1].metrics_message
+    assert sum(q.endswith("[10m]") for q in seen) == 2  # at the first step, and 10 minutes on
+
+
+async def test_a_scrape_interval_as_configured_is_not_remarked() -> None:
+    for configured, every in ((15.0, 15.0), (15.0, 18.0), (70.0, 70.0), (15.0, None)):
+        outcomes = await timed_steps(
+            SERVICE, TWO, 2, [(0, RATES)], scrape_every=every, configured_scrape=configured
+        )
+        assert outcomes[0][1].metrics_reason == "MetricsObserved", (configured, every)
+        assert not [e for e in outcomes[0][0].events if e.reason == "ScrapeIntervalMeasured"]

@@ -69,6 +69,21 @@ def _parse_value(pair: Any, promql: str) -> float | None:
     return None if math.isnan(value) else value
 
 
+def _data(body: Any, promql: str) -> dict[str, Any]:
+    """The ``data`` of a successful answer; MetricsUnavailable naming what is wrong."""
+    if not isinstance(body, dict):
+        raise MetricsUnavailable(f"Prometheus returned an unexpected body for {promql!r}")
+    if body.get("status") != "success":
+        raise MetricsUnavailable(
+            f"Prometheus query {promql!r} failed: "
+            f"{body.get('errorType', 'error')}: {body.get('error', 'no error message')}"
+        )
+    data = body.get("data")
+    if not isinstance(data, dict):
+        raise MetricsUnavailable(f"Prometheus returned no data for {promql!r}")
+    return data
+
+
 def redact_url(url: str) -> str:
     """``url`` as it may be shown in a status, an Event or a log: user information and query
     values (where credentials hide in a URL) replaced by ``***``."""
@@ -132,6 +147,32 @@ class PrometheusClient:
 
     async def query(self, promql: str) -> float | None:
         """Evaluate ``promql`` now; one value, or None when there is none (empty vector, NaN)."""
+        return self._parse(await self._get(promql), promql)
+
+    async def sample_times(self, promql: str) -> list[list[float]]:
+        """The timestamps (Unix seconds) of each series' raw samples that a range selector
+        (``metric{...}[10m]``) evaluated now selects: when Prometheus scraped them."""
+        data = _data(await self._get(promql), promql)
+        result_type, result = data.get("resultType"), data.get("result")
+        if result_type != "matrix" or not isinstance(result, list):
+            raise MetricsUnavailable(
+                f"Prometheus returned a {result_type} for {promql!r}; expected a matrix"
+            )
+        times: list[list[float]] = []
+        for series in result:
+            values = series.get("values") if isinstance(series, dict) else None
+            if not isinstance(values, list):
+                raise MetricsUnavailable(f"Prometheus returned a malformed series for {promql!r}")
+            try:
+                times.append([float(pair[0]) for pair in values])
+            except (TypeError, ValueError, IndexError, KeyError) as exc:
+                raise MetricsUnavailable(
+                    f"Prometheus returned a malformed sample for {promql!r}"
+                ) from exc
+        return times
+
+    async def _get(self, promql: str) -> Any:
+        """The decoded body of an instant query; MetricsUnavailable when there is none."""
         url = f"{self.base_url}/api/v1/query"
         timeout = aiohttp.ClientTimeout(total=self.timeout_seconds)
         try:
@@ -163,19 +204,10 @@ class PrometheusClient:
             raise MetricsUnavailable(
                 f"Prometheus at {self.shown_url} returned non-JSON: {_shorten(text)}"
             )
-        return self._parse(body, promql)
+        return body
 
     def _parse(self, body: Any, promql: str) -> float | None:
-        if not isinstance(body, dict):
-            raise MetricsUnavailable(f"Prometheus returned an unexpected body for {promql!r}")
-        if body.get("status") != "success":
-            raise MetricsUnavailable(
-                f"Prometheus query {promql!r} failed: "
-                f"{body.get('errorType', 'error')}: {body.get('error', 'no error message')}"
-            )
-        data = body.get("data")
-        if not isinstance(data, dict):
-            raise MetricsUnavailable(f"Prometheus returned no data for {promql!r}")
+        data = _data(body, promql)
         result_type, result = data.get("resultType"), data.get("result")
         if result_type == "scalar":
             return _parse_value(result, promql)

@@ -233,3 +233,53 @@ async def test_an_unreachable_prometheus_with_credentials_is_named_without_them(
             await client.query("up")
     assert "hunter2" not in str(caught.value)
     assert "***@127.0.0.1:9" in str(caught.value)
+
+
+def matrix(*series: list[float]) -> dict[str, Any]:
+    return {
+        "status": "success",
+        "data": {
+            "resultType": "matrix",
+            "result": [
+                {"metric": {"pod": f"p{i}"}, "values": [[t, "1"] for t in times]}
+                for i, times in enumerate(series)
+            ],
+        },
+    }
+
+
+async def times_of(answer: tuple[int, Any, float]) -> list[list[float]]:
+    async with (
+        fake_prometheus({"g[10m]": answer}) as (url, _),
+        PrometheusClient(url) as client,
+    ):
+        return await client.sample_times("g[10m]")
+
+
+async def test_sample_times_are_each_series_raw_sample_timestamps() -> None:
+    answer = matrix([100.0, 170.0, 240.5], [130.0])
+    assert await times_of((200, answer, 0.0)) == [[100.0, 170.0, 240.5], [130.0]]
+    assert await times_of((200, matrix(), 0.0)) == []
+
+
+@pytest.mark.parametrize(
+    ("body", "match"),
+    [
+        (vector("1"), "a vector for 'g\\[10m\\]'; expected a matrix"),
+        (
+            {"status": "success", "data": {"resultType": "matrix", "result": [{"values": 3}]}},
+            "malformed series",
+        ),
+        (
+            {
+                "status": "success",
+                "data": {"resultType": "matrix", "result": [{"values": [["x", "1"]]}]},
+            },
+            "malformed sample",
+        ),
+        ({"status": "error", "errorType": "bad_data", "error": "nope"}, "bad_data: nope"),
+    ],
+)
+async def test_sample_times_that_are_not_a_matrix_of_times_raise(body: Any, match: str) -> None:
+    with pytest.raises(MetricsUnavailable, match=match):
+        await times_of((200, body, 0.0))
