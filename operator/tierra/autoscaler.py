@@ -300,11 +300,14 @@ class Autoscaler:
         results = await asyncio.gather(
             *(self._client(url).sample_times(q) for url, q in queries), return_exceptions=True
         )
-        series = [s for r in results if isinstance(r, list) for s in r]
         for error in results:
             if isinstance(error, BaseException) and not isinstance(error, MetricsUnavailable):
                 raise error
-        measured = measured_interval(series)
+        # (each Prometheus its own: the slowest sizes the windows, as a configured one would)
+        measured = max(
+            (m for r in results if isinstance(r, list) and (m := measured_interval(r))),
+            default=None,
+        )
         if measured is None:
             scaling.scrape_measure_at = now + SCRAPE_MEASURE_RETRY_SECONDS
             return

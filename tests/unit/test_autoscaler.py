@@ -327,6 +327,38 @@ async def test_tiers_with_their_own_prometheus_are_sampled_per_tier_and_added() 
     assert all('tierra_dev_tier="edge"' in q for q in seen_b)
 
 
+async def test_the_slowest_of_a_service_s_prometheus_instances_sizes_its_windows() -> None:
+    """The central tier's own Prometheus scrapes every 15 s, the operator's every 70 s: the
+    edge pods' 70 s is the interval in effect, though the central ones have more samples."""
+    now = time.time()
+    every_15 = [now - 15 * k for k in range(40, -1, -1)]
+    every_70 = [now - 70 * k for k in range(8, -1, -1)]
+    async with (
+        prometheus(BUSY, every_15) as (a, _),
+        prometheus(BUSY, every_70) as (b, seen_b),
+    ):
+        central = tier("central")
+        tiers: dict[str, Any] = {
+            "central": central.model_copy(
+                update={"spec": central.spec.model_copy(update={"metrics": _metrics(a)})}
+            ),
+            "edge": tier("edge", "edge"),
+        }
+        scaler = Autoscaler(b, clock=time.time)
+        try:
+            placements = [
+                RunningPlacement("central", "h100", 1),
+                RunningPlacement("edge", "h100", 1),
+            ]
+            await scaler.step("team-a/chat", SERVICE, placements, 2, tiers)
+        finally:
+            await scaler.close()
+    report = scaler.report("team-a/chat")
+    assert report is not None and report.metrics_reason == "ScrapeIntervalMeasured"
+    assert "every 70 s" in report.metrics_message
+    assert all("[280s]" in q for q in seen_b if "rate(" in q)
+
+
 def _metrics(url: str, scrape: int | None = None) -> Any:
     from tierra.api.tier import TierMetrics
 
