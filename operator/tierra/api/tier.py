@@ -66,8 +66,9 @@ class TierMetrics(ApiModel):
         le=300,
         description="How often that Prometheus scrapes the model servers' pods. The autoscaler's "
         "rate and latency windows hold four scrapes (at least 1 m) and its arrival samples "
-        "are one scrape apart: with a longer interval than this, a window can hold fewer "
-        "than two scrapes, and the arrival rate, request sizes and p95 latencies go missing.",
+        "are one scrape apart. The operator also times the pods' samples: an interval it "
+        "measures more than 1.25x longer than this sizes the windows instead (reason "
+        "ScrapeIntervalMeasured), from the first minutes in which two samples were seen.",
     )
 
 
