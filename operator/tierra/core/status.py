@@ -416,6 +416,12 @@ def explain_status(key: str, spec: Mapping[str, Any], status: Mapping[str, Any])
     limited = conditions.get("ScalingLimited")
     if limited and limited.get("status") == "True":
         lines.append(f"  scaling limited: {limited.get('message', '')}")
+    metrics = conditions.get("MetricsAvailable")
+    if metrics and (
+        metrics.get("status") == "False"
+        or metrics.get("reason") in ("RatesMissing", "ScrapeIntervalMeasured")
+    ):
+        lines.append(f"  metrics ({metrics.get('reason', '-')}): {metrics.get('message', '')}")
     rows = status.get("placements") or []
     if rows:
         lines.append("  runs on:")

@@ -139,6 +139,20 @@ def test_explain_status_says_when_the_count_is_held_at_max_replicas() -> None:
     assert "scaling limited" not in explain_status("a/b", {}, status)
 
 
+def test_explain_status_says_when_the_metrics_are_missing_or_incomplete() -> None:
+    def explained(status: str, reason: str) -> str:
+        condition = {"type": "MetricsAvailable", "status": status, "reason": reason}
+        return explain_status("a/b", {}, {"conditions": [{**condition, "message": "why"}]})
+
+    for status, reason in (
+        ("False", "PrometheusUnavailable"),
+        ("True", "RatesMissing"),
+        ("True", "ScrapeIntervalMeasured"),
+    ):
+        assert f"  metrics ({reason}): why" in explained(status, reason).splitlines()
+    assert "metrics" not in explained("True", "MetricsObserved")
+
+
 def test_explain_status_shows_the_migration_history_and_what_blocks_a_move() -> None:
     status = {
         "conditions": [
