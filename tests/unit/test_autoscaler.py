@@ -124,6 +124,11 @@ async def timed_steps(
     return steps
 
 
+def posted(steps: Sequence[tuple[Any, Any]], reason: str) -> list[list[Any]]:
+    """The Events of each (outcome, report) step with this reason."""
+    return [[e for e in outcome.events if e.reason == reason] for outcome, _ in steps]
+
+
 SERVICE = service(
     variants=[variant("h100", model="H100")],
     slo={"latencyP95Ms": 2000, "maxQueuePerReplica": 4},
@@ -296,31 +301,31 @@ async def test_an_unmetered_service_is_stepped_again_only_when_its_inputs_change
     assert looks == 4 and seen and outcome.recommendation.mode == "auto"
 
 
+async def step_on_central_and_edge(central_url: str, default_url: str) -> Any:
+    """The report of one step of a service on a replica in central, whose Tier has its own
+    Prometheus at ``central_url``, and one at the edge, sampled from the operator's."""
+    central = tier("central")
+    tiers: dict[str, Any] = {
+        "central": central.model_copy(
+            update={"spec": central.spec.model_copy(update={"metrics": _metrics(central_url)})}
+        ),
+        "edge": tier("edge", "edge"),
+    }
+    scaler = Autoscaler(default_url, clock=time.time)
+    try:
+        placements = [RunningPlacement("central", "h100", 1), RunningPlacement("edge", "h100", 1)]
+        await scaler.step("team-a/chat", SERVICE, placements, 2, tiers)
+    finally:
+        await scaler.close()
+    return scaler.report("team-a/chat")
+
+
 async def test_tiers_with_their_own_prometheus_are_sampled_per_tier_and_added() -> None:
     async with (
         prometheus({"num_requests_waiting": 10.0, "num_requests_running": 8.0}) as (a, seen_a),
         prometheus({"num_requests_waiting": 30.0, "num_requests_running": 8.0}) as (b, seen_b),
     ):
-        tiers: dict[str, Any] = {
-            "central": tier("central").model_copy(
-                update={
-                    "spec": tier("central").spec.model_copy(
-                        update={"metrics": _metrics(a)}  # the central tier's own Prometheus
-                    )
-                }
-            ),
-            "edge": tier("edge", "edge"),
-        }
-        scaler = Autoscaler(b, clock=time.time)
-        try:
-            placements = [
-                RunningPlacement("central", "h100", 1),
-                RunningPlacement("edge", "h100", 1),
-            ]
-            await scaler.step("team-a/chat", SERVICE, placements, 2, tiers)
-        finally:
-            await scaler.close()
-    report = scaler.report("team-a/chat")
+        report = await step_on_central_and_edge(a, b)
     assert report is not None and report.metrics is not None
     assert report.metrics["queueDepth"] == 40.0
     assert all('tierra_dev_tier="central"' in q for q in seen_a)
@@ -337,23 +342,7 @@ async def test_the_slowest_of_a_service_s_prometheus_instances_sizes_its_windows
         prometheus(BUSY, every_15) as (a, _),
         prometheus(BUSY, every_70) as (b, seen_b),
     ):
-        central = tier("central")
-        tiers: dict[str, Any] = {
-            "central": central.model_copy(
-                update={"spec": central.spec.model_copy(update={"metrics": _metrics(a)})}
-            ),
-            "edge": tier("edge", "edge"),
-        }
-        scaler = Autoscaler(b, clock=time.time)
-        try:
-            placements = [
-                RunningPlacement("central", "h100", 1),
-                RunningPlacement("edge", "h100", 1),
-            ]
-            await scaler.step("team-a/chat", SERVICE, placements, 2, tiers)
-        finally:
-            await scaler.close()
-    report = scaler.report("team-a/chat")
+        report = await step_on_central_and_edge(a, b)
     assert report is not None and report.metrics_reason == "ScrapeIntervalMeasured"
     assert "every 70 s" in report.metrics_message
     assert all("[280s]" in q for q in seen_b if "rate(" in q)
@@ -680,7 +669,7 @@ async def test_a_need_above_max_replicas_is_a_condition_and_one_warning_in_ten_m
     beyond = first.recommendation.beyond_max
     assert beyond is not None and beyond > 3
     assert f"held at maxReplicas 3: {beyond} asked for" in first.recommendation.reason
-    warned = [[e for e in o.events if e.reason == "ScalingLimited"] for o in outcomes]
+    warned = posted(steps, "ScalingLimited")
     assert [len(w) for w in warned] == [1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]
     assert warned[0][0].type == "Warning"
     assert f"the queue signal asks for {beyond} replicas" in warned[0][0].message
@@ -720,7 +709,7 @@ async def test_gauges_without_rates_for_two_windows_say_the_scrape_interval_may_
     outcomes = await timed_steps(
         SERVICE, TWO, 2, [(0, BUSY), (60, BUSY), (125, BUSY), (130, BUSY), (135, RATES)]
     )
-    said = [[e for e in o.events if e.reason == "MetricsIncomplete"] for o, _ in outcomes]
+    said = posted(outcomes, "MetricsIncomplete")
     assert [len(s) for s in said] == [0, 0, 1, 0, 0]
     assert said[2][0].type == "Warning"
     reasons = [r.metrics_reason for _, r in outcomes]
@@ -752,7 +741,7 @@ async def test_missing_rates_count_from_the_first_requests_not_restarted_by_idle
         2,
         [(0, IDLE), (100, IDLE), (160, BUSY), (200, IDLE), (260, IDLE), (285, IDLE)],
     )
-    said = [[e for e in o.events if e.reason == "MetricsIncomplete"] for o, _ in outcomes]
+    said = posted(outcomes, "MetricsIncomplete")
     assert [len(s) for s in said] == [0, 0, 0, 0, 0, 1]
     assert [r.metrics_reason for _, r in outcomes][-2:] == ["MetricsObserved", "RatesMissing"]
     assert "for 125 s while requests run" in outcomes[-1][1].metrics_message
@@ -774,13 +763,8 @@ async def test_a_prometheus_scraping_less_often_than_configured_is_measured_and_
         seen=seen,
     )
     reasons = [r.metrics_reason for _, r in outcomes]
-    assert reasons == [
-        "ScrapeIntervalMeasured",
-        "ScrapeIntervalMeasured",
-        "ScrapeIntervalMeasured",
-        "RatesMissing",
-    ]
-    said = [[e for e in o.events if e.reason == "ScrapeIntervalMeasured"] for o, _ in outcomes]
+    assert reasons == 3 * ["ScrapeIntervalMeasured"] + ["RatesMissing"]
+    said = posted(outcomes, "ScrapeIntervalMeasured")
     assert [len(s) for s in said] == [1, 0, 0, 0]
     assert said[0][0].type == "Normal"
     message = outcomes[0][1].metrics_message
