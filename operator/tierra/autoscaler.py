@@ -67,6 +67,9 @@ SCRAPE_MEASURE_SECONDS = 600.0
 """How often the pods' scrape interval is measured again (``tierra.core.scrape_timing``)."""
 SCRAPE_MEASURE_RETRY_SECONDS = 15.0
 """How soon a measurement that found too few samples (pods just scraped once) is tried again."""
+SCRAPE_MEASURE_ERROR_RETRY_SECONDS = 60.0
+"""How soon a measurement whose query failed is tried again: the sample's own queries say what
+is wrong meanwhile, and a Prometheus that times out would hold up every step's sample."""
 STATUS_METRICS_REFRESH_SECONDS = 30.0
 """Observed metrics are written to status at least this often while they change, and not on
 every sample (a status write per service per interval would load the apiserver)."""
@@ -292,27 +295,33 @@ class Autoscaler:
         now = self.clock()
         if now < scaling.scrape_measure_at:
             return
-        jobs, problem = self._jobs(placements, tiers)
+        jobs, _ = self._jobs(placements, tiers)
         queries = [(url, q) for url, tier in jobs if (q := timing_query(service, tier))]
-        if problem is not None or not queries:
+        if not queries:
             scaling.scrape_measure_at = now + SCRAPE_MEASURE_SECONDS
             return
         results = await asyncio.gather(
             *(self._client(url).sample_times(q) for url, q in queries), return_exceptions=True
         )
+        failed = False
         for error in results:
             if isinstance(error, BaseException) and not isinstance(error, MetricsUnavailable):
                 raise error
+            failed = failed or isinstance(error, MetricsUnavailable)
         # (each Prometheus its own: the slowest sizes the windows, as a configured one would)
         measured = max(
             (m for r in results if isinstance(r, list) and (m := measured_interval(r))),
             default=None,
         )
-        if measured is None:
-            scaling.scrape_measure_at = now + SCRAPE_MEASURE_RETRY_SECONDS
-            return
-        scaling.measured_scrape = measured
-        scaling.scrape_measure_at = now + SCRAPE_MEASURE_SECONDS
+        if measured is not None:
+            scaling.measured_scrape = measured
+        scaling.scrape_measure_at = now + (
+            SCRAPE_MEASURE_ERROR_RETRY_SECONDS
+            if failed
+            else SCRAPE_MEASURE_SECONDS
+            if measured is not None
+            else SCRAPE_MEASURE_RETRY_SECONDS
+        )
 
     @staticmethod
     async def _sample(

@@ -24,15 +24,18 @@ NOW = 1_800_000_000.0
 
 @asynccontextmanager
 async def prometheus(
-    values: Mapping[str, float], scraped: Sequence[float] = ()
+    values: Mapping[str, float], scraped: Sequence[float] | None = ()
 ) -> AsyncIterator[tuple[str, list[str]]]:
     """Answers a query with the value of the first metric name it mentions (else empty), and a
-    range selector with one series sampled at the ``scraped`` times (none when empty)."""
+    range selector with one series sampled at the ``scraped`` times (none when empty; HTTP 503
+    when None)."""
     seen: list[str] = []
 
     async def handle(request: web.Request) -> web.StreamResponse:
         query = request.query.get("query", "")
         seen.append(query)
+        if query.endswith("[10m]") and scraped is None:
+            return web.Response(status=503, text="range selectors are not served here")
         if query.endswith("[10m]"):
             series = [{"metric": {}, "values": [[t, "0"] for t in scraped]}] if scraped else []
             return web.json_response(
@@ -783,3 +786,35 @@ async def test_a_scrape_interval_as_configured_is_not_remarked() -> None:
         )
         assert outcomes[0][1].metrics_reason == "MetricsObserved", (configured, every)
         assert not [e for e in outcomes[0][0].events if e.reason == "ScrapeIntervalMeasured"]
+
+
+async def timing_queries(scraped: Sequence[float] | None, times: Sequence[float]) -> int:
+    """How many timing queries one autoscaler sends over steps at ``times`` (seconds from
+    now), the pods' gauge sampled at ``scraped`` (None: the query refused)."""
+    start = time.time()
+    clock = [start]
+    async with prometheus(RATES, None if scraped is None else [start + t for t in scraped]) as (
+        url,
+        seen,
+    ):
+        scaler = Autoscaler(url, clock=lambda: clock[0])
+        try:
+            for at in times:
+                clock[0] = start + at
+                await scaler.step("team-a/chat", SERVICE, TWO, 2, TIERS)
+        finally:
+            await scaler.close()
+        report = scaler.report("team-a/chat")
+        assert report is not None and report.metrics_reason == "MetricsObserved"
+    return sum(q.endswith("[10m]") for q in seen)
+
+
+async def test_a_failed_measurement_is_tried_again_after_a_minute_and_too_few_samples_sooner() -> (
+    None
+):
+    """A Prometheus (or a proxy before it) that refuses the timing query is asked again a
+    minute later, not at every 15 s retry; pods with one sample yet are timed again after
+    15 s. The samples go on either way, windowed as configured."""
+    times = [0, 5, 20, 40, 65]
+    assert await timing_queries(None, times) == 2  # at 0 and 65
+    assert await timing_queries([0], times) == 4  # at 0, 20, 40 and 65
