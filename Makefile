@@ -5,8 +5,10 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 FLEET_DIR ?= .tierra/fleet
 export TIERRA_FLEET_DIR := $(abspath $(FLEET_DIR))
+NICE ?=
+# (`make test` sets it for the checks it runs while the binaries build, which are its critical path)
 
-.PHONY: setup binaries demo fleet-up fleet-down lint unit test crds clean
+.PHONY: setup binaries demo fleet-up fleet-down lint unit checks test crds clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,18 +34,23 @@ demo: binaries  ## the main job: fleet up, CRDs, example fleet and services, ope
 	$(BIN)/python -m tierra.demo
 
 lint: setup
-	$(BIN)/ruff check operator tests benchmarks
-	$(BIN)/mypy
-	$(BIN)/lint-imports
-	$(BIN)/tierra crds check
-	$(BIN)/python -m tierra.localfleet.chart check
-	$(BIN)/python -m tierra.localfleet.dashboard check
+	$(NICE) $(BIN)/ruff check operator tests benchmarks
+	$(NICE) $(BIN)/mypy
+	$(NICE) $(BIN)/lint-imports
+	$(NICE) $(BIN)/tierra crds check
+	$(NICE) $(BIN)/python -m tierra.localfleet.chart check
+	$(NICE) $(BIN)/python -m tierra.localfleet.dashboard check
 
-unit: setup
-	$(BIN)/pytest tests/unit
+unit: setup  ## tests that need no binaries
+	$(NICE) $(BIN)/pytest tests/unit
 
-test: lint binaries
-	$(BIN)/pytest tests
+checks: lint unit
+
+# The lint and unit tests need no binaries: on a first run they go while the binaries compile,
+# at a lower priority, and the tests that need the fleet or helm follow.
+test: setup
+	$(MAKE) --no-print-directory -j2 binaries checks NICE="nice -n 10"
+	$(BIN)/pytest tests --ignore=tests/unit
 
 clean:
 	-$(BIN)/tierra fleet down
