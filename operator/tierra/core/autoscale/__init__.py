@@ -16,7 +16,8 @@ Signals (the recommendation is the max over them; the reason names the winner)
   + maxQueuePerReplica``. Long prompts make it small. With the request size and arrival rate
   known, a backlog is work to drain, not a steady load, and a replica asked for now serves
   only ``startupSeconds`` later: the signal asks for the replicas that, from then on, serve
-  the arrivals and drain within ``startupSeconds`` the backlog there will be by then (the
+  the arrivals and drain within ``startupSeconds``, a minute at most (``drain_seconds``:
+  every request arriving meanwhile waits behind it), the backlog there will be by then (the
   excess now plus what piles up meanwhile on the replicas serving, and on the starting ones
   once they serve), and at least hold what is running at full concurrency. So the first
   decision after a step already asks for what drains the backlog its own start-up builds,

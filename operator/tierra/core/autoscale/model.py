@@ -67,6 +67,11 @@ class ScalerParams:
     """When the replicas a scale-up asks for serve sooner than this after a burst begins (a
     decision interval, the start-up and the ready lag), the scale-up is on time and no
     headroom is held."""
+    drain_seconds: float = 60.0
+    """A backlog is drained within ``startupSeconds`` of when the replicas asked for serve,
+    and within this long at most (``queue_need``): every request arriving meanwhile waits
+    behind it, so a 300 s start-up's backlog drained over 300 s holds the latency over the
+    SLO for minutes after the replicas serve."""
     ramp_samples: int = 5
     """Arrival-rate samples (one per ``rate_sample_seconds``) a ramp is fitted over
     (``ramp_ahead``): few enough to see a flash crowd's ramp within a minute, enough that a

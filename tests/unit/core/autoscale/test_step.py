@@ -334,7 +334,7 @@ def test_the_first_decision_drains_the_backlog_its_own_startup_builds() -> None:
     """2 replicas serve 6.4 req/s; 12 arrive. A replica asked now serves in 5 s, by when 28
     more wait: the count serves the 12 and drains those within the next 5 s."""
     need = queue_need(inputs(), 0.0, 16.0, 12.0, TRUSTED, starting=())
-    later = (16.0 - 2 * 4.0) + (12.0 - 2 / WORK) * 5.0  # beyond the allowance, then piled up
+    later = (16.0 - 2 * 2.0 / WORK) + (12.0 - 2 / WORK) * 5.0  # over 2 s of work, piled up
     assert need.replicas == math.ceil((12.0 + later / 5.0) * WORK)
     assert need.replicas > math.ceil(12.0 * WORK)
     assert "backlog there will be when a replica asked now serves" in need.reason
@@ -357,6 +357,24 @@ def test_while_replicas_start_no_more_is_asked_for_the_backlog_foreseen() -> Non
     )
     assert again.replicas <= asked
     assert again.low <= asked
+
+
+def test_a_long_start_up_s_backlog_drains_within_a_minute() -> None:
+    """A 300 s start-up piles up 1,683 requests before a replica asked now serves. Drained
+    over the start-up, everything arriving in the five minutes after would wait behind it:
+    the count drains it within a minute, and never faster than the latency SLO."""
+    slow = inputs(startup_seconds=300.0)
+    later = (16.0 - 2 * 2.0 / WORK) + (12.0 - 2 / WORK) * 300.0
+
+    def need(drain_seconds: float, given: ScalingInputs = slow) -> int:
+        params = replace(TRUSTED, drain_seconds=drain_seconds)
+        return queue_need(given, 0.0, 16.0, 12.0, params, starting=()).replicas
+
+    assert need(60.0) == math.ceil((12.0 + later / 60.0) * WORK) == 13
+    assert need(math.inf) == math.ceil((12.0 + later / 300.0) * WORK) == 6
+    assert need(0.5) == math.ceil((12.0 + later / 2.0) * WORK)  # the 2 s SLO
+    short = inputs(startup_seconds=30.0)
+    assert need(60.0, short) == need(math.inf, short)
 
 
 def test_replicas_ready_before_they_serve_count_as_starting() -> None:

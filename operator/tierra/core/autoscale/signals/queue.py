@@ -53,13 +53,13 @@ def queue_need(
     With the arrival rate and request size known, a backlog is work to drain rather than a
     steady load, and a replica asked for now serves only ``startupSeconds`` later: the need is
     the replicas that, from then on, serve the arrivals and drain within ``startupSeconds``
-    the backlog there will be by then -- the excess now (beyond the allowed queue and the
-    allowance) plus what piles up meanwhile, at the rate the serving replicas fall short of
-    the arrivals (each batch of ``starting`` replicas, ``(seconds until it serves, replicas)``,
-    counted from when it serves) -- and at least what holds what is running at full
-    concurrency. So the first decision after a step already asks for what drains the backlog
-    its own start-up builds, and the decisions while replicas start, which see that backlog
-    grow as foreseen, ask for no more.
+    (``drain_seconds`` at most) the backlog there will be by then -- the excess now (beyond
+    the allowed queue and the allowance) plus what piles up meanwhile, at the rate the
+    serving replicas fall short of the arrivals (each batch of ``starting`` replicas,
+    ``(seconds until it serves, replicas)``, counted from when it serves) -- and at least
+    what holds what is running at full concurrency. So the first decision after a step
+    already asks for what drains the backlog its own start-up builds, and the decisions while
+    replicas start, which see that backlog grow as foreseen, ask for no more.
     Without the rate, the plain count over the allowance; while replicas are starting it is
     held at the replicas already asked for (theirs to absorb). ``starting`` defaults to the
     desired replicas that are not ready, serving a start-up time from now.
@@ -67,7 +67,7 @@ def queue_need(
     allowance = queue_allowance(inputs)
     work = mean_work(inputs)
     startup = max(inputs.startup_seconds, 0.0)
-    horizon = max(startup, inputs.latency_p95_ms / 1000.0, 1.0)
+    horizon = max(min(startup, params.drain_seconds), inputs.latency_p95_ms / 1000.0, 1.0)
     desired = inputs.desired_replicas
     allowed = desired * (inputs.max_queue_per_replica or 0)
     held = desired * allowance
