@@ -1,8 +1,9 @@
 """The recommender after a load step: the arrivals of a scrape interval read against the
 intervals before it (pooled while they agree, a rise within the interval extrapolated), the
 request size from per-iteration token counters (less the requests in flight, smoothed by the
-completions it stands for), the backlog the start-up builds drained by the first decision,
-replicas that are Ready before they serve, and the speed estimate waiting for a full window."""
+completions it stands for), the backlog the start-up builds drained by the first decision
+(foreseen at no less than the replicas complete), replicas that are Ready before they
+serve, and the speed estimate waiting for a full window."""
 
 from __future__ import annotations
 
@@ -375,6 +376,47 @@ def test_a_long_start_up_s_backlog_drains_within_a_minute() -> None:
     assert need(0.5) == math.ceil((12.0 + later / 2.0) * WORK)  # the 2 s SLO
     short = inputs(startup_seconds=30.0)
     assert need(60.0, short) == need(math.inf, short)
+
+
+def test_what_piles_up_is_foreseen_at_no_less_than_the_replicas_complete() -> None:
+    """3 replicas believed to serve 3.2 req/s each complete the 12 arriving with nothing
+    waiting: they serve 4 each at least, so no backlog piles up over a 600 s start-up, and
+    the count is what serves the arrivals. Completions below the belief change nothing."""
+    slow = inputs(desired_replicas=3, ready_replicas=3, startup_seconds=600.0)
+
+    def need(shown_rate: float | None) -> int:
+        return queue_need(slow, 0.0, 4.0, 12.0, TRUSTED, (), shown_rate).replicas
+
+    foreseen = (12.0 - 3 / WORK) * 600.0
+    assert need(None) == math.ceil((12.0 + foreseen / 60.0) * WORK) == 12
+    assert need(12.0 / 3) == math.ceil(12.0 * WORK) == 4
+    assert need(2.0) == need(None)
+
+
+def test_a_new_service_s_completions_refute_the_prior_s_backlog() -> None:
+    """A new service whose profile says half the replicas' speed, planned at the prior (30 %
+    slower still), 600 s start-up: at its first sample its 4 replicas complete 12 req/s with
+    nothing waiting. At the believed speed a backlog of thousands would pile up before a
+    replica asked now serves; the completions refute it: the count serves the arrivals at
+    the believed speed, with no backlog to drain."""
+    half = inputs(
+        desired_replicas=4,
+        ready_replicas=4,
+        startup_seconds=600.0,
+        prefill_tokens_per_second=4000.0,
+        decode_tokens_per_second=200.0,
+    )
+    first = Signals(queue_depth=0.0, running=4.0, arrival_rate=12.0, observed_at=15.0)
+    rec = recommend(replace(half, signals=first), ScalerState(), 15.0)
+    believed = 2 * WORK / DEFAULT_PARAMS.speed_prior
+    assert rec.needs["queue"] == math.ceil(12.0 * believed) == 10
+    assert rec.replicas <= rec.needs["arrival"] + 1
+    # 20 req/s after a scale-down from 8: the 24 completed since the last sample were 8's
+    # (3 each), not 4's, and 4 fall short of the 20 arriving
+    state = ScalerState(rates=((0.0, 24.0, 8),), window_since=0.0)
+    busy = replace(first, arrival_rate=20.0, recent_completion_rate=24.0)
+    after = recommend(replace(half, signals=busy), state, 15.0)
+    assert after.needs["queue"] > math.ceil(20.0 * believed)
 
 
 def test_replicas_ready_before_they_serve_count_as_starting() -> None:

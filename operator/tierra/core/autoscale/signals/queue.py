@@ -4,6 +4,8 @@ the backlog there will be when a replica asked now serves (``queue_need``)."""
 
 from __future__ import annotations
 
+import math
+
 from ..model import (
     DEFAULT_PARAMS,
     ScalerParams,
@@ -46,6 +48,7 @@ def queue_need(
     arrival_rate: float | None = None,
     params: ScalerParams = DEFAULT_PARAMS,
     starting: tuple[tuple[float, int], ...] | None = None,
+    shown_rate: float | None = None,
 ) -> SignalNeed:
     """What is in the system over the per-replica allowance (``queue_allowance``: what keeps
     latency within the SLO for the observed request mix).
@@ -62,7 +65,9 @@ def queue_need(
     replicas start, which see that backlog grow as foreseen, ask for no more.
     Without the rate, the plain count over the allowance; while replicas are starting it is
     held at the replicas already asked for (theirs to absorb). ``starting`` defaults to the
-    desired replicas that are not ready, serving a start-up time from now.
+    desired replicas that are not ready, serving a start-up time from now. ``shown_rate``:
+    the completions per second one replica has shown it serves (``shown_rate``); what piles
+    up is foreseen at no less per replica, whatever the profile and the speed estimate say.
     """
     allowance = queue_allowance(inputs)
     work = mean_work(inputs)
@@ -84,6 +89,10 @@ def queue_need(
         serving, since = serving + n, serve_in
     stretches.append((startup - since, serving))
     still_starting = desired - serving_now
+    # (a replica's rate is never below what it has completed: the speed's prior plans for a
+    # profile 30 % optimistic, and at a long start-up a backlog foreseen at that speed, which
+    # the completions refute, would ask for several times the count the load needs)
+    per_replica = max(1.0 / work, shown_rate or 0.0) if work is not None else 0.0
 
     def at(factor: float) -> int:
         w, r = waiting * factor, running * factor
@@ -92,7 +101,7 @@ def queue_need(
             rate = arrival_rate * factor
             backlog = max(0.0, w - allowed, w + r - held)
             # the backlog when a replica asked now serves
-            later = backlog + sum((rate - n / work) * span for span, n in stretches)
+            later = backlog + sum((rate - n * per_replica) * span for span, n in stretches)
             drain = ceil_count((rate + max(0.0, later) / horizon) * work)
             need = max(drain, ceil_count(r / inputs.max_concurrency))
         return need
@@ -129,4 +138,32 @@ def from_sample(sample: Sample, params: ScalerParams = DEFAULT_PARAMS) -> Signal
         load.arrival,
         params,
         starting_batches(inputs, sample.state, sample.now, params),
+        shown_rate(sample, params),
     )
+
+
+def shown_rate(sample: Sample, params: ScalerParams = DEFAULT_PARAMS) -> float | None:
+    """Completions per second one serving replica has shown it serves at least: the latest
+    interval's (``irate``) or the rate window's, each over the most replicas serving in it
+    (fewer would over-state each one's share); the higher of the two, since a young series'
+    window rate under-reports, never over. None without completions or serving replicas."""
+    signals = sample.seen.inputs.signals
+    if signals is None:
+        return None
+    history = sample.state.rates
+    latest = max([sample.seen.serving, *(n for *_, n in history[-1:])])
+    window = max(
+        [
+            sample.seen.serving,
+            *(n for t, _, n in history if t > sample.now - params.rate_window_seconds),
+        ]
+    )
+    shown = [
+        done / replicas
+        for done, replicas in (
+            (signals.recent_completion_rate, latest),
+            (signals.arrival_rate, window),
+        )
+        if done is not None and math.isfinite(done) and done > 0 and replicas > 0
+    ]
+    return max(shown, default=None)
