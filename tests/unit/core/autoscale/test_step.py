@@ -391,6 +391,9 @@ def test_what_piles_up_is_foreseen_at_no_less_than_the_replicas_complete() -> No
     assert need(None) == math.ceil((12.0 + foreseen / 60.0) * WORK) == 12
     assert need(12.0 / 3) == math.ceil(12.0 * WORK) == 4
     assert need(2.0) == need(None)
+    reason = queue_need(slow, 0.0, 4.0, 12.0, TRUSTED, (), 4.0).reason
+    assert "piling up at the 4 req/s each replica has completed, not the 3.2" in reason
+    assert "completed" not in queue_need(slow, 0.0, 4.0, 12.0, TRUSTED, (), 2.0).reason
 
 
 def test_a_new_service_s_completions_refute_the_prior_s_backlog() -> None:

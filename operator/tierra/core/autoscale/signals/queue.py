@@ -117,6 +117,11 @@ def queue_need(
             f"{reason}; with {arrival_rate:.3g} req/s arriving, what drains within "
             f"{horizon:g} s the backlog there will be when a replica asked now serves -> {need}"
         )
+        if per_replica > 1.0 / work:
+            reason = (
+                f"{reason} (piling up at the {per_replica:.3g} req/s each replica has "
+                f"completed, not the {1.0 / work:.3g} its speed estimate says)"
+            )
         return SignalNeed("queue", need, reason, low, high)
     reason = f"{reason} -> {need}"
     if still_starting > 0 and need > desired:
