@@ -153,8 +153,20 @@ def _run(args: argparse.Namespace) -> int:
     # The Kubernetes client libraries read KUBECONFIG on import: set it before importing them.
     if args.kubeconfig:
         os.environ["KUBECONFIG"] = args.kubeconfig
-    if args.context:
-        os.environ["KUBECONFIG"] = _kubeconfig_with_context(args.context)
+    context_copy = _kubeconfig_with_context(args.context) if args.context else None
+    if context_copy is not None:
+        os.environ["KUBECONFIG"] = context_copy
+    try:
+        return _run_operator(args)
+    finally:
+        # The copy holds the kubeconfig's credentials: it must not outlive the operator.
+        if context_copy is not None:
+            Path(context_copy).unlink(missing_ok=True)
+
+
+def _run_operator(args: argparse.Namespace) -> int:
+    import os
+
     settings = settings_from(args)
 
     # kopf logs in with the synchronous kubernetes client when it is importable, else with its

@@ -59,7 +59,10 @@ def operator(
     member_secrets: None,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[OperatorProcess]:
-    env = {"TIERRA_TIER_CLEANUP_TIMEOUT": str(CLEANUP_TIMEOUT)}
+    env = {
+        "TIERRA_TIER_CLEANUP_TIMEOUT": str(CLEANUP_TIMEOUT),
+        "TMPDIR": str(tmp_path_factory.mktemp("operator-tmp")),
+    }
     with running_operator(fleet_kubeconfig, tmp_path_factory.mktemp("operator"), env) as process:
         yield process
 
@@ -606,3 +609,15 @@ async def test_lists_are_read_in_pages_and_miss_nothing(
         await kube.close()
         for name in made:
             core.delete_namespace(name)
+
+
+def test_the_operator_s_kubeconfig_copy_does_not_outlive_it(operator: OperatorProcess) -> None:
+    """``tierra run --context`` runs on a copy of the kubeconfig (credentials included) with
+    that context current; stopping the operator removes the copy."""
+    temporary = Path(operator.env["TMPDIR"])
+    assert [p.name for p in temporary.glob("tierra-kubeconfig-*")], "the copy is not where expected"
+    operator.stop()
+    try:
+        assert not list(temporary.glob("tierra-kubeconfig-*"))
+    finally:
+        operator.start()
