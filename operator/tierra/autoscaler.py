@@ -373,7 +373,12 @@ class Autoscaler:
                 for p in placements
             ),
             self.default_url,
-        )
+            # (a schedule's window opening or closing is a new count to hold)
+            service_scaling_inputs(
+                service, placements, {}, ready_replicas=ready_replicas, sample=None,
+                now=self.clock(),
+            ).min_replicas,
+        )  # fmt: skip
         if scaling.recommendation is not None and scaling.unmetered == inputs_key:
             return StepOutcome(scaling.recommendation, reconcile=False)
         configured = self._scrape_interval(placements, tiers)
@@ -383,7 +388,7 @@ class Autoscaler:
         now = self.clock()
         latency = {name: tier.spec.latency_ms for name, tier in tiers.items()}
         inputs = service_scaling_inputs(
-            service, placements, latency, ready_replicas=ready_replicas, sample=sample
+            service, placements, latency, ready_replicas=ready_replicas, sample=sample, now=now
         )
         params = DEFAULT_PARAMS.for_scrapes(scrape, rate_window_seconds(scrape))
         rec = recommend(inputs, scaling.state, now, params)
@@ -421,7 +426,9 @@ class Autoscaler:
         # A decision is news when it changes a count in effect: not a service's first count
         # before it was ever placed, nor a hold or a manual count.
         in_effect = before is not None or inputs.desired_replicas > 0
-        if in_effect and rec.replicas != previous and rec.mode == "auto":
+        # (a hold raises the count only to a floor: a schedule's window, or a new minReplicas)
+        raised = rec.mode == "hold" and rec.replicas > previous
+        if in_effect and rec.replicas != previous and (rec.mode == "auto" or raised):
             up = rec.replicas > previous
             scaling.last_scale = {
                 "time": _rfc3339(now),

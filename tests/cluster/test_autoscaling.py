@@ -320,6 +320,90 @@ def test_load_step_scales_up_at_once_and_down_after_the_delay(
     twin.clear_load(namespace, "step")
 
 
+def test_a_schedule_s_replicas_serve_from_its_start_and_leave_after_it(
+    fleet_tiers: None,
+    clients: Clients,
+    namespace: str,
+    wait_for: WaitFor,
+    twin: TwinProcess,
+) -> None:
+    """A launch at the next whole minute (UTC), known ahead: 4 replicas for 60 s. They are
+    asked for the variant's start-up (5 s) before the minute, serve from it, and go once the
+    window closes, while the load itself needs one replica throughout."""
+    wait_pool_free(clients, wait_for, "central", "h100", 6)
+    start = (int(time.time()) // 60 + 2) * 60
+    if start - time.time() > 100:  # (at least 40 s to place the service and see it serve)
+        start -= 60
+    at = datetime.datetime.fromtimestamp(start, datetime.UTC)
+    launch = {
+        "name": "launch",
+        "start": f"{at.minute} {at.hour} {at.day} {at.month} *",
+        "durationSeconds": 60,
+        "minReplicas": 4,
+    }
+    scaling = {"minReplicas": 1, "maxReplicas": 6, "scaleDownDelaySeconds": 10}
+    create(
+        clients, scaled_service("planned", namespace, scaling={**scaling, "schedules": [launch]})
+    )
+    wait_placed(clients, wait_for, namespace, "planned")
+    wait_serving(twin, wait_for, namespace, "planned", 1)
+    twin.set_load(namespace, "planned", rate=0.5, prompt_tokens=500, output_tokens=100)
+    time.sleep(max(0.0, start - 5 - 3 - time.time()))
+    assert recommended(clients, namespace, "planned") == 1, "scaled before the start-up's lead"
+
+    wait_for(
+        lambda: (recommended(clients, namespace, "planned") or 0) >= 4,
+        timeout=30,
+        interval=0.2,
+        what="the schedule's 4 replicas",
+    )
+    asked = time.time()
+    # A start-up (5 s) ahead, within a metrics interval and a reconcile (slack for CI).
+    assert start - 5 - 1.5 <= asked <= start - 5 + 6, asked - start
+    last = status(clients, namespace, "planned").get("lastScale") or {}
+    assert last.get("reason", "").startswith("scale up 1 -> 4: schedule launch holds 4 from "), last
+    assert any(
+        e.reason == "ScaledUp" and "schedule launch" in (e.message or "")
+        for e in events(clients, namespace, "planned")
+    )
+    # Serving from the start: Ready on the kwok nodes, then the twin's 5 s start-up.
+    wait_serving(twin, wait_for, namespace, "planned", 4)
+    assert time.time() <= start + 8, time.time() - start
+
+    wait_for(
+        lambda: recommended(clients, namespace, "planned") == 1,
+        timeout=60 + 40,
+        interval=0.2,
+        what="back to 1 replica after the window",
+    )
+    closed = time.time()
+    assert start + 60 <= closed <= start + 60 + 10 + 8, closed - start
+    twin.clear_load(namespace, "planned")
+
+    # A line the schema lets through but cron's ranges do not: reported, nothing touched.
+    wait_for(lambda: desired_in_members(clients, "planned") == 1, timeout=30, what="1 replica")
+    broken = {"spec": {"scaling": {**scaling, "schedules": [{**launch, "start": "61 * * * *"}]}}}
+    client.CustomObjectsApi(clients["central"]).patch_namespaced_custom_object(
+        "tierra.dev", "v1alpha1", namespace, "inferenceservices", "planned", broken
+    )
+    placed = wait_for(
+        lambda: (
+            c
+            if (c := condition(get_service(clients, namespace, "planned"), "Placed")).get("reason")
+            == "InvalidSpec"
+            else None
+        ),
+        timeout=30,
+        what="Placed=False, reason InvalidSpec",
+    )
+    assert placed["status"] == "False"
+    assert "not a cron expression (Bad minute)" in placed["message"], placed
+    assert any(e.reason == "InvalidSpec" for e in events(clients, namespace, "planned"))
+    time.sleep(3)
+    assert desired_in_members(clients, "planned") == 1
+    assert len(running_pods(clients, "central", "planned")) == 1
+
+
 def wait_settled(
     clients: Clients, namespace: str, name: str, quiet: float, at_most: int | None = None
 ) -> int:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from cronsim import CronSim, CronSimError
 from pydantic import AfterValidator, ConfigDict, Field
 
 from tierra.api.common import (
@@ -274,6 +277,57 @@ class Slo(ApiModel):
     )
 
 
+CRON = r"^[0-9A-Za-z*/,#?-]+( [0-9A-Za-z*/,#?-]+){4}$"
+"""Five cron fields (minute, hour, day of month, month, day of week) of cron's characters;
+whether each field's values are in range is checked by the operator (``_a_cron_expression``)."""
+TIME_ZONE = r"^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+){0,2}$"
+"""An IANA time zone name (Europe/Paris, America/Argentina/Buenos_Aires, UTC): no path."""
+
+
+def _a_cron_expression(expression: str) -> str:
+    try:
+        CronSim(expression, datetime(2000, 1, 1, tzinfo=UTC))
+    except CronSimError as error:
+        raise ValueError(f"not a cron expression ({error})") from None
+    return expression
+
+
+def _a_time_zone(name: str) -> str:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError("not a time zone of the IANA database (e.g. Europe/Paris, UTC)") from None
+    return name
+
+
+class ScalingSchedule(ApiModel):
+    """Replicas held in a known window of load (a peak, a launch), asked for a start-up ahead."""
+
+    # (asked for the primary variant's startupSeconds before each start, so that they serve
+    # from the start on; the autoscaler may add more, never fewer)
+
+    name: str = Field(description="The schedule's name.", pattern=DNS_LABEL, max_length=63)
+    start: Annotated[str, AfterValidator(_a_cron_expression)] = Field(
+        description="When each window opens: a five-field cron expression (minute hour "
+        "day-of-month month day-of-week), e.g. '0 9 * * MON-FRI', in timeZone.",
+        pattern=CRON,
+        max_length=128,
+    )
+    duration_seconds: int = Field(
+        ge=60, le=7 * 86400, description="How long each window stays open after its start."
+    )
+    min_replicas: int = Field(
+        ge=1, le=10000, description="Replicas held while the window is open (at most maxReplicas)."
+    )
+    time_zone: Annotated[str, AfterValidator(_a_time_zone)] = Field(
+        default="UTC",
+        description="The IANA time zone of start, e.g. Europe/Paris (daylight saving time as "
+        "cron keeps it).",
+        pattern=TIME_ZONE,
+        max_length=64,
+    )
+
+
 class Scaling(ApiModel):
     """Autoscaling bounds and behaviour."""
 
@@ -290,6 +344,12 @@ class Scaling(ApiModel):
                     "minReplicas 0 requires scaleToZero: true",
                     ".minReplicas",
                 ),
+                cel(
+                    "!has(self.schedules) || self.schedules.all(s, s.minReplicas <= "
+                    "self.maxReplicas)",
+                    "a schedule's minReplicas must be less than or equal to maxReplicas",
+                    ".schedules",
+                ),
             ]
         }
     )
@@ -304,6 +364,13 @@ class Scaling(ApiModel):
         description="Sustained lower need before scaling down. Replicas still starting are "
         "kept, whatever this delay, while the arrivals are no lower than when they were asked "
         "for.",
+    )
+    schedules: list[ScalingSchedule] = Field(
+        default_factory=list,
+        description="Windows of known load in which at least their minReplicas run (the "
+        "highest of the open ones), asked for a start-up time ahead; not in manual mode.",
+        max_length=16,
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
     )
 
 

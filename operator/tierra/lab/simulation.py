@@ -120,6 +120,9 @@ HOLD_LOOKBACKS: tuple[float, ...] = (60, 120, 300, 600, 900, 1200, 1800, 2700, 3
 COLD_START_SECONDS = 300.0
 """The first minutes of a run, reported apart: a policy that learns from what it observes has
 no history of the traffic yet (``RunResult.cold_start_misses``)."""
+SIMULATION_EPOCH = 1767571200.0
+"""The wall-clock time of a simulation's second 0 (Monday 2026-01-05 00:00 UTC), at which the
+schedules of a simulated service (``spec.scaling.schedules``) are read."""
 
 POLICY_NAMES = ("tierra", "hpa", "keda", "static", "static-peak", "oracle", "hold")
 BASELINES = ("static", "hpa", "keda")
@@ -343,6 +346,7 @@ class TierraPolicy:
             mean_prompt_tokens=observation.mean_prompt_tokens,
             mean_output_tokens=observation.mean_output_tokens,
             rtt_ms=setup.rtt_ms,
+            now=SIMULATION_EPOCH + observation.time,
         )
         # (the one variant it runs, checked for goals out of its reach, as the operator does)
         inputs = replace(

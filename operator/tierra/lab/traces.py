@@ -160,12 +160,9 @@ def _thinned(
     return [t for t in _poisson_times(rng, peak, 0.0, duration) if rng.random() * peak < rate(t)]
 
 
-def flash_crowds(seed: int, duration: float = DEFAULT_DURATION) -> list[TraceRequest]:
-    """Chat at ~1 req/s; 2-4 crowds an hour, each rising linearly over 60-180 s to 8-15 times
-    the base rate, then fading exponentially with a time constant of 5-10 minutes."""
-    rng = random.Random(f"flash/{seed}")
-    base = 1.0
-    crowds = [
+def _crowd_plan(rng: random.Random, duration: float) -> list[tuple[float, float, float, float]]:
+    """(start, rise, factor, fade) of each crowd of ``flash_crowds``."""
+    return [
         (
             rng.uniform(0.05, 0.85) * duration,
             rng.uniform(60.0, 180.0),
@@ -174,6 +171,20 @@ def flash_crowds(seed: int, duration: float = DEFAULT_DURATION) -> list[TraceReq
         )
         for _ in range(rng.randint(2, 4))
     ]
+
+
+def flash_crowd_starts(seed: int, duration: float = DEFAULT_DURATION) -> list[float]:
+    """When each crowd of ``flash_crowds(seed)`` begins to rise (seconds into the trace): what
+    a team that sent the newsletter or planned the launch knows ahead."""
+    return sorted(start for start, _, _, _ in _crowd_plan(random.Random(f"flash/{seed}"), duration))
+
+
+def flash_crowds(seed: int, duration: float = DEFAULT_DURATION) -> list[TraceRequest]:
+    """Chat at ~1 req/s; 2-4 crowds an hour, each rising linearly over 60-180 s to 8-15 times
+    the base rate, then fading exponentially with a time constant of 5-10 minutes."""
+    rng = random.Random(f"flash/{seed}")
+    base = 1.0
+    crowds = _crowd_plan(rng, duration)
 
     def rate(t: float) -> float:
         level = base

@@ -83,6 +83,7 @@ def test_defaults_enums_and_bounds() -> None:
         "maxReplicas": 10,
         "scaleToZero": False,
         "scaleDownDelaySeconds": 120,
+        "schedules": [],
     }
     assert scaling["properties"]["scaleDownDelaySeconds"]["default"] == 120
     assert spec["properties"]["placement"]["properties"]["objective"]["enum"] == [

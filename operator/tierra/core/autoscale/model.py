@@ -9,6 +9,8 @@ from tierra.api.inference_service import InferenceService, Variant
 from tierra.core.queue_model import solo_service_seconds
 from tierra.core.slo_reach import ServingProfile
 
+from .schedule import scheduled_floor
+
 API_MAX_REPLICAS = 10000
 """``spec.replicas`` bound of the API schema."""
 
@@ -184,6 +186,8 @@ class ScalingInputs:
     serving: tuple[ServingProfile, ...] = ()
     """Each variant running, in each tier, at its own profile: what ``out_of_reach`` checks
     the SLO against (the capacity above may be their blend)."""
+    floor_reason: str | None = None
+    """Why ``min_replicas`` is above the spec's, when a schedule holds it (``scheduled_floor``)."""
 
 
 def scaling_inputs(
@@ -196,8 +200,12 @@ def scaling_inputs(
     mean_prompt_tokens: float | None = None,
     mean_output_tokens: float | None = None,
     rtt_ms: float = 0.0,
+    now: float | None = None,
 ) -> ScalingInputs:
-    """Inputs from the typed spec; ``variant`` is a Variant or the name of one of the spec's."""
+    """Inputs from the typed spec; ``variant`` is a Variant or the name of one of the spec's.
+
+    At ``now`` (seconds since the epoch) an open schedule raises the floor (``minReplicas``)
+    and keeps the service from scaling to zero; in manual mode schedules do nothing."""
     spec = service.spec
     if isinstance(variant, str):
         named = [v for v in spec.variants if v.name == variant]
@@ -205,10 +213,19 @@ def scaling_inputs(
             raise KeyError(f"variant {variant!r} is not in spec.variants")
         variant = named[0]
     capacity = variant.capacity
+    scheduled = (
+        scheduled_floor(spec.scaling.schedules, now, variant.startup_seconds)
+        if now is not None and spec.replicas is None
+        else None
+    )
+    floor = spec.scaling.min_replicas
+    if scheduled is not None and scheduled.replicas > floor:
+        floor = min(scheduled.replicas, spec.scaling.max_replicas)
     return ScalingInputs(
-        min_replicas=spec.scaling.min_replicas,
+        min_replicas=floor,
+        floor_reason=scheduled.reason if floor > spec.scaling.min_replicas and scheduled else None,
         max_replicas=spec.scaling.max_replicas,
-        scale_to_zero=spec.scaling.scale_to_zero,
+        scale_to_zero=spec.scaling.scale_to_zero and scheduled is None,
         scale_down_delay_seconds=float(spec.scaling.scale_down_delay_seconds),
         latency_p95_ms=float(spec.slo.latency_p95_ms),
         ttft_p95_ms=None if spec.slo.ttft_p95_ms is None else float(spec.slo.ttft_p95_ms),

@@ -35,6 +35,9 @@ Behaviour
   asked for, none of waiting/running/arrival): hold the last good recommendation (or the
   current replicas if higher: never scale down on missing data), ``metrics_available`` False,
   mode ``hold``. Automatic decisions resume with the first fresh observation.
+* **Schedules** (``spec.scaling.schedules``): an open window raises the floor to its
+  ``minReplicas`` (``scheduled_floor``, applied by ``scaling_inputs``), also over missing
+  metrics and at zero; the reason names the schedule when it is what holds the count.
 * **Manual**: ``spec.replicas`` (the scale subresource) wins, clamped only by the API's bounds;
   mode ``manual``.
 """
@@ -124,6 +127,8 @@ def _hold(
     held = current if last is None else max(last, current)
     lower = 0 if inputs.scale_to_zero and held == 0 else replica_floor(inputs, active=True)
     replicas = min(max(held, lower), inputs.max_replicas)
+    if replicas > held and inputs.floor_reason is not None:
+        why = f"{why}; {inputs.floor_reason}"
     since = state.metrics_missing_since if state.metrics_missing_since is not None else now
     return Recommendation(
         replicas=replicas,
@@ -273,6 +278,8 @@ def _count(
     bounded = min(max(replicas, 0 if replicas == 0 and inputs.scale_to_zero else floor), upper)
     if raw > upper and bounded == upper:
         why = f"{why} (held at maxReplicas {upper}: {raw} asked for)"
+    elif bounded > replicas and inputs.floor_reason is not None:
+        why = f"{inputs.floor_reason} (the signals: {why})"
     elif bounded != replicas:
         why = f"{why} (bounds [{floor}, {upper}])"
     return bounded, why

@@ -155,11 +155,12 @@ def service_scaling_inputs(
     *,
     ready_replicas: int,
     sample: ServiceSample | None,
+    now: float | None = None,
 ) -> ScalingInputs:
     """The recommender's inputs for a whole service: the replicas over all its placements,
     at the capacity of their variants' mix (``blended_capacity``), with the start-up time of
     the primary variant and the round trip of its tier from the service's user regions taken
-    off the latency budget."""
+    off the latency budget; at ``now``, the floor of an open schedule."""
     variant, tier = primary_variant(service, placements)
     regions = service.spec.placement.user_regions
 
@@ -187,6 +188,7 @@ def service_scaling_inputs(
         mean_prompt_tokens=None if sample is None else sample.mean_prompt_tokens,
         mean_output_tokens=None if sample is None else sample.mean_output_tokens,
         rtt_ms=rtt_of(tier),
+        now=now,
     )
     inputs = replace(inputs, serving=serving)
     blend = blended_capacity(service, placements)
