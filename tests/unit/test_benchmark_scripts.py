@@ -73,3 +73,10 @@ def test_scrape_intervals_runs_a_case_at_every_setting() -> None:
     rows = [line for line in out.splitlines() if line.startswith("  22 ")]
     assert rows and rows[0].count("%") == 5, out
     assert "60s 1m" in out and "1 cases in" in out, out
+
+
+def test_schedules_runs_a_case() -> None:
+    out = run("schedules.py", "--cases", "1", "--jobs", "1")
+    rows = [line for line in out.splitlines() if line.lstrip().startswith("0 ")]
+    assert len(rows) == 1 and "static:" in rows[0], out
+    assert "ahead: mean" in out and "at start: mean" in out, out
