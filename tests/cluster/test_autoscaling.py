@@ -331,9 +331,9 @@ def test_a_schedule_s_replicas_serve_from_its_start_and_leave_after_it(
     asked for the variant's start-up (5 s) before the minute, serve from it, and go once the
     window closes, while the load itself needs one replica throughout."""
     wait_pool_free(clients, wait_for, "central", "h100", 6)
-    start = (int(time.time()) // 60 + 2) * 60
-    if start - time.time() > 100:  # (at least 40 s to place the service and see it serve)
-        start -= 60
+    start = (int(time.time()) // 60 + 1) * 60
+    if start - time.time() < 25:  # (time to place the service and see it serve first)
+        start += 60
     at = datetime.datetime.fromtimestamp(start, datetime.UTC)
     launch = {
         "name": "launch",
