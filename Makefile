@@ -50,7 +50,7 @@ checks: lint unit
 # at a lower priority, and the tests that need the fleet or helm follow.
 test: setup
 	$(MAKE) --no-print-directory -j2 binaries checks NICE="nice -n 10"
-	$(BIN)/pytest tests --ignore=tests/unit
+	$(BIN)/pytest tests --ignore=tests/unit --durations=15
 
 clean:
 	-$(BIN)/tierra fleet down
