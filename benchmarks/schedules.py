@@ -36,17 +36,16 @@ from typing import Any
 from simulate import REPO
 
 from tierra.api.inference_service import InferenceService
-from tierra.core.autoscale import arrival_need, scaling_inputs
 from tierra.lab.simulate import read_fleet
 from tierra.lab.simulation import (
     SIMULATION_EPOCH,
-    ServiceSetup,
     build_policies,
     cheapest_reaching,
     parse_policies,
     policy_context,
     run_policy,
     setup_service,
+    sized_for,
 )
 from tierra.lab.traces import flash_crowd_starts, generate
 
@@ -54,23 +53,6 @@ STARTUPS = (120, 300, 600)
 WINDOW_SECONDS = 900
 GUESSED_PEAK = 10.0
 """Requests/s a team plans a crowd for (the generator's crowds peak at 8-15)."""
-
-
-def guessed_replicas(setup: ServiceSetup, rate: float) -> int:
-    """What the service's profile (wrong by the case's error) sizes for ``rate`` requests/s
-    of chat (``examples/simulate``'s 1,000-token prompts and 250-token answers)."""
-    inputs = scaling_inputs(
-        setup.service,
-        setup.variant,
-        desired_replicas=0,
-        ready_replicas=0,
-        signals=None,
-        mean_prompt_tokens=1000.0,
-        mean_output_tokens=250.0,
-        rtt_ms=setup.rtt_ms,
-    )
-    need = arrival_need(inputs, rate)
-    return max(1, need.replicas if need else 1)
 
 
 def with_schedules(
@@ -108,7 +90,8 @@ def run_case(case: int) -> dict[str, Any]:
     trace = generate("flash-crowds", seed)
     starts = flash_crowd_starts(seed)
     plain = setup_service(service, list(tiers), error)
-    replicas = guessed_replicas(plain, GUESSED_PEAK)
+    # (examples/simulate's chat: 1,000-token prompts, 250-token answers)
+    replicas = sized_for(plain, GUESSED_PEAK, 1000.0, 250.0)
     row: dict[str, Any] = {
         "case": case,
         "seed": seed,

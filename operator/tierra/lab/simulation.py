@@ -98,6 +98,7 @@ __all__ = [
     "run_policy",
     "setup_service",
     "simulate",
+    "sized_for",
 ]
 
 INTERVAL_SECONDS = 15.0
@@ -251,7 +252,7 @@ def setup_service(
     )
 
 
-def _sized_for(setup: ServiceSetup, rate: float, prompt: float, output: float) -> int:
+def sized_for(setup: ServiceSetup, rate: float, prompt: float, output: float) -> int:
     """Replicas the recommender's arrival signal plans for ``rate`` requests/s of this size."""
     inputs = scaling_inputs(
         setup.service,
@@ -281,7 +282,7 @@ def policy_context(
     for r in ordered:
         counts[int(r.arrival // RATE_WINDOW_SECONDS)] += 1
     first_rate = max(counts[:WARM_MINUTES]) / RATE_WINDOW_SECONDS
-    warm = _sized_for(setup, first_rate, mean_prompt, mean_output)
+    warm = sized_for(setup, first_rate, mean_prompt, mean_output)
     peak_rate = max(counts) / RATE_WINDOW_SECONDS
     return PolicyContext(
         trace=ordered,
@@ -292,7 +293,7 @@ def policy_context(
         scale_to_zero=scaling.scale_to_zero,
         interval=interval,
         warm_replicas=warm,
-        peak_replicas=_sized_for(setup, peak_rate, mean_prompt, mean_output),
+        peak_replicas=sized_for(setup, peak_rate, mean_prompt, mean_output),
     )
 
 
