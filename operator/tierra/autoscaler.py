@@ -426,9 +426,8 @@ class Autoscaler:
         # A decision is news when it changes a count in effect: not a service's first count
         # before it was ever placed, nor a hold or a manual count.
         in_effect = before is not None or inputs.desired_replicas > 0
-        # (a hold raises the count only to a floor: a schedule's window, or a new minReplicas)
-        raised = rec.mode == "hold" and rec.replicas > previous
-        if in_effect and rec.replicas != previous and (rec.mode == "auto" or raised):
+        # (a hold moves the count only with a floor: a schedule's window, a new minReplicas)
+        if in_effect and rec.replicas != previous and rec.mode in ("auto", "hold"):
             up = rec.replicas > previous
             scaling.last_scale = {
                 "time": _rfc3339(now),

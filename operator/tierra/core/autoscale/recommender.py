@@ -124,7 +124,11 @@ def _hold(
 ) -> Recommendation:
     current = inputs.desired_replicas
     last = state.last_replicas
-    held = current if last is None else max(last, current)
+    # (what the hold keeps under a floor that moves: a schedule's window that opens and closes
+    # while nothing is measured goes back to it, not to the window's count)
+    held = state.hold_base
+    if held is None:
+        held = current if last is None else max(last, current)
     lower = 0 if inputs.scale_to_zero and held == 0 else replica_floor(inputs, active=True)
     replicas = min(max(held, lower), inputs.max_replicas)
     if replicas > held and inputs.floor_reason is not None:
@@ -145,6 +149,7 @@ def _hold(
             window_since=None,
             idle_since=None,
             metrics_missing_since=since,
+            hold_base=held,
             backlog_probe=None,
             backlog_growth=None,
             segment=(),

@@ -21,6 +21,7 @@ STATE_SIGNALS = (
     "state.burstRise",
     "state.burstPeak",
     "state.crowd",
+    "state.holdBase",
     *(f"state.unhelped.{goal}.{f}" for goal in GOAL_KEYS.values() for f in UNHELPED_FIELDS),
 )
 """Keys under which ``status_signals`` writes what a restart needs into the last scale
@@ -51,6 +52,8 @@ def status_signals(
         out["state.burstPeak"] = round(peak, 4)
     if state.crowds:
         out["state.crowd"] = round(state.crowds[0][1], 4)
+    if state.hold_base is not None:
+        out["state.holdBase"] = float(state.hold_base)
     for verdict in state.unhelped:
         key = f"state.unhelped.{GOAL_KEYS.get(verdict.goal, 'latency')}"
         values = (
@@ -86,7 +89,8 @@ def restore_state(
     * the service-rate estimate continues where it was;
     * the burst history is seeded with its rise and peak at the time of the last decision, so
       the headroom is held until that ages out of the lookback, as it would have been;
-    * a goal the latency feedback found replicas do not help stays unchased until met.
+    * a goal the latency feedback found replicas do not help stays unchased until met;
+    * a hold under a schedule's floor goes back to what it held when the window closes.
     Rebuilt from observations: the growth probe, idleness, the rate window's mean ready.
     """
     signals = signals or {}
@@ -104,6 +108,7 @@ def restore_state(
         ready = recommended or 0
         rates = ((at - EPS, peak - rise, ready), (at, peak, ready))
     crowds = ((at, crowd),) if at is not None and crowd is not None and crowd > 0 else ()
+    base = value("state.holdBase")
     return ScalerState(
         last_replicas=recommended,
         last_change_at=at,
@@ -116,6 +121,7 @@ def restore_state(
         speed=min(high, max(low, speed)) if speed is not None else 1.0,
         speed_at=now if speed is not None else None,
         unhelped=_verdicts(value),
+        hold_base=int(base) if base is not None and 0 <= base <= API_MAX_REPLICAS else None,
     )
 
 

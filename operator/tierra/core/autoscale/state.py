@@ -77,6 +77,9 @@ class ScalerState:
     idle_since: float | None = None
     """Since when nothing has been waiting, running or arriving."""
     metrics_missing_since: float | None = None
+    hold_base: int | None = None
+    """While metrics are missing: the count held under any floor (``_hold``), so that a
+    schedule's window that closes during the hold goes back to it."""
     backlog_at: float | None = None
     """Last time more was waiting than the ready replicas' allowed queue."""
     backlog_probe: tuple[float, float] | None = None
@@ -140,6 +143,7 @@ class ScalerState:
             "windowSince": self.window_since,
             "idleSince": self.idle_since,
             "metricsMissingSince": self.metrics_missing_since,
+            "holdBase": self.hold_base,
             "backlogAt": self.backlog_at,
             "backlogProbe": list(self.backlog_probe) if self.backlog_probe else None,
             "backlogGrowth": self.backlog_growth,
@@ -172,6 +176,7 @@ class ScalerState:
             return None if value is None else float(value)
 
         last = data.get("lastReplicas")
+        base = data.get("holdBase")
         probe = data.get("backlogProbe")
         tested = data.get("latencyProbe")
         return cls(
@@ -183,6 +188,7 @@ class ScalerState:
             window_since=number("windowSince"),
             idle_since=number("idleSince"),
             metrics_missing_since=number("metricsMissingSince"),
+            hold_base=None if base is None else int(base),
             backlog_at=number("backlogAt"),
             backlog_probe=(float(probe[0]), float(probe[1])) if probe else None,
             backlog_growth=number("backlogGrowth"),

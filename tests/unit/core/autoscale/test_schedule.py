@@ -12,7 +12,14 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from tierra.api.inference_service import ScalingSchedule
-from tierra.core.autoscale import ScalerState, Signals, recommend, scaling_inputs
+from tierra.core.autoscale import (
+    ScalerState,
+    Signals,
+    recommend,
+    restore_state,
+    scaling_inputs,
+    status_signals,
+)
 from tierra.core.autoscale.schedule import scheduled_floor
 from tierra_testing.builders import service, variant
 
@@ -255,3 +262,73 @@ def test_a_window_scales_up_ahead_of_its_start_and_back_down_after_it() -> None:
     assert (up, n_up) == (5 * 60, 6)  # 08:55, the variant's 300 s ahead of 09:00
     assert why_up.startswith("scale up 1 -> 6: schedule peak holds 6 from 2026-12-04 09:00 UTC")
     assert n_down == 1 and 70 * 60 <= down <= 70 * 60 + 120 + 15  # 10:00 + the delay
+
+
+def run_day(
+    spec: Any,
+    metrics_from: float | None,
+    *,
+    restart_at: float | None = None,
+    minutes: int = 80,
+) -> dict[float, int]:
+    """Steps of 15 s from 08:50 UTC: the count after each (metrics from ``metrics_from``
+    seconds into the day, if ever; a restart from what status keeps at ``restart_at``)."""
+    start = datetime(2026, 12, 4, 8, 50, tzinfo=UTC).timestamp()
+    state, current, counts = ScalerState(), 1, {}
+    for step in range(0, minutes * 60, 15):
+        now = start + step
+        quiet = Signals(queue_depth=0, running=0, arrival_rate=0.2, observed_at=now)
+        metrics = quiet if metrics_from is not None and step >= metrics_from else None
+        if step == restart_at:
+            kept = status_signals(state, 300.0)
+            state = restore_state(current, now, last_scale_at=now - 60, signals=kept)
+        inputs = scaling_inputs(
+            spec, "l4", desired_replicas=current, ready_replicas=current, signals=metrics, now=now
+        )
+        rec = recommend(inputs, state, now)
+        state, current = rec.state, rec.replicas
+        counts[step] = current
+    return counts
+
+
+SIX_AT_NINE = [{"name": "peak", "start": "0 9 * * *", "durationSeconds": 3600, "minReplicas": 6}]
+
+
+def test_without_metrics_a_window_goes_back_to_what_the_hold_kept() -> None:
+    """A service with no metrics source uses schedules as a cron scaler: up for the window,
+    back to the count it held once the window closes (a hold never scales down on missing
+    data, but what it raised for a floor is the floor's)."""
+    counts = run_day(chat(schedules=SIX_AT_NINE), metrics_from=None)
+    assert counts[0] == 1 and counts[5 * 60] == 6 and counts[69 * 60 + 45] == 6
+    assert counts[70 * 60] == 1
+
+
+def test_metrics_lost_within_a_window_keep_its_count_after_it() -> None:
+    """Nothing measured since 09:30, when 6 ran: the load then may need them."""
+    counts = run_day_with_loss(chat(schedules=SIX_AT_NINE), lost_at=40 * 60)
+    assert counts[39 * 60] == 6 and counts[70 * 60] == 6 and counts[79 * 60] == 6
+
+
+def run_day_with_loss(spec: Any, lost_at: float) -> dict[float, int]:
+    start = datetime(2026, 12, 4, 8, 50, tzinfo=UTC).timestamp()
+    state, current, counts = ScalerState(), 1, {}
+    for step in range(0, 80 * 60, 15):
+        now = start + step
+        quiet = Signals(queue_depth=0, running=0, arrival_rate=0.2, observed_at=now)
+        inputs = scaling_inputs(
+            spec,
+            "l4",
+            desired_replicas=current,
+            ready_replicas=current,
+            signals=None if step >= lost_at else quiet,
+            now=now,
+        )
+        rec = recommend(inputs, state, now)
+        state, current = rec.state, rec.replicas
+        counts[step] = current
+    return counts
+
+
+def test_a_restart_within_a_window_without_metrics_still_goes_back_after_it() -> None:
+    counts = run_day(chat(schedules=SIX_AT_NINE), metrics_from=None, restart_at=30 * 60)
+    assert counts[30 * 60] == 6 and counts[70 * 60] == 1
