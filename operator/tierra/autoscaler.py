@@ -35,8 +35,10 @@ from tierra.core.autoscale import (
     Signals,
     TierSample,
     combine_samples,
+    primary_variant,
     recommend,
     restore_state,
+    scheduled_floor,
     service_scaling_inputs,
     status_signals,
 )
@@ -374,11 +376,12 @@ class Autoscaler:
             ),
             self.default_url,
             # (a schedule's window opening or closing is a new count to hold)
-            service_scaling_inputs(
-                service, placements, {}, ready_replicas=ready_replicas, sample=None,
-                now=self.clock(),
-            ).min_replicas,
-        )  # fmt: skip
+            scheduled_floor(
+                service.spec.scaling.schedules,
+                self.clock(),
+                primary_variant(service, placements)[0].startup_seconds,
+            ),
+        )
         if scaling.recommendation is not None and scaling.unmetered == inputs_key:
             return StepOutcome(scaling.recommendation, reconcile=False)
         configured = self._scrape_interval(placements, tiers)
@@ -424,9 +427,9 @@ class Autoscaler:
         token_rates = (inputs.prefill_tokens_per_second, inputs.decode_tokens_per_second)
         values.update(status_signals(rec.state, inputs.startup_seconds, token_rates=token_rates))
         # A decision is news when it changes a count in effect: not a service's first count
-        # before it was ever placed, nor a hold or a manual count.
+        # before it was ever placed, nor a manual count. (A hold moves a count only with a
+        # floor: a schedule's window, a new minReplicas.)
         in_effect = before is not None or inputs.desired_replicas > 0
-        # (a hold moves the count only with a floor: a schedule's window, a new minReplicas)
         if in_effect and rec.replicas != previous and rec.mode in ("auto", "hold"):
             up = rec.replicas > previous
             scaling.last_scale = {

@@ -81,6 +81,7 @@ from .model import (
 )
 from .recommender import recommend
 from .restart import STATE_SIGNALS, restore_state, status_signals
+from .schedule import ScheduledFloor, scheduled_floor
 from .service import (
     RunningPlacement,
     ServiceSample,
@@ -125,6 +126,7 @@ __all__ = [
     "ScalerParams",
     "ScalerState",
     "ScalingInputs",
+    "ScheduledFloor",
     "ServiceSample",
     "SignalNeed",
     "Signals",
@@ -157,6 +159,7 @@ __all__ = [
     "request_sizes",
     "restore_state",
     "scaling_inputs",
+    "scheduled_floor",
     "service_scaling_inputs",
     "size_shifted",
     "smoothed_sizes",

@@ -33,8 +33,9 @@ Behaviour
   the gateway's arrival rate) for activation.
 * **Missing or stale metrics** (no ``Signals``, no or stale ``observed_at``, or, with replicas
   asked for, none of waiting/running/arrival): hold the last good recommendation (or the
-  current replicas if higher: never scale down on missing data), ``metrics_available`` False,
-  mode ``hold``. Automatic decisions resume with the first fresh observation.
+  current replicas if higher: never scale down on missing data, but for a schedule's floor
+  raised and lowered while holding), ``metrics_available`` False, mode ``hold``. Automatic
+  decisions resume with the first fresh observation.
 * **Schedules** (``spec.scaling.schedules``): an open window raises the floor to its
   ``minReplicas`` (``scheduled_floor``, applied by ``scaling_inputs``), also over missing
   metrics and at zero; the reason names the schedule when it is what holds the count.
