@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -220,7 +221,11 @@ def _explain(args: argparse.Namespace) -> int:
     except ApiException as error:
         print(f"cannot read InferenceService {namespace}/{name}: {error.reason}", file=sys.stderr)
         return 1
-    print(explain_status(f"{namespace}/{name}", body.get("spec", {}), body.get("status", {})))
+    print(
+        explain_status(
+            f"{namespace}/{name}", body.get("spec", {}), body.get("status", {}), time.time()
+        )
+    )
     return 0
 
 

@@ -7,6 +7,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic import ValidationError
+
+from tierra.api.inference_service import ScalingSchedule
+from tierra.core.autoscale.schedule import last_start, next_start
 from tierra.core.placement import PlacementDecision, PoolCapacity
 
 
@@ -396,8 +400,55 @@ def tier_status(
     }
 
 
-def explain_status(key: str, spec: Mapping[str, Any], status: Mapping[str, Any]) -> str:
-    """Why the service runs where it runs, from its recorded status, for a person."""
+def schedule_lines(spec: Mapping[str, Any], status: Mapping[str, Any], now: float) -> list[str]:
+    """Each of ``spec.scaling.schedules``: open now (until when), or its next start and when
+    its replicas are asked for (the start-up time of the variant running the most replicas,
+    as the autoscaler reads it, ahead)."""
+    schedules = (spec.get("scaling") or {}).get("schedules") or []
+    if not schedules:
+        return []
+    variants = {v.get("name"): v for v in spec.get("variants") or [] if isinstance(v, Mapping)}
+    running = [p for p in status.get("placements") or [] if p.get("variant") in variants]
+    primary = (
+        variants[max(running, key=lambda p: p.get("replicas", 0))["variant"]]
+        if running
+        else next(iter(variants.values()), {})
+    )
+    lead = float(primary.get("startupSeconds", 0) or 0)
+    lines = [f"  schedules (replicas asked for {lead:g} s ahead of each start, the start-up):"]
+    for raw in schedules:
+        try:
+            rule = ScalingSchedule.model_validate(raw)
+        except ValidationError as error:
+            name = raw.get("name", "?") if isinstance(raw, Mapping) else "?"
+            problem = error.errors()[0].get("msg", "invalid")
+            lines.append(f"    {name}: not applied: {problem}")
+            continue
+        what = (
+            f"    {rule.name}: {rule.min_replicas} replicas for {rule.duration_seconds} s from "
+            f"'{rule.start}' {rule.time_zone}: "
+        )
+        start = last_start(rule, now + lead)
+        if start is not None and now < start.timestamp() + rule.duration_seconds:
+            until = datetime.datetime.fromtimestamp(
+                start.timestamp() + rule.duration_seconds, start.tzinfo
+            )
+            held = "open" if now >= start.timestamp() else "asked for now, open"
+            lines.append(f"{what}{held} {start:%Y-%m-%d %H:%M} to {until:%Y-%m-%d %H:%M}")
+            continue
+        upcoming = next_start(rule, now + lead)
+        lines.append(
+            what
+            + (f"next {upcoming:%Y-%m-%d %H:%M %Z}" if upcoming is not None else "never starts")
+        )
+    return lines
+
+
+def explain_status(
+    key: str, spec: Mapping[str, Any], status: Mapping[str, Any], now: float | None = None
+) -> str:
+    """Why the service runs where it runs, from its recorded status, for a person (with the
+    schedules' windows at ``now``, when given)."""
     conditions = {c.get("type"): c for c in status.get("conditions") or []}
     placed = conditions.get("Placed", {})
     ready = conditions.get("Ready", {})
@@ -422,6 +473,14 @@ def explain_status(key: str, spec: Mapping[str, Any], status: Mapping[str, Any])
         or metrics.get("reason") in ("RatesMissing", "ScrapeIntervalMeasured")
     ):
         lines.append(f"  metrics ({metrics.get('reason', '-')}): {metrics.get('message', '')}")
+    scaling = status.get("autoscaling") or {}
+    if scaling.get("reason"):
+        lines.append(
+            f"  autoscaling ({scaling.get('mode', '-')}, {scaling.get('recommendedReplicas', '?')}"
+            f" recommended): {scaling['reason']}"
+        )
+    if now is not None:
+        lines += schedule_lines(spec, status, now)
     rows = status.get("placements") or []
     if rows:
         lines.append("  runs on:")

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
 
 from tierra.core.placement import PoolCapacity, Rejection
 from tierra.core.status import (
@@ -304,3 +308,62 @@ def test_missing_metrics_make_slo_unknown_and_keep_the_last_metrics() -> None:
 def test_no_latency_yet_is_unknown() -> None:
     assert slo_verdict({"p95LatencyMs": None}, 2000, None)[0] is None
     assert slo_verdict(None, 2000, None)[1] == "NoMetrics"
+
+
+def paris(*fields: int) -> float:
+    return datetime.datetime(*fields, tzinfo=ZoneInfo("Europe/Paris")).timestamp()  # type: ignore[misc]
+
+
+SCHEDULED = {
+    "variants": [{"name": "l4", "startupSeconds": 60}, {"name": "h100", "startupSeconds": 300}],
+    "scaling": {
+        "schedules": [
+            {
+                "name": "peak",
+                "start": "0 9 * * MON-FRI",
+                "timeZone": "Europe/Paris",
+                "durationSeconds": 3600,
+                "minReplicas": 8,
+            },
+            {"name": "typo", "start": "61 * * * *", "durationSeconds": 600, "minReplicas": 2},
+        ]
+    },
+}
+ON_H100 = {"placements": [{"tier": "central", "pool": "h", "variant": "h100", "replicas": 3}]}
+
+
+@pytest.mark.parametrize(
+    ("now", "said"),
+    [
+        (
+            paris(2026, 12, 4, 9, 30),
+            "open 2026-12-04 09:00 to 2026-12-04 10:00",
+        ),
+        # (the H100 runs the most replicas: its 300 s start-up is the lead, not the L4's 60 s)
+        (paris(2026, 12, 4, 8, 56), "asked for now, open 2026-12-04 09:00 to 2026-12-04 10:00"),
+        (paris(2026, 12, 4, 8, 54), "next 2026-12-04 09:00 CET"),
+        (paris(2026, 12, 4, 10, 0), "next 2026-12-07 09:00 CET"),
+    ],
+)
+def test_explain_status_says_when_each_schedule_holds_its_replicas(now: float, said: str) -> None:
+    lines = explain_status("a/b", SCHEDULED, ON_H100, now).splitlines()
+    assert "  schedules (replicas asked for 300 s ahead of each start, the start-up):" in lines
+    assert f"    peak: 8 replicas for 3600 s from '0 9 * * MON-FRI' Europe/Paris: {said}" in lines
+    (typo,) = [line for line in lines if line.startswith("    typo:")]
+    assert "not applied" in typo and "Bad minute" in typo, typo
+
+
+def test_explain_status_names_the_autoscaler_s_reason_and_no_window_without_a_clock() -> None:
+    status = {
+        "autoscaling": {
+            "mode": "auto",
+            "recommendedReplicas": 8,
+            "reason": "schedule peak holds 8 from 2026-12-04 09:00 Europe/Paris for 3600 s",
+        }
+    }
+    lines = explain_status("a/b", SCHEDULED, status).splitlines()
+    assert (
+        "  autoscaling (auto, 8 recommended): schedule peak holds 8 from 2026-12-04 09:00 "
+        "Europe/Paris for 3600 s"
+    ) in lines
+    assert not any("schedules" in line for line in lines)

@@ -7,6 +7,7 @@ window opens, so that they serve from its first second. Pure: the clock is an ar
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -32,12 +33,37 @@ class ScheduledFloor:
 def last_start(schedule: ScalingSchedule, at: float) -> datetime | None:
     """The latest start of ``schedule`` at or before ``at`` (seconds since the epoch), in its
     time zone; None if it has none (or its expression is not cron's)."""
-    zone = ZoneInfo(schedule.time_zone)
-    # (whole seconds, plus one: reverse iteration starts strictly before its datetime)
-    after = datetime.fromtimestamp(int(at // 1), UTC).astimezone(zone) + timedelta(seconds=1)
     try:
-        return next(CronSim(schedule.start, after, reverse=True))
-    except (CronSimError, StopIteration, ValueError, OverflowError):
+        whole = int(at // 1)
+        local = datetime.fromtimestamp(whole, UTC).astimezone(ZoneInfo(schedule.time_zone))
+    except (ValueError, OverflowError, OSError):
+        return None
+    # (cron starts fall on a local minute's second 0, so every instant of one local minute has
+    # the same last start: one evaluation per line, zone and minute, however many services
+    # and decisions ask)
+    return _last_start_at_minute(schedule.start, schedule.time_zone, whole - local.second)
+
+
+@functools.lru_cache(maxsize=16384)
+def _last_start_at_minute(start: str, time_zone: str, minute: int) -> datetime | None:
+    """The latest start of the cron line ``start`` in ``time_zone`` at or before ``minute``
+    (seconds since the epoch of a local minute's second 0)."""
+    # (plus one second: reverse iteration starts strictly before its datetime)
+    try:
+        after = datetime.fromtimestamp(minute, UTC).astimezone(ZoneInfo(time_zone))
+        return next(CronSim(start, after + timedelta(seconds=1), reverse=True))
+    except (CronSimError, StopIteration, ValueError, OverflowError, OSError):
+        return None
+
+
+def next_start(schedule: ScalingSchedule, at: float) -> datetime | None:
+    """The first start of ``schedule`` after ``at``, in its time zone; None if it has none."""
+    try:
+        zone = ZoneInfo(schedule.time_zone)
+        return next(
+            CronSim(schedule.start, datetime.fromtimestamp(int(at // 1), UTC).astimezone(zone))
+        )
+    except (CronSimError, StopIteration, ValueError, OverflowError, OSError):
         return None
 
 

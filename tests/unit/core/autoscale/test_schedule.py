@@ -20,7 +20,7 @@ from tierra.core.autoscale import (
     scaling_inputs,
     status_signals,
 )
-from tierra.core.autoscale.schedule import scheduled_floor
+from tierra.core.autoscale.schedule import _last_start_at_minute, last_start, scheduled_floor
 from tierra_testing.builders import service, variant
 
 
@@ -161,6 +161,32 @@ def test_open_exactly_when_a_start_lies_within_the_lead_or_the_duration(
             break
         candidate += timedelta(minutes=1)
     assert (scheduled_floor([rule], now, lead) is not None) == expected
+
+
+def test_a_start_is_found_within_the_local_minute_of_a_zone_offset_by_seconds() -> None:
+    """Monrovia ran at -00:44:30 until 1972: its 09:00 start is at 09:44:30 UTC, so the
+    instants of one UTC minute lie on both sides of it (a cache keyed by the UTC minute
+    would give one answer for both)."""
+    rule = schedule(start="0 9 * * *", timeZone="Africa/Monrovia")
+    before, after = (
+        at("Africa/Monrovia", 1960, 6, 1, 8, 59, 50),
+        at("Africa/Monrovia", 1960, 6, 1, 9, 0, 10),
+    )
+    assert before // 60 == after // 60
+    first, second = last_start(rule, before), last_start(rule, after)
+    assert first is not None and second is not None
+    assert (first.day, second.day) == (31, 1) and second.timestamp() == before + 10
+
+
+def test_cron_is_evaluated_once_per_line_zone_and_minute() -> None:
+    """A decision every few seconds for many services asks the same minute again and again."""
+    rules = [schedule(name="peak"), schedule(name="batch", start="*/5 * * * *")]
+    _last_start_at_minute.cache_clear()
+    minute = at("Europe/Paris", 2026, 12, 4, 9, 30, 0)
+    for second in range(0, 60, 5):
+        for rule in rules:
+            scheduled_floor([rule, rule], minute + second, 0)
+    assert _last_start_at_minute.cache_info().misses == 2
 
 
 # --------------------------------------------------------------------------------------------
