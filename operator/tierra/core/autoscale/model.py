@@ -69,6 +69,12 @@ class ScalerParams:
     """When the replicas a scale-up asks for serve sooner than this after a burst begins (a
     decision interval, the start-up and the ready lag), the scale-up is on time and no
     headroom is held."""
+    modest_swing: float = 1.5
+    """A swing of the burst history whose high end is at most ``1 + modest_swing`` times its
+    low end is the level's own modulation (minute-to-minute noise beyond Poisson's, which
+    grows with the level) and is held as that share of the rate now when that is less than
+    the swing itself; a larger one is a jump, held whole wherever the rate is now. Without
+    it, a swing of +-30 % at a midday peak was held in full on the evening's quiet."""
     drain_seconds: float = 60.0
     """A backlog is drained within ``startupSeconds`` of when the replicas asked for serve,
     and within this long at most (``queue_need``): every request arriving meanwhile waits

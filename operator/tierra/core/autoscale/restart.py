@@ -7,7 +7,14 @@ import math
 from collections.abc import Callable, Mapping
 
 from .model import API_MAX_REPLICAS, DEFAULT_PARAMS, EPS, ScalerParams
-from .signals.headroom import burst_fade, burst_lead, burst_swing, mix_weighted, mix_weights
+from .signals.headroom import (
+    burst_fade,
+    burst_lead,
+    burst_shares,
+    burst_swing,
+    mix_weighted,
+    mix_weights,
+)
 from .state import ScalerState, Unhelped
 
 GOAL_KEYS = {"p95 latency": "latency", "p95 TTFT": "ttft"}
@@ -20,6 +27,8 @@ STATE_SIGNALS = (
     "state.speed",
     "state.burstRise",
     "state.burstPeak",
+    "state.burstJump",
+    "state.burstShare",
     "state.crowd",
     "state.holdBase",
     *(f"state.unhelped.{goal}.{f}" for goal in GOAL_KEYS.values() for f in UNHELPED_FIELDS),
@@ -47,9 +56,13 @@ def status_signals(
         weights = mix_weights(state.mixes, *token_rates, params) if token_rates else {}
         lead = burst_lead(startup_seconds, state.rates, params)
         fade = burst_fade(state.rates[-1][0], startup_seconds, params)
-        rise, peak = burst_swing(mix_weighted(state.rates, weights), lead, fade)
+        history = mix_weighted(state.rates, weights)
+        rise, peak = burst_swing(history, lead, fade)
+        jump, _, share_of = burst_shares(history, lead, fade, params.modest_swing)
         out["state.burstRise"] = round(rise, 4)
         out["state.burstPeak"] = round(peak, 4)
+        out["state.burstJump"] = round(jump, 4)
+        out["state.burstShare"] = round(share_of, 4)
     if state.crowds:
         out["state.crowd"] = round(state.crowds[0][1], 4)
     if state.hold_base is not None:
@@ -87,7 +100,9 @@ def restore_state(
     * a recent scale-up still makes latency feedback wait for its replicas, which count as
       starting (``scaled_up_by`` of them) until a start-up time after it;
     * the service-rate estimate continues where it was;
-    * the burst history is seeded with its rise and peak at the time of the last decision, so
+    * the burst history is seeded with its rise and peak at the time of the last decision (its
+      largest jump and its largest modest swing apart, when kept, as each is held apart; the
+      jump half a lookback before), so
       the headroom is held until that ages out of the lookback, as it would have been;
     * a goal the latency feedback found replicas do not help stays unchased until met;
     * a hold under a schedule's floor goes back to what it held when the window closes.
@@ -105,8 +120,8 @@ def restore_state(
     rates: tuple[tuple[float, float, int], ...] = ()
     at = last_scale_at if last_scale_at is not None and last_scale_at <= now else None
     if at is not None and rise is not None and peak is not None and peak >= rise >= 0:
-        ready = recommended or 0
-        rates = ((at - EPS, peak - rise, ready), (at, peak, ready))
+        kept = (value("state.burstJump"), value("state.burstShare"))
+        rates = _burst_history(at, rise, peak, kept, recommended or 0, params)
     crowds = ((at, crowd),) if at is not None and crowd is not None and crowd > 0 else ()
     base = value("state.holdBase")
     return ScalerState(
@@ -122,6 +137,30 @@ def restore_state(
         speed_at=now if speed is not None else None,
         unhelped=_verdicts(value),
         hold_base=int(base) if base is not None and 0 <= base <= API_MAX_REPLICAS else None,
+    )
+
+
+def _burst_history(
+    at: float,
+    rise: float,
+    peak: float,
+    kept: tuple[float | None, float | None],
+    ready: int,
+    params: ScalerParams,
+) -> tuple[tuple[float, float, int], ...]:
+    """Samples up to ``at`` whose largest swing is ``rise`` and peak ``peak``; with the largest
+    jump and modest share ``kept``, two pairs half a lookback apart, so that no start-up of up
+    to that long joins them into one swing: a jump from nothing, then a swing by the share to
+    the peak at ``at`` (the decision interval after the restart is measured from it)."""
+    jump, share = kept
+    if jump is None or share is None or not (0 <= jump <= peak and share >= 0):
+        return ((at - EPS, peak - rise, ready), (at, peak, ready))
+    apart = params.headroom_lookback_seconds / 2
+    return (
+        (at - apart - EPS, 0.0, ready),
+        (at - apart, jump, ready),
+        (at - EPS, peak / (1 + share), ready),
+        (at, peak, ready),
     )
 
 

@@ -885,6 +885,67 @@ def test_a_restart_restores_the_count_the_headroom_and_the_speed() -> None:
     assert ScalerState.from_dict(json.loads(json.dumps(restored.to_dict()))) == restored
 
 
+def modulated_history(jump: bool) -> tuple[tuple[float, float, int], ...]:
+    """Half an hour to 1800 s: 2 req/s, a ramp to a midday of 12 req/s (1 req/s more each
+    minute) whose minutes swing from 8 to 14 within 15 s (1.75x: the level's own
+    modulation), a ramp back down to 2; with ``jump``, a burst from 0.5 to 6 req/s (12x)
+    in the first minutes."""
+
+    def rate(t: float) -> float:
+        if jump and 60 <= t < 180:
+            return 0.5 if t < 120 else 6.0
+        if 300 <= t < 900:
+            return 2.0 + (t - 300) / 60
+        if 900 <= t < 1140:
+            return {960: 8.0, 1020: 14.0}.get(int(t // 60 * 60), 12.0)
+        if 1140 <= t < 1740:
+            return 12.0 - (t - 1140) / 60
+        return 2.0
+
+    return tuple((t, rate(t), 4) for t in (i * STEP for i in range(121)))
+
+
+def test_a_modest_swing_is_held_as_its_share_of_the_rate_now_and_a_jump_whole() -> None:
+    """At 2 req/s after a midday whose minutes swung by 6 req/s around 12: the swing was 75 %
+    of its level, so 75 % of the rate now is held (the quiet's own minutes swing that much),
+    not 6 req/s; a jump from 0.5 to 6 req/s is a burst, held whole at any level."""
+    startup = 60.0
+    modest = modulated_history(jump=False)
+    assert burst_swing(modest, startup)[0] == 6.0 > burst_noise(14.0, startup)
+    need = headroom_need(inputs(), 4.0, modest)
+    assert need is not None and need.replicas == need_for(4.0 * 1.75) < need_for(4.0 + 6.0)
+    assert "a swing of up to 2.5x is the level's own, held as its 75% of the rate now" in (
+        need.reason
+    )
+    whole = headroom_need(inputs(), 4.0, modest, params=replace(DEFAULT_PARAMS, modest_swing=0))
+    assert whole is not None and whole.replicas == need_for(4.0 + 6.0)
+    # (at the level it was seen at, the swing is held whole either way)
+    at_level = headroom_need(inputs(), 8.0, modest)
+    assert at_level is not None and at_level.replicas == need_for(14.0)
+    jumped = headroom_need(inputs(), 4.0, modulated_history(jump=True))
+    assert jumped is not None and jumped.replicas == need_for(4.0 + 5.5) > need.replicas
+
+
+@pytest.mark.parametrize("jump", [False, True])
+def test_a_restart_holds_a_jump_and_a_modest_swing_as_before(jump: bool) -> None:
+    """The status keeps the largest jump and the largest modest share apart: restored, each
+    is held as it was (one swing from the peak's level would have taken the jump for the
+    level's modulation, and held a fraction of it), or more: a restored jump is as young as
+    the last decision's history, where the original fades a little sooner. The restart comes
+    more than a start-up after the last decision."""
+    now, startup = 1800.0, 60.0
+    history = modulated_history(jump)
+    kept = json.loads(json.dumps(status_signals(ScalerState(rates=history), startup)))
+    restored = restore_state(4, now + STEP, last_scale_at=now, signals=kept).rates
+    for rate in (4.0, 6.0):
+        later = tuple((now + k * STEP, rate, 4) for k in range(5, 13))
+        before = headroom_need(inputs(), rate, (*history, *later))
+        after = headroom_need(inputs(), rate, (*restored, *later))
+        assert before is not None and after is not None
+        assert after.replicas >= before.replicas, (rate, after.reason, before.reason)
+        assert jump or after.replicas == before.replicas, (rate, after.reason, before.reason)
+
+
 def test_the_deadband_widens_to_the_arrival_estimates_noise() -> None:
     tolerance = DEFAULT_PARAMS.tolerance
     for rate in (None, -1.0, math.nan, 1000.0):

@@ -75,9 +75,23 @@ def _largest_change(
     falls: bool,
     weight: Callable[[float], float] | None = None,
 ) -> tuple[float, float]:
+    change, peak, _, _, _ = _changes(rates, lead, falls, weight)
+    return change, peak
+
+
+def _changes(
+    rates: tuple[tuple[float, float, int], ...],
+    lead: float,
+    falls: bool,
+    weight: Callable[[float], float] | None = None,
+    modest: float = 0.0,
+) -> tuple[float, float, float, float, float]:
+    """(largest change, peak, largest change of those whose high end is more than ``1 +
+    modest`` times their low end, largest change of the others, and their largest ``high /
+    low - 1``), each at its sample's ``weight``."""
     lowest: deque[tuple[float, float]] = deque()  # (increasing rates: the window's minimum first)
     highest: deque[tuple[float, float]] = deque()  # (decreasing: its maximum first)
-    change, peak = 0.0, 0.0
+    change, peak, jump, swing, share_of = 0.0, 0.0, 0.0, 0.0, 0.0
     for t, rate, _ in rates:
         for window in (lowest, highest):
             while window and window[0][0] < t - lead:
@@ -89,11 +103,30 @@ def _largest_change(
             highest.pop()
         highest.append((t, rate))
         share = 1.0 if weight is None else weight(t)
-        change = max(change, share * (rate - lowest[0][1]))
-        if falls:
-            change = max(change, share * (highest[0][1] - rate))
+        pairs = [(lowest[0][1], rate)] + ([(rate, highest[0][1])] if falls else [])
+        for low, high in pairs:
+            moved = share * (high - low)
+            change = max(change, moved)
+            if low > 0 and high <= (1 + modest) * low:
+                swing = max(swing, moved)
+                share_of = max(share_of, share * (high / low - 1))
+            else:
+                jump = max(jump, moved)
         peak = max(peak, share * rate)
-    return change, peak
+    return change, peak, jump, swing, share_of
+
+
+def burst_shares(
+    rates: tuple[tuple[float, float, int], ...],
+    lead: float,
+    weight: Callable[[float], float] | None,
+    modest: float,
+) -> tuple[float, float, float]:
+    """(largest jump, largest modest swing, largest modest swing as a share of its low end)
+    within ``lead``: a swing whose high end is more than ``1 + modest`` times its low end is
+    a jump, held whole; the others are the level's own modulation, which scales with it."""
+    _, _, jump, swing, share_of = _changes(rates, lead, True, weight, modest)
+    return jump, swing, share_of
 
 
 def mix_weights(
@@ -254,7 +287,8 @@ def headroom_need(
     that time is met only by what is already running. The headroom is the largest rise (or
     fall, ``burst_swing``) of the arrival rate within one start-up time seen over the last
     ``burst_lookback`` (the burstiness of this service's traffic, not a fixed margin; older
-    samples fade out over ``headroom_fade_lookbacks`` more, ``burst_fade``): the arrival
+    samples fade out over ``headroom_fade_lookbacks`` more, ``burst_fade``; a swing of a
+    modest share of its level, ``modest_swing``, at that share of the rate now): the arrival
     model is asked for ``current rate + that rise`` (none for a rise that Poisson noise alone
     would show somewhere in the lookback, ``burst_noise``: the queueing headroom covers it; a
     larger one is held whole), never more than the lookback's peak (plus the deadband), so a
@@ -275,10 +309,21 @@ def headroom_need(
     if plan is None:
         return None
     lead = burst_lead(inputs.startup_seconds, rates, params)
-    rise, peak = burst_swing(rates, lead, burst_fade(rates[-1][0], inputs.startup_seconds, params))
+    fade = burst_fade(rates[-1][0], inputs.startup_seconds, params)
+    rise, peak = burst_swing(rates, lead, fade)
     # (a burst is held whole: the next one's peak is no lower than the last's for being noisy)
+    scaled = ""
     if rise <= burst_noise(peak, lead, params):
         rise = 0.0
+    else:
+        # (a modest swing is the level's modulation: at a lower level, a smaller one)
+        jump, swing, share_of = burst_shares(rates, lead, fade, params.modest_swing)
+        rise = max(jump, min(swing, share_of * arrival_rate))
+        if jump < rise < swing:
+            scaled = (
+                f"; a swing of up to {1 + params.modest_swing:g}x is the level's own, held "
+                f"as its {share_of:.0%} of the rate now, not its {swing:.3g} req/s"
+            )
     held = min(arrival_rate + rise, peak * (1 + params.tolerance))
     # A ramp (the latest start-up time rose by a modest share of the load) goes on rising:
     # its rise is held above the current rate even at the peak. A jump is a burst, held at
@@ -333,7 +378,7 @@ def headroom_need(
             f"the largest rise or fall within the {lead:g} s "
             f"{'start-up' if lead == inputs.startup_seconds else 'between decisions'} over the "
             f"last {lookback_minutes:g} min{fading} (peak {peak:.3g}, peak/mean "
-            f"{peak / mean if mean > 0 else math.inf:.2g})"
+            f"{peak / mean if mean > 0 else math.inf:.2g}){scaled}"
         )
     why = (
         f"headroom: {held:.3g} req/s held = {arrival_rate:.3g} now + "
