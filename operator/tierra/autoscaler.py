@@ -115,6 +115,10 @@ class _ServiceScaling:
     about a tenth of its CPU, idle or not)."""
     metrics: dict[str, Any] | None = None
     last_scale: dict[str, Any] | None = None
+    kept_state: tuple[dict[str, float], float] | None = None
+    """What a restart needs of the recommender's state (``status_signals``) and when: written
+    with every status (``status.autoscaling.state``), not only with a scale decision, so a
+    burst that moved no count is not forgotten by a restart."""
     status_written_at: float = 0.0
     slo_met: bool | None = None
     reach: tuple[bool | None, str, str] | None = None
@@ -425,7 +429,9 @@ class Autoscaler:
         values.update({f"need.{name}": float(n) for name, n in rec.needs.items()})
         # (what a restart needs of the state goes with the decision into status.lastScale)
         token_rates = (inputs.prefill_tokens_per_second, inputs.decode_tokens_per_second)
-        values.update(status_signals(rec.state, inputs.startup_seconds, token_rates=token_rates))
+        kept = status_signals(rec.state, inputs.startup_seconds, token_rates=token_rates)
+        values.update(kept)
+        scaling.kept_state = (kept, now)
         # A decision is news when it changes a count in effect: not a service's first count
         # before it was ever placed, nor a manual count. (A hold moves a count only with a
         # floor: a schedule's window, a new minReplicas.)
@@ -640,6 +646,8 @@ class Autoscaler:
             last_scale=scaling.last_scale,
             reach=scaling.reach,
             limit=scaling.limit,
+            state=scaling.kept_state[0] if scaling.kept_state else {},
+            state_time=_rfc3339(scaling.kept_state[1]) if scaling.kept_state else None,
         )
 
 
@@ -661,7 +669,8 @@ def _restored(service: InferenceService, now: float) -> ScalerState:
     """The recommender's state from the service's status (see ``restore_state``). A service
     the autoscaler never decided for had its first replicas asked for when it was created:
     they count as a scale-up's, starting for ``startupSeconds`` (load that arrives meanwhile
-    waits for them, and is not an overload to answer)."""
+    waits for them, and is not an overload to answer). The state signals are the newer of
+    ``status.autoscaling.state`` (written with every status) and the last scale decision's."""
     status = service.status
     recommended = status.autoscaling.recommended_replicas if status.autoscaling else None
     last = status.last_scale
@@ -679,8 +688,22 @@ def _restored(service: InferenceService, now: float) -> ScalerState:
         at = epoch_seconds(service.metadata.creation_timestamp)
         # (all of its first replicas, however many placement gave it)
         scaled_up_by = API_MAX_REPLICAS if at is not None else 0
+    signals_at = at
+    kept = status.autoscaling.state if status.autoscaling else {}
+    kept_at = (
+        epoch_seconds(status.autoscaling.state_time)
+        if status.autoscaling and status.autoscaling.state_time
+        else None
+    )
+    if kept and kept_at is not None and (signals_at is None or kept_at >= signals_at):
+        signals, signals_at = dict(kept), kept_at
     return restore_state(
-        recommended, now, last_scale_at=at, scaled_up_by=scaled_up_by, signals=signals
+        recommended,
+        now,
+        last_scale_at=at,
+        scaled_up_by=scaled_up_by,
+        signals=signals,
+        signals_at=signals_at,
     )
 
 

@@ -362,6 +362,10 @@ def test_a_schedule_s_replicas_serve_from_its_start_and_leave_after_it(
     assert start - 5 - 1.5 <= asked <= start - 5 + 6, asked - start
     last = status(clients, namespace, "planned").get("lastScale") or {}
     assert last.get("reason", "").startswith("scale up 1 -> 4: schedule launch holds 4 from "), last
+    # (what a restart needs of the recommender's state goes with every status: the real
+    # apiserver's schema keeps it)
+    scaled = status(clients, namespace, "planned").get("autoscaling") or {}
+    assert "state.speed" in (scaled.get("state") or {}) and scaled.get("stateTime"), scaled
     assert any(
         e.reason == "ScaledUp" and "schedule launch" in (e.message or "")
         for e in events(clients, namespace, "planned")

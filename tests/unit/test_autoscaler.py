@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
+import pytest
 from aiohttp import web
 
 from tierra.autoscaler import Autoscaler
@@ -442,6 +443,8 @@ async def test_the_rate_signals_are_sampled_and_the_state_goes_into_last_scale()
     report = scaler.report("team-a/chat")
     assert report is not None and report.last_scale is not None
     assert "state.speed" in report.last_scale["signals"]
+    # (and with every status, not only with a scale decision)
+    assert "state.speed" in report.state and report.state_time is not None
 
 
 async def test_a_restarted_autoscaler_restores_its_state_from_status() -> None:
@@ -482,6 +485,72 @@ async def test_a_restarted_autoscaler_restores_its_state_from_status() -> None:
     assert rec.state.speed == 0.8
     assert "headroom" in rec.needs  # the burst before the restart is still held for
     assert rec.state.last_scale_up_at is not None
+
+
+@pytest.mark.parametrize("newer", ["state", "decision"])
+async def test_a_restart_takes_the_newer_of_the_status_s_state_and_the_last_decision_s(
+    newer: str,
+) -> None:
+    """The last scale decision was three hours ago; status.autoscaling.state, written with
+    every status, holds what the recommender has seen since (a burst that moved no count).
+    A restart takes whichever is newer: an operator of the version before wrote no state."""
+    now = time.time()
+
+    def stamp(seconds_ago: float) -> str:
+        return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now - seconds_ago))
+
+    kept_at = 30.0 if newer == "state" else 4 * 3600.0
+    restarted = with_status(
+        {
+            "autoscaling": {
+                "mode": "auto",
+                "recommendedReplicas": 6,
+                "reason": "x",
+                "state": {
+                    "state.speed": 0.9,
+                    "state.burstRise": 20.0,
+                    "state.burstPeak": 22.0,
+                    "state.burstJump": 20.0,
+                    "state.burstSwing": 0.0,
+                    "state.burstShare": 0.0,
+                },
+                "stateTime": stamp(kept_at),
+            },
+            "lastScale": {
+                "time": stamp(3 * 3600.0),
+                "from": "2",
+                "to": "6",
+                "reason": "x",
+                "signals": {"state.speed": 0.8},
+            },
+        }
+    )
+    quiet = {
+        "timestamp(vllm": now,
+        "num_requests_waiting": 0.0,
+        "num_requests_running": 1.0,
+        "prompt_tokens_total": 2000.0,
+        "generation_tokens_total": 200.0,
+        "success_total": 0.5,
+    }
+    six = [RunningPlacement("central", "h100", 6)]
+    async with prometheus(quiet) as (url, _):
+        scaler = Autoscaler(url, clock=time.time)
+        try:
+            outcome = await scaler.step("team-a/chat", restarted, six, 6, TIERS)
+        finally:
+            await scaler.close()
+    rec = outcome.recommendation
+    if newer == "state":
+        assert rec.state.speed == 0.9
+        assert rec.state.restored_burst is not None
+        assert abs(rec.state.restored_burst[0] - (now - 30.0)) < 2.0
+        assert "headroom" in rec.needs
+    else:
+        assert rec.state.speed == 0.8
+        assert rec.state.restored_burst is None and "headroom" not in rec.needs
+    assert rec.state.last_change_at is not None
+    assert abs(rec.state.last_change_at - (now - 3 * 3600.0)) < 2.0
 
 
 def created(seconds_ago: float) -> Any:

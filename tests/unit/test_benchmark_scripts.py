@@ -80,3 +80,13 @@ def test_schedules_runs_a_case() -> None:
     rows = [line for line in out.splitlines() if line.lstrip().startswith("0 ")]
     assert len(rows) == 1 and "static:" in rows[0], out
     assert "ahead: mean" in out and "at start: mean" in out, out
+    assert "schedule evaluation, 1,000 services x 4 schedules" in out, out
+
+
+def test_restarts_runs_a_case_four_ways() -> None:
+    out = run("restarts.py", "--cases", "1", "--start", "1", "--jobs", "1")
+    rows = [line for line in out.splitlines() if line.startswith("   1 on-off")]
+    # (the profile error, then the share within the SLO of each of the four runs)
+    assert len(rows) == 1 and rows[0].count("%") == 5, out
+    for mode in ("never", "status", "decision", "count only"):
+        assert f"{mode}: mean" in out, out

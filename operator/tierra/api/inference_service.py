@@ -574,6 +574,16 @@ class AutoscalingStatus(ApiModel):
         ),
     )
     reason: str = Field(default="", description="Why the recommender asks for this count.")
+    state: dict[str, float] = Field(
+        default_factory=dict,
+        description=(
+            "What a restarted operator needs of the recommender's memory (service-rate "
+            "estimate, burst history, fan-out, latency verdicts), as of stateTime: written "
+            "with the status, so it is at most a status refresh old."
+        ),
+        json_schema_extra={"maxProperties": 24},
+    )
+    state_time: str | None = Field(default=None, description="RFC 3339 time of state.")
 
 
 class InferenceServiceStatus(ApiModel):

@@ -83,6 +83,10 @@ class ScalingReport:
     metrics), the condition stays as it is."""
     limit: tuple[bool | None, str, str] | None = None
     """The ScalingLimited condition (``limit_verdict``); None: not judged, it stays as it is."""
+    state: Mapping[str, float] = field(default_factory=dict)
+    """What a restart needs of the recommender's state (``status_signals``), as of
+    ``state_time``: ``status.autoscaling.state``."""
+    state_time: str | None = None
 
 
 def limit_verdict(
@@ -174,6 +178,8 @@ def scaling_status(
             "needs": dict(report.needs),
             "keeps": report.keeps,
             "reason": report.reason[:1000],
+            "state": dict(report.state),
+            "stateTime": report.state_time,
         },
         "metrics": dict(report.metrics) if report.metrics is not None else previous.get("metrics"),
         "lastScale": dict(report.last_scale)

@@ -207,6 +207,8 @@ def _report(**changes: object) -> ScalingReport:
         "keeps": 5,
         "metrics": {"p95LatencyMs": 1500.0, "ttftP95Ms": 300.0, "queueDepth": 7.0},
         "last_scale": {"time": "t", "from": "2", "to": "4", "reason": "r", "signals": {}},
+        "state": {"state.speed": 0.9, "state.burstPeak": 12.0},
+        "state_time": "2026-12-04T09:00:00Z",
     }
     base.update(changes)
     return ScalingReport(**base)  # type: ignore[arg-type]
@@ -229,6 +231,8 @@ def test_scaling_status_reports_metrics_slo_and_the_recommendation() -> None:
         "needs": {"queue": 4, "arrival": 3},
         "keeps": 5,
         "reason": "scale up 2 -> 4: queue",
+        "state": {"state.speed": 0.9, "state.burstPeak": 12.0},
+        "stateTime": "2026-12-04T09:00:00Z",
     }
     assert part["lastScale"]["to"] == "4"  # type: ignore[index]
 

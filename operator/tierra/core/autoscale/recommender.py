@@ -63,6 +63,7 @@ from .sample import Load, Observed, Sample
 from .sanitise import sanitised_inputs
 from .signals import SCALERS
 from .signals.arrival import deadband
+from .signals.headroom import burst_memory
 from .signals.latency import over_slo, worst_goal
 from .starting import cancelled_by, starting_after, still_asked_for
 from .state import Recommendation, ScalerState
@@ -108,6 +109,7 @@ def _manual(
             starting=starting_after(inputs, state, now, replicas, params),
             metrics_missing_since=None if available else (state.metrics_missing_since or now),
             rates=state.rates,
+            restored_burst=state.restored_burst,
             speed=state.speed,
             speed_at=state.speed_at,
             work=state.work,
@@ -382,6 +384,11 @@ def recommend(
             interval_rate=implied.estimate,
             interval_rise=implied.rise,
             rates=load.rates,
+            # (until it has faded out of the burst history's memory)
+            restored_burst=state.restored_burst
+            if state.restored_burst is not None
+            and now - state.restored_burst[0] <= burst_memory(inputs.startup_seconds, params)
+            else None,
             crowds=load.crowds,
             mixes=load.mixes,
             speed=seen.speed,

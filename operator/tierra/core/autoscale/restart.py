@@ -6,15 +6,8 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 
-from .model import API_MAX_REPLICAS, DEFAULT_PARAMS, EPS, ScalerParams
-from .signals.headroom import (
-    burst_fade,
-    burst_lead,
-    burst_shares,
-    burst_swing,
-    mix_weighted,
-    mix_weights,
-)
+from .model import API_MAX_REPLICAS, DEFAULT_PARAMS, ScalerParams
+from .signals.headroom import burst_fade, burst_lead, burst_summary, mix_weighted, mix_weights
 from .state import ScalerState, Unhelped
 
 GOAL_KEYS = {"p95 latency": "latency", "p95 TTFT": "ttft"}
@@ -28,6 +21,7 @@ STATE_SIGNALS = (
     "state.burstRise",
     "state.burstPeak",
     "state.burstJump",
+    "state.burstSwing",
     "state.burstShare",
     "state.crowd",
     "state.holdBase",
@@ -56,13 +50,14 @@ def status_signals(
         weights = mix_weights(state.mixes, *token_rates, params) if token_rates else {}
         lead = burst_lead(startup_seconds, state.rates, params)
         fade = burst_fade(state.rates[-1][0], startup_seconds, params)
-        history = mix_weighted(state.rates, weights)
-        rise, peak = burst_swing(history, lead, fade)
-        jump, _, share_of = burst_shares(history, lead, fade, params.modest_swing)
-        out["state.burstRise"] = round(rise, 4)
-        out["state.burstPeak"] = round(peak, 4)
-        out["state.burstJump"] = round(jump, 4)
-        out["state.burstShare"] = round(share_of, 4)
+        burst = burst_summary(
+            mix_weighted(state.rates, weights), lead, fade, params, state.restored_burst
+        )
+        out["state.burstRise"] = round(burst.rise, 4)
+        out["state.burstPeak"] = round(burst.peak, 4)
+        out["state.burstJump"] = round(burst.jump, 4)
+        out["state.burstSwing"] = round(burst.swing, 4)
+        out["state.burstShare"] = round(burst.share, 4)
     if state.crowds:
         out["state.crowd"] = round(state.crowds[0][1], 4)
     if state.hold_base is not None:
@@ -89,10 +84,11 @@ def restore_state(
     last_scale_at: float | None = None,
     scaled_up_by: int = 0,
     signals: Mapping[str, float] | None = None,
+    signals_at: float | None = None,
     params: ScalerParams = DEFAULT_PARAMS,
 ) -> ScalerState:
     """The state after a restart, from what status says (the recommendation, the last scale
-    decision and its ``status_signals``).
+    decision, and the ``status_signals`` as of ``signals_at``: by default the decision's).
 
     * the recommended count is what a hold keeps, and the scale-down window starts now, seeded
       with it: a restart never scales down before ``scaleDownDelaySeconds`` of fresh
@@ -100,10 +96,11 @@ def restore_state(
     * a recent scale-up still makes latency feedback wait for its replicas, which count as
       starting (``scaled_up_by`` of them) until a start-up time after it;
     * the service-rate estimate continues where it was;
-    * the burst history is seeded with its rise and peak at the time of the last decision (its
-      largest jump and its largest modest swing apart, when kept, as each is held apart; the
-      jump half a lookback before), so
-      the headroom is held until that ages out of the lookback, as it would have been;
+    * the burst history's largest jump, modest swing (and its share) and peak, and the
+      largest fan-out, are held as of ``signals_at`` (``ScalerState.restored_burst``), beside
+      the samples since, until they age out of the lookback, as they would have been (as
+      samples, they would have paired with the first ones after the restart into a swing of
+      their own);
     * a goal the latency feedback found replicas do not help stays unchased until met;
     * a hold under a schedule's floor goes back to what it held when the window closes.
     Rebuilt from observations: the growth probe, idleness, the rate window's mean ready.
@@ -117,12 +114,19 @@ def restore_state(
 
     speed = value("state.speed")
     rise, peak, crowd = value("state.burstRise"), value("state.burstPeak"), value("state.crowd")
-    rates: tuple[tuple[float, float, int], ...] = ()
     at = last_scale_at if last_scale_at is not None and last_scale_at <= now else None
-    if at is not None and rise is not None and peak is not None and peak >= rise >= 0:
-        kept = (value("state.burstJump"), value("state.burstShare"))
-        rates = _burst_history(at, rise, peak, kept, recommended or 0, params)
-    crowds = ((at, crowd),) if at is not None and crowd is not None and crowd > 0 else ()
+    seen_at = signals_at if signals_at is not None else last_scale_at
+    seen_at = seen_at if seen_at is not None and seen_at <= now else None
+    burst = None
+    if seen_at is not None and rise is not None and peak is not None and peak >= rise >= 0:
+        parts = (value("state.burstJump"), value("state.burstSwing"), value("state.burstShare"))
+        jump, swing, share = parts
+        if jump is None or swing is None or share is None:
+            # (kept by a version that held every swing whole)
+            jump, swing, share = rise, 0.0, 0.0
+        if 0 <= jump <= peak and 0 <= swing <= peak and share >= 0:
+            burst = (seen_at, jump, swing, share, peak)
+    crowds = ((seen_at, crowd),) if seen_at is not None and crowd is not None and crowd > 0 else ()
     base = value("state.holdBase")
     return ScalerState(
         last_replicas=recommended,
@@ -131,36 +135,12 @@ def restore_state(
         starting=((at, scaled_up_by),) if at is not None and scaled_up_by > 0 else (),
         window=((now, recommended),) if recommended else (),
         window_since=now,
-        rates=rates,
+        restored_burst=burst,
         crowds=crowds,
         speed=min(high, max(low, speed)) if speed is not None else 1.0,
         speed_at=now if speed is not None else None,
         unhelped=_verdicts(value),
         hold_base=int(base) if base is not None and 0 <= base <= API_MAX_REPLICAS else None,
-    )
-
-
-def _burst_history(
-    at: float,
-    rise: float,
-    peak: float,
-    kept: tuple[float | None, float | None],
-    ready: int,
-    params: ScalerParams,
-) -> tuple[tuple[float, float, int], ...]:
-    """Samples up to ``at`` whose largest swing is ``rise`` and peak ``peak``; with the largest
-    jump and modest share ``kept``, two pairs half a lookback apart, so that no start-up of up
-    to that long joins them into one swing: a jump from nothing, then a swing by the share to
-    the peak at ``at`` (the decision interval after the restart is measured from it)."""
-    jump, share = kept
-    if jump is None or share is None or not (0 <= jump <= peak and share >= 0):
-        return ((at - EPS, peak - rise, ready), (at, peak, ready))
-    apart = params.headroom_lookback_seconds / 2
-    return (
-        (at - apart - EPS, 0.0, ready),
-        (at - apart, jump, ready),
-        (at - EPS, peak / (1 + share), ready),
-        (at, peak, ready),
     )
 
 

@@ -106,6 +106,10 @@ class ScalerState:
     """(time, arrival-rate estimate, serving replicas) of the samples of the last
     ``burst_lookback``: the burst headroom and the mean serving replicas of the
     rate window come from them."""
+    restored_burst: tuple[float, float, float, float, float] | None = None
+    """(time, largest jump, largest modest swing, its share of its level, peak) of the burst
+    history a restart rebuilt from status (``restore_state``), each at its weight then: held
+    beside the samples since, fading from that time (``burst_summary``)."""
     mixes: tuple[tuple[float, float, float], ...] = ()
     """(time, mean prompt tokens, mean output tokens) of the burst history's samples whose
     request size was known (``mix_weighted``)."""
@@ -153,6 +157,7 @@ class ScalerState:
             "intervalRate": self.interval_rate,
             "intervalRise": self.interval_rise,
             "rates": [[t, rate, ready] for t, rate, ready in self.rates],
+            "restoredBurst": list(self.restored_burst) if self.restored_burst else None,
             "mixes": [list(m) for m in self.mixes],
             "crowds": [[t, n] for t, n in self.crowds],
             "speed": self.speed,
@@ -200,6 +205,7 @@ class ScalerState:
             rates=tuple(
                 (float(t), float(rate), int(ready)) for t, rate, ready in data.get("rates") or ()
             ),
+            restored_burst=_five(data.get("restoredBurst")),
             mixes=tuple((float(t), float(p), float(o)) for t, p, o in data.get("mixes") or ()),
             crowds=tuple((float(t), float(n)) for t, n in data.get("crowds") or ()),
             speed=float(data.get("speed") or 1.0),
@@ -228,6 +234,13 @@ class ScalerState:
 
 def _number_or_none(value: Any) -> float | None:
     return None if value is None else float(value)
+
+
+def _five(value: Any) -> tuple[float, float, float, float, float] | None:
+    if not value or len(value) != 5:
+        return None
+    a, b, c, d, e = (float(x) for x in value)
+    return a, b, c, d, e
 
 
 def _four(value: Any) -> tuple[float, float, float, float] | None:

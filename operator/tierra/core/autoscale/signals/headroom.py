@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from tierra.core.queue_model import replicas_for_slo, solo_service_seconds
 
@@ -116,17 +116,44 @@ def _changes(
     return change, peak, jump, swing, share_of
 
 
-def burst_shares(
+@dataclass(frozen=True)
+class BurstSummary:
+    """What the burst history shows within a lead, each swing and the peak at its weight."""
+
+    rise: float
+    """The largest swing, rise or fall (``burst_swing``)."""
+    peak: float
+    jump: float
+    """The largest swing whose high end is more than ``1 + modest_swing`` times its low end:
+    a burst, held whole wherever the rate is now."""
+    swing: float
+    """The largest of the other swings: the level's own modulation."""
+    share: float
+    """The largest ``high / low - 1`` of those: held as that share of the rate now."""
+
+    def held(self, rate: float) -> float:
+        """The rise held above ``rate``: the jump whole, a modest swing at its share of
+        ``rate`` when that is less."""
+        return max(self.jump, min(self.swing, self.share * rate))
+
+
+def burst_summary(
     rates: tuple[tuple[float, float, int], ...],
     lead: float,
-    weight: Callable[[float], float] | None,
-    modest: float,
-) -> tuple[float, float, float]:
-    """(largest jump, largest modest swing, largest modest swing as a share of its low end)
-    within ``lead``: a swing whose high end is more than ``1 + modest`` times its low end is
-    a jump, held whole; the others are the level's own modulation, which scales with it."""
-    _, _, jump, swing, share_of = _changes(rates, lead, True, weight, modest)
-    return jump, swing, share_of
+    weight: Callable[[float], float],
+    params: ScalerParams = DEFAULT_PARAMS,
+    restored: tuple[float, float, float, float, float] | None = None,
+) -> BurstSummary:
+    """The swings within ``lead`` and the peak of ``rates`` at their ``weight``, and of what a
+    restart ``restored`` (``ScalerState.restored_burst``) at the weight of its time."""
+    rise, peak, jump, swing, share = _changes(rates, lead, True, weight, params.modest_swing)
+    if restored is not None:
+        at, old_jump, old_swing, old_share, old_peak = restored
+        w = weight(at)
+        rise = max(rise, w * old_jump, w * old_swing)
+        peak, jump = max(peak, w * old_peak), max(jump, w * old_jump)
+        swing, share = max(swing, w * old_swing), max(share, w * old_share)
+    return BurstSummary(rise, peak, jump, swing, share)
 
 
 def mix_weights(
@@ -280,6 +307,7 @@ def headroom_need(
     rates: tuple[tuple[float, float, int], ...],
     params: ScalerParams = DEFAULT_PARAMS,
     crowd: float = 0.0,
+    restored: tuple[float, float, float, float, float] | None = None,
 ) -> SignalNeed | None:
     """Capacity held ahead of bursts a reactive scale-up would be late for.
 
@@ -310,19 +338,17 @@ def headroom_need(
         return None
     lead = burst_lead(inputs.startup_seconds, rates, params)
     fade = burst_fade(rates[-1][0], inputs.startup_seconds, params)
-    rise, peak = burst_swing(rates, lead, fade)
+    burst = burst_summary(rates, lead, fade, params, restored)
+    peak = burst.peak
     # (a burst is held whole: the next one's peak is no lower than the last's for being noisy)
-    scaled = ""
-    if rise <= burst_noise(peak, lead, params):
-        rise = 0.0
-    else:
+    rise, scaled = 0.0, ""
+    if burst.rise > burst_noise(peak, lead, params):
         # (a modest swing is the level's modulation: at a lower level, a smaller one)
-        jump, swing, share_of = burst_shares(rates, lead, fade, params.modest_swing)
-        rise = max(jump, min(swing, share_of * arrival_rate))
-        if jump < rise < swing:
+        rise = burst.held(arrival_rate)
+        if burst.jump < rise < burst.swing:
             scaled = (
                 f"; a swing of up to {1 + params.modest_swing:g}x is the level's own, held "
-                f"as its {share_of:.0%} of the rate now, not its {swing:.3g} req/s"
+                f"as its {burst.share:.0%} of the rate now, not its {burst.swing:.3g} req/s"
             )
     held = min(arrival_rate + rise, peak * (1 + params.tolerance))
     # A ramp (the latest start-up time rose by a modest share of the load) goes on rising:
@@ -405,7 +431,9 @@ def from_sample(sample: Sample, params: ScalerParams = DEFAULT_PARAMS) -> Signal
     weights = mix_weights(
         load.mixes, sized.prefill_tokens_per_second, sized.decode_tokens_per_second, params
     )
-    need = headroom_need(sized, load.arrival, mix_weighted(load.rates, weights), params, crowd)
+    history = mix_weighted(load.rates, weights)
+    restored = sample.state.restored_burst
+    need = headroom_need(sized, load.arrival, history, params, crowd, restored)
     if need is None or not weights:
         return need
     return replace(
