@@ -447,6 +447,27 @@ async def test_the_rate_signals_are_sampled_and_the_state_goes_into_last_scale()
     assert "state.speed" in report.state and report.state_time is not None
 
 
+async def first_step_after_restart(restarted: Any) -> Any:
+    """The recommendation of a new autoscaler's first step for ``restarted`` on six replicas
+    at a quiet load."""
+    quiet = {
+        "timestamp(vllm": time.time(),
+        "num_requests_waiting": 0.0,
+        "num_requests_running": 1.0,
+        "prompt_tokens_total": 2000.0,
+        "generation_tokens_total": 200.0,
+        "success_total": 0.5,
+    }
+    six = [RunningPlacement("central", "h100", 6)]
+    async with prometheus(quiet) as (url, _):
+        scaler = Autoscaler(url, clock=time.time)
+        try:
+            outcome = await scaler.step("team-a/chat", restarted, six, 6, TIERS)
+        finally:
+            await scaler.close()
+    return outcome.recommendation
+
+
 async def test_a_restarted_autoscaler_restores_its_state_from_status() -> None:
     """After a restart, the first step starts from status: the recommended count (no
     scale-down before a full delay of fresh observations), the service-rate estimate and the
@@ -465,22 +486,7 @@ async def test_a_restarted_autoscaler_restores_its_state_from_status() -> None:
             },
         }
     )
-    quiet = {
-        "timestamp(vllm": time.time(),
-        "num_requests_waiting": 0.0,
-        "num_requests_running": 1.0,
-        "prompt_tokens_total": 2000.0,
-        "generation_tokens_total": 200.0,
-        "success_total": 0.5,
-    }
-    six = [RunningPlacement("central", "h100", 6)]
-    async with prometheus(quiet) as (url, _):
-        scaler = Autoscaler(url, clock=time.time)
-        try:
-            outcome = await scaler.step("team-a/chat", restarted, six, 6, TIERS)
-        finally:
-            await scaler.close()
-    rec = outcome.recommendation
+    rec = await first_step_after_restart(restarted)
     assert rec.replicas == 6  # a restart never scales down at once
     assert rec.state.speed == 0.8
     assert "headroom" in rec.needs  # the burst before the restart is still held for
@@ -525,22 +531,7 @@ async def test_a_restart_takes_the_newer_of_the_status_s_state_and_the_last_deci
             },
         }
     )
-    quiet = {
-        "timestamp(vllm": now,
-        "num_requests_waiting": 0.0,
-        "num_requests_running": 1.0,
-        "prompt_tokens_total": 2000.0,
-        "generation_tokens_total": 200.0,
-        "success_total": 0.5,
-    }
-    six = [RunningPlacement("central", "h100", 6)]
-    async with prometheus(quiet) as (url, _):
-        scaler = Autoscaler(url, clock=time.time)
-        try:
-            outcome = await scaler.step("team-a/chat", restarted, six, 6, TIERS)
-        finally:
-            await scaler.close()
-    rec = outcome.recommendation
+    rec = await first_step_after_restart(restarted)
     if newer == "state":
         assert rec.state.speed == 0.9
         assert rec.state.restored_burst is not None
