@@ -494,7 +494,7 @@ class Decision(ApiModel):
     signals: dict[str, float] = Field(
         default_factory=dict,
         description="Signal values the decision was made on (metrics, and each signal's need).",
-        json_schema_extra={"maxProperties": 32},
+        json_schema_extra={"maxProperties": 48},
     )
 
 
@@ -578,10 +578,11 @@ class AutoscalingStatus(ApiModel):
         default_factory=dict,
         description=(
             "What a restarted operator needs of the recommender's memory (service-rate "
-            "estimate, burst history, fan-out, latency verdicts), as of stateTime: written "
+            "estimate, burst history, fan-out, request size, latency verdicts), as of "
+            "stateTime: written "
             "with the status, so it is at most a status refresh old."
         ),
-        json_schema_extra={"maxProperties": 24},
+        json_schema_extra={"maxProperties": 32},
     )
     state_time: str | None = Field(default=None, description="RFC 3339 time of state.")
 

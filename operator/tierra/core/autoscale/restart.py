@@ -10,6 +10,9 @@ from .model import API_MAX_REPLICAS, DEFAULT_PARAMS, ScalerParams
 from .signals.headroom import burst_fade, burst_lead, burst_summary, mix_weighted, mix_weights
 from .state import ScalerState, Unhelped
 
+MAX_TOKENS = 10_000_000.0
+"""A kept request size beyond this many tokens is a status edit, not a measurement."""
+
 GOAL_KEYS = {"p95 latency": "latency", "p95 TTFT": "ttft"}
 """The goals' names in ``status_signals``' keys."""
 
@@ -25,6 +28,9 @@ STATE_SIGNALS = (
     "state.burstShare",
     "state.crowd",
     "state.holdBase",
+    "state.meanPromptTokens",
+    "state.meanOutputTokens",
+    "state.sizeRequests",
     *(f"state.unhelped.{goal}.{f}" for goal in GOAL_KEYS.values() for f in UNHELPED_FIELDS),
 )
 """Keys under which ``status_signals`` writes what a restart needs into the last scale
@@ -62,6 +68,11 @@ def status_signals(
         out["state.crowd"] = round(state.crowds[0][1], 4)
     if state.hold_base is not None:
         out["state.holdBase"] = float(state.hold_base)
+    if state.sizes is not None:
+        prompt, output, requests, _ = state.sizes
+        out["state.meanPromptTokens"] = round(prompt, 1)
+        out["state.meanOutputTokens"] = round(output, 1)
+        out["state.sizeRequests"] = round(requests, 1)
     for verdict in state.unhelped:
         key = f"state.unhelped.{GOAL_KEYS.get(verdict.goal, 'latency')}"
         values = (
@@ -102,7 +113,8 @@ def restore_state(
       samples, they would have paired with the first ones after the restart into a swing of
       their own);
     * a goal the latency feedback found replicas do not help stays unchased until met;
-    * a hold under a schedule's floor goes back to what it held when the window closes.
+    * a hold under a schedule's floor goes back to what it held when the window closes;
+    * the smoothed request size goes on from what was kept.
     Rebuilt from observations: the growth probe, idleness, the rate window's mean ready.
     """
     signals = signals or {}
@@ -128,6 +140,11 @@ def restore_state(
             burst = (seen_at, jump, swing, share, peak)
     crowds = ((seen_at, crowd),) if seen_at is not None and crowd is not None and crowd > 0 else ()
     base = value("state.holdBase")
+    size = (
+        value("state.meanPromptTokens"),
+        value("state.meanOutputTokens"),
+        value("state.sizeRequests"),
+    )
     return ScalerState(
         last_replicas=recommended,
         last_change_at=at,
@@ -141,7 +158,22 @@ def restore_state(
         speed_at=now if speed is not None else None,
         unhelped=_verdicts(value),
         hold_base=int(base) if base is not None and 0 <= base <= API_MAX_REPLICAS else None,
+        sizes=_sizes(size, now),
     )
+
+
+def _sizes(
+    kept: tuple[float | None, float | None, float | None], now: float
+) -> tuple[float, float, float, float] | None:
+    """The smoothed request size kept (mean prompt and output tokens, the completions they
+    stand for), smoothed on from now: a restart's first minute alone is one phase of a
+    shifting mix. None when any is missing or absurd."""
+    prompt, output, requests = kept
+    if prompt is None or output is None or requests is None:
+        return None
+    if not (0 <= prompt <= MAX_TOKENS and 0 <= output <= MAX_TOKENS and requests >= 0):
+        return None
+    return prompt, output, requests, now
 
 
 def _verdicts(value: Callable[[str], float | None]) -> tuple[Unhelped, ...]:

@@ -974,6 +974,18 @@ def test_a_restart_holds_the_burst_as_of_when_the_state_was_kept() -> None:
     assert restore_state(6, 7200.0, signals=kept, signals_at=9000.0).restored_burst is None
 
 
+def test_a_restart_goes_on_smoothing_the_request_size_it_kept() -> None:
+    """A shifting mix's smoothed size survives a restart (its first minute alone is one
+    phase); a kept size that is absurd or incomplete is dropped and measured again."""
+    state = ScalerState(sizes=(3000.0, 150.0, 240.0, 1000.0))
+    kept = json.loads(json.dumps(status_signals(state, 60.0)))
+    assert restore_state(4, 1200.0, signals=kept).sizes == (3000.0, 150.0, 240.0, 1200.0)
+    for absurd in ({"state.meanPromptTokens": -1.0}, {"state.meanOutputTokens": 1e12}):
+        assert restore_state(4, 1200.0, signals={**kept, **absurd}).sizes is None
+    incomplete = {k: v for k, v in kept.items() if k != "state.sizeRequests"}
+    assert restore_state(4, 1200.0, signals=incomplete).sizes is None
+
+
 def test_the_deadband_widens_to_the_arrival_estimates_noise() -> None:
     tolerance = DEFAULT_PARAMS.tolerance
     for rate in (None, -1.0, math.nan, 1000.0):
