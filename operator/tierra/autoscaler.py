@@ -357,6 +357,7 @@ class Autoscaler:
         if scaling is None:  # a new service, or the operator restarted: what status kept
             scaling = self._services[key] = _ServiceScaling(
                 state=_restored(service, self.clock()),
+                kept_state=_kept_in_status(service),
                 reach_was_false=any(
                     c.type == "SLOReachable" and c.status == "False"
                     for c in service.status.conditions
@@ -431,7 +432,6 @@ class Autoscaler:
         token_rates = (inputs.prefill_tokens_per_second, inputs.decode_tokens_per_second)
         kept = status_signals(rec.state, inputs.startup_seconds, token_rates=token_rates)
         values.update(kept)
-        scaling.kept_state = (kept, now)
         # A decision is news when it changes a count in effect: not a service's first count
         # before it was ever placed, nor a manual count. (A hold moves a count only with a
         # floor: a schedule's window, a new minReplicas.)
@@ -496,6 +496,14 @@ class Autoscaler:
         scaling.state = rec.state
         scaling.recommendation = rec
         act = changed or stale_status
+        # (the state's time moves when its values do, or with a status written anyway: a
+        # restart that finds them as status says writes nothing)
+        if (
+            scaling.kept_state is None
+            or scaling.kept_state[0] != kept
+            or (act and before is not None)
+        ):
+            scaling.kept_state = (kept, now)
         return StepOutcome(
             rec,
             reconcile=act or reworded,
@@ -647,7 +655,9 @@ class Autoscaler:
             reach=scaling.reach,
             limit=scaling.limit,
             state=scaling.kept_state[0] if scaling.kept_state else {},
-            state_time=_rfc3339(scaling.kept_state[1]) if scaling.kept_state else None,
+            state_time=_rfc3339(scaling.kept_state[1])
+            if scaling.kept_state and scaling.kept_state[0]
+            else None,
         )
 
 
@@ -663,6 +673,13 @@ def _scrape_note(configured: float, in_effect: float) -> str | None:
         f"([{rate_window(in_effect)}]). Set the Tier's spec.metrics.scrapeIntervalSeconds "
         f"(or the operator's --prometheus-scrape-interval) to {in_effect:g} to say so"
     )
+
+
+def _kept_in_status(service: InferenceService) -> tuple[dict[str, float], float] | None:
+    """``status.autoscaling.state`` and its time, as the last operator wrote them."""
+    scaled = service.status.autoscaling
+    at = epoch_seconds(scaled.state_time) if scaled and scaled.state_time else None
+    return (dict(scaled.state), at) if scaled and scaled.state and at is not None else None
 
 
 def _restored(service: InferenceService, now: float) -> ScalerState:

@@ -544,6 +544,38 @@ async def test_a_restart_takes_the_newer_of_the_status_s_state_and_the_last_deci
     assert abs(rec.state.last_change_at - (now - 3 * 3600.0)) < 2.0
 
 
+async def test_a_restart_that_finds_the_state_as_status_says_keeps_its_time() -> None:
+    """The status a restarted operator writes is the one it found when nothing changed (its
+    patch changes nothing); a state that differs is written with the time it was taken."""
+    reports = []
+    for status in (None, "same", "other"):
+        body: dict[str, Any] = {}
+        if status is not None:
+            first = reports[0]
+            kept = dict(first.state) if status == "same" else {"state.crowd": 0.0}
+            body = {
+                "autoscaling": {
+                    "mode": "hold",
+                    "recommendedReplicas": 2,
+                    "state": kept,
+                    "stateTime": "2026-12-04T09:00:00Z",
+                }
+            }
+        async with prometheus({}) as (url, _):
+            scaler = Autoscaler(url, clock=time.time)
+            try:
+                await scaler.step("team-a/chat", with_status(body), TWO, 2, TIERS)
+            finally:
+                await scaler.close()
+        report = scaler.report("team-a/chat")
+        assert report is not None
+        reports.append(report)
+    fresh, same, other = reports
+    assert fresh.state and fresh.state_time is not None
+    assert same.state == fresh.state and same.state_time == "2026-12-04T09:00:00Z"
+    assert other.state == fresh.state and other.state_time != "2026-12-04T09:00:00Z"
+
+
 def created(seconds_ago: float) -> Any:
     body = SERVICE.model_dump(by_alias=True, exclude_none=True)
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - seconds_ago))
