@@ -167,6 +167,12 @@ class OperatorProcess:
         self.kubeconfig = OperatorProcess.service_account_kubeconfig or kubeconfig
         self.log_path = log_path
         self.env = dict(env or {})
+        if "TMPDIR" not in self.env:
+            # (its temporary files, the kubeconfig copy among them, stay beside its log: a
+            # kill -9 leaves them in the test's directory, not in /tmp)
+            private = log_path.parent / "tmp"
+            private.mkdir(parents=True, exist_ok=True)
+            self.env["TMPDIR"] = str(private)
         self.metrics_port = _free_port()
         self.process: subprocess.Popen[bytes] | None = None
 
