@@ -112,6 +112,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
     from tierra.shell.leader import LeaderElectionSettings
 
     return Settings(
+        context=args.context,
         namespace=args.namespace,
         metrics_port=args.metrics_port,
         members=MemberSettings(
@@ -154,15 +155,14 @@ def _run(args: argparse.Namespace) -> int:
     # The Kubernetes client libraries read KUBECONFIG on import: set it before importing them.
     if args.kubeconfig:
         os.environ["KUBECONFIG"] = args.kubeconfig
-    context_copy = _kubeconfig_with_context(args.context) if args.context else None
-    if context_copy is not None:
-        os.environ["KUBECONFIG"] = context_copy
-    try:
-        return _run_operator(args)
-    finally:
-        # The copy holds the kubeconfig's credentials: it must not outlive the operator.
-        if context_copy is not None:
-            Path(context_copy).unlink(missing_ok=True)
+    if args.context:
+        from tierra.shell.kube import KubeconfigContextError, operator_kubeconfig
+
+        try:
+            operator_kubeconfig(args.context)  # fail now, not in kopf's login retries
+        except KubeconfigContextError as error:
+            raise SystemExit(str(error)) from None
+    return _run_operator(args)
 
 
 def _run_operator(args: argparse.Namespace) -> int:
@@ -187,22 +187,6 @@ def _run_operator(args: argparse.Namespace) -> int:
         memo=kopf.Memo(settings=settings),
     )
     return 0
-
-
-def _kubeconfig_with_context(context: str) -> str:
-    """A private copy of the active kubeconfig whose current context is ``context``."""
-    import os
-    import tempfile
-
-    source = os.environ.get("KUBECONFIG", os.path.expanduser("~/.kube/config")).split(":")[0]
-    config = yaml.safe_load(Path(source).read_text())
-    if context not in {c["name"] for c in config.get("contexts", [])}:
-        raise SystemExit(f"no context {context!r} in {source}")
-    config["current-context"] = context
-    handle, path = tempfile.mkstemp(prefix="tierra-kubeconfig-", suffix=".yaml")
-    with os.fdopen(handle, "w") as sink:
-        yaml.safe_dump(config, sink)
-    return path
 
 
 def _explain(args: argparse.Namespace) -> int:

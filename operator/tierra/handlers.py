@@ -14,11 +14,18 @@ import logging
 from typing import Any
 
 import kopf
+from kubernetes_asyncio import config as kube_config
+from kubernetes_asyncio.client import Configuration
 from prometheus_client import REGISTRY, start_http_server
 
 from tierra.controllers.manager import Manager
 from tierra.settings import Settings
-from tierra.shell.kube import KubeClient, client_from_default
+from tierra.shell.kube import (
+    KubeClient,
+    client_configuration,
+    client_from_default,
+    operator_kubeconfig,
+)
 from tierra.shell.leader import LeaderElector
 from tierra.status_metrics import StatusCollector
 
@@ -29,6 +36,49 @@ _status_collector: StatusCollector | None = None
 
 class ControllersUnhealthy(Exception):  # noqa: N818 - what /healthz reports, verbatim
     """The controllers are not doing their job (the liveness probe fails)."""
+
+
+_login_files = contextlib.ExitStack()
+
+
+@kopf.on.login()
+async def login(memo: kopf.Memo, settings: kopf.OperatorSettings, **_: Any) -> kopf.ConnectionInfo:
+    """kopf's connection: the in-cluster service account, else the kube context that
+    ``tierra run --context`` names (else the current one), as the operator's own clients."""
+    tierra: Settings = memo.get("settings") or Settings()
+    if tierra.context is None:
+        with contextlib.suppress(kube_config.ConfigException):
+            kube_config.load_incluster_config()  # type: ignore[no-untyped-call]
+            return await _connection(Configuration.get_default_copy(), settings)
+    own = operator_kubeconfig(tierra.context)
+    # kopf reads the certificate files when it next connects: hold them until the next login.
+    files = contextlib.ExitStack()
+    configuration = await client_configuration(own.config, None, own.base_path, files)
+    _login_files.close()
+    _login_files.push(files)
+    return await _connection(configuration, settings)
+
+
+async def _connection(
+    configuration: Configuration, settings: kopf.OperatorSettings
+) -> kopf.ConnectionInfo:
+    log.info("kopf logs in to %s", configuration.host)
+    # The library's own call: it refreshes an exec plugin's or auth provider's token.
+    header = await configuration.get_api_key_with_prefix("BearerToken") or ""
+    scheme, _, token = str(header).rpartition(" ")
+    return kopf.ConnectionInfo(
+        server=str(configuration.host),
+        ca_path=configuration.ssl_ca_cert,
+        insecure=not configuration.verify_ssl,
+        username=configuration.username or None,
+        password=configuration.password or None,
+        scheme=scheme or None,
+        token=token or None,
+        certificate_path=configuration.cert_file,
+        private_key_path=configuration.key_file,
+        proxy_url=configuration.proxy,
+        trust_env=settings.networking.trust_env,
+    )
 
 
 @kopf.on.startup()
@@ -47,7 +97,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     if _status_collector is None:
         _status_collector = StatusCollector(lambda: _service_bodies(memo))
         REGISTRY.register(_status_collector)
-    management = await client_from_default("management")
+    management = await client_from_default("management", tierra.context)
     memo["management"] = management
     election = tierra.leader_election
     if not election.enabled:
@@ -56,7 +106,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         return
     # The elector has a client of its own: the Lease is the one thing a standby writes.
     elector = LeaderElector(
-        await client_from_default("leader-election"),
+        await client_from_default("leader-election", tierra.context),
         tierra.namespace,
         election.lease_name,
         election.timing,

@@ -100,6 +100,9 @@ class ElectionSettings:
 class Settings:
     """Everything ``tierra run`` can be told."""
 
+    context: str | None = None
+    """The kube context of the management cluster (``tierra run --context``); none: the
+    in-cluster service account, else the kubeconfig's current context."""
     namespace: str = "tierra-system"
     """The operator's namespace: kubeconfig Secrets are read from here only; the Lease lives
     here."""

@@ -611,13 +611,30 @@ async def test_lists_are_read_in_pages_and_miss_nothing(
             core.delete_namespace(name)
 
 
-def test_the_operator_s_kubeconfig_copy_does_not_outlive_it(operator: OperatorProcess) -> None:
-    """``tierra run --context`` runs on a copy of the kubeconfig (credentials included) with
-    that context current; stopping the operator removes the copy."""
-    temporary = Path(operator.env["TMPDIR"])
-    assert [p.name for p in temporary.glob("tierra-kubeconfig-*")], "the copy is not where expected"
-    operator.stop()
+def test_the_operator_writes_no_credential_to_disk_even_when_killed(
+    operator: OperatorProcess, fleet_kubeconfig: Path, tmp_path: Path
+) -> None:
+    """``tierra run --context`` with a kubeconfig that embeds a client key (the fleet's admin
+    one): neither its clients nor kopf's login write the key, the certificates or a copy of
+    the kubeconfig to a file, so a kill -9 leaves nothing behind."""
+    operator.stop()  # one operator at a time
+    admin = OperatorProcess(fleet_kubeconfig, tmp_path / "log")
+    admin.kubeconfig = fleet_kubeconfig
+    assert "client-key-data" in fleet_kubeconfig.read_text()
+    temporary = Path(admin.env["TMPDIR"])
     try:
-        assert not list(temporary.glob("tierra-kubeconfig-*"))
+        admin.start()
+        deadline = time.monotonic() + 30
+        while "kopf logs in to https://" not in admin.log_tail(10**6):
+            assert time.monotonic() < deadline, f"kopf did not log in: {admin.log_tail()}"
+            time.sleep(0.2)
+        time.sleep(2)  # (kopf warns a moment later if the credentials were not taken)
+        assert "Authentication has failed" not in admin.log_tail(10**6)
+        assert "Handler 'login'" not in admin.log_tail(10**6)
+        assert admin.process is not None
+        admin.process.kill()
+        admin.process.wait()
+        assert [str(p.relative_to(temporary)) for p in temporary.rglob("*")] == []
     finally:
+        admin.stop()
         operator.start()

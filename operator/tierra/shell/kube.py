@@ -7,15 +7,20 @@ list/watch results stay dicts, which keeps informers of thousands of objects che
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import os
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import orjson
+import yaml
 from kubernetes_asyncio import config as kube_config
-from kubernetes_asyncio.client import ApiClient
+from kubernetes_asyncio.client import ApiClient, Configuration
+from kubernetes_asyncio.config.kube_config import KubeConfigLoader
 
 from tierra.shell import telemetry
 
@@ -304,20 +309,114 @@ class KubeClient:
         await self.api_client.close()
 
 
-async def client_from_kubeconfig(
-    config: Obj, name: str = "", context: str | None = None
-) -> KubeClient:
-    api_client = await kube_config.new_client_from_config_dict(config, context=context)
-    return KubeClient(api_client, name)
+class KubeconfigContextError(Exception):
+    """The operator's kubeconfig has no such context (or none at all)."""
 
 
-async def client_from_default(name: str = "") -> KubeClient:
-    """The operator's own cluster: in-cluster config, else the current kube context."""
+@dataclass(frozen=True)
+class OperatorKubeconfig:
+    """The operator's own kubeconfig: trusted (its admin wrote it), read once per login."""
+
+    config: Obj
+    base_path: str
+    """Directory that relative certificate paths in ``config`` are relative to."""
+
+
+def operator_kubeconfig(context: str | None = None) -> OperatorKubeconfig:
+    """The first file of ``KUBECONFIG`` (else ``~/.kube/config``), with ``context`` current."""
+    first = os.environ.get("KUBECONFIG", "~/.kube/config").split(os.pathsep)[0]
+    path = Path(os.path.expanduser(first))
     try:
-        kube_config.load_incluster_config()  # type: ignore[no-untyped-call]
-        api_client = ApiClient()
-    except kube_config.ConfigException:
-        # KUBECONFIG is read now, not at import time (the library freezes it on import).
-        path = os.environ.get("KUBECONFIG", "~/.kube/config").split(os.pathsep)[0]
-        api_client = await kube_config.new_client_from_config(config_file=os.path.expanduser(path))
+        config = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as error:
+        problem = type(error).__name__
+        raise KubeconfigContextError(f"cannot read kubeconfig {path}: {problem}") from None
+    if context is not None:
+        names = {c.get("name") for c in config.get("contexts") or [] if isinstance(c, Mapping)}
+        if context not in names:
+            raise KubeconfigContextError(f"no context {context!r} in {path}")
+        config["current-context"] = context
+    return OperatorKubeconfig(config, str(path.parent))
+
+
+_EMBEDDED = {
+    "clusters": ("cluster", {"certificate-authority-data": "certificate-authority"}),
+    "users": (
+        "user",
+        {"client-certificate-data": "client-certificate", "client-key-data": "client-key"},
+    ),
+}
+
+
+def credentials_in_memory(config: Obj, files: contextlib.ExitStack) -> Obj:
+    """``config`` with each embedded certificate and key moved to an anonymous in-memory file
+    that ``files`` closes.
+
+    Python's TLS loads a client key only from a path, so the client library writes embedded
+    ones to temporary files that it removes at exit: a kill -9 leaves the key on disk. An
+    in-memory file (Linux's memfd) goes with the process whatever ends it. Elsewhere the
+    config is returned unchanged.
+    """
+    if not hasattr(os, "memfd_create"):
+        return config
+    moved = dict(config)
+    for section, (key, fields) in _EMBEDDED.items():
+        entries = []
+        for entry in config.get(section) or []:
+            inner = entry.get(key) if isinstance(entry, Mapping) else None
+            if not isinstance(inner, Mapping) or not any(f in inner for f in fields):
+                entries.append(entry)
+                continue
+            inner = dict(inner)
+            for data_field, path_field in fields.items():
+                if data_field in inner:
+                    content = base64.b64decode(inner.pop(data_field))
+                    inner[path_field] = _memory_file(content, files)
+            entries.append({**entry, key: inner})
+        if section in config:
+            moved[section] = entries
+    return moved
+
+
+def _memory_file(content: bytes, files: contextlib.ExitStack) -> str:
+    descriptor = os.memfd_create("tierra-credential", os.MFD_CLOEXEC)
+    files.callback(os.close, descriptor)
+    os.write(descriptor, content)
+    return f"/proc/self/fd/{descriptor}"
+
+
+async def client_configuration(
+    config: Obj, context: str | None, base_path: str, files: contextlib.ExitStack
+) -> Configuration:
+    """The client library's configuration for ``config``; its certificate and key paths are
+    valid until ``files`` closes."""
+    configuration = Configuration()
+    loader = KubeConfigLoader(
+        config_dict=credentials_in_memory(config, files),
+        active_context=context,
+        config_base_path=base_path,
+    )
+    await loader.load_and_set(configuration)
+    return configuration
+
+
+async def client_from_kubeconfig(
+    config: Obj, name: str = "", context: str | None = None, base_path: str = ""
+) -> KubeClient:
+    with contextlib.ExitStack() as files:
+        configuration = await client_configuration(config, context, base_path, files)
+        api_client = ApiClient(configuration)  # reads the certificates: TLS is set up here
     return KubeClient(api_client, name)
+
+
+async def client_from_default(name: str = "", context: str | None = None) -> KubeClient:
+    """The operator's own cluster: in-cluster config, else the kube context (``context``, or
+    the current one)."""
+    if context is None:
+        try:
+            kube_config.load_incluster_config()  # type: ignore[no-untyped-call]
+            return KubeClient(ApiClient(), name)
+        except kube_config.ConfigException:
+            pass
+    own = operator_kubeconfig(context)
+    return await client_from_kubeconfig(own.config, name, base_path=own.base_path)
