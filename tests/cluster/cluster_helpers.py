@@ -168,8 +168,8 @@ class OperatorProcess:
         self.log_path = log_path
         self.env = dict(env or {})
         if "TMPDIR" not in self.env:
-            # (its temporary files, the kubeconfig copy among them, stay beside its log: a
-            # kill -9 leaves them in the test's directory, not in /tmp)
+            # (its temporary files, if any, stay beside its log: a kill -9 leaves them in the
+            # test's directory, not in /tmp)
             private = log_path.parent / "tmp"
             private.mkdir(parents=True, exist_ok=True)
             self.env["TMPDIR"] = str(private)
