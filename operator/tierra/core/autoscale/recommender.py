@@ -110,6 +110,7 @@ def _manual(
             metrics_missing_since=None if available else (state.metrics_missing_since or now),
             rates=state.rates,
             restored_burst=state.restored_burst,
+            restored_edges=state.restored_edges,
             speed=state.speed,
             speed_at=state.speed_at,
             work=state.work,
@@ -389,6 +390,11 @@ def recommend(
             if state.restored_burst is not None
             and now - state.restored_burst[0] <= burst_memory(inputs.startup_seconds, params)
             else None,
+            restored_edges=tuple(
+                (t, rate)
+                for t, rate in state.restored_edges
+                if now - t <= burst_memory(inputs.startup_seconds, params)
+            ),
             crowds=load.crowds,
             mixes=load.mixes,
             speed=seen.speed,

@@ -6,9 +6,12 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 
-from .model import API_MAX_REPLICAS, DEFAULT_PARAMS, ScalerParams
+from .model import API_MAX_REPLICAS, DEFAULT_PARAMS, HUGE, ScalerParams
 from .signals.headroom import burst_fade, burst_lead, burst_summary, mix_weighted, mix_weights
 from .state import ScalerState, Unhelped
+
+MAX_AGE = 86_400.0
+"""A kept rate older than this (seconds) is a status edit: the burst history is shorter."""
 
 MAX_TOKENS = 10_000_000.0
 """A kept request size beyond this many tokens is a status edit, not a measurement."""
@@ -26,6 +29,7 @@ STATE_SIGNALS = (
     "state.burstJump",
     "state.burstSwing",
     "state.burstShare",
+    *(f"state.recent{edge}{part}" for edge in ("High", "Low") for part in ("", "At")),
     "state.crowd",
     "state.holdBase",
     "state.meanPromptTokens",
@@ -45,7 +49,8 @@ def status_signals(
 ) -> dict[str, float]:
     """What of the state the status keeps with each scale decision, for ``restore_state``:
     the service-rate estimate and the burst history (its largest rise within a start-up time,
-    or a decision interval when longer, and its peak; with the replicas' ``token_rates``,
+    or a decision interval when longer, and its peak; the highest and lowest rates within that
+    time before the latest sample, and when; with the replicas' ``token_rates``,
     (prefill, decode) tokens per second, a heavier mix at its weight), and the goals the
     latency feedback found replicas do not help (a restart would test them again with as many
     replicas more). The rest is rebuilt from observations."""
@@ -56,9 +61,23 @@ def status_signals(
         weights = mix_weights(state.mixes, *token_rates, params) if token_rates else {}
         lead = burst_lead(startup_seconds, state.rates, params)
         fade = burst_fade(state.rates[-1][0], startup_seconds, params)
+        history = mix_weighted(state.rates, weights)
         burst = burst_summary(
-            mix_weighted(state.rates, weights), lead, fade, params, state.restored_burst
+            history, lead, fade, params, state.restored_burst, state.restored_edges
         )
+        latest = history[-1][0]
+        recent = [
+            (t, rate)
+            for t, rate in (*state.restored_edges, *((t, rate) for t, rate, _ in history))
+            if t >= latest - lead
+        ]
+        for edge, (t, rate) in (
+            # (of equal rates the latest, which pairs with the samples after for longest)
+            ("High", max(recent, key=lambda s: (s[1], s[0]))),
+            ("Low", min(recent, key=lambda s: (s[1], -s[0]))),
+        ):
+            out[f"state.recent{edge}"] = round(rate, 4)
+            out[f"state.recent{edge}At"] = round(t, 1)
         out["state.burstRise"] = round(burst.rise, 4)
         out["state.burstPeak"] = round(burst.peak, 4)
         out["state.burstJump"] = round(burst.jump, 4)
@@ -111,7 +130,8 @@ def restore_state(
       largest fan-out, are held as of ``signals_at`` (``ScalerState.restored_burst``), beside
       the samples since, until they age out of the lookback, as they would have been (as
       samples, they would have paired with the first ones after the restart into a swing of
-      their own);
+      their own); the highest and lowest rates of the last start-up before it do pair with
+      them (``ScalerState.restored_edges``), so a fall that spans the restart is still seen;
     * a goal the latency feedback found replicas do not help stays unchased until met;
     * a hold under a schedule's floor goes back to what it held when the window closes;
     * the smoothed request size goes on from what was kept.
@@ -138,6 +158,7 @@ def restore_state(
             jump, swing, share = rise, 0.0, 0.0
         if 0 <= jump <= peak and 0 <= swing <= peak and share >= 0:
             burst = (seen_at, jump, swing, share, peak)
+    edges = _edges(value, seen_at)
     crowds = ((seen_at, crowd),) if seen_at is not None and crowd is not None and crowd > 0 else ()
     base = value("state.holdBase")
     size = (
@@ -153,6 +174,7 @@ def restore_state(
         window=((now, recommended),) if recommended else (),
         window_since=now,
         restored_burst=burst,
+        restored_edges=edges,
         crowds=crowds,
         speed=min(high, max(low, speed)) if speed is not None else 1.0,
         speed_at=now if speed is not None else None,
@@ -160,6 +182,23 @@ def restore_state(
         hold_base=int(base) if base is not None and 0 <= base <= API_MAX_REPLICAS else None,
         sizes=_sizes(size, now),
     )
+
+
+def _edges(
+    value: Callable[[str], float | None], seen_at: float | None
+) -> tuple[tuple[float, float], ...]:
+    """(time, rate) of the highest and lowest rates kept, leaving out any a status edit made
+    absurd; none without the time they were kept."""
+    if seen_at is None:
+        return ()
+    out = []
+    for edge in ("High", "Low"):
+        rate, at = value(f"state.recent{edge}"), value(f"state.recent{edge}At")
+        if rate is None or at is None or not 0 <= rate <= HUGE:
+            continue
+        if 0 <= seen_at - at <= MAX_AGE:
+            out.append((at, rate))
+    return tuple(sorted(out))
 
 
 def _sizes(

@@ -110,6 +110,10 @@ class ScalerState:
     """(time, largest jump, largest modest swing, its share of its level, peak) of the burst
     history a restart rebuilt from status (``restore_state``), each at its weight then: held
     beside the samples since, fading from that time (``burst_summary``)."""
+    restored_edges: tuple[tuple[float, float], ...] = ()
+    """(time, rate) of the highest and lowest samples within a start-up before the restart
+    (``restore_state``): they pair with the samples since into the swings (only there, not
+    the arrival rate or the ramp), so a fall or a rise that spans the restart is one."""
     mixes: tuple[tuple[float, float, float], ...] = ()
     """(time, mean prompt tokens, mean output tokens) of the burst history's samples whose
     request size was known (``mix_weighted``)."""
@@ -158,6 +162,7 @@ class ScalerState:
             "intervalRise": self.interval_rise,
             "rates": [[t, rate, ready] for t, rate, ready in self.rates],
             "restoredBurst": list(self.restored_burst) if self.restored_burst else None,
+            "restoredEdges": [list(e) for e in self.restored_edges],
             "mixes": [list(m) for m in self.mixes],
             "crowds": [[t, n] for t, n in self.crowds],
             "speed": self.speed,
@@ -206,6 +211,7 @@ class ScalerState:
                 (float(t), float(rate), int(ready)) for t, rate, ready in data.get("rates") or ()
             ),
             restored_burst=_five(data.get("restoredBurst")),
+            restored_edges=tuple((float(t), float(r)) for t, r in data.get("restoredEdges") or ()),
             mixes=tuple((float(t), float(p), float(o)) for t, p, o in data.get("mixes") or ()),
             crowds=tuple((float(t), float(n)) for t, n in data.get("crowds") or ()),
             speed=float(data.get("speed") or 1.0),

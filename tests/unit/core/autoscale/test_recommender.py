@@ -19,6 +19,7 @@ from tierra.api.inference_service import InferenceService
 from tierra.core.autoscale import (
     API_MAX_REPLICAS,
     DEFAULT_PARAMS,
+    STATE_SIGNALS,
     Recommendation,
     ScalerParams,
     ScalerState,
@@ -786,6 +787,34 @@ def test_monotone_in_load(
         return recommend(given_inputs, state, now).replicas
 
     assert at(lighter) <= at(heavier)
+
+
+any_float = st.floats(allow_nan=True, allow_infinity=True)
+
+
+@given(
+    kept=st.dictionaries(st.sampled_from(STATE_SIGNALS), any_float, max_size=len(STATE_SIGNALS)),
+    kept_at=any_float,
+    recommended=st.one_of(st.none(), st.integers(0, 60)),
+    final=st.one_of(st.none(), load),
+)
+def test_whatever_status_kept_a_restart_never_raises_nor_leaves_its_bounds(
+    kept: dict[str, float], kept_at: float, recommended: int | None, final: Any
+) -> None:
+    """A status edit (or a bug of another version) may put any float under any key a restart
+    reads, NaN and infinities included: restoring and the decisions after never raise, and
+    stay within the service's bounds."""
+    now = 3600.0
+    state = restore_state(
+        recommended, now, last_scale_at=now - 60, signals=kept, signals_at=kept_at
+    )
+    for step in range(3):
+        at = now + step * STEP
+        observed = None if final is None else signals(at, *final)
+        rec = recommend(inputs(max_replicas=30, signals=observed), state, at)
+        assert 1 <= rec.replicas <= 30
+        state = rec.state
+        status_signals(state, 60.0)
 
 
 # --------------------------------------------------------------------------------------------

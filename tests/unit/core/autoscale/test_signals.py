@@ -949,6 +949,59 @@ def test_a_restart_holds_a_jump_and_a_modest_swing_as_before(jump: bool) -> None
         assert after.replicas == before.replicas, (rate, after.reason, before.reason)
 
 
+def test_a_fall_that_spans_a_restart_is_held_as_before() -> None:
+    """A ramp from 2 to 12 req/s over 20 minutes (no jump: each start-up rises by a modest
+    share of its level), a restart at the top, and the load drops back to 2 req/s within the
+    next start-up. Never restarted, that fall is a jump of 10 req/s, held whole; restarted,
+    the highest and lowest rates of the last start-up kept in status pair with the samples
+    after, and it is held as before (the burst summary alone saw no jump)."""
+    now, startup = 1800.0, 300.0
+    slow = inputs(startup_seconds=startup)
+
+    def ramp(t: float) -> float:
+        return 2.0 + 10.0 * min(1.0, max(0.0, (t - 600.0) / 1200.0))
+
+    history = tuple((t, ramp(t), 4) for t in (i * STEP for i in range(121)))
+    kept = json.loads(json.dumps(status_signals(ScalerState(rates=history), startup)))
+    restored = restore_state(4, now + STEP, last_scale_at=now, signals=kept)
+    assert restored.restored_edges == ((1500.0, 9.5), (1800.0, 12.0))
+    later = tuple((now + k * STEP, 2.0, 4) for k in range(1, 9))
+    before = headroom_need(slow, 2.0, (*history, *later))
+    after = headroom_need(
+        slow, 2.0, later, restored=restored.restored_burst, edges=restored.restored_edges
+    )
+    forgot = headroom_need(slow, 2.0, later, restored=restored.restored_burst)
+    assert before is not None and after is not None
+    assert after.replicas == before.replicas == need_for(12.0, startup_seconds=startup)
+    assert forgot is None  # (a modest swing of a level that is gone: nothing held)
+    # (the kept rates go on to the next status while within a start-up of its latest sample)
+    again = status_signals(replace(restored, rates=later[:2]), startup)
+    assert (again["state.recentHigh"], again["state.recentHighAt"]) == (12.0, 1800.0)
+    assert ScalerState.from_dict(json.loads(json.dumps(restored.to_dict()))) == restored
+
+
+def test_a_restart_keeps_only_believable_recent_rates() -> None:
+    kept = {
+        "state.recentHigh": 12.0,
+        "state.recentHighAt": 1800.0,
+        "state.recentLow": 9.5,
+        "state.recentLowAt": 1500.0,
+    }
+    assert restore_state(4, 1815.0, signals=kept, signals_at=1800.0).restored_edges == (
+        (1500.0, 9.5),
+        (1800.0, 12.0),
+    )
+    for absurd in (
+        {"state.recentHigh": -1.0},  # a negative rate
+        {"state.recentHigh": math.inf},
+        {"state.recentHighAt": 1900.0},  # after the state was kept
+        {"state.recentHighAt": 1800.0 - 2 * 86_400},  # older than any burst history
+    ):
+        edges = restore_state(4, 1815.0, signals={**kept, **absurd}, signals_at=1800.0)
+        assert edges.restored_edges == ((1500.0, 9.5),), absurd
+    assert restore_state(4, 1815.0, signals=kept).restored_edges == ()  # no time: none
+
+
 def test_a_restart_holds_the_burst_as_of_when_the_state_was_kept() -> None:
     """The state kept with a status 30 s before the restart, the last scale decision an hour
     before: the burst and the fan-out fade from when the state was kept, the scale-down

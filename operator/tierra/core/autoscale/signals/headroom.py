@@ -143,10 +143,14 @@ def burst_summary(
     weight: Callable[[float], float],
     params: ScalerParams = DEFAULT_PARAMS,
     restored: tuple[float, float, float, float, float] | None = None,
+    edges: tuple[tuple[float, float], ...] = (),
 ) -> BurstSummary:
     """The swings within ``lead`` and the peak of ``rates`` at their ``weight``, and of what a
-    restart ``restored`` (``ScalerState.restored_burst``) at the weight of its time."""
-    rise, peak, jump, swing, share = _changes(rates, lead, True, weight, params.modest_swing)
+    restart ``restored`` (``ScalerState.restored_burst``) at the weight of its time; the
+    samples before it that a restart kept (``edges``) pair with the first ones after."""
+    first = rates[0][0] if rates else math.inf
+    kept = tuple((t, rate, 0) for t, rate in sorted(edges) if t < first)
+    rise, peak, jump, swing, share = _changes(kept + rates, lead, True, weight, params.modest_swing)
     if restored is not None:
         at, old_jump, old_swing, old_share, old_peak = restored
         w = weight(at)
@@ -308,6 +312,7 @@ def headroom_need(
     params: ScalerParams = DEFAULT_PARAMS,
     crowd: float = 0.0,
     restored: tuple[float, float, float, float, float] | None = None,
+    edges: tuple[tuple[float, float], ...] = (),
 ) -> SignalNeed | None:
     """Capacity held ahead of bursts a reactive scale-up would be late for.
 
@@ -338,7 +343,7 @@ def headroom_need(
         return None
     lead = burst_lead(inputs.startup_seconds, rates, params)
     fade = burst_fade(rates[-1][0], inputs.startup_seconds, params)
-    burst = burst_summary(rates, lead, fade, params, restored)
+    burst = burst_summary(rates, lead, fade, params, restored, edges)
     peak = burst.peak
     # (a burst is held whole: the next one's peak is no lower than the last's for being noisy)
     rise, scaled = 0.0, ""
@@ -432,8 +437,10 @@ def from_sample(sample: Sample, params: ScalerParams = DEFAULT_PARAMS) -> Signal
         load.mixes, sized.prefill_tokens_per_second, sized.decode_tokens_per_second, params
     )
     history = mix_weighted(load.rates, weights)
-    restored = sample.state.restored_burst
-    need = headroom_need(sized, load.arrival, history, params, crowd, restored)
+    state = sample.state
+    need = headroom_need(
+        sized, load.arrival, history, params, crowd, state.restored_burst, state.restored_edges
+    )
     if need is None or not weights:
         return need
     return replace(
