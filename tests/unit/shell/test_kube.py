@@ -145,3 +145,31 @@ async def test_kopf_logs_in_to_the_named_context_from_memory(
     token = await login(memo=kopf.Memo(settings=Settings(context="token")), settings=settings)
     assert (token.scheme, token.token, token.private_key_path) == ("Bearer", "a-token", None)
     assert not Path(str(cert.private_key_path)).exists()  # the last login's files are closed
+
+
+async def test_kopf_logs_in_with_the_pod_s_service_account_in_a_cluster(
+    pki: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In a pod (the chart), with no context named: the mounted token and CA, as they are."""
+    import kopf
+    from kubernetes_asyncio.client import Configuration
+    from kubernetes_asyncio.config import incluster_config
+
+    from tierra.handlers import login
+    from tierra.settings import Settings
+
+    token = tmp_path / "token"
+    token.write_text("pod-token")
+    monkeypatch.setattr(incluster_config, "SERVICE_TOKEN_FILENAME", str(token))
+    monkeypatch.setattr(incluster_config, "SERVICE_CERT_FILENAME", str(pki / "ca.crt"))
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.96.0.1")
+    monkeypatch.setenv("KUBERNETES_SERVICE_PORT", "443")
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "absent"))
+    monkeypatch.setattr(Configuration, "_default", None)  # (the library sets its default)
+    info = await login(memo=kopf.Memo(settings=Settings()), settings=kopf.OperatorSettings())
+    assert (info.server, info.scheme, info.token) == (
+        "https://10.96.0.1:443",
+        "Bearer",
+        "pod-token",
+    )
+    assert info.ca_path == str(pki / "ca.crt") and info.private_key_path is None
