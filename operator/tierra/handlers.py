@@ -14,18 +14,12 @@ import logging
 from typing import Any
 
 import kopf
-from kubernetes_asyncio import config as kube_config
 from kubernetes_asyncio.client import Configuration
 from prometheus_client import REGISTRY, start_http_server
 
 from tierra.controllers.manager import Manager
 from tierra.settings import Settings
-from tierra.shell.kube import (
-    KubeClient,
-    client_configuration,
-    client_from_default,
-    operator_kubeconfig,
-)
+from tierra.shell.kube import KubeClient, client_from_default, operator_configuration
 from tierra.shell.leader import LeaderElector
 from tierra.status_metrics import StatusCollector
 
@@ -46,14 +40,9 @@ async def login(memo: kopf.Memo, settings: kopf.OperatorSettings, **_: Any) -> k
     """kopf's connection: the in-cluster service account, else the kube context that
     ``tierra run --context`` names (else the current one), as the operator's own clients."""
     tierra: Settings = memo.get("settings") or Settings()
-    if tierra.context is None:
-        with contextlib.suppress(kube_config.ConfigException):
-            kube_config.load_incluster_config()  # type: ignore[no-untyped-call]
-            return await _connection(Configuration.get_default_copy(), settings)
-    own = operator_kubeconfig(tierra.context)
     # kopf reads the certificate files when it next connects: hold them until the next login.
     files = contextlib.ExitStack()
-    configuration = await client_configuration(own.config, None, own.base_path, files)
+    configuration = await operator_configuration(tierra.context, files)
     _login_files.close()
     _login_files.push(files)
     return await _connection(configuration, settings)

@@ -409,14 +409,23 @@ async def client_from_kubeconfig(
     return KubeClient(api_client, name)
 
 
-async def client_from_default(name: str = "", context: str | None = None) -> KubeClient:
-    """The operator's own cluster: in-cluster config, else the kube context (``context``, or
-    the current one)."""
+async def operator_configuration(context: str | None, files: contextlib.ExitStack) -> Configuration:
+    """The operator's own cluster: the pod's service account when in one and no ``context``
+    is named, else the kubeconfig's ``context`` (or its current one); certificate and key
+    paths are valid until ``files`` closes."""
     if context is None:
+        configuration = Configuration()
         try:
-            kube_config.load_incluster_config()  # type: ignore[no-untyped-call]
-            return KubeClient(ApiClient(), name)
+            kube_config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+            return configuration
         except kube_config.ConfigException:
             pass
     own = operator_kubeconfig(context)
-    return await client_from_kubeconfig(own.config, name, base_path=own.base_path)
+    return await client_configuration(own.config, None, own.base_path, files)
+
+
+async def client_from_default(name: str = "", context: str | None = None) -> KubeClient:
+    """A client of the operator's own cluster (``operator_configuration``)."""
+    with contextlib.ExitStack() as files:
+        api_client = ApiClient(await operator_configuration(context, files))
+    return KubeClient(api_client, name)
