@@ -170,10 +170,10 @@ def _run_operator(args: argparse.Namespace) -> int:
 
     settings = settings_from(args)
 
-    # kopf logs in with the synchronous kubernetes client when it is importable, else with its
-    # own kubeconfig reader; the operator itself talks through kubernetes_asyncio. Hiding the
-    # synchronous client keeps ~40 MB of modules out of the process (kopf has no setting for
-    # this; a None entry in sys.modules is Python's documented way to make an import fail).
+    # kopf logs in through ``handlers.login`` (kubernetes_asyncio, as the operator's clients),
+    # but imports the synchronous kubernetes client for its fallback logins when it can.
+    # Hiding it keeps ~40 MB of modules out of the process (kopf has no setting for this; a
+    # None entry in sys.modules is Python's documented way to make an import fail).
     sys.modules.setdefault("kubernetes", None)  # type: ignore[arg-type]
     import kopf
 

@@ -40,6 +40,12 @@ async def login(memo: kopf.Memo, settings: kopf.OperatorSettings, **_: Any) -> k
     """kopf's connection: the in-cluster service account, else the kube context that
     ``tierra run --context`` names (else the current one), as the operator's own clients."""
     tierra: Settings = memo.get("settings") or Settings()
+    log.info(
+        "kopf logs in with %s",
+        f"kube context {tierra.context!r}"
+        if tierra.context
+        else "the pod's service account, else the current kube context",
+    )
     # kopf reads the certificate files when it next connects: hold them until the next login.
     files = contextlib.ExitStack()
     configuration = await operator_configuration(tierra.context, files)
@@ -51,7 +57,6 @@ async def login(memo: kopf.Memo, settings: kopf.OperatorSettings, **_: Any) -> k
 async def _connection(
     configuration: Configuration, settings: kopf.OperatorSettings
 ) -> kopf.ConnectionInfo:
-    log.info("kopf logs in to %s", configuration.host)
     # The library's own call: it refreshes an exec plugin's or auth provider's token.
     header = await configuration.get_api_key_with_prefix("BearerToken") or ""
     scheme, _, token = str(header).rpartition(" ")

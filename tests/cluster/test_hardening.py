@@ -625,7 +625,7 @@ def test_the_operator_writes_no_credential_to_disk_even_when_killed(
     try:
         admin.start()
         deadline = time.monotonic() + 30
-        while "kopf logs in to https://" not in admin.log_tail(10**6):
+        while "kopf logs in with kube context 'tierra-central'" not in admin.log_tail(10**6):
             assert time.monotonic() < deadline, f"kopf did not log in: {admin.log_tail()}"
             time.sleep(0.2)
         time.sleep(2)  # (kopf warns a moment later if the credentials were not taken)
