@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import time
@@ -190,21 +191,30 @@ def _run_operator(args: argparse.Namespace) -> int:
 
 
 def _explain(args: argparse.Namespace) -> int:
-    from kubernetes import client, config
+    from kubernetes import client
     from kubernetes.client.exceptions import ApiException
 
     from tierra.core.status import explain_status
+    from tierra.shell.kube import KubeconfigContextError, operator_kubeconfig, sync_api_client
 
     namespace, _, name = args.target.rpartition("/")
     namespace = namespace or "default"
-    config.load_kube_config(context=args.context)
     try:
-        body = client.CustomObjectsApi().get_namespaced_custom_object(
-            "tierra.dev", "v1alpha1", namespace, "inferenceservices", name
-        )
-    except ApiException as error:
-        print(f"cannot read InferenceService {namespace}/{name}: {error.reason}", file=sys.stderr)
+        own = operator_kubeconfig(args.context)
+    except KubeconfigContextError as error:
+        print(error, file=sys.stderr)
         return 1
+    with contextlib.ExitStack() as files:  # the client's certificates, in memory
+        api = client.CustomObjectsApi(sync_api_client(own.config, None, own.base_path, files))
+        try:
+            body = api.get_namespaced_custom_object(
+                "tierra.dev", "v1alpha1", namespace, "inferenceservices", name
+            )
+        except ApiException as error:
+            print(
+                f"cannot read InferenceService {namespace}/{name}: {error.reason}", file=sys.stderr
+            )
+            return 1
     print(
         explain_status(
             f"{namespace}/{name}", body.get("spec", {}), body.get("status", {}), time.time()

@@ -14,6 +14,7 @@ by deleting that Secret in the member) or, with ``--token-expiration``, a TokenR
 from __future__ import annotations
 
 import base64
+import contextlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,9 +87,10 @@ def kubeconfig_for_token(context: str, server: str, ca_pem: bytes, token: str) -
     }
 
 
-def _context_entries(kubeconfig: Path, context: str | None) -> tuple[str, dict[str, Any]]:
-    """(context name, its cluster entry) from a kubeconfig file."""
-    config = yaml.safe_load(kubeconfig.read_text()) or {}
+def _context_entries(
+    config: dict[str, Any], kubeconfig: Path, context: str | None
+) -> tuple[str, dict[str, Any]]:
+    """(context name, its cluster entry) from the kubeconfig file ``kubeconfig`` holds."""
     name = context or config.get("current-context")
     entry = next((c for c in config.get("contexts") or [] if c.get("name") == name), None)
     if entry is None:
@@ -224,48 +226,51 @@ def connect(
     token_expiration: int | None = None,
 ) -> Connection:
     """Grant, get a token, verify it, and write the Tier's kubeconfig Secret."""
-    from kubernetes import client, config
+    from kubernetes import client
     from kubernetes.client.exceptions import ApiException
 
-    name, cluster = _context_entries(kubeconfig, member_context)
-    member = config.new_client_from_config(config_file=str(kubeconfig), context=name)
-    grant(member, member_namespace)
-    ca = _ca_pem(cluster, kubeconfig.parent)
-    if token_expiration:
-        token = request_token(member, member_namespace, token_expiration)
-    else:
-        token, secret_ca = secret_token(member, member_namespace)
-        ca = ca or secret_ca
-    if ca is None:
-        raise ConnectError(f"context {name!r} has no CA and the member provided none")
-    server = server or str(cluster["server"])
-    credentials = kubeconfig_for_token(f"tierra-{tier}", server, ca, token)
+    from tierra.shell.kube import sync_api_client
 
-    # The credentials must work before the operator is pointed at them.
-    probe = config.new_client_from_config_dict(credentials)
-    try:
-        client.CoreV1Api(probe).list_node(limit=1)
-    except ApiException as error:
-        raise ConnectError(f"the new credentials cannot list nodes: {error.reason}") from error
+    with contextlib.ExitStack() as files:  # the clients' certificates, in memory
+        config = yaml.safe_load(kubeconfig.read_text()) or {}
+        base = str(kubeconfig.parent)
+        name, cluster = _context_entries(config, kubeconfig, member_context)
+        member = sync_api_client(config, name, base, files)
+        grant(member, member_namespace)
+        ca = _ca_pem(cluster, kubeconfig.parent)
+        if token_expiration:
+            token = request_token(member, member_namespace, token_expiration)
+        else:
+            token, secret_ca = secret_token(member, member_namespace)
+            ca = ca or secret_ca
+        if ca is None:
+            raise ConnectError(f"context {name!r} has no CA and the member provided none")
+        server = server or str(cluster["server"])
+        credentials = kubeconfig_for_token(f"tierra-{tier}", server, ca, token)
 
-    management = config.new_client_from_config(
-        config_file=str(kubeconfig), context=management_context
-    )
-    core = client.CoreV1Api(management)
-    secret_name = secret_name or f"tier-{tier}-kubeconfig"
-    body = {
-        "metadata": _metadata(secret_name, operator_namespace, **{TIER_LABEL: tier}),
-        "type": "Opaque",
-        "data": {SECRET_KEY: base64.b64encode(yaml.safe_dump(credentials).encode()).decode()},
-    }
-    _apply(
-        lambda b: core.create_namespaced_secret(operator_namespace, b),
-        lambda b: core.replace_namespaced_secret(secret_name, operator_namespace, b),
-        body,
-    )
-    return Connection(
-        secret_name, operator_namespace, server, SERVICE_ACCOUNT, bool(token_expiration)
-    )
+        # The credentials must work before the operator is pointed at them.
+        probe = sync_api_client(credentials, None, "", files)
+        try:
+            client.CoreV1Api(probe).list_node(limit=1)
+        except ApiException as error:
+            raise ConnectError(f"the new credentials cannot list nodes: {error.reason}") from error
+
+        management = sync_api_client(config, management_context, base, files)
+        core = client.CoreV1Api(management)
+        secret_name = secret_name or f"tier-{tier}-kubeconfig"
+        body = {
+            "metadata": _metadata(secret_name, operator_namespace, **{TIER_LABEL: tier}),
+            "type": "Opaque",
+            "data": {SECRET_KEY: base64.b64encode(yaml.safe_dump(credentials).encode()).decode()},
+        }
+        _apply(
+            lambda b: core.create_namespaced_secret(operator_namespace, b),
+            lambda b: core.replace_namespaced_secret(secret_name, operator_namespace, b),
+            body,
+        )
+        return Connection(
+            secret_name, operator_namespace, server, SERVICE_ACCOUNT, bool(token_expiration)
+        )
 
 
 def tier_snippet(connection: Connection) -> str:

@@ -409,6 +409,24 @@ async def client_from_kubeconfig(
     return KubeClient(api_client, name)
 
 
+def sync_api_client(
+    config: Obj, context: str | None, base_path: str, files: contextlib.ExitStack
+) -> Any:
+    """A client of the synchronous library (``kubernetes``) for ``config``'s ``context``, for
+    the short-lived commands. Its HTTP pool reads the certificate and key paths at each new
+    connection, so ``files`` must stay open for as long as the client is used."""
+    from kubernetes import client
+    from kubernetes.config.kube_config import KubeConfigLoader as SyncKubeConfigLoader
+
+    configuration = client.Configuration()
+    SyncKubeConfigLoader(
+        config_dict=credentials_in_memory(config, files),
+        active_context=context,
+        config_base_path=base_path,
+    ).load_and_set(configuration)
+    return client.ApiClient(configuration)
+
+
 async def operator_configuration(context: str | None, files: contextlib.ExitStack) -> Configuration:
     """The operator's own cluster: the pod's service account when in one and no ``context``
     is named, else the kubeconfig's ``context`` (or its current one); certificate and key

@@ -18,6 +18,7 @@ from tierra.shell.kube import (
     client_from_kubeconfig,
     credentials_in_memory,
     operator_kubeconfig,
+    sync_api_client,
 )
 
 
@@ -97,6 +98,26 @@ async def test_a_client_sets_up_tls_from_memory_and_leaves_no_file(
         assert list(temporary.iterdir()) == []
     finally:
         await client.close()
+
+
+def test_a_command_s_client_reads_its_credentials_from_memory_and_leaves_no_file(
+    pki: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``tierra tier connect`` and ``tierra explain``: the synchronous library would keep the
+    key in a temporary file until the command exits (a kill -9 would leave it)."""
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temporary))
+    with contextlib.ExitStack() as files:
+        configuration = sync_api_client(embedded(pki), "cert", "", files).configuration
+        assert configuration.host == "https://127.0.0.1:1"
+        assert configuration.key_file.startswith("/proc/self/fd/")
+        assert Path(configuration.key_file).read_bytes() == (pki / "admin.key").read_bytes()
+        assert Path(configuration.ssl_ca_cert).read_bytes() == (pki / "ca.crt").read_bytes()
+        assert list(temporary.iterdir()) == []
+        token = sync_api_client(embedded(pki), "token", "", files).configuration
+        assert token.api_key == {"authorization": "Bearer a-token"}
+    assert not Path(configuration.key_file).exists()
 
 
 def test_the_operator_s_kubeconfig_takes_the_named_context(
