@@ -1,8 +1,11 @@
 """The SLO autoscaler's shell: sample each service's metrics, ask the pure recommender.
 
-Every ``interval`` seconds the reconciler hands each placed service to :meth:`Autoscaler.step`.
-It queries the Prometheus of every tier the service runs in (``Tier.spec.metrics``, else the
-operator-wide default) with the runtime's preset queries, combines the tiers' samples, and
+Every ``interval`` seconds the reconciler hands each placed service to :meth:`Autoscaler.step`,
+all of them in one :meth:`Autoscaler.sampling_pass`. A step samples the Prometheus of every
+tier the service runs in (``Tier.spec.metrics``, else the operator-wide default) with the
+runtime's preset queries -- in a pass, from one query per metric and Prometheus for every
+service, which the first step to need it asks (a fleet of a thousand services costs a dozen
+queries per pass, not twelve thousand) -- combines the tiers' samples, and
 calls :func:`tierra.core.autoscale.recommend` with the state it kept from the last call (after
 a restart, the state :func:`tierra.core.autoscale.restore_state` rebuilds from the service's
 status: the recommendation, the last scale decision and the state it carries in its signals). The
@@ -14,16 +17,17 @@ tier when the current ones are full -- is the reconciler's job, through the same
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import logging
 import time
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import AsyncIterator, Callable, Hashable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
 import aiohttp
 
-from tierra.api.inference_service import InferenceService
+from tierra.api.inference_service import InferenceService, MetricsPreset
 from tierra.api.tier import Tier
 from tierra.core.autoscale import (
     API_MAX_REPLICAS,
@@ -44,16 +48,24 @@ from tierra.core.autoscale import (
 )
 from tierra.core.metrics_presets import (
     DEFAULT_SCRAPE_INTERVAL_SECONDS,
+    EveryService,
     RateQueries,
+    every_service_queries,
     queries_for,
     rate_queries_for,
     rate_window,
     rate_window_seconds,
+    service_key,
 )
 from tierra.core.scrape_timing import interval_in_effect, measured_interval, timing_query
 from tierra.core.slo_reach import reach_verdict
 from tierra.core.status import ScalingReport, epoch_seconds, limit_verdict, slo_verdict
-from tierra.shell.prometheus import MetricSample, MetricsUnavailable, PrometheusClient
+from tierra.shell.prometheus import (
+    MetricSample,
+    MetricsUnavailable,
+    PrometheusClient,
+    metric_sample,
+)
 
 log = logging.getLogger(__name__)
 
@@ -163,6 +175,9 @@ class Autoscaler:
         self._services: dict[str, _ServiceScaling] = {}
         self._clients: dict[str, PrometheusClient] = {}
         self._session: aiohttp.ClientSession | None = None
+        self._batches: dict[tuple[str, str, bool, str], asyncio.Future[_Answer]] | None = None
+        """Within a pass (``sampling_pass``): the answer for every service, per Prometheus,
+        preset, tier split and rate window."""
 
     async def close(self) -> None:
         if self._session is not None:
@@ -267,7 +282,7 @@ class Autoscaler:
             return None, problem
         try:
             samples = await asyncio.gather(
-                *(self._sample(self._client(url), service, tier, scrape) for url, tier in jobs)
+                *(self._sample(url, service, tier, scrape) for url, tier in jobs)
             )
         except MetricsUnavailable as error:
             return None, ("PrometheusUnavailable", error.reason)
@@ -329,12 +344,41 @@ class Autoscaler:
             else SCRAPE_MEASURE_RETRY_SECONDS
         )
 
-    @staticmethod
+    @contextlib.asynccontextmanager
+    async def sampling_pass(self) -> AsyncIterator[None]:
+        """A pass over the services: within it, the services of a built-in preset are sampled
+        together, one query per metric and Prometheus (``every_service_queries``), asked by
+        the first step that needs it; outside one, each step asks for its own service."""
+        self._batches = {}
+        try:
+            yield
+        finally:
+            batches, self._batches = self._batches, None
+            for batch in batches.values():
+                batch.cancel()  # (only one that no step awaited is still running)
+
     async def _sample(
-        client: PrometheusClient, service: InferenceService, tier: str | None, scrape: float
+        self, url: str, service: InferenceService, tier: str | None, scrape: float
     ) -> TierSample:
         """The preset's queries and the rate signals' (token rates, mean running, completions
-        now), at once, with rate windows for pods scraped every ``scrape`` seconds."""
+        now), at once, with rate windows for pods scraped every ``scrape`` seconds: the
+        pass's answer for every service when there is one, else the service's own."""
+        client = self._client(url)
+        preset = service.spec.runtime.metrics_preset
+        by_tier = tier is not None
+        batches = self._batches
+        if batches is not None and preset != "custom":
+            group = (url, preset, by_tier, rate_window(scrape))
+            batch = batches.get(group)
+            if batch is None:
+                batch = asyncio.ensure_future(_every_service(client, preset, by_tier, scrape))
+                batches[group] = batch
+            # (shielded: one step cancelled does not cancel the others' answer)
+            answer, observed_at = await asyncio.shield(batch)
+            meta = service.metadata
+            key = service_key(meta.namespace or "default", meta.name, tier)
+            picked = {name: series.get(key) for name, series in answer.items()}
+            return _tier_sample(metric_sample(picked, observed_at), picked)
         rates = rate_queries_for(service, tier, scrape)
         names = [f.name for f in fields(RateQueries) if getattr(rates, f.name) is not None]
         sample, values = await asyncio.gather(
@@ -722,6 +766,27 @@ def _restored(service: InferenceService, now: float) -> ScalerState:
         signals=signals,
         signals_at=signals_at,
     )
+
+
+_Answer = tuple[dict[str, dict[tuple[str, ...], float | None]], datetime.datetime]
+"""Every service's values of a preset's queries (name -> service key -> value), and when."""
+
+
+async def _every_service(
+    client: PrometheusClient, preset: MetricsPreset, by_tier: bool, scrape: float
+) -> _Answer:
+    """Every service's values of ``preset``'s queries (name -> service key -> value) on
+    ``client``'s Prometheus, and when they were taken."""
+    queries = every_service_queries(preset, by_tier, scrape)
+    assert queries is not None  # (not asked for custom queries)
+    named = {
+        f.name: query
+        for part in queries
+        for f in fields(part)
+        if isinstance(query := getattr(part, f.name), str) and f.name != "latency_statistic"
+    }
+    labels = EveryService(by_tier=by_tier).labels
+    return await client.sample_series(named, labels), client.now()
 
 
 def _tier_sample(

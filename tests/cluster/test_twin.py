@@ -7,6 +7,7 @@ them as vLLM servers, Prometheus scrapes the twin, and the queries are the opera
 
 from __future__ import annotations
 
+import math
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -16,7 +17,14 @@ from typing import Any
 import pytest
 import yaml
 
-from tierra.core.metrics_presets import Selector, vllm
+from tierra.core.metrics_presets import (
+    EveryService,
+    Selector,
+    every_service_queries,
+    service_key,
+    vllm,
+    vllm_rates,
+)
 from tierra.lab.twin import TwinProcess
 from tierra.localfleet.prometheus import PrometheusServer, ScrapeTarget
 from tierra_testing.builders import child_labels, deployment, service_manifest, variant
@@ -179,3 +187,49 @@ def test_prometheus_restarts_on_the_same_port_with_its_storage(
         30,
         what="old samples plus new scrapes",
     )
+
+
+def test_each_service_s_series_in_a_query_for_every_service_is_its_own_query_s_value(
+    env: Env, kubectl: Kubectl, wait_for: Callable[..., Any]
+) -> None:
+    """The autoscaler's pass samples every service with one query per metric: on the twin's
+    series of a service under load, evaluated at the same instant, each query's series for the
+    service (also split by tier) is exactly the value of the service's own query."""
+    name = "chat-cpu-every"
+    apply(kubectl, twin_deployment(name, replicas=2))
+    wait_for(lambda: (env.pool(name) or {}).get("ready") == 2, 60, what="two serving replicas")
+    env.twin.set_load(NAMESPACE, SERVICE, rate=5.0, prompt_tokens=100, output_tokens=40)
+    try:
+        wait_for(
+            lambda: env.value(QUERIES.latency_p95_seconds) and env.value(QUERIES.queue_depth),
+            60,
+            what="latencies and a queue in Prometheus",
+        )
+        at = time.time() - 1.0
+        own = {**vars(QUERIES), **vars(vllm_rates(Selector(NAMESPACE, SERVICE)))}
+        compared = []
+        for by_tier in (False, True):
+            queries = every_service_queries("vllm", by_tier, SCRAPE_SECONDS)
+            assert queries is not None
+            every = {**vars(queries[0]), **vars(queries[1])}
+            key = service_key(NAMESPACE, SERVICE, "central" if by_tier else None)
+            labels = EveryService(by_tier=by_tier).labels
+            for field, query in every.items():
+                if field == "latency_statistic":
+                    continue
+                series = {
+                    tuple(s["metric"].get(label) for label in labels): float(s["value"][1])
+                    for s in env.prometheus.query(query, at=at)
+                }
+                alone = env.prometheus.value(own[field], at=at)
+                mine = series.get(key)
+                if alone is None or math.isnan(alone):
+                    assert mine is None or math.isnan(mine), (field, mine)
+                else:
+                    assert mine == alone, (field, by_tier, mine, alone)
+                    compared.append(field)
+        # (every one of the 12 has a value under load, the token ratios and p95s included)
+        assert len(set(compared)) == 12, compared
+    finally:
+        env.twin.clear_load(NAMESPACE, SERVICE)
+        kubectl("delete", "deployment", name, "-n", NAMESPACE, check=False)

@@ -7,6 +7,7 @@ whole loop against a real Prometheus in tests/cluster/test_autoscaling.py.
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -18,7 +19,7 @@ from aiohttp import web
 
 from tierra.autoscaler import Autoscaler
 from tierra.core.autoscale import RunningPlacement
-from tierra_testing.builders import service, tier, variant
+from tierra_testing.builders import IMAGE, service, tier, variant
 
 NOW = 1_800_000_000.0
 
@@ -133,10 +134,8 @@ def posted(steps: Sequence[tuple[Any, Any]], reason: str) -> list[list[Any]]:
     return [[e for e in outcome.events if e.reason == reason] for outcome, _ in steps]
 
 
-SERVICE = service(
-    variants=[variant("h100", model="H100")],
-    slo={"latencyP95Ms": 2000, "maxQueuePerReplica": 4},
-)
+SLO = {"latencyP95Ms": 2000, "maxQueuePerReplica": 4}
+SERVICE = service(variants=[variant("h100", model="H100")], slo=SLO)
 TIERS = {"central": tier("central"), "edge": tier("edge", "edge")}
 TWO = [RunningPlacement("central", "h100", 2)]
 BUSY = {"num_requests_waiting": 60.0, "num_requests_running": 64.0}
@@ -910,3 +909,176 @@ async def test_a_failed_measurement_is_tried_again_after_a_minute_and_too_few_sa
     times = [0, 5, 20, 40, 65]
     assert await timing_queries(None, times) == 2  # at 0 and 65
     assert await timing_queries([0], times) == 4  # at 0, 20, 40 and 65
+
+
+# ------------------------------------------------------------------------ a sampling pass
+
+
+@asynccontextmanager
+async def fleet_prometheus(
+    values: Mapping[str, Mapping[str, float]], failing: str | None = None, tier: str = "central"
+) -> AsyncIterator[tuple[str, list[str]]]:
+    """Answers like one Prometheus over the pods of several services in ``tier``: ``values``
+    maps a service's name to (first metric name a query mentions -> value). A query grouped
+    ``by`` the service labels gets one series per service (with the tier's label, when grouped
+    by it), another the value of the service its matcher names; a query mentioning ``failing``
+    gets HTTP 503."""
+    seen: list[str] = []
+
+    def value(name: str, query: str) -> float | None:
+        return next((v for metric, v in values[name].items() if metric in query), None)
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        query = request.query.get("query", "")
+        seen.append(query)
+        if failing is not None and failing in query:
+            return web.Response(status=503, text="overloaded")
+        result = []
+        if " by (" in query and "tierra_dev_inference_service" in query.split(" by (", 1)[1]:
+            for name in values:
+                found = value(name, query)
+                labels = {
+                    "tierra_dev_inference_service_namespace": "team-a",
+                    "tierra_dev_inference_service": name,
+                }
+                if "tierra_dev_tier)" in query:
+                    labels["tierra_dev_tier"] = tier
+                if found is not None:
+                    result.append({"metric": labels, "value": [NOW, str(found)]})
+        else:
+            named = next(
+                (n for n in values if f'tierra_dev_inference_service="{n}"' in query), None
+            )
+            found = value(named, query) if named is not None else None
+            if found is not None:
+                result.append({"metric": {}, "value": [NOW, str(found)]})
+        return web.json_response(
+            {"status": "success", "data": {"resultType": "vector", "result": result}}
+        )
+
+    app = web.Application()
+    app.router.add_get("/api/v1/query", handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    host, port = runner.addresses[0][:2]
+    try:
+        yield f"http://{host}:{port}", seen
+    finally:
+        await runner.cleanup()
+
+
+FLEET = {
+    "chat": {"num_requests_waiting": 60.0, "num_requests_running": 64.0},
+    "code": {"num_requests_waiting": 3.0, "num_requests_running": 5.0},
+    "rag": {"num_requests_waiting": 0.0, "num_requests_running": 2.0},
+}
+
+
+async def step_fleet(
+    url: str,
+    names: Sequence[str],
+    in_pass: bool,
+    tiers: Mapping[str, Any] = TIERS,
+    placements: list[RunningPlacement] = TWO,
+    **spec: Any,
+) -> dict[str, Any]:
+    """The report of each service after one step of all of them at once."""
+    scaler = Autoscaler(url, clock=time.time)
+    services = {
+        n: service(n, uid=f"uid-{n}", variants=[variant("h100", model="H100")], slo=SLO, **spec)
+        for n in names
+    }
+
+    async def steps() -> None:
+        await asyncio.gather(
+            *(scaler.step(f"team-a/{n}", s, placements, 2, tiers) for n, s in services.items())
+        )
+
+    try:
+        if in_pass:
+            async with scaler.sampling_pass():
+                await steps()
+        else:
+            await steps()
+    finally:
+        await scaler.close()
+    return {n: scaler.report(f"team-a/{n}") for n in names}
+
+
+async def test_a_pass_samples_every_service_with_one_query_per_metric() -> None:
+    async with fleet_prometheus(FLEET) as (url, seen):
+        alone = await step_fleet(url, list(FLEET), in_pass=False)
+        asked_alone = len(seen)
+        seen.clear()
+        together = await step_fleet(url, list(FLEET), in_pass=True)
+    grouped = [q for q in seen if "[10m]" not in q]  # (not the scrape-interval measurement)
+    assert asked_alone - len(FLEET) == 3 * len(grouped)  # (each service's 12, then 12 in all)
+    assert len(set(grouped)) == len(grouped) == 12
+    assert all(" by (" in q and 'tierra_dev_inference_service!=""' in q for q in grouped)
+    for name, values in FLEET.items():
+        report = together[name]
+        assert report is not None and report.metrics_available, name
+        assert report.metrics["queueDepth"] == values["num_requests_waiting"], name
+        assert report.metrics["running"] == values["num_requests_running"], name
+        assert report.metrics == alone[name].metrics, name
+
+
+async def test_a_service_missing_from_a_pass_s_answer_has_no_data_as_alone() -> None:
+    async with fleet_prometheus({"chat": FLEET["chat"]}) as (url, _):
+        alone = await step_fleet(url, ["chat", "ghost"], in_pass=False)
+        together = await step_fleet(url, ["chat", "ghost"], in_pass=True)
+    for reports in (alone, together):
+        assert reports["chat"].metrics_available
+        assert not reports["ghost"].metrics_available
+        assert reports["ghost"].metrics_reason == "NoData"
+
+
+async def test_a_query_of_a_pass_that_fails_holds_every_service_and_says_which() -> None:
+    async with fleet_prometheus(FLEET, failing="vllm:num_requests_waiting") as (url, seen):
+        together = await step_fleet(url, list(FLEET), in_pass=True)
+    sampled = [q for q in seen if "[10m]" not in q]  # (not the scrape-interval measurement)
+    assert sum("vllm:num_requests_waiting" in q for q in sampled) == 1  # (once for all three)
+    for name in FLEET:
+        report = together[name]
+        assert report.metrics_reason == "PrometheusUnavailable", name
+        assert "queue_depth" in report.metrics_message and "503" in report.metrics_message
+
+
+async def test_custom_queries_are_each_service_s_own_in_a_pass() -> None:
+    runtime = {
+        "image": IMAGE,
+        "metricsPreset": "custom",
+        "customQueries": {"queueDepth": "sum(my_queue{{selector}})"},
+    }
+    values = {"chat": {"my_queue": 7.0}, "code": {"my_queue": 1.0}}
+    async with fleet_prometheus(values) as (url, seen):
+        together = await step_fleet(url, list(values), in_pass=True, runtime=runtime)
+    assert sorted(q for q in seen if "my_queue" in q) == [
+        'sum(my_queue{tierra_dev_inference_service_namespace="team-a",'
+        f'tierra_dev_inference_service="{n}"}})'
+        for n in sorted(values)
+    ]
+    assert together["chat"].metrics["queueDepth"] == 7.0
+    assert together["code"].metrics["queueDepth"] == 1.0
+
+
+async def test_a_pass_over_tiers_with_their_own_prometheus_groups_by_tier() -> None:
+    central = tier("central")
+    async with (
+        fleet_prometheus(FLEET) as (a, seen_a),
+        fleet_prometheus({"chat": {"num_requests_waiting": 30.0}}, tier="edge") as (b, seen_b),
+    ):
+        tiers: dict[str, Any] = {
+            "central": central.model_copy(
+                update={"spec": central.spec.model_copy(update={"metrics": _metrics(a)})}
+            ),
+            "edge": tier("edge", "edge"),
+        }
+        placements = [RunningPlacement("central", "h100", 1), RunningPlacement("edge", "h100", 1)]
+        together = await step_fleet(b, ["chat"], in_pass=True, tiers=tiers, placements=placements)
+    grouped = [q for q in seen_a + seen_b if "[10m]" not in q]
+    assert len(grouped) == 24 and all("tierra_dev_tier)" in q for q in grouped)
+    # (central's 60 from the pass's answer for central, the edge's 30 from its own)
+    assert together["chat"].metrics["queueDepth"] == 90.0

@@ -59,7 +59,8 @@ class AutoscalingLoop:
             await asyncio.sleep(max(0.0, self.settings.interval_seconds - elapsed))
 
     async def step_all(self) -> None:
-        """One step of the autoscaler for every live, valid service."""
+        """One step of the autoscaler for every live, valid service, in one sampling pass
+        (a query per metric and Prometheus for all of them)."""
         limit = asyncio.Semaphore(CONCURRENT_SAMPLES)
 
         async def one(key: str) -> None:
@@ -81,5 +82,6 @@ class AutoscalingLoop:
             if outcome.reconcile:
                 self.reconcile(key, outcome.report_only)
 
-        await asyncio.gather(*(one(key) for key in list(self.cache.bodies)))
+        async with self.autoscaler.sampling_pass():
+            await asyncio.gather(*(one(key) for key in list(self.cache.bodies)))
         self.cache.prune_validated()

@@ -1,8 +1,10 @@
 """PromQL for a service's pods, one small preset per model-server runtime (pure, no I/O).
 
-Each preset is a function of a :class:`Selector` that returns the :class:`PresetQueries` the
-operator samples; like KEDA's scalers, each query measures one unit and can be explained alone.
-Every query aggregates over the selected pods, so each returns at most one sample.
+Each preset is a function of a selector that returns the :class:`PresetQueries` the operator
+samples; like KEDA's scalers, each query measures one unit and can be explained alone. Every
+query aggregates over the selected pods: over one service's (:class:`Selector`), it returns at
+most one sample; over every service's (:class:`EveryService`), one per service, so that the
+operator samples a whole fleet with one query per metric (``every_service_queries``).
 
 Label names. The operator labels pods ``tierra.dev/inference-service=<name>`` and
 ``tierra.dev/inference-service-namespace=<namespace>`` (see :mod:`tierra.core.render`). We assume
@@ -93,6 +95,42 @@ class Selector:
             pairs.append((PROM_LABEL_TIER, self.tier))
         return ",".join(f'{label}="{escape(value)}"' for label, value in pairs)
 
+    def grouping(self, *labels: str) -> str:
+        """The ``by`` clause of an aggregation over the pods: one value for the service (per
+        ``labels``, if any)."""
+        return f" by ({', '.join(labels)})" if labels else ""
+
+
+@dataclass(frozen=True)
+class EveryService:
+    """The pods of every InferenceService on a Prometheus, each query one series per service
+    (per tier too with ``by_tier``): one query samples a thousand services, where a query per
+    service would cost the operator and Prometheus a thousand times as many round trips."""
+
+    by_tier: bool = False
+    window: str = RATE_WINDOW
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """The labels that tell the series apart, in the order of ``service_key``."""
+        service = (PROM_LABEL_SERVICE_NAMESPACE, PROM_LABEL_SERVICE)
+        return (*service, PROM_LABEL_TIER) if self.by_tier else service
+
+    def matcher(self) -> str:
+        return f'{PROM_LABEL_SERVICE}!=""'
+
+    def grouping(self, *labels: str) -> str:
+        return f" by ({', '.join((*labels, *self.labels))})"
+
+
+def service_key(namespace: str, name: str, tier: str | None) -> tuple[str, ...]:
+    """The key of a service's (or one tier's of it) series in an ``EveryService`` answer."""
+    return (namespace, name) if tier is None else (namespace, name, tier)
+
+
+PodSelector = Selector | EveryService
+"""One service's pods, or every service's."""
+
 
 @dataclass(frozen=True)
 class PresetQueries:
@@ -114,36 +152,36 @@ class PresetQueries:
     """Mean generated tokens per request over the window."""
 
 
-def _gauge(metric: str, sel: Selector) -> str:
-    return f"sum({metric}{{{sel.matcher()}}})"
+def _gauge(metric: str, sel: PodSelector) -> str:
+    return f"sum{sel.grouping()}({metric}{{{sel.matcher()}}})"
 
 
-def _rate(metric: str, sel: Selector) -> str:
-    return f"sum(rate({metric}{{{sel.matcher()}}}[{sel.window}]))"
+def _rate(metric: str, sel: PodSelector) -> str:
+    return f"sum{sel.grouping()}(rate({metric}{{{sel.matcher()}}}[{sel.window}]))"
 
 
-def _ratio(numerator: str, denominator: str, sel: Selector) -> str:
+def _ratio(numerator: str, denominator: str, sel: PodSelector) -> str:
     """Per-request mean over the window: NaN (no value) when nothing completed."""
     return f"{_rate(numerator, sel)} / {_rate(denominator, sel)}"
 
 
-def _irate(metric: str, sel: Selector) -> str:
-    return f"sum(irate({metric}{{{sel.matcher()}}}[{sel.window}]))"
+def _irate(metric: str, sel: PodSelector) -> str:
+    return f"sum{sel.grouping()}(irate({metric}{{{sel.matcher()}}}[{sel.window}]))"
 
 
-def _mean_gauge(metric: str, sel: Selector) -> str:
+def _mean_gauge(metric: str, sel: PodSelector) -> str:
     """The gauge's sum over the pods, averaged over the rate window (a subquery at 5 s)."""
-    return f"avg_over_time(sum({metric}{{{sel.matcher()}}})[{sel.window}:5s])"
+    return f"avg_over_time(sum{sel.grouping()}({metric}{{{sel.matcher()}}})[{sel.window}:5s])"
 
 
-def _p95(bucket_metric: str, sel: Selector) -> str:
+def _p95(bucket_metric: str, sel: PodSelector) -> str:
     return (
-        f"histogram_quantile(0.95, sum by (le) "
+        f"histogram_quantile(0.95, sum{sel.grouping('le')} "
         f"(rate({bucket_metric}{{{sel.matcher()}}}[{sel.window}])))"
     )
 
 
-def vllm(sel: Selector) -> PresetQueries:
+def vllm(sel: PodSelector) -> PresetQueries:
     """vLLM's ``/metrics``.
 
     Arrival rate is the rate of *completed* requests (``vllm:request_success_total``): vLLM has no
@@ -163,7 +201,7 @@ def vllm(sel: Selector) -> PresetQueries:
     )
 
 
-def tgi(sel: Selector) -> PresetQueries:
+def tgi(sel: PodSelector) -> PresetQueries:
     """Hugging Face text-generation-inference's ``/metrics``.
 
     ``tgi_request_count`` is incremented when a request arrives, so its rate is the arrival rate.
@@ -185,7 +223,7 @@ def tgi(sel: Selector) -> PresetQueries:
     )
 
 
-def triton(sel: Selector) -> PresetQueries:
+def triton(sel: PodSelector) -> PresetQueries:
     """NVIDIA Triton Inference Server's default ``/metrics``.
 
     * queue: ``nv_inference_pending_request_count`` (requests received and not yet executing).
@@ -200,10 +238,9 @@ def triton(sel: Selector) -> PresetQueries:
       understates the tail. (When there were no requests the division is NaN, i.e. no value.)
     * TTFT: ``None`` (no default metric).
     """
-    m = sel.matcher()
     mean_latency = (
-        f"sum(rate(nv_inference_request_duration_us{{{m}}}[{sel.window}])) / "
-        f"sum(rate(nv_inference_request_success{{{m}}}[{sel.window}])) / 1e6"
+        f"{_rate('nv_inference_request_duration_us', sel)} / "
+        f"{_rate('nv_inference_request_success', sel)} / 1e6"
     )
     return PresetQueries(
         queue_depth=_gauge("nv_inference_pending_request_count", sel),
@@ -256,7 +293,7 @@ class RateQueries:
     """Unix time of the latest scrape of the pods' gauges."""
 
 
-def vllm_rates(sel: Selector) -> RateQueries:
+def vllm_rates(sel: PodSelector) -> RateQueries:
     """vLLM counts prompt and generation tokens per iteration: their rates are the work done in
     the window, also by requests that have not completed (which is why the token ratios of
     :func:`vllm` can be +Inf or NaN)."""
@@ -265,8 +302,13 @@ def vllm_rates(sel: Selector) -> RateQueries:
         output_tokens_rate=_rate("vllm:generation_tokens_total", sel),
         mean_running=_mean_gauge("vllm:num_requests_running", sel),
         recent_completion_rate=_irate("vllm:request_success_total", sel),
-        scraped_at=f"max(timestamp(vllm:num_requests_running{{{sel.matcher()}}}))",
+        scraped_at=f"max{sel.grouping()}(timestamp(vllm:num_requests_running{{{sel.matcher()}}}))",
     )
+
+
+RATE_PRESETS: dict[MetricsPreset, Callable[[PodSelector], RateQueries]] = {"vllm": vllm_rates}
+"""The presets with rate queries (the others' token counters grow at completion, not per
+iteration)."""
 
 
 def _selector(service: InferenceService, tier: str | None, scrape_interval: float) -> Selector:
@@ -286,13 +328,11 @@ def rate_queries_for(
 ) -> RateQueries:
     """The rate queries for a service's pods; only the vLLM preset has them (the others'
     token counters grow at completion, not per iteration)."""
-    sel = _selector(service, tier, scrape_interval)
-    if service.spec.runtime.metrics_preset == "vllm":
-        return vllm_rates(sel)
-    return RateQueries()
+    rates = RATE_PRESETS.get(service.spec.runtime.metrics_preset)
+    return rates(_selector(service, tier, scrape_interval)) if rates is not None else RateQueries()
 
 
-PRESETS: dict[MetricsPreset, Callable[[Selector], PresetQueries]] = {
+PRESETS: dict[MetricsPreset, Callable[[PodSelector], PresetQueries]] = {
     "vllm": vllm,
     "tgi": tgi,
     "triton": triton,
@@ -313,3 +353,16 @@ def queries_for(
             raise ValueError("metricsPreset custom requires runtime.customQueries")
         return custom(sel, runtime.custom_queries)
     return PRESETS[runtime.metrics_preset](sel)
+
+
+def every_service_queries(
+    preset: MetricsPreset, by_tier: bool, scrape_interval: float
+) -> tuple[PresetQueries, RateQueries] | None:
+    """The queries of ``preset`` over every service's pods (``EveryService``), with rate
+    windows for pods scraped every ``scrape_interval`` seconds; None for ``custom``, whose
+    queries are the user's, one service's each."""
+    if preset == "custom":
+        return None
+    sel = EveryService(by_tier=by_tier, window=rate_window(scrape_interval))
+    rates = RATE_PRESETS.get(preset)
+    return PRESETS[preset](sel), rates(sel) if rates is not None else RateQueries()

@@ -404,9 +404,13 @@ class PrometheusServer:
 
     # ---- queries (for tests and benchmarks; the operator has its own async client)
 
-    def query(self, expr: str, timeout: float = 5.0) -> list[dict[str, Any]]:
-        """The instant vector (or scalar, as one sample) of ``expr``; raises on errors."""
-        url = f"{self.url}/api/v1/query?{urllib.parse.urlencode({'query': expr})}"
+    def query(
+        self, expr: str, timeout: float = 5.0, at: float | None = None
+    ) -> list[dict[str, Any]]:
+        """The instant vector (or scalar, as one sample) of ``expr``, evaluated now or at the
+        Unix time ``at``; raises on errors."""
+        params = {"query": expr} if at is None else {"query": expr, "time": f"{at:.3f}"}
+        url = f"{self.url}/api/v1/query?{urllib.parse.urlencode(params)}"
         try:
             with urllib.request.urlopen(url, timeout=timeout) as response:
                 body = json.loads(response.read())
@@ -420,9 +424,9 @@ class PrometheusServer:
         result: list[dict[str, Any]] = data["result"]
         return result
 
-    def value(self, expr: str, timeout: float = 5.0) -> float | None:
-        """The single value of ``expr``, or None for an empty result."""
-        result = self.query(expr, timeout)
+    def value(self, expr: str, timeout: float = 5.0, at: float | None = None) -> float | None:
+        """The single value of ``expr`` (now, or at ``at``), or None for an empty result."""
+        result = self.query(expr, timeout, at)
         if not result:
             return None
         if len(result) > 1:

@@ -14,7 +14,7 @@ import asyncio
 import json
 import math
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from types import TracebackType
@@ -225,6 +225,52 @@ class PrometheusClient:
         series = result[0]
         return _parse_value(series.get("value") if isinstance(series, dict) else None, promql)
 
+    async def query_by_series(
+        self, promql: str, labels: tuple[str, ...]
+    ) -> dict[tuple[str, ...], float | None]:
+        """Evaluate ``promql`` now; each series' value keyed by its ``labels``' values (a
+        series without one of them is no one's and left out; NaN -> None)."""
+        data = _data(await self._get(promql), promql)
+        result_type, result = data.get("resultType"), data.get("result")
+        if result_type != "vector" or not isinstance(result, list):
+            raise MetricsUnavailable(
+                f"Prometheus returned a {result_type} for {promql!r}; expected a vector"
+            )
+        values: dict[tuple[str, ...], float | None] = {}
+        for series in result:
+            metric = series.get("metric") if isinstance(series, dict) else None
+            if not isinstance(metric, dict):
+                raise MetricsUnavailable(f"Prometheus returned a malformed series for {promql!r}")
+            key = tuple(part for label in labels if isinstance(part := metric.get(label), str))
+            if len(key) == len(labels):
+                values[key] = _parse_value(series.get("value"), promql)
+        return values
+
+    async def sample_series(
+        self, queries: Mapping[str, str], labels: tuple[str, ...]
+    ) -> dict[str, dict[tuple[str, ...], float | None]]:
+        """``query_by_series`` of each of ``queries`` (name -> PromQL), concurrently.
+
+        Raises :class:`MetricsUnavailable` if any query fails, naming each failed one.
+        """
+        names = list(queries)
+        results = await asyncio.gather(
+            *(self.query_by_series(queries[name], labels) for name in names),
+            return_exceptions=True,
+        )
+        values: dict[str, dict[tuple[str, ...], float | None]] = {}
+        failures: list[str] = []
+        for name, result in zip(names, results, strict=True):
+            if isinstance(result, MetricsUnavailable):
+                failures.append(f"{name}: {result.reason}")
+            elif isinstance(result, BaseException):
+                raise result
+            else:
+                values[name] = result
+        if failures:
+            raise MetricsUnavailable("; ".join(failures))
+        return values
+
     async def sample(self, queries: PresetQueries) -> dict[str, float | None]:
         """All non-None queries, concurrently; keyed by PresetQueries field (missing -> None).
 
@@ -249,14 +295,22 @@ class PrometheusClient:
 
     async def sample_metrics(self, queries: PresetQueries) -> MetricSample:
         """:meth:`sample` as a :class:`MetricSample`, latencies in milliseconds."""
-        values = await self.sample(queries)
-        return MetricSample(
-            queue_depth=values["queue_depth"],
-            running=values["running"],
-            arrival_rate=values["arrival_rate"],
-            p95_latency_ms=_ms(values["latency_p95_seconds"]),
-            ttft_p95_ms=_ms(values["ttft_p95_seconds"]),
-            observed_at=self._clock(),
-            mean_prompt_tokens=values["mean_prompt_tokens"],
-            mean_output_tokens=values["mean_output_tokens"],
-        )
+        return metric_sample(await self.sample(queries), self.now())
+
+    def now(self) -> datetime:
+        """The time a sample is taken at (the clock the client was given)."""
+        return self._clock()
+
+
+def metric_sample(values: Mapping[str, float | None], observed_at: datetime) -> MetricSample:
+    """A :class:`MetricSample` of the values of ``PresetQueries``' fields (missing: None)."""
+    return MetricSample(
+        queue_depth=values.get("queue_depth"),
+        running=values.get("running"),
+        arrival_rate=values.get("arrival_rate"),
+        p95_latency_ms=_ms(values.get("latency_p95_seconds")),
+        ttft_p95_ms=_ms(values.get("ttft_p95_seconds")),
+        observed_at=observed_at,
+        mean_prompt_tokens=values.get("mean_prompt_tokens"),
+        mean_output_tokens=values.get("mean_output_tokens"),
+    )

@@ -10,14 +10,17 @@ from tierra.core.metrics_presets import (
     PROM_LABEL_SERVICE,
     PROM_LABEL_SERVICE_NAMESPACE,
     PROM_LABEL_TIER,
+    EveryService,
     PresetQueries,
     RateQueries,
     Selector,
     custom,
     escape,
+    every_service_queries,
     queries_for,
     rate_queries_for,
     rate_window,
+    service_key,
     tgi,
     triton,
     vllm,
@@ -233,3 +236,57 @@ def test_custom_without_queries_is_rejected() -> None:
     )
     with pytest.raises(ValueError, match="customQueries"):
         queries_for(broken)
+
+
+EVERY = 'tierra_dev_inference_service!=""'
+BY = "tierra_dev_inference_service_namespace, tierra_dev_inference_service"
+
+
+def test_every_service_s_queries_are_one_s_grouped_by_the_service_labels() -> None:
+    """The same PromQL as one service's, over every pod with a service label, one series per
+    service: what a pass samples a fleet with."""
+    queries, rates = every_service_queries("vllm", by_tier=False, scrape_interval=15.0)
+    assert queries.queue_depth == f"sum by ({BY})(vllm:num_requests_waiting{{{EVERY}}})"
+    assert queries.latency_p95_seconds == (
+        f"histogram_quantile(0.95, sum by (le, {BY}) "
+        f"(rate(vllm:e2e_request_latency_seconds_bucket{{{EVERY}}}[1m])))"
+    )
+    assert queries.mean_prompt_tokens == (
+        f"sum by ({BY})(rate(vllm:prompt_tokens_total{{{EVERY}}}[1m])) / "
+        f"sum by ({BY})(rate(vllm:request_success_total{{{EVERY}}}[1m]))"
+    )
+    assert rates.mean_running == (
+        f"avg_over_time(sum by ({BY})(vllm:num_requests_running{{{EVERY}}})[1m:5s])"
+    )
+    assert rates.scraped_at == f"max by ({BY})(timestamp(vllm:num_requests_running{{{EVERY}}}))"
+    one = vllm(Selector("team-a", "chat"))
+    for field in dataclasses.fields(PresetQueries):
+        if field.name != "latency_statistic":
+            every = getattr(queries, field.name)
+            alone = every.replace(f" by ({BY})", "").replace(f", {BY}", "").replace(EVERY, SEL)
+            assert alone == getattr(one, field.name), field.name
+
+
+def test_every_service_s_queries_by_tier_and_each_preset_s_windows() -> None:
+    queries, rates = every_service_queries("tgi", by_tier=True, scrape_interval=70.0)
+    assert queries.arrival_rate == (
+        f"sum by ({BY}, tierra_dev_tier)(rate(tgi_request_count{{{EVERY}}}[280s]))"
+    )
+    assert rates == RateQueries()  # (no rate signals but vLLM's)
+    triton_queries, _ = every_service_queries("triton", by_tier=False, scrape_interval=15.0)
+    assert triton_queries.latency_p95_seconds == (
+        f"sum by ({BY})(rate(nv_inference_request_duration_us{{{EVERY}}}[1m])) / "
+        f"sum by ({BY})(rate(nv_inference_request_success{{{EVERY}}}[1m])) / 1e6"
+    )
+    assert EveryService(by_tier=True).labels == (
+        PROM_LABEL_SERVICE_NAMESPACE,
+        PROM_LABEL_SERVICE,
+        PROM_LABEL_TIER,
+    )
+    assert service_key("team-a", "chat", None) == ("team-a", "chat")
+    assert service_key("team-a", "chat", "edge") == ("team-a", "chat", "edge")
+
+
+def test_custom_queries_are_never_asked_for_every_service() -> None:
+    """A user's PromQL is one service's: it may not aggregate by the service labels."""
+    assert every_service_queries("custom", by_tier=False, scrape_interval=15.0) is None
