@@ -216,6 +216,22 @@ def serving_on_the_edge(
 
 
 # ------------------------------------------------------------------------------------- tests
+def test_the_operator_times_its_autoscaling_passes(
+    fleet_tiers: None, operator: OperatorProcess, wait_for: WaitFor
+) -> None:
+    """A pass starts every --metrics-interval and is timed: what the chart's
+    TierraAutoscalingBehind alert compares."""
+    passes = "tierra_autoscaling_pass_duration_seconds_count"
+    first = wait_for(lambda: operator.metric(passes), timeout=30, what="a timed pass")
+    time.sleep(4 * METRICS_INTERVAL_SECONDS)
+    count = operator.metric(passes) or 0.0
+    assert count >= first + 2, (first, count)
+    assert operator.metric("tierra_autoscaling_interval_seconds") == METRICS_INTERVAL_SECONDS
+    spent = operator.metric("tierra_autoscaling_pass_duration_seconds_sum") or 0.0
+    assert 0 < spent / count < METRICS_INTERVAL_SECONDS, (spent, count)
+    assert operator.metric("tierra_autoscaling_services") is not None
+
+
 def test_load_step_scales_up_at_once_and_down_after_the_delay(
     fleet_tiers: None,
     clients: Clients,

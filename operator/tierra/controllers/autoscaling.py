@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from tierra.autoscaler import Autoscaler
 from tierra.controllers.service_cache import ServiceCache
 from tierra.settings import AutoscalingSettings
+from tierra.shell import telemetry
 from tierra.shell.events import EventRecorder
 from tierra.shell.fleet_view import FleetView
 from tierra.shell.tasks import BackgroundTask
@@ -47,6 +48,7 @@ class AutoscalingLoop:
 
     async def _loop(self, tiers_synced: asyncio.Event) -> None:
         await tiers_synced.wait()
+        telemetry.AUTOSCALING_INTERVAL_SECONDS.set(self.settings.interval_seconds)
         while True:
             started = time.monotonic()
             try:
@@ -56,6 +58,7 @@ class AutoscalingLoop:
             except Exception:
                 log.exception("autoscaling pass failed")
             elapsed = time.monotonic() - started
+            telemetry.AUTOSCALING_PASS_SECONDS.observe(elapsed)
             await asyncio.sleep(max(0.0, self.settings.interval_seconds - elapsed))
 
     async def step_all(self) -> None:
@@ -82,6 +85,8 @@ class AutoscalingLoop:
             if outcome.reconcile:
                 self.reconcile(key, outcome.report_only)
 
+        keys = list(self.cache.bodies)
         async with self.autoscaler.sampling_pass():
-            await asyncio.gather(*(one(key) for key in list(self.cache.bodies)))
+            await asyncio.gather(*(one(key) for key in keys))
+        telemetry.AUTOSCALING_SERVICES.set(len(keys))
         self.cache.prune_validated()

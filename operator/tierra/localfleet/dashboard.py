@@ -299,6 +299,22 @@ def build() -> dict[str, Any]:
         )
         .with_panel(
             _series(
+                "Autoscaling pass",
+                "Time to sample and decide for every service once, against how often a pass "
+                "starts: a pass longer than that delays the next, and every decision with it.",
+                [
+                    (
+                        "histogram_quantile(0.9, sum by (le) "
+                        f"(rate(tierra_autoscaling_pass_duration_seconds_bucket[{rate}])))",
+                        "p90 pass",
+                    ),
+                    ("max(tierra_autoscaling_interval_seconds)", "interval"),
+                ],
+                unit="s",
+            )
+        )
+        .with_panel(
+            _series(
                 "Reconcile errors",
                 "Reconcile errors per second, by exception type.",
                 [(f"sum by (kind) (rate(tierra_errors_total[{rate}]))", "{{kind}}")],

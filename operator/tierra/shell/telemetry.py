@@ -38,3 +38,15 @@ WRITES = Counter(
     "Requests that change state (anything but GET) sent to a cluster's apiserver",
     ["cluster"],
 )
+AUTOSCALING_PASS_SECONDS = Histogram(
+    "tierra_autoscaling_pass_duration_seconds",
+    "Time to sample and decide for every service once (one autoscaling pass)",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 15, 30, 60),
+)
+AUTOSCALING_INTERVAL_SECONDS = Gauge(
+    "tierra_autoscaling_interval_seconds",
+    "How often an autoscaling pass starts (--metrics-interval); a longer pass delays the next",
+)
+AUTOSCALING_SERVICES = Gauge(
+    "tierra_autoscaling_services", "Services the last autoscaling pass stepped"
+)
