@@ -37,6 +37,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from autoscale import service as step_service
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -119,30 +120,12 @@ def serve(count: int, port: int) -> None:
 
 
 def services(count: int) -> list[InferenceService]:
+    """``count`` services as ``autoscale.py`` steps one (H100s, a 2 s p95 goal)."""
+
     def manifest(index: int) -> dict[str, Any]:
-        return {
-            "apiVersion": "tierra.dev/v1alpha1",
-            "kind": "InferenceService",
-            "metadata": {"name": _name(index), "namespace": NAMESPACE, "uid": f"uid-{index}"},
-            "spec": {
-                "model": {"name": "llama"},
-                "runtime": {"image": "vllm/vllm-openai:v0.10.0"},
-                "variants": [
-                    {
-                        "name": "h100",
-                        "accelerator": {"type": "nvidia-gpu", "model": "H100", "count": 1},
-                        "capacity": {
-                            "maxConcurrency": 8,
-                            "prefillTokensPerSecond": 8000,
-                            "decodeTokensPerSecond": 400,
-                        },
-                        "startupSeconds": 60,
-                    }
-                ],
-                "slo": {"latencyP95Ms": 5000, "maxQueuePerReplica": 4},
-                "scaling": {"minReplicas": 1, "maxReplicas": 20},
-            },
-        }
+        body = step_service(_name(index), max_replicas=20)
+        body["metadata"].update(namespace=NAMESPACE, uid=f"uid-{index}")
+        return body
 
     return [InferenceService.model_validate(manifest(i)) for i in range(count)]
 

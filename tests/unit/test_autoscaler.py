@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -22,6 +22,24 @@ from tierra.core.autoscale import RunningPlacement
 from tierra_testing.builders import IMAGE, service, tier, variant
 
 NOW = 1_800_000_000.0
+
+
+@asynccontextmanager
+async def query_api(
+    handle: Callable[[web.Request], Awaitable[web.StreamResponse]],
+) -> AsyncIterator[str]:
+    """A local HTTP server answering Prometheus' ``/api/v1/query`` with ``handle``; its URL."""
+    app = web.Application()
+    app.router.add_get("/api/v1/query", handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    host, port = runner.addresses[0][:2]
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        await runner.cleanup()
 
 
 @asynccontextmanager
@@ -53,17 +71,8 @@ async def prometheus(
             {"status": "success", "data": {"resultType": "vector", "result": result}}
         )
 
-    app = web.Application()
-    app.router.add_get("/api/v1/query", handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    try:
-        yield f"http://{host}:{port}", seen
-    finally:
-        await runner.cleanup()
+    async with query_api(handle) as url:
+        yield url, seen
 
 
 def closed_port_url() -> str:
@@ -956,17 +965,8 @@ async def fleet_prometheus(
             {"status": "success", "data": {"resultType": "vector", "result": result}}
         )
 
-    app = web.Application()
-    app.router.add_get("/api/v1/query", handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    try:
-        yield f"http://{host}:{port}", seen
-    finally:
-        await runner.cleanup()
+    async with query_api(handle) as url:
+        yield url, seen
 
 
 FLEET = {

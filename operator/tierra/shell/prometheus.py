@@ -14,15 +14,17 @@ import asyncio
 import json
 import math
 import urllib.parse
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 
 from tierra.core.metrics_presets import PresetQueries
+
+Value = TypeVar("Value")
 
 _QUERY_FIELDS = tuple(f.name for f in fields(PresetQueries) if f.name != "latency_statistic")
 
@@ -253,23 +255,9 @@ class PrometheusClient:
 
         Raises :class:`MetricsUnavailable` if any query fails, naming each failed one.
         """
-        names = list(queries)
-        results = await asyncio.gather(
-            *(self.query_by_series(queries[name], labels) for name in names),
-            return_exceptions=True,
+        return await _each(
+            {name: self.query_by_series(query, labels) for name, query in queries.items()}
         )
-        values: dict[str, dict[tuple[str, ...], float | None]] = {}
-        failures: list[str] = []
-        for name, result in zip(names, results, strict=True):
-            if isinstance(result, MetricsUnavailable):
-                failures.append(f"{name}: {result.reason}")
-            elif isinstance(result, BaseException):
-                raise result
-            else:
-                values[name] = result
-        if failures:
-            raise MetricsUnavailable("; ".join(failures))
-        return values
 
     async def sample(self, queries: PresetQueries) -> dict[str, float | None]:
         """All non-None queries, concurrently; keyed by PresetQueries field (missing -> None).
@@ -277,21 +265,8 @@ class PrometheusClient:
         Raises :class:`MetricsUnavailable` if any query fails, naming each failed field.
         """
         names = [name for name in _QUERY_FIELDS if getattr(queries, name) is not None]
-        results = await asyncio.gather(
-            *(self.query(getattr(queries, name)) for name in names), return_exceptions=True
-        )
-        values: dict[str, float | None] = dict.fromkeys(_QUERY_FIELDS)
-        failures: list[str] = []
-        for name, result in zip(names, results, strict=True):
-            if isinstance(result, MetricsUnavailable):
-                failures.append(f"{name}: {result.reason}")
-            elif isinstance(result, BaseException):
-                raise result
-            else:
-                values[name] = result
-        if failures:
-            raise MetricsUnavailable("; ".join(failures))
-        return values
+        values = await _each({name: self.query(getattr(queries, name)) for name in names})
+        return {name: values.get(name) for name in _QUERY_FIELDS}
 
     async def sample_metrics(self, queries: PresetQueries) -> MetricSample:
         """:meth:`sample` as a :class:`MetricSample`, latencies in milliseconds."""
@@ -300,6 +275,25 @@ class PrometheusClient:
     def now(self) -> datetime:
         """The time a sample is taken at (the clock the client was given)."""
         return self._clock()
+
+
+async def _each(queries: Mapping[str, Awaitable[Value]]) -> dict[str, Value]:
+    """Each of ``queries``' answers by name, asked concurrently; MetricsUnavailable naming
+    every one that failed."""
+    names = list(queries)
+    results = await asyncio.gather(*(queries[name] for name in names), return_exceptions=True)
+    values: dict[str, Value] = {}
+    failures: list[str] = []
+    for name, result in zip(names, results, strict=True):
+        if isinstance(result, MetricsUnavailable):
+            failures.append(f"{name}: {result.reason}")
+        elif isinstance(result, BaseException):
+            raise result
+        else:
+            values[name] = result
+    if failures:
+        raise MetricsUnavailable("; ".join(failures))
+    return values
 
 
 def metric_sample(values: Mapping[str, float | None], observed_at: datetime) -> MetricSample:
