@@ -10,7 +10,9 @@ count is noisy (a max over noisy samples ratchets a count up), and the interval 
 step happens shows only part of it: ``interval_rate`` pools the intervals of the last
 ``rate_sample_seconds`` while they agree (Poisson), and when the last one rose beyond the
 noise, the rise happened within it -- at its middle on average (exactly, for a ramp) -- so
-the rate now is ``pooled + 2 x (interval - pooled)``, said in the reason. So the first
+the rate now is ``pooled + 2 x (interval - pooled)``, said in the reason; unless the
+interval before showed a share of it, too little to tell from noise then: the step came
+late in that one, and this one shows the new load whole (``_began_before``). So the first
 sample after a step asks for the count the next one confirms. Without that rate, during a
 backlog the completions are the ready replicas at saturation (one mean request per ``work``
 each).
@@ -19,6 +21,7 @@ each).
 from __future__ import annotations
 
 import math
+from statistics import NormalDist
 from typing import TypeVar
 
 from .model import DEFAULT_PARAMS, HUGE, ScalerParams, ScalingInputs, mean_work
@@ -128,12 +131,17 @@ def interval_rate(
       noisy samples would ratchet the count up).
     * It is above: the load rose *within* the interval, which thus shows only part of the
       rise. With the rise at an unknown time within it, its middle is the expected one (and
-      exact for a ramp): the rate now is ``pooled + 2 x (rate - pooled)``. The segment
-      restarts after it (the next interval is the first that shows the new load whole).
+      exact for a ramp): the rate now is ``pooled + 2 x (rate - pooled)``, weighed against
+      ``rate`` itself by the probability that the rise began late in the interval before
+      (``_began_before``). The segment restarts after it (the next interval is the first
+      that shows the new load whole).
     * It is below: the segment restarts with it.
     """
     count = rate * span
-    pool = tuple(s for s in segment if s[0] > at - params.rate_sample_seconds)
+    # (the intervals that end a quarter interval or more inside the window: whether one joins
+    # must not turn on a scrape a few milliseconds early or late, and the common scrape
+    # intervals (1, 2, 5, 10, 15, 30 s) divide the window's 15 s, or do after a half interval)
+    pool = tuple(s for s in segment if s[0] > at - params.rate_sample_seconds + 0.25 * span)
     if span <= 0:
         return rate, pool, 0.0
     if pool:
@@ -145,13 +153,43 @@ def interval_rate(
         expected = (base * total + 1.0) / total * span
         z = 2.0 * (math.sqrt(count) - math.sqrt(expected)) / math.sqrt(1.0 + span / total)
         if z > params.change_z:
-            now_rate = base + 2.0 * (rate - base)
+            before = _began_before(pool, rate)
+            now_rate = before * rate + (1.0 - before) * (base + 2.0 * (rate - base))
             return now_rate, (), now_rate - rate
         if z >= -params.change_z:
             pool = (*pool, (at, count, span))
             total = sum(d for _, _, d in pool)
             return sum(c for _, c, _ in pool) / total, pool, 0.0
     return rate, ((at, count, span),), 0.0
+
+
+def _began_before(pool: tuple[tuple[float, float, float], ...], rate: float) -> float:
+    """The probability that a rise an interval shows (at ``rate``) began in the pooled interval
+    before it, which then showed part of it, too little to tell from noise: a step late in an
+    interval. This interval then shows the new load whole, and doubling its rise would ask for
+    twice what it needs. Read against the intervals before those two: had the rise begun
+    within this interval, the one before shows nothing beyond their noise; had it begun in the
+    one before, that one shows a share of the rise (uniform in 0..1 for a step at a uniform
+    time)."""
+    if len(pool) < 2:
+        return 0.0
+    *rest, (_, count, span) = pool
+    total = sum(d for _, _, d in rest)
+    if total <= 0 or span <= 0:
+        return 0.0
+    base = sum(c for _, c, _ in rest) / total
+    rise = rate - base
+    if rise <= 0:
+        return 0.0
+    shown = count / span - base
+    # (Poisson noise of the interval and of the base it is read against, one arrival more as
+    # in ``interval_rate``: a lull is no base of zero)
+    noise = NormalDist(0.0, math.sqrt((base * span + 1.0) * (1.0 + span / total)) / span)
+    began_before = (noise.cdf(rise - shown) - noise.cdf(-shown)) / rise
+    began_within = noise.pdf(shown)
+    if began_before + began_within <= 0:
+        return 0.0
+    return began_before / (began_before + began_within)
 
 
 def observe_load(seen: Observed, state: ScalerState, now: float, params: ScalerParams) -> Load:
