@@ -22,7 +22,7 @@ import datetime
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Hashable, Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
@@ -49,7 +49,6 @@ from tierra.core.autoscale import (
 from tierra.core.metrics_presets import (
     DEFAULT_SCRAPE_INTERVAL_SECONDS,
     EveryService,
-    RateQueries,
     every_service_queries,
     queries_for,
     rate_queries_for,
@@ -379,13 +378,12 @@ class Autoscaler:
             key = service_key(meta.namespace or "default", meta.name, tier)
             picked = {name: series.get(key) for name, series in answer.items()}
             return _tier_sample(metric_sample(picked, observed_at), picked)
-        rates = rate_queries_for(service, tier, scrape)
-        names = [f.name for f in fields(RateQueries) if getattr(rates, f.name) is not None]
+        named = rate_queries_for(service, tier, scrape).named()
         sample, values = await asyncio.gather(
             client.sample_metrics(queries_for(service, tier, scrape)),
-            asyncio.gather(*(client.query(getattr(rates, name)) for name in names)),
+            asyncio.gather(*(client.query(query) for query in named.values())),
         )
-        extra = dict(zip(names, values, strict=True))
+        extra = dict(zip(named, values, strict=True))
         return _tier_sample(sample, extra)
 
     async def step(
@@ -779,12 +777,7 @@ async def _every_service(
     ``client``'s Prometheus, and when they were taken."""
     queries = every_service_queries(preset, by_tier, scrape)
     assert queries is not None  # (not asked for custom queries)
-    named = {
-        f.name: query
-        for part in queries
-        for f in fields(part)
-        if isinstance(query := getattr(part, f.name), str) and f.name != "latency_statistic"
-    }
+    named = {name: query for part in queries for name, query in part.named().items()}
     labels = EveryService(by_tier=by_tier).labels
     return await client.sample_series(named, labels), client.now()
 

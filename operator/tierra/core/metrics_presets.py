@@ -28,7 +28,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Literal
 
 from tierra.api.inference_service import CustomQueries, InferenceService, MetricsPreset
@@ -150,6 +150,14 @@ class PresetQueries:
     """Mean prompt tokens per request over the window (the arrival signal's request size)."""
     mean_output_tokens: str | None = None
     """Mean generated tokens per request over the window."""
+
+    def named(self) -> dict[str, str]:
+        """The queries the runtime has, by field name."""
+        return {name: q for name in PRESET_QUERY_NAMES if (q := getattr(self, name)) is not None}
+
+
+PRESET_QUERY_NAMES = tuple(f.name for f in fields(PresetQueries) if f.name != "latency_statistic")
+"""The fields of ``PresetQueries`` that hold a query."""
 
 
 def _gauge(metric: str, sel: PodSelector) -> str:
@@ -291,6 +299,10 @@ class RateQueries:
     what is in the system, the arrival rate now."""
     scraped_at: str | None = None
     """Unix time of the latest scrape of the pods' gauges."""
+
+    def named(self) -> dict[str, str]:
+        """The queries the runtime has, by field name."""
+        return {f.name: q for f in fields(self) if (q := getattr(self, f.name)) is not None}
 
 
 def vllm_rates(sel: PodSelector) -> RateQueries:

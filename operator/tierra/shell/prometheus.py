@@ -15,18 +15,16 @@ import json
 import math
 import urllib.parse
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, TypeVar
 
 import aiohttp
 
-from tierra.core.metrics_presets import PresetQueries
+from tierra.core.metrics_presets import PRESET_QUERY_NAMES, PresetQueries
 
 Value = TypeVar("Value")
-
-_QUERY_FIELDS = tuple(f.name for f in fields(PresetQueries) if f.name != "latency_statistic")
 
 
 class MetricsUnavailable(Exception):  # noqa: N818 -- reads as a condition reason
@@ -264,9 +262,8 @@ class PrometheusClient:
 
         Raises :class:`MetricsUnavailable` if any query fails, naming each failed field.
         """
-        names = [name for name in _QUERY_FIELDS if getattr(queries, name) is not None]
-        values = await _each({name: self.query(getattr(queries, name)) for name in names})
-        return {name: values.get(name) for name in _QUERY_FIELDS}
+        values = await _each({name: self.query(q) for name, q in queries.named().items()})
+        return {name: values.get(name) for name in PRESET_QUERY_NAMES}
 
     async def sample_metrics(self, queries: PresetQueries) -> MetricSample:
         """:meth:`sample` as a :class:`MetricSample`, latencies in milliseconds."""

@@ -150,6 +150,22 @@ def test_triton_latency_is_a_mean_in_seconds() -> None:
     assert q.ttft_p95_seconds is None
 
 
+def test_a_preset_names_the_queries_its_runtime_has_and_only_queries() -> None:
+    """What is sampled: a Triton service asks no running nor TTFT query, and its latency
+    statistic ("mean") is no query."""
+    sel = Selector("team-a", "chat")
+    assert triton(sel).named() == {
+        "queue_depth": triton(sel).queue_depth,
+        "arrival_rate": triton(sel).arrival_rate,
+        "latency_p95_seconds": triton(sel).latency_p95_seconds,
+    }
+    assert set(vllm(sel).named()) == {
+        f.name for f in dataclasses.fields(PresetQueries) if f.name != "latency_statistic"
+    }
+    assert vllm_rates(sel).named() == dataclasses.asdict(vllm_rates(sel))
+    assert RateQueries().named() == {}
+
+
 def test_presets_are_frozen() -> None:
     q = vllm(Selector("team-a", "chat"))
     with pytest.raises(dataclasses.FrozenInstanceError):
