@@ -84,8 +84,9 @@ SCRAPE_MEASURE_ERROR_RETRY_SECONDS = 60.0
 """How soon a measurement whose query failed is tried again: the sample's own queries say what
 is wrong meanwhile, and a Prometheus that times out would hold up every step's sample."""
 STATUS_METRICS_REFRESH_SECONDS = 30.0
-"""Observed metrics are written to status at least this often while they change, and not on
-every sample (a status write per service per interval would load the apiserver)."""
+"""Observed metrics are written to status this often while the decision holds, and not on
+every sample (a status write per service per interval would load the apiserver); the
+default of ``AutoscalingSettings.status_refresh_seconds``."""
 
 
 def _rfc3339(seconds: float) -> str:
@@ -166,9 +167,11 @@ class Autoscaler:
         timeout_seconds: float = 2.0,
         clock: Callable[[], float] = time.time,
         default_scrape_interval: float = DEFAULT_SCRAPE_INTERVAL_SECONDS,
+        status_refresh_seconds: float = STATUS_METRICS_REFRESH_SECONDS,
     ) -> None:
         self.default_url = default_url
         self.default_scrape_interval = default_scrape_interval
+        self.status_refresh_seconds = status_refresh_seconds
         self.timeout_seconds = timeout_seconds
         self.clock = clock
         self._services: dict[str, _ServiceScaling] = {}
@@ -528,7 +531,7 @@ class Autoscaler:
         )
         scaling.slo_met = slo_met
         stale_status = (
-            sample is not None and now - scaling.status_written_at >= STATUS_METRICS_REFRESH_SECONDS
+            sample is not None and now - scaling.status_written_at >= self.status_refresh_seconds
         )
         reworded = problem != scaling.problem  # same reason, a new message
         scaling.problem = problem

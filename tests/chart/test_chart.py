@@ -30,6 +30,7 @@ FULL_VALUES: dict[str, Any] = {
     "logLevel": "DEBUG",
     "defaultPrometheusURL": "http://prometheus.monitoring:9090",
     "metricsInterval": 2.5,
+    "statusRefreshSeconds": 120,
     "defaultPrometheusScrapeInterval": 30,
     "extraArgs": ["--workers", "8"],
     "extraEnv": [

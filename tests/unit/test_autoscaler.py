@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from tierra.autoscaler import Autoscaler
+from tierra.autoscaler import STATUS_METRICS_REFRESH_SECONDS, Autoscaler
 from tierra.core.autoscale import RunningPlacement
 from tierra_testing.builders import IMAGE, service, tier, variant
 
@@ -185,6 +185,40 @@ async def test_the_same_answer_again_changes_nothing() -> None:
     assert second.recommendation.replicas == first.recommendation.replicas
     assert not second.reconcile
     assert second.events == ()
+
+
+async def status_writes(seconds: float, **settings: float) -> list[float]:
+    """When a service whose decision holds has its status written again, decided every 5 s
+    for ``seconds`` by an autoscaler made with ``settings``."""
+    clock = [1_000.0]
+    async with prometheus(BUSY) as (url, _):
+        scaler = Autoscaler(url, clock=lambda: clock[0], **settings)
+        try:
+            first = await scaler.step("team-a/chat", SERVICE, TWO, 2, TIERS)
+            scaler.report("team-a/chat")
+            grown = [RunningPlacement("central", "h100", first.recommendation.replicas)]
+            written = []
+            for k in range(1, int(seconds / 5) + 1):
+                clock[0] = 1_000.0 + 5.0 * k
+                outcome = await scaler.step("team-a/chat", SERVICE, grown, 2, TIERS)
+                assert outcome.recommendation.replicas == first.recommendation.replicas
+                if outcome.reconcile:
+                    written.append(5.0 * k)
+                    scaler.report("team-a/chat")
+        finally:
+            await scaler.close()
+    return written
+
+
+async def test_a_steady_service_s_status_is_refreshed_every_30_s_not_at_every_decision() -> None:
+    """A thousand metered services decided every 5 s would write as many statuses every 5 s:
+    the same decision writes its status again only once its metrics are 30 s old."""
+    refresh = STATUS_METRICS_REFRESH_SECONDS
+    assert await status_writes(70.0) == [refresh, 2 * refresh]
+
+
+async def test_the_status_refresh_is_a_setting() -> None:
+    assert await status_writes(70.0, status_refresh_seconds=60.0) == [60.0]
 
 
 async def test_unreachable_prometheus_holds_and_warns_once() -> None:

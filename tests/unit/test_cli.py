@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tierra.cli import build_parser
+from tierra.cli import build_parser, settings_from
 
 
 def test_an_environment_value_is_the_flags_default(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -16,6 +16,16 @@ def test_an_environment_value_is_the_flags_default(monkeypatch: pytest.MonkeyPat
     assert args.prometheus_scrape_interval == 60.0
     assert args.max_moves_per_tier == 3
     assert args.tier_lost_after == 10.0
+
+
+def test_the_status_refresh_reaches_the_autoscaling_settings(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    default = settings_from(build_parser().parse_args(["run"]))
+    assert default.autoscaling.status_refresh_seconds == 30.0
+    monkeypatch.setenv("TIERRA_STATUS_REFRESH_SECONDS", "120")
+    settings = settings_from(build_parser().parse_args(["run"]))
+    assert settings.autoscaling.status_refresh_seconds == 120.0
 
 
 def test_the_flag_wins_over_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:

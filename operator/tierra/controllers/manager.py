@@ -48,6 +48,7 @@ class Manager:
         self.autoscaler = Autoscaler(
             settings.autoscaling.prometheus_url,
             default_scrape_interval=settings.autoscaling.scrape_interval_seconds,
+            status_refresh_seconds=settings.autoscaling.status_refresh_seconds,
         )
         self.services = ServiceController(
             management,

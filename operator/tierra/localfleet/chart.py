@@ -92,6 +92,12 @@ def _values_properties() -> dict[str, Any]:
             "description": "Prometheus for tiers without spec.metrics; empty: none.",
         },
         "metricsInterval": {"type": "number", "exclusiveMinimum": 0},
+        "statusRefreshSeconds": {
+            "type": "number",
+            "minimum": 5,
+            "description": "Seconds between status writes of a service's observed metrics while "
+            "its decision holds.",
+        },
         "defaultPrometheusScrapeInterval": {
             "type": "number",
             "minimum": 1,
