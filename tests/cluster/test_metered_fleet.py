@@ -17,7 +17,7 @@ BENCHMARK = Path(__file__).resolve().parents[2] / "benchmarks" / "metered_fleet.
 
 
 def test_metered_services_write_their_status_once_a_refresh_not_once_a_decision() -> None:
-    small = ["--services", "20", "--seconds", "20", "--scale", "1"]
+    small = ["--services", "20", "--seconds", "10", "--scale", "1"]
     every = ["--metrics-interval", "2", "--scrape-interval", "2", "--status-refresh-seconds", "10"]
     done = subprocess.run(
         [sys.executable, str(BENCHMARK), *small, *every],
