@@ -82,6 +82,7 @@ def _implied_arrivals(
     work = mean_work(inputs)
     recent = inputs.signals.recent_completion_rate if inputs.signals is not None else None
     segment, estimate, rise = state.segment, state.interval_rate, state.interval_rise
+    intervals = state.intervals
     if recent is not None and growth is not None:
         # Completions between the last scrapes (irate) plus the growth of what is in the
         # system: the arrivals of the last interval, exactly (conservation), whether the
@@ -89,9 +90,10 @@ def _implied_arrivals(
         # intervals before it while they agree, extrapolated when it rose (``interval_rate``);
         # never below the window's average (a lull within a burst is not its end).
         if span is not None or estimate is None:
-            estimate, segment, rise = interval_rate(
-                segment, at, max(0.0, recent + growth), span or 0.0, params
-            )
+            arrived = max(0.0, recent + growth)
+            estimate, segment, rise = interval_rate(segment, at, arrived, span or 0.0, params)
+            if span is not None:
+                intervals = (*_within(intervals, at, span, params), (at, arrived * span, span))
         # (the runtime's window average counts completions, which run above the arrivals
         # while a backlog drains; the intervals' own arrivals over that window do not)
         measured = [r for t, r, _ in state.rates if t > at - params.rate_window_seconds]
@@ -105,12 +107,23 @@ def _implied_arrivals(
         ready = min([inputs.ready_replicas, *(r for _, _, r in state.rates[-1:])])
         completing = min(float(ready), running) / work
         arrival = max(arrival or 0.0, completing + (growth or 0.0))
-        segment, estimate, rise = (), None, 0.0
+        segment, estimate, rise, intervals = (), None, 0.0, ()
     else:
-        segment, estimate, rise = (), None, 0.0
+        segment, estimate, rise, intervals = (), None, 0.0, ()
         if not backlogged:
             growth = None  # without the completions now, growth alone is noise
-    return Arrivals(arrival, growth, probe, segment, estimate, rise)
+    return Arrivals(arrival, growth, probe, segment, estimate, rise, intervals)
+
+
+def _within(
+    intervals: tuple[tuple[float, float, float], ...], at: float, span: float, params: ScalerParams
+) -> tuple[tuple[float, float, float], ...]:
+    """The (end, arrivals, span) intervals that, with one of ``span`` seconds ending at
+    ``at``, lie within the last ``rate_sample_seconds``."""
+    # (those that end a quarter interval or more inside the window: whether one joins must
+    # not turn on a scrape a few milliseconds early or late, and the common scrape intervals
+    # (1, 2, 5, 10, 15, 30 s) divide the window's 15 s, or do after a half interval)
+    return tuple(s for s in intervals if s[0] > at - params.rate_sample_seconds + 0.25 * span)
 
 
 def interval_rate(
@@ -138,10 +151,7 @@ def interval_rate(
     * It is below: the segment restarts with it.
     """
     count = rate * span
-    # (the intervals that end a quarter interval or more inside the window: whether one joins
-    # must not turn on a scrape a few milliseconds early or late, and the common scrape
-    # intervals (1, 2, 5, 10, 15, 30 s) divide the window's 15 s, or do after a half interval)
-    pool = tuple(s for s in segment if s[0] > at - params.rate_sample_seconds + 0.25 * span)
+    pool = _within(segment, at, span, params)
     if span <= 0:
         return rate, pool, 0.0
     if pool:
@@ -216,6 +226,13 @@ def observe_load(seen: Observed, state: ScalerState, now: float, params: ScalerP
         # load whole -- nor the minute's average the rate now is never below, which smears a
         # burst's end over a minute, taken for a fall too slow to hold for on a short start-up)
         measured = arrival if implied.estimate is None else implied.estimate - implied.rise
+        if implied.intervals:
+            # (the arrivals of the intervals within ``rate_sample_seconds``, agreeing or not:
+            # at a 2 s scrape a burst of a few seconds is one interval's, and held as a
+            # rate it never had over any span a start-up could serve)
+            measured = sum(n for _, n, _ in implied.intervals) / sum(
+                d for _, _, d in implied.intervals
+            )
         rates = (*rates, (now, measured, seen.serving))
     crowds = tuple(c for c in state.crowds if c[0] > now - lookback)
     mixes = tuple(m for m in state.mixes if m[0] > now - lookback)

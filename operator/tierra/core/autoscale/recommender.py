@@ -159,6 +159,7 @@ def _hold(
             segment=(),
             interval_rate=None,
             interval_rise=0.0,
+            intervals=(),
         ),
     )
 
@@ -384,6 +385,7 @@ def recommend(
             sizes=seen.sizes,
             interval_rate=implied.estimate,
             interval_rise=implied.rise,
+            intervals=implied.intervals,
             rates=load.rates,
             # (until it has faded out of the burst history's memory)
             restored_burst=state.restored_burst

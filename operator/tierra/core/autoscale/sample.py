@@ -20,6 +20,8 @@ class Arrivals:
     estimate: float | None
     rise: float
     """How much of ``estimate`` is the extrapolated part of a rise within the last interval."""
+    intervals: tuple[tuple[float, float, float], ...] = ()
+    """(end, arrivals, span) of every scrape interval within ``rate_sample_seconds``."""
 
 
 @dataclass(frozen=True)

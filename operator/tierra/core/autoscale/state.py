@@ -96,6 +96,10 @@ class ScalerState:
     """The arrivals now, as of the last scrape interval (kept until the next scrape)."""
     interval_rise: float = 0.0
     """The part of ``interval_rate`` extrapolated from a rise within the last interval."""
+    intervals: tuple[tuple[float, float, float], ...] = ()
+    """(end, arrivals, span) of every scrape interval that ends within ``rate_sample_seconds``,
+    agreeing or not: their rate is the burst history's sample, the same window whatever the
+    scrape interval."""
     sizes: tuple[float, float, float, float] | None = None
     """(mean prompt tokens, mean output tokens, completions they stand for, when): the
     smoothed request size (``smoothed_sizes``)."""
@@ -160,6 +164,7 @@ class ScalerState:
             "sizes": list(self.sizes) if self.sizes else None,
             "intervalRate": self.interval_rate,
             "intervalRise": self.interval_rise,
+            "intervals": [list(x) for x in self.intervals],
             "rates": [[t, rate, ready] for t, rate, ready in self.rates],
             "restoredBurst": list(self.restored_burst) if self.restored_burst else None,
             "restoredEdges": [list(e) for e in self.restored_edges],
@@ -207,6 +212,9 @@ class ScalerState:
             sizes=_four(data.get("sizes")),
             interval_rate=number("intervalRate"),
             interval_rise=float(data.get("intervalRise") or 0.0),
+            intervals=tuple(
+                (float(t), float(n), float(d)) for t, n, d in data.get("intervals") or ()
+            ),
             rates=tuple(
                 (float(t), float(rate), int(ready)) for t, rate, ready in data.get("rates") or ()
             ),

@@ -193,13 +193,13 @@ def test_the_first_decision_after_a_step_asks_for_the_count_the_next_confirms() 
 def test_an_extrapolated_rise_sizes_the_decision_but_not_the_burst_history() -> None:
     """A step from 1 to 12 req/s a quarter of the way into a 2 s interval shows as 9.25 req/s,
     extrapolated to 17.5 (the middle is the expected time). That sizes the first decision;
-    the burst history keeps what was measured, so the headroom holds the real peak of 12 for
-    its lookback, not the extrapolation."""
+    the burst history keeps what was measured (over the last 15 s, as one 15 s scrape would),
+    so the headroom holds the real peak of 12 for its lookback, not the extrapolation."""
     state, replicas = ScalerState(), 2
     in_system = 0.3
     params = replace(TRUSTED, headroom_min_reaction_seconds=0.0)
     first = None
-    for k in range(14):
+    for k in range(18):
         at = 2.0 * k
         arrivals = 1.0 if k <= 8 else (9.25 if k == 9 else 12.0)
         completions = arrivals if k <= 8 else min(arrivals, replicas / WORK)
@@ -224,6 +224,34 @@ def test_an_extrapolated_rise_sizes_the_decision_but_not_the_burst_history() -> 
     assert first is not None and 6.6 < extrapolated(first.reason) <= 8.25
     peak = max(rate for _, rate, _ in state.rates)
     assert 11.0 <= peak <= 13.0, peak
+
+
+def test_a_burst_of_one_short_interval_is_held_as_the_15_s_window_s_rate() -> None:
+    """At 2 s scrapes, 5 req/s with one interval of 15 req/s (30 requests in 2 s): the burst
+    history keeps the last 15 s's rate (6.25 req/s, as a 15 s scrape shows it), not
+    the one interval's 15 req/s, which no span a replica's start-up could serve ever had."""
+    state, replicas = ScalerState(), 4
+    for k in range(20):
+        at = 2.0 * k
+        arrivals = 15.0 if k == 10 else 5.0
+        sample = Signals(
+            queue_depth=0.0,
+            running=2.0,
+            arrival_rate=5.0,
+            observed_at=at,
+            recent_completion_rate=arrivals,
+            scraped_at=at,
+        )
+        rec = recommend(
+            inputs(desired_replicas=replicas, ready_replicas=replicas, signals=sample),
+            state,
+            at,
+            TRUSTED,
+        )
+        state = rec.state
+    peak = max(rate for _, rate, _ in state.rates)
+    # (the eight intervals that end within the last 15 s)
+    assert peak == pytest.approx((5.0 * 14 + 15.0 * 2) / 16)
 
 
 # --------------------------------------------------------------------------------------------
