@@ -1,11 +1,13 @@
-"""Tierra when Prometheus scrapes less often than every 15 s: the held-out services
-(``held_out.py``'s draws) with the pods scraped every 15, 30 and 60 s.
+"""Tierra when Prometheus scrapes more or less often than every 15 s: the held-out services
+(``held_out.py``'s draws) with the pods scraped every 2, 5, 15, 30 and 60 s.
 
 The recommender was tuned at 15 s scrapes and the presets' 1 m ``rate()`` windows. Many
 Prometheus set-ups scrape every 30 s (kube-prometheus' ServiceMonitors) or every minute
 (Prometheus' own default, several managed services). Each case runs Tierra:
 
   * at 15 s with 1 m windows: the baseline, what the recommender was tuned on;
+  * at 5 s and at 2 s (1 m windows), where Prometheus sees bursts of a few seconds that a
+    15 s scrape averages out: several intervals make one arrival sample of 15 s;
   * at 30 s and at 60 s with the windows sized for the scrape interval
     (``Tier.spec.metrics.scrapeIntervalSeconds``: four scrapes, at least 1 m, and the
     recommender's arrival samples one scrape apart);
@@ -43,6 +45,8 @@ from tierra.lab.traces import generate
 
 SETTINGS: tuple[tuple[str, float, bool], ...] = (
     ("15s", 15.0, True),
+    ("5s", 5.0, True),
+    ("2s", 2.0, True),
     ("30s sized", 30.0, True),
     ("30s 1m", 30.0, False),
     ("60s sized", 60.0, True),

@@ -71,7 +71,7 @@ def test_latency_verdicts_runs_a_case_with_a_verdict() -> None:
 def test_scrape_intervals_runs_a_case_at_every_setting() -> None:
     out = run("scrape_intervals.py", "--cases", "1", "--start", "22", "--jobs", "1")
     rows = [line for line in out.splitlines() if line.startswith("  22 ")]
-    assert rows and rows[0].count("%") == 5, out
+    assert rows and rows[0].count("%") == 7, out
     assert "60s 1m" in out and "1 cases in" in out, out
 
 

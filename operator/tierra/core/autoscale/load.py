@@ -16,6 +16,13 @@ late in that one, and this one shows the new load whole (``_began_before``). So 
 sample after a step asks for the count the next one confirms. Without that rate, during a
 backlog the completions are the ready replicas at saturation (one mean request per ``work``
 each).
+
+The burst history
+-----------------
+Each sample adds the arrivals of the scrape intervals within the last ``rate_sample_seconds``
+(agreeing or not, without the extrapolated rise): the same 15 s whatever the scrape
+interval, so a burst of a few seconds seen at 2 s scrapes is held as a 15 s scrape shows
+it, not at the rate of one interval, which no span a start-up could serve ever had.
 """
 
 from __future__ import annotations

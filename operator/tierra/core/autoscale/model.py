@@ -94,7 +94,9 @@ class ScalerParams:
     speed_bounds: tuple[float, float] = (0.25, 4.0)
     """The service-rate estimate stays within these multiples of the profile."""
     rate_sample_seconds: float = 15.0
-    """Window of one arrival-rate sample (a scrape interval: completions between scrapes)."""
+    """Window of one arrival-rate sample (completions between scrapes plus the growth of what
+    is in the system): a burst-history sample is the arrivals of the scrape intervals within
+    it, and faster scrapes' intervals are pooled within it while they agree."""
     rate_window_seconds: float = 60.0
     """Window of the token and completion rates and of the mean running (the presets' 1m)."""
     size_time_constant_seconds: float = 300.0
