@@ -48,12 +48,13 @@ from reconcile import (  # the sibling benchmark's helpers
     PlacedSeen,
     fleet_cpu,
     free_port,
+    install,
     proc_stat,
     quiesce,
+    request_counters,
 )
 
 from tierra.autoscaler import STATUS_METRICS_REFRESH_SECONDS
-from tierra.demo import Demo
 from tierra.localfleet.binaries import ensure_binaries
 from tierra.localfleet.prometheus import PrometheusServer, ScrapeTarget
 from tierra.localfleet.runner import Fleet, die_with_parent, spawn_operator, stop_process
@@ -80,25 +81,13 @@ def manifest(index: int) -> dict[str, object]:
 
 def writes(api: client.ApiClient) -> Counter[str]:
     """The apiserver's write requests so far, by resource (and subresource)."""
-    response = api.call_api(
-        "/metrics",
-        "GET",
-        auth_settings=["BearerToken"],
-        response_type="str",
-        _preload_content=False,
-        _return_http_data_only=True,
-    )
     counts: Counter[str] = Counter()
-    for line in response.data.decode().splitlines():
-        if not line.startswith("apiserver_request_total{"):
-            continue
-        text, value = line[len("apiserver_request_total{") :].rsplit("} ", 1)
-        labels = dict(p.split("=", 1) for p in text.replace('"', "").split(",") if "=" in p)
+    for labels, value in request_counters(api):
         if labels.get("verb") in WRITES:
             resource = labels.get("resource", "")
             if labels.get("subresource"):
                 resource = f"{resource}/{labels['subresource']}"
-            counts[resource] += int(float(value))
+            counts[resource] += int(value)
     return counts
 
 
@@ -192,9 +181,7 @@ def main() -> int:
     try:
         seconds = fleet.up(tie_to_parent=True, log=lambda _: None)
         print(f"fleet (scale {args.scale}) up in {seconds:.1f}s; logs in {workdir}")
-        setup = Demo(REPO, fleet)  # kubectl, CRDs, the operator's namespace and Secrets
-        setup.install()
-        setup.kubectl("apply", "-f", str(REPO / "examples/fleet/tiers.yaml"))
+        install(fleet)
         api = config.new_client_from_config(
             config_file=str(fleet.kubeconfig), context="tierra-central"
         )

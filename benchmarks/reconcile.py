@@ -34,6 +34,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -69,6 +70,13 @@ def service(name: str, namespace: str, levels: list[str]) -> dict[str, Any]:
         placement={"levels": levels},
         slo={"latencyP95Ms": 5000},
     )
+
+
+def install(fleet: Fleet) -> None:
+    """kubectl, the CRDs, the operator's namespace and Secrets, and the example tiers."""
+    setup = Demo(REPO, fleet)
+    setup.install()
+    setup.kubectl("apply", "-f", str(REPO / "examples/fleet/tiers.yaml"))
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -236,9 +244,8 @@ def cpu_bound(cpu_seconds: float, idle_rate: float) -> float:
     return cpu_seconds / ((os.cpu_count() or 1) - idle_rate)
 
 
-def apiserver_requests(api: client.ApiClient) -> Counter[tuple[str, str, str, str]]:
-    """The apiserver's request counters for InferenceServices:
-    (verb, subresource, code) -> count."""
+def request_counters(api: client.ApiClient) -> Iterator[tuple[dict[str, str], float]]:
+    """The apiserver's ``apiserver_request_total`` samples: (labels, count)."""
     response = api.call_api(
         "/metrics",
         "GET",
@@ -247,7 +254,6 @@ def apiserver_requests(api: client.ApiClient) -> Counter[tuple[str, str, str, st
         _preload_content=False,
         _return_http_data_only=True,
     )
-    counts: Counter[tuple[str, str, str, str]] = Counter()
     for line in response.data.decode().splitlines():
         if not line.startswith("apiserver_request_total{"):
             continue
@@ -255,6 +261,14 @@ def apiserver_requests(api: client.ApiClient) -> Counter[tuple[str, str, str, st
         labels = dict(
             part.split("=", 1) for part in labels_text.replace('"', "").split(",") if "=" in part
         )
+        yield labels, float(value)
+
+
+def apiserver_requests(api: client.ApiClient) -> Counter[tuple[str, str, str, str]]:
+    """The apiserver's request counters for InferenceServices:
+    (verb, subresource, code) -> count."""
+    counts: Counter[tuple[str, str, str, str]] = Counter()
+    for labels, value in request_counters(api):
         if labels.get("resource") == "inferenceservices":
             key = (
                 labels.get("verb", ""),
@@ -262,7 +276,7 @@ def apiserver_requests(api: client.ApiClient) -> Counter[tuple[str, str, str, st
                 labels.get("subresource", ""),
                 labels.get("code", ""),
             )
-            counts[key] += int(float(value))
+            counts[key] += int(value)
     return counts
 
 
@@ -452,9 +466,7 @@ def main() -> int:
     try:
         seconds = fleet.up(tie_to_parent=True, log=lambda _: None)
         print(f"fleet (scale {args.scale}) up in {seconds:.1f}s; operator log in {workdir}")
-        setup = Demo(REPO, fleet)  # kubectl, CRDs, the operator's namespace and Secrets
-        setup.install()
-        setup.kubectl("apply", "-f", str(REPO / "examples/fleet/tiers.yaml"))
+        install(fleet)
         kc = str(fleet.kubeconfig)
         clients = {
             c: config.new_client_from_config(config_file=kc, context=f"tierra-{c}")

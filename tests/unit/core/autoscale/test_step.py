@@ -190,6 +190,27 @@ def test_the_first_decision_after_a_step_asks_for_the_count_the_next_confirms() 
     assert 4.4 < extrapolated(first.reason) <= 5.5  # (nearly to the interval's middle)
 
 
+def scrape(at: float, waiting: float, running: float, completing: float, window: float) -> Signals:
+    """A sample right after a scrape at ``at``: the gauges, the completions since the scrape
+    before (``irate``) and the rate window's average completions."""
+    return Signals(
+        queue_depth=waiting,
+        running=running,
+        arrival_rate=window,
+        observed_at=at,
+        recent_completion_rate=completing,
+        scraped_at=at,
+    )
+
+
+def decide(state: ScalerState, replicas: int, sample: Signals, params: ScalerParams) -> Any:
+    """The decision on ``sample`` with ``replicas`` desired and ready."""
+    assert sample.observed_at is not None
+    at = sample.observed_at
+    ready = {"desired_replicas": replicas, "ready_replicas": replicas}
+    return recommend(inputs(**ready, signals=sample), state, at, params)
+
+
 def test_an_extrapolated_rise_sizes_the_decision_but_not_the_burst_history() -> None:
     """A step from 1 to 12 req/s a quarter of the way into a 2 s interval shows as 9.25 req/s,
     extrapolated to 17.5 (the middle is the expected time). That sizes the first decision;
@@ -204,20 +225,8 @@ def test_an_extrapolated_rise_sizes_the_decision_but_not_the_burst_history() -> 
         arrivals = 1.0 if k <= 8 else (9.25 if k == 9 else 12.0)
         completions = arrivals if k <= 8 else min(arrivals, replicas / WORK)
         in_system = max(0.3, in_system + (arrivals - completions) * 2.0)
-        sample = Signals(
-            queue_depth=max(0.0, in_system - 8 * replicas),
-            running=min(in_system, 8.0 * replicas),
-            arrival_rate=1.0,
-            observed_at=at,
-            recent_completion_rate=completions,
-            scraped_at=at,
-        )
-        rec = recommend(
-            inputs(desired_replicas=replicas, ready_replicas=replicas, signals=sample),
-            state,
-            at,
-            params,
-        )
+        waiting, running = max(0.0, in_system - 8 * replicas), min(in_system, 8.0 * replicas)
+        rec = decide(state, replicas, scrape(at, waiting, running, completions, 1.0), params)
         if k == 9:
             first = rec
         state, replicas = rec.state, rec.replicas
@@ -234,21 +243,7 @@ def test_a_burst_of_one_short_interval_is_held_as_the_15_s_window_s_rate() -> No
     for k in range(20):
         at = 2.0 * k
         arrivals = 15.0 if k == 10 else 5.0
-        sample = Signals(
-            queue_depth=0.0,
-            running=2.0,
-            arrival_rate=5.0,
-            observed_at=at,
-            recent_completion_rate=arrivals,
-            scraped_at=at,
-        )
-        rec = recommend(
-            inputs(desired_replicas=replicas, ready_replicas=replicas, signals=sample),
-            state,
-            at,
-            TRUSTED,
-        )
-        state = rec.state
+        state = decide(state, replicas, scrape(at, 0.0, 2.0, arrivals, 5.0), TRUSTED).state
     peak = max(rate for _, rate, _ in state.rates)
     # (the eight intervals that end within the last 15 s)
     assert peak == pytest.approx((5.0 * 14 + 15.0 * 2) / 16)
