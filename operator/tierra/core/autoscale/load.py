@@ -128,8 +128,9 @@ def _within(
     """The (end, arrivals, span) intervals that, with one of ``span`` seconds ending at
     ``at``, lie within the last ``rate_sample_seconds``."""
     # (those that end a quarter interval or more inside the window: whether one joins must
-    # not turn on a scrape a few milliseconds early or late, and the common scrape intervals
-    # (1, 2, 5, 10, 15, 30 s) divide the window's 15 s, or do after a half interval)
+    # not turn on a scrape a few milliseconds early or late, and the window holds a whole or
+    # a half number of the common scrape intervals, 1, 2, 5, 10, 15 or 30 s, so their ends
+    # fall a quarter interval or more from that edge)
     return tuple(s for s in intervals if s[0] > at - params.rate_sample_seconds + 0.25 * span)
 
 
@@ -170,8 +171,8 @@ def interval_rate(
         expected = (base * total + 1.0) / total * span
         z = 2.0 * (math.sqrt(count) - math.sqrt(expected)) / math.sqrt(1.0 + span / total)
         if z > params.change_z:
-            before = _began_before(pool, rate)
-            now_rate = before * rate + (1.0 - before) * (base + 2.0 * (rate - base))
+            # (twice the rise, or once as far as it began in the interval before)
+            now_rate = base + (2.0 - _began_before(pool, rate)) * (rate - base)
             return now_rate, (), now_rate - rate
         if z >= -params.change_z:
             pool = (*pool, (at, count, span))
@@ -195,10 +196,9 @@ def _began_before(pool: tuple[tuple[float, float, float], ...], rate: float) -> 
     if total <= 0 or span <= 0:
         return 0.0
     base = sum(c for _, c, _ in rest) / total
-    rise = rate - base
-    if rise <= 0:
+    rise, shown = rate - base, count / span - base
+    if not (0 < rise < math.inf and math.isfinite(shown)):
         return 0.0
-    shown = count / span - base
     # (Poisson noise of the interval and of the base it is read against, one arrival more as
     # in ``interval_rate``: a lull is no base of zero)
     noise = NormalDist(0.0, math.sqrt((base * span + 1.0) * (1.0 + span / total)) / span)

@@ -144,6 +144,7 @@ def test_the_interval_rate_is_finite_and_never_below_what_was_seen(
 ) -> None:
     now_rate, kept, rise = interval_rate(tuple(sorted(pooled)), 100.0, rate, span)
     assert math.isfinite(now_rate) and now_rate >= 0.0
+    assert not math.isnan(interval_rate(tuple(sorted(pooled)), 100.0, math.inf, span)[0])
     assert rise >= 0.0
     if rise > 0:
         assert now_rate >= rate  # extrapolated upwards only
