@@ -54,11 +54,11 @@ from reconcile import (  # the sibling benchmark's helpers
     request_counters,
 )
 
-from tierra.autoscaler import STATUS_METRICS_REFRESH_SECONDS
 from tierra.localfleet.binaries import ensure_binaries
 from tierra.localfleet.prometheus import PrometheusServer, ScrapeTarget
 from tierra.localfleet.runner import Fleet, die_with_parent, spawn_operator, stop_process
 from tierra.localfleet.topology import default_fleet
+from tierra.settings import AutoscalingSettings
 from tierra_testing.builders import service_manifest, variant
 
 REPO = Path(__file__).resolve().parents[1]
@@ -158,7 +158,7 @@ def main() -> int:
     parser.add_argument("--metrics-interval", type=float, default=5.0)
     parser.add_argument("--scrape-interval", type=float, default=5.0)
     parser.add_argument(
-        "--status-refresh-seconds", type=float, default=STATUS_METRICS_REFRESH_SECONDS
+        "--status-refresh-seconds", type=float, default=AutoscalingSettings.status_refresh_seconds
     )
     args = parser.parse_args()
 

@@ -49,7 +49,7 @@ from tierra.lab.traces import generate
 LOSS_POINTS = 0.005
 STATUS_REFRESH_SECONDS = 30.0
 """The operator writes the observed metrics, and the state with them, at least this often
-while they change (``tierra.autoscaler.STATUS_METRICS_REFRESH_SECONDS``)."""
+while they change (``AutoscalingSettings.status_refresh_seconds``'s default)."""
 MODES = ("never", "status", "decision", "count only")
 
 

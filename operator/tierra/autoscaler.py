@@ -59,6 +59,7 @@ from tierra.core.metrics_presets import (
 from tierra.core.scrape_timing import interval_in_effect, measured_interval, timing_query
 from tierra.core.slo_reach import reach_verdict
 from tierra.core.status import ScalingReport, epoch_seconds, limit_verdict, slo_verdict
+from tierra.settings import AutoscalingSettings
 from tierra.shell.prometheus import (
     MetricSample,
     MetricsUnavailable,
@@ -83,10 +84,6 @@ SCRAPE_MEASURE_RETRY_SECONDS = 15.0
 SCRAPE_MEASURE_ERROR_RETRY_SECONDS = 60.0
 """How soon a measurement whose query failed is tried again: the sample's own queries say what
 is wrong meanwhile, and a Prometheus that times out would hold up every step's sample."""
-STATUS_METRICS_REFRESH_SECONDS = 30.0
-"""Observed metrics are written to status this often while the decision holds, and not on
-every sample (a status write per service per interval would load the apiserver); the
-default of ``AutoscalingSettings.status_refresh_seconds``."""
 
 
 def _rfc3339(seconds: float) -> str:
@@ -167,7 +164,7 @@ class Autoscaler:
         timeout_seconds: float = 2.0,
         clock: Callable[[], float] = time.time,
         default_scrape_interval: float = DEFAULT_SCRAPE_INTERVAL_SECONDS,
-        status_refresh_seconds: float = STATUS_METRICS_REFRESH_SECONDS,
+        status_refresh_seconds: float = AutoscalingSettings.status_refresh_seconds,
     ) -> None:
         self.default_url = default_url
         self.default_scrape_interval = default_scrape_interval

@@ -17,8 +17,9 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from tierra.autoscaler import STATUS_METRICS_REFRESH_SECONDS, Autoscaler
+from tierra.autoscaler import Autoscaler
 from tierra.core.autoscale import RunningPlacement
+from tierra.settings import AutoscalingSettings
 from tierra_testing.builders import IMAGE, service, tier, variant
 
 NOW = 1_800_000_000.0
@@ -213,7 +214,7 @@ async def status_writes(seconds: float, **settings: float) -> list[float]:
 async def test_a_steady_service_s_status_is_refreshed_every_30_s_not_at_every_decision() -> None:
     """A thousand metered services decided every 5 s would write as many statuses every 5 s:
     the same decision writes its status again only once its metrics are 30 s old."""
-    refresh = STATUS_METRICS_REFRESH_SECONDS
+    refresh = AutoscalingSettings.status_refresh_seconds
     assert await status_writes(70.0) == [refresh, 2 * refresh]
 
 

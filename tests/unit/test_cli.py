@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from tierra.cli import build_parser, settings_from
+from tierra.settings import Settings
 
 
 def test_an_environment_value_is_the_flags_default(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -26,6 +29,14 @@ def test_the_status_refresh_reaches_the_autoscaling_settings(
     monkeypatch.setenv("TIERRA_STATUS_REFRESH_SECONDS", "120")
     settings = settings_from(build_parser().parse_args(["run"]))
     assert settings.autoscaling.status_refresh_seconds == 120.0
+
+
+def test_the_flags_defaults_are_the_settings_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The flags repeat the settings' defaults (the parser may not import the settings, which
+    load the client libraries before ``KUBECONFIG`` is set): they must not drift apart."""
+    for variable in [v for v in os.environ if v.startswith("TIERRA_")]:
+        monkeypatch.delenv(variable)
+    assert settings_from(build_parser().parse_args(["run"])) == Settings()
 
 
 def test_the_flag_wins_over_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
