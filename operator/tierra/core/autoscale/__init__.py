@@ -69,7 +69,7 @@ Modules
 * ``service``: a whole service's inputs over its placements and tiers.
 """
 
-from .load import interval_rate
+from .load import interval_rate, judge_rise, rise_trust
 from .model import (
     API_MAX_REPLICAS,
     DEFAULT_PARAMS,
@@ -146,6 +146,7 @@ __all__ = [
     "decision_interval",
     "headroom_need",
     "interval_rate",
+    "judge_rise",
     "latency_need",
     "mix_weighted",
     "mix_weights",
@@ -158,6 +159,7 @@ __all__ = [
     "recommend",
     "request_sizes",
     "restore_state",
+    "rise_trust",
     "scaling_inputs",
     "scheduled_floor",
     "service_scaling_inputs",

@@ -13,9 +13,11 @@ noise, the rise happened within it -- at its middle on average (exactly, for a r
 the rate now is ``pooled + 2 x (interval - pooled)``, said in the reason; unless the
 interval before showed a share of it, too little to tell from noise then: the step came
 late in that one, and this one shows the new load whole (``_began_before``). So the first
-sample after a step asks for the count the next one confirms. Without that rate, during a
-backlog the completions are the ready replicas at saturation (one mean request per ``work``
-each).
+sample after a step asks for the count the next one confirms. The next interval also says
+whether the rise lasted; where recent rises did not (bursts shorter than a fast scrape
+interval), the extrapolation is believed only as far as they did (``rise_trust``).
+Without that rate, during a backlog the completions are the ready replicas at saturation
+(one mean request per ``work`` each).
 
 The burst history
 -----------------
@@ -29,7 +31,7 @@ from __future__ import annotations
 
 import math
 from statistics import NormalDist
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 from .model import DEFAULT_PARAMS, HUGE, ScalerParams, ScalingInputs, mean_work
 from .sample import Arrivals, Load, Observed
@@ -89,7 +91,7 @@ def _implied_arrivals(
     work = mean_work(inputs)
     recent = inputs.signals.recent_completion_rate if inputs.signals is not None else None
     segment, estimate, rise = state.segment, state.interval_rate, state.interval_rise
-    intervals = state.intervals
+    intervals, pending, rises, trust = state.intervals, state.rise_pending, state.rises, 1.0
     if recent is not None and growth is not None:
         # Completions between the last scrapes (irate) plus the growth of what is in the
         # system: the arrivals of the last interval, exactly (conservation), whether the
@@ -98,7 +100,12 @@ def _implied_arrivals(
         # never below the window's average (a lull within a burst is not its end).
         if span is not None or estimate is None:
             arrived = max(0.0, recent + growth)
-            estimate, segment, rise = interval_rate(segment, at, arrived, span or 0.0, params)
+            if span is not None:
+                rises = judge_rise(rises, pending, arrived, at, params)
+                trust = rise_trust(rises, at, params)
+            estimate, segment, rise, pending = interval_rate(
+                segment, at, arrived, span or 0.0, params, trust
+            )
             if span is not None:
                 intervals = (*_within(intervals, at, span, params), (at, arrived * span, span))
         # (the runtime's window average counts completions, which run above the arrivals
@@ -114,12 +121,14 @@ def _implied_arrivals(
         ready = min([inputs.ready_replicas, *(r for _, _, r in state.rates[-1:])])
         completing = min(float(ready), running) / work
         arrival = max(arrival or 0.0, completing + (growth or 0.0))
-        segment, estimate, rise, intervals = (), None, 0.0, ()
+        segment, estimate, rise, intervals, pending = (), None, 0.0, (), None
     else:
-        segment, estimate, rise, intervals = (), None, 0.0, ()
+        segment, estimate, rise, intervals, pending = (), None, 0.0, (), None
         if not backlogged:
             growth = None  # without the completions now, growth alone is noise
-    return Arrivals(arrival, growth, probe, segment, estimate, rise, intervals)
+    return Arrivals(
+        arrival, growth, probe, segment, estimate, rise, intervals, pending, rises, trust
+    )
 
 
 def _within(
@@ -134,15 +143,29 @@ def _within(
     return tuple(s for s in intervals if s[0] > at - params.rate_sample_seconds + 0.25 * span)
 
 
+class IntervalRate(NamedTuple):
+    """The arrivals now as of one scrape interval (``interval_rate``)."""
+
+    rate: float
+    segment: tuple[tuple[float, float, float], ...]
+    """The intervals to read the next one against."""
+    extrapolated: float
+    """How much of ``rate`` is extrapolated from a rise within the interval."""
+    lasted_above: float | None = None
+    """With a rise: the rate the next interval must show for it to have lasted
+    (``judge_rise``), half-way from the pooled rate to this interval's."""
+
+
 def interval_rate(
     segment: tuple[tuple[float, float, float], ...],
     at: float,
     rate: float,
     span: float,
     params: ScalerParams = DEFAULT_PARAMS,
-) -> tuple[float, tuple[tuple[float, float, float], ...], float]:
-    """(arrival rate now, the segment to carry, the rise extrapolated): the arrivals of the
-    interval of ``span`` seconds ending at ``at`` (``rate`` per second), read against the
+    trust: float = 1.0,
+) -> IntervalRate:
+    """(arrival rate now, the segment to carry, the rise extrapolated, ...): the arrivals of
+    the interval of ``span`` seconds ending at ``at`` (``rate`` per second), read against the
     *segment* of the intervals before it that agree with each other (``(end, arrivals,
     span)`` within ``rate_sample_seconds``).
 
@@ -154,14 +177,15 @@ def interval_rate(
       rise. With the rise at an unknown time within it, its middle is the expected one (and
       exact for a ramp): the rate now is ``pooled + 2 x (rate - pooled)``, weighed against
       ``rate`` itself by the probability that the rise began late in the interval before
-      (``_began_before``). The segment restarts after it (the next interval is the first
-      that shows the new load whole).
+      (``_began_before``), and by the ``trust`` that it goes on (``rise_trust``): a burst
+      shorter than the interval is over already. The segment restarts after it (the next
+      interval is the first that shows the new load whole).
     * It is below: the segment restarts with it.
     """
     count = rate * span
     pool = _within(segment, at, span, params)
     if span <= 0:
-        return rate, pool, 0.0
+        return IntervalRate(rate, pool, 0.0)
     if pool:
         total = sum(d for _, _, d in pool)
         base = sum(c for _, c, _ in pool) / total if total > 0 else rate
@@ -171,14 +195,49 @@ def interval_rate(
         expected = (base * total + 1.0) / total * span
         z = 2.0 * (math.sqrt(count) - math.sqrt(expected)) / math.sqrt(1.0 + span / total)
         if z > params.change_z:
-            # (twice the rise, or once as far as it began in the interval before)
-            now_rate = base + (2.0 - _began_before(pool, rate)) * (rate - base)
-            return now_rate, (), now_rate - rate
+            # (twice the rise, or once as far as it began in the interval before or is not
+            # believed to go on)
+            beyond = trust * (1.0 - _began_before(pool, rate))
+            now_rate = base + (1.0 + beyond) * (rate - base)
+            return IntervalRate(now_rate, (), now_rate - rate, base + 0.5 * (rate - base))
         if z >= -params.change_z:
             pool = (*pool, (at, count, span))
             total = sum(d for _, _, d in pool)
-            return sum(c for _, c, _ in pool) / total, pool, 0.0
-    return rate, ((at, count, span),), 0.0
+            return IntervalRate(sum(c for _, c, _ in pool) / total, pool, 0.0)
+    return IntervalRate(rate, ((at, count, span),), 0.0)
+
+
+def judge_rise(
+    rises: tuple[float, float, float],
+    lasted_above: float | None,
+    rate: float,
+    at: float,
+    params: ScalerParams = DEFAULT_PARAMS,
+) -> tuple[float, float, float]:
+    """The record of past rises (lasted, faded, as of when) at ``at``, with the rise the last
+    interval showed judged by this interval's ``rate``: it lasted if at least half of it is
+    still there (``lasted_above``). Both counts halve every ``rise_memory_seconds``."""
+    lasted, faded, since = rises
+    decay = 0.5 ** (max(0.0, at - since) / params.rise_memory_seconds)
+    lasted, faded = lasted * decay, faded * decay
+    if lasted_above is not None:
+        if rate >= lasted_above:
+            lasted += 1.0
+        else:
+            faded += 1.0
+    return lasted, faded, at
+
+
+def rise_trust(
+    rises: tuple[float, float, float], at: float, params: ScalerParams = DEFAULT_PARAMS
+) -> float:
+    """How far a rise within a scrape interval is believed to go on: the share of the recent
+    rises that lasted into the next interval, counting one more that did. Whole with no
+    record, so a step after a steady load is asked for in one decision; on traffic whose
+    rises are bursts of a few seconds (fan-outs, at fast scrapes), the rise is taken as the
+    interval shows it, not extrapolated to a load already gone."""
+    lasted, faded, _ = judge_rise(rises, None, 0.0, at, params)
+    return (lasted + 1.0) / (lasted + faded + 1.0)
 
 
 def _began_before(pool: tuple[tuple[float, float, float], ...], rate: float) -> float:

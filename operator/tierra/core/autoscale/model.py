@@ -48,6 +48,9 @@ class ScalerParams:
     change_z: float = 3.0
     """A scrape interval's arrivals differ from the intervals before when their Poisson
     z-score (``2 (sqrt(count) - sqrt(expected))``) is beyond this."""
+    rise_memory_seconds: float = 1800.0
+    """Half-life of the record of whether the rises scrape intervals showed lasted into the
+    next interval (``rise_trust``): the traffic's recent habit, as the burst history's."""
     headroom_lookback_seconds: float = 1800.0
     """The shortest lookback of the burst headroom for the arrival rate's rises and its peak
     (``burst_lookback``)."""

@@ -160,6 +160,7 @@ def _hold(
             interval_rate=None,
             interval_rise=0.0,
             intervals=(),
+            rise_pending=None,
         ),
     )
 
@@ -178,9 +179,11 @@ def _why(winner: SignalNeed | None, seen: Observed, load: Load) -> str:
     if growth is not None and winner.signal == "arrival":
         why = f"{why} (completions at saturation + the backlog's growth, {growth:+.3g} req/s)"
     if rise > 0 and winner.signal in ("arrival", "queue"):
+        trust = load.implied.trust
+        believed = "" if trust > 0.995 else f", {trust:.0%} of it: as far as recent rises lasted"
         why = (
             f"{why} (the arrivals rose within the last scrape interval: +{rise:.3g} "
-            "req/s extrapolated to now)"
+            f"req/s extrapolated to now{believed})"
         )
     if abs(seen.speed - 1.0) >= 0.05:
         why = f"{why}; replicas measured at {seen.speed:.2f}x the profile's speed"
@@ -386,6 +389,8 @@ def recommend(
             interval_rate=implied.estimate,
             interval_rise=implied.rise,
             intervals=implied.intervals,
+            rise_pending=implied.rise_pending,
+            rises=implied.rises,
             rates=load.rates,
             # (until it has faded out of the burst history's memory)
             restored_burst=state.restored_burst

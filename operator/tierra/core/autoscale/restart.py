@@ -16,6 +16,10 @@ MAX_AGE = 86_400.0
 MAX_TOKENS = 10_000_000.0
 """A kept request size beyond this many tokens is a status edit, not a measurement."""
 
+MAX_RISES = 10_000.0
+"""A kept count of rises beyond this is a status edit: one rise judged per 1 s scrape, each
+halving every 30 minutes, stays under 2,600."""
+
 GOAL_KEYS = {"p95 latency": "latency", "p95 TTFT": "ttft"}
 """The goals' names in ``status_signals``' keys."""
 
@@ -31,6 +35,8 @@ STATE_SIGNALS = (
     "state.burstShare",
     *(f"state.recent{edge}{part}" for edge in ("High", "Low") for part in ("", "At")),
     "state.crowd",
+    "state.risesLasted",
+    "state.risesFaded",
     "state.holdBase",
     "state.meanPromptTokens",
     "state.meanOutputTokens",
@@ -51,9 +57,10 @@ def status_signals(
     the service-rate estimate and the burst history (its largest rise within a start-up time,
     or a decision interval when longer, and its peak; the highest and lowest rates within that
     time before the latest sample, and when; with the replicas' ``token_rates``,
-    (prefill, decode) tokens per second, a heavier mix at its weight), and the goals the
-    latency feedback found replicas do not help (a restart would test them again with as many
-    replicas more). The rest is rebuilt from observations."""
+    (prefill, decode) tokens per second, a heavier mix at its weight), how far recent rises
+    lasted (``rise_trust``), and the goals the latency feedback found replicas do not help (a
+    restart would test them again with as many replicas more). The rest is rebuilt from
+    observations."""
     out: dict[str, float] = {}
     if state.speed_at is not None:
         out["state.speed"] = round(state.speed, 4)
@@ -85,6 +92,9 @@ def status_signals(
         out["state.burstShare"] = round(burst.share, 4)
     if state.crowds:
         out["state.crowd"] = round(state.crowds[0][1], 4)
+    if any(state.rises[:2]):
+        out["state.risesLasted"] = round(state.rises[0], 4)
+        out["state.risesFaded"] = round(state.rises[1], 4)
     if state.hold_base is not None:
         out["state.holdBase"] = float(state.hold_base)
     if state.sizes is not None:
@@ -132,6 +142,7 @@ def restore_state(
       samples, they would have paired with the first ones after the restart into a swing of
       their own); the highest and lowest rates of the last start-up before it do pair with
       them (``ScalerState.restored_edges``), so a fall that spans the restart is still seen;
+    * how far recent rises lasted, as of ``signals_at``, fading from then;
     * a goal the latency feedback found replicas do not help stays unchased until met;
     * a hold under a schedule's floor goes back to what it held when the window closes;
     * the smoothed request size goes on from what was kept.
@@ -161,6 +172,7 @@ def restore_state(
     edges = _edges(value, seen_at)
     crowds = ((seen_at, crowd),) if seen_at is not None and crowd is not None and crowd > 0 else ()
     base = value("state.holdBase")
+    rises = _rises(value("state.risesLasted"), value("state.risesFaded"), seen_at)
     size = (
         value("state.meanPromptTokens"),
         value("state.meanOutputTokens"),
@@ -176,6 +188,7 @@ def restore_state(
         restored_burst=burst,
         restored_edges=edges,
         crowds=crowds,
+        rises=rises,
         speed=min(high, max(low, speed)) if speed is not None else 1.0,
         speed_at=now if speed is not None else None,
         unhelped=_verdicts(value),
@@ -199,6 +212,18 @@ def _edges(
         if 0 <= seen_at - at <= MAX_AGE:
             out.append((at, rate))
     return tuple(sorted(out))
+
+
+def _rises(
+    lasted: float | None, faded: float | None, seen_at: float | None
+) -> tuple[float, float, float]:
+    """The record of recent rises kept (``rise_trust``), fading from when it was kept; none
+    (a rise believed whole) when incomplete or absurd."""
+    if seen_at is None or lasted is None or faded is None:
+        return 0.0, 0.0, 0.0
+    if not (0 <= lasted <= MAX_RISES and 0 <= faded <= MAX_RISES):
+        return 0.0, 0.0, 0.0
+    return lasted, faded, seen_at
 
 
 def _sizes(

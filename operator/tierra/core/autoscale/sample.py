@@ -22,6 +22,12 @@ class Arrivals:
     """How much of ``estimate`` is the extrapolated part of a rise within the last interval."""
     intervals: tuple[tuple[float, float, float], ...] = ()
     """(end, arrivals, span) of every scrape interval within ``rate_sample_seconds``."""
+    rise_pending: float | None = None
+    """What the next interval must show for this one's rise to have lasted (``judge_rise``)."""
+    rises: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    """How past rises went (``rise_trust``)."""
+    trust: float = 1.0
+    """How far ``rise`` was believed (``rise_trust``)."""
 
 
 @dataclass(frozen=True)

@@ -100,6 +100,13 @@ class ScalerState:
     """(end, arrivals, span) of every scrape interval that ends within ``rate_sample_seconds``,
     agreeing or not: their rate is the burst history's sample, the same window whatever the
     scrape interval."""
+    rise_pending: float | None = None
+    """The rate (req/s) the next scrape interval must show for the rise the last one showed
+    to have lasted: half-way from the rate before it to the rising interval's (``judge_rise``)."""
+    rises: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    """(lasted, faded, as of when): the rises the next interval kept at least half of, and
+    those it did not, each weighing half as much every ``rise_memory_seconds``
+    (``rise_trust``)."""
     sizes: tuple[float, float, float, float] | None = None
     """(mean prompt tokens, mean output tokens, completions they stand for, when): the
     smoothed request size (``smoothed_sizes``)."""
@@ -165,6 +172,8 @@ class ScalerState:
             "intervalRate": self.interval_rate,
             "intervalRise": self.interval_rise,
             "intervals": [list(x) for x in self.intervals],
+            "risePending": self.rise_pending,
+            "rises": list(self.rises),
             "rates": [[t, rate, ready] for t, rate, ready in self.rates],
             "restoredBurst": list(self.restored_burst) if self.restored_burst else None,
             "restoredEdges": [list(e) for e in self.restored_edges],
@@ -215,6 +224,8 @@ class ScalerState:
             intervals=tuple(
                 (float(t), float(n), float(d)) for t, n, d in data.get("intervals") or ()
             ),
+            rise_pending=number("risePending"),
+            rises=_three(data.get("rises")) or (0.0, 0.0, 0.0),
             rates=tuple(
                 (float(t), float(rate), int(ready)) for t, rate, ready in data.get("rates") or ()
             ),
@@ -255,6 +266,13 @@ def _five(value: Any) -> tuple[float, float, float, float, float] | None:
         return None
     a, b, c, d, e = (float(x) for x in value)
     return a, b, c, d, e
+
+
+def _three(value: Any) -> tuple[float, float, float] | None:
+    if not value or len(value) != 3:
+        return None
+    a, b, c = (float(x) for x in value)
+    return a, b, c
 
 
 def _four(value: Any) -> tuple[float, float, float, float] | None:

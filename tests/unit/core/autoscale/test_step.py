@@ -7,6 +7,7 @@ serve, and the speed estimate waiting for a full window."""
 
 from __future__ import annotations
 
+import json
 import math
 import random
 import re
@@ -24,11 +25,15 @@ from tierra.core.autoscale import (
     ScalingInputs,
     Signals,
     interval_rate,
+    judge_rise,
     queue_need,
     recommend,
     request_sizes,
+    restore_state,
+    rise_trust,
     size_shifted,
     smoothed_sizes,
+    status_signals,
 )
 from tierra_testing.builders import step_benchmark_inputs
 
@@ -55,7 +60,7 @@ def steady_segment(rate: float, until: float, span: float = 2.0) -> tuple[Any, .
 def test_intervals_that_agree_are_pooled() -> None:
     segment = steady_segment(10.0, 12.0)
     # 24 arrivals in 2 s at 10/s (1.3 standard deviations): noise, pooled
-    rate, kept, rise = interval_rate(segment, 14.0, 12.0, 2.0)
+    rate, kept, rise, *_ = interval_rate(segment, 14.0, 12.0, 2.0)
     assert rise == 0.0
     assert len(kept) == 8
     assert interval_rate(kept, 16.0, 10.0, 2.0)[1][0][0] == 2.0  # (15 s back: out of the pool)
@@ -69,11 +74,11 @@ def test_a_rise_within_the_interval_is_extrapolated_to_its_middle() -> None:
     little less: a step in the last tenths of a second of the interval before would have
     shown there too little to see, and this interval would show it whole)."""
     segment = steady_segment(1.0, 20.0)
-    rate, kept, rise = interval_rate(segment, 22.0, 6.5, 2.0)
+    rate, kept, rise, *_ = interval_rate(segment, 22.0, 6.5, 2.0)
     assert 0.8 * 12.0 < rate < 1.0 + 2 * (6.5 - 1.0) == 12.0
     assert rise == rate - 6.5
     assert kept == ()  # the next interval is the first to show the new load whole
-    whole, kept, rise = interval_rate(kept, 24.0, 12.0, 2.0)
+    whole, kept, rise, *_ = interval_rate(kept, 24.0, 12.0, 2.0)
     assert (whole, rise) == (12.0, 0.0)
     assert kept == ((24.0, 24.0, 2.0),)
 
@@ -85,7 +90,7 @@ def test_a_rise_the_interval_before_showed_in_part_is_not_doubled() -> None:
     deviations), so the rise began there and the rate now is (nearly) the interval's own."""
     pooled = interval_rate(steady_segment(1.0, 20.0), 22.0, 1.0 + 0.25 * 11.0, 2.0)
     assert pooled[2] == 0.0 and len(pooled[1]) == 8
-    rate, kept, _ = interval_rate(pooled[1], 24.0, 12.0, 2.0)
+    rate, kept, *_ = interval_rate(pooled[1], 24.0, 12.0, 2.0)
     assert 12.0 <= rate < 13.0
     assert kept == ()
     # the same interval after a pool that showed nothing is extrapolated (nearly) to its middle
@@ -110,7 +115,7 @@ def test_which_intervals_are_pooled_does_not_turn_on_a_scrape_s_jitter(
         before = tuple(
             (100.0 - k * scrape + late, 4.0 * scrape, scrape) for k in reversed(range(1, 20))
         )
-        now_rate, kept, rise = interval_rate(before, 100.0, rate, scrape, params)
+        now_rate, kept, rise, *_ = interval_rate(before, 100.0, rate, scrape, params)
         return now_rate, len(kept), rise
 
     assert read(jitter) == pytest.approx(read(0.0), rel=1e-9)
@@ -119,7 +124,7 @@ def test_which_intervals_are_pooled_does_not_turn_on_a_scrape_s_jitter(
 
 
 def test_a_drop_restarts_the_segment() -> None:
-    rate, kept, rise = interval_rate(steady_segment(20.0, 20.0), 22.0, 2.0, 2.0)
+    rate, kept, rise, *_ = interval_rate(steady_segment(20.0, 20.0), 22.0, 2.0, 2.0)
     assert (rate, kept, rise) == (2.0, ((22.0, 4.0, 2.0),), 0.0)
 
 
@@ -142,7 +147,7 @@ def test_noise_at_low_counts_is_no_rise() -> None:
 def test_the_interval_rate_is_finite_and_never_below_what_was_seen(
     pooled: list[tuple[float, float, float]], rate: float, span: float
 ) -> None:
-    now_rate, kept, rise = interval_rate(tuple(sorted(pooled)), 100.0, rate, span)
+    now_rate, kept, rise, *_ = interval_rate(tuple(sorted(pooled)), 100.0, rate, span)
     assert math.isfinite(now_rate) and now_rate >= 0.0
     assert not math.isnan(interval_rate(tuple(sorted(pooled)), 100.0, math.inf, span)[0])
     assert rise >= 0.0
@@ -248,6 +253,65 @@ def test_a_burst_of_one_short_interval_is_held_as_the_15_s_window_s_rate() -> No
     peak = max(rate for _, rate, _ in state.rates)
     # (the eight intervals that end within the last 15 s)
     assert peak == pytest.approx((5.0 * 14 + 15.0 * 2) / 16)
+
+
+def test_a_rise_is_believed_as_far_as_recent_rises_lasted() -> None:
+    """A rise lasted when the next interval keeps at least half of it. With no record a rise
+    is believed whole; each that faded counts against the next, and the record halves every
+    ``rise_memory_seconds``."""
+    params = DEFAULT_PARAMS
+    assert rise_trust((0.0, 0.0, 0.0), 100.0) == 1.0
+    lasted = judge_rise((0.0, 0.0, 0.0), 8.0, 12.0, 100.0)
+    assert lasted == (1.0, 0.0, 100.0)
+    faded = judge_rise(judge_rise((0.0, 0.0, 0.0), 8.0, 5.0, 100.0), 8.0, 7.9, 102.0)
+    assert faded == pytest.approx((0.0, 2.0, 102.0), rel=1e-3)
+    assert rise_trust(faded, 102.0) == pytest.approx(1 / 3, rel=1e-3)
+    assert rise_trust(faded, 102.0 + params.rise_memory_seconds) == pytest.approx(1 / 2, rel=1e-3)
+    # (no rise to judge: the record only ages)
+    assert judge_rise(faded, None, 0.0, 110.0)[:2] == pytest.approx((0.0, 2.0), rel=1e-2)
+    assert rise_trust((3.0, 1.0, 0.0), 0.0) == pytest.approx(4 / 5)
+
+
+def test_a_rise_not_believed_is_taken_as_the_interval_shows_it() -> None:
+    """Believed not at all, the rise of 1 -> 6.5 req/s in a 2 s interval is the interval's
+    6.5 req/s, not extrapolated; the next interval judges it against 3.75 req/s."""
+    believed = interval_rate(steady_segment(1.0, 20.0), 22.0, 6.5, 2.0, trust=0.0)
+    assert (believed.rate, believed.extrapolated, believed.segment) == (6.5, 0.0, ())
+    assert believed.lasted_above == pytest.approx(3.75)
+    half = interval_rate(steady_segment(1.0, 20.0), 22.0, 6.5, 2.0, trust=0.5)
+    whole = interval_rate(steady_segment(1.0, 20.0), 22.0, 6.5, 2.0)
+    assert half.extrapolated == pytest.approx(whole.extrapolated / 2)
+
+
+def test_bursts_shorter_than_a_scrape_interval_are_extrapolated_less_each_time() -> None:
+    """At 2 s scrapes, 5 req/s with a burst of one interval at 15 req/s every 20 s: the first
+    is extrapolated whole (nearly +10 req/s, as a step would be), and each that is gone by the next
+    interval counts against the next (1/2, 1/3, 1/4 of it), said in the reason. A step that
+    lasts then counts for the ones after it; the record survives a restart of its state."""
+    state, replicas = ScalerState(), 4
+    rises, reasons = [], []
+    for k in range(52):
+        at = 2.0 * k
+        arrivals = 15.0 if k in (10, 20, 30, 40) else (15.0 if k >= 50 else 5.0)
+        rec = decide(state, replicas, scrape(at, 0.0, 2.0, arrivals, 5.0), TRUSTED)
+        if k in (10, 20, 30, 40):
+            rises.append(extrapolated(rec.reason))
+            reasons.append(rec.reason)
+        state = ScalerState.from_dict(rec.state.to_dict())
+    assert 0.75 * 10.0 < rises[0] <= 10.0  # (shaded a little, as in the tests above)
+    assert rises[1:] == pytest.approx([r * rises[0] for r in (1 / 2, 1 / 3, 1 / 4)], rel=0.05)
+    assert "as far as recent rises lasted" not in reasons[0]
+    assert "25% of it: as far as recent rises lasted" in reasons[3], reasons[3]
+    lasted, faded, _ = state.rises
+    assert lasted == pytest.approx(1.0, rel=0.05) and faded == pytest.approx(4.0, rel=0.05)
+    # (status keeps the record with each decision; an operator restart fades it from then)
+    kept = json.loads(json.dumps(status_signals(state, 60.0)))
+    restored = restore_state(4, 1000.0, signals=kept, signals_at=100.0)
+    assert restored.rises == (round(lasted, 4), round(faded, 4), 100.0)
+    assert rise_trust(restored.rises, 100.0) == pytest.approx(rise_trust(state.rises, 100.0), 1e-3)
+    for absurd in (-1.0, math.inf, 1e12):
+        edited = restore_state(4, 1000.0, signals={**kept, "state.risesFaded": absurd})
+        assert rise_trust(edited.rises, 1000.0) == 1.0
 
 
 # --------------------------------------------------------------------------------------------
