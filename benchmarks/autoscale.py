@@ -323,6 +323,7 @@ def main() -> int:
             if decided is None:
                 raise SystemExit(f"{name}: no scale-up within 60 s")
             first = recommended(name)
+            first_reason = str((status(name).get("autoscaling") or {}).get("reason", ""))
             # follow the count for 20 s: it may rise again as the backlog's growth shows the
             # arrivals; time when the first decision's replicas, and the settled count's, are
             # all Ready in the member cluster
@@ -365,6 +366,7 @@ def main() -> int:
                     "decision_s": decided - stepped,
                     "settled_asked_s": asked - stepped,
                     "first_share": first / target,
+                    "first_reason": first_reason,
                     "first_ready_s": None if first_ready is None else first_ready - stepped,
                     "settled_ready_s": None if settled_ready is None else settled_ready - stepped,
                     "scrape_to_decision_s": None
