@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tierra.api.inference_service import InferenceService
+from tierra.api.inference_service import AutoscalingStatus, InferenceService
 from tierra.core.autoscale import (
     API_MAX_REPLICAS,
     DEFAULT_PARAMS,
@@ -790,6 +790,14 @@ def test_monotone_in_load(
 
 
 any_float = st.floats(allow_nan=True, allow_infinity=True)
+
+
+def test_every_kept_signal_fits_the_status_field() -> None:
+    """The apiserver rejects a status whose ``autoscaling.state`` has more keys than its
+    schema allows: a new kept signal must not push the full set past it."""
+    field = AutoscalingStatus.model_fields["state"]
+    bound = (field.json_schema_extra or {}).get("maxProperties")  # type: ignore[union-attr]
+    assert isinstance(bound, int) and len(STATE_SIGNALS) <= bound
 
 
 @given(
