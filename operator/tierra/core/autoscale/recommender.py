@@ -206,8 +206,8 @@ def _why(winner: SignalNeed | None, seen: Observed, load: Load) -> str:
 def _starting_kept(replicas: int) -> str:
     """Why a scale-down keeps ``replicas`` still starting (``still_asked_for``)."""
     return (
-        f"{replicas} still starting were asked for at arrivals no higher than now's "
-        "(removed, they would be asked for again a start-up later)"
+        f"{replicas} still starting were asked for at arrivals that have not fallen back "
+        "beyond noise since (removed, they would be asked for again a start-up later)"
     )
 
 

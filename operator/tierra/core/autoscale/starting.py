@@ -90,10 +90,12 @@ def still_asked_for(
     params: ScalerParams,
 ) -> int:
     """Replicas still starting whose load is still here: asked for within the last start-up
-    time (+ the ready lag) at arrivals (the burst history's sample of that scale-up) no higher
-    than the latest sample's. Removing them would ask for them again a whole start-up later,
-    whatever ``scaleDownDelaySeconds`` says: a ramp's forecast that one sample no longer fits
-    is not refuted until the arrivals fall back. Never more than the unready replicas."""
+    time (+ the ready lag) at arrivals (the burst history's sample of that scale-up) that the
+    latest sample has not fallen back from (``fell_back``). Removing them would ask for them
+    again a whole start-up later, whatever ``scaleDownDelaySeconds`` says: a ramp's forecast
+    that one sample no longer fits is not refuted until the arrivals fall back, nor is a
+    scale-up asked for on a sample that Poisson noise put high. Never more than the unready
+    replicas."""
     if not rates or rates[-1][0] != now:
         return 0
     latest = rates[-1][1]
@@ -104,6 +106,22 @@ def still_asked_for(
     kept = sum(
         n
         for asked, n in state.starting
-        if 0.0 <= now - asked < lag and n > 0 and at_ask.get(asked, math.inf) <= latest
+        if 0.0 <= now - asked < lag
+        and n > 0
+        and asked in at_ask
+        and not fell_back(at_ask[asked], latest, params)
     )
     return min(kept, max(inputs.desired_replicas - inputs.ready_replicas, 0))
+
+
+def fell_back(then: float, now: float, params: ScalerParams) -> bool:
+    """Whether arrivals of ``now`` per second are below ``then`` beyond the noise of two burst
+    history samples (``rate_sample_seconds`` of Poisson arrivals each, variance-stabilised as
+    ``interval_rate`` reads a change: ``2 (sqrt(then) - sqrt(now)) / sqrt(2)`` in counts,
+    beyond ``change_z``). A scale-up is asked for on the samples that noise put high; the
+    next one is lower more often than not, which is no sign that the load left."""
+    span = params.rate_sample_seconds
+    if not (math.isfinite(then) and math.isfinite(now)):
+        return not now >= then
+    counts = (max(then, 0.0) * span, max(now, 0.0) * span)
+    return math.sqrt(2.0) * (math.sqrt(counts[0]) - math.sqrt(counts[1])) > params.change_z
