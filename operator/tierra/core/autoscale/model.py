@@ -270,6 +270,10 @@ class SignalNeed:
     high: int
     """The need at the top of the deadband (``1 + deadband`` times the load): what scale-down
     keeps."""
+    forecast: bool = False
+    """The need is where a ramp's line will be, not the arrivals now: replicas it asks for
+    stay while they start only as long as the arrivals do not fall at all
+    (``still_asked_for``)."""
 
 
 HUGE = 1e15

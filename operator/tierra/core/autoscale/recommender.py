@@ -65,7 +65,7 @@ from .signals import SCALERS
 from .signals.arrival import deadband
 from .signals.headroom import burst_memory
 from .signals.latency import over_slo, worst_goal
-from .starting import cancelled_by, starting_after, still_asked_for
+from .starting import cancelled_by, forecast_asks, starting_after, still_asked_for
 from .state import Recommendation, ScalerState
 
 
@@ -207,7 +207,7 @@ def _starting_kept(replicas: int) -> str:
     """Why a scale-down keeps ``replicas`` still starting (``still_asked_for``)."""
     return (
         f"{replicas} still starting were asked for at arrivals that have not fallen back "
-        "beyond noise since (removed, they would be asked for again a start-up later)"
+        "since (removed, they would be asked for again a start-up later)"
     )
 
 
@@ -375,7 +375,8 @@ def recommend(
             last_replicas=replicas,
             last_change_at=now if replicas != current else state.last_change_at,
             last_scale_up_at=now if replicas > current else state.last_scale_up_at,
-            starting=starting_after(inputs, state, now, replicas, params),
+            starting=(starting := starting_after(inputs, state, now, replicas, params)),
+            forecast_asks=forecast_asks(state, starting, now, replicas > current, found),
             window=window,
             window_since=state.window_since if state.window_since is not None else now,
             idle_since=idle_since,

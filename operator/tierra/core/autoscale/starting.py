@@ -6,7 +6,7 @@ from __future__ import annotations
 import itertools
 import math
 
-from .model import ScalerParams, ScalingInputs
+from .model import ScalerParams, ScalingInputs, SignalNeed
 from .state import ScalerState
 
 
@@ -91,11 +91,17 @@ def still_asked_for(
 ) -> int:
     """Replicas still starting whose load is still here: asked for within the last start-up
     time (+ the ready lag) at arrivals (the burst history's sample of that scale-up) that the
-    latest sample has not fallen back from (``fell_back``). Removing them would ask for them
-    again a whole start-up later, whatever ``scaleDownDelaySeconds`` says: a ramp's forecast
-    that one sample no longer fits is not refuted until the arrivals fall back, nor is a
-    scale-up asked for on a sample that Poisson noise put high. Never more than the unready
-    replicas."""
+    latest sample has not fallen back from. Removing them would ask for them again a whole
+    start-up later, whatever ``scaleDownDelaySeconds`` says.
+
+    * Asked for by the arrivals then: kept until they fall back beyond noise (``fell_back``);
+      a scale-up is asked for on the samples that Poisson noise put high.
+    * Asked for by a ramp's forecast (``forecast_asks``): kept while the arrivals are no lower
+      than then. A line that one sample no longer fits is not refuted until the arrivals fall
+      back; but a line that noise drew is, at the first lower sample, before its start-up
+      (which may be many times what the line was seen over) is paid for whole.
+
+    Never more than the unready replicas."""
     if not rates or rates[-1][0] != now:
         return 0
     latest = rates[-1][1]
@@ -109,7 +115,11 @@ def still_asked_for(
         if 0.0 <= now - asked < lag
         and n > 0
         and asked in at_ask
-        and not fell_back(at_ask[asked], latest, params)
+        and (
+            at_ask[asked] <= latest
+            if asked in state.forecast_asks
+            else not fell_back(at_ask[asked], latest, params)
+        )
     )
     return min(kept, max(inputs.desired_replicas - inputs.ready_replicas, 0))
 
@@ -125,3 +135,21 @@ def fell_back(then: float, now: float, params: ScalerParams) -> bool:
         return not now >= then
     counts = (max(then, 0.0) * span, max(now, 0.0) * span)
     return math.sqrt(2.0) * (math.sqrt(counts[0]) - math.sqrt(counts[1])) > params.change_z
+
+
+def forecast_asks(
+    state: ScalerState,
+    starting: tuple[tuple[float, int], ...],
+    now: float,
+    scaled_up: bool,
+    found: list[SignalNeed],
+) -> tuple[float, ...]:
+    """``state.forecast_asks`` for the batches still ``starting``, with this scale-up's when a
+    ramp's forecast asked for more than any other signal did."""
+    batches = {t for t, _ in starting}
+    kept = tuple(t for t in state.forecast_asks if t in batches and t != now)
+    forecast = max((n.replicas for n in found if n.forecast), default=0)
+    others = max((n.replicas for n in found if not n.forecast), default=0)
+    if scaled_up and now in batches and forecast > others:
+        return (*kept, now)
+    return kept

@@ -68,6 +68,9 @@ class ScalerState:
     ``ready_lag_seconds``), oldest first, less what scale-downs took back (newest first, as a
     ReplicaSet removes unready pods first): their replicas may be Ready before they serve, and
     each batch serves a start-up time after its own scale-up."""
+    forecast_asks: tuple[float, ...] = ()
+    """When each batch of ``starting`` that a ramp's forecast asked for was asked for (the
+    others were asked for by the arrivals then, ``still_asked_for``)."""
     window: tuple[tuple[float, int], ...] = ()
     """Recent (time, need at 110 % of the load) samples within ``scaleDownDelaySeconds``,
     reduced to those that can still be the window's max (needs strictly decreasing), so its
@@ -158,6 +161,7 @@ class ScalerState:
             "lastChangeAt": self.last_change_at,
             "lastScaleUpAt": self.last_scale_up_at,
             "starting": [[t, n] for t, n in self.starting],
+            "forecastAsks": list(self.forecast_asks),
             "window": [[t, need] for t, need in self.window],
             "windowSince": self.window_since,
             "idleSince": self.idle_since,
@@ -208,6 +212,7 @@ class ScalerState:
             last_change_at=number("lastChangeAt"),
             last_scale_up_at=number("lastScaleUpAt"),
             starting=tuple((float(t), int(n)) for t, n in data.get("starting") or ()),
+            forecast_asks=tuple(float(t) for t in data.get("forecastAsks") or ()),
             window=tuple((float(t), int(need)) for t, need in data.get("window") or ()),
             window_since=number("windowSince"),
             idle_since=number("idleSince"),

@@ -12,7 +12,7 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from tierra.api.inference_service import AutoscalingStatus, InferenceService
@@ -452,6 +452,43 @@ def test_replicas_asked_for_on_a_sample_noise_put_high_stay_while_they_start() -
     assert "8 still starting were asked for at arrivals that have not fallen back" in rec.reason
 
 
+def test_replicas_a_ramp_s_forecast_asked_for_go_at_the_first_lower_sample() -> None:
+    """The same 8 replicas asked for at 4.67 req/s, but by a ramp's line: at 3.6 req/s the line
+    is refuted (a line that noise drew over a minute would otherwise be paid for through a
+    whole 600 s start-up); at 4.8 req/s it is not."""
+    state = replace(starting_at((0.0, 8, 4.67)), forecast_asks=(0.0,))
+    fell = recommend(long_start_up(15.0, 3.6), state, 15.0)
+    assert fell.replicas < 10 and fell.cancels > 0, fell
+    assert "still starting were asked for" not in fell.reason
+    held = recommend(long_start_up(15.0, 4.8), state, 15.0)
+    assert held.replicas == 10 and held.cancels == 0, held
+
+
+def test_the_record_of_forecast_asks_follows_the_batches() -> None:
+    """A scale-up that a ramp's line asked for is recorded; once its batch is gone (served,
+    or taken back by a scale-down), so is the record; the state keeps it through JSON."""
+    rates = tuple((t, 1.0 + 0.05 * max(0.0, t - 600.0), 4) for t in range(0, 781, 15))
+    recs, state = [], ScalerState()
+    for t, rate, _ in rates:
+        rec = recommend(
+            inputs(
+                startup_seconds=300.0,
+                scale_down_delay_seconds=0.0,
+                signals=signals(float(t), 0.0, rate * 0.375, rate),
+            ),
+            state,
+            float(t),
+            DEFAULT_PARAMS,
+        )
+        recs.append(rec)
+        state = rec.state
+        assert set(state.forecast_asks) <= {asked for asked, _ in state.starting}
+        assert ScalerState.from_dict(json.loads(json.dumps(state.to_dict()))) == state
+    ramped = [r for r in recs if "ramp of the last" in r.reason and r.reason.startswith("scale up")]
+    assert ramped, [r.reason for r in recs][-5:]
+    assert any(r.state.forecast_asks for r in ramped)
+
+
 def test_replicas_that_should_serve_by_now_are_not_counted_as_cancelled() -> None:
     """Unready a start-up (+ the ready lag) after they were asked for, they are pods no node
     takes, not replicas about to serve; and a delay as long as the start-up is no advice."""
@@ -768,6 +805,17 @@ def test_always_within_bounds(
     p95=latency,
     to_zero=st.booleans(),
     tokens_known=st.booleans(),
+)
+# (a backlog with no replica ready and no irate: the window's completions say the replicas are
+# faster than profiled, so they must count among the arrivals too, not only speed the drain)
+@example(
+    history=[(0.0, 1231.0, 0.0)],
+    loads=((1993.0, 1.0, 0.0), (1983.0, 1.0, 5.0)),
+    current=4,
+    ready=0,
+    p95=None,
+    to_zero=False,
+    tokens_known=True,
 )
 def test_monotone_in_load(
     history: list[tuple[float, float, float]],

@@ -195,6 +195,7 @@ def test_headroom_holds_what_a_burst_within_the_startup_time_needs() -> None:
     assert need.replicas == need_for(held) > need_for(2.0)
     assert f"{held:.3g} req/s held = 2 now + {held - 2:.3g}" in need.reason
     assert "60 s start-up" in need.reason and "peak/mean" in need.reason
+    assert not need.forecast  # (the arrivals now and a burst seen: no line's forecast)
     # never more than the peak plus the deadband, however the rises add up
     bursting = headroom_need(inputs(), 20.0, burst_history(now))
     assert bursting is None or bursting.replicas <= need_for(22.0)
@@ -1181,6 +1182,7 @@ def test_a_slow_ramp_is_seen_over_a_long_start_up() -> None:
     rates = _poisson_rates(rng, ramp, 0.0, 615.0)
     need = headroom_need(inputs(startup_seconds=300.0), rates[-1][1], rates, TRUSTED)
     assert need is not None and "ramp of the last 300 s" in need.reason, need
+    assert need.forecast
     assert need.replicas >= need_for(ramp(915.0) - 2.0)
 
 

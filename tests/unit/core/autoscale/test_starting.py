@@ -1,4 +1,5 @@
-"""The replicas still starting: when the arrivals that asked for them have fallen back."""
+"""The replicas still starting: when the arrivals that asked for them have fallen back, and
+which of them a ramp's forecast asked for."""
 
 from __future__ import annotations
 
@@ -7,8 +8,9 @@ import math
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tierra.core.autoscale import DEFAULT_PARAMS
-from tierra.core.autoscale.starting import fell_back
+from tierra.core.autoscale import DEFAULT_PARAMS, ScalerState
+from tierra.core.autoscale.model import SignalNeed
+from tierra.core.autoscale.starting import fell_back, forecast_asks
 
 RATES = st.floats(min_value=0.0, max_value=1e6, allow_nan=False)
 
@@ -45,3 +47,23 @@ def test_any_float_gives_a_verdict(then: float, now: float) -> None:
     assert isinstance(verdict, bool)
     if math.isnan(now) or math.isnan(then):
         assert verdict  # (an unreadable sample does not keep replicas)
+
+
+def _need(replicas: int, forecast: bool) -> SignalNeed:
+    return SignalNeed(
+        "headroom" if forecast else "arrival", replicas, "", replicas, replicas, forecast
+    )
+
+
+def test_a_scale_up_is_a_forecast_s_when_the_line_asked_for_more_than_any_other_signal() -> None:
+    state = ScalerState(starting=((0.0, 3),), forecast_asks=(0.0,))
+    batches = ((0.0, 3), (15.0, 5))
+    assert forecast_asks(state, batches, 15.0, True, [_need(9, True), _need(4, False)]) == (
+        0.0,
+        15.0,
+    )
+    assert forecast_asks(state, batches, 15.0, True, [_need(9, True), _need(9, False)]) == (0.0,)
+    assert forecast_asks(state, batches, 15.0, False, [_need(9, True)]) == (0.0,)
+    # (a batch taken back or served takes its record with it)
+    assert forecast_asks(state, ((15.0, 5),), 15.0, True, [_need(9, True)]) == (15.0,)
+    assert forecast_asks(state, (), 15.0, False, []) == ()

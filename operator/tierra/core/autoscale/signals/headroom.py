@@ -423,7 +423,8 @@ def headroom_need(
             f"replica -> {by_crowd}"
         )
     low = max(replicas(held * (1 - deadband(arrival_rate, params))) if by_rate else 0, by_crowd)
-    return SignalNeed("headroom", max(by_rate, by_crowd), why, low, max(by_rate, by_crowd))
+    need = max(by_rate, by_crowd)
+    return SignalNeed("headroom", need, why, low, need, forecast=ramping and by_rate >= by_crowd)
 
 
 def from_sample(sample: Sample, params: ScalerParams = DEFAULT_PARAMS) -> SignalNeed | None:
