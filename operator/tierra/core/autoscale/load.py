@@ -116,12 +116,10 @@ def _implied_arrivals(
         arrival = max(arrival or 0.0, estimate)
     elif backlogged and work is not None and running:
         # With a queue every ready replica is busy and completes 1 / work requests/s, whatever
-        # its concurrency (processor sharing); never below the rate the runtime reports
-        # (which also says the replicas are faster than ``work``: counted as arrivals too, so
-        # more completions never foresee less to drain). (only the replicas ready through
-        # the interval the growth was measured over)
+        # its concurrency (processor sharing); never below the rate the runtime reports.
+        # (only the replicas ready through the interval the growth was measured over)
         ready = min([inputs.ready_replicas, *(r for _, _, r in state.rates[-1:])])
-        completing = max(min(float(ready), running) / work, arrival or 0.0)
+        completing = min(float(ready), running) / work
         arrival = max(arrival or 0.0, completing + (growth or 0.0))
         segment, estimate, rise, intervals, pending = (), None, 0.0, (), None
     else:

@@ -70,7 +70,8 @@ class ScalerState:
     each batch serves a start-up time after its own scale-up."""
     forecast_asks: tuple[float, ...] = ()
     """When each batch of ``starting`` that a ramp's forecast asked for was asked for (the
-    others were asked for by the arrivals then, ``still_asked_for``)."""
+    others were asked for by the arrivals then, ``still_asked_for``). Not kept in status:
+    after a restart the restored batch counts as the arrivals'."""
     window: tuple[tuple[float, int], ...] = ()
     """Recent (time, need at 110 % of the load) samples within ``scaleDownDelaySeconds``,
     reduced to those that can still be the window's max (needs strictly decreasing), so its
