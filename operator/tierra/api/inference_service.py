@@ -362,8 +362,8 @@ class Scaling(ApiModel):
         ge=0,
         le=86400,
         description="Sustained lower need before scaling down. Replicas still starting are "
-        "kept, whatever this delay, while the arrivals are no lower than when they were asked "
-        "for.",
+        "kept, whatever this delay, while the arrivals have not fallen back beyond noise since "
+        "they were asked for (no lower at all, for those a ramp's forecast asked for).",
     )
     schedules: list[ScalingSchedule] = Field(
         default_factory=list,
