@@ -675,7 +675,9 @@ def test_scaled_to_zero_wakes_on_the_first_requests_through_a_gateway_signal(
                 "minReplicas": 0,
                 "maxReplicas": 3,
                 "scaleToZero": True,
-                "scaleDownDelaySeconds": 15,
+                # (idle this long goes to zero, whatever the scale-down delay)
+                "scaleDownDelaySeconds": 600,
+                "scaleToZeroIdleSeconds": 15,
             },
         ),
     )
@@ -721,7 +723,10 @@ def test_scaled_to_zero_wakes_on_the_first_requests_through_a_gateway_signal(
             and desired_in_members(clients, "wake") == 0
         ),
         timeout=180,
-        what="back to zero once idle for the delay",
+        what="back to zero once idle for scaleToZeroIdleSeconds",
+    )
+    assert "scale to zero" in (status(clients, namespace, "wake").get("lastScale") or {}).get(
+        "reason", ""
     )
 
 

@@ -365,6 +365,15 @@ class Scaling(ApiModel):
         "kept, whatever this delay, while the arrivals have not fallen back beyond noise since "
         "they were asked for (no lower at all, for those a ramp's forecast asked for).",
     )
+    scale_to_zero_idle_seconds: int | None = Field(
+        default=None,
+        ge=0,
+        le=86400,
+        description="With scaleToZero, how long nothing waits, runs or arrives before scaling "
+        "to zero. Default: scaleDownDelaySeconds, and at least the variant's startupSeconds "
+        "(a lull shorter than a start-up is served by the replicas kept; at zero its first "
+        "request waits the whole start-up).",
+    )
     schedules: list[ScalingSchedule] = Field(
         default_factory=list,
         description="Windows of known load in which at least their minReplicas run (the "

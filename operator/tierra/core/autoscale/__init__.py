@@ -106,6 +106,7 @@ from .signals.headroom import (
     mix_weighted,
     mix_weights,
     ramp_ahead,
+    rate_dispersion,
 )
 from .signals.latency import latency_need, over_slo
 from .signals.queue import queue_allowance, queue_need
@@ -156,6 +157,7 @@ __all__ = [
     "queue_allowance",
     "queue_need",
     "ramp_ahead",
+    "rate_dispersion",
     "recommend",
     "request_sizes",
     "restore_state",

@@ -185,6 +185,8 @@ class ScalingInputs:
     signals: Signals | None
     scale_to_zero: bool = False
     scale_down_delay_seconds: float = 120.0
+    scale_to_zero_idle_seconds: float | None = None
+    """``spec.scaling.scaleToZeroIdleSeconds`` when set (``idle_before_zero``)."""
     ttft_p95_ms: float | None = None
     max_queue_per_replica: int | None = None
     startup_seconds: float = 60.0
@@ -238,6 +240,11 @@ def scaling_inputs(
         max_replicas=spec.scaling.max_replicas,
         scale_to_zero=spec.scaling.scale_to_zero and scheduled is None,
         scale_down_delay_seconds=float(spec.scaling.scale_down_delay_seconds),
+        scale_to_zero_idle_seconds=(
+            None
+            if spec.scaling.scale_to_zero_idle_seconds is None
+            else float(spec.scaling.scale_to_zero_idle_seconds)
+        ),
         latency_p95_ms=float(spec.slo.latency_p95_ms),
         ttft_p95_ms=None if spec.slo.ttft_p95_ms is None else float(spec.slo.ttft_p95_ms),
         max_queue_per_replica=spec.slo.max_queue_per_replica,
@@ -299,6 +306,16 @@ def mean_work(inputs: ScalingInputs) -> float | None:
         inputs.decode_tokens_per_second,
     )
     return work if math.isfinite(work) and work > 0 else None
+
+
+def idle_before_zero(inputs: ScalingInputs) -> float:
+    """How long nothing waits, runs or arrives before a service scales to zero: the spec's
+    ``scaleToZeroIdleSeconds``, else ``scaleDownDelaySeconds`` and at least a start-up time.
+    A lull shorter than a start-up (a gap between bursts) is served at once by the replicas
+    kept; gone to zero, its first request would wait the whole start-up."""
+    if inputs.scale_to_zero_idle_seconds is not None:
+        return inputs.scale_to_zero_idle_seconds
+    return max(inputs.scale_down_delay_seconds, inputs.startup_seconds)
 
 
 def replica_floor(inputs: ScalingInputs, active: bool) -> int:

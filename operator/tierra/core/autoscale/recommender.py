@@ -25,12 +25,14 @@ Behaviour
   they start does not raise the count (the arrival signal still answers a higher rate), and
   feedback scales from the *ready* replicas, the ones whose latency was observed, and only once
   none is starting.
-* **Scale to zero** (``scaleToZero``): to 0 after ``scaleDownDelaySeconds`` with nothing
-  waiting, running or arriving; at 0 and idle it stays at 0 (``minReplicas`` applies while
-  active). Activation: any waiting, running or arriving request wakes it to at least
-  ``max(1, minReplicas)`` at once. With no replicas there are no runtime series: at 0 desired
-  replicas a missing value counts as 0, so the shell must fill at least one load signal (e.g.
-  the gateway's arrival rate) for activation.
+* **Scale to zero** (``scaleToZero``): to 0 after ``idle_before_zero`` with nothing
+  waiting, running or arriving (``scaleToZeroIdleSeconds``, by default
+  ``scaleDownDelaySeconds`` and at least a start-up time; until then at least one replica);
+  at 0 and idle it stays at 0 (``minReplicas`` applies while active). Activation: any
+  waiting, running or arriving request wakes it to at least ``max(1, minReplicas)`` at once.
+  With no replicas there are no runtime series: at 0 desired replicas a missing value counts
+  as 0, so the shell must fill at least one load signal (e.g. the gateway's arrival rate) for
+  activation.
 * **Missing or stale metrics** (no ``Signals``, no or stale ``observed_at``, or, with replicas
   asked for, none of waiting/running/arrival): hold the last good recommendation (or the
   current replicas if higher: never scale down on missing data, but for a schedule's floor
@@ -56,6 +58,7 @@ from .model import (
     ScalerParams,
     ScalingInputs,
     SignalNeed,
+    idle_before_zero,
     replica_floor,
 )
 from .observe import observe
@@ -229,25 +232,25 @@ def _count(
     (``over``), and never below the replicas still starting whose load is still here."""
     current = inputs.desired_replicas
     raw = max((n.replicas for n in found), default=current)
-    floor = replica_floor(inputs, load.active)
+    idle_needed = idle_before_zero(inputs)
+    idle_for = now - idle_since if idle_since is not None else None
+    to_zero = (
+        inputs.scale_to_zero and idle_for is not None and (current == 0 or idle_for >= idle_needed)
+    )
+    # (a running service keeps a replica through a lull until it is idle long enough)
+    floor = replica_floor(inputs, load.active or not to_zero)
     upper = inputs.max_replicas
     target = min(max(raw, floor), upper)
     delay = inputs.scale_down_delay_seconds
     window_since = state.window_since if state.window_since is not None else now
     replicas = current
-    if (
-        inputs.scale_to_zero
-        and idle_since is not None
-        and (current == 0 or now - idle_since >= delay)
-    ):
+    if to_zero:
         replicas = 0
-        why = (
-            "idle at zero" if current == 0 else f"idle for {now - idle_since:.0f} s: scale to zero"
-        )
-        if current > 0 and delay < inputs.startup_seconds:
+        why = "idle at zero" if current == 0 else f"idle for {idle_for or 0.0:.0f} s: scale to zero"
+        if current > 0 and idle_needed < inputs.startup_seconds:
             why = (
                 f"{why} (the next request waits startupSeconds {inputs.startup_seconds:g}: "
-                f"longer than the {delay:g} s idle that scaled to zero)"
+                f"longer than the {idle_needed:g} s idle that scaled to zero)"
             )
     elif current == 0 and load.active:
         replicas = max(target, 1)

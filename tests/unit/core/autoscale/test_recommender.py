@@ -128,6 +128,16 @@ def test_scaling_inputs_from_the_typed_spec() -> None:
     )
     assert (got.min_replicas, got.max_replicas, got.scale_to_zero) == (2, 20, True)
     assert got.scale_down_delay_seconds == 300.0
+    assert got.scale_to_zero_idle_seconds is None
+    body["spec"]["scaling"]["scaleToZeroIdleSeconds"] = 45
+    told = scaling_inputs(
+        InferenceService.model_validate(body),
+        "h100",
+        desired_replicas=4,
+        ready_replicas=2,
+        signals=None,
+    )
+    assert told.scale_to_zero_idle_seconds == 45.0
     assert (got.latency_p95_ms, got.ttft_p95_ms, got.max_queue_per_replica) == (1500, 400, 8)
     assert (got.max_concurrency, got.prefill_tokens_per_second) == (32, 24000.0)
     assert (got.decode_tokens_per_second, got.startup_seconds) == (2400.0, 90.0)
@@ -558,23 +568,34 @@ def test_no_flapping_under_noisy_constant_load() -> None:
                 assert max(0, moves - 1) <= 2, (tokens_known, rate, seed, replicas)
 
 
-@pytest.mark.parametrize(("startup", "warned"), [(600.0, True), (15.0, False)])
-def test_a_scale_to_zero_says_when_the_next_request_waits_longer_than_the_idle(
-    startup: float, warned: bool
+@pytest.mark.parametrize(
+    ("startup", "idle", "zero_after", "warned"),
+    [
+        (600.0, None, 600.0, False),  # a lull shorter than a start-up is not idleness
+        (15.0, None, DELAY, False),
+        (600.0, 30.0, 30.0, True),  # asked for: so soon, and the reason says what it costs
+        (600.0, 900.0, 900.0, False),
+    ],
+)
+def test_scale_to_zero_waits_a_start_up_unless_told_otherwise(
+    startup: float, idle: float | None, zero_after: float, warned: bool
 ) -> None:
-    """Idle for the delay, the service goes to zero; with a start-up longer than that, the
-    reason says the next request waits a whole start-up (a platform team's 10-minute miss)."""
-    idle = (0.0, 0.0, 0.0)
+    """Idle for ``scaleDownDelaySeconds`` and at least a start-up time, the service goes to
+    zero: a lull between bursts on a 600 s start-up made each next burst wait ten minutes.
+    ``scaleToZeroIdleSeconds`` sets it; shorter than the start-up, the reason says the next
+    request waits a whole start-up (a platform team's 10-minute miss)."""
     recs = drive(
-        [(0, 5, 2.0)] + [idle] * 10,
+        [(0, 5, 2.0)] + [(0.0, 0.0, 0.0)] * 80,
         start=2,
         scale_to_zero=True,
         min_replicas=0,
         startup_seconds=startup,
+        scale_to_zero_idle_seconds=idle,
     )
-    to_zero = next(r for r in recs if r.replicas == 0)
-    said = f"the next request waits startupSeconds {startup:g}: longer than the {DELAY:g} s idle"
-    assert (said in to_zero.reason) is warned, to_zero.reason
+    zero_at = next(i for i, r in enumerate(recs) if r.replicas == 0)
+    assert (zero_at - 1) * STEP == zero_after  # idle from the second call on
+    said = f"the next request waits startupSeconds {startup:g}: longer than the {zero_after:g} s"
+    assert (said in recs[zero_at].reason) is warned, recs[zero_at].reason
 
 
 def test_scale_to_zero_after_the_delay_and_wake_on_the_first_request() -> None:

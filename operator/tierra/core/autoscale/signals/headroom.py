@@ -5,7 +5,9 @@ mix counted at its weight (``mix_weights``)."""
 
 from __future__ import annotations
 
+import itertools
 import math
+import statistics
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
@@ -24,6 +26,10 @@ from ..model import (
 from ..sample import Sample
 from .arrival import deadband, planned_concurrency
 from .queue import queue_allowance
+
+CHI2_1_MEDIAN = 0.4549
+"""The median of a chi-square variable with one degree of freedom."""
+DISPERSION_MIN_PAIRS = 10
 
 
 def burst_rise(rates: tuple[tuple[float, float, int], ...], lead: float) -> tuple[float, float]:
@@ -255,11 +261,36 @@ def spaced_samples(
     return picked
 
 
+def rate_dispersion(
+    rates: tuple[tuple[float, float, int], ...], params: ScalerParams = DEFAULT_PARAMS
+) -> float:
+    """How many times Poisson's variance the arrival-rate samples show (at least 1).
+
+    Fan-outs and sessions make arrivals come in clusters: their samples scatter far beyond
+    Poisson counts, and five of them lie on a steep line more often than the ramp test's
+    Poisson noise allows. Successive samples' squared differences over their Poisson variance
+    are chi-square with one degree of freedom for Poisson arrivals, whose median is 0.455; the
+    median (a step, a spike or a ramp moves few pairs far) over that is the dispersion. With
+    fewer than ``DISPERSION_MIN_PAIRS`` pairs, Poisson is assumed.
+    """
+    sample = params.rate_sample_seconds
+    picked = spaced_samples(rates, len(rates), params)
+    ratios = [
+        (newer - older) ** 2 / variance
+        for (_, newer), (_, older) in itertools.pairwise(picked)
+        if (variance := (newer + older) / sample) > 0
+    ]
+    if len(ratios) < DISPERSION_MIN_PAIRS:
+        return 1.0
+    return max(1.0, statistics.median(ratios) / CHI2_1_MEDIAN)
+
+
 def ramp_ahead(
     rates: tuple[tuple[float, float, int], ...],
     at: float,
     params: ScalerParams = DEFAULT_PARAMS,
     samples: int | None = None,
+    dispersion: float = 1.0,
 ) -> float:
     """The arrival rate at time ``at`` if the ramp of the samples goes on (0: no ramp).
 
@@ -268,7 +299,9 @@ def ramp_ahead(
     It counts as a ramp when its slope is positive beyond ``change_z`` standard errors and the
     samples lie on it within their noise (chi-square within its mean + 3 standard deviations):
     a step, a spike or a fan-out fits no line and is the burst headroom's, and noise has no
-    significant slope.
+    significant slope. The slope's standard error is at the traffic's ``dispersion``
+    (``rate_dispersion``): clustered arrivals draw steep five-sample lines that Poisson's
+    would not. The fit stays at Poisson's, the stricter test of a line for scattered samples.
     """
     sample = params.rate_sample_seconds
     wanted = max(samples if samples is not None else params.ramp_samples, 3)
@@ -293,7 +326,7 @@ def ramp_ahead(
             / spread
         )
         expected = [max(0.0, r_mean + slope * (t - t_mean)) for t, _ in picked]
-    if slope * math.sqrt(spread) <= params.change_z:  # (slope / its standard error)
+    if slope * math.sqrt(spread / dispersion) <= params.change_z:  # (slope / its standard error)
         return 0.0
     misfit = sum(
         w * (r - r_mean - slope * (t - t_mean)) ** 2
@@ -375,8 +408,11 @@ def headroom_need(
     span = round(inputs.startup_seconds / params.rate_sample_seconds)
     held_samples = len(spaced_samples(rates, span, params))
     fits = {params.ramp_samples, max(params.ramp_samples, held_samples)}
+    dispersion = rate_dispersion(rates, params)
     line, fitted = max(
-        (ramp_ahead(history, ahead, params, n), n) for n in fits for history in (rates, rates[:-1])
+        (ramp_ahead(history, ahead, params, n, dispersion), n)
+        for n in fits
+        for history in (rates, rates[:-1])
     )
     ramping = line > held
     held = max(held, line)
@@ -399,9 +435,14 @@ def headroom_need(
     faded = rates[0][0] < rates[-1][0] - lookback_minutes * 60
     fading = f", fading over the {fade_minutes:g} before" if faded and fade_minutes > 0 else ""
     if ramping:
+        scatter = (
+            f" (rising beyond the arrivals' scatter, {dispersion:.2g}x Poisson's)"
+            if dispersion > 1.5
+            else ""
+        )
         source = (
             f"where the arrivals' ramp of the last "
-            f"{fitted * params.rate_sample_seconds:g} s will be at the end of the "
+            f"{fitted * params.rate_sample_seconds:g} s{scatter} will be at the end of the "
             f"{inputs.startup_seconds:g} s start-up"
         )
     else:
