@@ -30,6 +30,8 @@ from .queue import queue_allowance
 CHI2_1_MEDIAN = 0.4549
 """The median of a chi-square variable with one degree of freedom."""
 DISPERSION_MIN_PAIRS = 10
+"""Pairs of successive samples ``rate_dispersion`` needs before it reads the scatter (fewer:
+Poisson's)."""
 
 
 def burst_rise(rates: tuple[tuple[float, float, int], ...], lead: float) -> tuple[float, float]:
