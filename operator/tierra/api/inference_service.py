@@ -587,7 +587,8 @@ class AutoscalingStatus(ApiModel):
         default_factory=dict,
         description=(
             "What a restarted operator needs of the recommender's memory (service-rate "
-            "estimate, burst history, fan-out, how far recent rises lasted, request size, "
+            "estimate, burst history, fan-out, how far recent rises lasted, the arrivals' "
+            "scatter, request size, "
             "latency verdicts), as of "
             "stateTime: written "
             "with the status, so it is at most a status refresh old."

@@ -114,6 +114,7 @@ def _manual(
             rates=state.rates,
             restored_burst=state.restored_burst,
             restored_edges=state.restored_edges,
+            restored_dispersion=state.restored_dispersion,
             speed=state.speed,
             speed_at=state.speed_at,
             work=state.work,
@@ -406,6 +407,7 @@ def recommend(
                 for t, rate in state.restored_edges
                 if now - t <= burst_memory(inputs.startup_seconds, params)
             ),
+            restored_dispersion=state.restored_dispersion,
             crowds=load.crowds,
             mixes=load.mixes,
             speed=seen.speed,

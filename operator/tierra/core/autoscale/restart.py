@@ -7,7 +7,14 @@ import math
 from collections.abc import Callable, Mapping
 
 from .model import API_MAX_REPLICAS, DEFAULT_PARAMS, HUGE, ScalerParams
-from .signals.headroom import burst_fade, burst_lead, burst_summary, mix_weighted, mix_weights
+from .signals.headroom import (
+    burst_fade,
+    burst_lead,
+    burst_summary,
+    mix_weighted,
+    mix_weights,
+    rate_dispersion,
+)
 from .state import ScalerState, Unhelped
 
 MAX_AGE = 86_400.0
@@ -19,6 +26,10 @@ MAX_TOKENS = 10_000_000.0
 MAX_RISES = 10_000.0
 """A kept count of rises beyond this is a status edit: one rise judged per 1 s scrape, each
 halving every 30 minutes, stays under 2,600."""
+
+MAX_DISPERSION = 10_000.0
+"""A kept scatter beyond this many times Poisson's is a status edit: clusters of ten thousand
+requests within a rate sample are not traffic one service serves."""
 
 GOAL_KEYS = {"p95 latency": "latency", "p95 TTFT": "ttft"}
 """The goals' names in ``status_signals``' keys."""
@@ -33,6 +44,7 @@ STATE_SIGNALS = (
     "state.burstJump",
     "state.burstSwing",
     "state.burstShare",
+    "state.dispersion",
     *(f"state.recent{edge}{part}" for edge in ("High", "Low") for part in ("", "At")),
     "state.crowd",
     "state.risesLasted",
@@ -58,9 +70,9 @@ def status_signals(
     or a decision interval when longer, and its peak; the highest and lowest rates within that
     time before the latest sample, and when; with the replicas' ``token_rates``,
     (prefill, decode) tokens per second, a heavier mix at its weight), how far recent rises
-    lasted (``rise_trust``), and the goals the latency feedback found replicas do not help (a
-    restart would test them again with as many replicas more). The rest is rebuilt from
-    observations."""
+    lasted (``rise_trust``), the arrivals' scatter (``rate_dispersion``), and the goals the
+    latency feedback found replicas do not help (a restart would test them again with as many
+    replicas more). The rest is rebuilt from observations."""
     out: dict[str, float] = {}
     if state.speed_at is not None:
         out["state.speed"] = round(state.speed, 4)
@@ -90,6 +102,9 @@ def status_signals(
         out["state.burstJump"] = round(burst.jump, 4)
         out["state.burstSwing"] = round(burst.swing, 4)
         out["state.burstShare"] = round(burst.share, 4)
+        out["state.dispersion"] = round(
+            rate_dispersion(history, params, state.restored_dispersion or 1.0), 4
+        )
     if state.crowds:
         out["state.crowd"] = round(state.crowds[0][1], 4)
     if any(state.rises[:2]):
@@ -143,6 +158,7 @@ def restore_state(
       their own); the highest and lowest rates of the last start-up before it do pair with
       them (``ScalerState.restored_edges``), so a fall that spans the restart is still seen;
     * how far recent rises lasted, as of ``signals_at``, fading from then;
+    * the arrivals' scatter judges ramps until the samples since show their own;
     * a goal the latency feedback found replicas do not help stays unchased until met;
     * a hold under a schedule's floor goes back to what it held when the window closes;
     * the smoothed request size goes on from what was kept.
@@ -172,6 +188,7 @@ def restore_state(
     edges = _edges(value, seen_at)
     crowds = ((seen_at, crowd),) if seen_at is not None and crowd is not None and crowd > 0 else ()
     base = value("state.holdBase")
+    dispersion = value("state.dispersion")
     rises = _rises(value("state.risesLasted"), value("state.risesFaded"), seen_at)
     size = (
         value("state.meanPromptTokens"),
@@ -187,6 +204,9 @@ def restore_state(
         window_since=now,
         restored_burst=burst,
         restored_edges=edges,
+        restored_dispersion=dispersion
+        if dispersion is not None and 1 <= dispersion <= MAX_DISPERSION
+        else None,
         crowds=crowds,
         rises=rises,
         speed=min(high, max(low, speed)) if speed is not None else 1.0,

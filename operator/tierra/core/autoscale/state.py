@@ -129,6 +129,9 @@ class ScalerState:
     """(time, rate) of the highest and lowest samples within a start-up before the restart
     (``restore_state``): they pair with the samples since into the swings (only there, not
     the arrival rate or the ramp), so a fall or a rise that spans the restart is one."""
+    restored_dispersion: float | None = None
+    """The arrivals' scatter (``rate_dispersion``) a restart rebuilt from status: the ramp
+    test's until the samples since have enough pairs to read their own."""
     mixes: tuple[tuple[float, float, float], ...] = ()
     """(time, mean prompt tokens, mean output tokens) of the burst history's samples whose
     request size was known (``mix_weighted``)."""
@@ -182,6 +185,7 @@ class ScalerState:
             "rates": [[t, rate, ready] for t, rate, ready in self.rates],
             "restoredBurst": list(self.restored_burst) if self.restored_burst else None,
             "restoredEdges": [list(e) for e in self.restored_edges],
+            "restoredDispersion": self.restored_dispersion,
             "mixes": [list(m) for m in self.mixes],
             "crowds": [[t, n] for t, n in self.crowds],
             "speed": self.speed,
@@ -237,6 +241,7 @@ class ScalerState:
             ),
             restored_burst=_five(data.get("restoredBurst")),
             restored_edges=tuple((float(t), float(r)) for t, r in data.get("restoredEdges") or ()),
+            restored_dispersion=number("restoredDispersion"),
             mixes=tuple((float(t), float(p), float(o)) for t, p, o in data.get("mixes") or ()),
             crowds=tuple((float(t), float(n)) for t, n in data.get("crowds") or ()),
             speed=float(data.get("speed") or 1.0),

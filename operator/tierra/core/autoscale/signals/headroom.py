@@ -264,7 +264,9 @@ def spaced_samples(
 
 
 def rate_dispersion(
-    rates: tuple[tuple[float, float, int], ...], params: ScalerParams = DEFAULT_PARAMS
+    rates: tuple[tuple[float, float, int], ...],
+    params: ScalerParams = DEFAULT_PARAMS,
+    fallback: float = 1.0,
 ) -> float:
     """How many times Poisson's variance the arrival-rate samples show (at least 1).
 
@@ -273,7 +275,8 @@ def rate_dispersion(
     Poisson noise allows. Successive samples' squared differences over their Poisson variance
     are chi-square with one degree of freedom for Poisson arrivals, whose median is 0.455; the
     median (a step, a spike or a ramp moves few pairs far) over that is the dispersion. With
-    fewer than ``DISPERSION_MIN_PAIRS`` pairs, Poisson is assumed.
+    fewer than ``DISPERSION_MIN_PAIRS`` pairs, ``fallback`` (Poisson's 1, or what a restart
+    kept).
     """
     sample = params.rate_sample_seconds
     picked = spaced_samples(rates, len(rates), params)
@@ -283,7 +286,7 @@ def rate_dispersion(
         if (variance := (newer + older) / sample) > 0
     ]
     if len(ratios) < DISPERSION_MIN_PAIRS:
-        return 1.0
+        return fallback
     return max(1.0, statistics.median(ratios) / CHI2_1_MEDIAN)
 
 
@@ -348,6 +351,7 @@ def headroom_need(
     crowd: float = 0.0,
     restored: tuple[float, float, float, float, float] | None = None,
     edges: tuple[tuple[float, float], ...] = (),
+    kept_dispersion: float = 1.0,
 ) -> SignalNeed | None:
     """Capacity held ahead of bursts a reactive scale-up would be late for.
 
@@ -362,6 +366,7 @@ def headroom_need(
     larger one is held whole), never more than the lookback's peak (plus the deadband), so a
     burst that came before is held for, and a smooth load holds little.
     None when the start-up is short enough for a reactive scale-up, or nothing rose.
+    ``kept_dispersion``: the arrivals' scatter a restart kept, until ``rates`` show their own.
     """
     if not rates:
         return None
@@ -410,7 +415,7 @@ def headroom_need(
     span = round(inputs.startup_seconds / params.rate_sample_seconds)
     held_samples = len(spaced_samples(rates, span, params))
     fits = {params.ramp_samples, max(params.ramp_samples, held_samples)}
-    dispersion = rate_dispersion(rates, params)
+    dispersion = rate_dispersion(rates, params, kept_dispersion)
     line, fitted = max(
         (ramp_ahead(history, ahead, params, n, dispersion), n)
         for n in fits
@@ -483,7 +488,14 @@ def from_sample(sample: Sample, params: ScalerParams = DEFAULT_PARAMS) -> Signal
     history = mix_weighted(load.rates, weights)
     state = sample.state
     need = headroom_need(
-        sized, load.arrival, history, params, crowd, state.restored_burst, state.restored_edges
+        sized,
+        load.arrival,
+        history,
+        params,
+        crowd,
+        state.restored_burst,
+        state.restored_edges,
+        state.restored_dispersion or 1.0,
     )
     if need is None or not weights:
         return need
