@@ -26,6 +26,11 @@ showed a weakness the four above did not):
   and long-context ones (retrieval: prompts seven times as long).
 
 ``SUITE`` names them for the benchmark; ``generate(name, seed)`` builds one.
+
+One more is not in the suite, whose services never go idle:
+
+* ``intermittent_sessions``: a team's development service, used in sessions of a few minutes
+  with idle gaps of minutes to an hour between them (what scale to zero is for).
 """
 
 from __future__ import annotations
@@ -227,6 +232,24 @@ def mix_shift(seed: int, duration: float = DEFAULT_DURATION) -> list[TraceReques
             prompt, output = _lognormal(rng, 600, 0.5, 50, 4000), _lognormal(rng, 250, 0.6, 5, 1500)
         requests.append(TraceRequest(at, prompt, output))
     return _finish(requests)
+
+
+INTERMITTENT_DURATION = 4 * 3600.0
+
+
+def intermittent_sessions(
+    seed: int, duration: float = INTERMITTENT_DURATION
+) -> list[TraceRequest]:
+    """Chat sessions of 1-10 minutes at 0.3-4 req/s, separated by idle gaps of 2-60 minutes
+    (log-uniform: as many gaps of 2-8 minutes as of 15-60), opening with a gap."""
+    rng = random.Random(f"intermittent/{seed}")
+    arrivals: list[float] = []
+    t = math.exp(rng.uniform(math.log(120.0), math.log(3600.0)))
+    while t < duration:
+        length = rng.uniform(60.0, 600.0)
+        arrivals += _poisson_times(rng, rng.uniform(0.3, 4.0), t, min(duration, t + length))
+        t += length + math.exp(rng.uniform(math.log(120.0), math.log(3600.0)))
+    return _finish([_chat(rng, at) for at in arrivals])
 
 
 SUITE: dict[str, Callable[[int, float], list[TraceRequest]]] = {

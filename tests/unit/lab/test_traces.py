@@ -7,7 +7,7 @@ from collections import Counter
 
 import pytest
 
-from tierra.lab.traces import SUITE, generate
+from tierra.lab.traces import SUITE, generate, intermittent_sessions
 
 DURATION = 1200.0
 
@@ -80,3 +80,17 @@ def test_the_mix_shifts_every_ten_minutes_at_a_steady_rate() -> None:
     long_context = [r.prompt_tokens for r in trace if 600.0 <= r.arrival < 1200.0]
     assert statistics.median(long_context) > 4 * statistics.median(chat)
     assert 0.8 < len(long_context) / len(chat) < 1.25
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_intermittent_sessions_are_minutes_long_with_idle_gaps_between(seed: int) -> None:
+    trace = intermittent_sessions(seed)
+    assert trace == intermittent_sessions(seed) != intermittent_sessions(seed + 1)
+    arrivals = [r.arrival for r in trace]
+    assert arrivals == sorted(arrivals) and 0 < arrivals[0] and arrivals[-1] < 4 * 3600.0
+    gaps = [b - a for a, b in zip(arrivals, arrivals[1:], strict=False)]
+    idle = [gap for gap in gaps if gap >= 120.0]
+    assert len(idle) >= 3  # (several sessions, each after minutes of nothing)
+    assert max(idle) <= 3600.0 + 60.0
+    busy = max(arrivals) - min(arrivals) - sum(idle)
+    assert 60.0 * (len(idle) + 1) * 0.5 <= busy <= 600.0 * (len(idle) + 1)
