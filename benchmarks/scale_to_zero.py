@@ -26,7 +26,7 @@ Usage: python benchmarks/scale_to_zero.py [--cases 24] [--start 0] [--jobs 2]
 from __future__ import annotations
 
 import argparse
-import functools
+import itertools
 import random
 import statistics
 import sys
@@ -75,7 +75,7 @@ def service_for(chat: InferenceService, startup: int, delay: int, setting: str) 
 def wake_ups(result: RunResult) -> int:
     """How often the count asked for went from zero to more."""
     counts = [p.desired_replicas for p in result.timeline]
-    return sum(1 for before, after in zip(counts, counts[1:], strict=False) if not before and after)
+    return sum(1 for before, after in itertools.pairwise(counts) if not before and after)
 
 
 def run_case(case: int) -> dict[str, Any]:

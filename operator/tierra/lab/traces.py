@@ -237,9 +237,7 @@ def mix_shift(seed: int, duration: float = DEFAULT_DURATION) -> list[TraceReques
 INTERMITTENT_DURATION = 4 * 3600.0
 
 
-def intermittent_sessions(
-    seed: int, duration: float = INTERMITTENT_DURATION
-) -> list[TraceRequest]:
+def intermittent_sessions(seed: int, duration: float = INTERMITTENT_DURATION) -> list[TraceRequest]:
     """Chat sessions of 1-10 minutes at 0.3-4 req/s, separated by idle gaps of 2-60 minutes
     (log-uniform: as many gaps of 2-8 minutes as of 15-60), opening with a gap."""
     rng = random.Random(f"intermittent/{seed}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import statistics
 from collections import Counter
 
@@ -87,8 +88,8 @@ def test_intermittent_sessions_are_minutes_long_with_idle_gaps_between(seed: int
     trace = intermittent_sessions(seed)
     assert trace == intermittent_sessions(seed) != intermittent_sessions(seed + 1)
     arrivals = [r.arrival for r in trace]
-    assert arrivals == sorted(arrivals) and 0 < arrivals[0] and arrivals[-1] < 4 * 3600.0
-    gaps = [b - a for a, b in zip(arrivals, arrivals[1:], strict=False)]
+    assert arrivals == sorted(arrivals) and arrivals[0] > 0 and arrivals[-1] < 4 * 3600.0
+    gaps = [b - a for a, b in itertools.pairwise(arrivals)]
     idle = [gap for gap in gaps if gap >= 120.0]
     assert len(idle) >= 3  # (several sessions, each after minutes of nothing)
     assert max(idle) <= 3600.0 + 60.0
