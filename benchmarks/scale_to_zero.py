@@ -4,7 +4,8 @@
 idle before its last replica goes; by default ``scaleDownDelaySeconds``, and at least the
 running variant's ``startupSeconds``. The suite's traces never go quiet long enough to measure
 that default, so each case here replays ``intermittent_sessions`` (a development service's
-sessions of a few minutes, idle gaps of 2-60 minutes, four hours) on examples/simulate's
+sessions of a few minutes, idle gaps of ``--gaps`` minutes, by default 2-60, log-uniform,
+over ``--hours``, by default four) on examples/simulate's
 chat-conv service with its start-up, scale-down delay and profile error drawn from the case's
 own seed, under these settings:
 
@@ -12,7 +13,7 @@ own seed, under these settings:
   * ``default``: scale to zero, ``scaleToZeroIdleSeconds`` unset;
   * ``at delay``: ``scaleToZeroIdleSeconds`` = ``scaleDownDelaySeconds`` (the rule before
     the default waited a start-up);
-  * ``2x start-up``: ``scaleToZeroIdleSeconds`` = twice the start-up;
+  * ``4 start-ups``: ``scaleToZeroIdleSeconds`` = four start-ups (and at least the delay);
   * ``keda``: KEDA's Prometheus scaler with its 300 s ``cooldownPeriod``, at the cheapest
     target of the sweep reaching the default's share (its best share when none does).
 
@@ -20,12 +21,14 @@ Per case and setting it prints the share of requests within the SLO, the cost, a
 service's wake-ups from zero; the summary gives, per setting, the mean share, the cost over
 ``never`` and the wake-ups, over all cases and by start-up.
 
-Usage: python benchmarks/scale_to_zero.py [--cases 24] [--start 0] [--jobs 2]
+Usage: python benchmarks/scale_to_zero.py [--cases 24] [--start 0] [--jobs 2] [--gaps 2,60]
+                                          [--hours 4]
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import itertools
 import random
 import statistics
@@ -50,7 +53,7 @@ from tierra.lab.traces import intermittent_sessions
 
 STARTUPS = (15, 30, 60, 120, 300, 600)
 DELAYS = (0, 60, 300, 600)
-SETTINGS = ("never", "default", "at delay", "2x start-up", "keda")
+SETTINGS = ("never", "default", "at delay", "4 start-ups", "keda")
 
 
 def service_for(chat: InferenceService, startup: int, delay: int, setting: str) -> InferenceService:
@@ -67,8 +70,8 @@ def service_for(chat: InferenceService, startup: int, delay: int, setting: str) 
         scaling.update(minReplicas=0, scaleToZero=True)
     if setting == "at delay":
         scaling["scaleToZeroIdleSeconds"] = delay
-    elif setting == "2x start-up":
-        scaling["scaleToZeroIdleSeconds"] = 2 * startup
+    elif setting == "4 start-ups":
+        scaling["scaleToZeroIdleSeconds"] = max(delay, 4 * startup)
     return InferenceService.model_validate(body)
 
 
@@ -78,13 +81,13 @@ def wake_ups(result: RunResult) -> int:
     return sum(1 for before, after in itertools.pairwise(counts) if not before and after)
 
 
-def run_case(case: int) -> dict[str, Any]:
+def run_case(case: int, gaps: tuple[float, float], hours: float) -> dict[str, Any]:
     tiers, chat = fleet()
     rng = random.Random(f"scale-to-zero/{case}")
     seed = rng.randint(1, 999)
     startup, delay = rng.choice(STARTUPS), rng.choice(DELAYS)
     error = round(rng.uniform(-0.3, 0.3), 2)
-    trace = intermittent_sessions(seed)
+    trace = intermittent_sessions(seed, hours * 3600.0, gaps)
     row: dict[str, Any] = {
         "case": case,
         "seed": seed,
@@ -139,7 +142,12 @@ def main() -> int:
     parser.add_argument("--cases", type=int, default=24)
     parser.add_argument("--start", type=int, default=0)
     parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument(
+        "--gaps", default="2,60", help="idle gaps between sessions: MIN,MAX minutes (log-uniform)"
+    )
+    parser.add_argument("--hours", type=float, default=4.0, help="each trace's length")
     args = parser.parse_args()
+    low, high = (float(minutes) * 60.0 for minutes in args.gaps.split(","))
     started = time.perf_counter()
     print(
         f"{'CASE':>4} {'SEED':>4} {'START':>6} {'DELAY':>5} {'ERROR':>5}  "
@@ -149,7 +157,7 @@ def main() -> int:
     rows = []
     cases = range(args.start, args.start + args.cases)
     with ProcessPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-        for row in pool.map(run_case, cases):
+        for row in pool.map(functools.partial(run_case, gaps=(low, high), hours=args.hours), cases):
             rows.append(row)
             print(line(row), flush=True)
     print()
@@ -158,7 +166,10 @@ def main() -> int:
         group = [r for r in rows if r["startup"] == startup]
         if group:
             summary(group, f"startupSeconds {startup}")
-    print(f"wall time {time.perf_counter() - started:.1f} s")
+    print(
+        f"gaps {args.gaps} min, {args.hours:g} h traces; wall time "
+        f"{time.perf_counter() - started:.1f} s"
+    )
     return 0
 
 

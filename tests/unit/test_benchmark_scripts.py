@@ -93,11 +93,11 @@ def test_restarts_runs_a_case_four_ways() -> None:
 
 
 def test_scale_to_zero_runs_a_case_every_way() -> None:
-    out = run("scale_to_zero.py", "--cases", "1", "--start", "1", "--jobs", "1")
+    out = run("scale_to_zero.py", "--cases", "1", "--start", "1", "--jobs", "1", "--hours", "2")
     rows = [line for line in out.splitlines() if line.startswith("   1 ")]
     # (share, cost and wake-ups of each of the five settings; keeping a replica never wakes)
     assert len(rows) == 1 and rows[0].count("%") == 6, out
     assert "never: mean" in out and "0 wake-ups" in out.split("never: mean")[1].splitlines()[0]
-    for setting in ("default", "at delay", "2x start-up", "keda"):
+    for setting in ("default", "at delay", "4 start-ups", "keda"):
         summary = out.split(f"{setting}: mean")[1].splitlines()[0]
         assert " 0 wake-ups" not in summary, out

@@ -30,7 +30,7 @@ showed a weakness the four above did not):
 One more is not in the suite, whose services never go idle:
 
 * ``intermittent_sessions``: a team's development service, used in sessions of a few minutes
-  with idle gaps of minutes to an hour between them (what scale to zero is for).
+  with idle gaps between them (by default minutes to an hour: what scale to zero is for).
 """
 
 from __future__ import annotations
@@ -237,16 +237,29 @@ def mix_shift(seed: int, duration: float = DEFAULT_DURATION) -> list[TraceReques
 INTERMITTENT_DURATION = 4 * 3600.0
 
 
-def intermittent_sessions(seed: int, duration: float = INTERMITTENT_DURATION) -> list[TraceRequest]:
-    """Chat sessions of 1-10 minutes at 0.3-4 req/s, separated by idle gaps of 2-60 minutes
-    (log-uniform: as many gaps of 2-8 minutes as of 15-60), opening with a gap."""
-    rng = random.Random(f"intermittent/{seed}")
+INTERMITTENT_GAPS = (120.0, 3600.0)
+
+
+def intermittent_sessions(
+    seed: int,
+    duration: float = INTERMITTENT_DURATION,
+    gaps: tuple[float, float] = INTERMITTENT_GAPS,
+) -> list[TraceRequest]:
+    """Chat sessions of 1-10 minutes at 0.3-4 req/s, separated by idle gaps log-uniform
+    within ``gaps`` seconds (by default 2-60 minutes: as many gaps of 2-8 minutes as of
+    15-60), opening with a gap."""
+    rng = random.Random(f"intermittent/{seed}/{gaps[0]:g}-{gaps[1]:g}")
+    shortest, longest = math.log(gaps[0]), math.log(max(gaps))
+
+    def gap() -> float:
+        return math.exp(rng.uniform(shortest, longest))
+
     arrivals: list[float] = []
-    t = math.exp(rng.uniform(math.log(120.0), math.log(3600.0)))
+    t = gap()
     while t < duration:
         length = rng.uniform(60.0, 600.0)
         arrivals += _poisson_times(rng, rng.uniform(0.3, 4.0), t, min(duration, t + length))
-        t += length + math.exp(rng.uniform(math.log(120.0), math.log(3600.0)))
+        t += length + gap()
     return _finish([_chat(rng, at) for at in arrivals])
 
 

@@ -95,3 +95,11 @@ def test_intermittent_sessions_are_minutes_long_with_idle_gaps_between(seed: int
     assert max(idle) <= 3600.0 + 60.0
     busy = max(arrivals) - min(arrivals) - sum(idle)
     assert 60.0 * (len(idle) + 1) * 0.5 <= busy <= 600.0 * (len(idle) + 1)
+
+
+def test_intermittent_sessions_idle_for_the_gaps_asked_for() -> None:
+    trace = intermittent_sessions(1, 8 * 3600.0, gaps=(1800.0, 7200.0))
+    arrivals = [r.arrival for r in trace]
+    idle = [gap for gap in (b - a for a, b in itertools.pairwise(arrivals)) if gap >= 120.0]
+    assert arrivals[0] >= 1800.0 and len(idle) >= 2
+    assert all(1800.0 <= gap <= 7200.0 + 60.0 for gap in idle), idle

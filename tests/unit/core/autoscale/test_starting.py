@@ -8,8 +8,7 @@ import math
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tierra.core.autoscale import DEFAULT_PARAMS, ScalerState
-from tierra.core.autoscale.model import SignalNeed
+from tierra.core.autoscale import DEFAULT_PARAMS, ScalerState, SignalNeed
 from tierra.core.autoscale.starting import fell_back, forecast_asks
 
 RATES = st.floats(min_value=0.0, max_value=1e6, allow_nan=False)
