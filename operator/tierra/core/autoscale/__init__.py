@@ -41,7 +41,10 @@ Signals (the recommendation is the max over them; the reason names the winner)
   ones fade out over ``headroom_fade_lookbacks`` more, ``burst_fade``) and holds the arrival
   model's count for ``now + the largest rise seen within one start-up time``
   (at most the lookback's peak plus the deadband): the burstiness this service has shown, an
-  upper envelope rather than a mean. The reason says how much was held and why.
+  upper envelope rather than a mean. A fan-out (dozens of requests within a second, which no
+  rate sample shows) is held as the count that clears it within the SLO; a jump of what is in
+  the system counts as one where arrivals come in clusters or the rate did not stay up after
+  it (``fan_out``). The reason says how much was held and why.
 * **latency** (feedback): when the observed p95 latency or TTFT exceeds its SLO by a ratio
   ``r``, at least ``ceil(ready x min(r, feedback_max_step))``. Below the SLO it asks for
   nothing. It corrects what the model misses (a profile that is optimistic, requests larger
@@ -102,6 +105,7 @@ from .signals.headroom import (
     burst_rise,
     burst_swing,
     decision_interval,
+    fan_out,
     headroom_need,
     mix_weighted,
     mix_weights,
@@ -145,6 +149,7 @@ __all__ = [
     "combine_samples",
     "deadband",
     "decision_interval",
+    "fan_out",
     "headroom_need",
     "interval_rate",
     "judge_rise",

@@ -11,6 +11,7 @@ from .signals.headroom import (
     burst_fade,
     burst_lead,
     burst_summary,
+    fan_out,
     mix_weighted,
     mix_weights,
     rate_dispersion,
@@ -74,6 +75,8 @@ def status_signals(
     latency feedback found replicas do not help (a restart would test them again with as many
     replicas more). The rest is rebuilt from observations."""
     out: dict[str, float] = {}
+    kept = state.restored_dispersion
+    scatter = math.inf if kept is None else kept
     if state.speed_at is not None:
         out["state.speed"] = round(state.speed, 4)
     if state.rates:
@@ -102,11 +105,12 @@ def status_signals(
         out["state.burstJump"] = round(burst.jump, 4)
         out["state.burstSwing"] = round(burst.swing, 4)
         out["state.burstShare"] = round(burst.share, 4)
-        out["state.dispersion"] = round(
-            rate_dispersion(history, params, state.restored_dispersion or 1.0), 4
-        )
-    if state.crowds:
-        out["state.crowd"] = round(state.crowds[0][1], 4)
+        scatter = rate_dispersion(history, params, scatter)
+        out["state.dispersion"] = round(1.0 if math.isinf(scatter) else scatter, 4)
+    # (the largest jump that was a fan-out: one taken for a burst's rate is the rise's)
+    crowd, _ = fan_out(state.crowds, state.rates, scatter, params)
+    if crowd > 0:
+        out["state.crowd"] = round(crowd, 4)
     if any(state.rises[:2]):
         out["state.risesLasted"] = round(state.rises[0], 4)
         out["state.risesFaded"] = round(state.rises[1], 4)

@@ -36,6 +36,7 @@ from tierra.core.autoscale import (
     burst_swing,
     deadband,
     decision_interval,
+    fan_out,
     headroom_need,
     mix_weighted,
     mix_weights,
@@ -48,6 +49,7 @@ from tierra.core.autoscale import (
     update_speed,
 )
 from tierra.core.autoscale.signals import latency
+from tierra.core.autoscale.signals.headroom import CLUSTERED_DISPERSION
 from tierra.core.queue_model import mmc_wait_percentile
 from tierra.core.slo_reach import ServingProfile
 from tierra_testing.builders import recommender_inputs
@@ -618,6 +620,97 @@ def test_a_fan_out_onto_busy_replicas_is_still_a_crowd() -> None:
     busy = 4 * queue_allowance(inputs()) + 20.0  # (within the 4 x 32 running slots)
     after = [why for t, _, why in run_jump(0.0, busy + 120.0, before=(0.0, busy)) if t >= 300]
     assert "120 more in the system within one sample (a fan-out)" in after[0], after[0]
+
+
+def run_burst(
+    before: Callable[[float], float], lasting: float
+) -> dict[float, Recommendation]:
+    """``before(now)`` req/s for 300 s; then 9 req/s for ``lasting`` seconds, which fill the
+    running slots of 4 replicas (120 more running, nothing waiting) within the first sample;
+    then 1 req/s until 900 s."""
+
+    def sample(now: float) -> tuple[Signals, dict[str, Any]]:
+        if now < 300.0:
+            rate = before(now)
+            return steady(now, rate, rate * 0.375), {}
+        if now < 300.0 + lasting:
+            return steady(now, 1.0 if now == 300.0 else 9.0, 120.375), {}
+        return steady(now, 1.0, 0.375), {}
+
+    return closed_loop(sample, 900, current=4)
+
+
+def test_a_sustained_burst_s_first_sample_is_its_rate_not_a_fan_out() -> None:
+    """Poisson-like arrivals, then 9 req/s for a minute whose first sample filled the running
+    slots: the jump was the burst's rate over the sample, and the rate stayed up after it.
+    The rise holds it as a rate from the next sample on; held as a fan-out, it kept the count
+    that clears 120 requests at once for the whole lookback (a prefill-heavy burst's first
+    sample held 32 replicas for an hour where 16 served every later burst)."""
+    run = run_burst(lambda now: 1.0, lasting=60.0)
+    crowd_need = math.ceil(120 / queue_allowance(inputs()))
+    assert run[300.0].replicas >= crowd_need  # (nothing after the jump yet: a fan-out)
+    later = [rec for t, rec in run.items() if t >= 600.0]
+    assert all(rec.replicas < crowd_need for rec in later), [r.replicas for r in later]
+    assert all(rec.replicas >= need_for(9.0) for rec in later), [r.replicas for r in later]
+    assert "held as the burst's rate, not as a fan-out" in later[-1].reason
+
+
+def test_a_jump_in_clustered_arrivals_stays_a_fan_out() -> None:
+    """The same minute at 9 req/s after arrivals that come 30 at once (agentic sessions):
+    there the jump may be a fan-out whatever followed it, and its count is held."""
+    history = clustered_rates(3, 4.0, 30, 300.0)
+    assert rate_dispersion(history) >= CLUSTERED_DISPERSION
+    clustered = {t: rate for t, rate, _ in history}
+    run = run_burst(lambda now: clustered[now], lasting=60.0)
+    crowd_need = math.ceil(120 / queue_allowance(inputs()))
+    # (until the steady samples after it outnumber the clustered ones in the scatter)
+    held = [rec.replicas for t, rec in run.items() if 300.0 <= t < 450.0]
+    assert min(held) >= crowd_need, held
+
+
+def test_status_keeps_a_fan_out_not_a_burst_s_first_sample() -> None:
+    """A restart restores the kept jump as a fan-out (no sample of it survives): the status
+    keeps the jump of a fan-out, and not the first sample of a burst whose rate stayed up."""
+    startup = inputs().startup_seconds
+    sustained = run_burst(lambda now: 1.0, lasting=60.0)[885.0].state
+    isolated = run_burst(lambda now: 1.0, lasting=15.0)[885.0].state
+    assert sustained.crowds and isolated.crowds
+    assert "state.crowd" not in status_signals(sustained, startup)
+    assert status_signals(isolated, startup)["state.crowd"] == pytest.approx(120.0)
+
+
+def _samples(*rates: tuple[float, float]) -> tuple[tuple[float, float, int], ...]:
+    return tuple((t, r, 4) for t, r in rates)
+
+
+@pytest.mark.parametrize(
+    ("crowds", "rates", "dispersion", "expected"),
+    [
+        pytest.param(((300.0, 120.0),), _samples((300.0, 9.0), (315.0, 9.0)), 1.0, (0.0, 120.0),
+                     id="poisson, the rate stayed up: a rate"),
+        pytest.param(((300.0, 120.0),), _samples((300.0, 9.0), (315.0, 4.0)), 1.0, (120.0, 0.0),
+                     id="poisson, the rate fell back: a fan-out"),
+        pytest.param(((300.0, 120.0),), _samples((300.0, 9.0)), 1.0, (120.0, 0.0),
+                     id="nothing after it yet: a fan-out"),
+        pytest.param(((300.0, 120.0),), _samples((300.0, 9.0), (315.0, 9.0)), 20.0,
+                     (120.0, 0.0), id="clustered arrivals: a fan-out"),
+        pytest.param(((300.0, 120.0),), _samples((300.0, 9.0), (315.0, 9.0)), math.inf,
+                     (120.0, 0.0), id="scatter unknown: a fan-out"),
+        pytest.param(((100.0, 200.0), (300.0, 40.0)),
+                     _samples((100.0, 14.0), (115.0, 13.0), (300.0, 3.0), (315.0, 1.0)), 1.0,
+                     (40.0, 200.0), id="the largest was a rate: the next largest fan-out"),
+        pytest.param(((7000.0, 40.0),), _samples((7200.0, 9.0), (7215.0, 9.0)), 1.0,
+                     (40.0, 0.0), id="kept by a restart, no sample of it: a fan-out"),
+        pytest.param((), _samples((300.0, 9.0)), 1.0, (0.0, 0.0), id="no jump"),
+    ],
+)  # fmt: skip
+def test_fan_out_tells_a_crowd_from_a_burst_s_rate(
+    crowds: tuple[tuple[float, float], ...],
+    rates: tuple[tuple[float, float, int], ...],
+    dispersion: float,
+    expected: tuple[float, float],
+) -> None:
+    assert fan_out(crowds, rates, dispersion) == expected
 
 
 @settings(max_examples=200, deadline=None)

@@ -29,6 +29,11 @@ from .queue import queue_allowance
 
 CHI2_1_MEDIAN = 0.4549
 """The median of a chi-square variable with one degree of freedom."""
+CLUSTERED_DISPERSION = 5.0
+"""Arrivals whose samples scatter this many times Poisson's variance or more come in
+clusters (``rate_dispersion``): a jump of what is in the system within one sample is a
+fan-out there (``fan_out``). The suite's fan-out traffic scatters 11-50x, its other traces
+1-4x over any ten minutes."""
 DISPERSION_MIN_PAIRS = 10
 """Pairs of successive samples ``rate_dispersion`` needs before it reads the scatter (fewer:
 Poisson's)."""
@@ -475,18 +480,48 @@ def headroom_need(
     return SignalNeed("headroom", need, why, low, need, forecast=ramping and by_rate >= by_crowd)
 
 
+def fan_out(
+    crowds: tuple[tuple[float, float], ...],
+    rates: tuple[tuple[float, float, int], ...],
+    dispersion: float,
+    params: ScalerParams = DEFAULT_PARAMS,
+) -> tuple[float, float]:
+    """(the largest fan-out of ``crowds``, the largest jump taken for a rate instead).
+
+    A jump of what is in the system within one sample (``crowds``, largest first) may be
+    requests that came at once or a rate that filled the running slots over the sample: the
+    counts cannot tell. Where arrivals come in clusters (``dispersion`` at least
+    ``CLUSTERED_DISPERSION``; while unknown, infinite) it is a fan-out. Where they scatter
+    like Poisson counts and the next sample's rate stayed at half the jump's sample's or
+    more, it was the start of a burst: a rate, which the rise holds (held as a fan-out, a
+    sustained burst's first sample on too few replicas held several times the count its
+    rate needs for the whole lookback). A jump with nothing after it yet is a fan-out."""
+    if dispersion >= CLUSTERED_DISPERSION:
+        return (crowds[0][1] if crowds else 0.0), 0.0
+    dismissed = 0.0
+    for at, jump in crowds:
+        during = [r for t, r, _ in rates if math.isclose(t, at)]
+        after = [r for t, r, _ in rates if at + params.rate_sample_seconds - EPS <= t][:1]
+        if not (during and after and after[0] >= 0.5 * during[0]):
+            return jump, dismissed
+        dismissed = max(dismissed, jump)
+    return 0.0, dismissed
+
+
 def from_sample(sample: Sample, params: ScalerParams = DEFAULT_PARAMS) -> SignalNeed | None:
     """``headroom_need`` on the burst history, in requests of the latest mix (``mix_weighted``),
     and the largest fan-out of the lookback; None without the arrivals now."""
     load, sized = sample.load, sample.seen.sized
     if load.arrival is None:
         return None
-    crowd = load.crowds[0][1] if load.crowds else 0.0
     weights = mix_weights(
         load.mixes, sized.prefill_tokens_per_second, sized.decode_tokens_per_second, params
     )
     history = mix_weighted(load.rates, weights)
     state = sample.state
+    kept = state.restored_dispersion
+    dispersion = rate_dispersion(history, params, math.inf if kept is None else kept)
+    crowd, rate_like = fan_out(load.crowds, load.rates, dispersion, params)
     need = headroom_need(
         sized,
         load.arrival,
@@ -495,12 +530,20 @@ def from_sample(sample: Sample, params: ScalerParams = DEFAULT_PARAMS) -> Signal
         crowd,
         state.restored_burst,
         state.restored_edges,
-        state.restored_dispersion or 1.0,
+        kept or 1.0,
     )
-    if need is None or not weights:
+    if need is None:
         return need
-    return replace(
-        need,
-        reason=f"{need.reason} (past samples of a mix up to {max(weights.values()):.2g}x "
-        f"heavier than now's counted at its weight)",
-    )
+    notes = []
+    if rate_like > crowd:
+        notes.append(
+            f"a jump of {rate_like:.0f} in the system within one sample, with arrivals "
+            f"scattered {dispersion:.2g}x Poisson's and the rate still up after it, is "
+            f"held as the burst's rate, not as a fan-out"
+        )
+    if weights:
+        notes.append(
+            f"past samples of a mix up to {max(weights.values()):.2g}x heavier than now's "
+            f"counted at its weight"
+        )
+    return replace(need, reason=f"{need.reason} ({'; '.join(notes)})") if notes else need
