@@ -622,9 +622,7 @@ def test_a_fan_out_onto_busy_replicas_is_still_a_crowd() -> None:
     assert "120 more in the system within one sample (a fan-out)" in after[0], after[0]
 
 
-def run_burst(
-    before: Callable[[float], float], lasting: float
-) -> dict[float, Recommendation]:
+def run_burst(before: Callable[[float], float], lasting: float) -> dict[float, Recommendation]:
     """``before(now)`` req/s for 300 s; then 9 req/s for ``lasting`` seconds, which fill the
     running slots of 4 replicas (120 more running, nothing waiting) within the first sample;
     then 1 req/s until 900 s."""
@@ -1391,7 +1389,7 @@ def test_a_restart_judges_ramps_at_the_scatter_status_kept() -> None:
                     seen[-1][1],
                     seen,
                     TRUSTED,
-                    kept_dispersion=restored.restored_dispersion or 1.0,
+                    dispersion=rate_dispersion(seen, fallback=restored.restored_dispersion or 1.0),
                 )
                 held += need is not None and "ramp" in need.reason
                 decisions += 1

@@ -356,7 +356,7 @@ def headroom_need(
     crowd: float = 0.0,
     restored: tuple[float, float, float, float, float] | None = None,
     edges: tuple[tuple[float, float], ...] = (),
-    kept_dispersion: float = 1.0,
+    dispersion: float | None = None,
 ) -> SignalNeed | None:
     """Capacity held ahead of bursts a reactive scale-up would be late for.
 
@@ -371,7 +371,8 @@ def headroom_need(
     larger one is held whole), never more than the lookback's peak (plus the deadband), so a
     burst that came before is held for, and a smooth load holds little.
     None when the start-up is short enough for a reactive scale-up, or nothing rose.
-    ``kept_dispersion``: the arrivals' scatter a restart kept, until ``rates`` show their own.
+    ``dispersion``: the arrivals' scatter (``rate_dispersion``) when the caller has read it
+    (with what a restart kept); None: read from ``rates``, at Poisson's until they show it.
     """
     if not rates:
         return None
@@ -420,7 +421,8 @@ def headroom_need(
     span = round(inputs.startup_seconds / params.rate_sample_seconds)
     held_samples = len(spaced_samples(rates, span, params))
     fits = {params.ramp_samples, max(params.ramp_samples, held_samples)}
-    dispersion = rate_dispersion(rates, params, kept_dispersion)
+    if dispersion is None:
+        dispersion = rate_dispersion(rates, params)
     line, fitted = max(
         (ramp_ahead(history, ahead, params, n, dispersion), n)
         for n in fits
@@ -500,9 +502,9 @@ def fan_out(
         return (crowds[0][1] if crowds else 0.0), 0.0
     dismissed = 0.0
     for at, jump in crowds:
-        during = [r for t, r, _ in rates if math.isclose(t, at)]
-        after = [r for t, r, _ in rates if at + params.rate_sample_seconds - EPS <= t][:1]
-        if not (during and after and after[0] >= 0.5 * during[0]):
+        during = next((r for t, r, _ in rates if math.isclose(t, at)), None)
+        after = next((r for t, r, _ in rates if t >= at + params.rate_sample_seconds - EPS), None)
+        if during is None or after is None or after < 0.5 * during:
             return jump, dismissed
         dismissed = max(dismissed, jump)
     return 0.0, dismissed
@@ -520,6 +522,7 @@ def from_sample(sample: Sample, params: ScalerParams = DEFAULT_PARAMS) -> Signal
     history = mix_weighted(load.rates, weights)
     state = sample.state
     kept = state.restored_dispersion
+    # (read once: unknown is clustered for a fan-out, Poisson's for a ramp)
     dispersion = rate_dispersion(history, params, math.inf if kept is None else kept)
     crowd, rate_like = fan_out(load.crowds, load.rates, dispersion, params)
     need = headroom_need(
@@ -530,7 +533,7 @@ def from_sample(sample: Sample, params: ScalerParams = DEFAULT_PARAMS) -> Signal
         crowd,
         state.restored_burst,
         state.restored_edges,
-        kept or 1.0,
+        1.0 if math.isinf(dispersion) else dispersion,
     )
     if need is None:
         return need
