@@ -21,6 +21,15 @@ fleet reaches at no more than Tierra's cost. A case is *dominated* when that sta
 more than 2 points above Tierra: replicas spent at the wrong moments. The summary gives the
 share's quantiles, the cases at 99 % or more, the dominated ones and the five worst.
 
+A static fleet is whole from the first second, while Tierra starts sized for the first
+minutes' rate and learns the traffic's bursts as they come: an hour holds one such cold start,
+a service's life one (its history survives restarts). So each case is also compared from the
+time it has *settled* on (``settled_after``: 10 minutes, or two start-ups when longer): Tierra's
+share and cost of the requests and replicas from then on against every static fleet's over the
+same span (SETTLED; ``SETTLED DOMINATED`` when a static fleet is more than 2 points above it
+there too). The whole-hour figures stay the benchmark; the settled ones tell the misses of a
+first burst from replicas spent at the wrong moments once the traffic is known.
+
 ``--wide`` draws from wider ranges (its own cases, from their own seeds), beyond what the
 suite's services look like: ``startupSeconds`` in {15, 30, 120, 600}, goals times {0.4, 0.7,
 1, 3}, ``scaleDownDelaySeconds`` in {0, 30, 120, 600}, a profile error in [-50 %, +50 %],
@@ -35,6 +44,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import math
 import random
 import statistics
 import sys
@@ -50,11 +60,12 @@ from tierra.api.tier import Tier
 from tierra.lab.simulate import read_fleet
 from tierra.lab.simulation import (
     COLD_START_SECONDS,
+    SETTLED_SECONDS,
     build_policies,
-    cheapest_reaching,
     parse_policies,
     policy_context,
     run_policy,
+    settled_after,
     setup_service,
 )
 from tierra.lab.traces import SUITE, generate
@@ -121,14 +132,12 @@ def run_case(case: int, wide: bool = False) -> dict[str, Any]:
     setup = setup_service(service, tiers, drawn["error"])
     context = policy_context(setup, generate(name, seed))
     policy = build_policies(parse_policies("tierra"), setup)[0]
-    tierra = run_policy(setup, context, policy)
+    settled = settled_after(setup)
+    tierra = run_policy(setup, context, policy, keep_timeline=False, settled=settled)
     statics = [
-        run_policy(setup, context, policy, keep_timeline=False)
-        for policy in build_policies(parse_policies("static"), setup)
+        run_policy(setup, context, static, keep_timeline=False, settled=settled)
+        for static in build_policies(parse_policies("static"), setup)
     ]
-    reaching = cheapest_reaching(statics, "static", tierra.within_slo)
-    affordable = [r for r in statics if r.cost <= tierra.cost + 1e-9]
-    best = max(affordable, key=lambda r: r.within_slo, default=None)
     misses = (1.0 - tierra.within_slo) * tierra.requests
     return {
         "case": case,
@@ -138,11 +147,46 @@ def run_case(case: int, wide: bool = False) -> dict[str, Any]:
         "within_slo": tierra.within_slo,
         "cost": tierra.cost,
         "cold_share": tierra.cold_start_misses / misses if misses > 0.5 else 0.0,
-        "static_reaching": reaching.label if reaching else None,
-        "cost_ratio": tierra.cost / reaching.cost if reaching else None,
-        "static_at_cost": best.label if best else None,
-        "static_at_cost_share": best.within_slo if best else None,
+        **against_statics(
+            tierra.within_slo, tierra.cost, [(r.label, r.within_slo, r.cost) for r in statics]
+        ),
+        "settled_from": tierra.settled_from,
+        "settled": (
+            None
+            if tierra.settled_within_slo is None or tierra.settled_cost is None
+            else {
+                "within_slo": tierra.settled_within_slo,
+                "cost": tierra.settled_cost,
+                **against_statics(
+                    tierra.settled_within_slo,
+                    tierra.settled_cost,
+                    [
+                        (r.label, r.settled_within_slo, r.settled_cost)
+                        for r in statics
+                        if r.settled_within_slo is not None and r.settled_cost is not None
+                    ],
+                ),
+            }
+        ),
         "cancelled": getattr(policy, "cancelled", 0),
+    }
+
+
+def against_statics(
+    share: float, cost: float, statics: list[tuple[str, float, float]]
+) -> dict[str, Any]:
+    """Tierra's ``share`` at ``cost`` against the static fleets' (label, share, cost): the
+    cheapest reaching the share (and Tierra's cost over it), and the best share at no more
+    than the cost."""
+    reaching = min(
+        (s for s in statics if s[1] >= share - 1e-12), key=lambda s: (s[2], s[0]), default=None
+    )
+    best = max((s for s in statics if s[2] <= cost + 1e-9), key=lambda s: s[1], default=None)
+    return {
+        "static_reaching": reaching[0] if reaching else None,
+        "cost_ratio": cost / reaching[2] if reaching and reaching[2] > 0 else None,
+        "static_at_cost": best[0] if best else None,
+        "static_at_cost_share": best[1] if best else None,
     }
 
 
@@ -153,7 +197,17 @@ def line(row: dict[str, Any]) -> str:
         if row["static_at_cost"]
         else "-"
     )
-    dominated = " DOMINATED" if is_dominated(row) else ""
+    settled = row.get("settled")
+    flags = [
+        label
+        for label, hit in (
+            ("DOMINATED", is_dominated(row)),
+            ("SETTLED DOMINATED", settled is not None and is_dominated(settled)),
+        )
+        if hit
+    ]
+    dominated = f" {', '.join(flags)}" if flags else ""
+    after = f"{settled['within_slo']:8.2%}" if settled else f"{'-':>8}"
     wide = (
         f" c{row['concurrency']:<3d} q{row['queue']:<2d} {row['min']}-{row['max']:<2d}"
         if "concurrency" in row
@@ -162,7 +216,7 @@ def line(row: dict[str, Any]) -> str:
     return (
         f"{row['case']:4d} {row['trace']:14} {row['seed']:3d} {row['startup']:5d}s "
         f"x{row['slo']:<4g} {row['delay']:4d}s {row['error']:+5.0%}{wide}  "
-        f"{row['within_slo']:7.2%} {row['cost']:7.2f} {row['cold_share']:6.0%}  "
+        f"{row['within_slo']:7.2%} {row['cost']:7.2f} {row['cold_share']:6.0%} {after}  "
         f"{ratio:18} {at_cost}{dominated}"
     )
 
@@ -189,7 +243,7 @@ def main() -> int:
     print(
         f"{'CASE':>4} {'TRACE':14} {'SEED':>3} {'START':>6} {'SLO':5} {'DELAY':>5} {'ERROR':>5}"
         + (f" {'CONC QUEUE MIN-MAX':18}" if args.wide else "")
-        + f"  {'IN SLO':>7} {'COST':>7} {'COLD':>6}  {'/CHEAPEST STATIC':18} "
+        + f"  {'IN SLO':>7} {'COST':>7} {'COLD':>6} {'SETTLED':>8}  {'/CHEAPEST STATIC':18} "
         "BEST STATIC AT ITS COST"
     )
     cases = range(args.start, args.start + args.cases)
@@ -204,7 +258,8 @@ def main() -> int:
     print()
     print(
         f"{len(rows)} cases (start {args.start}), COLD: share of the misses in the first "
-        f"{COLD_START_SECONDS / 60:g} min"
+        f"{COLD_START_SECONDS / 60:g} min; SETTLED: share within the SLO from "
+        f"{SETTLED_SECONDS / 60:g} min on (two start-ups when longer)"
     )
     if len(shares) >= 2:
         q = statistics.quantiles(shares, n=10, method="inclusive")
@@ -222,6 +277,18 @@ def main() -> int:
         f"dominated (a static fleet at no more than Tierra's cost is > "
         f"{DOMINATED_POINTS:.0%} points above it): {len(dominated)} of {len(rows)}"
     )
+    settled = [r["settled"] for r in rows if r["settled"] is not None]
+    if settled:
+        settled_ratios = [r["cost_ratio"] for r in settled if r["cost_ratio"] is not None]
+        print(
+            f"settled (the same, over the requests from then on and the replicas' cost from "
+            f"then on, against the static fleets' there): {len(settled)} cases, median "
+            f"{statistics.median(r['within_slo'] for r in settled):.2%}, at >= 99 %: "
+            f"{sum(r['within_slo'] >= 0.99 for r in settled)}, cost / the cheapest static "
+            f"fleet reaching the share: median "
+            f"{statistics.median(settled_ratios) if settled_ratios else math.nan:.2f}, "
+            f"dominated {sum(is_dominated(r) for r in settled)}"
+        )
     cancelling = [r for r in rows if r["cancelled"]]
     print(
         f"scale-downs removed replicas still starting in {len(cancelling)} of {len(rows)} "

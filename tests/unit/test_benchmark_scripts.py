@@ -40,8 +40,9 @@ def test_shapes_runs_a_case() -> None:
 def test_held_out_runs_a_case() -> None:
     out = run("held_out.py", "--cases", "1", "--start", "17", "--jobs", "1")
     rows = [line for line in out.splitlines() if line.startswith("  17 ")]
-    assert rows and "static:" in rows[0], out
-    assert "1 cases (start 17)" in out, out
+    assert rows and "static:" in rows[0] and rows[0].count("%") >= 4, out
+    assert "1 cases (start 17)" in out and " SETTLED " in out, out
+    assert "settled (the same, over the requests from then on" in out, out
 
 
 def test_held_out_wide_runs_a_case_with_its_wider_draws() -> None:

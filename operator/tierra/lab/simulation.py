@@ -96,6 +96,7 @@ __all__ = [
     "build_policies",
     "parse_policies",
     "run_policy",
+    "settled_after",
     "setup_service",
     "simulate",
     "sized_for",
@@ -121,6 +122,9 @@ HOLD_LOOKBACKS: tuple[float, ...] = (60, 120, 300, 600, 900, 1200, 1800, 2700, 3
 COLD_START_SECONDS = 300.0
 """The first minutes of a run, reported apart: a policy that learns from what it observes has
 no history of the traffic yet (``RunResult.cold_start_misses``)."""
+SETTLED_SECONDS = 600.0
+"""From when a run also counts apart (``settled_after``): a policy that learns from what it
+observes has seen ten minutes of the traffic, and the replicas it asked for then serve."""
 SIMULATION_EPOCH = 1767571200.0
 """The wall-clock time of a simulation's second 0 (Monday 2026-01-05 00:00 UTC), at which the
 schedules of a simulated service (``spec.scaling.schedules``) are read."""
@@ -425,6 +429,13 @@ class RunResult:
     cold_start_misses: int = 0
     """Requests outside the SLO among those arriving in the first ``COLD_START_SECONDS``,
     before a policy that learns from what it observes has seen anything."""
+    settled_from: float | None = None
+    """The time from which ``settled_within_slo`` and ``settled_cost`` count (None: not
+    asked for, or the trace ended before it)."""
+    settled_within_slo: float | None = None
+    """The share within the SLO of the requests arriving from ``settled_from`` on."""
+    settled_cost: float | None = None
+    """The cost of the replicas from ``settled_from`` on."""
 
     @property
     def label(self) -> str:
@@ -563,11 +574,24 @@ def _ratio(numerator: float, denominator: float) -> float | None:
     return math.inf if numerator > 0 else None
 
 
+def settled_after(setup: ServiceSetup) -> float:
+    """When a run has settled: ``SETTLED_SECONDS``, or two start-ups when that is longer (the
+    replicas a policy asks for on first seeing a burst serve a start-up later)."""
+    return max(SETTLED_SECONDS, 2.0 * setup.profile.startup_seconds)
+
+
 def run_policy(
-    setup: ServiceSetup, context: PolicyContext, policy: Policy, keep_timeline: bool = True
+    setup: ServiceSetup,
+    context: PolicyContext,
+    policy: Policy,
+    keep_timeline: bool = True,
+    settled: float | None = None,
 ) -> RunResult:
-    """Replay ``context.trace`` with ``policy`` deciding every ``context.interval`` seconds."""
+    """Replay ``context.trace`` with ``policy`` deciding every ``context.interval`` seconds;
+    with ``settled`` (seconds), the share and cost from the first decision at or after it on
+    are counted apart as well."""
     trace = context.trace
+    settled_at: tuple[float, float] | None = None  # (time, replica-seconds then)
     initial = policy.start(context)
     pool = ReplicaPool(setup.served_profile, replicas=initial, now=0.0)
     windows = _Windows(context.rate_window, sparse=context.rate_window < 2 * context.interval)
@@ -590,6 +614,8 @@ def run_policy(
         completed = pool.advance(now)
         done += completed
         windows.add(completed)
+        if settled is not None and settled_at is None and now >= settled:
+            settled_at = (now, pool.replica_seconds)
         observation, client_p95 = windows.observe(now, pool)
         replicas = max(0, policy.decide(observation))
         if replicas != pool.desired_replicas:
@@ -611,7 +637,35 @@ def run_policy(
         if now > end + 3600.0:  # a policy that never serves what is left: stop, count misses
             break
     done += pool.run_until_idle()
-    return _result(setup, context, policy, done, pool, events, peak, tuple(timeline))
+    result = _result(setup, context, policy, done, pool, events, peak, tuple(timeline))
+    return _settled(result, setup, context, done, pool, settled_at)
+
+
+def _settled(
+    result: RunResult,
+    setup: ServiceSetup,
+    context: PolicyContext,
+    done: Sequence[CompletedRequest],
+    pool: ReplicaPool,
+    settled_at: tuple[float, float] | None,
+) -> RunResult:
+    """``result`` with the share and cost from ``settled_at`` on (as it is without one, or
+    without a request after it)."""
+    if settled_at is None:
+        return result
+    since, replica_seconds = settled_at
+    requests = sum(1 for r in context.trace if r.arrival >= since)
+    if requests == 0:
+        return result
+    # (a request never served is a miss too)
+    within = sum(1 for d in done if d.arrival >= since and context.slo.met(d))
+    hours = (pool.replica_seconds - replica_seconds) * setup.accelerators_per_replica / 3600.0
+    return replace(
+        result,
+        settled_from=since,
+        settled_within_slo=within / requests,
+        settled_cost=hours * setup.pool.price_per_accelerator_hour,
+    )
 
 
 def _result(

@@ -3,6 +3,7 @@ recommender, JSON rows, determinism, and the oracle as the floor at full attainm
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 import statistics
@@ -16,6 +17,7 @@ from tierra.lab.simulation import (
     COLD_START_SECONDS,
     HOLD_LOOKBACKS,
     POLICY_NAMES,
+    SETTLED_SECONDS,
     PolicySpec,
     SimulationError,
     TierraPolicy,
@@ -26,6 +28,7 @@ from tierra.lab.simulation import (
     parse_policies,
     policy_context,
     run_policy,
+    settled_after,
     setup_service,
     simulate,
 )
@@ -288,6 +291,51 @@ def test_misses_in_the_first_minutes_are_counted_apart(overload_from: float) -> 
     early = run.cold_start_misses
     assert early == misses if overload_from == 0.0 else early == 0
     assert run.to_json()["cold_start_misses"] == early
+
+
+@pytest.mark.parametrize("overload_from", [0.0, SETTLED_SECONDS + 60.0])
+@pytest.mark.parametrize("replicas", [1, 3])
+def test_the_settled_span_counts_the_requests_and_replicas_from_then_on(
+    overload_from: float, replicas: int
+) -> None:
+    """An overload before the settled time costs the whole run's share but not the settled
+    one's; one after costs both. A static fleet's settled cost is its count over the span."""
+    rng = random.Random(5)
+    trace, t = [], 0.0
+    while t < 2 * SETTLED_SECONDS:
+        heavy = overload_from <= t < overload_from + 30.0
+        t += rng.expovariate(8.0 * replicas if heavy else 0.5)
+        trace.append(TraceRequest(t, 1000, 100))
+    setup = setup_service(service(), tiers())
+    context = policy_context(setup, trace)
+    (static,) = build_policies(parse_policies(f"static:{replicas}"), setup)
+    run = run_policy(setup, context, static, settled=SETTLED_SECONDS)
+    assert run.settled_from == SETTLED_SECONDS
+    after = [r for r in trace if r.arrival >= SETTLED_SECONDS]
+    assert run.settled_within_slo is not None and run.settled_cost is not None
+    misses_after = round((1.0 - run.settled_within_slo) * len(after))
+    if overload_from < SETTLED_SECONDS:
+        assert run.within_slo < 0.95 and misses_after == 0
+    else:
+        assert misses_after > 20 and run.settled_within_slo < 0.95
+    # (a static fleet costs the same every second: the span's share of the run's duration)
+    replica_seconds = run.accelerator_hours * 3600.0 / setup.accelerators_per_replica
+    duration = replica_seconds / replicas
+    assert math.isclose(
+        run.settled_cost, run.cost * (duration - SETTLED_SECONDS) / duration, rel_tol=1e-6
+    )
+    unsettled = run_policy(setup, context, static)
+    assert unsettled.settled_within_slo is None and unsettled.within_slo == run.within_slo
+
+
+def test_a_run_settles_after_ten_minutes_or_two_start_ups() -> None:
+    quick = setup_service(service(), tiers())
+    slow = dataclasses.replace(
+        quick, profile=dataclasses.replace(quick.profile, startup_seconds=900.0)
+    )
+    assert quick.profile.startup_seconds == 30.0
+    assert settled_after(quick) == SETTLED_SECONDS
+    assert settled_after(slow) == 1800.0
 
 
 def test_a_profile_that_is_off_runs_the_replicas_at_the_truth() -> None:
