@@ -66,7 +66,7 @@ from .sample import Load, Observed, Sample
 from .sanitise import sanitised_inputs
 from .signals import SCALERS
 from .signals.arrival import deadband
-from .signals.headroom import burst_memory
+from .signals.headroom import burst_lookback, burst_memory
 from .signals.latency import over_slo, worst_goal
 from .starting import cancelled_by, forecast_asks, starting_after, still_asked_for
 from .state import Recommendation, ScalerState
@@ -115,6 +115,7 @@ def _manual(
             restored_burst=state.restored_burst,
             restored_edges=state.restored_edges,
             restored_dispersion=state.restored_dispersion,
+            restored_mix_peak=state.restored_mix_peak,
             speed=state.speed,
             speed_at=state.speed_at,
             work=state.work,
@@ -408,6 +409,10 @@ def recommend(
                 if now - t <= burst_memory(inputs.startup_seconds, params)
             ),
             restored_dispersion=state.restored_dispersion,
+            restored_mix_peak=state.restored_mix_peak
+            if state.restored_mix_peak is not None
+            and now - state.restored_mix_peak[0] <= burst_lookback(inputs.startup_seconds, params)
+            else None,
             crowds=load.crowds,
             mixes=load.mixes,
             speed=seen.speed,

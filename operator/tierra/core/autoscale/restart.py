@@ -12,6 +12,7 @@ from .signals.headroom import (
     burst_lead,
     burst_summary,
     fan_out,
+    heavier_mix_peak,
     mix_weighted,
     mix_weights,
     rate_dispersion,
@@ -48,6 +49,8 @@ STATE_SIGNALS = (
     "state.dispersion",
     *(f"state.recent{edge}{part}" for edge in ("High", "Low") for part in ("", "At")),
     "state.crowd",
+    "state.mixPeak",
+    "state.mixPeakAt",
     "state.risesLasted",
     "state.risesFaded",
     "state.holdBase",
@@ -70,8 +73,9 @@ def status_signals(
     the service-rate estimate and the burst history (its largest rise within a start-up time,
     or a decision interval when longer, and its peak; the highest and lowest rates within that
     time before the latest sample, and when; with the replicas' ``token_rates``,
-    (prefill, decode) tokens per second, a heavier mix at its weight), how far recent rises
-    lasted (``rise_trust``), the arrivals' scatter (``rate_dispersion``), and the goals the
+    (prefill, decode) tokens per second, a heavier mix at its weight, and the rate one came
+    at, ``heavier_mix_peak``), how far recent rises lasted (``rise_trust``), the arrivals'
+    scatter (``rate_dispersion``), and the goals the
     latency feedback found replicas do not help (a restart would test them again with as many
     replicas more). The rest is rebuilt from observations."""
     out: dict[str, float] = {}
@@ -107,6 +111,10 @@ def status_signals(
         out["state.burstShare"] = round(burst.share, 4)
         scatter = rate_dispersion(history, params, scatter)
         out["state.dispersion"] = round(1.0 if math.isinf(scatter) else scatter, 4)
+        mix_peak = heavier_mix_peak(history, weights, state.restored_mix_peak)
+        if mix_peak is not None:
+            out["state.mixPeakAt"] = round(mix_peak[0], 1)
+            out["state.mixPeak"] = round(mix_peak[1], 4)
     # (the largest jump that was a fan-out: one taken for a burst's rate is the rise's)
     crowd, _ = fan_out(state.crowds, state.rates, scatter, params)
     if crowd > 0:
@@ -161,6 +169,8 @@ def restore_state(
       samples, they would have paired with the first ones after the restart into a swing of
       their own); the highest and lowest rates of the last start-up before it do pair with
       them (``ScalerState.restored_edges``), so a fall that spans the restart is still seen;
+    * the rate a heavier mix came at (``heavier_mix_peak``) is held whole until it is older
+      than the lookback, as it would have been (the mixes of the samples are not kept);
     * how far recent rises lasted, as of ``signals_at``, fading from then;
     * the arrivals' scatter judges ramps until the samples since show their own;
     * a goal the latency feedback found replicas do not help stays unchased until met;
@@ -191,6 +201,19 @@ def restore_state(
             burst = (seen_at, jump, swing, share, peak)
     edges = _edges(value, seen_at)
     crowds = ((seen_at, crowd),) if seen_at is not None and crowd is not None and crowd > 0 else ()
+    mix_peak, mix_peak_at = value("state.mixPeak"), value("state.mixPeakAt")
+    # (a heavier mix's peak is one of the burst history's weighted samples: never above its
+    # peak, nor kept from after the status was written)
+    kept_mix_peak = (
+        (mix_peak_at, mix_peak)
+        if burst is not None
+        and mix_peak is not None
+        and mix_peak_at is not None
+        and 0 < mix_peak <= burst[4] * (1 + params.tolerance)
+        and seen_at is not None
+        and seen_at - MAX_AGE <= mix_peak_at <= seen_at
+        else None
+    )
     base = value("state.holdBase")
     dispersion = value("state.dispersion")
     rises = _rises(value("state.risesLasted"), value("state.risesFaded"), seen_at)
@@ -211,6 +234,7 @@ def restore_state(
         restored_dispersion=dispersion
         if dispersion is not None and 1 <= dispersion <= MAX_DISPERSION
         else None,
+        restored_mix_peak=kept_mix_peak,
         crowds=crowds,
         rises=rises,
         speed=min(high, max(low, speed)) if speed is not None else 1.0,

@@ -132,6 +132,9 @@ class ScalerState:
     restored_dispersion: float | None = None
     """The arrivals' scatter (``rate_dispersion``) a restart rebuilt from status: the ramp
     test's until the samples since have enough pairs to read their own."""
+    restored_mix_peak: tuple[float, float] | None = None
+    """(time, rate) of the heaviest mix's peak (``heavier_mix_peak``) a restart rebuilt from
+    status: held whole until it is older than the burst lookback."""
     mixes: tuple[tuple[float, float, float], ...] = ()
     """(time, mean prompt tokens, mean output tokens) of the burst history's samples whose
     request size was known (``mix_weighted``)."""
@@ -186,6 +189,7 @@ class ScalerState:
             "restoredBurst": list(self.restored_burst) if self.restored_burst else None,
             "restoredEdges": [list(e) for e in self.restored_edges],
             "restoredDispersion": self.restored_dispersion,
+            "restoredMixPeak": list(self.restored_mix_peak) if self.restored_mix_peak else None,
             "mixes": [list(m) for m in self.mixes],
             "crowds": [[t, n] for t, n in self.crowds],
             "speed": self.speed,
@@ -242,6 +246,7 @@ class ScalerState:
             restored_burst=_five(data.get("restoredBurst")),
             restored_edges=tuple((float(t), float(r)) for t, r in data.get("restoredEdges") or ()),
             restored_dispersion=number("restoredDispersion"),
+            restored_mix_peak=_two(data.get("restoredMixPeak")),
             mixes=tuple((float(t), float(p), float(o)) for t, p, o in data.get("mixes") or ()),
             crowds=tuple((float(t), float(n)) for t, n in data.get("crowds") or ()),
             speed=float(data.get("speed") or 1.0),
@@ -277,6 +282,13 @@ def _five(value: Any) -> tuple[float, float, float, float, float] | None:
         return None
     a, b, c, d, e = (float(x) for x in value)
     return a, b, c, d, e
+
+
+def _two(value: Any) -> tuple[float, float] | None:
+    if not value or len(value) != 2:
+        return None
+    a, b = (float(x) for x in value)
+    return a, b
 
 
 def _three(value: Any) -> tuple[float, float, float] | None:

@@ -38,6 +38,7 @@ from tierra.core.autoscale import (
     decision_interval,
     fan_out,
     headroom_need,
+    heavier_mix_peak,
     mix_weighted,
     mix_weights,
     queue_allowance,
@@ -462,6 +463,88 @@ def test_a_heavier_phase_of_the_mix_is_held_for_like_a_burst() -> None:
     assert "heavier than now's counted at its weight" in after[-1][2]
     unweighted = run_mix(replace(TRUSTED, heavier_mix_ratio=math.inf))
     assert unweighted[1695.0][0] == light
+
+
+def mix_phase_history(
+    weight: float, now: float = 1800.0
+) -> tuple[tuple[tuple[float, float, int], ...], tuple[tuple[float, float, float], ...]]:
+    """(rates, mixes): 4 req/s throughout, with requests ``weight`` times the work of the
+    builders' (1000-token prompts, 200-token answers) from 20 to 10 minutes ago."""
+    chat = inputs()
+    decode_seconds = 200.0 / chat.decode_tokens_per_second
+    heavy = (weight * 0.375 - decode_seconds) * chat.prefill_tokens_per_second
+    times = [i * STEP for i in range(int(now / STEP) + 1)]
+    rates = tuple((t, 4.0, 4) for t in times)
+    mixes = tuple((t, heavy if now - 1200 <= t < now - 600 else 1000.0, 200.0) for t in times)
+    return rates, mixes
+
+
+def test_a_heavier_mix_is_held_whole_at_the_rate_it_came_at() -> None:
+    """A phase of requests 1.6 times the work at the same 4 req/s rose 2.4 req/s in requests of
+    now's mix: less than Poisson noise shows somewhere in 30 minutes at its 6.4 req/s peak, so
+    the largest rise holds none of it. But a mix changes at once, and the phase comes back as
+    it went: it is held whole, at the rate it came at, and the reason says so."""
+    rates, mixes = mix_phase_history(1.6)
+    chat = inputs(startup_seconds=120.0)
+    weights = mix_weights(mixes, chat.prefill_tokens_per_second, chat.decode_tokens_per_second)
+    history = mix_weighted(rates, weights)
+    peak = heavier_mix_peak(history, weights)
+    assert peak is not None and peak[1] == pytest.approx(6.4)
+    assert burst_noise(6.4, 120.0) > 2.4
+    assert headroom_need(chat, 4.0, history) is None
+    held = headroom_need(chat, 4.0, history, mix_peak=peak[1])
+    assert held is not None and held.replicas == need_for(6.4) > need_for(4.0)
+    assert "6.4 req/s held = 4 now + 2.4, the rate a heavier mix of the last 30 min came at" in (
+        held.reason
+    )
+    # a phase as heavy as the latest, or no heavier mix, holds nothing of the kind
+    same, same_mixes = mix_phase_history(1.0)
+    assert heavier_mix_peak(same, mix_weights(same_mixes, 1e3, 1e2)) is None
+    assert headroom_need(chat, 4.0, rates, mix_peak=3.0) is None
+
+
+def test_the_heavier_mix_peak_is_the_highest_of_the_samples_and_what_a_restart_kept() -> None:
+    history = ((0.0, 8.0, 2), (15.0, 9.0, 2), (30.0, 12.0, 2), (45.0, 4.0, 2))
+    weights = {0.0: 2.0, 15.0: 2.0}
+    assert heavier_mix_peak(history, weights) == (15.0, 9.0)  # (30 s: no heavier mix)
+    assert heavier_mix_peak(history, weights, (-60.0, 10.0)) == (-60.0, 10.0)
+    assert heavier_mix_peak(history, weights, (-60.0, 5.0)) == (15.0, 9.0)
+    assert heavier_mix_peak(history, {}) is None
+    assert heavier_mix_peak((), {}, (-60.0, 5.0)) == (-60.0, 5.0)
+
+
+def test_a_restart_holds_the_heavier_mix_s_rate_until_it_leaves_the_lookback() -> None:
+    """The status keeps the rate a heavier mix came at and when; a restart holds it whole
+    (the samples' mixes are not kept) until it is older than the lookback. A kept peak above
+    the burst history's, or from after the status was written, is a status edit."""
+    rates, mixes = mix_phase_history(1.6)
+    chat = inputs(startup_seconds=120.0)
+    tokens = (chat.prefill_tokens_per_second, chat.decode_tokens_per_second)
+    kept = status_signals(ScalerState(rates=rates, mixes=mixes), 120.0, token_rates=tokens)
+    weights = mix_weights(mixes, *tokens)
+    peak = heavier_mix_peak(mix_weighted(rates, weights), weights)
+    assert peak is not None
+    assert (kept["state.mixPeakAt"], kept["state.mixPeak"]) == pytest.approx(peak, abs=1e-3)
+    restored = restore_state(6, 1830.0, last_scale_at=1800.0, signals=kept)
+    assert restored.restored_mix_peak == pytest.approx(peak, abs=1e-3)
+    # kept again by the next status, with its own time (not the restart's)
+    again = status_signals(replace(restored, rates=((1830.0, 4.0, 6),)), 120.0, token_rates=tokens)
+    assert (again["state.mixPeakAt"], again["state.mixPeak"]) == pytest.approx(peak, abs=1e-3)
+    for edit in ({"state.mixPeak": 1e9}, {"state.mixPeakAt": 1900.0}, {"state.mixPeakAt": None}):
+        edited = {k: v for k, v in {**kept, **edit}.items() if v is not None}
+        assert (
+            restore_state(6, 1830.0, last_scale_at=1800.0, signals=edited).restored_mix_peak is None
+        )
+    # the recommender drops it once older than the 30-minute lookback
+    state = restored
+    for now in (1845.0, peak[0] + 1800.0 - 15.0, peak[0] + 1800.0 + 15.0):
+        sample = steady(now, 4.0, 1.5, prompt_tokens_rate=4000.0, output_tokens_rate=800.0)
+        state = recommend(
+            replace(chat, signals=sample, desired_replicas=6, ready_replicas=6), state, now, TRUSTED
+        ).state
+        if now < peak[0] + 1800.0:
+            assert state.restored_mix_peak is not None
+    assert state.restored_mix_peak is None
 
 
 def test_a_start_up_transient_s_request_size_is_no_heavier_mix() -> None:
