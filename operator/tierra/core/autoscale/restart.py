@@ -75,9 +75,9 @@ def status_signals(
     time before the latest sample, and when; with the replicas' ``token_rates``,
     (prefill, decode) tokens per second, a heavier mix at its weight, and the rate one came
     at, ``heavier_mix_peak``), how far recent rises lasted (``rise_trust``), the arrivals'
-    scatter (``rate_dispersion``), and the goals the
-    latency feedback found replicas do not help (a restart would test them again with as many
-    replicas more). The rest is rebuilt from observations."""
+    scatter (``rate_dispersion``), and the goals the latency feedback found replicas do not
+    help (a restart would test them again with as many replicas more). The rest is rebuilt
+    from observations."""
     out: dict[str, float] = {}
     kept = state.restored_dispersion
     scatter = math.inf if kept is None else kept
