@@ -50,6 +50,7 @@ import statistics
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +62,9 @@ from tierra.lab.simulate import read_fleet
 from tierra.lab.simulation import (
     COLD_START_SECONDS,
     SETTLED_SECONDS,
+    RunResult,
     build_policies,
+    cheapest_reaching,
     parse_policies,
     policy_context,
     run_policy,
@@ -147,47 +150,45 @@ def run_case(case: int, wide: bool = False) -> dict[str, Any]:
         "within_slo": tierra.within_slo,
         "cost": tierra.cost,
         "cold_share": tierra.cold_start_misses / misses if misses > 0.5 else 0.0,
-        **against_statics(
-            tierra.within_slo, tierra.cost, [(r.label, r.within_slo, r.cost) for r in statics]
-        ),
+        **against_statics(tierra, statics),
         "settled_from": tierra.settled_from,
-        "settled": (
-            None
-            if tierra.settled_within_slo is None or tierra.settled_cost is None
-            else {
-                "within_slo": tierra.settled_within_slo,
-                "cost": tierra.settled_cost,
-                **against_statics(
-                    tierra.settled_within_slo,
-                    tierra.settled_cost,
-                    [
-                        (r.label, r.settled_within_slo, r.settled_cost)
-                        for r in statics
-                        if r.settled_within_slo is not None and r.settled_cost is not None
-                    ],
-                ),
-            }
-        ),
+        "settled": _settled_row(tierra, statics),
         "cancelled": getattr(policy, "cancelled", 0),
     }
 
 
-def against_statics(
-    share: float, cost: float, statics: list[tuple[str, float, float]]
-) -> dict[str, Any]:
-    """Tierra's ``share`` at ``cost`` against the static fleets' (label, share, cost): the
-    cheapest reaching the share (and Tierra's cost over it), and the best share at no more
-    than the cost."""
-    reaching = min(
-        (s for s in statics if s[1] >= share - 1e-12), key=lambda s: (s[2], s[0]), default=None
-    )
-    best = max((s for s in statics if s[2] <= cost + 1e-9), key=lambda s: s[1], default=None)
+def against_statics(tierra: RunResult, statics: list[RunResult]) -> dict[str, Any]:
+    """Tierra's run against the static fleets': the cheapest reaching its share (and Tierra's
+    cost over it), and the best share at no more than its cost."""
+    reaching = cheapest_reaching(statics, "static", tierra.within_slo)
+    affordable = [r for r in statics if r.cost <= tierra.cost + 1e-9]
+    best = max(affordable, key=lambda r: r.within_slo, default=None)
     return {
-        "static_reaching": reaching[0] if reaching else None,
-        "cost_ratio": cost / reaching[2] if reaching and reaching[2] > 0 else None,
-        "static_at_cost": best[0] if best else None,
-        "static_at_cost_share": best[1] if best else None,
+        "static_reaching": reaching.label if reaching else None,
+        "cost_ratio": tierra.cost / reaching.cost if reaching else None,
+        "static_at_cost": best.label if best else None,
+        "static_at_cost_share": best.within_slo if best else None,
     }
+
+
+def _settled_row(tierra: RunResult, statics: list[RunResult]) -> dict[str, Any] | None:
+    """The settled span's share and cost, and ``against_statics`` over that span."""
+    settled = _settled(tierra)
+    if settled is None:
+        return None
+    spans = [s for s in map(_settled, statics) if s is not None]
+    return {
+        "within_slo": settled.within_slo,
+        "cost": settled.cost,
+        **against_statics(settled, spans),
+    }
+
+
+def _settled(run: RunResult) -> RunResult | None:
+    """``run`` with its settled span's share and cost as its own (None without one)."""
+    if run.settled_within_slo is None or run.settled_cost is None:
+        return None
+    return replace(run, within_slo=run.settled_within_slo, cost=run.settled_cost)
 
 
 def line(row: dict[str, Any]) -> str:
