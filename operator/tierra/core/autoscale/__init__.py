@@ -81,6 +81,7 @@ from .model import (
     SignalNeed,
     Signals,
     scaling_inputs,
+    scrape_age,
 )
 from .recommender import recommend
 from .restart import STATE_SIGNALS, restore_state, status_signals
@@ -171,6 +172,7 @@ __all__ = [
     "rise_trust",
     "scaling_inputs",
     "scheduled_floor",
+    "scrape_age",
     "service_scaling_inputs",
     "size_shifted",
     "smoothed_sizes",

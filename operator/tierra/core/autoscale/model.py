@@ -308,6 +308,18 @@ def mean_work(inputs: ScalingInputs) -> float | None:
     return work if math.isfinite(work) and work > 0 else None
 
 
+def scrape_age(inputs: ScalingInputs, now: float, params: ScalerParams = DEFAULT_PARAMS) -> float:
+    """Seconds since the runtime's gauges were scraped (0 when unknown), at most
+    ``staleness_seconds``: Prometheus scrapes and the operator decides on timers of their
+    own, so what a sample shows is up to a scrape interval old, and a backlog or a ramp it
+    shows has gone on since."""
+    signals = inputs.signals
+    scraped = signals.scraped_at if signals is not None else None
+    if scraped is None or not math.isfinite(scraped):
+        return 0.0
+    return min(max(0.0, now - scraped), params.staleness_seconds)
+
+
 def idle_before_zero(inputs: ScalingInputs) -> float:
     """How long nothing waits, runs or arrives before a service scales to zero: the spec's
     ``scaleToZeroIdleSeconds``, else ``scaleDownDelaySeconds`` and at least a start-up time.

@@ -24,6 +24,7 @@ from tierra.core.autoscale import (
     ScalerParams,
     ScalerState,
     ScalingInputs,
+    SignalNeed,
     Signals,
     Unhelped,
     arrival_need,
@@ -1270,6 +1271,24 @@ def test_a_ramp_under_way_is_extrapolated_over_the_start_up() -> None:
         rates = _poisson_rates(rng, lambda t: 1.0 + 0.05 * max(0.0, t - 600.0), 0.0, 675.0)
         line = ramp_ahead(rates, 675.0 + 120.0)
         assert 1.0 + 0.05 * 195.0 - 3.5 <= line <= 1.0 + 0.05 * 195.0 + 4.0, (seed, line)
+
+
+def test_a_ramp_is_held_where_it_will_be_a_start_up_after_now_not_after_the_scrape() -> None:
+    """Rates on a line rising 0.1 req/s every second since 600 s, read 15 s after the scrape
+    that showed them: the line is held 15 s further on than for a fresh one (at 675 + 15 +
+    120 s, 22 req/s, not 20.5), one more replica at this slope."""
+    rates = tuple((t, 1.0 + 0.1 * max(0.0, t - 600.0), 4) for t in range(0, 676, 15))
+    now = rates[-1][0]
+
+    def held(age: float) -> SignalNeed:
+        seen = Signals(running=1.0, observed_at=now, scraped_at=now - age)
+        need = headroom_need(inputs(startup_seconds=120.0, signals=seen), 8.5, rates, TRUSTED)
+        assert need is not None and "ramp" in need.reason
+        return need
+
+    assert "headroom: 20.5 req/s held" in held(0.0).reason
+    assert "headroom: 22 req/s held" in held(15.0).reason
+    assert held(15.0).replicas == held(0.0).replicas + 1
 
 
 def first_ramp_held(slope: float, seed: int, startup: float = 120.0) -> float:

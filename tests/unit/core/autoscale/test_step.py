@@ -31,6 +31,7 @@ from tierra.core.autoscale import (
     request_sizes,
     restore_state,
     rise_trust,
+    scrape_age,
     size_shifted,
     smoothed_sizes,
     status_signals,
@@ -478,6 +479,26 @@ def test_the_first_decision_drains_the_backlog_its_own_startup_builds() -> None:
     assert need.replicas == math.ceil((12.0 + later / 5.0) * WORK)
     assert need.replicas > math.ceil(12.0 * WORK)
     assert "backlog there will be when a replica asked now serves" in need.reason
+
+
+def test_the_backlog_is_foreseen_from_the_scrape_that_showed_it() -> None:
+    """The gauges are 4 s old when read (the operator samples on a timer of its own): the
+    backlog they show has grown for 4 s more, and a replica asked now serves 9 s after them."""
+    fresh = queue_need(inputs(), 0.0, 16.0, 12.0, TRUSTED, starting=())
+    aged = queue_need(inputs(), 0.0, 16.0, 12.0, TRUSTED, starting=(), age=4.0)
+    later = (16.0 - 2 * 2.0 / WORK) + (12.0 - 2 / WORK) * 9.0
+    assert aged.replicas == math.ceil((12.0 + later / 5.0) * WORK) > fresh.replicas
+
+
+def test_a_scrape_s_age_runs_from_it_to_now_within_the_staleness() -> None:
+    def age(scraped_at: float | None) -> float:
+        seen = Signals(running=1.0, observed_at=100.0, scraped_at=scraped_at)
+        return scrape_age(inputs(signals=seen), 100.0)
+
+    assert age(96.0) == 4.0
+    assert age(None) == age(math.nan) == 0.0
+    assert age(104.0) == 0.0  # (a clock ahead of the operator's: no age)
+    assert age(0.0) == DEFAULT_PARAMS.staleness_seconds
 
 
 def test_while_replicas_start_no_more_is_asked_for_the_backlog_foreseen() -> None:

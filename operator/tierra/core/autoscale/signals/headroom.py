@@ -22,6 +22,7 @@ from ..model import (
     ScalingInputs,
     SignalNeed,
     ceil_count,
+    scrape_age,
 )
 from ..sample import Sample
 from .arrival import deadband, planned_concurrency
@@ -434,7 +435,7 @@ def headroom_need(
     # over as many samples as a start-up time holds, when that is more; over those there are
     # while the history is younger than a start-up, or a slow ramp in a service's first
     # start-up time would be seen only over a minute).
-    ahead = rates[-1][0] + inputs.startup_seconds
+    ahead = rates[-1][0] + scrape_age(inputs, rates[-1][0], params) + inputs.startup_seconds
     span = round(inputs.startup_seconds / params.rate_sample_seconds)
     held_samples = len(spaced_samples(rates, span, params))
     fits = {params.ramp_samples, max(params.ramp_samples, held_samples)}

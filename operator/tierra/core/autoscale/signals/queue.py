@@ -13,6 +13,7 @@ from ..model import (
     SignalNeed,
     ceil_count,
     mean_work,
+    scrape_age,
 )
 from ..sample import Sample
 from ..starting import starting_batches
@@ -49,6 +50,7 @@ def queue_need(
     params: ScalerParams = DEFAULT_PARAMS,
     starting: tuple[tuple[float, int], ...] | None = None,
     shown_rate: float | None = None,
+    age: float = 0.0,
 ) -> SignalNeed:
     """What is in the system over the per-replica allowance (``queue_allowance``: what keeps
     latency within the SLO for the observed request mix).
@@ -83,7 +85,8 @@ def queue_need(
     serving_now = max(0, desired - sum(n for _, n in batches))
     # (the replicas serving over each stretch until a replica asked now serves)
     stretches: list[tuple[float, int]] = []
-    serving, since = serving_now, 0.0
+    # (from the scrape the gauges are of, ``age`` seconds ago: the backlog grew on since)
+    serving, since = serving_now, -max(age, 0.0)
     for serve_in, n in batches:
         stretches.append((serve_in - since, serving))
         serving, since = serving + n, serve_in
@@ -144,6 +147,7 @@ def from_sample(sample: Sample, params: ScalerParams = DEFAULT_PARAMS) -> Signal
         params,
         starting_batches(inputs, sample.state, sample.now, params),
         shown_rate(sample, params),
+        scrape_age(inputs, sample.now, params),
     )
 
 
