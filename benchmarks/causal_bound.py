@@ -1,7 +1,8 @@
 """What a causal policy could reach on the trace suite: Tierra beside ``hold``, which knows
 exactly what every past moment needed (the oracle's per-bin needs, at the replicas' true
 speed) but nothing of the future, and holds the largest need of a lookback swept from 1 to
-60 minutes (``tierra.lab.baselines.HoldPolicy``).
+60 minutes (``tierra.lab.baselines.HoldPolicy``), at the scrape timing ``simulate.py`` draws
+for each trace and seed.
 
 A reactive policy measures need less well than ``hold`` does, so the best ``hold`` setting is
 what holding a peak can reach at best with the need measured exactly (a policy that predicts,
@@ -22,9 +23,10 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from dataclasses import replace
 from multiprocessing import Pool
 
-from simulate import ATTAINMENT, CODE_TRACES, REPO, code_service  # (benchmarks/)
+from simulate import ATTAINMENT, CODE_TRACES, REPO, code_service, suite_timing  # (benchmarks/)
 
 from tierra.lab.simulate import read_fleet, read_trace
 from tierra.lab.simulation import (
@@ -47,7 +49,7 @@ def runs(name: str, seed: int, error: float) -> list[RunResult]:
     service = code_service(chat) if name in CODE_TRACES else chat
     trace = read_trace(CONV, 3600.0) if name == "conv" else generate(name, seed, 3600.0)
     setup = setup_service(service, tiers, error)
-    context = policy_context(setup, trace)
+    context = replace(policy_context(setup, trace), **suite_timing(name, seed))
     policies = build_policies(parse_policies("tierra,hold,static"), setup)
     return [run_policy(setup, context, p, keep_timeline=False) for p in policies]
 

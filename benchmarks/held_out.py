@@ -12,7 +12,10 @@ case in every run):
     ``benchmarks/simulate.py`` for the prefill-heavy and agentic traces) with
     ``startupSeconds`` in {30, 60, 120, 300}, its latency and TTFT goals times {0.6, 1, 1.5},
     ``scaleDownDelaySeconds`` in {60, 120, 300};
-  * a profile error uniform in [-30 %, +30 %] (the replicas run at the truth).
+  * a profile error uniform in [-30 %, +30 %] (the replicas run at the truth);
+  * when Prometheus scrapes within its 15 s interval, and how long after a scrape the operator
+    acts on it, within its 5 s sampling interval (``scrape_timing``): the generators' bursts
+    begin on round seconds, and a benchmark that scrapes in step with them sees each one whole.
 
 Per case it prints Tierra's share of requests within the SLO and cost, the share of its misses
 among the requests of the first five minutes (before it has seen the traffic), the cheapest
@@ -62,12 +65,15 @@ from tierra.lab.simulate import read_fleet
 from tierra.lab.simulation import (
     COLD_START_SECONDS,
     SETTLED_SECONDS,
+    PolicyContext,
     RunResult,
+    ServiceSetup,
     build_policies,
     cheapest_reaching,
     parse_policies,
     policy_context,
     run_policy,
+    scrape_timing,
     settled_after,
     setup_service,
 )
@@ -119,6 +125,7 @@ def draw(
         slo["maxQueuePerReplica"] = queue
         scaling.update(minReplicas=low, maxReplicas=high, scaleToZero=low == 0)
         drawn.update(concurrency=concurrency, queue=queue, min=low, max=high)
+    drawn.update(scrape_timing(rng))
     return name, seed, InferenceService.model_validate(body), drawn
 
 
@@ -129,11 +136,20 @@ def fleet() -> tuple[list[Tier], InferenceService]:
     return list(tiers), next(s for s in services if s.metadata.name == "chat-conv")
 
 
+def case_context(setup: ServiceSetup, name: str, seed: int, drawn: dict[str, Any]) -> PolicyContext:
+    """The policies' context for a drawn case: its trace, scraped as drawn."""
+    return replace(
+        policy_context(setup, generate(name, seed)),
+        scrape_offset=drawn["scrape_offset"],
+        scrape_lag=drawn["scrape_lag"],
+    )
+
+
 def run_case(case: int, wide: bool = False) -> dict[str, Any]:
     tiers, chat = fleet()
     name, seed, service, drawn = draw(case, chat, wide)
     setup = setup_service(service, tiers, drawn["error"])
-    context = policy_context(setup, generate(name, seed))
+    context = case_context(setup, name, seed, drawn)
     policy = build_policies(parse_policies("tierra"), setup)[0]
     settled = settled_after(setup)
     tierra = run_policy(setup, context, policy, keep_timeline=False, settled=settled)

@@ -30,7 +30,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
 from typing import Any
 
-from held_out import draw, fleet
+from held_out import case_context, draw, fleet
 
 from tierra.core.autoscale import DEFAULT_PARAMS, Unhelped
 from tierra.lab.simulation import (
@@ -40,11 +40,9 @@ from tierra.lab.simulation import (
     TierraPolicy,
     build_policies,
     parse_policies,
-    policy_context,
     run_policy,
     setup_service,
 )
-from tierra.lab.traces import generate
 
 UNTESTED = replace(DEFAULT_PARAMS, feedback_tested_step=math.inf)
 
@@ -72,7 +70,7 @@ def run_case(case: tuple[int, bool]) -> dict[str, Any]:
     tiers, chat = fleet()
     name, seed, service, drawn = draw(number, chat, wide)
     setup = setup_service(service, tiers, drawn["error"])
-    context = policy_context(setup, generate(name, seed))
+    context = case_context(setup, name, seed, drawn)
     policy = Watched(setup)
     tierra = run_policy(setup, context, policy, keep_timeline=False)
     row: dict[str, Any] = {"case": number, "wide": wide, "trace": name, "verdicts": []}

@@ -32,7 +32,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
-from held_out import draw, fleet
+from held_out import case_context, draw, fleet
 
 from tierra.core.autoscale import ScalerParams, ScalerState, restore_state, status_signals
 from tierra.lab.simulation import (
@@ -40,11 +40,9 @@ from tierra.lab.simulation import (
     PolicyContext,
     ServiceSetup,
     TierraPolicy,
-    policy_context,
     run_policy,
     setup_service,
 )
-from tierra.lab.traces import generate
 
 LOSS_POINTS = 0.005
 STATUS_REFRESH_SECONDS = 30.0
@@ -122,7 +120,7 @@ def run_case(case: int, every: float) -> dict[str, Any]:
     tiers, chat = fleet()
     name, seed, service, drawn = draw(case, chat)
     setup = setup_service(service, tiers, drawn["error"])
-    context = policy_context(setup, generate(name, seed))
+    context = case_context(setup, name, seed, drawn)
     runs = {"never": TierraPolicy(setup)} | {
         keeps: RestartedTierra(setup, every, keeps) for keeps in MODES[1:]
     }

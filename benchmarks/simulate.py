@@ -19,6 +19,11 @@ each with its default 300 s scale-down window and with the service's own
 ``scaleDownDelaySeconds``; the oracle at full attainment, at 99 % and aimed at tierra's
 attainment (the cheapest oracle run reaching it is the like-for-like floor).
 
+Scrapes: every policy decides every 15 s on the latest scrape, taken at an offset into the
+interval and read a lag after it, both drawn per trace and seed (``scrape_timing``): the
+generators' bursts begin on round seconds, and scraping in step with them would show each one
+whole in one scrape.
+
 Goals (issue 14), per trace and profile error, printed PASS / MISS:
   1. tierra >= 99 % of requests within the SLO;
   2. tierra's cost <= 0.7 x the cheapest baseline setting (static, HPA or KEDA, any target or
@@ -33,8 +38,8 @@ Usage: python benchmarks/simulate.py [--traces conv,prefill-heavy,...] [--errors
            [--seeds 1,2,3] [--duration 3600] [--plot DIR] [--json FILE] [--cache FILE]
 
 ``--cache`` keeps the baselines' runs (they do not depend on Tierra) in a JSON file keyed by
-trace, seed, duration and profile error, so re-running after a recommender change only
-re-runs tierra. Delete the file when the simulator or the baselines change.
+trace, seed, duration, profile error and scrape timing, so re-running after a recommender
+change only re-runs tierra. Delete the file when the simulator or the baselines change.
 
 Trace: Azure LLM inference trace 2023 (conv), Azure Public Dataset, Patel et al., Splitwise
 (ISCA 2024), CC-BY-4.0.
@@ -45,9 +50,11 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import random
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +72,7 @@ from tierra.lab.simulation import (
     parse_policies,
     policy_context,
     run_policy,
+    scrape_timing,
     setup_service,
 )
 from tierra.lab.traces import SUITE, generate
@@ -107,6 +115,11 @@ def to_row(run: RunResult) -> dict[str, Any]:
     return row
 
 
+def suite_timing(name: str, seed: int) -> dict[str, float]:
+    """The scrapes of a trace of the suite at a seed (``scrape_timing``, drawn from both)."""
+    return scrape_timing(random.Random(f"scrape/{name}/{seed}"))
+
+
 def run_case(
     service: InferenceService,
     tiers: Sequence[Tier],
@@ -114,11 +127,13 @@ def run_case(
     error: float,
     cache: dict[str, Any],
     key: str,
+    timing: dict[str, float] | None = None,
 ) -> list[RunResult]:
     """Tierra, every baseline setting, the oracle at 99 % and at full attainment, and the
-    oracle aimed at tierra's attainment (the like-for-like floor)."""
+    oracle aimed at tierra's attainment (the like-for-like floor); ``timing``: the scrapes'
+    (``scrape_timing``)."""
     setup = setup_service(service, tiers, error)
-    context = policy_context(setup, trace)
+    context = replace(policy_context(setup, trace), **(timing or {}))
     delay = float(service.spec.scaling.scale_down_delay_seconds)
     tierra = run_policy(setup, context, build_policies(parse_policies("tierra"), setup)[0])
     if key in cache:
@@ -371,10 +386,12 @@ def main() -> int:
             else:
                 trace = generate(name, seed, args.duration)
             service = code if name in CODE_TRACES else chat
+            timing = suite_timing(name, seed)
+            when = f"{timing['scrape_offset']:g}/{timing['scrape_lag']:g}"
             cases: dict[float, list[RunResult]] = {}
             for error in errors:
-                key = f"{name}/{seed}/{args.duration:g}/{error:g}"
-                cases[error] = run_case(service, tiers, trace, error, cache, key)
+                key = f"{name}/{seed}/{args.duration:g}/{error:g}/{when}"
+                cases[error] = run_case(service, tiers, trace, error, cache, key, timing)
                 rows += [
                     {"trace": name, "seed": seed, "error": error, **r.to_json()}
                     for r in cases[error]
@@ -385,6 +402,8 @@ def main() -> int:
                 f"== trace {label}: {len(trace)} requests; {slo.service} on {slo.placement}; "
                 f"SLO p95 <= {slo.slo_latency_ms:,.0f} ms"
                 + (f", TTFT <= {slo.slo_ttft_ms:,.0f} ms" if slo.slo_ttft_ms else "")
+                + f"; scraped {timing['scrape_offset']:g} s into each 15 s, acted on "
+                f"{timing['scrape_lag']:g} s after"
             )
             lines, goals, lines_summary = report(cases, trace)
             all_goals += goals

@@ -104,6 +104,9 @@ class Observation:
     """Requests running, averaged over the last minute."""
     recent_completion_rate: float | None = None
     """Completions per second since the previous scrape (``irate``)."""
+    scraped_at: float | None = None
+    """When the runtime was last scraped (None: at ``time``): the gauges, windows and p95s
+    are as of then; the replicas ready and asked for as of ``time`` (the apiserver's)."""
 
     @property
     def concurrency(self) -> int:
@@ -157,6 +160,13 @@ class PolicyContext:
     """Window of the rates, request sizes and p95 latencies the policies observe (the
     presets' ``rate()`` window). One shorter than two scrapes (``interval``) holds fewer than
     two samples, and Prometheus answers nothing for it."""
+    scrape_offset: float = 0.0
+    """When Prometheus scrapes within each ``interval`` (seconds after its multiples, less
+    than ``interval``): a trace's bursts begin anywhere between two scrapes, and the first
+    scrape after one shows part of it."""
+    scrape_lag: float = 0.0
+    """Seconds from each scrape to the decision that reads it (less than ``interval``): the
+    operator samples on a timer of its own, so what it acts on is that old."""
 
 
 class Policy(Protocol):

@@ -20,7 +20,11 @@ out. The service runs through the operator's own core, not a re-implementation:
   the last minute (server side, as the runtime's histograms), and the mean prompt and output
   tokens over the last minute (the per-iteration token counters' ratio to the completions,
   as the vLLM preset's ``rate(...[1m])`` ratio).
-  Early in the trace the windows hold what has been seen so far.
+  Early in the trace the windows hold what has been seen so far. Prometheus scrapes
+  ``PolicyContext.scrape_offset`` seconds into each interval, and every policy decides
+  ``scrape_lag`` seconds after a scrape on what it showed (the replicas ready and asked for
+  as of the decision): a trace's bursts fall anywhere between two scrapes, and a decision acts
+  on metrics that old, as it does on a cluster.
 * **Queue model** (``core.queue_model.ReplicaPool``): processor-sharing replicas with their
   startup delay; see that module for its assumptions.
 
@@ -37,6 +41,7 @@ completes counts as outside the SLO with infinite latency.
 from __future__ import annotations
 
 import math
+import random
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -96,6 +101,7 @@ __all__ = [
     "build_policies",
     "parse_policies",
     "run_policy",
+    "scrape_timing",
     "settled_after",
     "setup_service",
     "simulate",
@@ -104,6 +110,9 @@ __all__ = [
 
 INTERVAL_SECONDS = 15.0
 """Scrape and decision period of every policy (Prometheus scrape, HPA sync)."""
+OPERATOR_SAMPLE_SECONDS = 5.0
+"""How often the operator samples a service's metrics (``--metrics-interval``'s default): it
+acts on a scrape up to this long after it."""
 RATE_WINDOW_SECONDS = 60.0
 """Window of the arrival rate, the latency histograms and the mean prompt / output tokens
 (the presets' ``1m`` at 15 s scrapes; ``PolicyContext.rate_window`` sets another)."""
@@ -301,6 +310,17 @@ def policy_context(
     )
 
 
+def scrape_timing(rng: random.Random, interval: float = INTERVAL_SECONDS) -> dict[str, float]:
+    """A draw of ``PolicyContext``'s ``scrape_offset`` (uniform within the scrape interval: a
+    trace's events fall anywhere between two scrapes) and ``scrape_lag`` (uniform within the
+    operator's sampling interval), to 0.1 s. A benchmark that scrapes in step with a
+    generator's round-numbered bursts sees each one whole in one scrape, which no cluster
+    does."""
+    offset = round(rng.uniform(0.0, interval), 1) % interval
+    lag = round(rng.uniform(0.0, min(OPERATOR_SAMPLE_SECONDS, interval)), 1)
+    return {"scrape_offset": offset, "scrape_lag": lag}
+
+
 # --------------------------------------------------------------------------------------------
 # The Tierra policy: the operator's recommender and placement
 
@@ -337,6 +357,7 @@ class TierraPolicy:
             p95_latency_ms=observation.p95_latency_ms,
             ttft_p95_ms=observation.ttft_p95_ms,
             observed_at=observation.time,
+            scraped_at=observation.scraped_at,
             prompt_tokens_rate=observation.prompt_tokens_rate,
             output_tokens_rate=observation.output_tokens_rate,
             mean_running=observation.mean_running,
@@ -587,9 +608,10 @@ def run_policy(
     keep_timeline: bool = True,
     settled: float | None = None,
 ) -> RunResult:
-    """Replay ``context.trace`` with ``policy`` deciding every ``context.interval`` seconds;
-    with ``settled`` (seconds), the share and cost from the first decision at or after it on
-    are counted apart as well."""
+    """Replay ``context.trace`` with ``policy`` deciding every ``context.interval`` seconds,
+    each time ``context.scrape_lag`` after a scrape (``context.scrape_offset`` into the
+    interval); with ``settled`` (seconds), the share and cost from the first decision at or
+    after it on are counted apart as well."""
     trace = context.trace
     settled_at: tuple[float, float] | None = None  # (time, replica-seconds then)
     initial = policy.start(context)
@@ -601,22 +623,42 @@ def run_policy(
     peak = initial
     end = trace[-1].arrival if trace else 0.0
     step = context.interval
+    offset = min(max(context.scrape_offset, 0.0), step)
+    lag = min(max(context.scrape_lag, 0.0), step)
     i, tick = 0, 0
-    while True:
-        tick += 1
-        now = tick * step
+
+    def serve_until(t: float) -> int:
+        nonlocal i, done
         arrived = 0
-        while i < len(trace) and trace[i].arrival <= now:
+        while i < len(trace) and trace[i].arrival <= t:
             r = trace[i]
             pool.submit(r.arrival, i, r.prompt_tokens, r.output_tokens)
             i += 1
             arrived += 1
-        completed = pool.advance(now)
+        completed = pool.advance(t)
         done += completed
         windows.add(completed)
+        return arrived
+
+    while True:
+        tick += 1
+        # (the decision reads the scrape ``lag`` before it; what happens in between is in the
+        # next scrape)
+        scraped = offset + tick * step
+        now = scraped + lag
+        arrived = serve_until(scraped)
+        observation, client_p95 = windows.observe(scraped, pool)
+        if lag > 0:
+            arrived += serve_until(now)
+            observation = replace(
+                observation,
+                time=now,
+                scraped_at=scraped,
+                ready_replicas=pool.ready_replicas,
+                desired_replicas=pool.desired_replicas,
+            )
         if settled is not None and settled_at is None and now >= settled:
             settled_at = (now, pool.replica_seconds)
-        observation, client_p95 = windows.observe(now, pool)
         replicas = max(0, policy.decide(observation))
         if replicas != pool.desired_replicas:
             pool.set_replicas(now, replicas)

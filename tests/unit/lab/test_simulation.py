@@ -13,9 +13,11 @@ import pytest
 
 from tierra.api.inference_service import InferenceService
 from tierra.api.tier import Tier
+from tierra.autoscaler import DEFAULT_INTERVAL_SECONDS
 from tierra.lab.simulation import (
     COLD_START_SECONDS,
     HOLD_LOOKBACKS,
+    OPERATOR_SAMPLE_SECONDS,
     POLICY_NAMES,
     SETTLED_SECONDS,
     PolicySpec,
@@ -28,6 +30,7 @@ from tierra.lab.simulation import (
     parse_policies,
     policy_context,
     run_policy,
+    scrape_timing,
     settled_after,
     setup_service,
     simulate,
@@ -382,6 +385,48 @@ def test_the_observation_carries_per_iteration_token_rates() -> None:
     assert busy and all(o.prompt_tokens_rate > 0 and o.mean_running > 0 for o in busy)
     assert all(o.recent_completion_rate is not None for o in seen[1:])
     assert seen[0].recent_completion_rate is None
+
+
+@pytest.mark.parametrize(("offset", "lag"), [(0.0, 0.0), (0.0, 5.0), (7.0, 0.0), (3.0, 14.0)])
+def test_a_decision_reads_the_scrape_a_lag_before_it(offset: float, lag: float) -> None:
+    """Prometheus scrapes ``scrape_offset`` into each interval and a policy decides
+    ``scrape_lag`` after each scrape on its gauges and windows, with the replicas as of the
+    decision; what arrives in between is in the next scrape, and every request is served
+    either way."""
+    setup = setup_service(service(), tiers(), 0.0)
+    trace = [TraceRequest(12.0, 1000, 20000), *poisson_trace(4, seconds=300.0)[40:]]
+    trace.sort(key=lambda r: r.arrival)
+    context = dataclasses.replace(
+        policy_context(setup, trace), scrape_offset=offset, scrape_lag=lag
+    )
+    seen: list[Any] = []
+
+    class Spy(TierraPolicy):
+        def decide(self, observation: Any) -> int:
+            seen.append(observation)
+            return super().decide(observation)
+
+    run = run_policy(setup, context, Spy(setup))
+    assert run.completed == len(trace)
+    scrapes = [offset + 15.0 * k for k in (1, 2, 3)]
+    assert [o.time for o in seen[:3]] == [t + lag for t in scrapes]
+    assert [p.time for p in run.timeline[:3]] == [t + lag for t in scrapes]
+    for o in seen:
+        assert (o.scraped_at if o.scraped_at is not None else o.time) == o.time - lag
+    # (the request of 12 s runs for tens of seconds: a scrape before it has not seen it, one
+    # after it has)
+    first = seen[0]
+    assert first.running + first.waiting == (1 if scrapes[0] >= 12.0 else 0)
+
+
+def test_scrapes_fall_anywhere_in_the_interval_and_are_read_within_the_operator_s() -> None:
+    draws = [scrape_timing(random.Random(seed)) for seed in range(300)]
+    offsets = [d["scrape_offset"] for d in draws]
+    lags = [d["scrape_lag"] for d in draws]
+    assert all(0.0 <= x < 15.0 for x in offsets) and min(offsets) < 1.0 < 14.0 < max(offsets)
+    assert all(0.0 <= x <= 5.0 for x in lags) and min(lags) < 0.5 < 4.5 < max(lags)
+    assert scrape_timing(random.Random(7)) == scrape_timing(random.Random(7))
+    assert OPERATOR_SAMPLE_SECONDS == DEFAULT_INTERVAL_SECONDS  # (--metrics-interval's default)
 
 
 def test_a_steady_low_rate_does_not_flap() -> None:
