@@ -4,6 +4,7 @@ exit 0 and print a row for the case asked for."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -43,6 +44,20 @@ def test_held_out_runs_a_case() -> None:
     assert rows and "static:" in rows[0] and rows[0].count("%") >= 4, out
     assert "1 cases (start 17)" in out and " SETTLED " in out, out
     assert "settled (the same, over the requests from then on" in out, out
+
+
+def test_held_out_draws_the_scrape_timing_again_and_nothing_else(tmp_path: Path) -> None:
+    rows = []
+    for scrapes in ("0", "1"):
+        out = tmp_path / f"{scrapes}.json"
+        run("held_out.py", "--cases", "1", "--start", "17", "--jobs", "1", "--json", str(out),
+            "--scrapes", scrapes)  # fmt: skip
+        rows.append(json.loads(out.read_text())[0])
+    timing = ("scrape_offset", "scrape_lag")
+    assert all(0 <= row["scrape_offset"] < 15 and 0 <= row["scrape_lag"] <= 5 for row in rows)
+    assert [rows[0][k] for k in timing] != [rows[1][k] for k in timing]
+    drawn = ("trace", "seed", "startup", "slo", "delay", "error")
+    assert [rows[0][k] for k in drawn] == [rows[1][k] for k in drawn]
 
 
 def test_held_out_wide_runs_a_case_with_its_wider_draws() -> None:
