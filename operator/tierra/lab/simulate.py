@@ -29,6 +29,8 @@ from tierra.api.inference_service import InferenceService
 from tierra.api.tier import Tier
 from tierra.lab.simulation import (
     DEFAULT_SWEEP,
+    INTERVAL_SECONDS,
+    OPERATOR_SAMPLE_SECONDS,
     RunResult,
     SimulationError,
     TraceRequest,
@@ -263,6 +265,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--duration", type=float, help="replay only the trace's first SECONDS (default: all)"
     )
     parser.add_argument("--service", help="simulate only the InferenceService of this name")
+    parser.add_argument(
+        "--scrape-lag",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="every policy decides this long after each scrape, 0 to 15 (the operator samples "
+        f"every {OPERATOR_SAMPLE_SECONDS:g} s by default: {OPERATOR_SAMPLE_SECONDS / 2:g} s "
+        "on average; default: 0, at the scrape)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -282,10 +293,24 @@ def run(args: argparse.Namespace) -> int:
     if not trace:
         print("tierra simulate: the trace has no requests", file=sys.stderr)
         return 2
+    if not 0.0 <= args.scrape_lag < INTERVAL_SECONDS:
+        print(
+            f"tierra simulate: --scrape-lag {args.scrape_lag:g} is outside 0 to "
+            f"{INTERVAL_SECONDS:g} s (the scrape interval)",
+            file=sys.stderr,
+        )
+        return 2
     results: list[RunResult] = []
     try:
         for service in services:
-            results += simulate(service, tiers, trace, specs, keep_timeline=args.plot is not None)
+            results += simulate(
+                service,
+                tiers,
+                trace,
+                specs,
+                keep_timeline=args.plot is not None,
+                scrape_lag=args.scrape_lag,
+            )
     except SimulationError as error:
         print(f"tierra simulate: {error}", file=sys.stderr)
         return 1

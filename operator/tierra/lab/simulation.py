@@ -847,10 +847,12 @@ def simulate(
     keep_timeline: bool = True,
     profile_error: float = 0.0,
     windows: Sequence[float | None] = (None,),
+    scrape_lag: float = 0.0,
 ) -> list[RunResult]:
-    """Every policy run of the specs over the trace, in the order asked."""
+    """Every policy run of the specs over the trace, in the order asked, each deciding
+    ``scrape_lag`` seconds after every scrape (``PolicyContext.scrape_lag``)."""
     setup = setup_service(service, tiers, profile_error)
-    context = policy_context(setup, trace)
+    context = replace(policy_context(setup, trace), scrape_lag=scrape_lag)
     return [
         run_policy(setup, context, policy, keep_timeline)
         for policy in build_policies(specs, setup, sweep, windows)

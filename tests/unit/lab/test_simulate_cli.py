@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tierra.lab.simulate import main, read_trace
+from tierra.lab.simulate import main, read_fleet, read_trace
+from tierra.lab.simulation import parse_policies, simulate
 
 EXAMPLE_FLEET = Path(__file__).resolve().parents[3] / "examples" / "simulate"
 
@@ -77,6 +78,22 @@ def test_table_output(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
     out = capsys.readouterr().out
     assert "POLICY" in out and "tierra" in out and "hpa:2" in out
     assert "chat-conv on regional/l4/l4" in out
+
+
+def test_a_scrape_lag_delays_every_decision(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    trace = read_trace(write_trace(tmp_path / "trace.csv", seconds=120.0))
+    tiers, services = read_fleet(EXAMPLE_FLEET)
+    chat = next(s for s in services if s.metadata.name == "chat-conv")
+    for lag in (0.0, 4.0):
+        (run,) = simulate(chat, tiers, trace, parse_policies("tierra"), scrape_lag=lag)
+        assert [p.time for p in run.timeline[:2]] == [15.0 + lag, 30.0 + lag]
+    args = ["--trace", str(tmp_path / "trace.csv"), "--fleet", str(EXAMPLE_FLEET)]
+    assert main([*args, "--policy", "tierra", "--scrape-lag", "2.5"]) == 0
+    assert "tierra" in capsys.readouterr().out
+    assert main([*args, "--scrape-lag", "20"]) == 2
+    assert "--scrape-lag 20 is outside 0 to 15 s" in capsys.readouterr().err
 
 
 def test_errors_are_reported_not_raised(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
