@@ -70,6 +70,8 @@ def queue_need(
     desired replicas that are not ready, serving a start-up time from now. ``shown_rate``:
     the completions per second one replica has shown it serves (``shown_rate``); what piles
     up is foreseen at no less per replica, whatever the profile and the speed estimate say.
+    ``age``: seconds since the scrape the gauges are of (``scrape_age``): the pile-up is
+    foreseen from then.
     """
     allowance = queue_allowance(inputs)
     work = mean_work(inputs)
