@@ -7,7 +7,8 @@ that default, so each case here replays ``intermittent_sessions`` (a development
 sessions of a few minutes, idle gaps of ``--gaps`` minutes, by default 2-60, log-uniform,
 over ``--hours``, by default four) on examples/simulate's
 chat-conv service with its start-up, scale-down delay and profile error drawn from the case's
-own seed, under these settings:
+own seed (and when its scrapes fall: Prometheus' offset in the 15 s interval, the operator's
+lag after each scrape, ``scrape_timing``), under these settings:
 
   * ``never``: ``minReplicas: 1``, no scale to zero (what it saves against);
   * ``default``: scale to zero, ``scaleToZeroIdleSeconds`` unset;
@@ -35,6 +36,7 @@ import statistics
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import replace
 from typing import Any
 
 from held_out import fleet
@@ -47,6 +49,7 @@ from tierra.lab.simulation import (
     parse_policies,
     policy_context,
     run_policy,
+    scrape_timing,
     setup_service,
 )
 from tierra.lab.traces import intermittent_sessions
@@ -87,6 +90,7 @@ def run_case(case: int, gaps: tuple[float, float], hours: float) -> dict[str, An
     seed = rng.randint(1, 999)
     startup, delay = rng.choice(STARTUPS), rng.choice(DELAYS)
     error = round(rng.uniform(-0.3, 0.3), 2)
+    timing = scrape_timing(rng)
     trace = intermittent_sessions(seed, hours * 3600.0, gaps)
     row: dict[str, Any] = {
         "case": case,
@@ -94,12 +98,13 @@ def run_case(case: int, gaps: tuple[float, float], hours: float) -> dict[str, An
         "startup": startup,
         "delay": delay,
         "error": error,
+        **timing,
     }
     default_share = 1.0
     for setting in SETTINGS:
         service = service_for(chat, startup, delay, "default" if setting == "keda" else setting)
         setup = setup_service(service, tiers, error)
-        context = policy_context(setup, trace)
+        context = replace(policy_context(setup, trace), **timing)
         if setting == "keda":
             runs = [
                 run_policy(setup, context, policy)
@@ -121,7 +126,8 @@ def line(row: dict[str, Any]) -> str:
     cells = "  ".join(f"{row[k][0]:7.2%} {row[k][1]:6.2f} {row[k][2]:3d}" for k in SETTINGS)
     return (
         f"{row['case']:4d} {row['seed']:4d} {row['startup']:5d}s {row['delay']:4d}s "
-        f"{row['error']:+5.0%}  {cells}  (keda target {row['keda_target']:g})"
+        f"{row['error']:+5.0%}  {cells}  (keda target {row['keda_target']:g}; scrapes "
+        f"+{row['scrape_offset']:.1f}/{row['scrape_lag']:.1f} s)"
     )
 
 

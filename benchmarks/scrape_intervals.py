@@ -16,9 +16,11 @@ Prometheus set-ups scrape every 30 s (kube-prometheus' ServiceMonitors) or every
     answers nothing for it (``PolicyContext.rate_window``): the arrival rate, request sizes,
     token rates and p95 latencies are all missing, and only the queue gauges are left.
 
-Decisions come once per scrape (nothing new is seen in between). It prints each case's share
-of requests within the SLO and cost per setting, then per setting the mean and median share,
-the cases at 99 % or more and the total cost over the baseline's.
+Decisions come once per scrape (nothing new is seen in between). The scrapes fall at the case's
+drawn offset and the operator reads them after its drawn lag (``held_out.py``'s), both at the
+same fraction of each interval (``scaled_timing``). It prints each case's share of requests
+within the SLO and cost per setting, then per setting the mean and median share, the cases at
+99 % or more and the total cost over the baseline's.
 
 ``--wide`` draws ``held_out.py --wide``'s services instead (start-ups to 600 s, tight goals,
 no scale-down delay, scale to zero, ...).
@@ -40,7 +42,14 @@ from held_out import draw, fleet  # (benchmarks/)
 
 from tierra.core.autoscale import DEFAULT_PARAMS
 from tierra.core.metrics_presets import rate_window_seconds
-from tierra.lab.simulation import TierraPolicy, policy_context, run_policy, setup_service
+from tierra.lab.simulation import (
+    INTERVAL_SECONDS,
+    OPERATOR_SAMPLE_SECONDS,
+    TierraPolicy,
+    policy_context,
+    run_policy,
+    setup_service,
+)
 from tierra.lab.traces import generate
 
 SETTINGS: tuple[tuple[str, float, bool], ...] = (
@@ -55,6 +64,18 @@ SETTINGS: tuple[tuple[str, float, bool], ...] = (
 """(label, scrape interval, windows sized for it); the first is the baseline."""
 
 
+def scaled_timing(drawn: dict[str, float], scrape: float) -> dict[str, float]:
+    """The case's drawn scrape timing (``held_out.draw``, for 15 s scrapes) at another scrape
+    interval: the offset at the same fraction of the interval, the operator's lag at the same
+    fraction of its sampling interval (or of the scrape interval, when that is shorter)."""
+    return {
+        "scrape_offset": drawn["scrape_offset"] * scrape / INTERVAL_SECONDS,
+        "scrape_lag": drawn["scrape_lag"]
+        * min(OPERATOR_SAMPLE_SECONDS, scrape)
+        / OPERATOR_SAMPLE_SECONDS,
+    }
+
+
 def run_case(case: int, wide: bool = False) -> dict[str, object]:
     tiers, chat = fleet()
     name, seed, service, drawn = draw(case, chat, wide)
@@ -64,7 +85,11 @@ def run_case(case: int, wide: bool = False) -> dict[str, object]:
     for label, scrape, sized in SETTINGS:
         window = rate_window_seconds(scrape) if sized else 60.0
         params = DEFAULT_PARAMS.for_scrapes(scrape, window) if sized else DEFAULT_PARAMS
-        context = replace(policy_context(setup, trace, interval=scrape), rate_window=window)
+        context = replace(
+            policy_context(setup, trace, interval=scrape),
+            rate_window=window,
+            **scaled_timing(drawn, scrape),
+        )
         run = run_policy(setup, context, TierraPolicy(setup, params), keep_timeline=False)
         results[label] = (run.within_slo, run.cost)
     return {"case": case, "trace": name, "startup": drawn["startup"], "results": results}

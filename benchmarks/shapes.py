@@ -16,6 +16,10 @@ window) reached, with its cost. A step, a first burst or a heavier mix that come
 warning costs any reactive policy the start-up time's requests; the reactive baselines' best
 column says how much of a shortfall is that.
 
+Prometheus scrapes at an offset into each 15 s interval and every policy decides a lag after
+it, both drawn per shape and seed (``suite_timing``) and printed per case: the shapes' steps
+begin on round seconds, and a scrape on them would see each step whole.
+
 Usage: python benchmarks/shapes.py [--shapes square,flash,...] [--seeds 11,12]
            [--errors -0.3,0,0.3]
 """
@@ -31,7 +35,12 @@ from collections.abc import Callable
 from multiprocessing import Pool
 from pathlib import Path
 
-from simulate import cheapest_baseline, like_for_like_floor, run_case  # (benchmarks/)
+from simulate import (  # (benchmarks/)
+    cheapest_baseline,
+    like_for_like_floor,
+    run_case,
+    suite_timing,
+)
 
 from tierra.lab.simulate import read_fleet
 from tierra.lab.simulation import TraceRequest
@@ -110,7 +119,8 @@ def case(job: tuple[str, int, float]) -> str:
     tiers, services = read_fleet(REPO / "examples" / "simulate")
     chat = next(s for s in services if s.metadata.name == "chat-conv")
     trace = SHAPES[shape](random.Random(seed))
-    results = run_case(chat, tiers, trace, error, {}, f"{shape}/{seed}/{error:g}")
+    timing = suite_timing(shape, seed)
+    results = run_case(chat, tiers, trace, error, {}, f"{shape}/{seed}/{error:g}", timing)
     tierra = results[0]
     base = cheapest_baseline(results, tierra.within_slo)
     floor = like_for_like_floor(results, tierra.within_slo)
@@ -120,7 +130,8 @@ def case(job: tuple[str, int, float]) -> str:
     vs_base = f"{base.label} {tierra.cost / base.cost:.2f}x" if base else "none reaches it"
     vs_floor = f"{tierra.cost / floor.cost:.2f}x" if floor and floor.cost > 0 else "-"
     return (
-        f"{shape:10} s{seed:<3} {error:+4.0%}  tierra {tierra.within_slo:7.2%} cost "
+        f"{shape:10} s{seed:<3} {error:+4.0%} scrapes +{timing['scrape_offset']:4.1f}"
+        f"/{timing['scrape_lag']:3.1f} s  tierra {tierra.within_slo:7.2%} cost "
         f"{tierra.cost:6.2f} | cheapest baseline at it: {vs_base:20} | floor {vs_floor:6} | "
         f"best reactive {reactive.label} {reactive.within_slo:.2%} cost {reactive.cost:.2f}"
     )

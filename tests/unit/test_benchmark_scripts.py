@@ -36,6 +36,7 @@ def test_shapes_runs_a_case() -> None:
     out = run("shapes.py", "--shapes", "heavytail", "--seeds", "11", "--errors", "0")
     rows = [line for line in out.splitlines() if line.startswith("heavytail")]
     assert rows and "tierra" in rows[0] and "cheapest baseline" in rows[0], out
+    assert "scrapes +" in rows[0], out
 
 
 def test_held_out_runs_a_case() -> None:
@@ -112,7 +113,7 @@ def test_scale_to_zero_runs_a_case_every_way() -> None:
     out = run("scale_to_zero.py", "--cases", "1", "--start", "1", "--jobs", "1", "--hours", "2")
     rows = [line for line in out.splitlines() if line.startswith("   1 ")]
     # (share, cost and wake-ups of each of the five settings; keeping a replica never wakes)
-    assert len(rows) == 1 and rows[0].count("%") == 6, out
+    assert len(rows) == 1 and rows[0].count("%") == 6 and "scrapes +" in rows[0], out
     assert "never: mean" in out and "0 wake-ups" in out.split("never: mean")[1].splitlines()[0]
     for setting in ("default", "at delay", "4 start-ups", "keda"):
         summary = out.split(f"{setting}: mean")[1].splitlines()[0]
