@@ -186,6 +186,8 @@ def interval_rate(
     pool = _within(segment, at, span, params)
     if span <= 0:
         return IntervalRate(rate, pool, 0.0)
+    if not rate < math.inf:
+        return IntervalRate(rate, (), 0.0)  # (an absurd sample: nothing to pool or extrapolate)
     if pool:
         total = sum(d for _, _, d in pool)
         base = sum(c for _, c, _ in pool) / total if total > 0 else rate

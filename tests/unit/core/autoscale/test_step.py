@@ -144,13 +144,17 @@ def test_noise_at_low_counts_is_no_rise() -> None:
     ),
     rate=st.floats(0, 1e6),
     span=st.floats(0, 60),
+    trust=st.floats(0, 1),
 )
 def test_the_interval_rate_is_finite_and_never_below_what_was_seen(
-    pooled: list[tuple[float, float, float]], rate: float, span: float
+    pooled: list[tuple[float, float, float]], rate: float, span: float, trust: float
 ) -> None:
-    now_rate, kept, rise, *_ = interval_rate(tuple(sorted(pooled)), 100.0, rate, span)
+    segment = tuple(sorted(pooled))
+    now_rate, kept, rise, *_ = interval_rate(segment, 100.0, rate, span, trust=trust)
     assert math.isfinite(now_rate) and now_rate >= 0.0
-    assert not math.isnan(interval_rate(tuple(sorted(pooled)), 100.0, math.inf, span)[0])
+    # (an absurd sample extrapolates nothing: no rise of inf - inf)
+    unbounded = interval_rate(segment, 100.0, math.inf, span, trust=trust)
+    assert not math.isnan(unbounded.rate) and unbounded.extrapolated == 0.0
     assert rise >= 0.0
     if rise > 0:
         assert now_rate >= rate  # extrapolated upwards only
