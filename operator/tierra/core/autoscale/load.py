@@ -201,7 +201,9 @@ def interval_rate(
             # believed to go on)
             beyond = trust * (1.0 - _began_before(pool, rate))
             now_rate = base + (1.0 + beyond) * (rate - base)
-            return IntervalRate(now_rate, (), now_rate - rate, base + 0.5 * (rate - base))
+            # (the rise is beyond * (rate - base) >= 0, but not always after rounding)
+            rise = max(0.0, now_rate - rate)
+            return IntervalRate(now_rate, (), rise, base + 0.5 * (rate - base))
         if z >= -params.change_z:
             pool = (*pool, (at, count, span))
             total = sum(d for _, _, d in pool)
