@@ -112,6 +112,7 @@ class RestartedTierra(TierraPolicy):
             scaled_up_by=max(0, after - before),
             signals=signals,
             signals_at=signals_at,
+            scale_down_delay=float(self.setup.service.spec.scaling.scale_down_delay_seconds),
             params=self.params,
         )
 

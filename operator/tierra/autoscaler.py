@@ -763,6 +763,7 @@ def _restored(service: InferenceService, now: float) -> ScalerState:
         scaled_up_by=scaled_up_by,
         signals=signals,
         signals_at=signals_at,
+        scale_down_delay=float(service.spec.scaling.scale_down_delay_seconds),
     )
 
 

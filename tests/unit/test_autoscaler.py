@@ -513,8 +513,8 @@ async def first_step_after_restart(restarted: Any) -> Any:
 
 async def test_a_restarted_autoscaler_restores_its_state_from_status() -> None:
     """After a restart, the first step starts from status: the recommended count (no
-    scale-down before a full delay of fresh observations), the service-rate estimate and the
-    burst history the last scale decision carried."""
+    scale-down before a full delay of fresh observations, with no scale-down window kept),
+    the service-rate estimate and the burst history the last scale decision carried."""
     scaled = time.time() - 60.0
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(scaled))
     restarted = with_status(
@@ -534,6 +534,40 @@ async def test_a_restarted_autoscaler_restores_its_state_from_status() -> None:
     assert rec.state.speed == 0.8
     assert "headroom" in rec.needs  # the burst before the restart is still held for
     assert rec.state.last_scale_up_at is not None
+
+
+@pytest.mark.parametrize("kept_ago", [20.0, 200.0])
+async def test_a_restart_goes_on_with_the_scale_down_window_status_kept(kept_ago: float) -> None:
+    """Status kept the scale-down window's steps 20 s ago: 6 replicas needed 130 s ago
+    (beyond the service's 120 s delay by now), 2 since. The restarted operator's first step
+    scales down as the window lets it, rather than holding 6 a whole delay more; kept 200 s
+    ago (longer than the delay), the window starts afresh and the count is held."""
+    now = time.time()
+    restarted = with_status(
+        {
+            "autoscaling": {
+                "mode": "auto",
+                "recommendedReplicas": 6,
+                "reason": "x",
+                "state": {
+                    "state.windowSince": round(now - 900.0, 1),
+                    "state.window0At": round(now - 130.0, 1),
+                    "state.window0Need": 6.0,
+                    "state.window1At": round(now - kept_ago, 1),
+                    "state.window1Need": 2.0,
+                },
+                "stateTime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now - kept_ago)),
+            },
+        }
+    )
+    assert SERVICE.spec.scaling.scale_down_delay_seconds == 120
+    rec = await first_step_after_restart(restarted)
+    if kept_ago < 120:
+        assert rec.replicas == 2, rec.reason
+        assert abs((rec.state.window_since or 0.0) - (now - 900.0)) < 1.0
+    else:
+        assert rec.replicas == 6, rec.reason
+        assert "scale-down waits: metrics observed for 0 of 120 s" in rec.reason
 
 
 @pytest.mark.parametrize("newer", ["state", "decision"])

@@ -503,7 +503,7 @@ class Decision(ApiModel):
     signals: dict[str, float] = Field(
         default_factory=dict,
         description="Signal values the decision was made on (metrics, and each signal's need).",
-        json_schema_extra={"maxProperties": 48},
+        json_schema_extra={"maxProperties": 80},
     )
 
 
@@ -588,12 +588,10 @@ class AutoscalingStatus(ApiModel):
         description=(
             "What a restarted operator needs of the recommender's memory (service-rate "
             "estimate, burst history, fan-out, how far recent rises lasted, the arrivals' "
-            "scatter, request size, "
-            "latency verdicts), as of "
-            "stateTime: written "
-            "with the status, so it is at most a status refresh old."
+            "scatter, request size, latency verdicts, the scale-down window's steps), as of "
+            "stateTime: written with the status, so it is at most a status refresh old."
         ),
-        json_schema_extra={"maxProperties": 32},
+        json_schema_extra={"maxProperties": 64},
     )
     state_time: str | None = Field(default=None, description="RFC 3339 time of state.")
 

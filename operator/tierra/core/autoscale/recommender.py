@@ -109,7 +109,8 @@ def _manual(
             last_replicas=replicas,
             last_change_at=now if changed else state.last_change_at,
             last_scale_up_at=now if replicas > inputs.desired_replicas else state.last_scale_up_at,
-            starting=starting_after(inputs, state, now, replicas, params),
+            starting=(starting := starting_after(inputs, state, now, replicas, params)),
+            asked_rates=_asked_rates(state, starting),
             metrics_missing_since=None if available else (state.metrics_missing_since or now),
             rates=state.rates,
             restored_burst=state.restored_burst,
@@ -168,6 +169,14 @@ def _hold(
             rise_pending=None,
         ),
     )
+
+
+def _asked_rates(
+    state: ScalerState, starting: tuple[tuple[float, int], ...]
+) -> tuple[tuple[float, float], ...]:
+    """The restored rates of the asks of the batches still starting."""
+    asked = {t for t, _ in starting}
+    return tuple(a for a in state.asked_rates if a[0] in asked)
 
 
 def _signal_needs(sample: Sample, params: ScalerParams) -> list[SignalNeed]:
@@ -381,6 +390,7 @@ def recommend(
             last_change_at=now if replicas != current else state.last_change_at,
             last_scale_up_at=now if replicas > current else state.last_scale_up_at,
             starting=(starting := starting_after(inputs, state, now, replicas, params)),
+            asked_rates=_asked_rates(state, starting),
             forecast_asks=forecast_asks(state, starting, now, replicas > current, found),
             window=window,
             window_since=state.window_since if state.window_since is not None else now,

@@ -39,6 +39,23 @@ GOAL_KEYS = {"p95 latency": "latency", "p95 TTFT": "ttft"}
 UNHELPED_FIELDS = ("ratio", "ready", "probeRatio", "probeReady", "floor")
 """``state.unhelped.<goal>.<field>``: a latency feedback's verdict (``Unhelped``)."""
 
+EDGE_STEPS = 3
+"""The steps of the highest and of the lowest rates of the last start-up status keeps: each
+rate the highest (lowest) of all after it, the rest merged into the last kept (its rate, at
+the latest of them), so that a fall (rise) the restart splits pairs with the samples after
+as it would have, or as a larger one, however late within the start-up it comes."""
+
+
+def _step(i: int) -> str:
+    """The key's step number: none for the first (the keys an older version wrote)."""
+    return str(i) if i else ""
+
+
+WINDOW_STEPS = 3
+"""The steps of the scale-down window (``ScalerState.window``) status keeps: the highest
+needs as they are, and those after merged into the last kept (its need, until the latest of
+them), so a restart holds no step for less time than the window would have."""
+
 STATE_SIGNALS = (
     "state.speed",
     "state.burstRise",
@@ -47,7 +64,12 @@ STATE_SIGNALS = (
     "state.burstSwing",
     "state.burstShare",
     "state.dispersion",
-    *(f"state.recent{edge}{part}" for edge in ("High", "Low") for part in ("", "At")),
+    *(
+        f"state.recent{edge}{_step(i)}{part}"
+        for edge in ("High", "Low")
+        for i in range(EDGE_STEPS)
+        for part in ("", "At")
+    ),
     "state.crowd",
     "state.mixPeak",
     "state.mixPeakAt",
@@ -57,6 +79,10 @@ STATE_SIGNALS = (
     "state.meanPromptTokens",
     "state.meanOutputTokens",
     "state.sizeRequests",
+    "state.askedAt",
+    "state.askedRate",
+    "state.windowSince",
+    *(f"state.window{i}{part}" for i in range(WINDOW_STEPS) for part in ("At", "Need")),
     *(f"state.unhelped.{goal}.{f}" for goal in GOAL_KEYS.values() for f in UNHELPED_FIELDS),
 )
 """Keys under which ``status_signals`` writes what a restart needs into the last scale
@@ -75,9 +101,10 @@ def status_signals(
     time before the latest sample, and when; with the replicas' ``token_rates``,
     (prefill, decode) tokens per second, a heavier mix at its weight, and the rate one came
     at, ``heavier_mix_peak``), how far recent rises lasted (``rise_trust``), the arrivals'
-    scatter (``rate_dispersion``), and the goals the latency feedback found replicas do not
-    help (a restart would test them again with as many replicas more). The rest is rebuilt
-    from observations."""
+    scatter (``rate_dispersion``), the goals the latency feedback found replicas do not help
+    (a restart would test them again with as many replicas more), the arrivals at the last
+    scale-up's ask while its replicas start, and the scale-down window's steps. The rest is
+    rebuilt from observations."""
     out: dict[str, float] = {}
     kept = state.restored_dispersion
     scatter = math.inf if kept is None else kept
@@ -97,13 +124,10 @@ def status_signals(
             for t, rate in (*state.restored_edges, *((t, rate) for t, rate, _ in history))
             if t >= latest - lead
         ]
-        for edge, (t, rate) in (
-            # (of equal rates the latest, which pairs with the samples after for longest)
-            ("High", max(recent, key=lambda s: (s[1], s[0]))),
-            ("Low", min(recent, key=lambda s: (s[1], -s[0]))),
-        ):
-            out[f"state.recent{edge}"] = round(rate, 4)
-            out[f"state.recent{edge}At"] = round(t, 1)
+        for edge, sign in (("High", 1.0), ("Low", -1.0)):
+            for i, (t, rate) in enumerate(_edge_steps(recent, sign)):
+                out[f"state.recent{edge}{_step(i)}"] = round(rate, 4)
+                out[f"state.recent{edge}{_step(i)}At"] = round(t, 1)
         out["state.burstRise"] = round(burst.rise, 4)
         out["state.burstPeak"] = round(burst.peak, 4)
         out["state.burstJump"] = round(burst.jump, 4)
@@ -124,6 +148,16 @@ def status_signals(
         out["state.risesFaded"] = round(state.rises[1], 4)
     if state.hold_base is not None:
         out["state.holdBase"] = float(state.hold_base)
+    asked = _asked(state)
+    if asked is not None:
+        out["state.askedAt"] = round(asked[0], 1)
+        out["state.askedRate"] = round(asked[1], 4)
+    if state.window and state.window_since is not None:
+        # (rounded up: a step kept a little longer, never shorter)
+        out["state.windowSince"] = math.ceil(state.window_since * 10) / 10
+        for i, (t, need) in enumerate(_steps(state.window)):
+            out[f"state.window{i}At"] = math.ceil(t * 10) / 10
+            out[f"state.window{i}Need"] = float(need)
     if state.sizes is not None:
         prompt, output, requests, _ = state.sizes
         out["state.meanPromptTokens"] = round(prompt, 1)
@@ -152,16 +186,22 @@ def restore_state(
     scaled_up_by: int = 0,
     signals: Mapping[str, float] | None = None,
     signals_at: float | None = None,
+    scale_down_delay: float | None = None,
     params: ScalerParams = DEFAULT_PARAMS,
 ) -> ScalerState:
     """The state after a restart, from what status says (the recommendation, the last scale
     decision, and the ``status_signals`` as of ``signals_at``: by default the decision's).
 
-    * the recommended count is what a hold keeps, and the scale-down window starts now, seeded
-      with it: a restart never scales down before ``scaleDownDelaySeconds`` of fresh
-      observations;
+    * the recommended count is what a hold keeps;
+    * the scale-down window goes on from its steps as of ``signals_at``, the time since held
+      at the latest need (unseen, it is taken to have stayed), when that is less than
+      ``scale_down_delay`` (the service's ``scaleDownDelaySeconds``) ago: a failover or an
+      upgrade does not hold every count a whole delay more. Otherwise (older, unknown or
+      absurd) the window starts now, seeded with the recommended count: a restart then never
+      scales down before ``scaleDownDelaySeconds`` of fresh observations;
     * a recent scale-up still makes latency feedback wait for its replicas, which count as
-      starting (``scaled_up_by`` of them) until a start-up time after it;
+      starting (``scaled_up_by`` of them) until a start-up time after it, and are kept as long
+      as the arrivals at its ask, kept with it, say (``still_asked_for``);
     * the service-rate estimate continues where it was;
     * the burst history's largest jump, modest swing (and its share) and peak, and the
       largest fan-out, are held as of ``signals_at`` (``ScalerState.restored_burst``), beside
@@ -214,6 +254,10 @@ def restore_state(
         and seen_at - MAX_AGE <= mix_peak_at <= seen_at
         else None
     )
+    window, window_since = _window(value, seen_at, now, scale_down_delay) or (
+        ((now, recommended),) if recommended else (),
+        now,
+    )
     base = value("state.holdBase")
     dispersion = value("state.dispersion")
     rises = _rises(value("state.risesLasted"), value("state.risesFaded"), seen_at)
@@ -227,8 +271,9 @@ def restore_state(
         last_change_at=at,
         last_scale_up_at=at if scaled_up_by > 0 else None,
         starting=((at, scaled_up_by),) if at is not None and scaled_up_by > 0 else (),
-        window=((now, recommended),) if recommended else (),
-        window_since=now,
+        asked_rates=_asked_rate(value, at) if scaled_up_by > 0 else (),
+        window=window,
+        window_since=window_since,
         restored_burst=burst,
         restored_edges=edges,
         restored_dispersion=dispersion
@@ -245,20 +290,98 @@ def restore_state(
     )
 
 
+def _window(
+    value: Callable[[str], float | None],
+    seen_at: float | None,
+    now: float,
+    delay: float | None,
+) -> tuple[tuple[tuple[float, int], ...], float] | None:
+    """(window, since when observed) from the steps kept, carried on to now at the latest
+    need; None when they are as old as the delay, or absurd (needs that do not fall, times
+    out of order or after they were kept)."""
+    since = value("state.windowSince")
+    if seen_at is None or delay is None or since is None or not 0 <= now - seen_at < delay:
+        return None
+    steps: list[tuple[float, int]] = []
+    for i in range(WINDOW_STEPS):
+        at, need = value(f"state.window{i}At"), value(f"state.window{i}Need")
+        if at is None or need is None:
+            break
+        # (the state's time is kept to the second, the steps' to a tenth, rounded up)
+        if not (since <= at <= seen_at + 1 and 0 <= need <= API_MAX_REPLICAS + 1):
+            return None
+        if need != math.floor(need):
+            return None
+        if steps and not (at >= steps[-1][0] and need < steps[-1][1]):
+            return None
+        steps.append((at, int(need)))
+    if not steps:
+        return None
+    # (the last step, the lowest, carried to now)
+    return (*steps[:-1], (now, steps[-1][1])), since
+
+
+def _edge_steps(recent: list[tuple[float, float]], sign: float) -> tuple[tuple[float, float], ...]:
+    """The (time, rate) of ``recent`` that are the highest (``sign`` 1) or lowest (-1) of all
+    after them, the extreme first; of equal rates the latest, which pairs with the samples
+    after for longest. At most ``EDGE_STEPS``, the last held until the latest of the rest."""
+    steps: list[tuple[float, float]] = []
+    for t, rate in sorted(recent, reverse=True):
+        if not steps or sign * rate > sign * steps[-1][1]:
+            steps.append((t, rate))
+    steps.reverse()
+    if len(steps) <= EDGE_STEPS:
+        return tuple(steps)
+    *first, (_, rate) = steps[:EDGE_STEPS]
+    return (*first, (steps[-1][0], rate))
+
+
+def _steps(window: tuple[tuple[float, int], ...]) -> tuple[tuple[float, int], ...]:
+    """The scale-down window's first ``WINDOW_STEPS`` steps, the last of them held until the
+    latest step after it (whose needs are lower)."""
+    if len(window) <= WINDOW_STEPS:
+        return window
+    *first, (_, need) = window[:WINDOW_STEPS]
+    return (*first, (window[-1][0], need))
+
+
+def _asked(state: ScalerState) -> tuple[float, float] | None:
+    """(when, arrivals then) of the last scale-up, while its replicas are starting: the
+    batch a restart restores, and the rate its keep rule (``still_asked_for``) reads."""
+    at = state.last_scale_up_at
+    if at is None or all(t != at for t, _ in state.starting):
+        return None
+    rates = {**dict(state.asked_rates), **{t: rate for t, rate, _ in state.rates}}
+    return (at, rates[at]) if at in rates else None
+
+
+def _asked_rate(
+    value: Callable[[str], float | None], at: float | None
+) -> tuple[tuple[float, float], ...]:
+    """The arrivals at the last scale-up's ask, when kept for that scale-up (at ``at``, kept
+    to the second), believable."""
+    asked_at, rate = value("state.askedAt"), value("state.askedRate")
+    if at is None or asked_at is None or rate is None or not 0 <= rate <= HUGE:
+        return ()
+    return ((at, rate),) if at - 0.1 <= asked_at <= at + 1 else ()
+
+
 def _edges(
     value: Callable[[str], float | None], seen_at: float | None
 ) -> tuple[tuple[float, float], ...]:
-    """(time, rate) of the highest and lowest rates kept, leaving out any a status edit made
-    absurd; none without the time they were kept."""
+    """(time, rate) of the steps of the highest and lowest rates kept (``EDGE_STEPS``),
+    leaving out any a status edit made absurd; none without the time they were kept."""
     if seen_at is None:
         return ()
-    out = []
+    out = set()
     for edge in ("High", "Low"):
-        rate, at = value(f"state.recent{edge}"), value(f"state.recent{edge}At")
-        if rate is None or at is None or not 0 <= rate <= HUGE:
-            continue
-        if 0 <= seen_at - at <= MAX_AGE:
-            out.append((at, rate))
+        for i in range(EDGE_STEPS):
+            key = f"state.recent{edge}{_step(i)}"
+            rate, at = value(key), value(f"{key}At")
+            if rate is None or at is None or not 0 <= rate <= HUGE:
+                continue
+            if 0 <= seen_at - at <= MAX_AGE:
+                out.add((at, rate))
     return tuple(sorted(out))
 
 

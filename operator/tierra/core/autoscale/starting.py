@@ -108,7 +108,7 @@ def still_asked_for(
     lag = inputs.startup_seconds + params.ready_lag_seconds
     # (the history's samples within the last start-up time, not all of it)
     recent = itertools.takewhile(lambda sample: now - sample[0] < lag, reversed(rates))
-    at_ask = {t: rate for t, rate, _ in recent}
+    at_ask = {**dict(state.asked_rates), **{t: rate for t, rate, _ in recent}}
     kept = sum(
         n
         for asked, n in state.starting

@@ -68,6 +68,9 @@ class ScalerState:
     ``ready_lag_seconds``), oldest first, less what scale-downs took back (newest first, as a
     ReplicaSet removes unready pods first): their replicas may be Ready before they serve, and
     each batch serves a start-up time after its own scale-up."""
+    asked_rates: tuple[tuple[float, float], ...] = ()
+    """(when asked, arrivals then) of a batch of ``starting`` a restart restored: the burst
+    history's sample of its scale-up was not kept, but its rate was (``still_asked_for``)."""
     forecast_asks: tuple[float, ...] = ()
     """When each batch of ``starting`` that a ramp's forecast asked for was asked for (the
     others were asked for by the arrivals then, ``still_asked_for``). Not kept in status:
@@ -168,6 +171,7 @@ class ScalerState:
             "lastChangeAt": self.last_change_at,
             "lastScaleUpAt": self.last_scale_up_at,
             "starting": [[t, n] for t, n in self.starting],
+            "askedRates": [list(a) for a in self.asked_rates],
             "forecastAsks": list(self.forecast_asks),
             "window": [[t, need] for t, need in self.window],
             "windowSince": self.window_since,
@@ -221,6 +225,7 @@ class ScalerState:
             last_change_at=number("lastChangeAt"),
             last_scale_up_at=number("lastScaleUpAt"),
             starting=tuple((float(t), int(n)) for t, n in data.get("starting") or ()),
+            asked_rates=tuple((float(t), float(r)) for t, r in data.get("askedRates") or ()),
             forecast_asks=tuple(float(t) for t in data.get("forecastAsks") or ()),
             window=tuple((float(t), int(need)) for t, need in data.get("window") or ()),
             window_since=number("windowSince"),

@@ -894,16 +894,26 @@ def test_every_kept_signal_fits_the_status_field() -> None:
     kept_at=any_float,
     recommended=st.one_of(st.none(), st.integers(0, 60)),
     final=st.one_of(st.none(), load),
+    delay=st.one_of(st.none(), any_float),
 )
 def test_whatever_status_kept_a_restart_never_raises_nor_leaves_its_bounds(
-    kept: dict[str, float], kept_at: float, recommended: int | None, final: Any
+    kept: dict[str, float],
+    kept_at: float,
+    recommended: int | None,
+    final: Any,
+    delay: float | None,
 ) -> None:
     """A status edit (or a bug of another version) may put any float under any key a restart
     reads, NaN and infinities included: restoring and the decisions after never raise, and
     stay within the service's bounds."""
     now = 3600.0
     state = restore_state(
-        recommended, now, last_scale_at=now - 60, signals=kept, signals_at=kept_at
+        recommended,
+        now,
+        last_scale_at=now - 60,
+        signals=kept,
+        signals_at=kept_at,
+        scale_down_delay=delay,
     )
     for step in range(3):
         at = now + step * STEP

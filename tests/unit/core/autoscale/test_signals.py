@@ -50,6 +50,7 @@ from tierra.core.autoscale import (
     status_signals,
     update_speed,
 )
+from tierra.core.autoscale.load import slide_max
 from tierra.core.autoscale.signals import latency
 from tierra.core.autoscale.signals.headroom import CLUSTERED_DISPERSION
 from tierra.core.queue_model import mmc_wait_percentile
@@ -1132,8 +1133,8 @@ def test_a_fall_that_spans_a_restart_is_held_as_before() -> None:
     """A ramp from 2 to 12 req/s over 20 minutes (no jump: each start-up rises by a modest
     share of its level), a restart at the top, and the load drops back to 2 req/s within the
     next start-up. Never restarted, that fall is a jump of 10 req/s, held whole; restarted,
-    the highest and lowest rates of the last start-up kept in status pair with the samples
-    after, and it is held as before (the burst summary alone saw no jump)."""
+    the steps of the highest and lowest rates of the last start-up kept in status pair with
+    the samples after, and it is held as before (the burst summary alone saw no jump)."""
     now, startup = 1800.0, 300.0
     slow = inputs(startup_seconds=startup)
 
@@ -1143,7 +1144,9 @@ def test_a_fall_that_spans_a_restart_is_held_as_before() -> None:
     history = tuple((t, ramp(t), 4) for t in (i * STEP for i in range(121)))
     kept = json.loads(json.dumps(status_signals(ScalerState(rates=history), startup)))
     restored = restore_state(4, now + STEP, last_scale_at=now, signals=kept)
-    assert restored.restored_edges == ((1500.0, 9.5), (1800.0, 12.0))
+    # (the lowest rates of all after them, the third held until the latest of the rest)
+    lows = ((1500.0, 9.5), (1515.0, 9.625), (1800.0, 9.75))
+    assert restored.restored_edges == (*lows, (1800.0, 12.0))
     later = tuple((now + k * STEP, 2.0, 4) for k in range(1, 9))
     before = headroom_need(slow, 2.0, (*history, *later))
     after = headroom_need(
@@ -1157,6 +1160,36 @@ def test_a_fall_that_spans_a_restart_is_held_as_before() -> None:
     again = status_signals(replace(restored, rates=later[:2]), startup)
     assert (again["state.recentHigh"], again["state.recentHighAt"]) == (12.0, 1800.0)
     assert ScalerState.from_dict(json.loads(json.dumps(restored.to_dict()))) == restored
+
+
+def test_a_fall_late_in_the_start_up_that_a_restart_splits_is_held_as_before() -> None:
+    """On/off traffic at 4 req/s: 8.9 at 760 s, 8.4 still at 835 s, a restart at 900 s from
+    the state kept at 880 s, and the load is off (0.3 req/s) from 905 s. By 920 s the 8.9 has
+    left the 120 s start-up, and the fall from 8.4 is the one held: kept as a step of the
+    highest rates (the highest of all after it), it pairs with the samples after the restart
+    as it would have (the highest rate alone no longer does)."""
+    startup = 120.0
+    on = {760.0: 8.9, 835.0: 8.4}
+
+    def rate(t: float) -> float:
+        return on.get(t, 4.0) if t < 900 else 0.3
+
+    history = tuple((t, rate(t), 8) for t in (625.0 + i * STEP for i in range(18)))
+    assert history[-1][0] == 880.0
+    kept = json.loads(json.dumps(status_signals(ScalerState(rates=history), startup)))
+    assert (kept["state.recentHigh1"], kept["state.recentHigh1At"]) == (8.4, 835.0)
+    restored = restore_state(8, 900.0, last_scale_at=600.0, signals=kept, signals_at=880.0)
+    later = tuple((t, rate(t), 8) for t in (905.0 + i * STEP for i in range(2)))
+    slow = inputs(startup_seconds=startup)
+    before = headroom_need(slow, 0.3, (*history, *later))
+    after = headroom_need(
+        slow, 0.3, later, restored=restored.restored_burst, edges=restored.restored_edges
+    )
+    only_highest = tuple(e for e in restored.restored_edges if e != (835.0, 8.4))
+    forgot = headroom_need(slow, 0.3, later, restored=restored.restored_burst, edges=only_highest)
+    assert before is not None and after is not None and forgot is not None
+    assert after.replicas == before.replicas == need_for(8.4, startup_seconds=startup)
+    assert forgot.replicas == need_for(4.0, startup_seconds=startup) < after.replicas
 
 
 def test_a_restart_keeps_only_believable_recent_rates() -> None:
@@ -1216,6 +1249,136 @@ def test_a_restart_goes_on_smoothing_the_request_size_it_kept() -> None:
         assert restore_state(4, 1200.0, signals={**kept, **absurd}).sizes is None
     incomplete = {k: v for k, v in kept.items() if k != "state.sizeRequests"}
     assert restore_state(4, 1200.0, signals=incomplete).sizes is None
+
+
+NO_HEADROOM = ScalerParams(speed_prior=1.0, headroom_min_reaction_seconds=math.inf)
+"""Without the burst headroom, which holds a fall's count through its lookback."""
+
+
+def falling_load(restart_at: float | None, delay: float = 300.0, known: bool = True) -> list[int]:
+    """The counts asked for every ``STEP`` (``NO_HEADROOM``) through 20 req/s for 600 s and
+    2 req/s after, each count Ready at once; with ``restart_at``, restarted there from what
+    status kept a step before (the recommendation, the last scale decision and the state),
+    knowing the scale-down delay or not."""
+    state, current, counts = ScalerState(), 4, []
+    kept: tuple[dict[str, float], float] | None = None
+    last_up: tuple[float, int] = (0.0, 0)
+    for i in range(100):
+        now = i * STEP
+        if now == restart_at and kept is not None:
+            signals, at = kept
+            state = restore_state(
+                state.last_replicas,
+                now,
+                last_scale_at=last_up[0],
+                scaled_up_by=last_up[1],
+                signals=signals,
+                signals_at=at,
+                scale_down_delay=delay if known else None,
+                params=NO_HEADROOM,
+            )
+        rate = 20.0 if now < 600 else 2.0
+        rec = recommend(
+            inputs(
+                desired_replicas=current,
+                ready_replicas=current,
+                scale_down_delay_seconds=delay,
+                signals=steady(now, rate, rate * 0.375),
+            ),
+            state,
+            now,
+            NO_HEADROOM,
+        )
+        if rec.replicas > current:
+            last_up = (now, rec.replicas - current)
+        state, current = rec.state, rec.replicas
+        kept = (json.loads(json.dumps(status_signals(state, 60.0, NO_HEADROOM))), now)
+        counts.append(current)
+    return counts
+
+
+@pytest.mark.parametrize(("restart_at", "later"), [(600.0, 1), (750.0, 0), (885.0, 0)])
+def test_a_restart_goes_on_with_the_scale_down_window_status_kept(
+    restart_at: float, later: int
+) -> None:
+    """A fall that spans a restart scales down when the window would have let it: the
+    window's steps are kept with the state, not started afresh (a failover does not hold
+    the load's count a whole scale-down delay more). Only the time between the state kept
+    and the restart is taken at the need last kept: restarted as the load falls, the 20
+    req/s of the step before are held a step longer."""
+    never = falling_load(None)
+    down = never.index(min(never))
+    assert down == (600 + 300) / STEP and never[down - 1] > never[down]
+    held = [never[down - 1]] * later
+    assert falling_load(restart_at) == never[:down] + held + never[down : len(never) - later]
+    # (as before: a restart that does not know the delay waits a whole one from the restart)
+    afresh = falling_load(restart_at, known=False)
+    assert afresh.index(min(afresh)) == (restart_at + 300) / STEP + 1 >= down + later
+
+
+def test_a_restart_from_a_window_as_old_as_the_delay_waits_a_whole_one() -> None:
+    """Status kept longer ago than the scale-down delay (an operator down that long), or a
+    restart that does not know the delay: the window starts at the restart, seeded with the
+    recommended count, and the count is held a whole delay of fresh observations."""
+    state = ScalerState(window=((1000.0, 12), (1100.0, 8), (1200.0, 3)), window_since=400.0)
+    kept = json.loads(json.dumps(status_signals(state, 60.0)))
+    fresh = restore_state(12, 1230.0, signals=kept, signals_at=1200.0, scale_down_delay=300.0)
+    assert fresh.window == ((1000.0, 12), (1100.0, 8), (1230.0, 3))
+    assert fresh.window_since == 400.0
+    for old in (
+        restore_state(12, 1500.0, signals=kept, signals_at=1200.0, scale_down_delay=300.0),
+        restore_state(12, 1230.0, signals=kept, signals_at=1200.0),
+    ):
+        assert old.window == ((old.window_since, 12),)
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        {"state.window1Need": 14.0},  # (needs that rise: not a window's steps)
+        {"state.window1At": 900.0},  # (a step before the one before it)
+        {"state.window2At": 1300.0},  # (a step after the state was kept)
+        {"state.window0At": 300.0},  # (before the window was observed)
+        {"state.window1Need": 7.5},
+        {"state.window0Need": -1.0},
+        {"state.window0Need": math.inf},
+        {"state.windowSince": math.nan},
+    ],
+)
+def test_a_restart_starts_the_window_afresh_from_absurd_steps(edit: dict[str, float]) -> None:
+    state = ScalerState(window=((1000.0, 12), (1100.0, 8), (1200.0, 3)), window_since=400.0)
+    kept = {**status_signals(state, 60.0), **edit}
+    restored = restore_state(12, 1230.0, signals=kept, signals_at=1200.0, scale_down_delay=300.0)
+    assert restored.window == ((1230.0, 12),) and restored.window_since == 1230.0
+
+
+def window_max(window: tuple[tuple[float, int], ...], at: float, delay: float) -> int:
+    """What the window holds at ``at``: its highest need of the last ``delay`` seconds."""
+    return max((need for t, need in window if t >= at - delay), default=0)
+
+
+@given(
+    steps=st.lists(st.tuples(st.floats(1.0, 60.0), st.integers(1, 20)), min_size=1, max_size=12),
+    gap=st.floats(0.0, 299.0),
+)
+def test_a_restored_window_never_holds_a_need_for_less_time(
+    steps: list[tuple[float, int]], gap: float
+) -> None:
+    """Whatever the window's steps (kept as at most three, the rest merged into the last),
+    the window a restart restores holds at every later moment at least what the window
+    that never restarted would have (its need at the restart carried over the gap)."""
+    delay, window, at = 300.0, (), 1000.0
+    for wait, need in steps:
+        at += wait
+        window = slide_max(window, at, need, since=at - delay)
+    state = ScalerState(window=window, window_since=900.0)
+    kept = json.loads(json.dumps(status_signals(state, 60.0)))
+    now = at + gap
+    restored = restore_state(None, now, signals=kept, signals_at=at, scale_down_delay=delay)
+    carried = slide_max(window, now, window[-1][1])
+    for later in (now + i * 7.5 for i in range(45)):
+        assert window_max(restored.window, later, delay) >= window_max(carried, later, delay)
+    assert restored.window[0][1] == window[0][1]
 
 
 def test_the_deadband_widens_to_the_arrival_estimates_noise() -> None:
