@@ -336,6 +336,69 @@ def test_load_step_scales_up_at_once_and_down_after_the_delay(
     twin.clear_load(namespace, "step")
 
 
+def test_a_restarted_operator_scales_down_when_the_window_status_kept_lets_it(
+    fleet_tiers: None,
+    clients: Clients,
+    namespace: str,
+    wait_for: WaitFor,
+    twin: TwinProcess,
+    operator: Any,
+) -> None:
+    """8 requests/s, then 1, and the operator restarts (an upgrade, a failover) halfway
+    through the 120 s scale-down delay: the count the 8 needed goes once the lower need has
+    lasted the delay since the last sample that kept it, as without the restart. The
+    window's steps are in status.autoscaling.state, so the restarted operator does not hold
+    the count a whole delay more."""
+    delay = 120.0
+    scaling = {"minReplicas": 1, "maxReplicas": 8, "scaleDownDelaySeconds": int(delay)}
+    wait_pool_free(clients, wait_for, "central", "h100", 8)
+    create(clients, scaled_service("resumed", namespace, scaling=scaling))
+    wait_placed(clients, wait_for, namespace, "resumed")
+    wait_serving(twin, wait_for, namespace, "resumed", 1)
+    twin.set_load(namespace, "resumed", rate=8.0, prompt_tokens=500, output_tokens=100)
+
+    def needed() -> int:
+        """The count, once a sample's needs keep it (not only the window: the start's
+        over-ask goes after the delay)."""
+        count = recommended(clients, namespace, "resumed") or 0
+        return count if count >= 3 and kept(clients, namespace, "resumed") >= count else 0
+
+    settled = wait_for(
+        needed, timeout=delay + 90, interval=0.1, what="3 or more replicas that 8 req/s keep"
+    )
+    needed_at = observed_at(clients, namespace, "resumed")
+
+    twin.set_load(namespace, "resumed", rate=1.0, prompt_tokens=500, output_tokens=100)
+    # (the state is written with the status: once one after the fall is, it holds the fall)
+    wait_for(
+        lambda: 0 < kept(clients, namespace, "resumed") < settled,
+        timeout=60,
+        what="a status written after the load fell",
+    )
+    fell_at = observed_at(clients, namespace, "resumed")
+    time.sleep(max(0.0, fell_at + delay / 2 - time.time()))
+    assert recommended(clients, namespace, "resumed") == settled  # (the delay holds it)
+    operator.restart()
+    restarted = time.time()
+    wait_for(
+        lambda: (recommended(clients, namespace, "resumed") or settled) < settled,
+        timeout=delay + 60,
+        what="a scale-down after the restart",
+    )
+    scaled = time.time()
+    print(
+        f"\na sample needing {settled} replicas, and one needing fewer "
+        f"{fell_at - needed_at:.0f} s after; restarted {restarted - needed_at:.0f} s after the "
+        f"first, scaled down {scaled - needed_at:.0f} s after it and "
+        f"{scaled - restarted:.0f} s after the restart (scaleDownDelaySeconds {delay:g})"
+    )
+    # (observedAt is cut to whole seconds, which only lengthens the measured wait)
+    assert scaled - needed_at >= delay
+    # (a window started afresh would hold the count the whole delay after the restart)
+    assert scaled - restarted < delay - 25.0, (scaled - needed_at, scaled - restarted)
+    twin.clear_load(namespace, "resumed")
+
+
 def test_a_schedule_s_replicas_serve_from_its_start_and_leave_after_it(
     fleet_tiers: None,
     clients: Clients,

@@ -473,6 +473,16 @@ def with_status(status: dict[str, Any]) -> Any:
     return type(SERVICE).model_validate(body)
 
 
+def with_kept_state(state: dict[str, float], kept_at: float, **status: Any) -> Any:
+    """The service recommended at 6 replicas, with ``state`` kept in status at ``kept_at``
+    (epoch seconds), beside the rest of ``status``."""
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(kept_at))
+    autoscaling = {"mode": "auto", "recommendedReplicas": 6, "reason": "x"}
+    return with_status(
+        {"autoscaling": {**autoscaling, "state": state, "stateTime": stamp}, **status}
+    )
+
+
 async def test_the_rate_signals_are_sampled_and_the_state_goes_into_last_scale() -> None:
     values = {**BUSY, "irate(vllm:request_success_total": 9.0, "prompt_tokens_total": 4000.0}
     async with prometheus(values) as (url, seen):
@@ -543,23 +553,14 @@ async def test_a_restart_goes_on_with_the_scale_down_window_status_kept(kept_ago
     scales down as the window lets it, rather than holding 6 a whole delay more; kept 200 s
     ago (longer than the delay), the window starts afresh and the count is held."""
     now = time.time()
-    restarted = with_status(
-        {
-            "autoscaling": {
-                "mode": "auto",
-                "recommendedReplicas": 6,
-                "reason": "x",
-                "state": {
-                    "state.windowSince": round(now - 900.0, 1),
-                    "state.window0At": round(now - 130.0, 1),
-                    "state.window0Need": 6.0,
-                    "state.window1At": round(now - kept_ago, 1),
-                    "state.window1Need": 2.0,
-                },
-                "stateTime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now - kept_ago)),
-            },
-        }
-    )
+    window = {
+        "state.windowSince": round(now - 900.0, 1),
+        "state.window0At": round(now - 130.0, 1),
+        "state.window0Need": 6.0,
+        "state.window1At": round(now - kept_ago, 1),
+        "state.window1Need": 2.0,
+    }
+    restarted = with_kept_state(window, now - kept_ago)
     assert SERVICE.spec.scaling.scale_down_delay_seconds == 120
     rec = await first_step_after_restart(restarted)
     if kept_ago < 120:
@@ -583,31 +584,22 @@ async def test_a_restart_takes_the_newer_of_the_status_s_state_and_the_last_deci
         return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now - seconds_ago))
 
     kept_at = 30.0 if newer == "state" else 4 * 3600.0
-    restarted = with_status(
-        {
-            "autoscaling": {
-                "mode": "auto",
-                "recommendedReplicas": 6,
-                "reason": "x",
-                "state": {
-                    "state.speed": 0.9,
-                    "state.burstRise": 20.0,
-                    "state.burstPeak": 22.0,
-                    "state.burstJump": 20.0,
-                    "state.burstSwing": 0.0,
-                    "state.burstShare": 0.0,
-                },
-                "stateTime": stamp(kept_at),
-            },
-            "lastScale": {
-                "time": stamp(3 * 3600.0),
-                "from": "2",
-                "to": "6",
-                "reason": "x",
-                "signals": {"state.speed": 0.8},
-            },
-        }
-    )
+    burst = {
+        "state.speed": 0.9,
+        "state.burstRise": 20.0,
+        "state.burstPeak": 22.0,
+        "state.burstJump": 20.0,
+        "state.burstSwing": 0.0,
+        "state.burstShare": 0.0,
+    }
+    last_scale = {
+        "time": stamp(3 * 3600.0),
+        "from": "2",
+        "to": "6",
+        "reason": "x",
+        "signals": {"state.speed": 0.8},
+    }
+    restarted = with_kept_state(burst, now - kept_at, lastScale=last_scale)
     rec = await first_step_after_restart(restarted)
     if newer == "state":
         assert rec.state.speed == 0.9
