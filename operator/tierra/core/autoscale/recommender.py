@@ -192,7 +192,7 @@ def _why(winner: SignalNeed | None, seen: Observed, load: Load) -> str:
     growth, rise = load.implied.growth, load.implied.rise
     if growth is not None and winner.signal == "arrival":
         why = f"{why} (completions at saturation + the backlog's growth, {growth:+.3g} req/s)"
-    if rise > 0 and winner.signal in ("arrival", "queue"):
+    if rise > 0 and winner.signal in ("arrival", "queue", "headroom"):
         trust = load.implied.trust
         believed = "" if trust > 0.995 else f", {trust:.0%} of it: as far as recent rises lasted"
         why = (

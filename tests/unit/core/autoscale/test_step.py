@@ -246,6 +246,32 @@ def test_an_extrapolated_rise_sizes_the_decision_but_not_the_burst_history() -> 
     assert 11.0 <= peak <= 13.0, peak
 
 
+def test_the_headroom_s_reason_says_its_rate_now_was_extrapolated() -> None:
+    """At 2 s scrapes, 30 req/s for a minute, then 2 req/s for over four minutes: the
+    headroom holds the burst. A rise to 12 req/s that a third of an interval shows (7 req/s)
+    is extrapolated; the headroom, held above that rate now, wins, and its reason says how
+    much of the rate now is extrapolated, as the arrival and queue signals' do."""
+    params = replace(TRUSTED, headroom_min_reaction_seconds=0.0)
+    state, replicas, in_system = ScalerState(), 4, 0.3
+    rates = [2.0] * 31 + [30.0] * 30 + [2.0] * 140 + [7.0]
+    for k, arrivals in enumerate(rates):
+        completions = min(arrivals, replicas / WORK)
+        in_system = max(0.3, in_system + (arrivals - completions) * 2.0)
+        waiting, running = max(0.0, in_system - 8 * replicas), min(in_system, 8.0 * replicas)
+        sample = scrape(2.0 * k, waiting, running, completions, 2.0)
+        ready = {"desired_replicas": replicas, "ready_replicas": replicas}
+        rec = recommend(
+            inputs(**ready, max_replicas=30, startup_seconds=60.0, signals=sample),
+            state,
+            2.0 * k,
+            params,
+        )
+        state, replicas = rec.state, rec.replicas
+    assert rec.signal == "headroom", rec.reason
+    assert rec.state.interval_rise > 0
+    assert extrapolated(rec.reason) == pytest.approx(rec.state.interval_rise, abs=0.01)
+
+
 def test_a_burst_of_one_short_interval_is_held_as_the_15_s_window_s_rate() -> None:
     """At 2 s scrapes, 5 req/s with one interval of 15 req/s (30 requests in 2 s): the burst
     history keeps the last 15 s's rate (6.25 req/s, as a 15 s scrape shows it), not
