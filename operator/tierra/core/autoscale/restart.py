@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
+from typing import TypeVar
 
 from .model import API_MAX_REPLICAS, DEFAULT_PARAMS, HUGE, ScalerParams
 from .signals.headroom import (
@@ -18,6 +19,8 @@ from .signals.headroom import (
     rate_dispersion,
 )
 from .state import ScalerState, Unhelped
+
+Value = TypeVar("Value", int, float)
 
 MAX_AGE = 86_400.0
 """A kept rate older than this (seconds) is a status edit: the burst history is shorter."""
@@ -39,22 +42,19 @@ GOAL_KEYS = {"p95 latency": "latency", "p95 TTFT": "ttft"}
 UNHELPED_FIELDS = ("ratio", "ready", "probeRatio", "probeReady", "floor")
 """``state.unhelped.<goal>.<field>``: a latency feedback's verdict (``Unhelped``)."""
 
-EDGE_STEPS = 3
-"""The steps of the highest and of the lowest rates of the last start-up status keeps: each
-rate the highest (lowest) of all after it, the rest merged into the last kept (its rate, at
-the latest of them), so that a fall (rise) the restart splits pairs with the samples after
-as it would have, or as a larger one, however late within the start-up it comes."""
+STEPS_KEPT = 3
+"""How many steps of a staircase status keeps: of the scale-down window (``ScalerState.window``,
+its needs), and of the highest and of the lowest rates of the last start-up (each rate the
+highest, or lowest, of all after it). The first are kept as they are and the rest merged into
+the last kept (its value, at the latest of them), so a restart holds no need for less time
+than the window would have, and a fall (or rise) it splits pairs with the samples after as it
+would have, or as a larger one, however late within the start-up it comes."""
 
 
 def _step(i: int) -> str:
     """The key's step number: none for the first (the keys an older version wrote)."""
     return str(i) if i else ""
 
-
-WINDOW_STEPS = 3
-"""The steps of the scale-down window (``ScalerState.window``) status keeps: the highest
-needs as they are, and those after merged into the last kept (its need, until the latest of
-them), so a restart holds no step for less time than the window would have."""
 
 STATE_SIGNALS = (
     "state.speed",
@@ -67,7 +67,7 @@ STATE_SIGNALS = (
     *(
         f"state.recent{edge}{_step(i)}{part}"
         for edge in ("High", "Low")
-        for i in range(EDGE_STEPS)
+        for i in range(STEPS_KEPT)
         for part in ("", "At")
     ),
     "state.crowd",
@@ -82,7 +82,7 @@ STATE_SIGNALS = (
     "state.askedAt",
     "state.askedRate",
     "state.windowSince",
-    *(f"state.window{i}{part}" for i in range(WINDOW_STEPS) for part in ("At", "Need")),
+    *(f"state.window{i}{part}" for i in range(STEPS_KEPT) for part in ("At", "Need")),
     *(f"state.unhelped.{goal}.{f}" for goal in GOAL_KEYS.values() for f in UNHELPED_FIELDS),
 )
 """Keys under which ``status_signals`` writes what a restart needs into the last scale
@@ -155,7 +155,7 @@ def status_signals(
     if state.window and state.window_since is not None:
         # (rounded up: a step kept a little longer, never shorter)
         out["state.windowSince"] = math.ceil(state.window_since * 10) / 10
-        for i, (t, need) in enumerate(_steps(state.window)):
+        for i, (t, need) in enumerate(_kept_steps(state.window)):
             out[f"state.window{i}At"] = math.ceil(t * 10) / 10
             out[f"state.window{i}Need"] = float(need)
     if state.sizes is not None:
@@ -303,7 +303,7 @@ def _window(
     if seen_at is None or delay is None or since is None or not 0 <= now - seen_at < delay:
         return None
     steps: list[tuple[float, int]] = []
-    for i in range(WINDOW_STEPS):
+    for i in range(STEPS_KEPT):
         at, need = value(f"state.window{i}At"), value(f"state.window{i}Need")
         if at is None or need is None:
             break
@@ -324,25 +324,21 @@ def _window(
 def _edge_steps(recent: list[tuple[float, float]], sign: float) -> tuple[tuple[float, float], ...]:
     """The (time, rate) of ``recent`` that are the highest (``sign`` 1) or lowest (-1) of all
     after them, the extreme first; of equal rates the latest, which pairs with the samples
-    after for longest. At most ``EDGE_STEPS``, the last held until the latest of the rest."""
+    after for longest (``_kept_steps`` of them)."""
     steps: list[tuple[float, float]] = []
     for t, rate in sorted(recent, reverse=True):
         if not steps or sign * rate > sign * steps[-1][1]:
             steps.append((t, rate))
-    steps.reverse()
-    if len(steps) <= EDGE_STEPS:
-        return tuple(steps)
-    *first, (_, rate) = steps[:EDGE_STEPS]
-    return (*first, (steps[-1][0], rate))
+    return _kept_steps(tuple(reversed(steps)))
 
 
-def _steps(window: tuple[tuple[float, int], ...]) -> tuple[tuple[float, int], ...]:
-    """The scale-down window's first ``WINDOW_STEPS`` steps, the last of them held until the
-    latest step after it (whose needs are lower)."""
-    if len(window) <= WINDOW_STEPS:
-        return window
-    *first, (_, need) = window[:WINDOW_STEPS]
-    return (*first, (window[-1][0], need))
+def _kept_steps(steps: tuple[tuple[float, Value], ...]) -> tuple[tuple[float, Value], ...]:
+    """The first ``STEPS_KEPT`` (time, value) of a staircase, the last of them held until
+    the latest of those after it."""
+    if len(steps) <= STEPS_KEPT:
+        return steps
+    *first, (_, value) = steps[:STEPS_KEPT]
+    return (*first, (steps[-1][0], value))
 
 
 def _asked(state: ScalerState) -> tuple[float, float] | None:
@@ -369,13 +365,13 @@ def _asked_rate(
 def _edges(
     value: Callable[[str], float | None], seen_at: float | None
 ) -> tuple[tuple[float, float], ...]:
-    """(time, rate) of the steps of the highest and lowest rates kept (``EDGE_STEPS``),
+    """(time, rate) of the steps of the highest and lowest rates kept (``STEPS_KEPT``),
     leaving out any a status edit made absurd; none without the time they were kept."""
     if seen_at is None:
         return ()
     out = set()
     for edge in ("High", "Low"):
-        for i in range(EDGE_STEPS):
+        for i in range(STEPS_KEPT):
             key = f"state.recent{edge}{_step(i)}"
             rate, at = value(key), value(f"{key}At")
             if rate is None or at is None or not 0 <= rate <= HUGE:
