@@ -1043,10 +1043,11 @@ async def step_fleet(
     in_pass: bool,
     tiers: Mapping[str, Any] = TIERS,
     placements: list[RunningPlacement] = TWO,
+    clock: Callable[[], float] = time.time,
     **spec: Any,
 ) -> dict[str, Any]:
     """The report of each service after one step of all of them at once."""
-    scaler = Autoscaler(url, clock=time.time)
+    scaler = Autoscaler(url, clock=clock)
     services = {
         n: service(n, uid=f"uid-{n}", variants=[variant("h100", model="H100")], slo=SLO, **spec)
         for n in names
@@ -1069,11 +1070,12 @@ async def step_fleet(
 
 
 async def test_a_pass_samples_every_service_with_one_query_per_metric() -> None:
+    started = time.time()  # (one clock for both, so observedAt cannot cross a second between them)
     async with fleet_prometheus(FLEET) as (url, seen):
-        alone = await step_fleet(url, list(FLEET), in_pass=False)
+        alone = await step_fleet(url, list(FLEET), in_pass=False, clock=lambda: started)
         asked_alone = len(seen)
         seen.clear()
-        together = await step_fleet(url, list(FLEET), in_pass=True)
+        together = await step_fleet(url, list(FLEET), in_pass=True, clock=lambda: started)
     grouped = [q for q in seen if "[10m]" not in q]  # (not the scrape-interval measurement)
     assert asked_alone - len(FLEET) == 3 * len(grouped)  # (each service's 12, then 12 in all)
     assert len(set(grouped)) == len(grouped) == 12
