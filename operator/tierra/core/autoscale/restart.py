@@ -18,6 +18,7 @@ from .signals.headroom import (
     mix_weights,
     rate_dispersion,
 )
+from .starting import rates_at_asks
 from .state import ScalerState, Unhelped
 
 Value = TypeVar("Value", int, float)
@@ -347,7 +348,7 @@ def _asked(state: ScalerState) -> tuple[float, float] | None:
     at = state.last_scale_up_at
     if at is None or all(t != at for t, _ in state.starting):
         return None
-    rates = {**dict(state.asked_rates), **{t: rate for t, rate, _ in state.rates}}
+    rates = rates_at_asks(state, state.rates)
     return (at, rates[at]) if at in rates else None
 
 

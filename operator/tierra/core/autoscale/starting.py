@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Iterable
 
 from .model import ScalerParams, ScalingInputs, SignalNeed
 from .state import ScalerState
@@ -82,6 +83,14 @@ def cancelled_by(
     return max(min(inputs.desired_replicas - replicas, asked, unready), 0)
 
 
+def rates_at_asks(
+    state: ScalerState, rates: Iterable[tuple[float, float, int]]
+) -> dict[float, float]:
+    """Time -> arrivals then: the burst history's samples (``rates``), and the asks a restart
+    kept (``asked_rates``) where the history, emptied by the restart, has none."""
+    return {**dict(state.asked_rates), **{t: rate for t, rate, _ in rates}}
+
+
 def still_asked_for(
     inputs: ScalingInputs,
     state: ScalerState,
@@ -108,7 +117,7 @@ def still_asked_for(
     lag = inputs.startup_seconds + params.ready_lag_seconds
     # (the history's samples within the last start-up time, not all of it)
     recent = itertools.takewhile(lambda sample: now - sample[0] < lag, reversed(rates))
-    at_ask = {**dict(state.asked_rates), **{t: rate for t, rate, _ in recent}}
+    at_ask = rates_at_asks(state, recent)
     kept = sum(
         n
         for asked, n in state.starting
