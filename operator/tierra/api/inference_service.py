@@ -577,9 +577,10 @@ class AutoscalingStatus(ApiModel):
         default=None,
         description=(
             "Replicas the last sample keeps against a scale-down: the largest of its signals' "
-            "needs at the top of the deadband (10 % more load, more at a low arrival rate, "
-            "whose noise widens it). A scale-down goes to the largest of these "
-            "over spec.scaling.scaleDownDelaySeconds."
+            "needs at the top of the deadband (the arrival and queue signals at 10 % more "
+            "load, more at a low arrival rate, whose noise widens it; the headroom, already "
+            "held above the load, and latency feedback at their own need). A scale-down goes "
+            "to the largest of these over spec.scaling.scaleDownDelaySeconds."
         ),
     )
     reason: str = Field(default="", description="Why the recommender asks for this count.")

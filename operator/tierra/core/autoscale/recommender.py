@@ -13,7 +13,8 @@ Behaviour
 * **Deadband (hysteresis), in load space**, ``tolerance`` = 10 %: the count goes up only when
   the need at 90 % of the observed load exceeds it (a smaller excess is absorbed by the queue
   model's headroom), and comes down to the need at 110 % of the load (its max over the
-  window), and then only by at least 10 % of the count (at least one replica). So a count is
+  window; the burst headroom keeps its own need, held above the load already), and then only
+  by at least 10 % of the count (at least one replica). So a count is
   kept while the load moves within about +-10 % of what it was sized for, and a count set at
   the top of noisy load is not trimmed and re-grown. Latency feedback, an observed violation,
   is exempt. With fewer than ten replicas the band is at least one whole replica. For the

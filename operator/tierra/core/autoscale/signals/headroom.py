@@ -506,6 +506,8 @@ def headroom_need(
         )
     low = max(replicas(held * (1 - deadband(arrival_rate, params))) if by_rate else 0, by_crowd)
     need = max(by_rate, by_crowd)
+    # (what a scale-down keeps is the need itself, not the need at the top of the deadband:
+    # the held rate is already the rate now plus the largest rise the lookback saw)
     return SignalNeed("headroom", need, why, low, need, forecast=ramping and by_rate >= by_crowd)
 
 
