@@ -133,6 +133,7 @@ def test_a_values_typo_fails_naming_it(helm: Helm, values: dict[str, Any], named
     with pytest.raises(subprocess.CalledProcessError) as failure:
         _objects(helm, values)
     assert named in failure.value.stderr, failure.value.stderr
+    assert named in str(failure.value)  # (what a failing fixture's traceback shows)
 
 
 def test_values_schema_is_generated_and_in_sync() -> None:

@@ -230,6 +230,15 @@ def render_values_schema() -> str:
     return json.dumps(values_schema(), indent=2, sort_keys=False) + "\n"
 
 
+class HelmFailed(subprocess.CalledProcessError):
+    """A helm command that exited non-zero, with what helm said in its message (a plain
+    ``CalledProcessError`` says only the exit status, which tells a CI log nothing)."""
+
+    def __str__(self) -> str:
+        said = str(self.stderr or self.stdout or "").strip()
+        return f"{super().__str__()}\nhelm said: {said[-2000:]}" if said else super().__str__()
+
+
 class Helm:
     """The pinned ``helm``, with its configuration, cache and data kept under ``home`` (never
     the user's ``~/.config/helm``), and an optional kubeconfig and context."""
@@ -263,9 +272,7 @@ class Helm:
             argv, capture_output=True, text=True, env=self.env(), timeout=timeout, check=False
         )
         if check and result.returncode != 0:
-            raise subprocess.CalledProcessError(
-                result.returncode, argv, result.stdout, result.stderr
-            )
+            raise HelmFailed(result.returncode, argv, result.stdout, result.stderr)
         return result
 
     def template(
