@@ -159,6 +159,14 @@ def step_scale_up(
     )
 
 
+def window_kept(clients: Clients, namespace: str, name: str) -> dict[str, Any]:
+    """The scale-down window's steps in ``status.autoscaling.state``, with its time."""
+    autoscaling = status(clients, namespace, name).get("autoscaling") or {}
+    state = autoscaling.get("state") or {}
+    steps = {k: v for k, v in state.items() if k.startswith("state.window")}
+    return {"stateTime": autoscaling.get("stateTime"), **steps}
+
+
 def observed_at(clients: Clients, namespace: str, name: str) -> float:
     """When the sample behind the needs in status was observed (epoch seconds)."""
     stamp = (status(clients, namespace, name).get("metrics") or {}).get("observedAt")
@@ -378,19 +386,32 @@ def test_a_restarted_operator_scales_down_when_the_window_status_kept_lets_it(
     fell_at = observed_at(clients, namespace, "resumed")
     time.sleep(max(0.0, fell_at + delay / 2 - time.time()))
     assert recommended(clients, namespace, "resumed") == settled  # (the delay holds it)
+    kept_before = window_kept(clients, namespace, "resumed")
     operator.restart()
     restarted = time.time()
-    wait_for(
-        lambda: (recommended(clients, namespace, "resumed") or settled) < settled,
-        timeout=delay + 60,
-        what="a scale-down after the restart",
-    )
+    seen: list[str] = []
+
+    def scaled_down() -> bool:
+        autoscaling = status(clients, namespace, "resumed").get("autoscaling") or {}
+        said = f"{autoscaling.get('recommendedReplicas')}: {autoscaling.get('reason')}"
+        if not seen or seen[-1] != said:
+            seen.append(said)
+        return int(autoscaling.get("recommendedReplicas") or settled) < settled
+
+    try:
+        wait_for(scaled_down, timeout=delay + 60, what="a scale-down after the restart")
+    except pytest.fail.Exception as failed:
+        raise AssertionError(
+            f"{failed}; the window status kept before the restart: {kept_before}; "
+            f"the reasons after it: {seen}"
+        ) from None
     scaled = time.time()
     print(
         f"\na sample needing {settled} replicas, and one needing fewer "
         f"{fell_at - needed_at:.0f} s after; restarted {restarted - needed_at:.0f} s after the "
         f"first, scaled down {scaled - needed_at:.0f} s after it and "
-        f"{scaled - restarted:.0f} s after the restart (scaleDownDelaySeconds {delay:g})"
+        f"{scaled - restarted:.0f} s after the restart (scaleDownDelaySeconds {delay:g}); the "
+        f"window status kept before the restart: {kept_before}; the reasons after it: {seen}"
     )
     # (observedAt is cut to whole seconds, which only lengthens the measured wait)
     assert scaled - needed_at >= delay

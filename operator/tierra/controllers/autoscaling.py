@@ -71,6 +71,8 @@ class AutoscalingLoop:
             state = self.cache.states.get(key)
             if body is None or state is None or body["metadata"].get("deletionTimestamp"):
                 return
+            if not state.running_known:
+                return  # (its first reconcile says where it runs; the next pass steps it)
             try:
                 service = self.cache.validate(key, body)
             except ValidationError:

@@ -28,6 +28,11 @@ class ServiceState:
     running: list[RunningPlacement] = field(default_factory=list)
     """Where the last reconcile placed it (the autoscaler's current replicas)."""
     ready: int = 0
+    running_known: bool = False
+    """A reconcile has set ``running`` and ``ready``. Before that (a new service, or any
+    service just after an operator restart) the autoscaler has no current count to scale
+    from: stepped on none, it would read a service at 8 replicas as one at 0 and "activate"
+    it to what the load needs, a scale-down that skipped scaleDownDelaySeconds."""
     written: Obj | None = None
     """The service as our last write of it (finalizer or status patch) returned it, while the
     watch has not caught up with that write: reconciles that run before our own write's event

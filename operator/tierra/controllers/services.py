@@ -291,6 +291,7 @@ class ServiceController:
             for p in todo.decision.placements
         ]
         state.ready = sum(todo.ready.values())
+        state.running_known = True
         self.autoscaler.placed(key, state.running, self.fleet.tiers)
         latest = self.cache.latest(key) or body  # with the finalizer just added
         said = report(
