@@ -975,8 +975,8 @@ def tail_prompt_trace(path: Path, seconds: float = 1200.0) -> Path:
     return path
 
 
-# (up to five rounds of about 2 min on a loaded machine: the start's over-ask, feedback that
-# a dip of the p95 lets the arrivals scale down, and the test from the lower count)
+# (a round is a start-up and two latency windows, about 2 min: the start's over-ask, the
+# feedback's doubling, its verdict; more when a dip or the arrivals' noise defer it)
 @pytest.mark.timeout(1260)
 def test_a_ttft_the_longest_prompts_alone_miss_is_not_chased_with_replicas(
     fleet_tiers: None,
@@ -988,13 +988,13 @@ def test_a_ttft_the_longest_prompts_alone_miss_is_not_chased_with_replicas(
     operator: Any,
 ) -> None:
     """One prompt in ten has 4,000 tokens: 1 s of prefill alone at the profiled 4,000 tokens/s,
-    over a 600 ms TTFT goal at any count, while the mean prompt's floor (670 tokens, 170 ms)
-    is within reach. Replicas are added (by the feedback, or by the arrival signal at the
-    trace's start); once half as many again per request serve and the p95 TTFT is where it
-    was, the reason says the goal is not chased, and the count falls back from the feedback's
-    to what the arrivals need (it went on doubling to maxReplicas). A restarted operator
-    keeps the verdict (from the scale decision's status signals) instead of testing it again
-    with more replicas."""
+    over a 400 ms TTFT goal at any count, while the mean prompt's floor (670 tokens, 170 ms)
+    is within reach. The p95 TTFT at about twice the goal, the feedback doubles the replicas
+    (a test of 1.5x per request arriving that the arrival rate's own noise does not defer);
+    once they serve and the p95 TTFT is where it was, the reason says the goal is not chased,
+    and the count falls back from the feedback's to what the arrivals need (it went on
+    doubling to maxReplicas). A restarted operator keeps the verdict (from the scale
+    decision's status signals) instead of testing it again with more replicas."""
     wait_pool_free(clients, wait_for, "central", "h100", 16)
     create(
         clients,
@@ -1002,7 +1002,7 @@ def test_a_ttft_the_longest_prompts_alone_miss_is_not_chased_with_replicas(
             "tail-prompts",
             namespace,
             variants=[fast_variant("h100", "nvidia-gpu", "H100", prefillTokensPerSecond=4000)],
-            slo={"latencyP95Ms": 20000, "ttftP95Ms": 600, "maxQueuePerReplica": 16},
+            slo={"latencyP95Ms": 20000, "ttftP95Ms": 400, "maxQueuePerReplica": 16},
             scaling={"minReplicas": 1, "maxReplicas": 16, "scaleDownDelaySeconds": 20},
         ),
     )
@@ -1023,7 +1023,7 @@ def test_a_ttft_the_longest_prompts_alone_miss_is_not_chased_with_replicas(
 
     # (the size is measured over a minute; feedback waits for the new replicas and two latency
     # windows, 5 s + 120 s, after each scale-up and 120 s after a backlog, and the p95 TTFT is
-    # judged then: 4-7 min on a quiet machine)
+    # judged then: about 4.5 min on a quiet machine)
     try:
         said = wait_for(
             lambda: "more replicas did not bring it closer" in (why := reason()) and why,
@@ -1035,7 +1035,7 @@ def test_a_ttft_the_longest_prompts_alone_miss_is_not_chased_with_replicas(
     assert "p95 TTFT" in said and "not chased" in said, said
     tested = recommended(clients, namespace, "tail-prompts") or 0
     counts = []
-    for _ in range(15):
+    for _ in range(10):
         reason()
         counts.append(recommended(clients, namespace, "tail-prompts") or 0)
         time.sleep(3.0)
@@ -1049,11 +1049,12 @@ def test_a_ttft_the_longest_prompts_alone_miss_is_not_chased_with_replicas(
     operator.restart()
     before = len(decisions)
     said_after = []
-    for _ in range(30):
+    for _ in range(20):
         said_after.append(reason())
         time.sleep(3.0)
-    # (without the verdict the first samples over the goal after the restart ask for replicas
-    # again; the p95 TTFT dips under the goal now and then, when fewer long prompts came)
+    # (without the verdict the first sample after the restart, settled and over the goal, asks
+    # for replicas again; the p95 TTFT dips under the goal now and then, when fewer long
+    # prompts came)
     again = [d for d in decisions[before:] if "latency:" in d]
     assert not again, decisions[before:]
     assert any("more replicas did not bring it closer" in why for why in said_after), said_after
