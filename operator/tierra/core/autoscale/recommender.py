@@ -7,7 +7,9 @@ Behaviour
   target is the max need over that window (and so never below the current SLO-safe count). A
   gap in the metrics restarts the observation. Never while the observed p95 latency or TTFT
   is above the SLO (``over_slo``): the signals that find the count too high are wrong for now
-  (unless more replicas were seen not to bring it closer: ``tested_feedback``). Never below
+  (unless more replicas were seen not to bring it closer: ``tested_feedback``), nor, once
+  replicas were added for it, before it has been met for a latency window (``on_trial``: a
+  dip of the p95 is not the replicas' verdict). Never below
   the replicas still starting whose load is still here (``still_asked_for``), whatever the
   delay: removed, they would be asked for again a whole start-up later.
 * **Deadband (hysteresis), in load space**, ``tolerance`` = 10 %: the count goes up only when
@@ -68,7 +70,7 @@ from .sanitise import sanitised_inputs
 from .signals import SCALERS
 from .signals.arrival import deadband
 from .signals.headroom import burst_lookback, burst_memory
-from .signals.latency import over_slo, worst_goal
+from .signals.latency import on_trial, over_slo, worst_goal
 from .starting import cancelled_by, forecast_asks, starting_after, still_asked_for
 from .state import Recommendation, ScalerState
 
@@ -234,14 +236,15 @@ def _count(
     found: list[SignalNeed],
     load: Load,
     why: str,
-    over: tuple[float, str] | None,
+    held: str | None,
     window: tuple[tuple[float, int], ...],
     idle_since: float | None,
 ) -> tuple[int, str]:
     """(replicas, why): the count the needs ask for, within the bounds. A scale-up beyond the
     deadband is at once; a scale-down waits for ``scaleDownDelaySeconds`` of observations, goes
-    to the highest need of that window, never while a goal the replicas can meet is missed
-    (``over``), and never below the replicas still starting whose load is still here."""
+    to the highest need of that window, never while a goal the replicas can meet is missed or
+    the replicas added for it are on trial (``held``: why), and never below the replicas still
+    starting whose load is still here."""
     current = inputs.desired_replicas
     raw = max((n.replicas for n in found), default=current)
     idle_needed = idle_before_zero(inputs)
@@ -280,10 +283,10 @@ def _count(
         asked = still_asked_for(inputs, state, now, load.rates, params)
         unready = max(current - inputs.ready_replicas, 0)
         kept_starting = min(current, current - unready + asked) if asked else 0
-        if over is not None:
+        if held is not None:
             # (a count that the other signals find too high while requests miss the SLO is
             # a model that is wrong for now: a new request mix, a slower replica)
-            why = f"{why} (scale-down waits: {over[1]})"
+            why = f"{why} (scale-down waits: {held})"
         elif observed < delay:
             why = f"{why} (scale-down waits: metrics observed for {observed:.0f} of {delay:g} s)"
         elif lowest >= current:
@@ -341,6 +344,8 @@ def recommend(
     winner = max(found, key=lambda n: n.replicas) if found else None
     # (the goals over the SLO that the replicas can meet: what holds a scale-down)
     over = over_slo(inputs, signals, seen.unmeetable)
+    trial = on_trial(seen.latency_probe, inputs, signals, now, params)
+    held = over[1] if over is not None else trial
     current = inputs.desired_replicas
     keep = max((n.high for n in found), default=current)
     window = slide_max(
@@ -353,7 +358,7 @@ def recommend(
         None if load.active else (state.idle_since if state.idle_since is not None else now)
     )
     replicas, why = _count(
-        inputs, state, now, params, found, load, _why(winner, seen, load), over, window, idle_since
+        inputs, state, now, params, found, load, _why(winner, seen, load), held, window, idle_since
     )
     cancels = 0
     if replicas > current:

@@ -1281,6 +1281,47 @@ def test_a_dip_under_the_goal_does_not_end_a_test(met_for: float, judged: bool) 
     assert ("latency" in third.needs) is not judged
 
 
+@pytest.mark.parametrize(("dip", "judged"), [(15.0, True), (30.0, True), (60.0, False)])
+def test_a_dip_under_the_goal_keeps_the_replicas_on_trial(dip: float, judged: bool) -> None:
+    """The fleet run that flapped: a p95 TTFT at x2 on 4 is fed back to 8, and 70 s later,
+    while the 8 settle, the p95 dips under the goal. With a 20 s scaleDownDelaySeconds the
+    arrivals (1 req/s: 1 replica) scaled the 8 down there, the p95 was over again on 1, and
+    the feedback asked again, never judged. A dip shorter than a latency window now keeps the
+    8, and once they have settled they are judged (x1.95 on 8 against x2.00 on 4: not
+    chased); met for a whole window, the 8 helped, and the scale-down goes on."""
+
+    def sample(now: float, ttft: float) -> ScalingInputs:
+        return replace(ttft_sample(now, ttft, 8), scale_down_delay_seconds=20.0)
+
+    first = recommend(ttft_sample(1000.0, 800.0, 4), ScalerState(), 1000.0)
+    assert first.replicas == 8
+    state, now, replicas = first.state, 1000.0, 8
+    reasons = []
+    for _ in range(4):
+        now += 15.0
+        state = (rec := recommend(sample(now, 800.0), state, now)).state
+    for _ in range(int(dip / 15.0) + 1):
+        now += 15.0
+        rec = recommend(sample(now, 350.0), state, now)
+        state, replicas = rec.state, min(replicas, rec.replicas)
+        reasons.append(rec.reason)
+    assert (replicas == 8) is judged, reasons
+    if judged:
+        assert (
+            "scale-down waits: p95 TTFT met for 0 of 60 s, over it (x2.00) on 4 ready: the "
+            "replicas added since are on trial" in reasons[0]
+        ), reasons[0]
+        while now < 1000.0 + 60.0 + 2 * 60.0 + 15.0:
+            now += 15.0
+            state = (rec := recommend(sample(now, 780.0), state, now)).state
+        assert (
+            "not chased: more replicas did not bring it closer (x1.95 on 8 ready, x2.00 "
+            "on 4" in rec.reason
+        ), rec.reason
+    else:
+        assert "scale down 8 -> " in reasons[-1], reasons
+
+
 @pytest.mark.parametrize(("max_replicas", "judged"), [(20, True), (8, True), (4, False)])
 def test_replicas_another_signal_adds_test_the_latency_feedback_too(
     max_replicas: int, judged: bool

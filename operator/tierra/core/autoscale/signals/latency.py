@@ -109,6 +109,11 @@ def tested_feedback(
     ratios = goal_ratios(inputs, signals)
     unhelped = _still_unhelped(state.unhelped, ratios, now, params)
     probe, ready = state.latency_probe, inputs.ready_replicas
+    if probe is not None and (ratio := ratios.get(probe.goal)) is not None:
+        # (also while the feedback waits: a dip there holds the replicas on trial as one does
+        # after, ``on_trial``)
+        met = probe.met_since if probe.met_since is not None else now
+        probe = probe._replace(met_since=met if ratio <= 1 else None)
     if _feedback_waits(inputs, state, now, params):
         return probe, unhelped
     if probe is not None and ready < probe.ready:
@@ -119,13 +124,11 @@ def tested_feedback(
         ratio = ratios.get(probe.goal)
         if ratio is None:
             return probe, unhelped
-        if ratio <= 1:
+        if probe.met_since is not None:
             # (a test goes on through a dip of the p95 under the goal: met for a window, it ends)
-            since = probe.met_since if probe.met_since is not None else now
-            if now - since < params.latency_window_seconds:
-                return probe._replace(met_since=since), unhelped
+            if now - probe.met_since < params.latency_window_seconds:
+                return probe, unhelped
         else:
-            probe = probe._replace(met_since=None)
             grown = ready / max(probe.ready, 1)
             if signals.arrival_rate and probe.arrival:
                 grown *= probe.arrival / signals.arrival_rate
@@ -144,6 +147,31 @@ def tested_feedback(
         return None, unhelped
     first, goal, _ = worst
     return LatencyProbe(now, ready, first, goal, signals.arrival_rate), unhelped
+
+
+def on_trial(
+    probe: LatencyProbe | None,
+    inputs: ScalingInputs,
+    signals: Signals,
+    now: float,
+    params: ScalerParams = DEFAULT_PARAMS,
+) -> str | None:
+    """Why a scale-down waits for the replicas added since a latency probe (None: none on
+    trial): its goal is met now, but for less than a latency window. The p95 is a window's:
+    one sample under the goal is a dip of it as often as not (the test goes on through it,
+    ``tested_feedback``), and replicas removed on a dip are asked for again by the feedback
+    once the p95 is back over, a settle later, again and again, never judged."""
+    if probe is None or inputs.desired_replicas <= probe.ready or probe.met_since is None:
+        return None
+    if probe.goal not in goal_ratios(inputs, signals):
+        return None
+    met_for = now - probe.met_since
+    if met_for >= params.latency_window_seconds:
+        return None
+    return (
+        f"{probe.goal} met for {met_for:.0f} of {params.latency_window_seconds:g} s, over it "
+        f"(x{probe.ratio:.2f}) on {probe.ready} ready: the replicas added since are on trial"
+    )
 
 
 def _still_unhelped(
