@@ -72,7 +72,7 @@ Modules
 * ``service``: a whole service's inputs over its placements and tiers.
 """
 
-from .load import interval_rate, judge_rise, rise_trust
+from .load import change_threshold, interval_rate, judge_rise, rise_trust
 from .model import (
     API_MAX_REPLICAS,
     DEFAULT_PARAMS,
@@ -148,6 +148,7 @@ __all__ = [
     "burst_noise",
     "burst_rise",
     "burst_swing",
+    "change_threshold",
     "combine_samples",
     "deadband",
     "decision_interval",

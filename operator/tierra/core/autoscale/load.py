@@ -30,6 +30,7 @@ it, not at the rate of one interval, which no span a start-up could serve ever h
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from statistics import NormalDist
 from typing import NamedTuple, TypeVar
 
@@ -170,9 +171,9 @@ def interval_rate(
     span)`` within ``rate_sample_seconds``).
 
     * It agrees with the segment's pooled rate (Poisson, variance-stabilised: ``2 (sqrt(count)
-      - sqrt(expected))`` within ``change_z`` of the noise of both): the pooled rate, whose
-      noise is that of ``rate_sample_seconds`` rather than one scrape interval's (a max over
-      noisy samples would ratchet the count up).
+      - sqrt(expected))`` within ``change_threshold`` of the noise of both): the pooled rate,
+      whose noise is that of ``rate_sample_seconds`` rather than one scrape interval's (a max
+      over noisy samples would ratchet the count up).
     * It is above: the load rose *within* the interval, which thus shows only part of the
       rise. With the rise at an unknown time within it, its middle is the expected one (and
       exact for a ramp): the rate now is ``pooled + 2 x (rate - pooled)``, weighed against
@@ -180,7 +181,13 @@ def interval_rate(
       (``_began_before``), and by the ``trust`` that it goes on (``rise_trust``): a burst
       shorter than the interval is over already. The segment restarts after it (the next
       interval is the first that shows the new load whole).
+    * It is above the intervals before the last pooled one, alone or with it: the rise
+      began in that one, which showed too little of it to tell from noise; this one shows
+      the new load whole, and the segment restarts with it.
     * It is below: the segment restarts with it.
+
+    "Beyond the noise" is ``change_threshold``: held to a share of the false-alarm probability
+    per ``rate_sample_seconds``, whatever the scrape interval.
     """
     count = rate * span
     pool = _within(segment, at, span, params)
@@ -189,14 +196,9 @@ def interval_rate(
     if not rate < math.inf:
         return IntervalRate(rate, (), 0.0)  # (an absurd sample: nothing to pool or extrapolate)
     if pool:
-        total = sum(d for _, _, d in pool)
-        base = sum(c for _, c, _ in pool) / total if total > 0 else rate
-        # (Poisson, variance-stabilised, with the pooled rate's own noise -- a short pool is a
-        # noisy base -- and one arrival more in the pool than seen: at a handful of arrivals
-        # the transform is too eager, and a lull's empty pool is no base of zero)
-        expected = (base * total + 1.0) / total * span
-        z = 2.0 * (math.sqrt(count) - math.sqrt(expected)) / math.sqrt(1.0 + span / total)
-        if z > params.change_z:
+        z, base = _shift(pool, count, span)
+        threshold = change_threshold(span, params)
+        if z > threshold:
             # (twice the rise, or once as far as it began in the interval before or is not
             # believed to go on)
             beyond = trust * (1.0 - _began_before(pool, rate))
@@ -204,11 +206,48 @@ def interval_rate(
             # (the rise is beyond * (rate - base) >= 0, but not always after rounding)
             rise = max(0.0, now_rate - rate)
             return IntervalRate(now_rate, (), rise, base + 0.5 * (rate - base))
-        if z >= -params.change_z:
+        if z >= -threshold:
+            *rest, (_, shown, before) = pool
+            if rest and (
+                _shift(rest, count, span)[0] > threshold
+                or _shift(rest, shown + count, before + span)[0]
+                > change_threshold(before + span, params)
+            ):
+                # (a rise that began in the interval before, which showed too little of it to
+                # tell from noise and raised the pool this one was read against: read against
+                # the intervals before those two, this one or both are above; this one shows
+                # the new load whole)
+                return IntervalRate(rate, ((at, count, span),), 0.0)
             pool = (*pool, (at, count, span))
             total = sum(d for _, _, d in pool)
             return IntervalRate(sum(c for _, c, _ in pool) / total, pool, 0.0)
     return IntervalRate(rate, ((at, count, span),), 0.0)
+
+
+def _shift(
+    pool: Sequence[tuple[float, float, float]], count: float, span: float
+) -> tuple[float, float]:
+    """(z, pooled rate): how far ``count`` arrivals in ``span`` seconds lie above the pooled
+    intervals' rate, in standard deviations."""
+    total = sum(d for _, _, d in pool)
+    base = sum(c for _, c, _ in pool) / total if total > 0 else count / span
+    # (Poisson, variance-stabilised, with the pooled rate's own noise -- a short pool is a
+    # noisy base -- and one arrival more in the pool than seen: at a handful of arrivals the
+    # transform is too eager, and a lull's empty pool is no base of zero)
+    expected = (base * total + 1.0) / total * span
+    return 2.0 * (math.sqrt(count) - math.sqrt(expected)) / math.sqrt(1.0 + span / total), base
+
+
+def change_threshold(span: float, params: ScalerParams = DEFAULT_PARAMS) -> float:
+    """The z-score beyond which an interval of ``span`` seconds differs from the intervals
+    before it: ``change_z`` for an interval of ``rate_sample_seconds``. Shorter intervals are
+    as many tests within that time, each held to its share of the false-alarm probability
+    (Bonferroni), so a steady load shows a false rise as seldom per hour at 1 s scrapes as at
+    slower ones (each false rise is extrapolated: at 1 s scrapes and ``change_z`` alone, a few
+    an hour asked for several times the load)."""
+    tail = NormalDist().cdf(-params.change_z)
+    share = min(1.0, max(span, 0.0) / params.rate_sample_seconds)
+    return -NormalDist().inv_cdf(tail * share) if share > 0 else math.inf
 
 
 def judge_rise(
