@@ -194,7 +194,13 @@ def _why(winner: SignalNeed | None, seen: Observed, load: Load) -> str:
     why = winner.reason
     growth, rise = load.implied.growth, load.implied.rise
     if growth is not None and winner.signal == "arrival":
-        why = f"{why} (completions at saturation + the backlog's growth, {growth:+.3g} req/s)"
+        # (the completions between the last scrapes when the runtime exports them, else the
+        # ready replicas' at saturation during a backlog)
+        if load.implied.estimate is not None:
+            source = "completions between scrapes + the growth of what is in the system"
+        else:
+            source = "completions at saturation + the backlog's growth"
+        why = f"{why} ({source}, {growth:+.3g} req/s)"
     if rise > 0 and winner.signal in ("arrival", "queue", "headroom"):
         trust = load.implied.trust
         believed = "" if trust > 0.995 else f", {trust:.0%} of it: as far as recent rises lasted"

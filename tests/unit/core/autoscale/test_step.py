@@ -765,3 +765,19 @@ def test_the_backlog_foreseen_counts_each_batch_from_when_it_serves() -> None:
     backlog = max(30.0 - 10 * 4, 30.0 + 16.0 - 10 * (2000.0 / 1000.0 / WORK))
     later = backlog + (20.0 - 2 / WORK) * 2.0 + (20.0 - 5 / WORK) * 2.0 + (20.0 - 10 / WORK) * 1.0
     assert need.replicas == max(math.ceil((20.0 + max(0.0, later) / 5.0) * WORK), 2)
+
+
+def test_the_arrival_reason_says_where_the_arrivals_came_from() -> None:
+    """With completions between scrapes, the arrivals are those plus the growth of what is in
+    the system, at any load: not "completions at saturation", as the reason said (that is
+    the estimate without them, during a backlog)."""
+    state = ScalerState()
+    for k in range(12):
+        in_system = 3.0 if k == 11 else 2.0  # (6 req/s, one more in the system at the last)
+        sample = scrape(2.0 * k, 0.0, in_system, 6.0, 6.0)
+        rec = decide(state, 3, sample, TRUSTED)
+        state = rec.state
+    assert rec.signal == "arrival", rec.reason
+    assert "(completions between scrapes + the growth of what is in the system, +0.5 req/s)" in (
+        rec.reason
+    )
