@@ -230,7 +230,9 @@ def _shift(
     """(z, pooled rate): how far ``count`` arrivals in ``span`` seconds lie above the pooled
     intervals' rate, in standard deviations."""
     total = sum(d for _, _, d in pool)
-    base = sum(c for _, c, _ in pool) / total if total > 0 else count / span
+    if not total > 0:
+        return 0.0, count / span  # (an empty span: nothing to read a change against)
+    base = sum(c for _, c, _ in pool) / total
     # (Poisson, variance-stabilised, with the pooled rate's own noise -- a short pool is a
     # noisy base -- and one arrival more in the pool than seen: at a handful of arrivals the
     # transform is too eager, and a lull's empty pool is no base of zero)
@@ -243,8 +245,7 @@ def change_threshold(span: float, params: ScalerParams = DEFAULT_PARAMS) -> floa
     before it: ``change_z`` for an interval of ``rate_sample_seconds``. Shorter intervals are
     as many tests within that time, each held to its share of the false-alarm probability
     (Bonferroni), so a steady load shows a false rise as seldom per hour at 1 s scrapes as at
-    slower ones (each false rise is extrapolated: at 1 s scrapes and ``change_z`` alone, a few
-    an hour asked for several times the load)."""
+    slower ones: a false rise is extrapolated, and asks for several times the load."""
     tail = NormalDist().cdf(-params.change_z)
     share = min(1.0, max(span, 0.0) / params.rate_sample_seconds)
     return -NormalDist().inv_cdf(tail * share) if share > 0 else math.inf
