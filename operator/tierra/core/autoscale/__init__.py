@@ -104,6 +104,7 @@ from .signals.headroom import (
     burst_memory,
     burst_noise,
     burst_rise,
+    burst_summary,
     burst_swing,
     decision_interval,
     fan_out,
@@ -113,6 +114,7 @@ from .signals.headroom import (
     mix_weights,
     ramp_ahead,
     rate_dispersion,
+    swing_noise,
 )
 from .signals.latency import latency_need, over_slo
 from .signals.queue import queue_allowance, queue_need
@@ -147,6 +149,7 @@ __all__ = [
     "burst_memory",
     "burst_noise",
     "burst_rise",
+    "burst_summary",
     "burst_swing",
     "change_threshold",
     "combine_samples",
@@ -178,5 +181,6 @@ __all__ = [
     "size_shifted",
     "smoothed_sizes",
     "status_signals",
+    "swing_noise",
     "update_speed",
 ]

@@ -64,6 +64,7 @@ STATE_SIGNALS = (
     "state.burstJump",
     "state.burstSwing",
     "state.burstShare",
+    "state.burstBeyond",
     "state.dispersion",
     *(
         f"state.recent{edge}{_step(i)}{part}"
@@ -116,8 +117,15 @@ def status_signals(
         lead = burst_lead(startup_seconds, state.rates, params)
         fade = burst_fade(state.rates[-1][0], startup_seconds, params)
         history = mix_weighted(state.rates, weights)
+        scatter = rate_dispersion(history, params, scatter)
         burst = burst_summary(
-            history, lead, fade, params, state.restored_burst, state.restored_edges
+            history,
+            lead,
+            fade,
+            params,
+            state.restored_burst,
+            state.restored_edges,
+            1.0 if math.isinf(scatter) else scatter,
         )
         latest = history[-1][0]
         recent = [
@@ -134,7 +142,8 @@ def status_signals(
         out["state.burstJump"] = round(burst.jump, 4)
         out["state.burstSwing"] = round(burst.swing, 4)
         out["state.burstShare"] = round(burst.share, 4)
-        scatter = rate_dispersion(history, params, scatter)
+        if burst.beyond_noise > 0:
+            out["state.burstBeyond"] = round(burst.beyond_noise, 4)
         out["state.dispersion"] = round(1.0 if math.isinf(scatter) else scatter, 4)
         mix_peak = heavier_mix_peak(history, weights, state.restored_mix_peak)
         if mix_peak is not None:
@@ -238,8 +247,11 @@ def restore_state(
         if jump is None or swing is None or share is None:
             # (kept by a version that held every swing whole)
             jump, swing, share = rise, 0.0, 0.0
+        beyond = value("state.burstBeyond")
+        # (kept by a version that judged swings only at the peak's noise, or absurd: none)
+        beyond = beyond if beyond is not None and 0 <= beyond <= peak else 0.0
         if 0 <= jump <= peak and 0 <= swing <= peak and share >= 0:
-            burst = (seen_at, jump, swing, share, peak)
+            burst = (seen_at, jump, swing, share, peak, beyond)
     edges = _edges(value, seen_at)
     crowds = ((seen_at, crowd),) if seen_at is not None and crowd is not None and crowd > 0 else ()
     mix_peak, mix_peak_at = value("state.mixPeak"), value("state.mixPeakAt")

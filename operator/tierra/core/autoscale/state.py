@@ -124,10 +124,11 @@ class ScalerState:
     """(time, arrival-rate estimate, serving replicas) of the samples of the last
     ``burst_lookback``: the burst headroom and the mean serving replicas of the
     rate window come from them."""
-    restored_burst: tuple[float, float, float, float, float] | None = None
-    """(time, largest jump, largest modest swing, its share of its level, peak) of the burst
-    history a restart rebuilt from status (``restore_state``), each at its weight then: held
-    beside the samples since, fading from that time (``burst_summary``)."""
+    restored_burst: tuple[float, float, float, float, float, float] | None = None
+    """(time, largest jump, largest modest swing, its share of its level, peak, largest swing
+    beyond the noise at its own level) of the burst history a restart rebuilt from status
+    (``restore_state``), each at its weight then: held beside the samples since, fading from
+    that time (``burst_summary``)."""
     restored_edges: tuple[tuple[float, float], ...] = ()
     """(time, rate) of the highest and lowest samples within a start-up before the restart
     (``restore_state``): they pair with the samples since into the swings (only there, not
@@ -248,7 +249,7 @@ class ScalerState:
             rates=tuple(
                 (float(t), float(rate), int(ready)) for t, rate, ready in data.get("rates") or ()
             ),
-            restored_burst=_five(data.get("restoredBurst")),
+            restored_burst=_burst(data.get("restoredBurst")),
             restored_edges=tuple((float(t), float(r)) for t, r in data.get("restoredEdges") or ()),
             restored_dispersion=number("restoredDispersion"),
             restored_mix_peak=_two(data.get("restoredMixPeak")),
@@ -282,11 +283,13 @@ def _number_or_none(value: Any) -> float | None:
     return None if value is None else float(value)
 
 
-def _five(value: Any) -> tuple[float, float, float, float, float] | None:
-    if not value or len(value) != 5:
+def _burst(value: Any) -> tuple[float, float, float, float, float, float] | None:
+    """A restored burst summary; one of five (a version that kept no swing beyond the noise
+    at its own level) with none."""
+    if not value or len(value) not in (5, 6):
         return None
-    a, b, c, d, e = (float(x) for x in value)
-    return a, b, c, d, e
+    a, b, c, d, e, f = (*(float(x) for x in value), 0.0)[:6]
+    return a, b, c, d, e, f
 
 
 def _two(value: Any) -> tuple[float, float] | None:

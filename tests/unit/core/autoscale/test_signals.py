@@ -34,6 +34,7 @@ from tierra.core.autoscale import (
     burst_memory,
     burst_noise,
     burst_rise,
+    burst_summary,
     burst_swing,
     deadband,
     decision_interval,
@@ -48,6 +49,7 @@ from tierra.core.autoscale import (
     recommend,
     restore_state,
     status_signals,
+    swing_noise,
     update_speed,
 )
 from tierra.core.autoscale.load import slide_max
@@ -250,6 +252,51 @@ def test_the_noise_of_a_steady_load_holds_no_headroom(rate: float, startup: floa
         swing, peak = burst_swing(rates, startup)
         false_alarms += swing > burst_noise(peak, startup)
     assert false_alarms <= 2
+
+
+@pytest.mark.parametrize("startup", [30.0, 60.0, 120.0, 300.0])
+@pytest.mark.parametrize("rate", [0.2, 0.5, 3.0, 12.0, 40.0])
+def test_the_noise_of_a_steady_load_shows_no_swing_beyond_the_noise_of_its_own_level(
+    rate: float, startup: float
+) -> None:
+    """The same 40 seeded lookbacks of a steady Poisson load, each swing read against the
+    noise at its own level (``swing_noise``) rather than the peak's: nearly none is beyond
+    it, a quiet load's included (a few arrivals after an empty sample)."""
+    lookback = burst_lookback(startup)
+    false_alarms = 0
+    for seed in range(40):
+        rates = poisson_rates(seed, rate, lookback)
+        false_alarms += burst_summary(rates, startup, lambda t: 1.0).beyond_noise > 0
+    assert false_alarms <= 2
+
+
+def crowd_from_a_quiet_level(now: float) -> tuple[tuple[tuple[float, float, int], ...], float]:
+    """(samples until ``now``, the crowd's rise within 30 s): 1 req/s, a crowd that ramps to
+    14 req/s in 90 s, stays 2 minutes and fades to 3.6 req/s over 10, then 5 minutes at 3.6."""
+    crowd = [1.0 + 13.0 * k / 6 for k in range(7)] + [14.0] * 8
+    fade = [14.0 - (14.0 - 3.6) * k / 40 for k in range(1, 41)]
+    shape = [1.0] * (int(now / STEP) + 1 - len(crowd) - len(fade) - 20) + crowd + fade
+    return tuple((i * STEP, r, 4) for i, r in enumerate(shape + [3.6] * 20)), 2 * 13.0 / 6
+
+
+def test_a_crowd_from_a_quiet_level_is_held_though_within_the_noise_of_its_peak() -> None:
+    """A crowd ramps from 1 to 14 req/s in 90 s and fades over 10 minutes: within the 30 s
+    start-up it rose 4.33 req/s, less than Poisson noise shows somewhere in half an hour at a
+    steady 14 req/s, but beyond what it shows at the level of that rise (1 to 5.33 req/s),
+    unless arrivals come in clusters. The next crowd rises as fast, so that rise is held
+    above the rate now."""
+    startup, now = 30.0, 1800.0
+    rates, rise = crowd_from_a_quiet_level(now)
+    summary = burst_summary(rates, startup, lambda t: 1.0)
+    assert summary.rise == pytest.approx(rise)
+    assert summary.rise < burst_noise(summary.peak, startup)
+    assert summary.beyond_noise == summary.rise > swing_noise(1.0, 1.0 + rise, startup)
+    # (arrivals scattered 4x Poisson's swing twice as far: there it is within their noise)
+    clustered = burst_summary(rates, startup, lambda t: 1.0, dispersion=4.0)
+    assert clustered.beyond_noise == 0.0
+    need = headroom_need(inputs(startup_seconds=startup), 3.6, rates)
+    assert need is not None and need.replicas == need_for(3.6 + rise) > need_for(3.6 * 1.1)
+    assert "the largest rise or fall within the 30 s start-up" in need.reason
 
 
 @pytest.mark.parametrize("seed", range(10))
@@ -1229,7 +1276,7 @@ def test_a_restart_holds_the_burst_as_of_when_the_state_was_kept() -> None:
     restored = restore_state(
         6, 7200.0, last_scale_at=3600.0, scaled_up_by=2, signals=kept, signals_at=7170.0
     )
-    assert restored.restored_burst == (7170.0, 18.0, 0.0, 0.0, 20.0)
+    assert restored.restored_burst == (7170.0, 18.0, 0.0, 0.0, 20.0, 0.0)
     assert restored.crowds == ((7170.0, 40.0),)
     assert restored.last_change_at == 3600.0 and restored.starting == ((3600.0, 2),)
     # (without signals_at, the decision's time, as before)
@@ -1237,6 +1284,44 @@ def test_a_restart_holds_the_burst_as_of_when_the_state_was_kept() -> None:
     assert decided.restored_burst is not None and decided.restored_burst[0] == 3600.0
     # (a time after now is not believed)
     assert restore_state(6, 7200.0, signals=kept, signals_at=9000.0).restored_burst is None
+
+
+def test_a_restart_holds_a_crowd_that_was_beyond_the_noise_of_its_own_level() -> None:
+    """The crowd from a quiet level, within the noise of its peak: what the status keeps
+    says it was beyond the noise of its own level, so the replicas after a restart hold it
+    as the ones before did (a status written before that was kept holds none)."""
+    startup, now = 30.0, 1800.0
+    rates, rise = crowd_from_a_quiet_level(now)
+    kept = status_signals(ScalerState(rates=rates), startup)
+    assert kept["state.burstBeyond"] == pytest.approx(rise, abs=1e-3)
+    restored = restore_state(4, now + STEP, last_scale_at=now, signals=kept, signals_at=now)
+    since = ((now + STEP, 3.6, 4), (now + 2 * STEP, 3.6, 4))
+    need = headroom_need(
+        inputs(startup_seconds=startup),
+        3.6,
+        since,
+        restored=restored.restored_burst,
+        edges=restored.restored_edges,
+    )
+    assert need is not None and need.replicas == need_for(3.6 + rise)
+    older = restore_state(
+        4,
+        now + STEP,
+        last_scale_at=now,
+        signals={k: v for k, v in kept.items() if k != "state.burstBeyond"},
+        signals_at=now,
+    )
+    assert older.restored_burst is not None and older.restored_burst[5] == 0.0
+    assert (
+        headroom_need(
+            inputs(startup_seconds=startup),
+            3.6,
+            since,
+            restored=older.restored_burst,
+            edges=older.restored_edges,
+        )
+        is None
+    )
 
 
 def test_a_restart_goes_on_smoothing_the_request_size_it_kept() -> None:

@@ -11,6 +11,7 @@ import statistics
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
+from statistics import NormalDist
 
 from tierra.core.queue_model import replicas_for_slo, solo_service_seconds
 
@@ -89,7 +90,7 @@ def _largest_change(
     falls: bool,
     weight: Callable[[float], float] | None = None,
 ) -> tuple[float, float]:
-    change, peak, _, _, _ = _changes(rates, lead, falls, weight)
+    change, peak, *_ = _changes(rates, lead, falls, weight)
     return change, peak
 
 
@@ -99,13 +100,15 @@ def _changes(
     falls: bool,
     weight: Callable[[float], float] | None = None,
     modest: float = 0.0,
-) -> tuple[float, float, float, float, float]:
+    noise: Callable[[float, float], float] | None = None,
+) -> tuple[float, float, float, float, float, float]:
     """(largest change, peak, largest change of those whose high end is more than ``1 +
-    modest`` times their low end, largest change of the others, and their largest ``high /
-    low - 1``), each at its sample's ``weight``."""
+    modest`` times their low end, largest change of the others, their largest ``high / low -
+    1``, and the largest change beyond its ``noise(low, high)``), each at its sample's
+    ``weight``."""
     lowest: deque[tuple[float, float]] = deque()  # (increasing rates: the window's minimum first)
     highest: deque[tuple[float, float]] = deque()  # (decreasing: its maximum first)
-    change, peak, jump, swing, share_of = 0.0, 0.0, 0.0, 0.0, 0.0
+    change, peak, jump, swing, share_of, beyond = 0.0, 0.0, 0.0, 0.0, 0.0, 0.0
     for t, rate, _ in rates:
         for window in (lowest, highest):
             while window and window[0][0] < t - lead:
@@ -121,13 +124,15 @@ def _changes(
         for low, high in pairs:
             moved = share * (high - low)
             change = max(change, moved)
+            if noise is not None and high - low > noise(low, high):
+                beyond = max(beyond, moved)
             if low > 0 and high <= (1 + modest) * low:
                 swing = max(swing, moved)
                 share_of = max(share_of, share * (high / low - 1))
             else:
                 jump = max(jump, moved)
         peak = max(peak, share * rate)
-    return change, peak, jump, swing, share_of
+    return change, peak, jump, swing, share_of, beyond
 
 
 @dataclass(frozen=True)
@@ -144,6 +149,8 @@ class BurstSummary:
     """The largest of the other swings: the level's own modulation."""
     share: float
     """The largest ``high / low - 1`` of those: held as that share of the rate now."""
+    beyond_noise: float = 0.0
+    """The largest swing beyond the Poisson noise at its own level (``swing_noise``)."""
 
     def held(self, rate: float) -> float:
         """The rise held above ``rate``: the jump whole, a modest swing at its share of
@@ -156,22 +163,34 @@ def burst_summary(
     lead: float,
     weight: Callable[[float], float],
     params: ScalerParams = DEFAULT_PARAMS,
-    restored: tuple[float, float, float, float, float] | None = None,
+    restored: tuple[float, float, float, float, float, float] | None = None,
     edges: tuple[tuple[float, float], ...] = (),
+    dispersion: float = 1.0,
 ) -> BurstSummary:
     """The swings within ``lead`` and the peak of ``rates`` at their ``weight``, and of what a
     restart ``restored`` (``ScalerState.restored_burst``) at the weight of its time; the
-    samples before it that a restart kept (``edges``) pair with the first ones after."""
+    samples before it that a restart kept (``edges``) pair with the first ones after. Each
+    swing is read against the noise of its own level at the arrivals' ``dispersion``
+    (``swing_noise``)."""
     first = rates[0][0] if rates else math.inf
     kept = tuple((t, rate, 0) for t, rate in sorted(edges) if t < first)
-    rise, peak, jump, swing, share = _changes(kept + rates, lead, True, weight, params.modest_swing)
+    z, sample = _swing_z(lead, params), params.rate_sample_seconds
+    rise, peak, jump, swing, share, beyond = _changes(
+        kept + rates,
+        lead,
+        True,
+        weight,
+        params.modest_swing,
+        lambda low, high: _swing_noise(z, low, high, sample, dispersion),
+    )
     if restored is not None:
-        at, old_jump, old_swing, old_share, old_peak = restored
+        at, old_jump, old_swing, old_share, old_peak, old_beyond = restored
         w = weight(at)
         rise = max(rise, w * old_jump, w * old_swing)
         peak, jump = max(peak, w * old_peak), max(jump, w * old_jump)
         swing, share = max(swing, w * old_swing), max(share, w * old_share)
-    return BurstSummary(rise, peak, jump, swing, share)
+        beyond = max(beyond, w * old_beyond)
+    return BurstSummary(rise, peak, jump, swing, share, beyond)
 
 
 def mix_weights(
@@ -263,10 +282,52 @@ def burst_noise(peak: float, startup: float, params: ScalerParams = DEFAULT_PARA
     / sample`` pairs, and the largest of ``n`` Gaussian draws stays below ``sqrt(2 ln n)``
     standard deviations (the extreme-value bound): a smaller swing is noise, not burstiness.
     """
+    return _noise_z(startup, params) * math.sqrt(2.0 * max(peak, 0.0) / params.rate_sample_seconds)
+
+
+def swing_noise(
+    low: float,
+    high: float,
+    startup: float,
+    params: ScalerParams = DEFAULT_PARAMS,
+    dispersion: float = 1.0,
+) -> float:
+    """The largest swing between samples at ``low`` and ``high`` that Poisson noise alone
+    shows in a steady lookback of the headroom no more often than ``change_z``'s one-sided
+    tail probability, read at the level of that swing rather than at the lookback's peak
+    (``burst_noise``): a crowd's rise from a quiet level is beyond the noise of that level
+    well before it is beyond the noise of the crowd's peak. One arrival more at each end, as
+    in the rise test: a few arrivals after an empty sample are no burst. At the arrivals'
+    ``dispersion`` (``rate_dispersion``): clustered arrivals swing that much more."""
+    return _swing_noise(
+        _swing_z(startup, params), low, high, params.rate_sample_seconds, dispersion
+    )
+
+
+def _swing_noise(z: float, low: float, high: float, sample: float, dispersion: float) -> float:
+    counts = max(low, 0.0) + max(high, 0.0) + 2.0 / sample
+    return z * math.sqrt(max(dispersion, 1.0) * counts / sample)
+
+
+def _swing_z(startup: float, params: ScalerParams) -> float:
+    """``swing_noise``'s bound in standard deviations: every pair of the lookback is tested
+    at its own level, so each is held to its share of ``change_z``'s tail probability (the
+    extreme-value bound of ``burst_noise`` lets a steady lookback show a swing beyond the
+    noise of its own level in up to one in ten)."""
+    tail = NormalDist().cdf(-params.change_z) / _pairs(startup, params)
+    return -NormalDist().inv_cdf(tail)
+
+
+def _pairs(startup: float, params: ScalerParams) -> float:
+    """About how many pairs of samples within ``startup`` seconds the lookback holds."""
     sample = params.rate_sample_seconds
-    pairs = 2.0 * max(burst_lookback(startup, params) / sample, 1.0) * max(startup / sample, 1.0)
-    z = math.sqrt(2.0 * math.log(max(pairs, math.e)))
-    return z * math.sqrt(2.0 * max(peak, 0.0) / sample)
+    return 2.0 * max(burst_lookback(startup, params) / sample, 1.0) * max(startup / sample, 1.0)
+
+
+def _noise_z(startup: float, params: ScalerParams) -> float:
+    """The extreme-value bound on the largest of the swings within ``startup`` seconds over
+    the headroom's lookback, in standard deviations (``burst_noise``)."""
+    return math.sqrt(2.0 * math.log(max(_pairs(startup, params), math.e)))
 
 
 def spaced_samples(
@@ -369,7 +430,7 @@ def headroom_need(
     rates: tuple[tuple[float, float, int], ...],
     params: ScalerParams = DEFAULT_PARAMS,
     crowd: float = 0.0,
-    restored: tuple[float, float, float, float, float] | None = None,
+    restored: tuple[float, float, float, float, float, float] | None = None,
     edges: tuple[tuple[float, float], ...] = (),
     dispersion: float | None = None,
     mix_peak: float = 0.0,
@@ -383,8 +444,9 @@ def headroom_need(
     samples fade out over ``headroom_fade_lookbacks`` more, ``burst_fade``; a swing of a
     modest share of its level, ``modest_swing``, at that share of the rate now): the arrival
     model is asked for ``current rate + that rise`` (none for a rise that Poisson noise alone
-    would show somewhere in the lookback, ``burst_noise``: the queueing headroom covers it; a
-    larger one is held whole), never more than the lookback's peak (plus the deadband), so a
+    would show somewhere in the lookback, at the peak's level, ``burst_noise``, and at the
+    level of each swing, ``swing_noise``: the queueing headroom covers it; a larger one is
+    held whole), never more than the lookback's peak (plus the deadband), so a
     burst that came before is held for, and a smooth load holds little.
     None when the start-up is short enough for a reactive scale-up, or nothing rose.
     ``dispersion``: the arrivals' scatter (``rate_dispersion``) when the caller has read it
@@ -407,11 +469,13 @@ def headroom_need(
         return None
     lead = burst_lead(inputs.startup_seconds, rates, params)
     fade = burst_fade(rates[-1][0], inputs.startup_seconds, params)
-    burst = burst_summary(rates, lead, fade, params, restored, edges)
+    if dispersion is None:
+        dispersion = rate_dispersion(rates, params)
+    burst = burst_summary(rates, lead, fade, params, restored, edges, dispersion)
     peak = burst.peak
     # (a burst is held whole: the next one's peak is no lower than the last's for being noisy)
     rise, scaled = 0.0, ""
-    if burst.rise > burst_noise(peak, lead, params):
+    if burst.rise > burst_noise(peak, lead, params) or burst.beyond_noise > 0:
         # (a modest swing is the level's modulation: at a lower level, a smaller one)
         rise = burst.held(arrival_rate)
         if burst.jump < rise < burst.swing:
@@ -439,8 +503,6 @@ def headroom_need(
     span = round(inputs.startup_seconds / params.rate_sample_seconds)
     held_samples = len(spaced_samples(rates, span, params))
     fits = {params.ramp_samples, max(params.ramp_samples, held_samples)}
-    if dispersion is None:
-        dispersion = rate_dispersion(rates, params)
     line, fitted = max(
         (ramp_ahead(history, ahead, params, n, dispersion), n)
         for n in fits
