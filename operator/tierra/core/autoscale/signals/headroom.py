@@ -174,7 +174,7 @@ def burst_summary(
     (``swing_noise``)."""
     first = rates[0][0] if rates else math.inf
     kept = tuple((t, rate, 0) for t, rate in sorted(edges) if t < first)
-    z, sample = _swing_z(lead, params), params.rate_sample_seconds
+    z, sample = _swing_z(lead, params, _spacing(rates, params)), params.rate_sample_seconds
     rise, peak, jump, swing, share, beyond = _changes(
         kept + rates,
         lead,
@@ -309,19 +309,28 @@ def _swing_noise(z: float, low: float, high: float, sample: float, dispersion: f
     return z * math.sqrt(max(dispersion, 1.0) * counts / sample)
 
 
-def _swing_z(startup: float, params: ScalerParams) -> float:
+def _swing_z(startup: float, params: ScalerParams, spacing: float | None = None) -> float:
     """``swing_noise``'s bound in standard deviations: every pair of the lookback is tested
     at its own level, so each is held to its share of ``change_z``'s tail probability (the
     extreme-value bound of ``burst_noise`` lets a steady lookback show a swing beyond the
-    noise of its own level in up to one in ten)."""
-    tail = NormalDist().cdf(-params.change_z) / _pairs(startup, params)
+    noise of its own level in up to one in ten). ``spacing``: the samples' (a decision
+    more often than ``rate_sample_seconds`` holds as many more pairs)."""
+    tail = NormalDist().cdf(-params.change_z) / _pairs(startup, params, spacing)
     return -NormalDist().inv_cdf(tail)
 
 
-def _pairs(startup: float, params: ScalerParams) -> float:
-    """About how many pairs of samples within ``startup`` seconds the lookback holds."""
-    sample = params.rate_sample_seconds
+def _pairs(startup: float, params: ScalerParams, spacing: float | None = None) -> float:
+    """About how many pairs of samples ``spacing`` seconds apart (``rate_sample_seconds``
+    when None) within ``startup`` seconds the lookback holds."""
+    sample = spacing or params.rate_sample_seconds
     return 2.0 * max(burst_lookback(startup, params) / sample, 1.0) * max(startup / sample, 1.0)
+
+
+def _spacing(rates: tuple[tuple[float, float, int], ...], params: ScalerParams) -> float:
+    """The burst history's mean spacing, at most ``rate_sample_seconds``."""
+    if len(rates) < 2 or not rates[-1][0] > rates[0][0]:
+        return params.rate_sample_seconds
+    return min((rates[-1][0] - rates[0][0]) / (len(rates) - 1), params.rate_sample_seconds)
 
 
 def _noise_z(startup: float, params: ScalerParams) -> float:
