@@ -39,12 +39,17 @@ suite's services look like: ``startupSeconds`` in {15, 30, 120, 600}, goals time
 ``maxConcurrency`` in {4, 8, 32, 128}, ``maxQueuePerReplica`` in {0, 1, 4, 16},
 ``minReplicas`` in {0 (with scale to zero), 1, 3} and ``maxReplicas`` in {12, 24, 64}.
 
+``--more`` draws the trace from the five shapes written after the recommender was tuned
+(``tierra.lab.traces.MORE``: level switching, cron spikes, heavy-tailed sizes, a launch's
+growth, Pareto on/off), on examples/simulate's chat-conv service, its own cases from their
+own seeds, the rest as above (with ``--wide`` too).
+
 ``--scrapes N`` draws the scrape timing again (stream ``N``), the rest of each case as it is.
 The recommender has been tuned on these cases: a change that gains on them by the luck of
 when the scrapes fell should show it on another draw, which it will not.
 
 Usage: python benchmarks/held_out.py [--cases 40] [--start 0] [--jobs 2] [--json FILE] [--wide]
-           [--scrapes N]
+           [--more] [--scrapes N]
 """
 
 from __future__ import annotations
@@ -82,7 +87,7 @@ from tierra.lab.simulation import (
     settled_after,
     setup_service,
 )
-from tierra.lab.traces import SUITE, generate
+from tierra.lab.traces import MORE, SUITE, generate
 
 STARTUPS = (30, 60, 120, 300)
 SLO_FACTORS = (0.6, 1.0, 1.5)
@@ -100,13 +105,13 @@ WIDE_MAX_REPLICAS = (12, 24, 64)
 
 
 def draw(
-    case: int, chat: InferenceService, wide: bool = False, scrapes: int = 0
+    case: int, chat: InferenceService, wide: bool = False, scrapes: int = 0, more: bool = False
 ) -> tuple[str, int, InferenceService, dict[str, Any]]:
     """(trace name, trace seed, service, what was drawn) of case ``case``; ``scrapes`` > 0:
-    its scrape timing from that other draw."""
-    prefix = f"held-out-wide/{case}" if wide else f"held-out/{case}"
+    its scrape timing from that other draw; ``more``: a trace of ``MORE``."""
+    prefix = f"held-out{'-wide' if wide else ''}{'-more' if more else ''}/{case}"
     rng = random.Random(prefix)
-    name = rng.choice(sorted(SUITE))
+    name = rng.choice(sorted(MORE if more else SUITE))
     seed = rng.randint(100, 999) if wide else rng.randint(4, 99)
     startup = rng.choice(WIDE_STARTUPS if wide else STARTUPS)
     factor = rng.choice(WIDE_SLO_FACTORS if wide else SLO_FACTORS)
@@ -152,9 +157,9 @@ def case_context(setup: ServiceSetup, name: str, seed: int, drawn: dict[str, Any
     )
 
 
-def run_case(case: int, wide: bool = False, scrapes: int = 0) -> dict[str, Any]:
+def run_case(case: int, wide: bool = False, scrapes: int = 0, more: bool = False) -> dict[str, Any]:
     tiers, chat = fleet()
-    name, seed, service, drawn = draw(case, chat, wide, scrapes)
+    name, seed, service, drawn = draw(case, chat, wide, scrapes, more)
     setup = setup_service(service, tiers, drawn["error"])
     context = case_context(setup, name, seed, drawn)
     policy = build_policies(parse_policies("tierra"), setup)[0]
@@ -238,7 +243,7 @@ def line(row: dict[str, Any]) -> str:
         else ""
     )
     return (
-        f"{row['case']:4d} {row['trace']:14} {row['seed']:3d} {row['startup']:5d}s "
+        f"{row['case']:4d} {row['trace']:15} {row['seed']:3d} {row['startup']:5d}s "
         f"x{row['slo']:<4g} {row['delay']:4d}s {row['error']:+5.0%}{wide}  "
         f"{row['within_slo']:7.2%} {row['cost']:7.2f} {row['cold_share']:6.0%} {after}  "
         f"{ratio:18} {at_cost}{dominated}"
@@ -263,6 +268,11 @@ def main() -> int:
         "concurrency, queue, bounds)",
     )
     parser.add_argument(
+        "--more",
+        action="store_true",
+        help="traces of the shapes written after the recommender was tuned (traces.MORE)",
+    )
+    parser.add_argument(
         "--scrapes",
         type=int,
         default=0,
@@ -271,7 +281,7 @@ def main() -> int:
     args = parser.parse_args()
     started = time.perf_counter()
     print(
-        f"{'CASE':>4} {'TRACE':14} {'SEED':>3} {'START':>6} {'SLO':5} {'DELAY':>5} {'ERROR':>5}"
+        f"{'CASE':>4} {'TRACE':15} {'SEED':>3} {'START':>6} {'SLO':5} {'DELAY':>5} {'ERROR':>5}"
         + (f" {'CONC QUEUE MIN-MAX':18}" if args.wide else "")
         + f"  {'IN SLO':>7} {'COST':>7} {'COLD':>6} {'SETTLED':>8}  {'/CHEAPEST STATIC':18} "
         "BEST STATIC AT ITS COST"
@@ -279,7 +289,7 @@ def main() -> int:
     cases = range(args.start, args.start + args.cases)
     rows: list[dict[str, Any]] = []
     with ProcessPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-        run = functools.partial(run_case, wide=args.wide, scrapes=args.scrapes)
+        run = functools.partial(run_case, wide=args.wide, scrapes=args.scrapes, more=args.more)
         for row in pool.map(run, cases):
             rows.append(row)
             print(line(row), flush=True)

@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tierra.lab.traces import MORE
+
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 
 
@@ -66,6 +68,16 @@ def test_held_out_wide_runs_a_case_with_its_wider_draws() -> None:
     rows = [line for line in out.splitlines() if line.startswith("   3 ")]
     assert rows and " c" in rows[0] and " q" in rows[0], out
     assert "CONC QUEUE MIN-MAX" in out and "1 cases (start 3)" in out, out
+
+
+def test_held_out_more_draws_its_traces_from_the_shapes_it_was_not_tuned_on(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "more.json"
+    run("held_out.py", "--cases", "2", "--jobs", "1", "--more", "--json", str(out))
+    rows = json.loads(out.read_text())
+    assert [row["case"] for row in rows] == [0, 1]
+    assert all(row["trace"] in MORE and 0 < row["within_slo"] <= 1 for row in rows), rows
 
 
 def test_held_out_counts_the_replicas_scale_downs_removed_while_starting() -> None:

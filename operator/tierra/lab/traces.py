@@ -27,6 +27,20 @@ showed a weakness the four above did not):
 
 ``SUITE`` names them for the benchmark; ``generate(name, seed)`` builds one.
 
+Five more were written after the recommender was tuned on the seven above, to draw
+held-out cases from shapes it had never met (``MORE``; ``benchmarks/held_out.py --more``):
+
+* ``level_switching``: the rate jumps at random times (minutes apart) between four levels
+  drawn per seed (a Markov-modulated Poisson process: clients turning batch jobs on and off).
+* ``cron_spikes``: a low base rate and a spike of one to two minutes every 3, 5 or 10
+  minutes (scheduled jobs).
+* ``heavy_tailed_sizes``: a steady rate whose prompts and answers have a much heavier tail
+  than chat's (one request in a hundred ten times the median or more).
+* ``launch``: the rate grows (or falls) steadily over the trace, between a quiet and a busy
+  level, with minute-to-minute noise.
+* ``pareto_on_off``: busy and quiet phases whose lengths have a Pareto tail: mostly tens of
+  seconds, now and then many minutes.
+
 One more is not in the suite, whose services never go idle:
 
 * ``intermittent_sessions``: a team's development service, used in sessions of a few minutes
@@ -234,6 +248,81 @@ def mix_shift(seed: int, duration: float = DEFAULT_DURATION) -> list[TraceReques
     return _finish(requests)
 
 
+def level_switching(seed: int, duration: float = DEFAULT_DURATION) -> list[TraceRequest]:
+    """Chat at one of four levels (0.3-12 req/s, drawn per seed), switching to a random one
+    after each stay (exponential, with a mean of 1-6 minutes drawn per stay)."""
+    rng = random.Random(f"level-switching/{seed}")
+    levels = sorted(rng.uniform(0.3, 12.0) for _ in range(4))
+    arrivals: list[float] = []
+    t = 0.0
+    while t < duration:
+        stay = rng.expovariate(1.0 / rng.uniform(60.0, 360.0))
+        arrivals += _poisson_times(rng, rng.choice(levels), t, min(duration, t + stay))
+        t += stay
+    return _finish([_chat(rng, at) for at in arrivals])
+
+
+def cron_spikes(seed: int, duration: float = DEFAULT_DURATION) -> list[TraceRequest]:
+    """Chat at a base of 0.5-3 req/s, with a spike of 6-14 req/s more lasting 30-120 s every
+    3, 5 or 10 minutes (drawn per seed), from a random phase."""
+    rng = random.Random(f"cron-spikes/{seed}")
+    base, spike = rng.uniform(0.5, 3.0), rng.uniform(6.0, 14.0)
+    period, width = rng.choice((180.0, 300.0, 600.0)), rng.uniform(30.0, 120.0)
+    arrivals = _poisson_times(rng, base, 0.0, duration)
+    start = rng.uniform(0.0, period)
+    while start < duration:
+        arrivals += _poisson_times(rng, spike, start, min(duration, start + width))
+        start += period
+    return _finish([_chat(rng, at) for at in arrivals])
+
+
+def heavy_tailed_sizes(seed: int, duration: float = DEFAULT_DURATION) -> list[TraceRequest]:
+    """1.5-6 req/s (drawn per seed) of requests whose prompts (~800 tokens, 20-30,000) and
+    answers (~150, 1-4,000) are log-normal with a much wider spread than chat's."""
+    rng = random.Random(f"heavy-tailed/{seed}")
+    rate = rng.uniform(1.5, 6.0)
+    return _finish(
+        [
+            TraceRequest(
+                at,
+                _lognormal(rng, 800, 1.3, 20, 30000),
+                _lognormal(rng, 150, 1.2, 1, 4000),
+            )
+            for at in _poisson_times(rng, rate, 0.0, duration)
+        ]
+    )
+
+
+def launch(seed: int, duration: float = DEFAULT_DURATION) -> list[TraceRequest]:
+    """Chat whose rate moves linearly over the trace from 0.3-2 req/s to 8-14 (or back, in
+    half of the seeds), each minute's rate off the line by +-10 %."""
+    rng = random.Random(f"launch/{seed}")
+    start, end = rng.uniform(0.3, 2.0), rng.uniform(8.0, 14.0)
+    if rng.random() < 0.5:
+        start, end = end, start
+    minutes = math.ceil(duration / 60.0)
+    arrivals: list[float] = []
+    for minute in range(minutes):
+        rate = (start + (end - start) * (minute + 0.5) / minutes) * max(0.5, rng.gauss(1.0, 0.1))
+        at = minute * 60.0
+        arrivals += _poisson_times(rng, rate, at, min(duration, at + 60.0))
+    return _finish([_chat(rng, at) for at in arrivals])
+
+
+def pareto_on_off(seed: int, duration: float = DEFAULT_DURATION) -> list[TraceRequest]:
+    """Chat in phases, quiet (0.5 req/s) and busy (4-12 req/s) in turn, opening quiet, each
+    lasting 20 s times a Pareto draw of shape 1.3 (at most 20 minutes)."""
+    rng = random.Random(f"pareto-on-off/{seed}")
+    arrivals: list[float] = []
+    t, busy = 0.0, False
+    while t < duration:
+        length = min(1200.0, 20.0 * rng.paretovariate(1.3))
+        rate = rng.uniform(4.0, 12.0) if busy else 0.5
+        arrivals += _poisson_times(rng, rate, t, min(duration, t + length))
+        t, busy = t + length, not busy
+    return _finish([_chat(rng, at) for at in arrivals])
+
+
 INTERMITTENT_DURATION = 4 * 3600.0
 
 
@@ -274,11 +363,20 @@ SUITE: dict[str, Callable[[int, float], list[TraceRequest]]] = {
 }
 """The generated traces, by name."""
 
+MORE: dict[str, Callable[[int, float], list[TraceRequest]]] = {
+    "level-switching": level_switching,
+    "cron-spikes": cron_spikes,
+    "heavy-tailed": heavy_tailed_sizes,
+    "launch": launch,
+    "pareto-on-off": pareto_on_off,
+}
+"""Shapes the recommender was not tuned on, by name (not in the suite's table)."""
+
 
 def generate(name: str, seed: int = 1, duration: float = DEFAULT_DURATION) -> list[TraceRequest]:
-    """The named trace of the suite."""
-    try:
-        generator = SUITE[name]
-    except KeyError:
-        raise ValueError(f"unknown trace {name!r} (choose from {', '.join(SUITE)})") from None
+    """The named trace of the suite, or of ``MORE``."""
+    generator = SUITE.get(name) or MORE.get(name)
+    if generator is None:
+        known = ", ".join([*SUITE, *MORE])
+        raise ValueError(f"unknown trace {name!r} (choose from {known})")
     return generator(seed, duration)

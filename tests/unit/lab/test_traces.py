@@ -8,7 +8,7 @@ from collections import Counter
 
 import pytest
 
-from tierra.lab.traces import SUITE, generate, intermittent_sessions
+from tierra.lab.traces import MORE, SUITE, generate, intermittent_sessions
 
 DURATION = 1200.0
 
@@ -18,7 +18,7 @@ def per_window(trace: list, seconds: float) -> list[int]:
     return [counts.get(i, 0) for i in range(int(DURATION // seconds))]
 
 
-@pytest.mark.parametrize("name", list(SUITE))
+@pytest.mark.parametrize("name", [*SUITE, *MORE])
 def test_a_seed_gives_the_same_trace_and_another_seed_another(name: str) -> None:
     first = generate(name, 1, DURATION)
     assert first == generate(name, 1, DURATION)
@@ -81,6 +81,70 @@ def test_the_mix_shifts_every_ten_minutes_at_a_steady_rate() -> None:
     long_context = [r.prompt_tokens for r in trace if 600.0 <= r.arrival < 1200.0]
     assert statistics.median(long_context) > 4 * statistics.median(chat)
     assert 0.8 < len(long_context) / len(chat) < 1.25
+
+
+def test_the_more_shapes_are_no_trace_of_the_suite() -> None:
+    assert not set(MORE) & set(SUITE)
+    with pytest.raises(ValueError, match="level-switching"):
+        generate("no-such-trace")
+
+
+def minutes_of(trace: list, duration: float = 3600.0) -> list[int]:
+    counts = Counter(int(r.arrival // 60.0) for r in trace)
+    return [counts.get(i, 0) for i in range(int(duration // 60))]
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_levels_switch_between_stays_of_minutes(seed: int) -> None:
+    minutes = minutes_of(generate("level-switching", seed))
+    # (levels drawn apart: the busiest minute well above the quietest)
+    assert max(minutes) > 1.5 * max(1, min(minutes))
+    changes = sum(abs(b - a) > 60 for a, b in itertools.pairwise(minutes))
+    assert 3 <= changes <= 45
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_cron_spikes_come_back_on_their_period(seed: int) -> None:
+    trace = generate("cron-spikes", seed)
+    per_10_s = Counter(int(r.arrival // 10.0) for r in trace)
+    busy = sorted(k * 10.0 for k, n in per_10_s.items() if n >= 60)  # (6 req/s or more)
+    starts = [t for i, t in enumerate(busy) if i == 0 or t - busy[i - 1] > 60.0]
+    assert len(starts) >= 5
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
+    assert max(gaps) - min(gaps) <= 60.0 and min(gaps) >= 120.0
+
+
+def test_heavy_tailed_sizes_reach_ten_times_the_median() -> None:
+    trace = generate("heavy-tailed", 1)
+    prompts = sorted(r.prompt_tokens for r in trace)
+    assert prompts[int(0.99 * len(prompts))] > 10 * statistics.median(prompts)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_a_launch_moves_from_one_level_to_the_other(seed: int) -> None:
+    minutes = minutes_of(generate("launch", seed))
+    first, last = sum(minutes[:5]), sum(minutes[-5:])
+    assert max(first, last) > 3 * min(first, last)
+
+
+def test_pareto_phases_are_mostly_short_and_sometimes_long() -> None:
+    lengths = []
+    for seed in range(5):
+        trace = generate("pareto-on-off", seed)
+        busy = [n >= 3 * 5 for n in per_window_of(trace, 5.0)]
+        run = 1
+        for a, b in itertools.pairwise(busy):
+            if a == b:
+                run += 1
+            else:
+                lengths.append(run * 5.0)
+                run = 1
+    assert statistics.median(lengths) <= 60.0 and max(lengths) >= 300.0
+
+
+def per_window_of(trace: list, seconds: float, duration: float = 3600.0) -> list[int]:
+    counts = Counter(int(r.arrival // seconds) for r in trace)
+    return [counts.get(i, 0) for i in range(int(duration // seconds))]
 
 
 @pytest.mark.parametrize("seed", range(5))
