@@ -78,6 +78,14 @@ class ScalerParams:
     grows with the level) and is held as that share of the rate now when that is less than
     the swing itself; a larger one is a jump, held whole wherever the rate is now. Without
     it, a swing of +-30 % at a midday peak was held in full on the evening's quiet."""
+    level_means_per_lead: float = 4.0
+    """Where no swing of the burst history's samples is beyond their noise, the history is
+    also read as moving means over this fraction of the lead (``burst_summary``), when that
+    spans three rate samples or more (a start-up of 180 s or more): a level that moves for
+    minutes by less than the noise of two samples shows beyond the noise of two means (a
+    rise from 4 to 7 requests/s is 3.5 standard deviations of the noise of two 15 s
+    samples, under the bound of a 300 s start-up's lookback, and 7.8 of two 75 s means'),
+    and a 300 s start-up is as late for it as for a burst."""
     drain_seconds: float = 60.0
     """A backlog is drained within ``startupSeconds`` of when the replicas asked for serve,
     and within this long at most (``queue_need``): every request arriving meanwhile waits

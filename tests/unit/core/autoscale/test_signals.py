@@ -255,14 +255,15 @@ def test_the_noise_of_a_steady_load_holds_no_headroom(rate: float, startup: floa
     assert false_alarms <= 2
 
 
-@pytest.mark.parametrize("startup", [30.0, 60.0, 120.0, 300.0])
+@pytest.mark.parametrize("startup", [30.0, 60.0, 120.0, 300.0, 600.0])
 @pytest.mark.parametrize("rate", [0.2, 0.5, 3.0, 12.0, 40.0])
 def test_the_noise_of_a_steady_load_shows_no_swing_beyond_the_noise_of_its_own_level(
     rate: float, startup: float
 ) -> None:
     """The same 40 seeded lookbacks of a steady Poisson load, each swing read against the
     noise at its own level (``swing_noise``) rather than the peak's: nearly none is beyond
-    it, a quiet load's included (a few arrivals after an empty sample)."""
+    it, a quiet load's included (a few arrivals after an empty sample), nor, on the longer
+    start-ups, beyond the noise of the moving means (``level_means_per_lead``)."""
     lookback = burst_lookback(startup)
     false_alarms = 0
     for seed in range(40):
@@ -329,6 +330,59 @@ def test_a_crowd_from_a_quiet_level_is_held_though_within_the_noise_of_its_peak(
     need = headroom_need(inputs(startup_seconds=startup), 3.6, rates)
     assert need is not None and need.replicas == need_for(3.6 + rise) > need_for(3.6 * 1.1)
     assert "the largest rise or fall within the 30 s start-up" in need.reason
+
+
+def level_that_moved(
+    now: float, low: float = 4.0, high: float = 7.0, seed: int | None = None
+) -> tuple[tuple[float, float, int], ...]:
+    """Samples until ``now`` of a level at ``low`` req/s that moved to ``high`` for five
+    minutes, 15 minutes before ``now`` (Poisson counts with a ``seed``, else the rates)."""
+
+    def level(t: float) -> float:
+        return high if now - 1200.0 <= t < now - 900.0 else low
+
+    if seed is None:
+        return tuple((t, level(t), 4) for t in (i * STEP for i in range(int(now / STEP) + 1)))
+    rng = random.Random(seed)
+    out = []
+    for i in range(int(now / STEP) + 1):
+        count, t = 0, rng.expovariate(level(i * STEP))
+        while t < STEP:
+            count, t = count + 1, t + rng.expovariate(level(i * STEP))
+        out.append((i * STEP, count / STEP, 4))
+    return tuple(out)
+
+
+def test_a_level_that_moved_within_the_noise_of_its_samples_is_held_on_a_long_start_up() -> None:
+    """On a 300 s start-up, a level of 4 req/s moved to 7 for five minutes and back: 3 req/s
+    is within the noise two 15 s samples show somewhere in an hour, at its level or at the
+    peak's, but beyond the noise of two 75 s means. The level comes back as fast as it went,
+    and a replica asked for then serves five minutes later: the swing is held above the rate
+    now, at its share of it."""
+    startup, now = 300.0, 3600.0
+    rates = level_that_moved(now)
+    assert swing_noise(4.0, 7.0, startup) > 3.0 and burst_noise(7.0, startup) > 3.0
+    summary = burst_summary(rates, startup, lambda t: 1.0)
+    assert summary.means_of == 75.0
+    assert summary.beyond_noise == pytest.approx(3.0) and summary.peak == pytest.approx(7.0)
+    need = headroom_need(inputs(startup_seconds=startup), 4.0, rates)
+    assert need is not None and need.replicas == need_for(7.0, startup_seconds=startup)
+    assert "the largest rise or fall of its 75 s means within the 300 s start-up" in need.reason
+    # (on a 60 s start-up a reactive scale-up is a minute late: means of 15 s, the samples')
+    assert burst_summary(rates, 60.0, lambda t: 1.0).means_of is None
+
+
+def test_a_level_that_moved_is_held_through_its_arrivals_noise() -> None:
+    """A level of 3 req/s that moved to 4.5 for five minutes, as Poisson counts in 20 draws:
+    held above the count the rate now needs in three quarters or more (the samples alone, in
+    a quarter: 5 of 20)."""
+    startup, now = 300.0, 3600.0
+    held = 0
+    for seed in range(20):
+        rates = level_that_moved(now, 3.0, 4.5, seed)
+        need = headroom_need(inputs(startup_seconds=startup), rates[-1][1], rates)
+        held += need is not None and need.replicas > need_for(rates[-1][1], startup_seconds=startup)
+    assert held >= 15
 
 
 @pytest.mark.parametrize("seed", range(10))
@@ -1234,7 +1288,9 @@ def test_a_fall_that_spans_a_restart_is_held_as_before() -> None:
     forgot = headroom_need(slow, 2.0, later, restored=restored.restored_burst)
     assert before is not None and after is not None
     assert after.replicas == before.replicas == need_for(12.0, startup_seconds=startup)
-    assert forgot is None  # (a modest swing of a level that is gone: nothing held)
+    # (without the kept steps, at most the ramp's modest swing at its share of the rate now,
+    # not the fall)
+    assert forgot is None or forgot.replicas < after.replicas
     # (the kept rates go on to the next status while within a start-up of its latest sample)
     again = status_signals(replace(restored, rates=later[:2]), startup)
     assert (again["state.recentHigh"], again["state.recentHighAt"]) == (12.0, 1800.0)
@@ -1354,6 +1410,27 @@ def test_a_restart_holds_a_crowd_that_was_beyond_the_noise_of_its_own_level() ->
         )
         is None
     )
+
+
+def test_a_restart_holds_a_level_that_moved_as_before() -> None:
+    """The level that moved within the noise of its samples: what the status keeps holds it
+    after a restart as before, not the noise of the few samples since (no larger)."""
+    startup, now = 300.0, 3600.0
+    rates = level_that_moved(now)
+    kept = status_signals(ScalerState(rates=rates), startup)
+    assert kept["state.burstBeyond"] == pytest.approx(3.0, abs=1e-3)
+    restored = restore_state(4, now + STEP, last_scale_at=now, signals=kept, signals_at=now)
+    since = tuple((now + k * STEP, rate, 4) for k, rate in enumerate((4.6, 3.4, 4.4), 1))
+    before = headroom_need(inputs(startup_seconds=startup), 4.0, (*rates, *since))
+    after = headroom_need(
+        inputs(startup_seconds=startup),
+        4.0,
+        since,
+        restored=restored.restored_burst,
+        edges=restored.restored_edges,
+    )
+    assert before is not None and after is not None
+    assert after.replicas == before.replicas == need_for(7.0, startup_seconds=startup)
 
 
 def test_a_restart_goes_on_smoothing_the_request_size_it_kept() -> None:
