@@ -241,14 +241,20 @@ def means_dispersion(
     """How many times Poisson's variance the ``moving_means`` of ``count`` samples each,
     over ``window`` seconds, show between means that share no sample (``rate_dispersion``'s
     median read; 1 with fewer than ``DISPERSION_MIN_PAIRS`` such pairs)."""
-    apart = means[::count]
+    found = _dispersion([mean for _, mean, _ in means[::count]], window)
+    return 1.0 if found is None else found
+
+
+def _dispersion(rates: list[float], window: float) -> float | None:
+    """How many times Poisson's variance successive ``rates``, each a count over ``window``
+    seconds, show (at least 1); None with fewer than ``DISPERSION_MIN_PAIRS`` pairs."""
     ratios = [
         (newer - older) ** 2 / variance
-        for (_, older, _), (_, newer, _) in itertools.pairwise(apart)
+        for older, newer in itertools.pairwise(rates)
         if (variance := (newer + older) / window) > 0
     ]
     if len(ratios) < DISPERSION_MIN_PAIRS:
-        return 1.0
+        return None
     return max(1.0, statistics.median(ratios) / CHI2_1_MEDIAN)
 
 
@@ -445,16 +451,9 @@ def rate_dispersion(
     fewer than ``DISPERSION_MIN_PAIRS`` pairs, ``fallback`` (Poisson's 1, or what a restart
     kept).
     """
-    sample = params.rate_sample_seconds
     picked = spaced_samples(rates, len(rates), params)
-    ratios = [
-        (newer - older) ** 2 / variance
-        for (_, newer), (_, older) in itertools.pairwise(picked)
-        if (variance := (newer + older) / sample) > 0
-    ]
-    if len(ratios) < DISPERSION_MIN_PAIRS:
-        return fallback
-    return max(1.0, statistics.median(ratios) / CHI2_1_MEDIAN)
+    found = _dispersion([rate for _, rate in picked], params.rate_sample_seconds)
+    return fallback if found is None else found
 
 
 def ramp_ahead(
