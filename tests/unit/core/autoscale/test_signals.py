@@ -1374,6 +1374,26 @@ def test_a_restart_holds_the_burst_as_of_when_the_state_was_kept() -> None:
     assert restore_state(6, 7200.0, signals=kept, signals_at=9000.0).restored_burst is None
 
 
+def headroom_after_restart(
+    kept: dict[str, float],
+    now: float,
+    startup: float,
+    rate: float,
+    since: tuple[tuple[float, float, int], ...],
+) -> tuple[ScalerState, SignalNeed | None]:
+    """(the state a restart a sample after ``now`` restores from what status ``kept``, the
+    headroom on the samples ``since`` then at ``rate`` requests/s)."""
+    restored = restore_state(4, now + STEP, last_scale_at=now, signals=kept, signals_at=now)
+    need = headroom_need(
+        inputs(startup_seconds=startup),
+        rate,
+        since,
+        restored=restored.restored_burst,
+        edges=restored.restored_edges,
+    )
+    return restored, need
+
+
 def test_a_restart_holds_a_crowd_that_was_beyond_the_noise_of_its_own_level() -> None:
     """The crowd from a quiet level, within the noise of its peak: what the status keeps
     says it was beyond the noise of its own level, so the replicas after a restart hold it
@@ -1382,34 +1402,13 @@ def test_a_restart_holds_a_crowd_that_was_beyond_the_noise_of_its_own_level() ->
     rates, rise = crowd_from_a_quiet_level(now)
     kept = status_signals(ScalerState(rates=rates), startup)
     assert kept["state.burstBeyond"] == pytest.approx(rise, abs=1e-3)
-    restored = restore_state(4, now + STEP, last_scale_at=now, signals=kept, signals_at=now)
     since = ((now + STEP, 3.6, 4), (now + 2 * STEP, 3.6, 4))
-    need = headroom_need(
-        inputs(startup_seconds=startup),
-        3.6,
-        since,
-        restored=restored.restored_burst,
-        edges=restored.restored_edges,
-    )
+    _, need = headroom_after_restart(kept, now, startup, 3.6, since)
     assert need is not None and need.replicas == need_for(3.6 + rise)
-    older = restore_state(
-        4,
-        now + STEP,
-        last_scale_at=now,
-        signals={k: v for k, v in kept.items() if k != "state.burstBeyond"},
-        signals_at=now,
-    )
+    without = {k: v for k, v in kept.items() if k != "state.burstBeyond"}
+    older, older_need = headroom_after_restart(without, now, startup, 3.6, since)
     assert older.restored_burst is not None and older.restored_burst[5] == 0.0
-    assert (
-        headroom_need(
-            inputs(startup_seconds=startup),
-            3.6,
-            since,
-            restored=older.restored_burst,
-            edges=older.restored_edges,
-        )
-        is None
-    )
+    assert older_need is None
 
 
 def test_a_restart_holds_a_level_that_moved_as_before() -> None:
@@ -1419,16 +1418,9 @@ def test_a_restart_holds_a_level_that_moved_as_before() -> None:
     rates = level_that_moved(now)
     kept = status_signals(ScalerState(rates=rates), startup)
     assert kept["state.burstBeyond"] == pytest.approx(3.0, abs=1e-3)
-    restored = restore_state(4, now + STEP, last_scale_at=now, signals=kept, signals_at=now)
     since = tuple((now + k * STEP, rate, 4) for k, rate in enumerate((4.6, 3.4, 4.4), 1))
     before = headroom_need(inputs(startup_seconds=startup), 4.0, (*rates, *since))
-    after = headroom_need(
-        inputs(startup_seconds=startup),
-        4.0,
-        since,
-        restored=restored.restored_burst,
-        edges=restored.restored_edges,
-    )
+    _, after = headroom_after_restart(kept, now, startup, 4.0, since)
     assert before is not None and after is not None
     assert after.replicas == before.replicas == need_for(7.0, startup_seconds=startup)
 
