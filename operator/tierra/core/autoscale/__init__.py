@@ -65,6 +65,9 @@ Modules
 * ``sanitise``, ``sizes``, ``speed``, ``observe``: one sample read -- values made usable, the
   mean request's size, the replicas' real speed, implausible samples set aside;
 * ``load``: the arrivals now (conservation, ``interval_rate``) and the burst history;
+* ``bursts``: what the burst history shows -- its largest swings within a start-up time, the
+  noise of a steady rate, the arrivals' scatter; ``ramp``: a ramp under way; ``mixes``: the
+  samples of a heavier request mix, at its weight;
 * ``starting``: the replicas still starting, batch by batch;
 * ``signals``: one module per signal, all behind one interface (``signals.Scaler``);
 * ``recommender``: ``recommend``, the count the signals' needs ask for within the bounds, the
@@ -72,7 +75,21 @@ Modules
 * ``service``: a whole service's inputs over its placements and tiers.
 """
 
+from .bursts import (
+    burst_fade,
+    burst_lead,
+    burst_lookback,
+    burst_memory,
+    burst_noise,
+    burst_rise,
+    burst_summary,
+    burst_swing,
+    decision_interval,
+    rate_dispersion,
+    swing_noise,
+)
 from .load import change_threshold, interval_rate, judge_rise, rise_trust
+from .mixes import heavier_mix_peak, mix_weighted, mix_weights
 from .model import (
     API_MAX_REPLICAS,
     DEFAULT_PARAMS,
@@ -83,6 +100,7 @@ from .model import (
     scaling_inputs,
     scrape_age,
 )
+from .ramp import ramp_ahead
 from .recommender import recommend
 from .restart import STATE_SIGNALS, restore_state, status_signals
 from .schedule import ScheduledFloor, scheduled_floor
@@ -97,25 +115,7 @@ from .service import (
 )
 from .signals import SCALERS, Scaler
 from .signals.arrival import arrival_need, deadband, planned_concurrency
-from .signals.headroom import (
-    burst_fade,
-    burst_lead,
-    burst_lookback,
-    burst_memory,
-    burst_noise,
-    burst_rise,
-    burst_summary,
-    burst_swing,
-    decision_interval,
-    fan_out,
-    headroom_need,
-    heavier_mix_peak,
-    mix_weighted,
-    mix_weights,
-    ramp_ahead,
-    rate_dispersion,
-    swing_noise,
-)
+from .signals.headroom import fan_out, headroom_need
 from .signals.latency import latency_need, over_slo
 from .signals.queue import queue_allowance, queue_need
 from .sizes import request_sizes, size_shifted, smoothed_sizes

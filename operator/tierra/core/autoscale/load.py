@@ -34,9 +34,9 @@ from collections.abc import Sequence
 from statistics import NormalDist
 from typing import NamedTuple, TypeVar
 
+from .bursts import burst_lookback, burst_memory
 from .model import DEFAULT_PARAMS, HUGE, ScalerParams, ScalingInputs, mean_work
 from .sample import Arrivals, Load, Observed
-from .signals.headroom import burst_lookback, burst_memory
 from .state import ScalerState
 
 Value = TypeVar("Value", int, float)

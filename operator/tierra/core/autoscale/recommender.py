@@ -53,6 +53,7 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 
+from .bursts import burst_lookback, burst_memory
 from .load import observe_load, slide_max
 from .model import (
     API_MAX_REPLICAS,
@@ -69,7 +70,6 @@ from .sample import Load, Observed, Sample
 from .sanitise import sanitised_inputs
 from .signals import SCALERS
 from .signals.arrival import deadband
-from .signals.headroom import burst_lookback, burst_memory
 from .signals.latency import on_trial, over_slo, worst_goal
 from .starting import cancelled_by, forecast_asks, starting_after, still_asked_for
 from .state import Recommendation, ScalerState

@@ -7,17 +7,10 @@ import math
 from collections.abc import Callable, Mapping
 from typing import TypeVar
 
+from .bursts import burst_fade, burst_lead, burst_summary, rate_dispersion
+from .mixes import heavier_mix_peak, mix_weighted, mix_weights
 from .model import API_MAX_REPLICAS, DEFAULT_PARAMS, HUGE, ScalerParams
-from .signals.headroom import (
-    burst_fade,
-    burst_lead,
-    burst_summary,
-    fan_out,
-    heavier_mix_peak,
-    mix_weighted,
-    mix_weights,
-    rate_dispersion,
-)
+from .signals.headroom import fan_out
 from .starting import rates_at_asks
 from .state import ScalerState, Unhelped
 

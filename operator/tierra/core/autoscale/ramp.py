@@ -1,0 +1,62 @@
+"""A ramp under way: where the line through the latest arrival-rate samples will be when a
+replica asked now serves (``ramp_ahead``), or nothing where they lie on no significant line."""
+
+from __future__ import annotations
+
+import math
+
+from .bursts import spaced_samples
+from .model import DEFAULT_PARAMS, ScalerParams
+
+
+def ramp_ahead(
+    rates: tuple[tuple[float, float, int], ...],
+    at: float,
+    params: ScalerParams = DEFAULT_PARAMS,
+    samples: int | None = None,
+    dispersion: float = 1.0,
+) -> float:
+    """The arrival rate at time ``at`` if the ramp of the samples goes on (0: no ramp).
+
+    A weighted least-squares line through the last ``ramp_samples`` rates, one per
+    ``rate_sample_seconds`` (each a Poisson count over that long: variance ``rate / sample``).
+    It counts as a ramp when its slope is positive beyond ``change_z`` standard errors and the
+    samples lie on it within their noise (chi-square within its mean + 3 standard deviations):
+    a step, a spike or a fan-out fits no line and is the burst headroom's, and noise has no
+    significant slope. The slope's standard error is at the traffic's ``dispersion``
+    (``rate_dispersion``): clustered arrivals draw steep five-sample lines that Poisson's
+    would not. The fit stays at Poisson's, the stricter test of a line for scattered samples.
+    """
+    sample = params.rate_sample_seconds
+    wanted = max(samples if samples is not None else params.ramp_samples, 3)
+    picked = spaced_samples(rates, wanted, params)
+    n = len(picked)
+    if n < wanted or not math.isfinite(at):
+        return 0.0
+    # (each sample weighted by the inverse of its variance: first at its own rate, then at
+    # the first fit's -- a sample's own count understates its variance when it came out low,
+    # and over many samples that alone takes a ramp for a misfit)
+    expected = [rate for _, rate in picked]
+    for _ in range(2):
+        weights = [sample / max(rate, 1.0 / sample) for rate in expected]
+        total = sum(weights)
+        t_mean = sum(w * t for w, (t, _) in zip(weights, picked, strict=True)) / total
+        r_mean = sum(w * r for w, (_, r) in zip(weights, picked, strict=True)) / total
+        spread = sum(w * (t - t_mean) ** 2 for w, (t, _) in zip(weights, picked, strict=True))
+        if not spread > 0:
+            return 0.0
+        slope = (
+            sum(w * (t - t_mean) * (r - r_mean) for w, (t, r) in zip(weights, picked, strict=True))
+            / spread
+        )
+        expected = [max(0.0, r_mean + slope * (t - t_mean)) for t, _ in picked]
+    if slope * math.sqrt(spread / dispersion) <= params.change_z:  # (slope / its standard error)
+        return 0.0
+    misfit = sum(
+        w * (r - r_mean - slope * (t - t_mean)) ** 2
+        for w, (t, r) in zip(weights, picked, strict=True)
+    )
+    dof = n - 2
+    if misfit > dof + 3.0 * math.sqrt(2.0 * dof):
+        return 0.0
+    return max(0.0, r_mean + slope * (at - t_mean))
