@@ -35,13 +35,13 @@ from tierra.core.autoscale import (
 from tierra.core.autoscale import recommend as _recommend
 from tierra.core.queue_model import ReplicaPool, ReplicaProfile
 from tierra.core.slo_reach import ServingProfile
+from tierra_testing.autoscale import STEP
 from tierra_testing.builders import recommender_inputs, service, variant
 
-STEP = 15.0
 DELAY = 120.0
 TRUSTED = ScalerParams(speed_prior=1.0, headroom_min_reaction_seconds=math.inf)
 """The mechanics of the signals, the deadband and the windows, with a profile taken at its
-word and no burst headroom (test_signals.py covers those)."""
+word and no burst headroom (test_speed.py and signals/test_headroom.py cover those)."""
 
 
 def recommend(
