@@ -47,6 +47,7 @@ def test_held_out_runs_a_case() -> None:
     assert rows and "static:" in rows[0] and rows[0].count("%") >= 4, out
     assert "1 cases (start 17)" in out and " SETTLED " in out, out
     assert "settled (the same, over the requests from then on" in out, out
+    assert " CEILING " in out and "ceiling below 99 % (no policy reaches 99 %) in" in out, out
 
 
 def test_held_out_draws_the_scrape_timing_again_and_nothing_else(tmp_path: Path) -> None:

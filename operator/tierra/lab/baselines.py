@@ -138,6 +138,14 @@ class SloTarget:
         ttft = profile.prefill_seconds(prompt_tokens) + profile.rtt_seconds
         return self.ttft_seconds is None or ttft <= self.ttft_seconds
 
+    def reachable_share(self, profile: ReplicaProfile, requests: Sequence[TraceRequest]) -> float:
+        """The share of ``requests`` that can meet the SLO at all (``feasible``): the most any
+        policy reaches, however many replicas it runs (1 without requests)."""
+        if not requests:
+            return 1.0
+        reachable = sum(self.feasible(profile, r.prompt_tokens, r.output_tokens) for r in requests)
+        return reachable / len(requests)
+
 
 @dataclass(frozen=True)
 class PolicyContext:

@@ -199,6 +199,13 @@ def test_oracle_meets_the_slo_when_it_is_feasible() -> None:
     assert not ttft.feasible(PROFILE, 1000, 10)  # prefill alone 0.2 s
 
 
+def test_the_reachable_share_counts_the_requests_that_can_meet_the_slo_alone() -> None:
+    slo = SloTarget(latency_seconds=1.0)
+    requests = [TraceRequest(float(i), 1000, out) for i, out in enumerate((100, 500, 100, 50))]
+    assert slo.reachable_share(PROFILE, requests) == 0.75  # the 500-token answer takes 1.2 s
+    assert slo.reachable_share(PROFILE, []) == 1.0
+
+
 # ---- static:N, the HPA's scale-down window, the oracle at an attainment
 
 
