@@ -27,6 +27,19 @@ def run(script: str, *args: str) -> str:
     return done.stdout
 
 
+def test_simulate_says_when_an_attainment_goal_is_out_of_any_policy_s_reach(
+    tmp_path: Path,
+) -> None:
+    """A shifting mix on replicas 30 % slower than their profile: some of its long-context
+    requests take longer than the SLO alone, which the verdict says beside the MISS."""
+    out = run("simulate.py", "--traces", "mix-shift", "--seeds", "1", "--errors", "0.3",
+              "--duration", "900", "--plot", str(tmp_path))  # fmt: skip
+    verdicts = [line for line in out.splitlines() if "tierra within SLO" in line]
+    assert len(verdicts) == 1 and "MISS" in verdicts[0], out
+    assert "out of any policy's reach: 98." in verdicts[0], out
+    assert "goals met: 0 of 2; 1 attainment goals are out of any policy's reach" in out, out
+
+
 def test_causal_bound_runs_a_case() -> None:
     out = run("causal_bound.py", "--traces", "on-off", "--seeds", "1", "--errors", "0")
     rows = [line for line in out.splitlines() if line.startswith("on-off")]
