@@ -1,7 +1,7 @@
 """The burst headroom: capacity held ahead of bursts a reactive scale-up would be late for
-(``headroom_need``), from the burstiness this service has shown (``tierra.core.autoscale.
-bursts``), a ramp under way (``ramp``), the largest fan-out seen (``fan_out``), and a heavier
-mix counted at its weight (``mixes``)."""
+(``headroom_need``), from the burstiness this service has shown (the ``bursts`` module), a
+ramp under way (``ramp``), the largest fan-out seen (``fan_out``), and a heavier mix counted
+at its weight (``mixes``)."""
 
 from __future__ import annotations
 
