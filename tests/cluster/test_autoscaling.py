@@ -19,6 +19,9 @@ from typing import Any
 
 import pytest
 from cluster_helpers import (
+    GROUP,
+    PLURAL,
+    VERSION,
     Clients,
     OperatorProcess,
     WaitFor,
@@ -157,6 +160,11 @@ def step_scale_up(
         and (signals.get("queueDepth", 0) > 0 or signals.get("running", 0) > 1)
         else None
     )
+
+
+def state_kept(clients: Clients, namespace: str, name: str) -> dict[str, Any]:
+    """``status.autoscaling.state``."""
+    return dict((status(clients, namespace, name).get("autoscaling") or {}).get("state") or {})
 
 
 def window_kept(clients: Clients, namespace: str, name: str) -> dict[str, Any]:
@@ -363,6 +371,29 @@ def test_a_restarted_operator_scales_down_when_the_window_status_kept_lets_it(
     create(clients, scaled_service("resumed", namespace, scaling=scaling))
     wait_placed(clients, wait_for, namespace, "resumed")
     wait_serving(twin, wait_for, namespace, "resumed", 1)
+    # The status is merge-patched, which merges maps key by key: a key the operator no longer
+    # writes (an older staircase's third step, an older version's) goes with its next write,
+    # or a restart would read it beside the new ones.
+    wait_for(
+        lambda: "state.speed" in state_kept(clients, namespace, "resumed"),
+        timeout=60,
+        what="the recommender's state in status",
+    )
+    client.CustomObjectsApi(clients["central"]).patch_namespaced_custom_object_status(
+        GROUP,
+        VERSION,
+        namespace,
+        PLURAL,
+        "resumed",
+        {"status": {"autoscaling": {"state": {"state.window2At": 1.0, "state.retired": 1.0}}}},
+    )
+
+    def stray_gone() -> bool:
+        kept_now = state_kept(clients, namespace, "resumed")
+        return "state.retired" not in kept_now and kept_now.get("state.window2At") != 1.0
+
+    # (within a status refresh: 30 s)
+    wait_for(stray_gone, timeout=60, what="the keys the operator did not write gone from status")
     twin.set_load(namespace, "resumed", rate=8.0, prompt_tokens=500, output_tokens=100)
 
     def needed() -> int:

@@ -145,6 +145,7 @@ def scaling_status(
     ScalingLimited conditions, the recommendation, the last observed metrics and the last scale
     decision."""
     old: Sequence[Mapping[str, Any]] = previous.get("conditions") or []
+    before = previous.get("autoscaling") or {}
     slo_ok, slo_reason, slo_message = slo_verdict(report.metrics, latency_p95_ms, ttft_p95_ms)
     if not report.metrics_available:
         slo_ok, slo_reason, slo_message = None, "MetricsUnavailable", report.metrics_message
@@ -175,17 +176,33 @@ def scaling_status(
             "mode": report.mode,
             "recommendedReplicas": report.recommended,
             "signal": report.signal,
-            "needs": dict(report.needs),
+            "needs": replacing(before.get("needs"), report.needs),
             "keeps": report.keeps,
             "reason": report.reason[:1000],
-            "state": dict(report.state),
+            "state": replacing(before.get("state"), report.state),
             "stateTime": report.state_time,
         },
-        "metrics": dict(report.metrics) if report.metrics is not None else previous.get("metrics"),
-        "lastScale": dict(report.last_scale)
+        "metrics": replacing(previous.get("metrics"), report.metrics)
+        if report.metrics is not None
+        else previous.get("metrics"),
+        "lastScale": _last_scale(previous.get("lastScale"), report.last_scale)
         if report.last_scale is not None
         else previous.get("lastScale"),
     }
+
+
+def replacing(previous: Any, new: Mapping[str, Any]) -> dict[str, Any]:
+    """``new`` as a merge patch that replaces the map ``previous`` whole: a JSON merge patch
+    merges maps key by key, so a key ``new`` no longer has is removed by a null, or it would
+    stay beside the new ones (a restart would read a scale-down window mixed from two writes)."""
+    gone = {k: None for k in previous if k not in new} if isinstance(previous, Mapping) else {}
+    return {**gone, **new}
+
+
+def _last_scale(previous: Any, new: Mapping[str, Any]) -> dict[str, Any]:
+    """A new ``status.lastScale`` as a merge patch: its signals replace the last decision's."""
+    before = previous.get("signals") if isinstance(previous, Mapping) else None
+    return {**new, "signals": replacing(before, new.get("signals") or {})}
 
 
 KSTATUS = ("Reconciling", "Stalled")

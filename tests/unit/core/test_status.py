@@ -7,13 +7,18 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
+from tierra.core.autoscale import ScalerState, restore_state, status_signals
 from tierra.core.placement import PoolCapacity, Rejection
+from tierra.core.reconcile import merge_patched
 from tierra.core.status import (
     ScalingReport,
     condition,
     explain_status,
     limit_verdict,
+    replacing,
     scaling_status,
     service_status,
     slo_verdict,
@@ -307,6 +312,49 @@ def test_missing_metrics_make_slo_unknown_and_keep_the_last_metrics() -> None:
     assert conditions["SLOMet"]["status"] == "Unknown"
     assert part["metrics"] == {"p95LatencyMs": 10.0}
     assert part["lastScale"] == {"to": "3"}
+
+
+maps = st.dictionaries(st.text(max_size=12), st.floats(allow_nan=False), max_size=8)
+
+
+@given(previous=maps, new=maps)
+def test_a_map_written_over_another_replaces_it_whole(
+    previous: dict[str, float], new: dict[str, float]
+) -> None:
+    """The status is merge-patched, which merges maps key by key: a map the operator owns
+    is written so that what the apiserver stores is the new map, not the two merged."""
+    assert merge_patched({"m": previous}, {"m": replacing(previous, new)}) == {"m": new}
+    assert replacing(None, new) == new
+
+
+def test_a_status_written_over_an_older_one_holds_only_the_newer_state() -> None:
+    """The needs, the metrics, the last decision's signals and the recommender's kept state
+    are each the last report's; a scale-down window that shrank from three steps to two is
+    restored as the two (the older third step, kept beside them, would make a restart start
+    the window afresh and hold the count a whole delay more)."""
+    longer = ScalerState(window=((1000.0, 12), (1100.0, 8), (1200.0, 3)), window_since=400.0)
+    shorter = ScalerState(window=((1250.0, 14), (1290.0, 5)), window_since=400.0)
+    stored: dict[str, Any] = {}
+    reports = (
+        _report(state=status_signals(longer, 60.0)),
+        _report(
+            needs={"queue": 5},
+            metrics={"queueDepth": 1.0},
+            last_scale={"time": "t2", "from": "4", "to": "14", "reason": "r", "signals": {}},
+            state=status_signals(shorter, 60.0),
+        ),
+    )
+    for report in reports:
+        stored = merge_patched(stored, scaling_status(report, 2000, None, 3, stored, "now"))
+    autoscaling = stored["autoscaling"]
+    assert autoscaling["state"] == status_signals(shorter, 60.0)
+    assert autoscaling["needs"] == {"queue": 5}
+    assert stored["metrics"] == {"queueDepth": 1.0}
+    assert stored["lastScale"]["signals"] == {}
+    restored = restore_state(
+        14, 1300.0, signals=autoscaling["state"], signals_at=1290.0, scale_down_delay=300.0
+    )
+    assert restored.window == ((1250.0, 14), (1300.0, 5))
 
 
 def test_no_latency_yet_is_unknown() -> None:
