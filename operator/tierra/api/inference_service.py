@@ -589,8 +589,9 @@ class AutoscalingStatus(ApiModel):
         description=(
             "What a restarted operator needs of the recommender's memory (service-rate "
             "estimate, burst history, fan-out, how far recent rises lasted, the arrivals' "
-            "scatter, request size, latency verdicts, the scale-down window's steps), as of "
-            "stateTime: written with the status, so it is at most a status refresh old."
+            "scatter, request size, latency verdicts, the last backlog, the scale-down "
+            "window's steps), as of stateTime: written with the status, so it is at most a "
+            "status refresh old."
         ),
         json_schema_extra={"maxProperties": 64},
     )

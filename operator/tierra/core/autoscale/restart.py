@@ -76,6 +76,7 @@ STATE_SIGNALS = (
     "state.sizeRequests",
     "state.askedAt",
     "state.askedRate",
+    "state.backlogAt",
     "state.windowSince",
     *(f"state.window{i}{part}" for i in range(STEPS_KEPT) for part in ("At", "Need")),
     *(f"state.unhelped.{goal}.{f}" for goal in GOAL_KEYS.values() for f in UNHELPED_FIELDS),
@@ -98,8 +99,8 @@ def status_signals(
     at, ``heavier_mix_peak``), how far recent rises lasted (``rise_trust``), the arrivals'
     scatter (``rate_dispersion``), the goals the latency feedback found replicas do not help
     (a restart would test them again with as many replicas more), the arrivals at the last
-    scale-up's ask while its replicas start, and the scale-down window's steps. The rest is
-    rebuilt from observations."""
+    scale-up's ask while its replicas start, when the last backlog was, and the scale-down
+    window's steps. The rest is rebuilt from observations."""
     out: dict[str, float] = {}
     kept = state.restored_dispersion
     scatter = math.inf if kept is None else kept
@@ -155,6 +156,9 @@ def status_signals(
     if asked is not None:
         out["state.askedAt"] = round(asked[0], 1)
         out["state.askedRate"] = round(asked[1], 4)
+    if state.backlog_at is not None:
+        # (rounded up: the latency feedback waits a little longer, never less)
+        out["state.backlogAt"] = math.ceil(state.backlog_at * 10) / 10
     if state.window and state.window_since is not None:
         # (rounded up: a step kept a little longer, never shorter)
         out["state.windowSince"] = math.ceil(state.window_since * 10) / 10
@@ -217,9 +221,11 @@ def restore_state(
     * how far recent rises lasted, as of ``signals_at``, fading from then;
     * the arrivals' scatter judges ramps until the samples since show their own;
     * a goal the latency feedback found replicas do not help stays unchased until met;
+    * the latency feedback waits out the tail of the last backlog (``backlog_at``), as before;
     * a hold under a schedule's floor goes back to what it held when the window closes;
     * the smoothed request size goes on from what was kept.
-    Rebuilt from observations: the growth probe, idleness, the rate window's mean ready.
+    Rebuilt from observations: the growth probe (a backlog's growth is measured afresh from
+    the first sample), idleness, the rate window's mean ready.
     """
     signals = signals or {}
     low, high = params.speed_bounds
@@ -264,6 +270,12 @@ def restore_state(
         ((now, recommended),) if recommended else (),
         now,
     )
+    backlog_at = value("state.backlogAt")
+    # (kept to a tenth, rounded up, with a state kept to the second)
+    if backlog_at is not None and not (
+        seen_at is not None and seen_at - MAX_AGE <= backlog_at <= seen_at + 1
+    ):
+        backlog_at = None
     base = value("state.holdBase")
     dispersion = value("state.dispersion")
     rises = _rises(value("state.risesLasted"), value("state.risesFaded"), seen_at)
@@ -292,6 +304,7 @@ def restore_state(
         speed_at=now if speed is not None else None,
         unhelped=_verdicts(value),
         hold_base=int(base) if base is not None and 0 <= base <= API_MAX_REPLICAS else None,
+        backlog_at=backlog_at,
         sizes=_sizes(size, now),
     )
 

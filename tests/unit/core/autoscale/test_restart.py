@@ -459,6 +459,44 @@ def falling_load(restart_at: float | None, delay: float = 300.0, known: bool = T
     return counts
 
 
+@pytest.mark.parametrize("backlog_ago", [5.0, 60.0, 130.0])
+def test_a_restart_waits_out_the_last_backlog_s_tail_as_before(backlog_ago: float) -> None:
+    """A backlog the replicas drained without a scale-up leaves its waits in the p95 for two
+    latency windows; the feedback waits them out. A restart in that tail waits them out too:
+    without when the backlog was, it read the tail as replicas too few and doubled them."""
+    state, current = ScalerState(), 5
+    for i in range(40):
+        now = i * STEP
+        observed = inputs(desired_replicas=current, ready_replicas=current)
+        rec = recommend(replace(observed, signals=steady(now, 8.0, 3.0)), state, now)
+        state, current = rec.state, rec.replicas
+    assert state.last_scale_up_at is None
+    state = replace(state, backlog_at=now - backlog_ago)
+    kept = json.loads(json.dumps(status_signals(state, 60.0)))
+    later = now + STEP
+    restored = restore_state(current, later, signals=kept, signals_at=now, scale_down_delay=300.0)
+    assert restored.backlog_at == pytest_approx(now - backlog_ago, 1e-6)
+    assert restored.backlog_at is not None and restored.backlog_at >= now - backlog_ago
+    tail = steady(later, 8.0, 3.0, p95_latency_ms=inputs().latency_p95_ms * 3)
+    observed = inputs(desired_replicas=current, ready_replicas=current, signals=tail)
+    kept_count = recommend(observed, state, later).replicas
+    assert recommend(observed, restored, later).replicas == kept_count
+    waits = 2 * DEFAULT_PARAMS.latency_window_seconds
+    assert (kept_count == current) == (later - (now - backlog_ago) < waits)
+    forgotten = {k: v for k, v in kept.items() if k != "state.backlogAt"}
+    before = restore_state(
+        current, later, signals=forgotten, signals_at=now, scale_down_delay=300.0
+    )
+    assert recommend(observed, before, later).replicas > current
+
+
+@pytest.mark.parametrize("kept_at", [2000.0, math.nan, -1e12])
+def test_a_restart_sets_aside_a_backlog_kept_after_the_state_or_absurd(kept_at: float) -> None:
+    kept = {**status_signals(ScalerState(), 60.0), "state.backlogAt": kept_at}
+    restored = restore_state(5, 1300.0, signals=kept, signals_at=1200.0, scale_down_delay=300.0)
+    assert restored.backlog_at is None
+
+
 @pytest.mark.parametrize(("restart_at", "later"), [(600.0, 1), (750.0, 0), (885.0, 0)])
 def test_a_restart_goes_on_with_the_scale_down_window_status_kept(
     restart_at: float, later: int
