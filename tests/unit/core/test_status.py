@@ -335,8 +335,9 @@ def test_a_status_written_over_an_older_one_holds_only_the_newer_state() -> None
     longer = ScalerState(window=((1000.0, 12), (1100.0, 8), (1200.0, 3)), window_since=400.0)
     shorter = ScalerState(window=((1250.0, 14), (1290.0, 5)), window_since=400.0)
     stored: dict[str, Any] = {}
+    first_scale = {"time": "t", "from": "2", "to": "4", "reason": "r", "signals": {"need.q": 4.0}}
     reports = (
-        _report(state=status_signals(longer, 60.0)),
+        _report(last_scale=first_scale, state=status_signals(longer, 60.0)),
         _report(
             needs={"queue": 5},
             metrics={"queueDepth": 1.0},
