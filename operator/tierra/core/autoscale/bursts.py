@@ -1,7 +1,8 @@
 """The burst history's reading: how far back it looks (``burst_lookback``) and how long a
 sample is kept (``burst_memory``), the largest swings of the arrival rate within a start-up
 time (``burst_summary``), what Poisson noise alone would show of them (``burst_noise``,
-``swing_noise``), and how far the arrivals scatter beyond Poisson's (``rate_dispersion``).
+``swing_noise``), how far the arrivals scatter beyond Poisson's (``rate_dispersion``), and
+whether the rate stayed up after a jump of what is in the system (``rate_stayed_up``).
 
 A history is ``(time, arrival rate, serving replicas)`` per decision, one rate sample per
 ``rate_sample_seconds`` or more often."""
@@ -384,3 +385,20 @@ def _dispersion(rates: list[float], window: float) -> float | None:
     if len(ratios) < DISPERSION_MIN_PAIRS:
         return None
     return max(1.0, statistics.median(ratios) / CHI2_1_MEDIAN)
+
+
+def rate_stayed_up(
+    at: float, rates: tuple[tuple[float, float, int], ...], params: ScalerParams = DEFAULT_PARAMS
+) -> bool | None:
+    """Whether the arrival rate a ``rate_sample_seconds`` after the sample at ``at`` stayed
+    at half that sample's or more (a jump there began a burst's rate), or fell back (False:
+    requests that came at once, as they do where no sample at ``at`` is in ``rates``, kept by a
+    restart). None until a sample that late is in ``rates``: the history that tells is final
+    then, so the answer never changes after."""
+    during = next((r for t, r, _ in rates if math.isclose(t, at)), None)
+    if during is None:
+        return False
+    after = next((r for t, r, _ in rates if t >= at + params.rate_sample_seconds - EPS), None)
+    if after is None:
+        return None
+    return after >= 0.5 * during

@@ -34,7 +34,7 @@ from collections.abc import Sequence
 from statistics import NormalDist
 from typing import NamedTuple, TypeVar
 
-from .bursts import burst_lookback, burst_memory
+from .bursts import burst_lookback, burst_memory, rate_stayed_up
 from .model import DEFAULT_PARAMS, HUGE, ScalerParams, ScalingInputs, mean_work
 from .sample import Arrivals, Load, Observed
 from .state import ScalerState
@@ -52,6 +52,30 @@ def slide_max(
         kept.pop()
     kept.append((now, value))
     return tuple(kept)
+
+
+def kept_crowds(
+    crowds: tuple[tuple[float, float], ...],
+    rates: tuple[tuple[float, float, int], ...],
+    params: ScalerParams = DEFAULT_PARAMS,
+) -> tuple[tuple[float, float], ...]:
+    """The (time, jump) ``crowds`` that can still be the largest fan-out (``fan_out``) or the
+    largest jump of all while they are in the lookback: a jump goes once a later one at least
+    as large is known to be a fan-out (the rate fell back after it, ``rate_stayed_up``), or
+    once it is itself known to be a rate's start and a later one is at least as large. A
+    later larger jump not yet judged, or judged a rate, does not replace an earlier fan-out:
+    where arrivals scatter like Poisson's the rate headroom holds it instead, and the fan-out
+    may come again."""
+    kept: list[tuple[float, float]] = []
+    later_fan_out = later_any = -math.inf
+    for at, jump in reversed(crowds):
+        stayed_up = rate_stayed_up(at, rates, params)
+        if not (jump <= later_fan_out or (stayed_up and jump <= later_any)):
+            kept.append((at, jump))
+        later_any = max(later_any, jump)
+        if stayed_up is False:
+            later_fan_out = max(later_fan_out, jump)
+    return tuple(reversed(kept))
 
 
 def _implied_arrivals(
@@ -370,5 +394,6 @@ def observe_load(seen: Observed, state: ScalerState, now: float, params: ScalerP
     ):
         jump = probe[1] - before[1]
         if jump > 0:
-            crowds = slide_max(crowds, now, min(jump, HUGE))
+            crowds = (*crowds, (now, min(jump, HUGE)))
+    crowds = kept_crowds(crowds, rates, params)
     return Load(waiting, running, arrival, active, backlogged, implied, rates, crowds, mixes)

@@ -143,10 +143,10 @@ class ScalerState:
     """(time, mean prompt tokens, mean output tokens) of the burst history's samples whose
     request size was known (``mix_weighted``)."""
     crowds: tuple[tuple[float, float], ...] = ()
-    """(time, requests) of the largest jumps of what is in the system between two samples
-    that the running slots took in (no backlog) within ``burst_lookback``, reduced
-    to those that can still be its max (decreasing): the largest crowd a fan-out brought at
-    once."""
+    """(time, requests) of the jumps of what is in the system between two samples that the
+    running slots took in (no backlog) within ``burst_lookback``, reduced to those that can
+    still be the largest fan-out or the largest jump (``kept_crowds``): the largest crowd a
+    fan-out brought at once."""
     speed: float = 1.0
     """Online estimate of the replicas' real service rate as a multiple of the profile
     (``speed_prior`` until ``speed_at`` is set)."""

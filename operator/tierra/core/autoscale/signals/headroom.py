@@ -18,6 +18,7 @@ from ..bursts import (
     burst_summary,
     decision_interval,
     rate_dispersion,
+    rate_stayed_up,
     spaced_samples,
 )
 from ..mixes import heavier_mix_peak, mix_weighted, mix_weights
@@ -201,21 +202,20 @@ def fan_out(
 ) -> tuple[float, float]:
     """(the largest fan-out of ``crowds``, the largest jump taken for a rate instead).
 
-    A jump of what is in the system within one sample (``crowds``, largest first) may be
+    A jump of what is in the system within one sample (``crowds``) may be
     requests that came at once or a rate that filled the running slots over the sample: the
     counts cannot tell. Where arrivals come in clusters (``dispersion`` at least
     ``CLUSTERED_DISPERSION``; while unknown, infinite) it is a fan-out. Where they scatter
     like Poisson counts and the next sample's rate stayed at half the jump's sample's or
-    more, it was the start of a burst: a rate, which the rise holds (held as a fan-out, a
-    sustained burst's first sample on too few replicas held several times the count its
-    rate needs for the whole lookback). A jump with nothing after it yet is a fan-out."""
+    more (``rate_stayed_up``), it was the start of a burst: a rate, which the rise holds
+    (held as a fan-out, a sustained burst's first sample on too few replicas held several
+    times the count its rate needs for the whole lookback). A jump with nothing after it yet
+    is a fan-out."""
     if dispersion >= CLUSTERED_DISPERSION:
-        return (crowds[0][1] if crowds else 0.0), 0.0
+        return max((jump for _, jump in crowds), default=0.0), 0.0
     dismissed = 0.0
-    for at, jump in crowds:
-        during = next((r for t, r, _ in rates if math.isclose(t, at)), None)
-        after = next((r for t, r, _ in rates if t >= at + params.rate_sample_seconds - EPS), None)
-        if during is None or after is None or after < 0.5 * during:
+    for at, jump in sorted(crowds, key=lambda crowd: crowd[1], reverse=True):
+        if not rate_stayed_up(at, rates, params):
             return jump, dismissed
         dismissed = max(dismissed, jump)
     return 0.0, dismissed
