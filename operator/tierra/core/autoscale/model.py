@@ -95,6 +95,11 @@ class ScalerParams:
     """Arrival-rate samples (one per ``rate_sample_seconds``) a ramp is fitted over
     (``ramp_ahead``): few enough to see a flash crowd's ramp within a minute, enough that a
     line through Poisson noise is told from a step."""
+    ramp_believed_spans: float = 2.0
+    """How far beyond the latest sample the queue foresees a ramp's arrivals on its line, in
+    the spans it was fitted over (``ramp_held``'s ``as_far_as_seen``): a flash crowd's
+    line seen over a minute goes on for a 120 s start-up, but taken ten minutes on, what
+    it piles up asked for several times what the load came to."""
     speed_time_constant_seconds: float = 120.0
     """Time constant of the online service-rate estimate (a full-weight observation moves it
     ``1 - 1/e`` of the way in this long)."""

@@ -1,5 +1,6 @@
 """A ramp under way: where the line through the latest arrival-rate samples will be when a
-replica asked now serves (``ramp_ahead``), or nothing where they lie on no significant line."""
+replica asked now serves (``ramp_ahead``; ``ramp_held``, the line over the spans a fast and a
+slow ramp show), or nothing where they lie on no significant line."""
 
 from __future__ import annotations
 
@@ -60,3 +61,38 @@ def ramp_ahead(
     if misfit > dof + 3.0 * math.sqrt(2.0 * dof):
         return 0.0
     return max(0.0, r_mean + slope * (at - t_mean))
+
+
+def ramp_held(
+    rates: tuple[tuple[float, float, int], ...],
+    ahead: float,
+    startup: float,
+    params: ScalerParams = DEFAULT_PARAMS,
+    dispersion: float = 1.0,
+    as_far_as_seen: bool = False,
+) -> tuple[float, int]:
+    """(where the ramp under way will be at ``ahead``, the samples its line was fitted over);
+    (0, ...) without one. A steep ramp (a flash crowd) shows over the latest
+    ``ramp_samples``, fitted with the latest sample, which completes its line a sample
+    sooner, and without it (the higher of the two: more load now never means less held,
+    though it may fit no line). A slow ramp shows its slope over a start-up time before it
+    does over a minute: fitted over as many samples as ``startup`` holds, when that is more,
+    over those there are while the history is younger (or a slow ramp in a service's first
+    start-up time would be seen only over a minute). ``as_far_as_seen``: each line goes no
+    further beyond the latest sample than ``ramp_believed_spans`` times the span it was
+    fitted over (a minute's line is no ten-minute forecast)."""
+    span = round(startup / params.rate_sample_seconds)
+    held_samples = len(spaced_samples(rates, span, params))
+    fits = {params.ramp_samples, max(params.ramp_samples, held_samples)}
+    sample = params.rate_sample_seconds
+
+    def until(n: int) -> float:
+        if not (as_far_as_seen and rates):
+            return ahead
+        return min(ahead, rates[-1][0] + params.ramp_believed_spans * n * sample)
+
+    return max(
+        (ramp_ahead(history, until(n), params, n, dispersion), n)
+        for n in fits
+        for history in (rates, rates[:-1])
+    )

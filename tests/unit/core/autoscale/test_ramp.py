@@ -8,12 +8,15 @@ import random
 import statistics
 from typing import Any
 
+import pytest
+
 from tierra.core.autoscale import (
     SignalNeed,
     Signals,
     headroom_need,
     ramp_ahead,
 )
+from tierra.core.autoscale.ramp import ramp_held
 from tierra_testing.autoscale import (
     TRUSTED,
     clustered_rates,
@@ -222,3 +225,19 @@ def test_noise_rarely_holds_a_ramp_in_a_young_history() -> None:
                 held += need is not None and "ramp" in need.reason
                 decisions += 1
         assert held <= 0.03 * decisions, (name, held, decisions)
+
+
+def test_the_queue_believes_a_line_twice_as_far_ahead_as_it_was_seen() -> None:
+    """A flash crowd's line, 0.1 req/s more every second for the last 75 s (five samples),
+    on a 600 s start-up: the headroom holds it where it will be when a replica asked now
+    serves (68.5 req/s); the queue, which integrates what it piles up, believes it 150 s on
+    (23.5 req/s). A ramp seen over a start-up is believed as far."""
+    rates = tuple((t, 1.0 + 0.1 * max(0.0, t - 600.0), 4) for t in range(0, 676, 15))
+    now = rates[-1][0]
+    line, fitted = ramp_held(rates, now + 600.0, 600.0)
+    assert fitted == 5 and line == pytest.approx(1.0 + 0.1 * 675.0)
+    seen, _ = ramp_held(rates, now + 600.0, 600.0, as_far_as_seen=True)
+    assert seen == pytest.approx(1.0 + 0.1 * (75.0 + 150.0))
+    slow = tuple((t, 1.0 + 0.01 * t, 4) for t in range(0, 1201, 15))
+    whole, _ = ramp_held(slow, 1200.0 + 300.0, 300.0)
+    assert ramp_held(slow, 1200.0 + 300.0, 300.0, as_far_as_seen=True)[0] == whole > 0

@@ -479,12 +479,14 @@ def test_the_record_of_forecast_asks_follows_the_batches() -> None:
     """A scale-up that a ramp's line asked for is recorded; once its batch is gone (served,
     or taken back by a scale-down), so is the record; the state keeps it through JSON."""
     rates = tuple((t, 1.0 + 0.05 * max(0.0, t - 600.0), 4) for t in range(0, 781, 15))
-    recs, state = [], ScalerState()
+    recs, state, current = [], ScalerState(), 4
     for t, rate, _ in rates:
         rec = recommend(
             inputs(
                 startup_seconds=300.0,
                 scale_down_delay_seconds=0.0,
+                desired_replicas=current,
+                ready_replicas=min(current, 4),
                 signals=signals(float(t), 0.0, rate * 0.375, rate),
             ),
             state,
@@ -492,7 +494,7 @@ def test_the_record_of_forecast_asks_follows_the_batches() -> None:
             DEFAULT_PARAMS,
         )
         recs.append(rec)
-        state = rec.state
+        state, current = rec.state, rec.replicas
         assert set(state.forecast_asks) <= {asked for asked, _ in state.starting}
         assert ScalerState.from_dict(json.loads(json.dumps(state.to_dict()))) == state
     ramped = [r for r in recs if "ramp of the last" in r.reason and r.reason.startswith("scale up")]

@@ -19,9 +19,8 @@ from ..bursts import (
     decision_interval,
     rate_dispersion,
     rate_stayed_up,
-    spaced_samples,
 )
-from ..mixes import heavier_mix_peak, mix_weighted, mix_weights
+from ..mixes import heavier_mix_peak
 from ..model import (
     DEFAULT_PARAMS,
     EPS,
@@ -29,11 +28,11 @@ from ..model import (
     ScalingInputs,
     SignalNeed,
     ceil_count,
-    scrape_age,
 )
-from ..ramp import ramp_ahead
+from ..ramp import ramp_held
 from ..sample import Sample
 from .arrival import deadband, planned_concurrency
+from .history import ramp_end, weighted_history
 from .queue import queue_allowance
 
 CLUSTERED_DISPERSION = 5.0
@@ -111,22 +110,10 @@ def headroom_need(
     trend, _ = burst_rise(latest, inputs.startup_seconds)
     if 0 < trend <= 0.5 * arrival_rate:
         held = max(held, arrival_rate + trend)
-    # A steep ramp under way (a flash crowd: the latest samples on a rising line) is held at
-    # where the line will be when a replica asked now serves. The line is fitted with this
-    # sample, which completes a flash crowd's line a sample sooner, and without it (the
-    # higher of the two: more load now never means less held, though it may fit no line).
-    # A slow ramp shows its slope over a start-up time before it does over a minute (fitted
-    # over as many samples as a start-up time holds, when that is more; over those there are
-    # while the history is younger than a start-up, or a slow ramp in a service's first
-    # start-up time would be seen only over a minute).
-    ahead = rates[-1][0] + scrape_age(inputs, rates[-1][0], params) + inputs.startup_seconds
-    span = round(inputs.startup_seconds / params.rate_sample_seconds)
-    held_samples = len(spaced_samples(rates, span, params))
-    fits = {params.ramp_samples, max(params.ramp_samples, held_samples)}
-    line, fitted = max(
-        (ramp_ahead(history, ahead, params, n, dispersion), n)
-        for n in fits
-        for history in (rates, rates[:-1])
+    # A ramp under way (a flash crowd, a morning's rise) is held at where its line will be
+    # when a replica asked now serves (``ramp_held``).
+    line, fitted = ramp_held(
+        rates, ramp_end(inputs, rates, params), inputs.startup_seconds, params, dispersion
     )
     ramping = line > held
     held = max(held, line)
@@ -227,14 +214,9 @@ def from_sample(sample: Sample, params: ScalerParams = DEFAULT_PARAMS) -> Signal
     load, sized = sample.load, sample.seen.sized
     if load.arrival is None:
         return None
-    weights = mix_weights(
-        load.mixes, sized.prefill_tokens_per_second, sized.decode_tokens_per_second, params
-    )
-    history = mix_weighted(load.rates, weights)
+    history, weights, dispersion = weighted_history(sample, params)
     state = sample.state
-    kept = state.restored_dispersion
     # (read once: unknown is clustered for a fan-out, Poisson's for a ramp)
-    dispersion = rate_dispersion(history, params, math.inf if kept is None else kept)
     crowd, rate_like = fan_out(load.crowds, load.rates, dispersion, params)
     mix_peak = heavier_mix_peak(history, weights, state.restored_mix_peak)
     need = headroom_need(

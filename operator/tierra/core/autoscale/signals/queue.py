@@ -18,6 +18,7 @@ from ..model import (
 from ..sample import Sample
 from ..starting import starting_batches
 from .arrival import deadband
+from .history import ramp_to
 
 
 def queue_allowance(inputs: ScalingInputs) -> float:
@@ -51,6 +52,7 @@ def queue_need(
     starting: tuple[tuple[float, int], ...] | None = None,
     shown_rate: float | None = None,
     age: float = 0.0,
+    ramp_to: float = 0.0,
 ) -> SignalNeed:
     """What is in the system over the per-replica allowance (``queue_allowance``: what keeps
     latency within the SLO for the observed request mix).
@@ -71,7 +73,14 @@ def queue_need(
     the completions per second one replica has shown it serves (``shown_rate``); what piles
     up is foreseen at no less per replica, whatever the profile and the speed estimate say.
     ``age``: seconds since the scrape the gauges are of (``scrape_age``): the pile-up is
-    foreseen from then.
+    foreseen from then. ``ramp_to``: the rate a ramp under way will have reached when a
+    replica asked now serves (``ramp_to``; 0: none): the arrivals meanwhile rise on its
+    line, and the replicas asked for serve that rate and drain what piled up (foreseen at
+    the rate now, a ramp that outran the replicas left a backlog the next ones, sized for
+    the ramp's rate alone, took minutes to drain). What it asks for so is no forecast
+    (``SignalNeed.forecast``): it stays while it starts until the arrivals fall back beyond
+    noise, not at the first lower sample, which a slow morning ramp shows often (its
+    replicas then went and the ramp outran them again).
     """
     allowance = queue_allowance(inputs)
     work = mean_work(inputs)
@@ -99,15 +108,23 @@ def queue_need(
     # the completions refute, would ask for several times the count the load needs)
     per_replica = max(1.0 / work, shown_rate or 0.0) if work is not None else 0.0
 
+    foreseen = sum(span for span, _ in stretches)
+    rising = arrival_rate is not None and ramp_to > arrival_rate and foreseen > 0
+
     def at(factor: float) -> int:
         w, r = waiting * factor, running * factor
         need = ceil_count((w + r) / allowance)
         if arrival_rate is not None and work is not None:
             rate = arrival_rate * factor
+            final = ramp_to * factor if rising else rate
             backlog = max(0.0, w - allowed, w + r - held)
-            # the backlog when a replica asked now serves
-            later = backlog + sum((rate - n * per_replica) * span for span, n in stretches)
-            drain = ceil_count((rate + max(0.0, later) / horizon) * work)
+            # the backlog when a replica asked now serves, stretch by stretch
+            later, since, rising_by = backlog, 0.0, (final - rate) / (foreseen or 1.0)
+            for span, n in stretches:
+                start = rate + rising_by * since - n * per_replica
+                later = piled_up(later, start, start + rising_by * span, span)
+                since += span
+            drain = ceil_count((final + later / horizon) * work)
             need = max(drain, ceil_count(r / inputs.max_concurrency))
         return need
 
@@ -118,8 +135,9 @@ def queue_need(
         f"{allowance:.3g} per replica within the SLO"
     )
     if arrival_rate is not None and work is not None:
+        ramp = f", on a ramp to {ramp_to:.3g} by then" if rising else ""
         reason = (
-            f"{reason}; with {arrival_rate:.3g} req/s arriving, what drains within "
+            f"{reason}; with {arrival_rate:.3g} req/s arriving{ramp}, what drains within "
             f"{horizon:g} s the backlog there will be when a replica asked now serves -> {need}"
         )
         if per_replica > 1.0 / work:
@@ -133,6 +151,16 @@ def queue_need(
         reason = f"{reason}, held at {desired} while {still_starting} starting absorb the backlog"
         need, low, high = desired, min(low, desired), min(high, desired)
     return SignalNeed("queue", need, reason, low, high)
+
+
+def piled_up(backlog: float, start: float, end: float, span: float) -> float:
+    """The backlog after ``span`` seconds of a net inflow (arrivals less completions, req/s)
+    going linearly from ``start`` to ``end`` >= ``start``, never below none: a stretch that
+    drains it banks nothing for the later part a ramp outruns."""
+    if start >= 0 or end <= 0:  # (one sign throughout)
+        return max(0.0, backlog + (start + end) / 2 * span)
+    turns = span * -start / (end - start)
+    return max(0.0, backlog + start / 2 * turns) + end / 2 * (span - turns)
 
 
 def from_sample(sample: Sample, params: ScalerParams = DEFAULT_PARAMS) -> SignalNeed | None:
@@ -150,6 +178,7 @@ def from_sample(sample: Sample, params: ScalerParams = DEFAULT_PARAMS) -> Signal
         starting_batches(inputs, sample.state, sample.now, params),
         shown_rate(sample, params),
         scrape_age(inputs, sample.now, params),
+        ramp_to(sample, params),
     )
 
 
