@@ -35,6 +35,7 @@ from statistics import NormalDist
 from typing import NamedTuple, TypeVar
 
 from .bursts import burst_lookback, burst_memory, rate_stayed_up
+from .history import burst_history
 from .model import DEFAULT_PARAMS, HUGE, ScalerParams, ScalingInputs, mean_work
 from .sample import Arrivals, Load, Observed
 from .state import ScalerState
@@ -396,4 +397,7 @@ def observe_load(seen: Observed, state: ScalerState, now: float, params: ScalerP
         if jump > 0:
             crowds = (*crowds, (now, min(jump, HUGE)))
     crowds = kept_crowds(crowds, rates, params)
-    return Load(waiting, running, arrival, active, backlogged, implied, rates, crowds, mixes)
+    history = burst_history(seen.sized, rates, mixes, state.restored_dispersion, params)
+    return Load(
+        waiting, running, arrival, active, backlogged, implied, rates, crowds, mixes, history
+    )

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from tierra.core.slo_reach import OutOfReach
 
+from .history import BurstHistory
 from .model import ScalingInputs
 from .state import LatencyProbe, ScalerState, Unhelped
 
@@ -70,6 +71,8 @@ class Load:
     rates: tuple[tuple[float, float, int], ...]
     crowds: tuple[tuple[float, float], ...]
     mixes: tuple[tuple[float, float, float], ...]
+    history: BurstHistory
+    """``rates`` as the signals read them (``burst_history``), read once for all of them."""
 
 
 @dataclass(frozen=True)

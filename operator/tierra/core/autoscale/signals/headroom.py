@@ -29,10 +29,9 @@ from ..model import (
     SignalNeed,
     ceil_count,
 )
-from ..ramp import ramp_held
+from ..ramp import RampFits, ramp_end, ramp_held
 from ..sample import Sample
 from .arrival import deadband, planned_concurrency
-from .history import ramp_end, weighted_history
 from .queue import queue_allowance
 
 CLUSTERED_DISPERSION = 5.0
@@ -52,6 +51,7 @@ def headroom_need(
     edges: tuple[tuple[float, float], ...] = (),
     dispersion: float | None = None,
     mix_peak: float = 0.0,
+    ramps: RampFits | None = None,
 ) -> SignalNeed | None:
     """Capacity held ahead of bursts a reactive scale-up would be late for.
 
@@ -71,7 +71,8 @@ def headroom_need(
     ``dispersion``: the arrivals' scatter (``rate_dispersion``) when the caller has read it
     (with what a restart kept); None: read from ``rates``, at Poisson's until they show it.
     ``mix_peak``: the rate a heavier mix of the lookback came at, in requests of now's
-    (``heavier_mix_peak``), held whole.
+    (``heavier_mix_peak``), held whole. ``ramps``: the ramp fits of ``rates`` at
+    ``dispersion`` (``ramp_fits``) when the caller has them; None: fitted here.
     """
     if not rates:
         return None
@@ -113,7 +114,12 @@ def headroom_need(
     # A ramp under way (a flash crowd, a morning's rise) is held at where its line will be
     # when a replica asked now serves (``ramp_held``).
     line, fitted = ramp_held(
-        rates, ramp_end(inputs, rates, params), inputs.startup_seconds, params, dispersion
+        rates,
+        ramp_end(inputs, rates, params),
+        inputs.startup_seconds,
+        params,
+        dispersion,
+        fits=ramps,
     )
     ramping = line > held
     held = max(held, line)
@@ -214,7 +220,7 @@ def from_sample(sample: Sample, params: ScalerParams = DEFAULT_PARAMS) -> Signal
     load, sized = sample.load, sample.seen.sized
     if load.arrival is None:
         return None
-    history, weights, dispersion = weighted_history(sample, params)
+    history, weights, dispersion = load.history.rates, load.history.weights, load.history.dispersion
     state = sample.state
     # (read once: unknown is clustered for a fan-out, Poisson's for a ramp)
     crowd, rate_like = fan_out(load.crowds, load.rates, dispersion, params)
@@ -227,8 +233,9 @@ def from_sample(sample: Sample, params: ScalerParams = DEFAULT_PARAMS) -> Signal
         crowd,
         state.restored_burst,
         state.restored_edges,
-        1.0 if math.isinf(dispersion) else dispersion,
+        load.history.scatter,
         mix_peak[1] if mix_peak is not None else 0.0,
+        load.history.ramps,
     )
     if need is None:
         return need

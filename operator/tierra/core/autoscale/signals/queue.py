@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 
+from ..history import ramp_to
 from ..model import (
     DEFAULT_PARAMS,
     ScalerParams,
@@ -18,7 +19,6 @@ from ..model import (
 from ..sample import Sample
 from ..starting import starting_batches
 from .arrival import deadband
-from .history import ramp_to
 
 
 def queue_allowance(inputs: ScalingInputs) -> float:
@@ -178,7 +178,7 @@ def from_sample(sample: Sample, params: ScalerParams = DEFAULT_PARAMS) -> Signal
         starting_batches(inputs, sample.state, sample.now, params),
         shown_rate(sample, params),
         scrape_age(inputs, sample.now, params),
-        ramp_to(sample, params),
+        ramp_to(load.history, sample.seen.sized, params) if load.arrival is not None else 0.0,
     )
 
 
