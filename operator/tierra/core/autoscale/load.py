@@ -40,6 +40,8 @@ from .model import DEFAULT_PARAMS, HUGE, ScalerParams, ScalingInputs, mean_work
 from .sample import Arrivals, Load, Observed
 from .state import ScalerState
 
+_NORMAL = NormalDist()
+
 Value = TypeVar("Value", int, float)
 
 
@@ -244,8 +246,9 @@ def interval_rate(
                 # the new load whole)
                 return IntervalRate(rate, ((at, count, span),), 0.0)
             pool = (*pool, (at, count, span))
-            total = sum(d for _, _, d in pool)
-            return IntervalRate(sum(c for _, c, _ in pool) / total, pool, 0.0)
+            pooled = sum(c for _, c, _ in pool) / sum(d for _, _, d in pool)
+            if pooled < math.inf:  # (arrivals within a vanishing span pool to no rate)
+                return IntervalRate(pooled, pool, 0.0)
     return IntervalRate(rate, ((at, count, span),), 0.0)
 
 
@@ -328,11 +331,16 @@ def _began_before(pool: tuple[tuple[float, float, float], ...], rate: float) -> 
     if not (0 < rise < math.inf and math.isfinite(shown)):
         return 0.0
     # (Poisson noise of the interval and of the base it is read against, one arrival more as
-    # in ``interval_rate``: a lull is no base of zero)
-    noise = NormalDist(0.0, math.sqrt((base * span + 1.0) * (1.0 + span / total)) / span)
-    began_before = (noise.cdf(rise - shown) - noise.cdf(-shown)) / rise
-    began_within = noise.pdf(shown)
-    if began_before + began_within <= 0:
+    # in ``interval_rate``: a lull is no base of zero; both densities in units of that noise,
+    # whose variance overflows or vanishes for an absurd span)
+    noise = math.sqrt((base * span + 1.0) * (1.0 + span / total)) / span
+    if not 0 < noise < math.inf or not rise / noise > 0:
+        return 0.0
+    began_before = (_NORMAL.cdf((rise - shown) / noise) - _NORMAL.cdf(-shown / noise)) / (
+        rise / noise
+    )
+    began_within = _NORMAL.pdf(shown / noise)
+    if not began_before + began_within > 0:
         return 0.0
     return began_before / (began_before + began_within)
 

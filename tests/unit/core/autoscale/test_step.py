@@ -15,7 +15,7 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from tierra.core.autoscale import (
@@ -184,6 +184,10 @@ def test_a_steady_load_shows_a_false_rise_seldom_whatever_the_scrape_interval(
     span=st.floats(0, 60),
     trust=st.floats(0, 1),
 )
+# (an interval before of a vanishing span: its noise's variance overflows, and arrivals within
+# it pool to an infinite rate)
+@example(pooled=[(86.0, 0.0, 1.0), (86.0, 1.0, 7.2e-213)], rate=12.0, span=3.0, trust=0.0)
+@example(pooled=[(86.0, 2.0, 0.0)], rate=0.0, span=1.1e-308, trust=0.0)
 def test_the_interval_rate_is_finite_and_never_below_what_was_seen(
     pooled: list[tuple[float, float, float]], rate: float, span: float, trust: float
 ) -> None:
