@@ -139,8 +139,9 @@ def _changes(
         for low, high in pairs:
             moved = share * (high - low)
             change = max(change, moved)
-            if noise is not None and high - low > noise(low, high):
-                beyond = max(beyond, moved)
+            # (the noise only where it could raise ``beyond``: it is read for every pair)
+            if noise is not None and moved > beyond and high - low > noise(low, high):
+                beyond = moved
             if low > 0 and high <= (1 + modest) * low:
                 swing = max(swing, moved)
                 share_of = max(share_of, share * (high / low - 1))
