@@ -33,6 +33,10 @@ from tierra.core.autoscale import (
     status_signals,
 )
 from tierra.core.autoscale import recommend as _recommend
+from tierra.core.autoscale.load import observe_load
+from tierra.core.autoscale.observe import observe
+from tierra.core.autoscale.sample import Observed, Sample
+from tierra.core.autoscale.signals import queue
 from tierra.core.queue_model import ReplicaPool, ReplicaProfile
 from tierra.core.slo_reach import ServingProfile
 from tierra_testing.autoscale import STEP
@@ -841,6 +845,16 @@ def test_always_within_bounds(
     to_zero=False,
     tokens_known=True,
 )
+# (the same where the arrival signal wins: the queue's reason is not the decision's)
+@example(
+    history=[(0.0, 65.0, 0.0)],
+    loads=((81.0, 111.0, 0.0), (81.0, 81.0, 12.0)),
+    current=3,
+    ready=1,
+    p95=None,
+    to_zero=False,
+    tokens_known=True,
+)
 def test_monotone_in_load(
     history: list[tuple[float, float, float]],
     loads: tuple[tuple[float, float, float], tuple[float, float, float]],
@@ -868,12 +882,26 @@ def test_monotone_in_load(
         )
         return recommend(given_inputs, state, now)
 
+    def queue_reason(load: tuple[float, ...]) -> str:
+        """The queue signal's own reason (the decision's names only the winner's)."""
+        observed = signals(now, load[0], load[1], load[2], p95=p95)
+        given_inputs = inputs(
+            desired_replicas=current, ready_replicas=ready, signals=observed, **settings
+        )
+        seen = observe(given_inputs, state, now, TRUSTED)
+        if not isinstance(seen, Observed):
+            return ""
+        found = queue.from_sample(
+            Sample(seen, observe_load(seen, state, now, TRUSTED), state, now), TRUSTED
+        )
+        return found.reason if found is not None else ""
+
     light, heavy = at(lighter), at(heavier)
     # (the runtime's completions are the arrivals' measure and also what a replica has shown
     # it serves: completions above what the speed estimate says a replica serves speed the
     # drain of a backlog, so more of them may foresee less to drain; not more load)
-    shown_faster = re.search(r"piling up at the (\S+) req/s", heavy.reason)
-    shown_before = re.search(r"piling up at the (\S+) req/s", light.reason)
+    shown_faster = re.search(r"piling up at the (\S+) req/s", queue_reason(heavier))
+    shown_before = re.search(r"piling up at the (\S+) req/s", queue_reason(lighter))
     faster = shown_faster is not None and (
         shown_before is None or float(shown_faster[1]) > float(shown_before[1])
     )
