@@ -875,20 +875,16 @@ def test_monotone_in_load(
     heavier = tuple(max(x, y) for x, y in zip(a, b, strict=True))
     now = len(history) * STEP
 
-    def at(load: tuple[float, ...]) -> Recommendation:
+    def given(load: tuple[float, ...]) -> ScalingInputs:
         observed = signals(now, load[0], load[1], load[2], p95=p95)
-        given_inputs = inputs(
-            desired_replicas=current, ready_replicas=ready, signals=observed, **settings
-        )
-        return recommend(given_inputs, state, now)
+        return inputs(desired_replicas=current, ready_replicas=ready, signals=observed, **settings)
+
+    def at(load: tuple[float, ...]) -> Recommendation:
+        return recommend(given(load), state, now)
 
     def queue_reason(load: tuple[float, ...]) -> str:
         """The queue signal's own reason (the decision's names only the winner's)."""
-        observed = signals(now, load[0], load[1], load[2], p95=p95)
-        given_inputs = inputs(
-            desired_replicas=current, ready_replicas=ready, signals=observed, **settings
-        )
-        seen = observe(given_inputs, state, now, TRUSTED)
+        seen = observe(given(load), state, now, TRUSTED)
         if not isinstance(seen, Observed):
             return ""
         found = queue.from_sample(
