@@ -31,8 +31,13 @@ class BurstHistory:
 
     @property
     def scatter(self) -> float:
-        """The scatter a ramp's slope is judged at: Poisson's while unknown."""
-        return 1.0 if math.isinf(self.dispersion) else self.dispersion
+        """The scatter a ramp's slope is judged at (``judged_scatter``)."""
+        return judged_scatter(self.dispersion)
+
+
+def judged_scatter(dispersion: float) -> float:
+    """The scatter a ramp's slope is judged at: ``dispersion``, Poisson's while unknown."""
+    return 1.0 if math.isinf(dispersion) else dispersion
 
 
 def burst_history(
@@ -50,12 +55,11 @@ def burst_history(
     history = mix_weighted(rates, weights)
     kept = math.inf if restored_dispersion is None else restored_dispersion
     dispersion = rate_dispersion(history, params, kept)
-    scatter = 1.0 if math.isinf(dispersion) else dispersion
     return BurstHistory(
         history,
         weights,
         dispersion,
-        ramp_fits(history, sized.startup_seconds, params, scatter),
+        ramp_fits(history, sized.startup_seconds, params, judged_scatter(dispersion)),
     )
 
 
