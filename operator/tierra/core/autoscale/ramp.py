@@ -152,7 +152,8 @@ def ramp_held(
             return ahead
         return min(ahead, rates[-1][0] + params.ramp_believed_spans * n * sample)
 
-    return max(
-        (line.at(until(n)) if line is not None and math.isfinite(until(n)) else 0.0, n)
-        for n, line in fits
-    )
+    def held(n: int, line: RampLine | None) -> float:
+        end = until(n)
+        return line.at(end) if line is not None and math.isfinite(end) else 0.0
+
+    return max((held(n, line), n) for n, line in fits)
