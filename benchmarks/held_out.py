@@ -52,8 +52,12 @@ own seeds, the rest as above (with ``--wide`` too).
 The recommender has been tuned on these cases: a change that gains on them by the luck of
 when the scrapes fell should show it on another draw, which it will not.
 
+``--warm-minutes N`` sizes the adaptive policies' start on the busiest of the trace's first N
+minutes (5 by default, ``WARM_MINUTES``; 1: on the first minute alone, before any burst that
+begins later in the first five).
+
 Usage: python benchmarks/held_out.py [--cases 40] [--start 0] [--jobs 2] [--json FILE] [--wide]
-           [--more] [--scrapes N]
+           [--more] [--scrapes N] [--warm-minutes N]
 """
 
 from __future__ import annotations
@@ -79,6 +83,7 @@ from tierra.lab.simulate import read_fleet
 from tierra.lab.simulation import (
     COLD_START_SECONDS,
     SETTLED_SECONDS,
+    WARM_MINUTES,
     PolicyContext,
     RunResult,
     ServiceSetup,
@@ -154,20 +159,32 @@ def fleet() -> tuple[list[Tier], InferenceService]:
     return list(tiers), next(s for s in services if s.metadata.name == "chat-conv")
 
 
-def case_context(setup: ServiceSetup, name: str, seed: int, drawn: dict[str, Any]) -> PolicyContext:
+def case_context(
+    setup: ServiceSetup,
+    name: str,
+    seed: int,
+    drawn: dict[str, Any],
+    warm_minutes: int = WARM_MINUTES,
+) -> PolicyContext:
     """The policies' context for a drawn case: its trace, scraped as drawn."""
     return replace(
-        policy_context(setup, generate(name, seed)),
+        policy_context(setup, generate(name, seed), warm_minutes=warm_minutes),
         scrape_offset=drawn["scrape_offset"],
         scrape_lag=drawn["scrape_lag"],
     )
 
 
-def run_case(case: int, wide: bool = False, scrapes: int = 0, more: bool = False) -> dict[str, Any]:
+def run_case(
+    case: int,
+    wide: bool = False,
+    scrapes: int = 0,
+    more: bool = False,
+    warm_minutes: int = WARM_MINUTES,
+) -> dict[str, Any]:
     tiers, chat = fleet()
     name, seed, service, drawn = draw(case, chat, wide, scrapes, more)
     setup = setup_service(service, tiers, drawn["error"])
-    context = case_context(setup, name, seed, drawn)
+    context = case_context(setup, name, seed, drawn, warm_minutes)
     policy = build_policies(parse_policies("tierra"), setup)[0]
     settled = settled_after(setup)
     tierra = run_policy(setup, context, policy, keep_timeline=False, settled=settled)
@@ -286,6 +303,12 @@ def main() -> int:
         default=0,
         help="the scrape timing from another draw (0: the benchmark's own)",
     )
+    parser.add_argument(
+        "--warm-minutes",
+        type=int,
+        default=WARM_MINUTES,
+        help="the adaptive policies start sized for the busiest of the first N minutes",
+    )
     args = parser.parse_args()
     started = time.perf_counter()
     print(
@@ -298,7 +321,13 @@ def main() -> int:
     cases = range(args.start, args.start + args.cases)
     rows: list[dict[str, Any]] = []
     with ProcessPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-        run = functools.partial(run_case, wide=args.wide, scrapes=args.scrapes, more=args.more)
+        run = functools.partial(
+            run_case,
+            wide=args.wide,
+            scrapes=args.scrapes,
+            more=args.more,
+            warm_minutes=max(1, args.warm_minutes),
+        )
         for row in pool.map(run, cases):
             rows.append(row)
             print(line(row), flush=True)

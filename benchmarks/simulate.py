@@ -36,10 +36,14 @@ it up per trace, seed and profile error.
 
 Usage: python benchmarks/simulate.py [--traces conv,prefill-heavy,...] [--errors -0.3,0,0.3]
            [--seeds 1,2,3] [--duration 3600] [--plot DIR] [--json FILE] [--cache FILE]
+           [--warm-minutes N]
+
+``--warm-minutes N`` sizes the adaptive policies' start on the busiest of the trace's first N
+minutes (5 by default; 1: on the first minute alone, before any burst that begins later).
 
 ``--cache`` keeps the baselines' runs (they do not depend on Tierra) in a JSON file keyed by
-trace, seed, duration, profile error and scrape timing, so re-running after a recommender
-change only re-runs tierra. Delete the file when the simulator or the baselines change.
+trace, seed, duration, profile error, scrape timing and warm start, so re-running after a
+recommender change only re-runs tierra. Delete the file when the simulator or the baselines change.
 
 Trace: Azure LLM inference trace 2023 (conv), Azure Public Dataset, Patel et al., Splitwise
 (ISCA 2024), CC-BY-4.0.
@@ -64,6 +68,7 @@ from tierra.lab.simulate import TRACE_ATTRIBUTION, read_fleet, read_trace
 from tierra.lab.simulation import (
     BASELINES,
     COLD_START_SECONDS,
+    WARM_MINUTES,
     PolicySpec,
     RunResult,
     TraceRequest,
@@ -128,12 +133,13 @@ def run_case(
     cache: dict[str, Any],
     key: str,
     timing: dict[str, float] | None = None,
+    warm_minutes: int = WARM_MINUTES,
 ) -> list[RunResult]:
     """Tierra, every baseline setting, the oracle at 99 % and at full attainment, and the
     oracle aimed at tierra's attainment (the like-for-like floor); ``timing``: the scrapes'
-    (``scrape_timing``)."""
+    (``scrape_timing``); ``warm_minutes``: ``policy_context``'s."""
     setup = setup_service(service, tiers, error)
-    context = replace(policy_context(setup, trace), **(timing or {}))
+    context = replace(policy_context(setup, trace, warm_minutes=warm_minutes), **(timing or {}))
     delay = float(service.spec.scaling.scale_down_delay_seconds)
     tierra = run_policy(setup, context, build_policies(parse_policies("tierra"), setup)[0])
     if key in cache:
@@ -378,7 +384,14 @@ def main() -> int:
     parser.add_argument("--plot", type=Path, default=REPO / "benchmarks/out/simulate")
     parser.add_argument("--json", type=Path, help="also write every run's JSON row here")
     parser.add_argument("--cache", type=Path, help="keep the baselines' runs in this file")
+    parser.add_argument(
+        "--warm-minutes",
+        type=int,
+        default=WARM_MINUTES,
+        help="the adaptive policies start sized for the busiest of the first N minutes",
+    )
     args = parser.parse_args()
+    warm_minutes = max(1, args.warm_minutes)
 
     started, cpu = time.perf_counter(), time.process_time()
     tiers, services = read_fleet(args.fleet)
@@ -409,7 +422,11 @@ def main() -> int:
             cases: dict[float, list[RunResult]] = {}
             for error in errors:
                 key = f"{name}/{seed}/{args.duration:g}/{error:g}/{when}"
-                cases[error] = run_case(service, tiers, trace, error, cache, key, timing)
+                if warm_minutes != WARM_MINUTES:
+                    key = f"{key}/warm{warm_minutes}"
+                cases[error] = run_case(
+                    service, tiers, trace, error, cache, key, timing, warm_minutes
+                )
                 rows += [
                     {"trace": name, "seed": seed, "error": error, **r.to_json()}
                     for r in cases[error]

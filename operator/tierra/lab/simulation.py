@@ -118,7 +118,9 @@ RATE_WINDOW_SECONDS = 60.0
 (the presets' ``1m`` at 15 s scrapes; ``PolicyContext.rate_window`` sets another)."""
 WARM_MINUTES = 5
 """The adaptive policies start sized for the busiest of the trace's first minutes: the trace
-is a cut from a service that was running, whose first minute can be partial."""
+is a cut from a service that was running, whose first minute can be partial. A burst that
+begins within them is partly known to every adaptive policy from the start (``policy_context``'s
+``warm_minutes`` = 1 sizes the start on the first minute alone)."""
 DEFAULT_SWEEP: tuple[float, ...] = (
     0.5, 0.75, 1, 1.1, 1.2, 1.3, 1.4, 1.5, 1.6, 1.7, 1.8, 1.9, 2, 2.25, 2.5, 2.75, 3, 3.5, 4,
     5, 6, 8, 12, 16, 32,
@@ -284,9 +286,13 @@ def sized_for(setup: ServiceSetup, rate: float, prompt: float, output: float) ->
 
 
 def policy_context(
-    setup: ServiceSetup, trace: Sequence[TraceRequest], interval: float = INTERVAL_SECONDS
+    setup: ServiceSetup,
+    trace: Sequence[TraceRequest],
+    interval: float = INTERVAL_SECONDS,
+    warm_minutes: int = WARM_MINUTES,
 ) -> PolicyContext:
-    """What the policies know up front: bounds, SLO, the warm start and the peak sizing."""
+    """What the policies know up front: bounds, SLO, the warm start (sized for the busiest of
+    the first ``warm_minutes``) and the peak sizing."""
     scaling = setup.service.spec.scaling
     ordered = sorted(trace, key=lambda r: r.arrival)
     mean_prompt = sum(r.prompt_tokens for r in ordered) / max(1, len(ordered))
@@ -294,7 +300,7 @@ def policy_context(
     counts = [0] * (math.floor(ordered[-1].arrival / RATE_WINDOW_SECONDS) + 1 if ordered else 1)
     for r in ordered:
         counts[int(r.arrival // RATE_WINDOW_SECONDS)] += 1
-    first_rate = max(counts[:WARM_MINUTES]) / RATE_WINDOW_SECONDS
+    first_rate = max(counts[: max(1, warm_minutes)]) / RATE_WINDOW_SECONDS
     warm = sized_for(setup, first_rate, mean_prompt, mean_output)
     peak_rate = max(counts) / RATE_WINDOW_SECONDS
     return PolicyContext(

@@ -32,6 +32,7 @@ from tierra.lab.simulation import (
     run_policy,
     scrape_timing,
     settled_after,
+    sized_for,
     setup_service,
     simulate,
 )
@@ -339,6 +340,21 @@ def test_a_run_settles_after_ten_minutes_or_two_start_ups() -> None:
     assert quick.profile.startup_seconds == 30.0
     assert settled_after(quick) == SETTLED_SECONDS
     assert settled_after(slow) == 1800.0
+
+
+def test_the_warm_start_is_sized_for_the_busiest_of_its_first_minutes() -> None:
+    """The step to 8 req/s begins 200 s in: the default five minutes see part of it, the first
+    minute alone does not."""
+    setup = setup_service(service(), tiers())
+    trace = poisson_trace(3)
+    prompt = statistics.fmean(r.prompt_tokens for r in trace)
+    output = statistics.fmean(r.output_tokens for r in trace)
+    per_minute = [sum(1 for r in trace if m * 60 <= r.arrival < (m + 1) * 60) for m in range(5)]
+    five = policy_context(setup, trace).warm_replicas
+    first = policy_context(setup, trace, warm_minutes=1).warm_replicas
+    assert five == sized_for(setup, max(per_minute) / 60, prompt, output)
+    assert first == sized_for(setup, per_minute[0] / 60, prompt, output)
+    assert first < five
 
 
 def test_a_profile_that_is_off_runs_the_replicas_at_the_truth() -> None:
