@@ -35,6 +35,7 @@ from tierra.core.autoscale import (
     Recommendation,
     RunningPlacement,
     ScalerState,
+    ScalingInputs,
     ServiceSample,
     Signals,
     TierSample,
@@ -397,38 +398,8 @@ class Autoscaler:
         """Sample and recommend for one service."""
         scaling = self._services.get(key)
         if scaling is None:  # a new service, or the operator restarted: what status kept
-            scaling = self._services[key] = _ServiceScaling(
-                state=_restored(service, self.clock()),
-                kept_state=_kept_in_status(service),
-                reach_was_false=any(
-                    c.type == "SLOReachable" and c.status == "False"
-                    for c in service.status.conditions
-                ),
-                limited_event_at=self.clock()
-                if any(
-                    c.type == "ScalingLimited" and c.status == "True"
-                    for c in service.status.conditions
-                )
-                else None,
-            )
-        meta = service.metadata
-        inputs_key = (
-            meta.uid,
-            meta.generation,
-            tuple(placements),
-            ready_replicas,
-            tuple(
-                (p.tier, tier.metadata.generation if (tier := tiers.get(p.tier)) else None)
-                for p in placements
-            ),
-            self.default_url,
-            # (a schedule's window opening or closing is a new count to hold)
-            scheduled_floor(
-                service.spec.scaling.schedules,
-                self.clock(),
-                primary_variant(service, placements)[0].startup_seconds,
-            ),
-        )
+            scaling = self._services[key] = _started(service, self.clock())
+        inputs_key = self._inputs_key(service, placements, ready_replicas, tiers)
         if scaling.recommendation is not None and scaling.unmetered == inputs_key:
             return StepOutcome(scaling.recommendation, reconcile=False)
         configured = self._scrape_interval(placements, tiers)
@@ -449,61 +420,13 @@ class Autoscaler:
                 "service's pods (are they scraped, with the pod labels the preset selects?)",
             )
         before = scaling.recommendation
-        previous = before.replicas if before is not None else inputs.desired_replicas
-        events: list[ScaleEvent] = []
-        incomplete = self._incomplete(scaling, service, sample, scrape, now)
-        incomplete_turned = (incomplete is None) != (scaling.incomplete is None)
-        if incomplete is not None and scaling.incomplete is None:
-            events.append(ScaleEvent("MetricsIncomplete", incomplete, "Warning"))
-        scaling.incomplete = incomplete
-        note = _scrape_note(configured, scrape)
-        note_turned = (note is None) != (scaling.scrape_note is None)
-        if note is not None and scaling.scrape_note is None:
-            events.append(ScaleEvent("ScrapeIntervalMeasured", note))
-        scaling.scrape_note = note
-        values: dict[str, float] = {}
-        if sample is not None:
-            scaling.metrics = _observed(sample, rec.state.sizes)
-            values = {
-                k: float(v)
-                for k, v in scaling.metrics.items()
-                if isinstance(v, (int, float)) and not isinstance(v, bool)
-            }
-        values.update({f"need.{name}": float(n) for name, n in rec.needs.items()})
-        # (what a restart needs of the state goes with the decision into status.lastScale)
-        token_rates = (inputs.prefill_tokens_per_second, inputs.decode_tokens_per_second)
-        kept = status_signals(rec.state, inputs.startup_seconds, token_rates=token_rates)
-        values.update(kept)
-        # A decision is news when it changes a count in effect: not a service's first count
-        # before it was ever placed, nor a manual count. (A hold moves a count only with a
-        # floor: a schedule's window, a new minReplicas.)
-        in_effect = before is not None or inputs.desired_replicas > 0
-        if in_effect and rec.replicas != previous and rec.mode in ("auto", "hold"):
-            up = rec.replicas > previous
-            scaling.last_scale = {
-                "time": _rfc3339(now),
-                "from": str(previous),
-                "to": str(rec.replicas),
-                "reason": rec.reason[:1000],
-                "signals": values,
-            }
-            if rec.cancels:
-                # (replicas paid for through part of a start-up and removed before they
-                # served: a scale-down delay shorter than the start-up, most often)
-                events.append(ScaleEvent("ScaledDownBeforeServing", rec.reason, "Warning"))
-            else:
-                events.append(ScaleEvent("ScaledUp" if up else "ScaledDown", rec.reason))
+        sampling_events, sampling_turned = self._judge_sampling(
+            scaling, service, sample, configured, scrape, now
+        )
+        kept, scale_events = self._record_decision(scaling, rec, before, inputs, sample, now)
         reason_now = problem[0] if problem else None
         reason_before = scaling.problem[0] if scaling.problem else None
-        if reason_now != reason_before:
-            # (no Prometheus configured at all is a standing configuration, said by the
-            # condition alone: one Warning per service would be noise)
-            if problem is not None and problem[0] != "NoMetricsSource":
-                events.append(
-                    ScaleEvent("MetricsUnavailable", f"{problem[1]}; {rec.reason}", "Warning")
-                )
-            elif problem is None and reason_before not in (None, "NoMetricsSource"):
-                events.append(ScaleEvent("MetricsAvailable", "metrics are back: " + rec.reason))
+        events = [*sampling_events, *scale_events, *_source_events(problem, scaling.problem, rec)]
         if rec.mode == "manual" and (before is None or before.mode != "manual"):
             events.append(ScaleEvent("ManualScaling", rec.reason))
         reach_changed, reach_event = self._judge_reach(scaling, rec)
@@ -523,8 +446,7 @@ class Autoscaler:
             or slo_met != scaling.slo_met
             or reach_changed
             or limit_changed
-            or incomplete_turned
-            or note_turned
+            or sampling_turned
         )
         scaling.slo_met = slo_met
         stale_status = (
@@ -552,6 +474,103 @@ class Autoscaler:
             events=tuple(events),
             report_only=reworded and not act,
         )
+
+    def _inputs_key(
+        self,
+        service: InferenceService,
+        placements: list[RunningPlacement],
+        ready_replicas: int,
+        tiers: Mapping[str, Tier],
+    ) -> Hashable:
+        """What a step without a metrics source decides from: while it is unchanged, the step
+        would hold the same count again (``_ServiceScaling.unmetered``)."""
+        meta = service.metadata
+        return (
+            meta.uid,
+            meta.generation,
+            tuple(placements),
+            ready_replicas,
+            tuple(
+                (p.tier, tier.metadata.generation if (tier := tiers.get(p.tier)) else None)
+                for p in placements
+            ),
+            self.default_url,
+            # (a schedule's window opening or closing is a new count to hold)
+            scheduled_floor(
+                service.spec.scaling.schedules,
+                self.clock(),
+                primary_variant(service, placements)[0].startup_seconds,
+            ),
+        )
+
+    def _judge_sampling(
+        self,
+        scaling: _ServiceScaling,
+        service: InferenceService,
+        sample: ServiceSample | None,
+        configured: float,
+        scrape: float,
+        now: float,
+    ) -> tuple[list[ScaleEvent], bool]:
+        """(the Events, whether either verdict turned) of the metrics being incomplete and of
+        the windows sized for a measured scrape interval rather than the configured one."""
+        events: list[ScaleEvent] = []
+        incomplete = self._incomplete(scaling, service, sample, scrape, now)
+        incomplete_turned = (incomplete is None) != (scaling.incomplete is None)
+        if incomplete is not None and scaling.incomplete is None:
+            events.append(ScaleEvent("MetricsIncomplete", incomplete, "Warning"))
+        scaling.incomplete = incomplete
+        note = _scrape_note(configured, scrape)
+        note_turned = (note is None) != (scaling.scrape_note is None)
+        if note is not None and scaling.scrape_note is None:
+            events.append(ScaleEvent("ScrapeIntervalMeasured", note))
+        scaling.scrape_note = note
+        return events, incomplete_turned or note_turned
+
+    @staticmethod
+    def _record_decision(
+        scaling: _ServiceScaling,
+        rec: Recommendation,
+        before: Recommendation | None,
+        inputs: ScalingInputs,
+        sample: ServiceSample | None,
+        now: float,
+    ) -> tuple[dict[str, float], list[ScaleEvent]]:
+        """(what a restart needs of the recommender's state, the scale Event): the observed
+        metrics, and a count change in effect as ``last_scale`` with the signals behind it."""
+        previous = before.replicas if before is not None else inputs.desired_replicas
+        values: dict[str, float] = {}
+        if sample is not None:
+            scaling.metrics = _observed(sample, rec.state.sizes)
+            values = {
+                k: float(v)
+                for k, v in scaling.metrics.items()
+                if isinstance(v, (int, float)) and not isinstance(v, bool)
+            }
+        values.update({f"need.{name}": float(n) for name, n in rec.needs.items()})
+        # (what a restart needs of the state goes with the decision into status.lastScale)
+        token_rates = (inputs.prefill_tokens_per_second, inputs.decode_tokens_per_second)
+        kept = status_signals(rec.state, inputs.startup_seconds, token_rates=token_rates)
+        values.update(kept)
+        # A decision is news when it changes a count in effect: not a service's first count
+        # before it was ever placed, nor a manual count. (A hold moves a count only with a
+        # floor: a schedule's window, a new minReplicas.)
+        in_effect = before is not None or inputs.desired_replicas > 0
+        if not (in_effect and rec.replicas != previous and rec.mode in ("auto", "hold")):
+            return kept, []
+        scaling.last_scale = {
+            "time": _rfc3339(now),
+            "from": str(previous),
+            "to": str(rec.replicas),
+            "reason": rec.reason[:1000],
+            "signals": values,
+        }
+        if rec.cancels:
+            # (replicas paid for through part of a start-up and removed before they served:
+            # a scale-down delay shorter than the start-up, most often)
+            return kept, [ScaleEvent("ScaledDownBeforeServing", rec.reason, "Warning")]
+        up = rec.replicas > previous
+        return kept, [ScaleEvent("ScaledUp" if up else "ScaledDown", rec.reason)]
 
     @staticmethod
     def _judge_reach(
@@ -701,6 +720,36 @@ class Autoscaler:
             if scaling.kept_state and scaling.kept_state[0]
             else None,
         )
+
+
+def _started(service: InferenceService, now: float) -> _ServiceScaling:
+    """A service's scaling as its status left it: a new service, or the operator restarted."""
+    conditions = service.status.conditions
+    return _ServiceScaling(
+        state=_restored(service, now),
+        kept_state=_kept_in_status(service),
+        reach_was_false=any(c.type == "SLOReachable" and c.status == "False" for c in conditions),
+        limited_event_at=now
+        if any(c.type == "ScalingLimited" and c.status == "True" for c in conditions)
+        else None,
+    )
+
+
+def _source_events(
+    problem: tuple[str, str] | None, before: tuple[str, str] | None, rec: Recommendation
+) -> list[ScaleEvent]:
+    """The Event of the metrics source's problem turning (``problem``, from ``before``)."""
+    reason_now = problem[0] if problem else None
+    reason_before = before[0] if before else None
+    if reason_now == reason_before:
+        return []
+    # (no Prometheus configured at all is a standing configuration, said by the condition
+    # alone: one Warning per service would be noise)
+    if problem is not None and problem[0] != "NoMetricsSource":
+        return [ScaleEvent("MetricsUnavailable", f"{problem[1]}; {rec.reason}", "Warning")]
+    if problem is None and reason_before not in (None, "NoMetricsSource"):
+        return [ScaleEvent("MetricsAvailable", "metrics are back: " + rec.reason)]
+    return []
 
 
 def _scrape_note(configured: float, in_effect: float) -> str | None:
