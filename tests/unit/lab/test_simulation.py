@@ -32,9 +32,9 @@ from tierra.lab.simulation import (
     run_policy,
     scrape_timing,
     settled_after,
-    sized_for,
     setup_service,
     simulate,
+    sized_for,
 )
 
 JSON_KEYS = {
