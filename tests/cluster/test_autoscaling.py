@@ -535,7 +535,12 @@ def test_a_schedule_s_replicas_serve_from_its_start_and_leave_after_it(
     )
     assert placed["status"] == "False"
     assert "not a cron expression (Bad minute)" in placed["message"], placed
-    assert any(e.reason == "InvalidSpec" for e in events(clients, namespace, "planned"))
+    # (the Event is posted after the condition is written)
+    wait_for(
+        lambda: any(e.reason == "InvalidSpec" for e in events(clients, namespace, "planned")),
+        timeout=15,
+        what="an InvalidSpec Event",
+    )
     time.sleep(3)
     assert desired_in_members(clients, "planned") == 1
     assert len(running_pods(clients, "central", "planned")) == 1
