@@ -395,12 +395,21 @@ def test_a_restarted_operator_scales_down_when_the_window_status_kept_lets_it(
     # (within a status refresh: 30 s)
     wait_for(stray_gone, timeout=60, what="the keys the operator did not write gone from status")
     twin.set_load(namespace, "resumed", rate=8.0, prompt_tokens=500, output_tokens=100)
+    loaded_at = time.time()
+    rate_window = 60.0
+    held = {"count": 0, "since": loaded_at}
 
     def needed() -> int:
         """The count, once a sample's needs keep it (not only the window: the start's
-        over-ask goes after the delay)."""
+        over-ask goes after the delay) and it has held for 15 s after the rate window
+        filled with the 8 req/s (while it fills, the count still climbs)."""
         count = recommended(clients, namespace, "resumed") or 0
-        return count if count >= 3 and kept(clients, namespace, "resumed") >= count else 0
+        if count < 3 or kept(clients, namespace, "resumed") < count:
+            count = 0
+        if count != held["count"]:
+            held.update(count=count, since=time.time())
+        steady = time.time() - max(held["since"], loaded_at + rate_window) >= 15.0
+        return count if count and steady else 0
 
     settled = wait_for(
         needed, timeout=delay + 90, interval=0.1, what="3 or more replicas that 8 req/s keep"
@@ -416,7 +425,8 @@ def test_a_restarted_operator_scales_down_when_the_window_status_kept_lets_it(
     )
     fell_at = observed_at(clients, namespace, "resumed")
     time.sleep(max(0.0, fell_at + delay / 2 - time.time()))
-    assert recommended(clients, namespace, "resumed") == settled  # (the delay holds it)
+    # (the delay holds it; a sample at the boundary may have kept one more)
+    assert (recommended(clients, namespace, "resumed") or 0) >= settled
     kept_before = window_kept(clients, namespace, "resumed")
     operator.restart()
     restarted = time.time()
