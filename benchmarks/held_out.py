@@ -56,8 +56,11 @@ when the scrapes fell should show it on another draw, which it will not.
 minutes (5 by default, ``WARM_MINUTES``; 1: on the first minute alone, before any burst that
 begins later in the first five).
 
+``--burst-memory SECONDS`` sets every case's ``spec.scaling.burstMemorySeconds`` (unset by
+default).
+
 Usage: python benchmarks/held_out.py [--cases 40] [--start 0] [--jobs 2] [--json FILE] [--wide]
-           [--more] [--scrapes N] [--warm-minutes N]
+           [--more] [--scrapes N] [--warm-minutes N] [--burst-memory SECONDS]
 """
 
 from __future__ import annotations
@@ -75,7 +78,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from simulate import CODE_TRACES, REPO, code_service
+from simulate import CODE_TRACES, REPO, code_service, with_burst_memory
 
 from tierra.api.inference_service import InferenceService
 from tierra.api.tier import Tier
@@ -180,9 +183,11 @@ def run_case(
     scrapes: int = 0,
     more: bool = False,
     warm_minutes: int = WARM_MINUTES,
+    burst_memory: int | None = None,
 ) -> dict[str, Any]:
     tiers, chat = fleet()
     name, seed, service, drawn = draw(case, chat, wide, scrapes, more)
+    service = with_burst_memory(service, burst_memory)
     setup = setup_service(service, tiers, drawn["error"])
     context = case_context(setup, name, seed, drawn, warm_minutes)
     policy = build_policies(parse_policies("tierra"), setup)[0]
@@ -309,6 +314,11 @@ def main() -> int:
         default=WARM_MINUTES,
         help="the adaptive policies start sized for the busiest of the first N minutes",
     )
+    parser.add_argument(
+        "--burst-memory",
+        type=int,
+        help="every case's spec.scaling.burstMemorySeconds (unset: the operator's default)",
+    )
     args = parser.parse_args()
     started = time.perf_counter()
     print(
@@ -327,6 +337,7 @@ def main() -> int:
             scrapes=args.scrapes,
             more=args.more,
             warm_minutes=max(1, args.warm_minutes),
+            burst_memory=args.burst_memory,
         )
         for row in pool.map(run, cases):
             rows.append(row)

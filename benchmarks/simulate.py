@@ -36,10 +36,12 @@ it up per trace, seed and profile error.
 
 Usage: python benchmarks/simulate.py [--traces conv,prefill-heavy,...] [--errors -0.3,0,0.3]
            [--seeds 1,2,3] [--duration 3600] [--plot DIR] [--json FILE] [--cache FILE]
-           [--warm-minutes N]
+           [--warm-minutes N] [--burst-memory SECONDS]
 
 ``--warm-minutes N`` sizes the adaptive policies' start on the busiest of the trace's first N
 minutes (5 by default; 1: on the first minute alone, before any burst that begins later).
+``--burst-memory SECONDS`` sets the services' ``spec.scaling.burstMemorySeconds`` (how long a
+burst seen keeps headroom; unset by default), which only tierra reads.
 
 ``--cache`` keeps the baselines' runs (they do not depend on Tierra) in a JSON file keyed by
 trace, seed, duration, profile error, scrape timing and warm start, so re-running after a
@@ -101,6 +103,15 @@ def code_service(chat: InferenceService) -> InferenceService:
     body["spec"]["variants"][0]["startupSeconds"] = 60
     body["spec"]["slo"] = {"latencyP95Ms": 5000, "maxQueuePerReplica": 4}
     body["spec"]["scaling"]["maxReplicas"] = 32
+    return InferenceService.model_validate(body)
+
+
+def with_burst_memory(service: InferenceService, seconds: int | None) -> InferenceService:
+    """``service`` with ``spec.scaling.burstMemorySeconds`` at ``seconds`` (None: as it is)."""
+    if seconds is None:
+        return service
+    body = service.model_dump(by_alias=True, exclude_none=True)
+    body["spec"]["scaling"]["burstMemorySeconds"] = seconds
     return InferenceService.model_validate(body)
 
 
@@ -390,12 +401,19 @@ def main() -> int:
         default=WARM_MINUTES,
         help="the adaptive policies start sized for the busiest of the first N minutes",
     )
+    parser.add_argument(
+        "--burst-memory",
+        type=int,
+        help="the services' spec.scaling.burstMemorySeconds (unset: the operator's default)",
+    )
     args = parser.parse_args()
     warm_minutes = max(1, args.warm_minutes)
 
     started, cpu = time.perf_counter(), time.process_time()
     tiers, services = read_fleet(args.fleet)
-    chat = next(s for s in services if s.metadata.name == "chat-conv")
+    chat = with_burst_memory(
+        next(s for s in services if s.metadata.name == "chat-conv"), args.burst_memory
+    )
     code = code_service(chat)
     cache: dict[str, Any] = {}
     if args.cache and args.cache.exists():

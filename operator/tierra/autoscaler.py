@@ -34,6 +34,7 @@ from tierra.core.autoscale import (
     DEFAULT_PARAMS,
     Recommendation,
     RunningPlacement,
+    ScalerParams,
     ScalerState,
     ScalingInputs,
     ServiceSample,
@@ -411,7 +412,9 @@ class Autoscaler:
         inputs = service_scaling_inputs(
             service, placements, latency, ready_replicas=ready_replicas, sample=sample, now=now
         )
-        params = DEFAULT_PARAMS.for_scrapes(scrape, rate_window_seconds(scrape))
+        params = DEFAULT_PARAMS.for_scrapes(scrape, rate_window_seconds(scrape)).for_service(
+            service
+        )
         rec = recommend(inputs, scaling.state, now, params)
         if problem is None and not rec.metrics_available:
             problem = (
@@ -423,7 +426,9 @@ class Autoscaler:
         sampling_events, sampling_turned = self._judge_sampling(
             scaling, service, sample, configured, scrape, now
         )
-        kept, scale_events = self._record_decision(scaling, rec, before, inputs, sample, now)
+        kept, scale_events = self._record_decision(
+            scaling, rec, before, inputs, sample, now, DEFAULT_PARAMS.for_service(service)
+        )
         reason_now = problem[0] if problem else None
         reason_before = scaling.problem[0] if scaling.problem else None
         events = [*sampling_events, *scale_events, *_source_events(problem, scaling.problem, rec)]
@@ -535,9 +540,11 @@ class Autoscaler:
         inputs: ScalingInputs,
         sample: ServiceSample | None,
         now: float,
+        restart_params: ScalerParams,
     ) -> tuple[dict[str, float], list[ScaleEvent]]:
         """(what a restart needs of the recommender's state, the scale Event): the observed
-        metrics, and a count change in effect as ``last_scale`` with the signals behind it."""
+        metrics, and a count change in effect as ``last_scale`` with the signals behind it.
+        ``restart_params`` are the ones ``_restored`` reads them with."""
         previous = before.replicas if before is not None else inputs.desired_replicas
         values: dict[str, float] = {}
         if sample is not None:
@@ -550,7 +557,9 @@ class Autoscaler:
         values.update({f"need.{name}": float(n) for name, n in rec.needs.items()})
         # (what a restart needs of the state goes with the decision into status.lastScale)
         token_rates = (inputs.prefill_tokens_per_second, inputs.decode_tokens_per_second)
-        kept = status_signals(rec.state, inputs.startup_seconds, token_rates=token_rates)
+        kept = status_signals(
+            rec.state, inputs.startup_seconds, restart_params, token_rates=token_rates
+        )
         values.update(kept)
         # A decision is news when it changes a count in effect: not a service's first count
         # before it was ever placed, nor a manual count. (A hold moves a count only with a
@@ -813,6 +822,7 @@ def _restored(service: InferenceService, now: float) -> ScalerState:
         signals=signals,
         signals_at=signals_at,
         scale_down_delay=float(service.spec.scaling.scale_down_delay_seconds),
+        params=DEFAULT_PARAMS.for_service(service),
     )
 
 

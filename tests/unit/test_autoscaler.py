@@ -613,6 +613,32 @@ async def test_a_restart_takes_the_newer_of_the_status_s_state_and_the_last_deci
     assert abs(rec.state.last_change_at - (now - 3 * 3600.0)) < 2.0
 
 
+@pytest.mark.parametrize("memory", [None, 3600])
+async def test_a_restart_holds_a_burst_for_the_service_s_burst_memory(memory: int | None) -> None:
+    """Status kept a burst 50 minutes ago. The default lookback (30 minutes, faded out by
+    45) has let it go; a service whose ``spec.scaling.burstMemorySeconds`` is an hour still
+    holds headroom for it after a restart, as it would have without one."""
+    now = time.time()
+    burst = {
+        "state.speed": 0.9,
+        "state.burstRise": 20.0,
+        "state.burstPeak": 22.0,
+        "state.burstJump": 20.0,
+        "state.burstSwing": 0.0,
+        "state.burstShare": 0.0,
+    }
+    body = with_kept_state(burst, now - 3000.0).model_dump(by_alias=True, exclude_none=True)
+    if memory is not None:
+        body["spec"]["scaling"]["burstMemorySeconds"] = memory
+    rec = await first_step_after_restart(type(SERVICE).model_validate(body))
+    assert rec.state.speed == 0.9
+    if memory is None:
+        assert "headroom" not in rec.needs, rec.reason
+    else:
+        assert rec.state.restored_burst is not None
+        assert "headroom" in rec.needs, rec.reason
+
+
 async def test_a_restart_that_finds_the_state_as_status_says_keeps_its_time() -> None:
     """The status a restarted operator writes is the one it found when nothing changed (its
     patch changes nothing); a state that differs is written with the time it was taken."""

@@ -374,6 +374,16 @@ class Scaling(ApiModel):
         "(a lull shorter than a start-up is served by the replicas kept; at zero its first "
         "request waits the whole start-up).",
     )
+    burst_memory_seconds: int | None = Field(
+        default=None,
+        ge=60,
+        le=86400,
+        description="How long a burst seen keeps headroom held against the next one: the "
+        "burst headroom looks back this far for the arrivals' rises and peak, and older "
+        "bursts fade out over half as long again. Longer holds replicas through longer calm "
+        "between bursts (bursts an hour or more apart); shorter costs less. Default: 1800, "
+        "or 12 times the variant's startupSeconds when that is longer.",
+    )
     schedules: list[ScalingSchedule] = Field(
         default_factory=list,
         description="Windows of known load in which at least their minReplicas run (the "

@@ -340,8 +340,8 @@ class TierraPolicy:
 
     def __init__(self, setup: ServiceSetup, params: ScalerParams = DEFAULT_PARAMS) -> None:
         self.setup = setup
-        self.params = params
-        """The recommender's tunables (an ablation changes one)."""
+        self.params = params.for_service(setup.service)
+        """The recommender's tunables (an ablation changes one), with the service's own."""
         self.state = ScalerState()
         self.reasons: list[tuple[float, str]] = []
         """(time, reason) of every change, for explanations."""

@@ -86,6 +86,8 @@ def test_defaults_enums_and_bounds() -> None:
         "schedules": [],
     }
     assert scaling["properties"]["scaleDownDelaySeconds"]["default"] == 120
+    memory = scaling["properties"]["burstMemorySeconds"]
+    assert (memory["minimum"], memory["maximum"], "default" in memory) == (60, 86400, False)
     assert spec["properties"]["placement"]["properties"]["objective"]["enum"] == [
         "cost",
         "latency",

@@ -147,6 +147,17 @@ class ScalerParams:
             latency_window_seconds=max(self.latency_window_seconds, window_seconds),
         )
 
+    def for_service(self, service: InferenceService) -> ScalerParams:
+        """These params for ``service``: its ``spec.scaling.burstMemorySeconds``, when set, is
+        the burst headroom's lookback outright (the start-up rule of the default does not
+        lengthen a lookback the user chose)."""
+        memory = service.spec.scaling.burst_memory_seconds
+        if memory is None:
+            return self
+        return replace(
+            self, headroom_lookback_seconds=float(memory), headroom_lookback_startups=0.0
+        )
+
 
 DEFAULT_PARAMS = ScalerParams()
 

@@ -51,6 +51,7 @@ from tierra_testing.autoscale import (
     run_burst,
     steady,
 )
+from tierra_testing.builders import service
 
 # --------------------------------------------------------------------------------------------
 # Bursts
@@ -174,6 +175,25 @@ def test_a_slow_start_up_holds_a_burst_for_twelve_start_up_times(startup: float)
     if startup == 300.0:
         assert all(counts[t] >= held for t in counts if 2100 <= t <= 3600)
     fading = [counts[t] for t in sorted(counts) if 360 + lookback <= t <= end]
+    assert fading == sorted(fading, reverse=True), "a fading burst never holds more later"
+    assert quiet < fading[len(fading) // 2] < held
+    assert all(counts[t] <= quiet for t in counts if t >= end + 60)
+
+
+@pytest.mark.parametrize("memory", [900, 3600])
+def test_a_service_s_burst_memory_is_the_lookback_it_holds_a_burst_for(memory: int) -> None:
+    """``spec.scaling.burstMemorySeconds`` is the lookback outright, whatever the start-up:
+    one burst is held whole for it (at 3600 s, past the 45 minutes after which the default
+    has let it go), then fades out over half as long again."""
+    assert TRUSTED.for_service(service()) == TRUSTED
+    params = TRUSTED.for_service(service(scaling={"burstMemorySeconds": memory}))
+    assert burst_lookback(60.0, params) == burst_lookback(300.0, params) == memory
+    assert burst_memory(60.0, params) == 1.5 * memory
+    end = 360.0 + 1.5 * memory
+    counts = {t: rec.replicas for t, rec in closed_loop(one_burst, end + 300, params).items()}
+    held, quiet = need_for(18.0), need_for(2.0 * 1.1) + 1
+    assert all(counts[t] >= held for t in counts if 360 <= t <= 300 + memory)
+    fading = [counts[t] for t in sorted(counts) if 360 + memory <= t <= end]
     assert fading == sorted(fading, reverse=True), "a fading burst never holds more later"
     assert quiet < fading[len(fading) // 2] < held
     assert all(counts[t] <= quiet for t in counts if t >= end + 60)
