@@ -429,8 +429,6 @@ class Autoscaler:
         kept, scale_events = self._record_decision(
             scaling, rec, before, inputs, sample, now, DEFAULT_PARAMS.for_service(service)
         )
-        reason_now = problem[0] if problem else None
-        reason_before = scaling.problem[0] if scaling.problem else None
         events = [*sampling_events, *scale_events, *_source_events(problem, scaling.problem, rec)]
         if rec.mode == "manual" and (before is None or before.mode != "manual"):
             events.append(ScaleEvent("ManualScaling", rec.reason))
@@ -447,7 +445,7 @@ class Autoscaler:
             or rec.replicas != before.replicas
             or rec.mode != before.mode
             or rec.metrics_available != before.metrics_available
-            or reason_now != reason_before
+            or _reason(problem) != _reason(scaling.problem)
             or slo_met != scaling.slo_met
             or reach_changed
             or limit_changed
@@ -748,9 +746,8 @@ def _source_events(
     problem: tuple[str, str] | None, before: tuple[str, str] | None, rec: Recommendation
 ) -> list[ScaleEvent]:
     """The Event of the metrics source's problem turning (``problem``, from ``before``)."""
-    reason_now = problem[0] if problem else None
-    reason_before = before[0] if before else None
-    if reason_now == reason_before:
+    reason_before = _reason(before)
+    if _reason(problem) == reason_before:
         return []
     # (no Prometheus configured at all is a standing configuration, said by the condition
     # alone: one Warning per service would be noise)
@@ -759,6 +756,11 @@ def _source_events(
     if problem is None and reason_before not in (None, "NoMetricsSource"):
         return [ScaleEvent("MetricsAvailable", "metrics are back: " + rec.reason)]
     return []
+
+
+def _reason(problem: tuple[str, str] | None) -> str | None:
+    """The reason of a metrics source's problem (None: no problem)."""
+    return problem[0] if problem else None
 
 
 def _scrape_note(configured: float, in_effect: float) -> str | None:
