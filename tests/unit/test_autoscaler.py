@@ -500,6 +500,18 @@ async def test_the_rate_signals_are_sampled_and_the_state_goes_into_last_scale()
     assert "state.speed" in report.state and report.state_time is not None
 
 
+KEPT_BURST = {
+    "state.speed": 0.9,
+    "state.burstRise": 20.0,
+    "state.burstPeak": 22.0,
+    "state.burstJump": 20.0,
+    "state.burstSwing": 0.0,
+    "state.burstShare": 0.0,
+}
+"""A burst of 20 req/s (to a peak of 22) in the state status kept, with a service-rate
+estimate of 0.9."""
+
+
 async def first_step_after_restart(restarted: Any) -> Any:
     """The recommendation of a new autoscaler's first step for ``restarted`` on six replicas
     at a quiet load."""
@@ -584,14 +596,6 @@ async def test_a_restart_takes_the_newer_of_the_status_s_state_and_the_last_deci
         return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now - seconds_ago))
 
     kept_at = 30.0 if newer == "state" else 4 * 3600.0
-    burst = {
-        "state.speed": 0.9,
-        "state.burstRise": 20.0,
-        "state.burstPeak": 22.0,
-        "state.burstJump": 20.0,
-        "state.burstSwing": 0.0,
-        "state.burstShare": 0.0,
-    }
     last_scale = {
         "time": stamp(3 * 3600.0),
         "from": "2",
@@ -599,7 +603,7 @@ async def test_a_restart_takes_the_newer_of_the_status_s_state_and_the_last_deci
         "reason": "x",
         "signals": {"state.speed": 0.8},
     }
-    restarted = with_kept_state(burst, now - kept_at, lastScale=last_scale)
+    restarted = with_kept_state(KEPT_BURST, now - kept_at, lastScale=last_scale)
     rec = await first_step_after_restart(restarted)
     if newer == "state":
         assert rec.state.speed == 0.9
@@ -619,15 +623,7 @@ async def test_a_restart_holds_a_burst_for_the_service_s_burst_memory(memory: in
     45) has let it go; a service whose ``spec.scaling.burstMemorySeconds`` is an hour still
     holds headroom for it after a restart, as it would have without one."""
     now = time.time()
-    burst = {
-        "state.speed": 0.9,
-        "state.burstRise": 20.0,
-        "state.burstPeak": 22.0,
-        "state.burstJump": 20.0,
-        "state.burstSwing": 0.0,
-        "state.burstShare": 0.0,
-    }
-    body = with_kept_state(burst, now - 3000.0).model_dump(by_alias=True, exclude_none=True)
+    body = with_kept_state(KEPT_BURST, now - 3000.0).model_dump(by_alias=True, exclude_none=True)
     if memory is not None:
         body["spec"]["scaling"]["burstMemorySeconds"] = memory
     rec = await first_step_after_restart(type(SERVICE).model_validate(body))
