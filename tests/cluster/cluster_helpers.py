@@ -118,6 +118,46 @@ def wait_condition(
     return body
 
 
+def events(clients: Clients, namespace: str, name: str) -> list[Any]:
+    """The Events about the object ``name`` in ``namespace`` (on the central cluster)."""
+    return [
+        e
+        for e in client.CoreV1Api(clients["central"]).list_namespaced_event(namespace).items
+        if e.involved_object.name == name
+    ]
+
+
+def wait_event(
+    clients: Clients,
+    wait_for: WaitFor,
+    namespace: str,
+    name: str,
+    reason: str,
+    type_: str | None = None,
+    message: str = "",
+    timeout: float = 15.0,
+) -> list[Any]:
+    """The object's Events once one has ``reason`` (and ``type_``, and ``message`` in its
+    message). The operator posts its Events beside the status writes a test waits on, not
+    before them, so a single read can fall between the two."""
+
+    def said() -> list[Any]:
+        found = events(clients, namespace, name)
+        matched = any(
+            e.reason == reason
+            and (type_ is None or e.type == type_)
+            and message in (e.message or "")
+            for e in found
+        )
+        return found if matched else []
+
+    kind = f"{type_} " if type_ else ""
+    found: list[Any] = wait_for(
+        said, timeout=timeout, what=f"a {kind}{reason} Event about {namespace}/{name}"
+    )
+    return found
+
+
 def all_children(clients: Clients, name: str) -> dict[str, list[Any]]:
     return {
         cluster: children(clients, cluster, name) + children(clients, cluster, name, "services")

@@ -28,11 +28,13 @@ from cluster_helpers import (
     children,
     condition,
     create,
+    events,
     get_service,
     running_operator,
     running_pods,
     service_manifest,
     wait_condition,
+    wait_event,
     wait_placed,
     wait_pool_free,
 )
@@ -182,14 +184,6 @@ def observed_at(clients: Clients, namespace: str, name: str) -> float:
     return datetime.datetime.fromisoformat(str(stamp).replace("Z", "+00:00")).timestamp()
 
 
-def events(clients: Clients, namespace: str, name: str) -> list[Any]:
-    return [
-        e
-        for e in client.CoreV1Api(clients["central"]).list_namespaced_event(namespace).items
-        if e.involved_object.name == name
-    ]
-
-
 def desired_in_members(clients: Clients, name: str) -> int:
     return sum(
         d.spec.replicas or 0
@@ -273,8 +267,9 @@ def test_load_step_scales_up_at_once_and_down_after_the_delay(
     # The first requests queue while the first replica starts, and the autoscaler plans for
     # replicas 30 % slower than profiled until it has seen them serve: a transient ask for a
     # few more must come back down after the scale-down delay (20 s) at a steady 1 request/s.
-    # (steady for a few seconds, so the first change after the step is the step's)
-    before = wait_settled(clients, namespace, "step", quiet=8.0, at_most=2)
+    # (steady for longer than the delay, so the first change after the step is the step's and
+    # not a scale-down still pending)
+    before = wait_settled(clients, namespace, "step", quiet=25.0, at_most=2)
 
     stepped_at, stepped_wall = time.monotonic(), time.time()
     twin.set_load(namespace, "step", rate=10.0, prompt_tokens=500, output_tokens=100)
@@ -308,7 +303,7 @@ def test_load_step_scales_up_at_once_and_down_after_the_delay(
         timeout=60,
         what=f"{after} pods Running in the member cluster",
     )
-    assert any(e.reason == "ScaledUp" for e in events(clients, namespace, "step"))
+    wait_event(clients, wait_for, namespace, "step", "ScaledUp")
     # The SLO recovers once the new replicas serve and the overload leaves the 1-minute window.
     wait_for(
         lambda: (
@@ -348,7 +343,7 @@ def test_load_step_scales_up_at_once_and_down_after_the_delay(
         timeout=30,
         what="member Deployments follow the scale-down",
     )
-    assert any(e.reason == "ScaledDown" for e in events(clients, namespace, "step"))
+    wait_event(clients, wait_for, namespace, "step", "ScaledDown")
     twin.clear_load(namespace, "step")
 
 
@@ -492,7 +487,8 @@ def test_a_schedule_s_replicas_serve_from_its_start_and_leave_after_it(
     # held past the close for the scale-down delay)
     twin.set_load(namespace, "planned", rate=0.25, prompt_tokens=500, output_tokens=100)
     time.sleep(max(0.0, start - 5 - 3 - time.time()))
-    assert recommended(clients, namespace, "planned") == 1, "scaled before the start-up's lead"
+    # (not yet the schedule's 4; a noisy sample may have asked for a second)
+    assert (recommended(clients, namespace, "planned") or 0) < 4, "scaled before the lead"
 
     wait_for(
         lambda: (recommended(clients, namespace, "planned") or 0) >= 4,
@@ -504,15 +500,13 @@ def test_a_schedule_s_replicas_serve_from_its_start_and_leave_after_it(
     # A start-up (5 s) ahead, within a metrics interval and a reconcile (slack for CI).
     assert start - 5 - 1.5 <= asked <= start - 5 + 6, asked - start
     last = status(clients, namespace, "planned").get("lastScale") or {}
-    assert last.get("reason", "").startswith("scale up 1 -> 4: schedule launch holds 4 from "), last
+    said = last.get("reason", "")
+    assert re.match(r"scale up \d -> 4: schedule launch holds 4 from ", said), last
     # (what a restart needs of the recommender's state goes with every status: the real
     # apiserver's schema keeps it)
     scaled = status(clients, namespace, "planned").get("autoscaling") or {}
     assert "state.speed" in (scaled.get("state") or {}) and scaled.get("stateTime"), scaled
-    assert any(
-        e.reason == "ScaledUp" and "schedule launch" in (e.message or "")
-        for e in events(clients, namespace, "planned")
-    )
+    wait_event(clients, wait_for, namespace, "planned", "ScaledUp", message="schedule launch")
     # Serving from the start: Ready on the kwok nodes, then the twin's 5 s start-up.
     wait_serving(twin, wait_for, namespace, "planned", 4)
     assert time.time() <= start + 8, time.time() - start
@@ -528,7 +522,14 @@ def test_a_schedule_s_replicas_serve_from_its_start_and_leave_after_it(
     twin.clear_load(namespace, "planned")
 
     # A line the schema lets through but cron's ranges do not: reported, nothing touched.
-    wait_for(lambda: desired_in_members(clients, "planned") == 1, timeout=30, what="1 replica")
+    wait_for(
+        lambda: (
+            desired_in_members(clients, "planned") == 1
+            and len(running_pods(clients, "central", "planned")) == 1
+        ),
+        timeout=60,
+        what="1 replica, its pods gone but one",
+    )
     broken = {"spec": {"scaling": {**scaling, "schedules": [{**launch, "start": "61 * * * *"}]}}}
     client.CustomObjectsApi(clients["central"]).patch_namespaced_custom_object(
         "tierra.dev", "v1alpha1", namespace, "inferenceservices", "planned", broken
@@ -545,12 +546,7 @@ def test_a_schedule_s_replicas_serve_from_its_start_and_leave_after_it(
     )
     assert placed["status"] == "False"
     assert "not a cron expression (Bad minute)" in placed["message"], placed
-    # (the Event is posted after the condition is written)
-    wait_for(
-        lambda: any(e.reason == "InvalidSpec" for e in events(clients, namespace, "planned")),
-        timeout=15,
-        what="an InvalidSpec Event",
-    )
+    wait_event(clients, wait_for, namespace, "planned", "InvalidSpec")
     time.sleep(3)
     assert desired_in_members(clients, "planned") == 1
     assert len(running_pods(clients, "central", "planned")) == 1
@@ -619,10 +615,7 @@ def test_stopping_prometheus_holds_replicas_and_reports_metrics_unavailable(
         )
         assert condition(body, "MetricsAvailable")["reason"] == "PrometheusUnavailable"
         assert body["status"]["autoscaling"]["mode"] == "hold"
-        assert any(
-            e.reason == "MetricsUnavailable" and e.type == "Warning"
-            for e in events(clients, namespace, "held")
-        )
+        wait_event(clients, wait_for, namespace, "held", "MetricsUnavailable", "Warning")
         # Never scale down on missing data: the count holds for longer than the scale-down delay.
         held = recommended(clients, namespace, "held")
         assert held is not None and held >= 3
@@ -641,7 +634,7 @@ def test_stopping_prometheus_holds_replicas_and_reports_metrics_unavailable(
         timeout=30,
         what="MetricsAvailable=True once Prometheus is back",
     )
-    assert any(e.reason == "MetricsAvailable" for e in events(clients, namespace, "held"))
+    wait_event(clients, wait_for, namespace, "held", "MetricsAvailable")
 
 
 def test_a_prometheus_scraping_less_often_than_configured_is_measured_and_windowed_for(
@@ -692,7 +685,7 @@ def test_a_prometheus_scraping_less_often_than_configured_is_measured_and_window
         assert body["status"]["metrics"]["arrivalRate"] <= 3.0
         said_by_events = [
             (e.reason, e.type)
-            for e in events(clients, namespace, "slow")
+            for e in wait_event(clients, wait_for, namespace, "slow", "ScrapeIntervalMeasured")
             if e.reason in ("ScrapeIntervalMeasured", "MetricsIncomplete")
         ]
         assert said_by_events == [("ScrapeIntervalMeasured", "Normal")]
@@ -737,6 +730,8 @@ def test_a_full_pool_spills_into_the_next_allowed_tier(
             (b := get_service(clients, namespace, "spill")) is not None
             and (b["status"].get("autoscaling") or {}).get("recommendedReplicas") == 5
             and {p["tier"] for p in b["status"].get("placements", [])} == {"edge", "regional"}
+            # (a status can carry the new count beside the placements of the one before)
+            and sum(p["replicas"] for p in b["status"]["placements"]) == 5
             and b
         ),
         timeout=60,
@@ -822,12 +817,16 @@ def test_scaled_to_zero_wakes_on_the_first_requests_through_a_gateway_signal(
     assert desired_in_members(clients, "wake") == 0
 
     twin.set_load(namespace, "wake", rate=2.0, prompt_tokens=500, output_tokens=100)
-    wait_for(
-        lambda: (recommended(clients, namespace, "wake") or 0) >= 1,
+    woken = wait_for(
+        lambda: (
+            (scaled := status(clients, namespace, "wake").get("autoscaling") or {})
+            and (scaled.get("recommendedReplicas") or 0) >= 1
+            and scaled
+        ),
         timeout=30,
         what="activation by the first requests",
     )
-    assert "activation" in status(clients, namespace, "wake")["autoscaling"]["reason"]
+    assert "activation" in woken["reason"], woken
     wait_for(
         lambda: len(running_pods(clients, "central", "wake")) >= 1,
         timeout=60,
@@ -1000,9 +999,8 @@ def test_a_ttft_goal_the_variant_cannot_meet_is_a_condition_and_a_warning(
         timeout=60,
         what="the p95 TTFT over the goal said in the reason, not chased",
     )
-    warnings = [
-        e for e in events(clients, namespace, "long-prompts") if e.reason == "SLOOutOfReach"
-    ]
+    said_by_events = wait_event(clients, wait_for, namespace, "long-prompts", "SLOOutOfReach")
+    warnings = [e for e in said_by_events if e.reason == "SLOOutOfReach"]
     assert len(warnings) == 1 and warnings[0].type == "Warning", warnings
     twin.clear_load(namespace, "long-prompts")
 
@@ -1142,9 +1140,8 @@ def test_a_service_moves_off_a_variant_that_cannot_serve_its_requests_within_the
         timeout=180,
         what="moved to regional, SLOReachable=True",
     )
-    said = [(e.reason, e.type) for e in events(clients, namespace, "orin-first")]
-    assert ("SLOOutOfReach", "Warning") in said, said
-    assert ("SLOWithinReach", "Normal") in said, said
+    wait_event(clients, wait_for, namespace, "orin-first", "SLOOutOfReach", "Warning")
+    wait_event(clients, wait_for, namespace, "orin-first", "SLOWithinReach", "Normal")
     record = moved["status"]["migrations"][-1]
     assert record["trigger"] == "SLO", record
     assert record["from"] == ["edge/orin/orin"], record

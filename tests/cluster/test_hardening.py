@@ -36,6 +36,7 @@ from cluster_helpers import (
     create,
     get_service,
     running_operator,
+    wait_event,
     wait_placed,
 )
 from kubernetes import client, watch
@@ -533,8 +534,7 @@ def test_a_name_taken_by_someone_elses_object_is_reported_and_left_alone(
         assert {f.manager for f in after.metadata.managed_fields} & {"tierra"} == set()
         assert after.metadata.labels == {"team": "someone-else"}
         assert after.spec.template.spec.containers[0].image == "nginx:1.27"
-        events = client.CoreV1Api(clients["central"]).list_namespaced_event(namespace).items
-        assert any(e.reason == "NameConflict" for e in events)
+        wait_event(clients, wait_for, namespace, "squatted", "NameConflict")
         # Once the name is free, the service is placed.
         apps.delete_namespaced_deployment(child, namespace)
         wait_placed(clients, wait_for, namespace, "squatted", status="True", timeout=90)

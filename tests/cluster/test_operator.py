@@ -28,6 +28,7 @@ from cluster_helpers import (
     get_service,
     node_pool,
     running_pods,
+    wait_event,
     wait_placed,
     wait_pool_free,
 )
@@ -218,12 +219,7 @@ def test_unsatisfiable_reports_placed_false_without_hot_loop(
     assert placed["reason"] == "PartiallyPlaced"
     assert "1 unplaced" in placed["message"] and "full" in placed["message"]
     assert sum(p["replicas"] for p in body["status"]["placements"]) == 2
-    events = (
-        client.CoreV1Api(clients["central"])
-        .list_namespaced_event(namespace, field_selector="involvedObject.name=too-big")
-        .items
-    )
-    assert any(e.reason == "PlacementFailed" and e.type == "Warning" for e in events)
+    wait_event(clients, wait_for, namespace, "too-big", "PlacementFailed", "Warning")
     # Once settled, retries back off exponentially (5 s, 10 s, 20 s, ...): no hot loop.
     time.sleep(10)
     before = operator.metric("tierra_reconcile_total")
