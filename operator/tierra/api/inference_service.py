@@ -377,12 +377,14 @@ class Scaling(ApiModel):
     burst_memory_seconds: int | None = Field(
         default=None,
         ge=60,
-        le=86400,
+        le=14400,
         description="How long a burst seen keeps headroom held against the next one: the "
         "burst headroom looks back this far for the arrivals' rises and peak, and older "
         "bursts fade out over half as long again. Longer holds replicas through longer calm "
-        "between bursts (bursts an hour or more apart); shorter costs less. Default: 1800, "
-        "or 12 times the variant's startupSeconds when that is longer.",
+        "between bursts (bursts an hour or more apart); shorter costs less. Each decision "
+        "reads the whole history, so the operator's CPU grows with it. Load known a day "
+        "ahead belongs in schedules. Default: 1800, or 12 times the variant's "
+        "startupSeconds when that is longer.",
     )
     schedules: list[ScalingSchedule] = Field(
         default_factory=list,

@@ -87,7 +87,7 @@ def test_defaults_enums_and_bounds() -> None:
     }
     assert scaling["properties"]["scaleDownDelaySeconds"]["default"] == 120
     memory = scaling["properties"]["burstMemorySeconds"]
-    assert (memory["minimum"], memory["maximum"], "default" in memory) == (60, 86400, False)
+    assert (memory["minimum"], memory["maximum"], "default" in memory) == (60, 14400, False)
     assert spec["properties"]["placement"]["properties"]["objective"]["enum"] == [
         "cost",
         "latency",
